@@ -1,0 +1,182 @@
+/**
+ * Sources for the chunk engine: a regular file read with random access (`fromFile`), or a
+ * sequential stream such as stdin (`fromStream`).
+ *
+ * Reads go into caller-owned buffers, so the engine can reuse a fixed pool and memory stays
+ * bounded by chunk size times chunks in flight, never by file size.
+ *
+ * @module
+ */
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import type { Readable } from "node:stream"
+import type { SourceIdentity } from "./ChunkProcessor.js"
+import { fromSystemError, IoError } from "./Error.js"
+
+/** A byte source. */
+export interface ChunkInput {
+  /** The path, or `"stdin"` / a stream label, for messages. */
+  readonly description: string
+  /** Size in bytes when known up front (regular files), else `undefined`. */
+  readonly size: number | undefined
+  /** Identity for checkpoints (regular files only). */
+  readonly identity: SourceIdentity | undefined
+  /** True when `read` accepts any position; false for streams (positions must be sequential). */
+  readonly randomAccess: boolean
+  /**
+   * Reads up to `length` bytes at byte `position` into `buffer[offset..]`; resolves with the
+   * count read, which is less than `length` only at end of input. Sequential sources fail
+   * with `IoError` when `position` is not where the previous read ended.
+   */
+  readonly read: (position: number, buffer: Uint8Array, offset: number, length: number) => Effect.Effect<number, IoError>
+  readonly close: () => Effect.Effect<void>
+}
+
+/** Stats a path and returns its identity (size, mtime/ctime in ns, inode, device). */
+export const statIdentity = (path: string): Effect.Effect<SourceIdentity, IoError> =>
+  Effect.tryPromise({
+    try: () => fs.promises.stat(path, { bigint: true }),
+    catch: (e) => fromSystemError("stat", path, e)
+  }).pipe(
+    Effect.map((st) => ({
+      path,
+      size: Number(st.size),
+      mtimeNs: st.mtimeNs.toString(),
+      ctimeNs: st.ctimeNs.toString(),
+      ino: st.ino.toString(),
+      dev: st.dev.toString()
+    }))
+  )
+
+/**
+ * Opens a regular file for random-access reads.
+ *
+ * @throws IoError NotFound / PermissionDenied / IsDirectory, naming the path.
+ */
+export const fromFile = (path: string): Effect.Effect<ChunkInput, IoError> =>
+  Effect.gen(function*() {
+    const handle = yield* Effect.tryPromise({
+      try: () => fs.promises.open(path, "r"),
+      catch: (e) => fromSystemError("open", path, e)
+    })
+    const st = yield* Effect.tryPromise({
+      try: () => handle.stat({ bigint: true }),
+      catch: (e) => fromSystemError("stat", path, e)
+    })
+    if (!st.isFile()) {
+      yield* Effect.promise(() => handle.close())
+      return yield* Effect.fail(
+        new IoError({ reason: st.isDirectory() ? "IsDirectory" : "Unknown", operation: "open", path, detail: "not a regular file" })
+      )
+    }
+    const identity: SourceIdentity = {
+      path,
+      size: Number(st.size),
+      mtimeNs: st.mtimeNs.toString(),
+      ctimeNs: st.ctimeNs.toString(),
+      ino: st.ino.toString(),
+      dev: st.dev.toString()
+    }
+    const fd = handle.fd
+    const input: ChunkInput = {
+      description: path,
+      size: identity.size,
+      identity,
+      randomAccess: true,
+      // fs.read with a raw fd avoids FileHandle's per-call promise bookkeeping on the hot path.
+      read: (position, buffer, offset, length) =>
+        Effect.callback<number, IoError>((resume) => {
+          fs.read(fd, buffer, offset, length, position, (err, n) => {
+            if (err) resume(Effect.fail(fromSystemError("read", path, err)))
+            else resume(Effect.succeed(n))
+          })
+        }).pipe(Effect.flatMap((n) => n < length && n > 0 && position + n < identity.size
+          ? Effect.suspend(() => input.read(position + n, buffer, offset + n, length - n)).pipe(Effect.map((m) => n + m))
+          : Effect.succeed(n))),
+      close: () => Effect.promise(() => handle.close().catch(() => undefined))
+    }
+    return input
+  })
+
+/**
+ * Wraps a Node readable stream (stdin, a pipe) as a sequential source.
+ * Memory: at most one pending stream chunk beyond what the engine asked for.
+ */
+export const fromStream = (stream: Readable, description = "stdin"): ChunkInput => {
+  let position = 0
+  let pending: Buffer | undefined
+  let ended = false
+  let failure: Error | undefined
+  let waiter: (() => void) | undefined
+  const wake = () => {
+    const w = waiter
+    waiter = undefined
+    w?.()
+  }
+  stream.on("readable", wake)
+  stream.on("end", () => {
+    ended = true
+    wake()
+  })
+  stream.on("error", (e) => {
+    failure = e
+    wake()
+  })
+  const next = (): Promise<Buffer | undefined> =>
+    new Promise((resolve, reject) => {
+      const attempt = () => {
+        if (pending) {
+          const p = pending
+          pending = undefined
+          return resolve(p)
+        }
+        const b = stream.read() as Buffer | null
+        if (b) return resolve(b)
+        if (failure) return reject(failure)
+        if (ended || stream.readableEnded) return resolve(undefined)
+        waiter = attempt
+      }
+      attempt()
+    })
+  const readInto = async (buffer: Uint8Array, offset: number, length: number): Promise<number> => {
+    let got = 0
+    while (got < length) {
+      const b = await next()
+      if (!b) break
+      const take = Math.min(b.length, length - got)
+      buffer.set(b.subarray(0, take), offset + got)
+      got += take
+      if (take < b.length) pending = b.subarray(take)
+    }
+    return got
+  }
+  return {
+    description,
+    size: undefined,
+    identity: undefined,
+    randomAccess: false,
+    read: (pos, buffer, offset, length) =>
+      pos !== position
+        ? Effect.fail(new IoError({ reason: "Unknown", operation: "read", path: description, detail: `cannot seek a stream (to ${pos}, at ${position})` }))
+        : Effect.tryPromise({
+          try: () => readInto(buffer, offset, length),
+          catch: (e) => fromSystemError("read", description, e)
+        }).pipe(Effect.tap((n) => Effect.sync(() => { position += n }))),
+    close: () => Effect.sync(() => stream.destroy())
+  }
+}
+
+/** A source over bytes in memory (tests, small inputs). */
+export const fromBytes = (bytes: Uint8Array, description = "memory"): ChunkInput => ({
+  description,
+  size: bytes.length,
+  identity: undefined,
+  randomAccess: true,
+  read: (position, buffer, offset, length) =>
+    Effect.sync(() => {
+      const n = Math.max(0, Math.min(length, bytes.length - position))
+      buffer.set(bytes.subarray(position, position + n), offset)
+      return n
+    }),
+  close: () => Effect.void
+})

@@ -1,0 +1,224 @@
+/**
+ * Sinks for the chunk engine.
+ *
+ * `toFile(path)` never leaves a half-written file under `path`: bytes go to
+ * `<path>.partial` (mode 0600, since it may hold staged plaintext), which is fsynced and
+ * then moved into place on `commit`. Without `overwrite`, an existing `path` is never
+ * replaced: the move is a hard link, which fails atomically when the name is taken.
+ *
+ * @module
+ */
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as nodePath from "node:path"
+import type { Writable } from "node:stream"
+import { fromSystemError, IoError } from "./Error.js"
+
+/** A byte sink, written strictly in order. */
+export interface ChunkOutput {
+  /** The final path, or `"stdout"`, for messages. */
+  readonly description: string
+  /** True when an interrupted write can be continued (`open({ resumeAt })`). */
+  readonly resumable: boolean
+  /** Bytes written so far (including bytes kept from a resumed run). */
+  readonly position: () => number
+  /**
+   * Opens the sink. With `resumeAt`, continues an earlier `.partial` truncated to exactly
+   * `resumeAt` bytes; fails with `IoError` when it is missing or shorter.
+   */
+  readonly open: (options?: { readonly resumeAt?: number }) => Effect.Effect<void, IoError>
+  /** Appends buffers in order (one vectored write where possible). */
+  readonly write: (buffers: ReadonlyArray<Uint8Array>) => Effect.Effect<void, IoError>
+  /** Makes everything written so far durable (fdatasync). */
+  readonly sync: () => Effect.Effect<void, IoError>
+  /** fsyncs and publishes the output under its final name. */
+  readonly commit: () => Effect.Effect<void, IoError>
+  /** Stops writing. `keepPartial` keeps `<out>.partial` for a later resume; otherwise it is removed. */
+  readonly abort: (options: { readonly keepPartial: boolean }) => Effect.Effect<void>
+}
+
+/** Options of {@link toFile}. */
+export interface FileOutputOptions {
+  /** Replace an existing output file on commit. Default false: an existing file is an error. */
+  readonly overwrite?: boolean
+  /** File mode of the output, default 0o600. */
+  readonly mode?: number
+}
+
+/** The staging name used for `path`. */
+export const partialPath = (path: string): string => `${path}.partial`
+
+const io = <A>(operation: string, path: string, f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (e) => fromSystemError(operation, path, e) })
+
+/** fsyncs a directory so a rename or link in it survives a crash. */
+export const syncDirectory = (dir: string): Effect.Effect<void> =>
+  Effect.promise(async () => {
+    const h = await fs.promises.open(dir, "r").catch(() => undefined)
+    if (h) await h.sync().catch(() => undefined).finally(() => h.close())
+  })
+
+/** A file sink staged as `<path>.partial`. */
+export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutput => {
+  const staging = partialPath(path)
+  const mode = options.mode ?? 0o600
+  let fd = -1
+  let position = 0
+  const closeFd = () =>
+    Effect.promise(() =>
+      fd < 0 ? Promise.resolve() : new Promise<void>((r) => {
+        const f = fd
+        fd = -1
+        fs.close(f, () => r())
+      })
+    )
+  const refuseExisting = io("create", path, async () => {
+    if (options.overwrite) return
+    const exists = await fs.promises.lstat(path).then(() => true, () => false)
+    if (exists) {
+      throw Object.assign(new Error("exists"), { code: "EEXIST" })
+    }
+  })
+  const self: ChunkOutput = {
+    description: path,
+    resumable: true,
+    position: () => position,
+    open: (o = {}) =>
+      Effect.gen(function*() {
+        yield* refuseExisting
+        if (o.resumeAt === undefined) {
+          // A stale .partial is Cage's own staging file from an abandoned run: start it over.
+          fd = yield* io("create", staging, () => fs.promises.open(staging, "w", mode).then((h) => h.fd))
+          yield* io("chmod", staging, () => fs.promises.chmod(staging, mode))
+          position = 0
+        } else {
+          const resumeAt = o.resumeAt
+          fd = yield* io("open", staging, () => fs.promises.open(staging, "r+").then((h) => h.fd))
+          const size = yield* io("stat", staging, () => fs.promises.stat(staging).then((s) => s.size))
+          if (size < resumeAt) {
+            yield* closeFd()
+            return yield* Effect.fail(new IoError({ reason: "Unknown", operation: "resume", path: staging, detail: `holds ${size} bytes, the checkpoint expects at least ${resumeAt}` }))
+          }
+          // Bytes past the checkpoint were written after the last durable boundary: redo them.
+          yield* io("truncate", staging, () => new Promise<void>((res, rej) => fs.ftruncate(fd, resumeAt, (e) => e ? rej(e) : res())))
+          position = resumeAt
+        }
+      }),
+    write: (buffers) =>
+      Effect.callback<void, IoError>((resume) => {
+        let total = 0
+        for (const b of buffers) total += b.length
+        if (total === 0) return resume(Effect.void)
+        const at = position
+        const loop = (bufs: ReadonlyArray<Uint8Array>, pos: number, left: number) => {
+          fs.writev(fd, bufs as Array<NodeJS.ArrayBufferView>, pos, (err, n) => {
+            if (err) return resume(Effect.fail(fromSystemError("write", staging, err)))
+            if (n === left) {
+              position = at + total
+              return resume(Effect.void)
+            }
+            // Short write: skip what was written and continue with the rest.
+            let skip = n
+            const rest: Array<Uint8Array> = []
+            for (const b of bufs) {
+              if (skip >= b.length) skip -= b.length
+              else {
+                rest.push(skip > 0 ? b.subarray(skip) : b)
+                skip = 0
+              }
+            }
+            loop(rest, pos + n, left - n)
+          })
+        }
+        loop(buffers, at, total)
+      }),
+    sync: () =>
+      Effect.callback<void, IoError>((resume) => {
+        fs.fdatasync(fd, (err) => resume(err ? Effect.fail(fromSystemError("sync", staging, err)) : Effect.void))
+      }),
+    commit: () =>
+      Effect.gen(function*() {
+        yield* io("sync", staging, () => new Promise<void>((res, rej) => fs.fsync(fd, (e) => e ? rej(e) : res())))
+        yield* closeFd()
+        if (options.overwrite) {
+          yield* io("rename", path, () => fs.promises.rename(staging, path))
+        } else {
+          // link() fails with EEXIST instead of silently replacing a file created meanwhile.
+          yield* io("create", path, () => fs.promises.link(staging, path))
+          yield* io("unlink", staging, () => fs.promises.unlink(staging))
+        }
+        yield* syncDirectory(nodePath.dirname(nodePath.resolve(path)))
+      }),
+    abort: ({ keepPartial }) =>
+      Effect.gen(function*() {
+        if (fd >= 0 && keepPartial) {
+          yield* Effect.promise(() => new Promise<void>((r) => fs.fdatasync(fd, () => r())))
+        }
+        yield* closeFd()
+        if (!keepPartial) yield* Effect.promise(() => fs.promises.unlink(staging).catch(() => undefined))
+      })
+  }
+  return self
+}
+
+/**
+ * A sink over a Node writable (stdout, a pipe), honouring backpressure. Not resumable:
+ * what was written cannot be taken back, so commit and abort only end the stream.
+ */
+export const toStream = (stream: Writable, description = "stdout"): ChunkOutput => {
+  let position = 0
+  const writeOne = (b: Uint8Array) =>
+    new Promise<void>((resolve, reject) => {
+      const ok = stream.write(b, (e) => (e ? reject(e) : undefined))
+      if (ok) resolve()
+      else stream.once("drain", resolve)
+    })
+  return {
+    description,
+    resumable: false,
+    position: () => position,
+    open: () => Effect.void,
+    write: (buffers) =>
+      io("write", description, async () => {
+        for (const b of buffers) {
+          if (b.length > 0) await writeOne(b)
+          position += b.length
+        }
+      }),
+    sync: () => Effect.void,
+    commit: () =>
+      io("close", description, () =>
+        new Promise<void>((resolve) => {
+          if (stream === process.stdout || stream === process.stderr) resolve()
+          else stream.end(() => resolve())
+        })),
+    abort: () => Effect.void
+  }
+}
+
+/** An in-memory sink (tests). `bytes()` returns everything written. */
+export const toMemory = (): ChunkOutput & { readonly bytes: () => Uint8Array; readonly committed: () => boolean } => {
+  let parts: Array<Uint8Array> = []
+  let committed = false
+  let position = 0
+  return {
+    description: "memory",
+    resumable: false,
+    position: () => position,
+    open: () => Effect.sync(() => {
+      parts = []
+      position = 0
+    }),
+    write: (buffers) => Effect.sync(() => {
+      for (const b of buffers) {
+        parts.push(Uint8Array.from(b))
+        position += b.length
+      }
+    }),
+    sync: () => Effect.void,
+    commit: () => Effect.sync(() => { committed = true }),
+    abort: () => Effect.void,
+    bytes: () => Buffer.concat(parts),
+    committed: () => committed
+  }
+}

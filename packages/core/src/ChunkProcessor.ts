@@ -1,0 +1,162 @@
+/**
+ * The chunk processor plugin interface: how Cage's engine talks to ciphers, digests,
+ * validators and third-party plugins.
+ *
+ * ## Contract
+ *
+ * A processor is created by a factory (`agcmEncrypt(options)`, `jsonValidate()`...) and
+ * used for exactly one run. The engine calls, in this order:
+ *
+ * 1. `init(context)` once, before any chunk. It may read the input header (only the first
+ *    processor of a pipeline may, and only it may set `framing`), restore its state from a
+ *    checkpoint (`context.resume`), and return a `header` to write before any chunk output.
+ * 2. `process(chunk, data)` (or `processSegment`) for every chunk of the plan that is not
+ *    already completed in a checkpoint.
+ *    - `capabilities.ordered === true`: calls come in chunk-index order, never concurrently.
+ *    - `capabilities.ordered === false`: calls may overlap and arrive out of order; the
+ *      engine still writes transform output in order.
+ *    - A `"transform"` returns the bytes that replace the chunk downstream (any length,
+ *      possibly empty). An `"observer"` returns `undefined`: it must not mutate `data`, and
+ *      the next processor receives the same bytes.
+ *    - `data` is only valid until the returned effect completes: the engine reuses buffers.
+ *      Copy what you keep. Returned bytes are owned by the engine.
+ * 3. `finalize(context)` once, after the final chunk. It may return a `trailer` (written
+ *    after all chunk output) and a JSON `result` (a digest, a manifest reference...) that
+ *    the engine reports in the run summary.
+ *
+ * ## Failures
+ *
+ * Any failure of `init`, `process` or `finalize` is fatal to the run: the engine stops
+ * reading, waits for in-flight work, wraps the error in `ProcessorError` with the chunk
+ * index, leaves no output under the final name, and keeps the checkpoint (when there is
+ * one) at the last durable chunk boundary so the run can resume. Throwing inside an effect
+ * is a defect and is reported the same way (never a hang). A processor must fail with a
+ * tagged error that has an `exitCode` (see `ExitCode`) when it knows the class of failure,
+ * e.g. 3 for an authentication failure.
+ *
+ * ## Secrets
+ *
+ * `options` and `snapshot()` are written to checkpoints, manifests and audit logs: they
+ * must never hold a key, passphrase or plaintext.
+ *
+ * @module
+ */
+import type { Effect } from "effect"
+import type { ChunkPlan, ChunkSpec, Framing } from "./ChunkSpec.js"
+
+/** Version of this interface. A processor built for another major version is refused. */
+export const PROCESSOR_API_VERSION = 1
+
+/** A JSON value: what options, snapshots and results may hold. */
+export type JsonValue = null | boolean | number | string | ReadonlyArray<JsonValue> | { readonly [k: string]: JsonValue }
+
+/** What a processor declares about itself. */
+export interface ProcessorCapabilities {
+  /** `"transform"` replaces chunk bytes (cipher, compression); `"observer"` only reads them (digest, validation). */
+  readonly kind: "transform" | "observer"
+  /** True when `process` must see chunks in index order, one at a time. */
+  readonly ordered: boolean
+  /**
+   * True (default) when `snapshot()` captures all state needed to continue after the
+   * completed chunks. False for processors whose state cannot be saved (a running
+   * SHA-256): on resume the engine replays the completed chunks through them, reading the
+   * input again but writing nothing.
+   */
+  readonly resumable?: boolean
+}
+
+/** Identity of a source, recorded in checkpoints to detect that it changed. */
+export interface SourceIdentity {
+  readonly path: string
+  /** Size in bytes. */
+  readonly size: number
+  /** Modification time in ns since the epoch, as a decimal string (exceeds 2^53). */
+  readonly mtimeNs: string
+  /** Status change time in ns since the epoch, as a decimal string. */
+  readonly ctimeNs: string
+  readonly ino: string
+  readonly dev: string
+}
+
+/** What `init` learns about the run. */
+export interface InitContext {
+  /** Human description of the input: a path, or `"stdin"`. */
+  readonly input: string
+  /** Input size in bytes, or `undefined` for a stream of unknown length. */
+  readonly inputSize: number | undefined
+  /** The configured chunk size in bytes (the processor may override it through `framing`). */
+  readonly chunkBytes: number
+  /**
+   * Reads the first `length` bytes of the input (a format header). Only for the first
+   * processor of the pipeline. Fails with `IoError`, or returns fewer bytes at end of input.
+   */
+  readonly readHeader: (length: number) => Effect.Effect<Uint8Array, unknown>
+  /** The processor's `snapshot()` from the checkpoint, when resuming. */
+  readonly resume: JsonValue | undefined
+}
+
+/** What `init` returns. Every field is optional. */
+export interface InitResult {
+  /** How the input is laid out (header length, chunk size, final-chunk rule). First processor only. */
+  readonly framing?: Framing
+  /** Bytes written to the output before any chunk output (skipped when resuming). */
+  readonly header?: Uint8Array
+}
+
+/** What `finalize` receives. */
+export interface FinalizeContext {
+  /** The plan that was run (for streams: the plan discovered while reading). */
+  readonly plan: ChunkPlan
+  /** Total input bytes fed through the pipeline (including chunks completed before a resume). */
+  readonly inputBytes: number
+}
+
+/** What `finalize` returns. */
+export interface FinalizeResult {
+  /** Bytes written after all chunk output. */
+  readonly trailer?: Uint8Array
+  /** A JSON summary reported by the engine (digest, counts, manifest path). No secrets. */
+  readonly result?: JsonValue
+}
+
+/**
+ * A chunk processor. See the module documentation for the full contract.
+ *
+ * Errors are `unknown` at this boundary: the engine wraps them in `ProcessorError`.
+ */
+export interface ChunkProcessor {
+  /** Registry name, e.g. `"agcm-encrypt"`; third-party: the npm package name. */
+  readonly name: string
+  /** The processor's own semver version, recorded in checkpoints. */
+  readonly version: string
+  /** Must equal {@link PROCESSOR_API_VERSION}. */
+  readonly apiVersion: number
+  readonly capabilities: ProcessorCapabilities
+  /** Non-secret options, recorded in checkpoints; a change refuses resume. */
+  readonly options: { readonly [k: string]: JsonValue }
+  readonly init: (context: InitContext) => Effect.Effect<InitResult, unknown>
+  /** Processes one chunk. Transforms return the output bytes; observers return `undefined`. */
+  readonly process: (chunk: ChunkSpec, data: Uint8Array) => Effect.Effect<Uint8Array | undefined, unknown>
+  /**
+   * Optional batch form for a segment (consecutive chunks): lets a processor hand a whole
+   * segment to a worker thread. Same contract as calling `process` for each chunk in order.
+   */
+  readonly processSegment?: (
+    chunks: ReadonlyArray<ChunkSpec>,
+    data: ReadonlyArray<Uint8Array>
+  ) => Effect.Effect<ReadonlyArray<Uint8Array | undefined>, unknown>
+  readonly finalize: (context: FinalizeContext) => Effect.Effect<FinalizeResult, unknown>
+  /** State after the last chunk processed, safe to store (no secrets). Default: nothing. */
+  readonly snapshot?: () => JsonValue
+  /** Releases resources (worker pools, file handles). Called once, after success or failure. */
+  readonly close?: () => Effect.Effect<void>
+}
+
+/** A factory: how plugins are exported and referenced by name in configuration. */
+export interface ProcessorFactory<Options = Record<string, unknown>> {
+  readonly name: string
+  readonly apiVersion: number
+  readonly description: string
+  readonly capabilities: ProcessorCapabilities
+  readonly make: (options: Options) => ChunkProcessor
+}

@@ -1,0 +1,121 @@
+/**
+ * Tagged errors of the chunk engine. Every failure a run can end with is one of these
+ * (or a processor's own tagged error, wrapped in {@link ProcessorError}).
+ *
+ * Each error carries an `exitCode` following the `cage` CLI contract:
+ * 2 usage, 3 integrity/authentication, 4 input/output, 5 resume refused.
+ *
+ * @module
+ */
+import { Data } from "effect"
+
+/** Exit codes of the `cage` CLI, shared by every package so each error maps to one code. */
+export const ExitCode = {
+  Success: 0,
+  Failure: 1,
+  Usage: 2,
+  Integrity: 3,
+  Io: 4,
+  ResumeRefused: 5
+} as const
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
+
+/** Why an I/O operation failed, from the errno translated in {@link fromSystemError}. */
+export type IoReason = "NotFound" | "PermissionDenied" | "AlreadyExists" | "NoSpace" | "IsDirectory" | "Busy" | "Unknown"
+
+/** A source or sink could not be opened, read, written, synced or renamed. Exit code 4. */
+export class IoError extends Data.TaggedError("IoError")<{
+  readonly reason: IoReason
+  readonly operation: string
+  readonly path: string
+  readonly detail: string
+}> {
+  readonly exitCode: ExitCode = ExitCode.Io
+  override get message() {
+    const what: Record<IoReason, string> = {
+      NotFound: "no such file or directory",
+      PermissionDenied: "permission denied",
+      AlreadyExists: "already exists (refusing to overwrite)",
+      NoSpace: "no space left on device",
+      IsDirectory: "is a directory",
+      Busy: "resource busy",
+      Unknown: this.detail
+    }
+    return `${this.path}: ${this.operation} failed: ${what[this.reason]}`
+  }
+}
+
+/** The one place errno values become {@link IoError}s. */
+export const fromSystemError = (operation: string, path: string, cause: unknown): IoError => {
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code
+  const reason: IoReason =
+    code === "ENOENT" ? "NotFound"
+    : code === "EACCES" || code === "EPERM" ? "PermissionDenied"
+    : code === "EEXIST" ? "AlreadyExists"
+    : code === "ENOSPC" || code === "EDQUOT" ? "NoSpace"
+    : code === "EISDIR" ? "IsDirectory"
+    : code === "EBUSY" ? "Busy"
+    : "Unknown"
+  const detail = cause instanceof Error ? cause.message : String(cause)
+  return new IoError({ reason, operation, path, detail })
+}
+
+/**
+ * A processor failed on a chunk (or in `init`/`finalize`, where `chunk` is undefined).
+ * `cause` is the processor's own error; `fatal` failures stop the run at once,
+ * and the engine treats every processor failure as fatal for output integrity.
+ */
+export class ProcessorError extends Data.TaggedError("ProcessorError")<{
+  readonly processor: string
+  readonly phase: "init" | "process" | "finalize"
+  readonly chunk?: number | undefined
+  readonly cause: unknown
+}> {
+  get exitCode(): ExitCode {
+    const inner = this.cause as { exitCode?: unknown } | undefined
+    return typeof inner?.exitCode === "number" ? (inner.exitCode as ExitCode) : ExitCode.Failure
+  }
+  override get message() {
+    const where = this.chunk === undefined ? this.phase : `${this.phase} of chunk ${this.chunk}`
+    const inner = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    return `${this.processor}: ${where} failed: ${inner}`
+  }
+}
+
+/** What a checkpoint disagreed with on resume. */
+export type ResumeMismatch =
+  | "SourceChanged"
+  | "ChunkSizeChanged"
+  | "PipelineChanged"
+  | "OutputChanged"
+  | "CheckpointCorrupt"
+  | "OutputMissing"
+
+/** A checkpoint exists but resuming from it would be unsafe. Exit code 5. */
+export class ResumeRefused extends Data.TaggedError("ResumeRefused")<{
+  readonly reason: ResumeMismatch
+  readonly checkpoint: string
+  readonly detail: string
+}> {
+  readonly exitCode: ExitCode = ExitCode.ResumeRefused
+  override get message() {
+    return `refusing to resume from ${this.checkpoint}: ${this.detail} (run again with --no-resume to start over)`
+  }
+}
+
+/** Bad arguments or configuration. Exit code 2. */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly detail: string }> {
+  readonly exitCode: ExitCode = ExitCode.Usage
+  override get message() {
+    return this.detail
+  }
+}
+
+/** Any error a run can end with. */
+export type EngineError = IoError | ProcessorError | ResumeRefused | UsageError
+
+/** Exit code for any error: its own `exitCode` when it has one, else 1. */
+export const exitCodeOf = (error: unknown): ExitCode => {
+  const code = (error as { exitCode?: unknown } | undefined)?.exitCode
+  return typeof code === "number" ? (code as ExitCode) : ExitCode.Failure
+}

@@ -1,0 +1,12 @@
+/**
+ * @cage/core: the chunk engine behind Cage.
+ *
+ * @module
+ */
+export * as ChunkSpec from "./ChunkSpec.js"
+export type { ChunkPlan, ChunkSpec as Chunk, Framing } from "./ChunkSpec.js"
+export { formatBytes, parseSize, planChunks, planRegion } from "./ChunkSpec.js"
+export * from "./ChunkProcessor.js"
+export * as ChunkInput from "./ChunkInput.js"
+export * as ChunkOutput from "./ChunkOutput.js"
+export * from "./Error.js"
