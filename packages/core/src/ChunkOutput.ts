@@ -45,6 +45,10 @@ export interface FileOutputOptions {
   readonly mode?: number
 }
 
+// Raw fds (not FileHandle): a FileHandle closes itself on GC, racing our explicit close.
+const openFd = (path: string, flags: string, mode: number) =>
+  new Promise<number>((resolve, reject) => fs.open(path, flags, mode, (e, fd) => (e ? reject(e) : resolve(fd))))
+
 /** The staging name used for `path`. */
 export const partialPath = (path: string): string => `${path}.partial`
 
@@ -88,12 +92,12 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
         yield* refuseExisting
         if (o.resumeAt === undefined) {
           // A stale .partial is Cage's own staging file from an abandoned run: start it over.
-          fd = yield* io("create", staging, () => fs.promises.open(staging, "w", mode).then((h) => h.fd))
+          fd = yield* io("create", staging, () => openFd(staging, "w", mode))
           yield* io("chmod", staging, () => fs.promises.chmod(staging, mode))
           position = 0
         } else {
           const resumeAt = o.resumeAt
-          fd = yield* io("open", staging, () => fs.promises.open(staging, "r+").then((h) => h.fd))
+          fd = yield* io("open", staging, () => openFd(staging, "r+", mode))
           const size = yield* io("stat", staging, () => fs.promises.stat(staging).then((s) => s.size))
           if (size < resumeAt) {
             yield* closeFd()

@@ -134,7 +134,7 @@ export interface ChunkProcessor {
   readonly capabilities: ProcessorCapabilities
   /** Non-secret options, recorded in checkpoints; a change refuses resume. */
   readonly options: { readonly [k: string]: JsonValue }
-  readonly init: (context: InitContext) => Effect.Effect<InitResult, unknown>
+  readonly init: (context: InitContext) => Effect.Effect<InitResult | void, unknown>
   /** Processes one chunk. Transforms return the output bytes; observers return `undefined`. */
   readonly process: (chunk: ChunkSpec, data: Uint8Array) => Effect.Effect<Uint8Array | undefined, unknown>
   /**
@@ -145,7 +145,7 @@ export interface ChunkProcessor {
     chunks: ReadonlyArray<ChunkSpec>,
     data: ReadonlyArray<Uint8Array>
   ) => Effect.Effect<ReadonlyArray<Uint8Array | undefined>, unknown>
-  readonly finalize: (context: FinalizeContext) => Effect.Effect<FinalizeResult, unknown>
+  readonly finalize: (context: FinalizeContext) => Effect.Effect<FinalizeResult | void, unknown>
   /** State after the last chunk processed, safe to store (no secrets). Default: nothing. */
   readonly snapshot?: () => JsonValue
   /** Releases resources (worker pools, file handles). Called once, after success or failure. */

@@ -1,0 +1,468 @@
+/**
+ * The plan-then-execute chunk engine.
+ *
+ * `runPipeline` plans the input (pure arithmetic for files; discovered while reading for
+ * streams), then runs segments (runs of consecutive chunks, about `segmentBytes` each)
+ * through the processors with at most `inFlight` segments alive at once, so memory is
+ * bounded by `inFlight × segmentBytes` plus the processors' own output, never by file size.
+ * Reads overlap processing and writing; ordered processors and the output see segments
+ * strictly in order.
+ *
+ * With a `checkpoint`, the engine fdatasyncs the output and writes a checkpoint at a
+ * segment boundary at most every `intervalMs`; an interrupted run resumes from it (see
+ * `Checkpoint.ts` for what must match). On any failure or interruption the output is
+ * aborted: `<out>.partial` is kept for resume when a checkpoint covers it, and removed
+ * otherwise. Nothing is ever published under the final name until every chunk and every
+ * `finalize` succeeded.
+ *
+ * @module
+ */
+import { Effect, Exit, Option, Semaphore } from "effect"
+import { randomUUID } from "node:crypto"
+import type { ChunkInput } from "./ChunkInput.js"
+import type { ChunkOutput } from "./ChunkOutput.js"
+import { type ChunkProcessor, type InitResult, type JsonValue, PROCESSOR_API_VERSION } from "./ChunkProcessor.js"
+import { type ChunkPlan, type ChunkSpec, type Framing, planRegion } from "./ChunkSpec.js"
+import * as Checkpoint from "./Checkpoint.js"
+import { type EngineError, IoError, ProcessorError, ResumeRefused, UsageError } from "./Error.js"
+import { type ProgressReporter, silent } from "./Progress.js"
+import { Telemetry } from "./Telemetry.js"
+
+/** Default target size of a segment, in bytes (1 MiB: large enough to amortise a read/write). */
+export const DEFAULT_SEGMENT_BYTES = 1 << 20
+/** Default number of segments in flight. */
+export const DEFAULT_IN_FLIGHT = 4
+/** Default minimum time between two checkpoints, in ms. */
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 1000
+
+/** Options of {@link runPipeline}. */
+export interface RunOptions {
+  readonly input: ChunkInput
+  /** Where transformed bytes go; omit for observer-only pipelines (validate, verify). */
+  readonly output?: ChunkOutput | undefined
+  /** Processors in order; chunk bytes flow from each transform to the next processor. */
+  readonly pipeline: ReadonlyArray<ChunkProcessor>
+  /** Chunk size in bytes (the first processor may override it through its framing). */
+  readonly chunkBytes: number
+  /** Target bytes per segment (default 1 MiB; at least one chunk). */
+  readonly segmentBytes?: number | undefined
+  /** Segments in flight (default 4, at least 1). */
+  readonly inFlight?: number | undefined
+  /**
+   * Checkpointing, for a file input and a resumable output only (ignored otherwise).
+   * `mode: "resume"` continues from an existing checkpoint; `"fresh"` discards it.
+   */
+  readonly checkpoint?: { readonly path: string; readonly mode: "resume" | "fresh"; readonly intervalMs?: number } | undefined
+  readonly progress?: ProgressReporter | undefined
+}
+
+/** The result of a run. Byte counts are input bytes. */
+export interface ChunkProcessingSummary {
+  /** Chunks in the plan. */
+  readonly totalChunks: number
+  /** Chunks processed by this run (excluding those completed before a resume). */
+  readonly processedChunks: number
+  /** Input bytes processed by this run. */
+  readonly bytesProcessed: number
+  /** Chunks that failed (a failure ends the run with an error, so 0 in a summary). */
+  readonly failedChunks: number
+  /** First chunk index this run processed: > 0 when it resumed a checkpoint. */
+  readonly resumedFrom: number
+  /** Wall-clock duration of this run, in ms. */
+  readonly durationMs: number
+}
+
+/** {@link ChunkProcessingSummary} plus output size and each processor's `finalize` result. */
+export interface RunSummary extends ChunkProcessingSummary {
+  /** Output bytes (0 without output). */
+  readonly outputBytes: number
+  /** `finalize` results keyed by processor name. */
+  readonly results: { readonly [name: string]: JsonValue }
+}
+
+interface Segment {
+  readonly seq: number
+  readonly chunks: ReadonlyArray<ChunkSpec>
+  /** Chunk bytes, one view per chunk, all over one buffer owned by this segment. */
+  readonly data?: ReadonlyArray<Uint8Array>
+}
+
+/** A turnstile: `wait(n)` completes once `open(n)` was called, in increasing order. */
+const makeGate = (start: number) => {
+  let next = start
+  const waiters = new Map<number, () => void>()
+  return {
+    wait: (n: number) =>
+      Effect.callback<void>((resume) => {
+        if (next >= n) return resume(Effect.void)
+        waiters.set(n, () => resume(Effect.void))
+        return Effect.sync(() => void waiters.delete(n))
+      }),
+    open: (n: number) =>
+      Effect.sync(() => {
+        next = n
+        const w = waiters.get(n)
+        if (w) {
+          waiters.delete(n)
+          w()
+        }
+      })
+  }
+}
+
+const guard = <A>(p: ChunkProcessor, phase: ProcessorError["phase"], chunk: number | undefined, effect: Effect.Effect<A, unknown>) =>
+  Effect.suspend(() => effect).pipe(
+    Effect.catchDefect((defect) => Effect.fail(defect)),
+    Effect.mapError((cause) => {
+      const at = (cause as { chunk?: unknown } | undefined)?.chunk
+      return new ProcessorError({ processor: p.name, phase, chunk: typeof at === "number" ? at : chunk, cause })
+    })
+  )
+
+/** Checks processors before anything is read. */
+const checkPipeline = (pipeline: ReadonlyArray<ChunkProcessor>) => {
+  if (pipeline.length === 0) return Effect.fail(new UsageError({ detail: "the pipeline has no processors" }))
+  for (const p of pipeline) {
+    if (p.apiVersion !== PROCESSOR_API_VERSION) {
+      return Effect.fail(new UsageError({ detail: `processor ${p.name}@${p.version} was built for processor API ${p.apiVersion}, this engine speaks ${PROCESSOR_API_VERSION}` }))
+    }
+  }
+  return Effect.void
+}
+
+/**
+ * Runs `options.pipeline` over `options.input`. See the module documentation.
+ *
+ * Fails with `IoError` (source/sink), `ProcessorError` (a processor's failure, with the
+ * chunk index), `ResumeRefused` (checkpoint does not match or is corrupt) or `UsageError`.
+ */
+export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, EngineError> =>
+  Effect.gen(function*() {
+    const started = Date.now()
+    const runId = randomUUID()
+    const telemetry = yield* Telemetry
+    const store = yield* Checkpoint.Checkpointer
+    const { input, output, pipeline } = options
+    const progress = options.progress ?? silent
+    yield* checkPipeline(pipeline)
+
+    const cp = options.checkpoint
+    const checkpointing = cp !== undefined && input.identity !== undefined && output !== undefined && output.resumable
+    let resumed: Checkpoint.Checkpoint | undefined
+    if (checkpointing) {
+      if (cp.mode === "resume") {
+        const loaded = yield* store.load(cp.path)
+        if (Option.isSome(loaded)) {
+          yield* Checkpoint.validate(cp.path, loaded.value, { source: input.identity!, output: output.description, chunkBytes: options.chunkBytes, pipeline })
+          resumed = loaded.value
+        }
+      } else {
+        yield* store.remove(cp.path)
+      }
+    }
+
+    // The first processor may read the input's header to learn the framing (a decrypt).
+    let headerRead: Uint8Array | undefined
+    const readHeader = (length: number) =>
+      Effect.gen(function*() {
+        if (headerRead) return yield* Effect.fail(new UsageError({ detail: "readHeader may be called once" }))
+        const buf = new Uint8Array(length)
+        const n = yield* input.read(0, buf, 0, length)
+        headerRead = buf.subarray(0, n)
+        return headerRead
+      })
+    const inits: Array<InitResult> = []
+    for (let i = 0; i < pipeline.length; i++) {
+      const p = pipeline[i]
+      const resume = resumed?.state[Checkpoint.stateKey(i, p)]
+      inits.push(
+        (yield* guard(p, "init", undefined, p.init({
+          input: input.description,
+          inputSize: input.size,
+          chunkBytes: options.chunkBytes,
+          readHeader: i === 0 ? readHeader : () => Effect.fail(new UsageError({ detail: `${p.name}: only the first processor may read the input header` })),
+          resume: resume as JsonValue | undefined
+        }))) ?? {}
+      )
+      if (i > 0 && inits[i].framing) {
+        return yield* Effect.fail(new UsageError({ detail: `${p.name}: only the first processor of a pipeline may set the input framing` }))
+      }
+    }
+    const framing: Framing = inits[0].framing ?? { headerBytes: 0, chunkBytes: options.chunkBytes, shortFinal: false }
+    const cs = framing.chunkBytes
+    const segChunks = Math.max(1, Math.floor((options.segmentBytes ?? DEFAULT_SEGMENT_BYTES) / cs))
+    const inFlight = Math.max(1, options.inFlight ?? DEFAULT_IN_FLIGHT)
+
+    let plan: ChunkPlan | undefined
+    if (input.size !== undefined) {
+      if (input.size < framing.headerBytes) {
+        return yield* Effect.fail(new IoError({ reason: "Unknown", operation: "read", path: input.description, detail: `the input (${input.size} bytes) is shorter than its ${framing.headerBytes}-byte header` }))
+      }
+      plan = planRegion(input.size - framing.headerBytes, framing)
+    }
+    const startChunk = resumed ? Checkpoint.completedPrefix(resumed) : 0
+    if (resumed && plan && startChunk > plan.totalChunks) {
+      return yield* Effect.fail(new ResumeRefused({ reason: "CheckpointCorrupt", checkpoint: cp!.path, detail: `the checkpoint claims ${startChunk} chunks, the plan has ${plan.totalChunks}` }))
+    }
+
+    // Sink: a resumed run continues the .partial at the checkpoint's durable length.
+    if (output) {
+      yield* output.open(resumed ? { resumeAt: resumed.outputBytes } : {}).pipe(
+        Effect.mapError((e) =>
+          resumed && (e.reason === "NotFound" || e.operation === "resume")
+            ? new ResumeRefused({ reason: "OutputMissing", checkpoint: cp!.path, detail: `the partial output is missing or shorter than the checkpoint says (${e.message})` })
+            : e
+        )
+      )
+    }
+
+    let completed = startChunk
+    let outputAtCompleted = resumed?.outputBytes ?? 0
+    let inputAtCompleted = resumed?.inputBytes ?? framing.headerBytes
+    let lastSaved = Date.now()
+    let savedCompleted = startChunk
+    const snapshots: Array<JsonValue | undefined> = pipeline.map((p, i) => resumed?.state[Checkpoint.stateKey(i, p)] as JsonValue | undefined)
+
+    const saveCheckpoint = Effect.gen(function*() {
+      if (!checkpointing || completed === savedCompleted) return
+      yield* output!.sync()
+      const state: Record<string, JsonValue> = {}
+      pipeline.forEach((p, i) => {
+        if (snapshots[i] !== undefined) state[Checkpoint.stateKey(i, p)] = snapshots[i]!
+      })
+      yield* store.save(cp!.path, {
+        format: "cage-checkpoint",
+        version: Checkpoint.CHECKPOINT_VERSION,
+        source: input.identity!,
+        output: output!.description,
+        chunkBytes: options.chunkBytes,
+        pipeline: Checkpoint.describePipeline(pipeline),
+        completed: [[0, completed]],
+        outputBytes: outputAtCompleted,
+        inputBytes: inputAtCompleted,
+        state,
+        updatedAt: new Date().toISOString()
+      })
+      savedCompleted = completed
+      lastSaved = Date.now()
+    })
+
+    const run = Effect.gen(function*() {
+      yield* telemetry.publish({
+        type: "run_start", runId, at: Date.now(), input: input.description, output: output?.description ?? null,
+        pipeline: pipeline.map((p) => p.name), totalBytes: input.size ?? null, totalChunks: plan?.totalChunks ?? null,
+        chunkBytes: cs, resumedFrom: startChunk
+      })
+      progress.start(input.size, inputAtCompleted)
+      if (output && !resumed) {
+        const headers = inits.flatMap((r) => (r.header ? [r.header] : []))
+        yield* output.write(headers)
+        outputAtCompleted = output.position()
+      }
+
+      // Replay: processors that cannot snapshot their state see the completed chunks again.
+      const needsReplay = resumed !== undefined && startChunk > 0 && pipeline.some((p) => p.capabilities.resumable === false)
+
+      // ---- segment source ----
+      let nextChunk = needsReplay ? 0 : startChunk
+      let seq = 0
+      let streamPos = headerRead ? headerRead.length : 0
+      let carry: Uint8Array | undefined = headerRead && headerRead.length > framing.headerBytes ? headerRead.slice(framing.headerBytes) : undefined
+      let streamDone = false
+      let regionRead = 0
+
+      const nextFileSegment = (): Segment | undefined => {
+        if (nextChunk >= plan!.totalChunks) return undefined
+        const from = nextChunk
+        const to = Math.min(plan!.totalChunks, from + segChunks, needsReplay && from < startChunk ? startChunk : Infinity)
+        nextChunk = to
+        return { seq: seq++, chunks: Array.from(plan!.chunks(from, to)) }
+      }
+      const nextStreamSegment = Effect.gen(function*() {
+        if (streamDone) return undefined
+        const want = segChunks * cs
+        // One byte of lookahead tells whether the input ends exactly here.
+        const buf = Buffer.allocUnsafeSlow(want + 1)
+        let n = 0
+        if (carry) {
+          buf.set(carry, 0)
+          n = carry.length
+          carry = undefined
+        }
+        let eof = false
+        while (n < want + 1) {
+          const r = yield* input.read(streamPos, buf, n, want + 1 - n)
+          if (r === 0) {
+            eof = true
+            break
+          }
+          streamPos += r
+          n += r
+        }
+        if (!eof) {
+          carry = Uint8Array.prototype.slice.call(buf, want, n)
+          n = want
+        }
+        const chunks: Array<ChunkSpec> = []
+        const data: Array<Uint8Array> = []
+        const full = Math.floor(n / cs)
+        const rem = n - full * cs
+        const withFinalEmpty = eof && framing.shortFinal && rem === 0
+        for (let k = 0; k < full; k++) {
+          const last = eof && !framing.shortFinal && rem === 0 && k === full - 1
+          chunks.push({ index: nextChunk, start: regionRead, end: regionRead + cs, length: cs, final: last })
+          data.push(buf.subarray(k * cs, (k + 1) * cs))
+          nextChunk++
+          regionRead += cs
+        }
+        if (rem > 0 || withFinalEmpty) {
+          chunks.push({ index: nextChunk, start: regionRead, end: regionRead + rem, length: rem, final: true })
+          data.push(buf.subarray(full * cs, n))
+          nextChunk++
+          regionRead += rem
+        }
+        streamDone = eof
+        if (chunks.length === 0) return undefined
+        return { seq: seq++, chunks, data } satisfies Segment
+      })
+      const lock = yield* Semaphore.make(1)
+      const takeSegment = lock.withPermits(1)(plan ? Effect.sync(nextFileSegment) : nextStreamSegment)
+
+      const gates = pipeline.map(() => makeGate(0))
+      const writeGate = makeGate(0)
+      let processedChunks = 0
+      let bytesProcessed = 0
+
+      const readSegment = (seg: Segment) =>
+        Effect.gen(function*() {
+          if (seg.data) return seg.data
+          const first = seg.chunks[0]
+          const last = seg.chunks[seg.chunks.length - 1]
+          const length = last.end - first.start
+          // A fresh buffer per segment: a processor may transfer it to a worker thread.
+          const buf = Buffer.allocUnsafeSlow(length)
+          const n = yield* input.read(framing.headerBytes + first.start, buf, 0, length)
+          if (n !== length) {
+            return yield* Effect.fail(new IoError({ reason: "Unknown", operation: "read", path: input.description, detail: `the input shrank while being read (expected ${length} bytes at ${framing.headerBytes + first.start}, got ${n})` }))
+          }
+          return seg.chunks.map((c) => buf.subarray(c.start - first.start, c.end - first.start))
+        })
+
+      const runStage = (i: number, seg: Segment, data: ReadonlyArray<Uint8Array>) => {
+        const p = pipeline[i]
+        const first = seg.chunks[0].index
+        if (p.processSegment) {
+          return guard(p, "process", first, p.processSegment(seg.chunks, data))
+        }
+        return Effect.forEach(seg.chunks, (c, k) => guard(p, "process", c.index, p.process(c, data[k])))
+      }
+
+      const worker = Effect.gen(function*() {
+        while (true) {
+          const seg = yield* takeSegment
+          if (!seg) return
+          const t0 = Date.now()
+          const replay = seg.chunks[0].index < startChunk
+          if (telemetry.enabled && !replay) {
+            for (const c of seg.chunks) yield* telemetry.publish({ type: "chunk_start", runId, at: t0, chunk: c.index, bytes: c.length })
+          }
+          let data = yield* readSegment(seg)
+          for (let i = 0; i < pipeline.length; i++) {
+            const p = pipeline[i]
+            // On replay only the non-resumable processors (and the transforms feeding them) run.
+            const skip = replay && p.capabilities.resumable !== false && p.capabilities.kind === "observer"
+            if (p.capabilities.ordered) yield* gates[i].wait(seg.seq)
+            const out = skip ? [] : yield* runStage(i, seg, data)
+            if (p.snapshot && !replay) snapshots[i] = p.snapshot()
+            if (p.capabilities.ordered) yield* gates[i].open(seg.seq + 1)
+            if (p.capabilities.kind === "transform") {
+              data = out.map((o, k) => {
+                if (o === undefined) throw new Error(`internal error: transform ${p.name} returned no bytes for chunk ${seg.chunks[k].index}`)
+                return o
+              })
+            }
+          }
+          yield* writeGate.wait(seg.seq)
+          const last = seg.chunks[seg.chunks.length - 1]
+          if (!replay) {
+            let outBytes = 0
+            if (output) {
+              const before = output.position()
+              yield* output.write(data)
+              outBytes = output.position() - before
+            }
+            const segBytes = last.end - seg.chunks[0].start
+            completed = last.index + 1
+            outputAtCompleted = output?.position() ?? 0
+            inputAtCompleted = framing.headerBytes + last.end
+            processedChunks += seg.chunks.length
+            bytesProcessed += segBytes
+            progress.update(inputAtCompleted)
+            if (telemetry.enabled) {
+              const t1 = Date.now()
+              const per = (t1 - t0) / seg.chunks.length
+              for (const c of seg.chunks) {
+                yield* telemetry.publish({
+                  type: "chunk_complete", runId, at: t1, chunk: c.index, bytes: c.length,
+                  outputBytes: Math.round(outBytes / seg.chunks.length), durationMs: per
+                })
+              }
+            }
+            if (checkpointing && Date.now() - lastSaved >= (cp!.intervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS)) {
+              yield* saveCheckpoint
+            }
+          }
+          yield* writeGate.open(seg.seq + 1)
+        }
+      })
+
+      yield* Effect.all(Array.from({ length: inFlight }, () => worker), { concurrency: "unbounded", discard: true })
+
+      const finalPlan = plan ?? planRegion(regionRead, framing)
+      const results: Record<string, JsonValue> = {}
+      const trailers: Array<Uint8Array> = []
+      for (const p of pipeline) {
+        const r = (yield* guard(p, "finalize", undefined, p.finalize({ plan: finalPlan, inputBytes: inputAtCompleted }))) ?? {}
+        if (r.trailer) trailers.push(r.trailer)
+        if (r.result !== undefined) results[p.name] = r.result
+      }
+      if (output) {
+        yield* output.write(trailers)
+        yield* output.commit()
+      }
+      if (checkpointing) yield* store.remove(cp!.path)
+      const summary: RunSummary = {
+        totalChunks: finalPlan.totalChunks,
+        processedChunks,
+        bytesProcessed,
+        failedChunks: 0,
+        resumedFrom: startChunk,
+        durationMs: Date.now() - started,
+        outputBytes: output?.position() ?? 0,
+        results
+      }
+      return summary
+    })
+
+    return yield* run.pipe(
+      Effect.onExit((exit) =>
+        Effect.gen(function*() {
+          progress.stop()
+          if (Exit.isFailure(exit)) {
+            const failure = Exit.findErrorOption(exit)
+            const error = Option.isSome(failure) ? String((failure.value as Error).message ?? failure.value) : "interrupted"
+            const chunk = Option.isSome(failure) ? (failure.value as { chunk?: unknown }).chunk : undefined
+            if (typeof chunk === "number") yield* telemetry.publish({ type: "chunk_failed", runId, at: Date.now(), chunk, error })
+            // Record what is durably done so a resume redoes as little as possible.
+            if (checkpointing) yield* Effect.ignore(saveCheckpoint)
+            const keepPartial = checkpointing && savedCompleted > 0
+            if (output) yield* output.abort({ keepPartial })
+            yield* telemetry.publish({ type: "run_complete", runId, at: Date.now(), ok: false, bytes: 0, chunks: completed, durationMs: Date.now() - started, error })
+          } else {
+            yield* telemetry.publish({ type: "run_complete", runId, at: Date.now(), ok: true, bytes: exit.value.bytesProcessed, chunks: exit.value.totalChunks, durationMs: exit.value.durationMs })
+          }
+          for (const p of pipeline) if (p.close) yield* p.close()
+        })
+      )
+    )
+  })

@@ -1,0 +1,254 @@
+import { Effect, Exit, Layer } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Readable } from "node:stream"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { ChunkInput, ChunkOutput, type ChunkProcessor, ProcessorError, ResumeRefused, runPipeline, Telemetry, type TelemetryEvent } from "../src/index.js"
+import { pseudoRandom, sha256, sha256Observer, xorReference, xorTransform } from "./helpers.js"
+
+let dir: string
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "cage-core-"))
+})
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const run = <A, E>(e: Effect.Effect<A, E>) => Effect.runPromise(e)
+const runExit = <A, E>(e: Effect.Effect<A, E>) => Effect.runPromiseExit(e)
+const failureOf = (exit: Exit.Exit<unknown, unknown>) => {
+  if (!Exit.isFailure(exit)) throw new Error("expected failure")
+  const e = Exit.findErrorOption(exit)
+  if (e._tag !== "Some") throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
+  return e.value
+}
+
+describe("runPipeline: boundary sizes", () => {
+  for (const cs of [1, 7, 64, 4096]) {
+    const sizes = [0, 1, cs - 1, cs, cs + 1, 2 * cs - 1, 2 * cs, 2 * cs + 1, 5 * cs + 3].filter((s) => s >= 0)
+    it.for(sizes)(`chunk ${cs}, file of %i bytes through transform + observer, small segments`, async (size) => {
+      const data = pseudoRandom(size, size + cs)
+      const src = path.join(dir, "in")
+      fs.writeFileSync(src, data)
+      const out = path.join(dir, "out")
+      const obs = sha256Observer()
+      const summary = await run(Effect.gen(function*() {
+        const input = yield* ChunkInput.fromFile(src)
+        return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline: [obs, xorTransform()], chunkBytes: cs, segmentBytes: cs * 3, inFlight: 3 })
+      }))
+      expect(fs.readFileSync(out)).toEqual(xorReference(data, cs))
+      expect(summary.results["test-sha256"]).toBe(sha256(data))
+      expect(summary.totalChunks).toBe(Math.ceil(size / cs))
+      expect(summary.bytesProcessed).toBe(size)
+      expect(obs.seen).toEqual(Array.from({ length: summary.totalChunks }, (_, i) => i))
+      expect(fs.existsSync(out + ".partial")).toBe(false)
+      expect(fs.statSync(out).mode & 0o777).toBe(0o600)
+    })
+    it.for(sizes)(`chunk ${cs}, stream of %i bytes in odd-sized pieces equals the file run`, async (size) => {
+      const data = pseudoRandom(size, size * 3 + cs)
+      const pieces: Array<Buffer> = []
+      for (let at = 0, k = 1; at < size; k = (k * 7 + 3) % 13 + 1) {
+        pieces.push(Buffer.from(data.subarray(at, at + k)))
+        at += k
+      }
+      const sink = ChunkOutput.toMemory()
+      const obs = sha256Observer()
+      const summary = await run(runPipeline({ input: ChunkInput.fromStream(Readable.from(pieces)), output: sink, pipeline: [obs, xorTransform()], chunkBytes: cs, segmentBytes: cs * 2 }))
+      expect(Buffer.from(sink.bytes())).toEqual(xorReference(data, cs))
+      expect(summary.results["test-sha256"]).toBe(sha256(data))
+      expect(summary.totalChunks).toBe(Math.ceil(size / cs))
+    })
+  }
+  it("byte-by-byte stream writes", async () => {
+    const data = pseudoRandom(1000, 9)
+    const sink = ChunkOutput.toMemory()
+    await run(runPipeline({ input: ChunkInput.fromStream(Readable.from(Array.from(data, (b) => Buffer.of(b)))), output: sink, pipeline: [xorTransform()], chunkBytes: 64 }))
+    expect(Buffer.from(sink.bytes())).toEqual(xorReference(data, 64))
+  })
+  it("shortFinal framing adds an empty final chunk on a chunk boundary, for files and streams", async () => {
+    const framed: ChunkProcessor = { ...xorTransform(), init: (ctx) => Effect.succeed({ framing: { headerBytes: 0, chunkBytes: ctx.chunkBytes, shortFinal: true } }), finalize: () => Effect.succeed({}) }
+    for (const input of [ChunkInput.fromBytes(new Uint8Array(128)), ChunkInput.fromStream(Readable.from([Buffer.alloc(128)]))]) {
+      const sink = ChunkOutput.toMemory()
+      const s = await run(runPipeline({ input, output: sink, pipeline: [framed], chunkBytes: 64 }))
+      expect(s.totalChunks).toBe(3)
+      expect(sink.bytes().length).toBe(128 + 3)
+    }
+  })
+})
+
+describe("runPipeline: failures", () => {
+  it("a failing chunk ends the run with its index and leaves no output", async () => {
+    const src = path.join(dir, "in")
+    fs.writeFileSync(src, pseudoRandom(10_000))
+    const out = path.join(dir, "out")
+    const exit = await runExit(Effect.gen(function*() {
+      const input = yield* ChunkInput.fromFile(src)
+      return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline: [xorTransform(0x5a, { failAt: 37 })], chunkBytes: 100, segmentBytes: 300 })
+    }))
+    const err = failureOf(exit)
+    expect(err).toBeInstanceOf(ProcessorError)
+    expect((err as ProcessorError).chunk).toBe(37)
+    expect(fs.existsSync(out)).toBe(false)
+    expect(fs.existsSync(out + ".partial")).toBe(false)
+  })
+  it("a processor that throws is reported, never hangs", async () => {
+    const throwing: ChunkProcessor = { ...xorTransform(), process: (c) => Effect.sync(() => { if (c.index === 2) throw new TypeError("bug"); return new Uint8Array(1) }) }
+    const exit = await runExit(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(1000)), output: ChunkOutput.toMemory(), pipeline: [throwing], chunkBytes: 100, inFlight: 4 }))
+    const err = failureOf(exit) as ProcessorError
+    expect(err._tag).toBe("ProcessorError")
+    expect(err.chunk).toBe(2)
+  })
+  it("refuses an existing output without overwrite, and a missing input with its path", async () => {
+    const src = path.join(dir, "in")
+    fs.writeFileSync(src, "abc")
+    const out = path.join(dir, "out")
+    fs.writeFileSync(out, "precious")
+    const exit = await runExit(Effect.gen(function*() {
+      const input = yield* ChunkInput.fromFile(src)
+      return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline: [xorTransform()], chunkBytes: 2 })
+    }))
+    expect(failureOf(exit)).toMatchObject({ _tag: "IoError", reason: "AlreadyExists" })
+    expect(fs.readFileSync(out, "utf8")).toBe("precious")
+    const missing = await runExit(ChunkInput.fromFile(path.join(dir, "nope")))
+    const e = failureOf(missing) as Error
+    expect(e.message).toContain("nope")
+    expect(e.message).toContain("no such file")
+  })
+})
+
+describe("runPipeline: checkpoints and resume", () => {
+  const setup = (size = 50_000) => {
+    const data = pseudoRandom(size, 42)
+    const src = path.join(dir, "in")
+    fs.writeFileSync(src, data)
+    return { data, src, out: path.join(dir, "out"), ckpt: path.join(dir, "out.checkpoint.json") }
+  }
+  const attempt = (src: string, out: string, ckpt: string, pipeline: Array<ChunkProcessor>, mode: "resume" | "fresh" = "resume", cs = 100) =>
+    runExit(Effect.gen(function*() {
+      const input = yield* ChunkInput.fromFile(src)
+      return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline, chunkBytes: cs, segmentBytes: 500, inFlight: 2, checkpoint: { path: ckpt, mode, intervalMs: 0 } })
+    }))
+
+  it("an interrupted run resumes where it stopped and gives the one-run output", async () => {
+    const { data, src, out, ckpt } = setup()
+    const first = await attempt(src, out, ckpt, [sha256Observer(), xorTransform(0x5a, { failAt: 321 })])
+    expect(failureOf(first)).toBeInstanceOf(ProcessorError)
+    expect(fs.existsSync(out)).toBe(false)
+    expect(fs.existsSync(out + ".partial")).toBe(true)
+    const doc = fs.readFileSync(ckpt, "utf8")
+    expect(doc.length).toBeLessThan(1024)
+    expect(fs.statSync(ckpt).mode & 0o777).toBe(0o600)
+    expect(fs.statSync(out + ".partial").mode & 0o777).toBe(0o600)
+    const c = JSON.parse(doc)
+    expect(c.completed[0][1]).toBeGreaterThan(0)
+    expect(c.completed[0][1]).toBeLessThanOrEqual(321)
+    const obs = sha256Observer()
+    const second = await attempt(src, out, ckpt, [obs, xorTransform()])
+    expect(Exit.isSuccess(second)).toBe(true)
+    if (Exit.isSuccess(second)) {
+      expect(second.value.resumedFrom).toBe(c.completed[0][1])
+      expect(second.value.processedChunks).toBe(500 - c.completed[0][1])
+      // the non-resumable observer was replayed over the completed chunks: its digest is whole
+      expect(second.value.results["test-sha256"]).toBe(sha256(data))
+    }
+    expect(fs.readFileSync(out)).toEqual(xorReference(data, 100))
+    expect(fs.existsSync(ckpt)).toBe(false)
+    expect(fs.existsSync(out + ".partial")).toBe(false)
+  })
+
+  const interrupted = async () => {
+    const s = setup()
+    const first = await attempt(s.src, s.out, s.ckpt, [xorTransform(0x5a, { failAt: 200 })])
+    expect(Exit.isFailure(first)).toBe(true)
+    expect(fs.existsSync(s.ckpt)).toBe(true)
+    return s
+  }
+  it("refuses when the source changed (mtime)", async () => {
+    const { src, out, ckpt } = await interrupted()
+    fs.utimesSync(src, new Date(), new Date(Date.now() + 5000))
+    const err = failureOf(await attempt(src, out, ckpt, [xorTransform()])) as ResumeRefused
+    expect(err).toBeInstanceOf(ResumeRefused)
+    expect(err.reason).toBe("SourceChanged")
+    expect(err.message).toContain("modification time")
+    expect(err.exitCode).toBe(5)
+  })
+  it("refuses when the source changed (size, content rewritten)", async () => {
+    const { src, out, ckpt } = await interrupted()
+    fs.appendFileSync(src, "x")
+    expect((failureOf(await attempt(src, out, ckpt, [xorTransform()])) as ResumeRefused).reason).toBe("SourceChanged")
+  })
+  it("refuses when the source was replaced (inode)", async () => {
+    const { src, out, ckpt } = await interrupted()
+    const bytes = fs.readFileSync(src)
+    const st = fs.statSync(src)
+    fs.rmSync(src)
+    fs.writeFileSync(path.join(dir, "filler"), "x") // so the inode is not reused at once
+    fs.writeFileSync(src, bytes)
+    fs.utimesSync(src, st.atime, st.mtime)
+    const err = failureOf(await attempt(src, out, ckpt, [xorTransform()])) as ResumeRefused
+    expect(err.reason).toBe("SourceChanged")
+  })
+  it("refuses when the chunk size changed", async () => {
+    const { src, out, ckpt } = await interrupted()
+    const err = failureOf(await attempt(src, out, ckpt, [xorTransform()], "resume", 200)) as ResumeRefused
+    expect(err.reason).toBe("ChunkSizeChanged")
+  })
+  it("refuses when the pipeline's options changed", async () => {
+    const { src, out, ckpt } = await interrupted()
+    const err = failureOf(await attempt(src, out, ckpt, [xorTransform(0x11)])) as ResumeRefused
+    expect(err.reason).toBe("PipelineChanged")
+    expect(err.message).toContain("test-xor")
+  })
+  it("refuses when the pipeline changed", async () => {
+    const { src, out, ckpt } = await interrupted()
+    const err = failureOf(await attempt(src, out, ckpt, [sha256Observer(), xorTransform()])) as ResumeRefused
+    expect(err.reason).toBe("PipelineChanged")
+  })
+  it("refuses a corrupt checkpoint", async () => {
+    const { src, out, ckpt } = await interrupted()
+    fs.writeFileSync(ckpt, fs.readFileSync(ckpt, "utf8").replace(/"chunkBytes":\d+/, '"chunkBytes":"x"'))
+    const err = failureOf(await attempt(src, out, ckpt, [xorTransform()])) as ResumeRefused
+    expect(err.reason).toBe("CheckpointCorrupt")
+    fs.writeFileSync(ckpt, "{not json")
+    expect((failureOf(await attempt(src, out, ckpt, [xorTransform()])) as ResumeRefused).reason).toBe("CheckpointCorrupt")
+  })
+  it("refuses when the partial output is gone", async () => {
+    const { src, out, ckpt } = await interrupted()
+    fs.rmSync(out + ".partial")
+    expect((failureOf(await attempt(src, out, ckpt, [xorTransform()])) as ResumeRefused).reason).toBe("OutputMissing")
+  })
+  it("fresh mode discards the checkpoint and starts over", async () => {
+    const { data, src, out, ckpt } = await interrupted()
+    const exit = await attempt(src, out, ckpt, [xorTransform()], "fresh")
+    expect(Exit.isSuccess(exit) && exit.value.resumedFrom).toBe(0)
+    expect(fs.readFileSync(out)).toEqual(xorReference(data, 100))
+  })
+})
+
+describe("telemetry", () => {
+  it("publishes run and chunk events in a consistent order", async () => {
+    const events: Array<TelemetryEvent> = []
+    await run(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(1000)), output: ChunkOutput.toMemory(), pipeline: [xorTransform()], chunkBytes: 100, segmentBytes: 200 }).pipe(
+      Effect.provide(Telemetry.layerCallback((e) => events.push(e)))
+    ))
+    expect(events[0].type).toBe("run_start")
+    expect(events.at(-1)).toMatchObject({ type: "run_complete", ok: true, bytes: 1000, chunks: 10 })
+    const completes = events.filter((e) => e.type === "chunk_complete")
+    expect(completes.map((e) => (e as { chunk: number }).chunk)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    expect(new Set(events.map((e) => e.runId)).size).toBe(1)
+  })
+  it("streams events through the PubSub layer", async () => {
+    const types = await run(Effect.gen(function*() {
+      const { events } = yield* Telemetry.TelemetryEvents
+      const { Stream, Fiber } = yield* Effect.promise(() => import("effect"))
+      const fiber = yield* events.pipe(Stream.takeUntil((e) => e.type === "run_complete"), Stream.runCollect, Effect.forkChild)
+      yield* Effect.yieldNow
+      yield* runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(10)), output: ChunkOutput.toMemory(), pipeline: [xorTransform()], chunkBytes: 4 })
+      const all = yield* Fiber.join(fiber)
+      return Array.from(all, (e) => e.type)
+    }).pipe(Effect.provide(Telemetry.layerPubSub)))
+    expect(types[0]).toBe("run_start")
+    expect(types.at(-1)).toBe("run_complete")
+    expect(types.filter((t) => t === "chunk_complete").length).toBe(3)
+  })
+})
+void Layer
