@@ -1,1 +1,38 @@
-export {}
+/**
+ * @cage/agcm: AGCM v2, streaming, seekable, parallel AES-256-GCM file encryption built on
+ * C2SP chunked encryption (Cobblestone-256), plus a decrypt-only reader for harpocrates'
+ * insecure AGCM v1. See README.md and FORMAT.md.
+ *
+ * @module
+ */
+export * from "./Error.js"
+export {
+  DEFAULT_CHUNK_SIZE,
+  DEFAULT_MAX_SCRYPT_LOG_N,
+  DEFAULT_SCRYPT_LOG_N,
+  type DecryptKey,
+  type EncryptKey,
+  type HeaderDescription,
+  inspect,
+  isAgcm,
+  LEGACY_V1_WARNING,
+  MAX_CHUNK_SIZE,
+  MAX_HEADER_BYTES,
+  MAX_SCRYPT_LOG_N,
+  MIN_CHUNK_SIZE,
+  MIN_SCRYPT_LOG_N,
+  VERSION
+} from "./Format.js"
+export { agcmDecrypt, type AgcmDecryptOptions, agcmEncrypt, type AgcmEncryptOptions, PROCESSOR_VERSION } from "./Agcm.js"
+export {
+  createDecryptStream,
+  createEncryptStream,
+  decryptStream,
+  encryptStream,
+  makeDecryptor,
+  makeEncryptor,
+  type StreamCipher
+} from "./Stream.js"
+export { decryptRange, decryptRangeTo, decryptRangeWithStats, type RangeStats } from "./Range.js"
+export { createLegacyDecryptStream, legacyV1Processor, type LegacyV1Options } from "./LegacyV1.js"
+export { migrateV1ToV2, migrateV1File, type MigrateOptions } from "./Migrate.js"

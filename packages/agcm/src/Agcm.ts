@@ -1,0 +1,343 @@
+/**
+ * AGCM v2 as chunk processors for `@cage/core`'s engine: `agcmEncrypt` and `agcmDecrypt`.
+ *
+ * Framing: encrypt cuts the plaintext into `chunkSize`-byte chunks with a short final chunk
+ * (`{ headerBytes: 0, chunkBytes: chunkSize, shortFinal: true }`); decrypt declares the
+ * ciphertext layout (`{ headerBytes, chunkBytes: chunkSize + 16, shortFinal: true }`), so
+ * every chunk's offset is arithmetic and resume and range reads need no index.
+ *
+ * Segments go to a pool of worker threads (`workers`, default: available cores); 1 runs
+ * in-process. Inputs under 8 MiB never start a pool.
+ *
+ * @module
+ */
+import type { Chunk as ChunkSpec, ChunkProcessor, InitContext, JsonValue } from "@cage/core"
+import { PROCESSOR_API_VERSION } from "@cage/core"
+import { Effect } from "effect"
+import {
+  AgcmUsageError,
+  ChunkAuthFailed,
+  HeaderAuthFailed,
+  TrailingData,
+  Truncated
+} from "./Error.js"
+import {
+  checkChunkSize,
+  DEFAULT_CHUNK_SIZE,
+  type DecryptKey,
+  type EncryptKey,
+  LEGACY_V1_WARNING,
+  MAX_HEADER_BYTES,
+  newParams,
+  openHeader,
+  parseHeader,
+  sealHeader,
+  type HeaderParams,
+  isRawKey
+} from "./Format.js"
+import { commitmentMatches, type DerivedKeys, OPEN, probeTrailing, SEAL, TAG_BYTES, wipeKeys } from "./internal/cobblestone.js"
+import type { PoolFault } from "./internal/pool.js"
+import { SegmentCipher } from "./internal/segmentCipher.js"
+import { legacyV1Processor } from "./LegacyV1.js"
+
+/** Version of this package's processors, recorded in checkpoints. */
+export const PROCESSOR_VERSION = "2.0.0"
+
+/** Options shared by both processors. */
+export interface AgcmCommonOptions {
+  /**
+   * Worker threads that seal/open segments. Default `os.availableParallelism()`;
+   * 1 runs in-process with no pool. Inputs under 8 MiB always run in-process.
+   */
+  readonly workers?: number
+  /** A worker that does not answer a segment within this many ms fails the run. Default 120000. */
+  readonly workerTimeoutMs?: number
+  /**
+   * Let segment buffers move to workers uncopied. Only when the caller never touches a
+   * segment's buffer after `processSegment` (`@cage/core`'s engine allocates one per
+   * segment: "a processor may transfer it to a worker thread"). Default true; set false
+   * when driving the processors with buffers you reuse.
+   */
+  readonly transferInputs?: boolean
+  /** Tests only: inject a worker fault at the segment starting at `atChunk`. */
+  readonly _fault?: { readonly kind: PoolFault; readonly atChunk: number }
+}
+
+/** Options of {@link agcmEncrypt}. */
+export type AgcmEncryptOptions = EncryptKey & AgcmCommonOptions & {
+  /** Plaintext bytes per chunk: a power of two from 16 KiB to 4 MiB. Default 64 KiB. */
+  readonly chunkSize?: number
+}
+
+/** Options of {@link agcmDecrypt}. */
+export type AgcmDecryptOptions = DecryptKey & AgcmCommonOptions & {
+  /** Accept harpocrates AGCM v1 input (insecure; prints {@link LEGACY_V1_WARNING} every time). Default false. */
+  readonly legacyV1?: boolean
+  /** Where the v1 warning goes. Default: standard error. */
+  readonly onWarning?: (message: string) => void
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex")
+const unhex = (s: unknown): Buffer | undefined => (typeof s === "string" && /^([0-9a-f]{2})*$/.test(s) ? Buffer.from(s, "hex") : undefined)
+
+/** The encrypt snapshot: everything a resumed run needs to rebuild the same header and nonces, nothing secret. */
+interface EncryptSnapshot {
+  readonly format: "agcm-v2"
+  readonly chunkSize: number
+  readonly keyMode: "raw" | "scrypt"
+  readonly salt: string
+  readonly scryptLogN?: number
+  readonly scryptSalt?: string
+  /** The header commitment, to refuse a resume under a different key. */
+  readonly commitment: string
+}
+
+const readSnapshot = (resume: JsonValue): EncryptSnapshot | undefined => {
+  const s = resume as Partial<EncryptSnapshot> | null
+  if (s === null || typeof s !== "object" || s.format !== "agcm-v2") return undefined
+  if (!unhex(s.salt) || !unhex(s.commitment) || typeof s.chunkSize !== "number") return undefined
+  return s as EncryptSnapshot
+}
+
+/** JSON-able non-secret options recorded in checkpoints (no key, no passphrase). */
+const publicOptions = (o: AgcmCommonOptions & { chunkSize?: number; legacyV1?: boolean }, keyMode: "raw" | "scrypt"): { [k: string]: JsonValue } => ({
+  keyMode,
+  ...(o.chunkSize !== undefined ? { chunkSize: o.chunkSize } : {}),
+  ...(o.legacyV1 !== undefined ? { legacyV1: o.legacyV1 } : {})
+})
+
+const checkWorkers = (workers: number | undefined) =>
+  workers === undefined || (Number.isInteger(workers) && workers >= 1 && workers <= 256)
+    ? Effect.void
+    : Effect.fail(new AgcmUsageError({ detail: `workers must be an integer from 1 to 256, got ${workers}` }))
+
+/**
+ * The AGCM v2 encryptor as a chunk processor (`"agcm-encrypt"`, transform, unordered).
+ *
+ * - `init` derives the file key (scrypt for a passphrase), draws a fresh 24-byte salt (or
+ *   takes it from the checkpoint snapshot when resuming) and returns the header.
+ * - `process`/`processSegment` seal chunk i under nonce `baseNonce XOR i`; any chunk may be
+ *   sealed at any time, in any order, so segments run in parallel and resume is exact.
+ * - `snapshot()` holds the salt(s), KDF cost and commitment (all public, all in the header).
+ *
+ * Errors: AgcmUsageError (key size, chunk size, workers), HeaderAuthFailed (resuming with a
+ * different key), KdfCostTooHigh, SegmentWorkerError.
+ */
+export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
+  let keys: DerivedKeys | undefined
+  let cipher: SegmentCipher | undefined
+  let snapshot: EncryptSnapshot | undefined
+  let chunks = 0
+
+  const seal = (specs: ReadonlyArray<ChunkSpec>, data: ReadonlyArray<Uint8Array>) =>
+    Effect.gen(function*() {
+      if (!cipher) return yield* Effect.die(new Error("internal error: agcm-encrypt used before init"))
+      for (let k = 0; k < specs.length; k++) {
+        const spec = specs[k]
+        const n = data[k].length
+        // Cobblestone: every chunk but the last is full, the last is strictly shorter.
+        if (spec.final ? n >= chunkSize : n !== chunkSize) {
+          return yield* Effect.die(new Error(`internal error: chunk ${spec.index} has ${n} bytes, framing needs ${spec.final ? `< ${chunkSize}` : chunkSize}`))
+        }
+      }
+      const out = yield* cipher.run(SEAL, specs[0].index, data)
+      chunks += specs.length
+      return out.outputs
+    })
+
+  return {
+    name: "agcm-encrypt",
+    version: PROCESSOR_VERSION,
+    apiVersion: PROCESSOR_API_VERSION,
+    capabilities: { kind: "transform", ordered: false, resumable: true },
+    options: publicOptions(options, isRawKey(options) ? "raw" : "scrypt"),
+    init: (context: InitContext) =>
+      Effect.gen(function*() {
+        yield* checkChunkSize(chunkSize)
+        yield* checkWorkers(options.workers)
+        let params: HeaderParams
+        const resumed = context.resume === undefined || context.resume === null ? undefined : readSnapshot(context.resume)
+        if (context.resume !== undefined && context.resume !== null && !resumed) {
+          return yield* new AgcmUsageError({ detail: "the checkpoint's agcm-encrypt snapshot is not readable" })
+        }
+        if (resumed) {
+          if (resumed.chunkSize !== chunkSize) return yield* new AgcmUsageError({ detail: `the checkpoint used chunk size ${resumed.chunkSize}, not ${chunkSize}` })
+          params = yield* newParams(options, chunkSize, {
+            salt: unhex(resumed.salt)!,
+            ...(resumed.scryptSalt ? { scryptSalt: unhex(resumed.scryptSalt)! } : {}),
+            ...(resumed.scryptLogN !== undefined ? { scryptLogN: resumed.scryptLogN } : {})
+          })
+        } else {
+          params = yield* newParams(options, chunkSize)
+        }
+        const sealed = yield* sealHeader(params, options)
+        if (resumed && !commitmentMatches(unhex(resumed.commitment)!, sealed.keys.commitment)) {
+          wipeKeys(sealed.keys)
+          // A different key would splice two keys' chunks into one undecryptable file.
+          return yield* new HeaderAuthFailed()
+        }
+        keys = sealed.keys
+        snapshot = {
+          format: "agcm-v2",
+          chunkSize,
+          keyMode: params.keyMode,
+          salt: hex(params.salt),
+          ...(params.scrypt ? { scryptLogN: params.scrypt.logN, scryptSalt: hex(params.scrypt.salt) } : {}),
+          commitment: hex(sealed.keys.commitment)
+        }
+        cipher = new SegmentCipher(keys, {
+          workers: options.workers,
+          inputBytes: context.inputSize,
+          timeoutMs: options.workerTimeoutMs,
+          fault: options._fault,
+          transferInputs: options.transferInputs ?? true
+        })
+        return { framing: { headerBytes: 0, chunkBytes: chunkSize, shortFinal: true }, header: sealed.header }
+      }),
+    process: (chunk, data) => seal([chunk], [data]).pipe(Effect.map((o) => o[0])),
+    processSegment: (chunks, data) => seal(chunks, data),
+    finalize: () =>
+      Effect.succeed({
+        result: { format: "agcm", version: 2, chunkSize, keyMode: snapshot?.keyMode ?? null, chunksSealed: chunks, workers: cipher?.workers ?? 1 }
+      }),
+    snapshot: () => (snapshot ?? null) as unknown as JsonValue,
+    close: () =>
+      Effect.gen(function*() {
+        if (cipher) yield* cipher.close()
+        wipeKeys(keys)
+        keys = undefined
+      })
+  }
+}
+
+/**
+ * Checks and opens a segment of sealed chunks; shared by the processor and the file readers.
+ * Reports the first bad chunk: authentication failure (after probing for trailing data
+ * when near the end), or a structurally impossible chunk (Truncated).
+ */
+export const openSegment = (
+  cipher: SegmentCipher,
+  keys: DerivedKeys,
+  chunkSize: number,
+  specs: ReadonlyArray<ChunkSpec>,
+  data: ReadonlyArray<Uint8Array>,
+  /** Bytes of the chunked region (ciphertext after the header), when known. */
+  regionBytes: number | undefined,
+  headerBytes: number
+) =>
+  Effect.gen(function*() {
+    const sealedChunk = chunkSize + TAG_BYTES
+    // The first chunk that cannot be valid by its length alone.
+    let bad = specs.length
+    for (let k = 0; k < specs.length; k++) {
+      const n = data[k].length
+      const ok = specs[k].final ? n >= TAG_BYTES && n < sealedChunk : n === sealedChunk
+      if (!ok) {
+        bad = k
+        break
+      }
+    }
+    const out = bad > 0 ? yield* cipher.run(OPEN, specs[0].index, data.slice(0, bad)) : { outputs: [], inputs: [], failedAt: -1 }
+    if (out.failedAt >= 0) {
+      const spec = specs[out.failedAt]
+      const bytesToEnd = regionBytes !== undefined ? regionBytes - spec.start : spec.final ? spec.length : undefined
+      if (bytesToEnd !== undefined && bytesToEnd <= sealedChunk - 1 + 256) {
+        const trailing = probeTrailing(keys, spec.index, out.inputs[out.failedAt], bytesToEnd, chunkSize)
+        if (trailing !== undefined) return yield* new TrailingData({ bytes: trailing })
+      }
+      return yield* new ChunkAuthFailed({ chunk: spec.index, final: spec.final })
+    }
+    if (bad < specs.length) {
+      const spec = specs[bad]
+      return yield* new Truncated({
+        at: headerBytes + spec.start + data[bad].length,
+        detail: data[bad].length === 0
+          ? `the final chunk (chunk ${spec.index}) is missing`
+          : `chunk ${spec.index} is ${data[bad].length} bytes, shorter than its 16-byte tag`
+      })
+    }
+    return out.outputs
+  })
+
+/**
+ * The AGCM v2 decryptor as a chunk processor (`"agcm-decrypt"`, transform, unordered).
+ *
+ * - `init` reads the header through `context.readHeader`, checks its structure, derives
+ *   the keys and checks the commitment before any chunk is opened, and declares the
+ *   ciphertext framing.
+ * - Each chunk opens at its own index; a chunk that fails names its index.
+ * - With `legacyV1`, a v1 (harpocrates) header switches to the legacy reader, after
+ *   printing {@link LEGACY_V1_WARNING}.
+ *
+ * Errors: NotAgcm, UnsupportedVersion, InvalidHeader, Truncated, HeaderAuthFailed,
+ * ChunkAuthFailed{chunk}, TrailingData, KdfCostTooHigh, AgcmUsageError, SegmentWorkerError,
+ * LegacyFrameError (v1).
+ */
+export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
+  let keys: DerivedKeys | undefined
+  let cipher: SegmentCipher | undefined
+  let chunkSize = 0
+  let headerBytes = 0
+  let regionBytes: number | undefined
+  let chunks = 0
+  let plaintextBytes = 0
+  let legacy: ChunkProcessor | undefined
+
+  const open = (specs: ReadonlyArray<ChunkSpec>, data: ReadonlyArray<Uint8Array>) =>
+    Effect.gen(function*() {
+      if (!cipher || !keys) return yield* Effect.die(new Error("internal error: agcm-decrypt used before init"))
+      const outputs = yield* openSegment(cipher, keys, chunkSize, specs, data, regionBytes, headerBytes)
+      chunks += outputs.length
+      for (const o of outputs) plaintextBytes += o.length
+      return outputs
+    })
+
+  return {
+    name: "agcm-decrypt",
+    version: PROCESSOR_VERSION,
+    apiVersion: PROCESSOR_API_VERSION,
+    capabilities: { kind: "transform", ordered: false, resumable: true },
+    options: publicOptions(options, isRawKey(options) ? "raw" : "scrypt"),
+    init: (context: InitContext) =>
+      Effect.gen(function*() {
+        yield* checkWorkers(options.workers)
+        const head = yield* context.readHeader(MAX_HEADER_BYTES)
+        if (options.legacyV1 && head.length >= 8 && Buffer.from(head.buffer, head.byteOffset, 8).readUInt32LE(4) === 1) {
+          if (!isRawKey(options)) return yield* new AgcmUsageError({ detail: "AGCM v1 files use a raw 32-byte key, not a passphrase" })
+          legacy = legacyV1Processor({ key: options.key, onWarning: options.onWarning })
+          return yield* legacy.init(context)
+        }
+        const header = yield* parseHeader(head)
+        keys = yield* openHeader(header, options)
+        chunkSize = header.chunkSize
+        headerBytes = header.headerBytes
+        regionBytes = context.inputSize === undefined ? undefined : context.inputSize - headerBytes
+        cipher = new SegmentCipher(keys, {
+          workers: options.workers,
+          inputBytes: context.inputSize,
+          timeoutMs: options.workerTimeoutMs,
+          fault: options._fault,
+          transferInputs: options.transferInputs ?? true
+        })
+        return { framing: { headerBytes, chunkBytes: chunkSize + TAG_BYTES, shortFinal: true } }
+      }),
+    process: (chunk, data) => (legacy ? legacy.process(chunk, data) : open([chunk], [data]).pipe(Effect.map((o) => o[0]))),
+    processSegment: (specs, data) =>
+      legacy
+        ? Effect.forEach(specs, (s, k) => legacy!.process(s, data[k]))
+        : open(specs, data),
+    finalize: (context) =>
+      legacy
+        ? legacy.finalize(context)
+        : Effect.succeed({ result: { format: "agcm", version: 2, chunkSize, chunksOpened: chunks, plaintextBytes, workers: cipher?.workers ?? 1 } }),
+    snapshot: () => null,
+    close: () =>
+      Effect.gen(function*() {
+        if (cipher) yield* cipher.close()
+        if (legacy?.close) yield* legacy.close()
+        wipeKeys(keys)
+        keys = undefined
+      })
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * `cage migrate`: rewrite a harpocrates AGCM v1 stream as AGCM v2 in constant memory
+ * (v1 stream reader → v2 stream encryptor), without ever writing plaintext to disk.
+ *
+ * @module
+ */
+import { ChunkOutput, type IoError, fromSystemError } from "@cage/core"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import { type Readable, Writable } from "node:stream"
+import { pipeline } from "node:stream/promises"
+import type { AgcmEncryptOptions } from "./Agcm.js"
+import type { AgcmError } from "./Error.js"
+import { createLegacyDecryptStream } from "./LegacyV1.js"
+import { createEncryptStream } from "./Stream.js"
+
+/** Options of {@link migrateV1ToV2}. */
+export interface MigrateOptions {
+  /** The v1 stream's raw 32-byte key. */
+  readonly v1Key: Uint8Array
+  /** Key and parameters of the new v2 file (may reuse the v1 key as `{ key }`). */
+  readonly encrypt: AgcmEncryptOptions
+  /** Where the v1 warning goes. Default: standard error. */
+  readonly onWarning?: (message: string) => void
+}
+
+/** Decrypts v1 from `input` and writes v2 to `output`. Rejects with the first AgcmError or stream error. */
+export const migrateV1ToV2 = (input: Readable, output: Writable, options: MigrateOptions): Effect.Effect<void, AgcmError | IoError> =>
+  Effect.tryPromise({
+    try: () => pipeline(input, createLegacyDecryptStream({ key: options.v1Key, onWarning: options.onWarning }), createEncryptStream(options.encrypt), output),
+    catch: (e) => (typeof (e as { _tag?: unknown })._tag === "string" ? (e as AgcmError) : fromSystemError("migrate", "stream", e))
+  })
+
+/**
+ * Migrates the v1 file at `inPath` to a new v2 file at `outPath`, staged as
+ * `<outPath>.partial` (0600) and published only on success (never replacing an existing file).
+ */
+export const migrateV1File = (inPath: string, outPath: string, options: MigrateOptions): Effect.Effect<void, AgcmError | IoError> =>
+  Effect.gen(function*() {
+    const out = ChunkOutput.toFile(outPath)
+    yield* out.open()
+    // Route the v2 bytes through the engine's staged file sink, honouring backpressure.
+    const writer = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        Effect.runPromise(Effect.result(out.write([chunk]))).then((r) => cb(r._tag === "Failure" ? (r.failure as unknown as Error) : null))
+      }
+    })
+    const input = fs.createReadStream(inPath, { highWaterMark: 1024 * 1024 })
+    yield* migrateV1ToV2(input, writer, options).pipe(
+      Effect.tapError(() => out.abort({ keepPartial: false }))
+    )
+    yield* out.commit()
+  })

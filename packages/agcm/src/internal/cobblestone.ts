@@ -1,0 +1,175 @@
+/**
+ * The Cobblestone-256 core (c2sp.org/chunked-encryption): key derivation and the one
+ * seal/open loop every AGCM path runs (in-process, segment workers, streams, range reads,
+ * Wycheproof conformance tests).
+ *
+ * `cipherSegment` is deliberately self-contained (no imports, no closures, `crypto` passed
+ * in): the worker pool ships its source text to worker threads, so workers run this exact
+ * function rather than a copy that could drift.
+ */
+import * as crypto from "node:crypto"
+
+/** Cobblestone-256 HKDF info label (c2sp.org/chunked-encryption, "Key derivation"). */
+export const LABEL = "c2sp.org/chunked-encryption@v1+AEAD_AES_256_GCM"
+export const KEY_BYTES = 32
+export const SALT_BYTES = 24
+export const COMMITMENT_BYTES = 32
+export const NONCE_BYTES = 12
+export const TAG_BYTES = 16
+/** Chunk indices fit the 5 nonce bytes the counter is XORed into. */
+export const MAX_CHUNKS = 2 ** 40
+
+/** Per-file secrets derived from the key, salt and context. */
+export interface DerivedKeys {
+  readonly aeadKey: Buffer
+  readonly baseNonce: Buffer
+  readonly commitment: Buffer
+}
+
+/**
+ * HKDF-Expand (RFC 5869 section 2.3) with SHA-512, PRK = `key`. Cobblestone uses Expand
+ * only (no Extract), which `crypto.hkdf` does not offer, hence this loop.
+ */
+export const hkdfExpandSha512 = (prk: Uint8Array, info: Uint8Array, length: number): Buffer => {
+  const blocks: Array<Buffer> = []
+  let previous = Buffer.alloc(0)
+  for (let i = 1; blocks.length * 64 < length; i++) {
+    previous = crypto.createHmac("sha512", prk).update(previous).update(info).update(Buffer.of(i)).digest()
+    blocks.push(previous)
+  }
+  return Buffer.concat(blocks).subarray(0, length)
+}
+
+/** Derives AEAD key ‖ base nonce ‖ commitment from `key` (32 bytes), `salt` (24 bytes) and `context`. */
+export const deriveKeys = (key: Uint8Array, salt: Uint8Array, context: Uint8Array): DerivedKeys => {
+  const info = Buffer.concat([Buffer.from(LABEL, "latin1"), Buffer.of(0), salt, context])
+  const okm = hkdfExpandSha512(key, info, KEY_BYTES + NONCE_BYTES + COMMITMENT_BYTES)
+  const out = {
+    aeadKey: Buffer.from(okm.subarray(0, KEY_BYTES)),
+    baseNonce: Buffer.from(okm.subarray(KEY_BYTES, KEY_BYTES + NONCE_BYTES)),
+    commitment: Buffer.from(okm.subarray(KEY_BYTES + NONCE_BYTES))
+  }
+  okm.fill(0)
+  return out
+}
+
+/** Constant-time commitment comparison. */
+export const commitmentMatches = (expected: Uint8Array, actual: Uint8Array): boolean =>
+  expected.length === actual.length && crypto.timingSafeEqual(expected, actual)
+
+/** Seal = 0, open = 1 (numbers, so the job message stays plain data). */
+export const SEAL = 0
+export const OPEN = 1
+
+/**
+ * Seals or opens a run of consecutive chunks `firstIndex, firstIndex + 1, ...`.
+ *
+ * - `input` holds the chunks back to back; `lengths[k]` is chunk k's input length in bytes
+ *   (plaintext for seal, ciphertext ‖ 16-byte tag for open, which must be >= 16).
+ * - `output` receives the results back to back (each `len + 16` for seal, `len - 16` for open).
+ * - Nonce of chunk i: `baseNonce` XOR i as a 40-bit big-endian integer in bytes 7..11.
+ *
+ * Returns -1 on success, or the position k (within the run) of the first chunk that failed
+ * authentication; output bytes from chunk k on are garbage and must be discarded.
+ * Must not reference anything outside its parameters (see the module comment).
+ */
+export function cipherSegment(
+  nodeCrypto: typeof import("node:crypto"),
+  op: number,
+  aeadKey: Uint8Array,
+  baseNonce: Uint8Array,
+  firstIndex: number,
+  input: Uint8Array,
+  lengths: ArrayLike<number>,
+  output: Uint8Array
+): number {
+  const nonce = new Uint8Array(12)
+  let inAt = 0
+  let outAt = 0
+  for (let k = 0; k < lengths.length; k++) {
+    const index = firstIndex + k
+    nonce.set(baseNonce)
+    // 40-bit big-endian counter: low 32 bits with >>>, high 8 bits by division (index < 2^40).
+    const low = index >>> 0
+    const high = Math.floor(index / 4294967296) & 0xff
+    nonce[7] ^= high
+    nonce[8] ^= (low >>> 24) & 0xff
+    nonce[9] ^= (low >>> 16) & 0xff
+    nonce[10] ^= (low >>> 8) & 0xff
+    nonce[11] ^= low & 0xff
+    const length = lengths[k]
+    if (op === 0) {
+      const cipher = nodeCrypto.createCipheriv("aes-256-gcm", aeadKey, nonce)
+      const body = cipher.update(input.subarray(inAt, inAt + length))
+      cipher.final()
+      output.set(body, outAt)
+      output.set(cipher.getAuthTag(), outAt + length)
+      outAt += length + 16
+    } else {
+      if (length < 16) return k
+      const bodyLength = length - 16
+      const decipher = nodeCrypto.createDecipheriv("aes-256-gcm", aeadKey, nonce)
+      decipher.setAuthTag(input.subarray(inAt + bodyLength, inAt + length))
+      const body = decipher.update(input.subarray(inAt, inAt + bodyLength))
+      try {
+        decipher.final()
+      } catch {
+        return k
+      }
+      output.set(body, outAt)
+      outAt += bodyLength
+    }
+    inAt += length
+  }
+  return -1
+}
+
+/** Seals one chunk in-process. */
+export const sealChunk = (keys: DerivedKeys, index: number, plaintext: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(plaintext.length + TAG_BYTES)
+  cipherSegment(crypto, SEAL, keys.aeadKey, keys.baseNonce, index, plaintext, [plaintext.length], out)
+  return out
+}
+
+/** Opens one chunk in-process; `undefined` when it fails authentication (or is shorter than a tag). */
+export const openChunk = (keys: DerivedKeys, index: number, sealed: Uint8Array): Uint8Array | undefined => {
+  if (sealed.length < TAG_BYTES) return undefined
+  const out = new Uint8Array(sealed.length - TAG_BYTES)
+  return cipherSegment(crypto, OPEN, keys.aeadKey, keys.baseNonce, index, sealed, [sealed.length], out) === -1 ? out : undefined
+}
+
+/** Overwrites derived secrets (best effort: V8 may have copied them). */
+export const wipeKeys = (keys: DerivedKeys | undefined): void => {
+  keys?.aeadKey.fill(0)
+  keys?.baseNonce.fill(0)
+}
+
+/**
+ * Most trailing bytes the decryptor looks for after a final chunk that fails to open.
+ * Each candidate costs one GCM open of up to a chunk, so the probe is bounded; longer
+ * appendages are reported as an authentication failure of the chunk they landed in.
+ */
+export const TRAILING_PROBE_BYTES = 256
+
+/**
+ * Trailing-data probe: `sealed` is chunk `index`'s bytes as laid out in the file (starting at
+ * its chunk boundary), `bytesToEnd` the bytes from that boundary to the end of input. Tries
+ * each shorter prefix as the short final chunk, for 1..TRAILING_PROBE_BYTES trailing bytes.
+ * Returns the number of trailing bytes when a prefix opens, else undefined.
+ */
+export const probeTrailing = (
+  keys: DerivedKeys,
+  index: number,
+  sealed: Uint8Array,
+  bytesToEnd: number,
+  chunkSize: number
+): number | undefined => {
+  for (let trailing = 1; trailing <= TRAILING_PROBE_BYTES; trailing++) {
+    const length = bytesToEnd - trailing
+    if (length < TAG_BYTES) break
+    // A final chunk holds less than chunkSize plaintext bytes.
+    if (length > chunkSize + TAG_BYTES - 1 || length > sealed.length) continue
+    if (openChunk(keys, index, sealed.subarray(0, length)) !== undefined) return trailing
+  }
+  return undefined
+}

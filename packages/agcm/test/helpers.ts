@@ -1,0 +1,25 @@
+import { Effect, Exit } from "effect"
+import * as crypto from "node:crypto"
+
+export const VECTORS = new URL("../../../../shared/vectors/", import.meta.url)
+
+/** Runs an effect and returns its typed failure (or throws when it succeeded / died). */
+export const failureOf = async <A, E>(e: Effect.Effect<A, E>): Promise<E> => {
+  const exit = await Effect.runPromiseExit(e)
+  if (Exit.isSuccess(exit)) throw new Error("expected a failure, got success")
+  const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
+  if (!failure) throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
+  return (failure as unknown as { error: E }).error
+}
+
+export const sha = (alg: string, b: Uint8Array) => crypto.createHash(alg).update(b).digest("hex")
+export const key32 = (seed = 1) => crypto.createHash("sha256").update(`key-${seed}`).digest()
+export const bytes = (n: number, seed = 0) => {
+  const out = Buffer.alloc(n)
+  let x = seed * 2654435761 + 12345
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0
+    out[i] = x >>> 24
+  }
+  return out
+}
