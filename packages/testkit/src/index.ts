@@ -1,0 +1,22 @@
+/**
+ * @cage/testkit: the conformance kit every Cage chunk processor runs on itself.
+ *
+ * @module
+ */
+export {
+  boundarySizes,
+  checkBoundary,
+  checkByteByByte,
+  checkFailure,
+  checkIdentity,
+  checkMemory,
+  checkOutOfOrder,
+  checkResume,
+  checks,
+  checkTampering,
+  type ConformanceOptions,
+  describeProcessorConformance,
+  InjectedFailure,
+  type MemoryReport,
+  pseudoRandomBytes
+} from "./Conformance.js"

@@ -1,0 +1,152 @@
+import { type ChunkProcessor, PROCESSOR_API_VERSION } from "@cage/core"
+import { Effect } from "effect"
+import { createHash } from "node:crypto"
+
+const base = { version: "1.0.0", apiVersion: PROCESSOR_API_VERSION, finalize: () => Effect.succeed({}), init: () => Effect.succeed({}) }
+
+/** A correct unordered transform: XOR every byte, append the chunk index, frame with a header/trailer. */
+export const xor = (mask = 0x5a): ChunkProcessor => ({
+  ...base,
+  name: "fixture-xor",
+  capabilities: { kind: "transform", ordered: false },
+  options: { mask },
+  init: () => Effect.succeed({ header: Uint8Array.of(0xca, 0x9e) }),
+  process: (chunk, data) =>
+    Effect.sync(() => {
+      const out = new Uint8Array(data.length + 1)
+      for (let i = 0; i < data.length; i++) out[i] = data[i] ^ mask
+      out[data.length] = chunk.index & 0xff
+      return out
+    }),
+  finalize: () => Effect.succeed({ trailer: Uint8Array.of(0xee) })
+})
+
+/** The inverse of {@link xor}: drops header, per-chunk index bytes and trailer (ordered, input chunks are cs+1 bytes). */
+export const unxor = (mask = 0x5a): ChunkProcessor => {
+  let pending = Buffer.alloc(0)
+  let cs = 0
+  return {
+    ...base,
+    name: "fixture-unxor",
+    capabilities: { kind: "transform", ordered: true, resumable: false },
+    options: { mask },
+    init: (ctx) => Effect.sync(() => { cs = ctx.chunkBytes; pending = Buffer.alloc(0) }),
+    // The forward framing is known only as a whole: buffer it and decode at the end.
+    process: (_chunk, data) => Effect.sync(() => { pending = Buffer.concat([pending, data]); return new Uint8Array(0) }),
+    finalize: () =>
+      Effect.suspend(() => {
+        const body = pending.subarray(2, pending.length - 1)
+        const parts: Array<Uint8Array> = []
+        for (let at = 0; at < body.length; at += cs + 1) {
+          const piece = body.subarray(at, Math.min(body.length, at + cs + 1))
+          parts.push(Buffer.from(piece.subarray(0, piece.length - 1).map((b) => b ^ mask)))
+        }
+        return Effect.succeed({ trailer: Buffer.concat(parts) })
+      })
+  }
+}
+
+/** A correct ordered observer that cannot snapshot its state (a running SHA-256). */
+export const sha256 = (): ChunkProcessor => {
+  let h = createHash("sha256")
+  return {
+    ...base,
+    name: "fixture-sha256",
+    capabilities: { kind: "observer", ordered: true, resumable: false },
+    options: {},
+    init: () => Effect.sync(() => { h = createHash("sha256") }),
+    process: (_c, data) => Effect.sync(() => { h.update(data); return undefined }),
+    finalize: () => Effect.sync(() => ({ result: h.digest("hex") }))
+  }
+}
+
+/** A correct ordered observer that snapshots its state: counts bytes, resumes from the count. */
+export const byteCount = (): ChunkProcessor => {
+  let n = 0
+  return {
+    ...base,
+    name: "fixture-count",
+    capabilities: { kind: "observer", ordered: true },
+    options: {},
+    init: (ctx) => Effect.sync(() => { n = typeof ctx.resume === "number" ? ctx.resume : 0 }),
+    process: (_c, data) => Effect.sync(() => { n += data.length; return undefined }),
+    snapshot: () => n,
+    finalize: () => Effect.sync(() => ({ result: n }))
+  }
+}
+
+// ---- broken processors: each violates one rule the kit must catch ----
+
+/** Keeps references to `data` and hashes them in finalize: sees the engine's reused bytes. */
+export const keepsReferences = (): ChunkProcessor => {
+  const kept: Array<Uint8Array> = []
+  return {
+    ...base,
+    name: "broken-keeps-references",
+    capabilities: { kind: "observer", ordered: true },
+    options: {},
+    process: (_c, data) => Effect.sync(() => { kept.push(data); return undefined }),
+    finalize: () => Effect.sync(() => ({ result: createHash("sha256").update(Buffer.concat(kept)).digest("hex") }))
+  }
+}
+
+/** Claims `ordered: false` but numbers its output with a running counter. */
+export const fakeUnordered = (): ChunkProcessor => {
+  let seen = 0
+  return {
+    ...base,
+    name: "broken-fake-unordered",
+    capabilities: { kind: "transform", ordered: false },
+    options: {},
+    process: (_c, data) => Effect.sync(() => Buffer.concat([Buffer.of(seen++ & 0xff), data]))
+  }
+}
+
+/** Fails on an empty input: finalize assumes at least one chunk. */
+export const failsOnEmpty = (): ChunkProcessor => {
+  let chunks = 0
+  return {
+    ...base,
+    name: "broken-empty",
+    capabilities: { kind: "observer", ordered: true },
+    options: {},
+    process: () => Effect.sync(() => { chunks++; return undefined }),
+    finalize: () => (chunks === 0 ? Effect.die(new Error("no chunks")) : Effect.succeed({}))
+  }
+}
+
+/** Never completes the effect for chunk 3. */
+export const hangs = (): ChunkProcessor => ({
+  ...base,
+  name: "broken-hangs",
+  capabilities: { kind: "observer", ordered: false },
+  options: {},
+  process: (c) => (c.index === 3 ? Effect.never : Effect.succeed(undefined))
+})
+
+/** Retains every chunk it sees: memory grows with the input. */
+export const leaks = (): ChunkProcessor => {
+  const kept: Array<Uint8Array> = []
+  return {
+    ...base,
+    name: "broken-leaks",
+    capabilities: { kind: "observer", ordered: true },
+    options: {},
+    process: (_c, data) => Effect.sync(() => { kept.push(Buffer.from(data)); return undefined })
+  }
+}
+
+/** Snapshot claims the state is saved, but init ignores it on resume. */
+export const forgetsOnResume = (): ChunkProcessor => {
+  let n = 0
+  return {
+    ...base,
+    name: "broken-forgets",
+    capabilities: { kind: "observer", ordered: true },
+    options: {},
+    init: () => Effect.sync(() => { n = 0 }),
+    process: (_c, data) => Effect.sync(() => { n += data.length; return undefined }),
+    snapshot: () => n,
+    finalize: () => Effect.sync(() => ({ result: n }))
+  }
+}
