@@ -1,0 +1,288 @@
+/**
+ * The metadata gatherer behind `inspect` and the `json-index` processor: scanner events in,
+ * bounded statistics out. Every structure here has a fixed budget (see `InspectLimits`).
+ *
+ * @internal
+ */
+import * as fs from "node:fs"
+import { decodeKey, keyStep } from "./path.js"
+import {
+  KIND_ARRAY,
+  KIND_NAMES,
+  KIND_NUMBER,
+  KIND_OBJECT,
+  KIND_STRING,
+  MODE_DOCUMENT,
+  MODE_NDJSON,
+  MODE_SEQUENCE,
+  type ScanEvents,
+  Scanner
+} from "./scanner.js"
+
+export interface InspectLimits {
+  readonly maxDepth: number
+  readonly exactKeyLimit: number
+  readonly sketchCapacity: number
+  readonly pathLimit: number
+  readonly topKeys: number
+  readonly topPaths: number
+  readonly largestTokens: number
+  readonly deepThreshold: number
+  readonly hugeTokenBytes: number
+  readonly anomalyLimit: number
+  readonly duplicateKeyBudget: number
+  readonly previewBytes: number
+}
+
+export type InspectFormat = "auto" | "array" | "ndjson" | "sequence"
+
+const decoder = new TextDecoder()
+
+/** A bounded list of anomalies: the first `limit` items and the total count. */
+export interface AnomalyList<T> {
+  count: number
+  items: Array<T>
+}
+
+export interface Token {
+  readonly offset: number
+  readonly bytes: number
+  readonly path: string
+  /** The first bytes of the token as text, or null when they were in an earlier chunk. */
+  readonly preview: string | null
+}
+
+/** A sidecar index writer: `start end\n` lines through a 64 KiB text buffer. */
+export class IndexWriter {
+  private pending = ""
+  private fd: number
+  readonly temp: string
+  constructor(readonly path: string) {
+    this.temp = `${path}.partial`
+    this.fd = fs.openSync(this.temp, "w", 0o644)
+  }
+  add(start: number, end: number) {
+    this.pending += `${start} ${end}\n`
+    if (this.pending.length >= 65536) this.flush()
+  }
+  private flush() {
+    fs.writeSync(this.fd, this.pending)
+    this.pending = ""
+  }
+  commit() {
+    this.flush()
+    fs.fsyncSync(this.fd)
+    fs.closeSync(this.fd)
+    fs.renameSync(this.temp, this.path)
+  }
+  abort() {
+    try {
+      fs.closeSync(this.fd)
+      fs.unlinkSync(this.temp)
+    } catch {
+      // already gone
+    }
+  }
+}
+
+export class Inspector implements ScanEvents {
+  readonly eventDepth = Number.MAX_SAFE_INTEGER
+  readonly wantKeys = true
+  readonly scanner: Scanner
+  elementDepth: number
+  // Current buffer, for previews.
+  private buf: Uint8Array = new Uint8Array(0)
+  private bufPos = 0
+  private bufFrom = 0
+  private bufTo = 0
+
+  readonly counts = [0, 0, 0, 0, 0, 0, 0]
+  elements = 0
+  private elemStart = 0
+  private sawTop = false
+  // Per open container (index = nesting level).
+  private readonly isArray: Array<boolean> = [false]
+  private readonly collapsed: Array<string> = ["$"]
+  private readonly currentKey: Array<string | undefined> = [undefined]
+  private readonly objectKeys: Array<Set<string> | undefined> = [undefined]
+  private trackedKeys = 0
+  duplicateCheckComplete = true
+  private tokenStart = 0
+  // Key statistics.
+  private keyCounts = new Map<string, number>()
+  keysExact = true
+  keysTotal = 0
+  sketchError = 0
+  distinctKeysAtLeast = 0
+  // Key paths.
+  private readonly paths = new Map<string, number>()
+  pathsExact = true
+  // Tokens and anomalies.
+  readonly largestStrings: Array<Token> = []
+  readonly largestNumbers: Array<Token> = []
+  readonly deepNesting: AnomalyList<{ offset: number; depth: number; path: string }> = { count: 0, items: [] }
+  readonly hugeTokens: AnomalyList<{ offset: number; bytes: number; kind: string; path: string }> = { count: 0, items: [] }
+  readonly duplicateKeys: AnomalyList<{ offset: number; key: string; path: string }> = { count: 0, items: [] }
+  readonly badUtf8: AnomalyList<number> = { count: 0, items: [] }
+
+  constructor(readonly format: InspectFormat, readonly limits: InspectLimits, readonly index?: IndexWriter) {
+    this.elementDepth = format === "array" ? 1 : 0
+    this.scanner = new Scanner({
+      mode: format === "ndjson" ? MODE_NDJSON : format === "array" ? MODE_DOCUMENT : MODE_SEQUENCE,
+      maxDepth: limits.maxDepth,
+      events: this,
+      lenientUtf8: true
+    })
+  }
+
+  write(buf: Uint8Array, from: number, to: number): boolean {
+    this.buf = buf
+    this.bufPos = this.scanner.pos
+    this.bufFrom = from
+    this.bufTo = to
+    return this.scanner.write(buf, from, to)
+  }
+
+  private preview(start: number, end: number): string | null {
+    const i = start - this.bufPos + this.bufFrom
+    if (i < this.bufFrom || i >= this.bufTo) return null
+    return decoder.decode(this.buf.subarray(i, Math.min(i + this.limits.previewBytes, end - this.bufPos + this.bufFrom, this.bufTo)))
+  }
+
+  /** Collapsed path of a value at `depth` (array indices as `[]`). */
+  private valuePath(depth: number): string {
+    if (depth === 0) return "$"
+    if (this.isArray[depth]) return `${this.collapsed[depth]}[]`
+    const k = this.currentKey[depth]
+    return k === undefined ? this.collapsed[depth] : this.collapsed[depth] + keyStep(k)
+  }
+
+  valueStart(kind: number, depth: number, offset: number): void {
+    this.counts[kind]++
+    if (depth === 0 && !this.sawTop) {
+      this.sawTop = true
+      if (this.format === "auto" && kind === KIND_ARRAY) {
+        this.elementDepth = 1
+        this.scanner.mode = MODE_DOCUMENT
+      }
+    }
+    if (depth === this.elementDepth) this.elemStart = offset
+    if (kind === KIND_OBJECT || kind === KIND_ARRAY) {
+      const d = depth + 1
+      // Recorded where nesting crosses the threshold, not for every deeper container.
+      if (depth === this.limits.deepThreshold) {
+        const list = this.deepNesting
+        if (list.count++ < this.limits.anomalyLimit) list.items.push({ offset, depth: d, path: this.valuePath(depth) })
+      }
+      this.isArray[d] = kind === KIND_ARRAY
+      this.collapsed[d] = this.valuePath(depth)
+      this.currentKey[d] = undefined
+      this.objectKeys[d] = undefined
+    } else this.tokenStart = offset
+  }
+
+  valueEnd(kind: number, depth: number, end: number): void {
+    if (depth === this.elementDepth) {
+      this.elements++
+      this.index?.add(this.elemStart, end)
+    }
+    if (kind === KIND_OBJECT) {
+      const keys = this.objectKeys[depth + 1]
+      if (keys !== undefined) {
+        this.trackedKeys -= keys.size
+        this.objectKeys[depth + 1] = undefined
+      }
+    } else if (kind === KIND_STRING || kind === KIND_NUMBER) {
+      const start = this.tokenStart
+      const bytes = end - start
+      const list = kind === KIND_STRING ? this.largestStrings : this.largestNumbers
+      const n = this.limits.largestTokens
+      if (list.length < n || bytes > list[list.length - 1].bytes) {
+        const token = { offset: start, bytes, path: this.valuePath(depth), preview: this.preview(start, end) }
+        let at = list.length
+        while (at > 0 && list[at - 1].bytes < bytes) at--
+        list.splice(at, 0, token)
+        if (list.length > n) list.pop()
+      }
+      if (bytes > this.limits.hugeTokenBytes) {
+        const huge = this.hugeTokens
+        if (huge.count++ < this.limits.anomalyLimit) huge.items.push({ offset: start, bytes, kind: KIND_NAMES[kind], path: this.valuePath(depth) })
+      }
+    }
+  }
+
+  key(bytes: Uint8Array, from: number, to: number, depth: number, truncated: boolean): void {
+    const key = decodeKey(bytes, from, to) + (truncated ? "…" : "")
+    this.currentKey[depth] = key
+    this.countKey(key)
+    const path = this.collapsed[depth] + keyStep(key)
+    const seen = this.paths.get(path)
+    if (seen !== undefined) this.paths.set(path, seen + 1)
+    else if (this.paths.size < this.limits.pathLimit) this.paths.set(path, 1)
+    else this.pathsExact = false
+    // Duplicate keys in one object, within a fixed budget of remembered keys.
+    let set = this.objectKeys[depth]
+    if (set?.has(key)) {
+      const list = this.duplicateKeys
+      if (list.count++ < this.limits.anomalyLimit) list.items.push({ offset: this.scanner.tokenStart, key, path: this.collapsed[depth] })
+    } else if (this.trackedKeys < this.limits.duplicateKeyBudget) {
+      if (set === undefined) set = this.objectKeys[depth] = new Set()
+      set.add(key)
+      this.trackedKeys++
+    } else this.duplicateCheckComplete = false
+  }
+
+  invalidUtf8(offset: number): void {
+    const list = this.badUtf8
+    if (list.count++ < this.limits.anomalyLimit) list.items.push(offset)
+  }
+
+  private countKey(key: string) {
+    this.keysTotal++
+    const m = this.keyCounts
+    const c = m.get(key)
+    if (c !== undefined) {
+      m.set(key, c + 1)
+      return
+    }
+    if (this.keysExact) {
+      if (m.size < this.limits.exactKeyLimit) {
+        m.set(key, 1)
+        return
+      }
+      // Switch to a Misra-Gries sketch seeded with the heaviest exact counts.
+      this.keysExact = false
+      this.distinctKeysAtLeast = m.size + 1
+      const top = [...m].sort((a, b) => b[1] - a[1]).slice(0, this.limits.sketchCapacity - 1)
+      this.keyCounts = new Map(top)
+      this.keyCounts.set(key, 1)
+      return
+    }
+    if (m.size < this.limits.sketchCapacity) {
+      m.set(key, 1)
+      return
+    }
+    // Misra-Gries: no room, so every counter (and the new key's) loses one.
+    this.sketchError++
+    for (const [k, v] of m) {
+      if (v <= 1) m.delete(k)
+      else m.set(k, v - 1)
+    }
+  }
+
+  topKeys(): Array<{ key: string; count: number }> {
+    return [...this.keyCounts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, this.limits.topKeys).map(([key, count]) => ({ key, count }))
+  }
+
+  topPaths(): Array<{ path: string; count: number }> {
+    return [...this.paths].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, this.limits.topPaths).map(([path, count]) => ({ path, count }))
+  }
+
+  get distinctKeys(): number {
+    return this.keysExact ? this.keyCounts.size : this.distinctKeysAtLeast
+  }
+
+  get distinctPaths(): number {
+    return this.paths.size
+  }
+}
