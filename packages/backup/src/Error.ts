@@ -1,0 +1,97 @@
+/**
+ * Tagged errors of `@cage/backup`. Each carries the `cage` CLI `exitCode`:
+ * 2 usage, 3 integrity (damaged backup, corrupt registry), 4 input/output.
+ * I/O failures of files are `@cage/core`'s `IoError` (exit code 4).
+ *
+ * @module
+ */
+import { ExitCode } from "@cage/core"
+import { Data } from "effect"
+
+/** Bad arguments: an unknown retention policy, a generation that does not exist, a bad range. Exit code 2. */
+export class BackupUsageError extends Data.TaggedError("BackupUsageError")<{ readonly detail: string }> {
+  readonly exitCode = ExitCode.Usage
+  override get message() {
+    return this.detail
+  }
+}
+
+/**
+ * The registry `.cage_backups.json` (or a generation manifest) cannot be parsed or does not
+ * match its Schema. Nothing is overwritten: the previous good registry is kept as
+ * `.cage_backups.json.bak` and every generation has its own manifest, so
+ * `recoverRegistry` (CLI: `cage backup recover`) can rebuild it. Exit code 3.
+ */
+export class RegistryCorrupt extends Data.TaggedError("RegistryCorrupt")<{
+  readonly path: string
+  readonly detail: string
+}> {
+  readonly exitCode = ExitCode.Integrity
+  override get message() {
+    return `${this.path}: the backup registry is corrupt (${this.detail}); it was left untouched. ` +
+      `The previous good registry is ${this.path}.bak and each generation's manifest is in the manifests directory: ` +
+      `run \`cage backup recover --dir <dir>\` to rebuild the registry from them.`
+  }
+}
+
+/** The registry lock could not be taken within the wait limit (a live holder kept it). Exit code 4. */
+export class LockTimeout extends Data.TaggedError("LockTimeout")<{
+  readonly path: string
+  readonly waitedMs: number
+  readonly holder: string
+}> {
+  readonly exitCode = ExitCode.Io
+  override get message() {
+    return `${this.path}: could not take the registry lock within ${this.waitedMs} ms (held by ${this.holder})`
+  }
+}
+
+/** No generation matches the request (no backup of that file, or no such generation number). Exit code 2. */
+export class GenerationNotFound extends Data.TaggedError("GenerationNotFound")<{
+  readonly source: string
+  readonly generation?: number | undefined
+  readonly detail?: string | undefined
+}> {
+  readonly exitCode = ExitCode.Usage
+  override get message() {
+    const which = this.generation === undefined ? "no complete generation" : `no generation ${this.generation}`
+    return `${this.source}: ${which} in the backup registry${this.detail ? ` (${this.detail})` : ""}`
+  }
+}
+
+/** One damaged region found by verify: a chunk (with its byte range in the backup file) or the header. */
+export interface Damage {
+  /**
+   * `"chunk"` (ciphertext digest mismatch), `"plaintext"` (deep: decryption or plaintext
+   * digest failed), `"header"`, `"size"` (the file is longer or shorter than recorded), or
+   * `"file"` (damaged somewhere; no per-chunk digests to say where).
+   */
+  readonly kind: "chunk" | "plaintext" | "header" | "size" | "file"
+  /** Chunk index (0-based) for `"chunk"` and `"plaintext"`. */
+  readonly chunk?: number
+  /** Byte range `[start, end)` in the backup file. */
+  readonly start: number
+  readonly end: number
+  readonly detail: string
+}
+
+/** Verify found damage. `damage` names every damaged chunk with its byte range. Exit code 3. */
+export class BackupDamaged extends Data.TaggedError("BackupDamaged")<{
+  readonly file: string
+  readonly generation: number
+  readonly damage: ReadonlyArray<Damage>
+}> {
+  readonly exitCode = ExitCode.Integrity
+  override get message() {
+    const list = this.damage.slice(0, 20).map((d) =>
+      d.kind === "chunk" || d.kind === "plaintext"
+        ? `chunk ${d.chunk} (bytes ${d.start}..${d.end})`
+        : `${d.kind} (bytes ${d.start}..${d.end}): ${d.detail}`
+    )
+    const more = this.damage.length > 20 ? ` and ${this.damage.length - 20} more` : ""
+    return `${this.file} (generation ${this.generation}) is damaged: ${list.join(", ")}${more}`
+  }
+}
+
+/** Any error of this package (besides core's `IoError`, `ProcessorError`, `ResumeRefused`, `UsageError`). */
+export type BackupError = BackupUsageError | RegistryCorrupt | LockTimeout | GenerationNotFound | BackupDamaged
