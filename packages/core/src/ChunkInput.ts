@@ -55,16 +55,17 @@ export const statIdentity = (path: string): Effect.Effect<SourceIdentity, IoErro
  */
 export const fromFile = (path: string): Effect.Effect<ChunkInput, IoError> =>
   Effect.gen(function*() {
-    const handle = yield* Effect.tryPromise({
-      try: () => fs.promises.open(path, "r"),
-      catch: (e) => fromSystemError("open", path, e)
+    // A raw fd, not a FileHandle: a FileHandle left to GC closes itself with a warning.
+    const fd = yield* Effect.callback<number, IoError>((resume) => {
+      fs.open(path, "r", (e, f) => resume(e ? Effect.fail(fromSystemError("open", path, e)) : Effect.succeed(f)))
     })
-    const st = yield* Effect.tryPromise({
-      try: () => handle.stat({ bigint: true }),
-      catch: (e) => fromSystemError("stat", path, e)
-    })
+    const closeFd = () => Effect.callback<void>((resume) => fs.close(fd, () => resume(Effect.void)))
+    // fstat the open fd: the identity must describe the bytes we read, even if the path is swapped.
+    const st = yield* Effect.callback<fs.BigIntStats, IoError>((resume) => {
+      fs.fstat(fd, { bigint: true }, (e, s) => resume(e ? Effect.fail(fromSystemError("stat", path, e)) : Effect.succeed(s)))
+    }).pipe(Effect.tapError(closeFd))
     if (!st.isFile()) {
-      yield* Effect.promise(() => handle.close())
+      yield* closeFd()
       return yield* Effect.fail(
         new IoError({ reason: st.isDirectory() ? "IsDirectory" : "Unknown", operation: "open", path, detail: "not a regular file" })
       )
@@ -77,7 +78,7 @@ export const fromFile = (path: string): Effect.Effect<ChunkInput, IoError> =>
       ino: st.ino.toString(),
       dev: st.dev.toString()
     }
-    const fd = handle.fd
+    let closed = false
     const input: ChunkInput = {
       description: path,
       size: identity.size,
@@ -93,7 +94,11 @@ export const fromFile = (path: string): Effect.Effect<ChunkInput, IoError> =>
         }).pipe(Effect.flatMap((n) => n < length && n > 0 && position + n < identity.size
           ? Effect.suspend(() => input.read(position + n, buffer, offset + n, length - n)).pipe(Effect.map((m) => n + m))
           : Effect.succeed(n))),
-      close: () => Effect.promise(() => handle.close().catch(() => undefined))
+      close: () => Effect.suspend(() => {
+        if (closed) return Effect.void
+        closed = true
+        return closeFd()
+      })
     }
     return input
   })

@@ -43,6 +43,13 @@ export interface FileOutputOptions {
   readonly overwrite?: boolean
   /** File mode of the output, default 0o600. */
   readonly mode?: number
+  /**
+   * fsync data before each checkpoint and before publishing (default true). With false,
+   * output and checkpoints survive `kill -9` (the page cache outlives the process) but not
+   * a power loss; it trades that for not waiting on the disk (about 225 MB/s here, against
+   * about 6 GB/s into the page cache).
+   */
+  readonly fsync?: boolean
 }
 
 // Raw fds (not FileHandle): a FileHandle closes itself on GC, racing our explicit close.
@@ -66,6 +73,7 @@ export const syncDirectory = (dir: string): Effect.Effect<void> =>
 export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutput => {
   const staging = partialPath(path)
   const mode = options.mode ?? 0o600
+  const durable = options.fsync ?? true
   let fd = -1
   let position = 0
   const closeFd = () =>
@@ -137,12 +145,14 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
         loop(buffers, at, total)
       }),
     sync: () =>
-      Effect.callback<void, IoError>((resume) => {
-        fs.fdatasync(fd, (err) => resume(err ? Effect.fail(fromSystemError("sync", staging, err)) : Effect.void))
-      }),
+      durable
+        ? Effect.callback<void, IoError>((resume) => {
+          fs.fdatasync(fd, (err) => resume(err ? Effect.fail(fromSystemError("sync", staging, err)) : Effect.void))
+        })
+        : Effect.void,
     commit: () =>
       Effect.gen(function*() {
-        yield* io("sync", staging, () => new Promise<void>((res, rej) => fs.fsync(fd, (e) => e ? rej(e) : res())))
+        if (durable) yield* io("sync", staging, () => new Promise<void>((res, rej) => fs.fsync(fd, (e) => e ? rej(e) : res())))
         yield* closeFd()
         if (options.overwrite) {
           yield* io("rename", path, () => fs.promises.rename(staging, path))
@@ -151,11 +161,11 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
           yield* io("create", path, () => fs.promises.link(staging, path))
           yield* io("unlink", staging, () => fs.promises.unlink(staging))
         }
-        yield* syncDirectory(nodePath.dirname(nodePath.resolve(path)))
+        if (durable) yield* syncDirectory(nodePath.dirname(nodePath.resolve(path)))
       }),
     abort: ({ keepPartial }) =>
       Effect.gen(function*() {
-        if (fd >= 0 && keepPartial) {
+        if (fd >= 0 && keepPartial && durable) {
           yield* Effect.promise(() => new Promise<void>((r) => fs.fdatasync(fd, () => r())))
         }
         yield* closeFd()

@@ -1,0 +1,52 @@
+/**
+ * Sources, sinks and printing shared by the CLI commands.
+ *
+ * @module
+ */
+import { ChunkInput, ChunkOutput, formatBytes, type IoError, parseSize, type RunSummary, type UsageError } from "@cage/core"
+import { Effect } from "effect"
+import { usage } from "./Errors.js"
+
+/** `-` means stdin. */
+export const openInput = (path: string): Effect.Effect<ChunkInput.ChunkInput, IoError> =>
+  path === "-" ? Effect.succeed(ChunkInput.fromStream(process.stdin, "stdin")) : ChunkInput.fromFile(path)
+
+/** `-` means stdout (refused when stdout is a terminal: binary output would garble it). */
+export const openOutput = (path: string, overwrite: boolean, fsync = true): Effect.Effect<ChunkOutput.ChunkOutput, UsageError> =>
+  path === "-"
+    ? process.stdout.isTTY
+      ? usage("refusing to write binary output to a terminal: use -o FILE or a pipe")
+      : Effect.succeed(ChunkOutput.toStream(process.stdout, "stdout"))
+    : Effect.succeed(ChunkOutput.toFile(path, { overwrite, fsync }))
+
+/** The checkpoint kept beside a file output. */
+export const checkpointPathFor = (output: string) => `${output}.cage-checkpoint`
+
+/** Parses `--chunk-size` (bytes, or with a unit: 64KiB, 1MiB). */
+export const parseChunkSize = (text: string) => {
+  const n = parseSize(text)
+  return n === undefined || n <= 0 ? usage(`--chunk-size: "${text}" is not a size (examples: 65536, 64KiB, 1MiB)`) : Effect.succeed(n)
+}
+
+/** Parses `START:END` byte offsets (END exclusive; either side may use units). */
+export const parseRange = (text: string) => {
+  const m = /^([^:]+):([^:]+)$/.exec(text)
+  const start = m ? parseSize(m[1]) : undefined
+  const end = m ? parseSize(m[2]) : undefined
+  return start === undefined || end === undefined || end < start
+    ? usage(`--range: "${text}" is not START:END with 0 <= START <= END (bytes, END exclusive)`)
+    : Effect.succeed({ start, end })
+}
+
+/** Writes one line of JSON to stdout. */
+export const printJson = (value: unknown) => Effect.sync(() => process.stdout.write(JSON.stringify(value) + "\n"))
+
+/** Writes a human line to stderr unless quiet (stdout may carry data). */
+export const note = (quiet: boolean, text: string) => Effect.sync(() => (quiet ? undefined : process.stderr.write(`cage: ${text}\n`)))
+
+/** The summary line of a run. */
+export const describeRun = (verb: string, input: string, output: string, s: RunSummary) => {
+  const mbps = s.durationMs > 0 ? (s.bytesProcessed / 1e6 / (s.durationMs / 1000)).toFixed(1) : "-"
+  const resumed = s.resumedFrom > 0 ? `, resumed at chunk ${s.resumedFrom}` : ""
+  return `${verb} ${input} → ${output}: ${formatBytes(s.bytesProcessed)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${mbps} MB/s${resumed})`
+}

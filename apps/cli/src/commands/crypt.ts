@@ -1,0 +1,165 @@
+/**
+ * `cage encrypt` and `cage decrypt`: AGCM v2 (default) through the chunk engine, with
+ * checkpoints and resume; `--backend age` drives the real age CLI (see @cage/age).
+ *
+ * @module
+ */
+import { agcmDecrypt, agcmEncrypt, decryptRangeTo, DEFAULT_CHUNK_SIZE } from "@cage/agcm"
+import { type ChunkProcessor, Progress, runPipeline } from "@cage/core"
+import { Effect, Option } from "effect"
+import { Argument, Flag } from "effect/cli"
+import * as fs from "node:fs"
+import { usage } from "../Errors.js"
+import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson } from "../Io.js"
+import { promptPassphrase, readKeyFile, readPassphraseFile } from "../Keys.js"
+import { loadSettings, type Settings } from "../Config.js"
+import { resolvePipeline } from "../Registry.js"
+
+/** Flags shared by encrypt and decrypt. */
+export const commonFlags = {
+  key: Flag.String("key").pipe(Flag.withDescription("Key file (from `cage keygen`, or 64 hex characters)"), Flag.optional),
+  passphraseFile: Flag.String("passphrase-file").pipe(Flag.withDescription("File whose first line is the passphrase (never pass a passphrase on the command line)"), Flag.optional),
+  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Output file, or - for stdout"), Flag.optional),
+  workers: Flag.Int("workers").pipe(Flag.withDescription("Worker threads (default: available cores; 1 = in-process)"), Flag.optional),
+  noResume: Flag.Boolean("no-resume").pipe(Flag.withDescription("Ignore and discard an existing checkpoint; start over"), Flag.withDefault(false)),
+  noFsync: Flag.Boolean("no-fsync").pipe(Flag.withDescription("Do not fsync the output (survives kill -9, not a power loss; faster on slow disks)"), Flag.withDefault(false)),
+  force: Flag.Boolean("force").pipe(Flag.withDescription("Replace an existing output file"), Flag.withDefault(false)),
+  quiet: Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDescription("No progress bar or notes"), Flag.withDefault(false)),
+  json: Flag.Boolean("json").pipe(Flag.withDescription("Print the run summary as JSON on stdout"), Flag.withDefault(false)),
+  backend: Flag.Literals("backend", ["agcm", "age", "age-lib"] as const).pipe(Flag.withDescription("Cipher backend (default agcm, or from cage.toml)"), Flag.optional),
+  input: Argument.String("input").pipe(Argument.withDescription("Input file, or - for stdin"))
+}
+
+export type KeyMaterial = { readonly key: Uint8Array } | { readonly passphrase: Uint8Array }
+
+/** Resolves --key / --passphrase-file / a terminal prompt into key material. */
+export const keyMaterial = (flags: { key: Option.Option<string>; passphraseFile: Option.Option<string> }, confirm: boolean) =>
+  Effect.gen(function*() {
+    if (Option.isSome(flags.key) && Option.isSome(flags.passphraseFile)) return yield* usage("give either --key or --passphrase-file, not both")
+    if (Option.isSome(flags.key)) return { key: yield* readKeyFile(flags.key.value) } as KeyMaterial
+    if (Option.isSome(flags.passphraseFile)) return { passphrase: yield* readPassphraseFile(flags.passphraseFile.value) } as KeyMaterial
+    return { passphrase: yield* promptPassphrase({ confirm }) } as KeyMaterial
+  })
+
+/** Zeroes key material once a run is over. */
+export const wipe = (k: KeyMaterial) => Effect.sync(() => ("key" in k ? k.key.fill(0) : k.passphrase.fill(0)))
+
+const runWithEngine = (o: {
+  verb: string
+  inputPath: string
+  outputPath: string
+  pipeline: ReadonlyArray<ChunkProcessor>
+  chunkBytes: number
+  noResume: boolean
+  noFsync: boolean
+  force: boolean
+  quiet: boolean
+  json: boolean
+  settings: Settings
+}) =>
+  Effect.gen(function*() {
+    const input = yield* openInput(o.inputPath)
+    const output = yield* openOutput(o.outputPath, o.force, !o.noFsync)
+    const checkpoint = o.inputPath !== "-" && o.outputPath !== "-"
+      ? { path: checkpointPathFor(o.outputPath), mode: o.noResume ? "fresh" as const : "resume" as const }
+      : undefined
+    if (checkpoint && !o.noResume && fs.existsSync(checkpoint.path)) yield* note(o.quiet, `resuming from ${checkpoint.path}`)
+    const summary = yield* runPipeline({
+      input,
+      output,
+      pipeline: o.pipeline,
+      chunkBytes: o.chunkBytes,
+      checkpoint,
+      progress: Progress.terminal({ quiet: o.quiet, label: o.verb })
+    }).pipe(Effect.ensuring(input.close()))
+    if (o.json) yield* printJson({ operation: o.verb, input: o.inputPath, output: o.outputPath, ...summary })
+    else yield* note(o.quiet, describeRun(o.verb, o.inputPath, o.outputPath, summary))
+    return summary
+  })
+
+/** `cage encrypt` handler. */
+export const encrypt = (f: {
+  key: Option.Option<string>
+  passphraseFile: Option.Option<string>
+  output: Option.Option<string>
+  chunkSize: Option.Option<string>
+  workers: Option.Option<number>
+  noResume: boolean
+  noFsync: boolean
+  force: boolean
+  quiet: boolean
+  json: boolean
+  backend: Option.Option<"agcm" | "age" | "age-lib">
+  input: string
+  recipient: ReadonlyArray<string>
+  recipientsFile: ReadonlyArray<string>
+  armor: boolean
+  strategy: Option.Option<"pipe" | "tempfile" | "auto">
+}) =>
+  Effect.gen(function*() {
+    const settings = yield* loadSettings
+    const backend = Option.getOrElse(f.backend, () => settings.backend.value)
+    if (backend !== "agcm") {
+      const { ageEncryptCommand } = yield* Effect.promise(() => import("./age.js"))
+      return yield* ageEncryptCommand({ ...f, backend, settings })
+    }
+    const outputPath = Option.getOrElse(f.output, () => (f.input === "-" ? "-" : `${f.input}.agcm`))
+    const chunkBytes = Option.isSome(f.chunkSize) ? yield* parseChunkSize(f.chunkSize.value) : settings.chunkSize.value ?? DEFAULT_CHUNK_SIZE
+    const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value
+    const key = yield* keyMaterial(f, true)
+    return yield* Effect.gen(function*() {
+      const cipher = agcmEncrypt({ ...key, chunkSize: chunkBytes, workers })
+      const pipeline = yield* resolvePipeline(settings, "encrypt", cipher)
+      return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, chunkBytes, noResume: f.noResume, noFsync: f.noFsync, force: f.force, quiet: f.quiet, json: f.json, settings })
+    }).pipe(Effect.ensuring(wipe(key)))
+  })
+
+/** `cage decrypt` handler. */
+export const decrypt = (f: {
+  key: Option.Option<string>
+  passphraseFile: Option.Option<string>
+  output: Option.Option<string>
+  workers: Option.Option<number>
+  noResume: boolean
+  noFsync: boolean
+  force: boolean
+  quiet: boolean
+  json: boolean
+  backend: Option.Option<"agcm" | "age" | "age-lib">
+  input: string
+  range: Option.Option<string>
+  legacyV1: boolean
+  identity: ReadonlyArray<string>
+}) =>
+  Effect.gen(function*() {
+    const settings = yield* loadSettings
+    const backend = Option.getOrElse(f.backend, () => settings.backend.value)
+    if (backend !== "agcm") {
+      const { ageDecryptCommand } = yield* Effect.promise(() => import("./age.js"))
+      return yield* ageDecryptCommand({ ...f, backend, settings })
+    }
+    const outputPath = Option.isSome(f.output)
+      ? f.output.value
+      : f.input === "-" ? "-" : f.input.endsWith(".agcm") ? f.input.slice(0, -".agcm".length) : undefined
+    if (outputPath === undefined) return yield* usage(`${f.input} does not end in .agcm: name the output with -o FILE (or -o - for stdout)`)
+    const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value
+    const key = yield* keyMaterial(f, false)
+    return yield* Effect.gen(function*() {
+      if (Option.isSome(f.range)) {
+        if (f.input === "-") return yield* usage("--range needs a file input (it seeks)")
+        const { start, end } = yield* parseRange(f.range.value)
+        const output = yield* openOutput(outputPath, f.force, !f.noFsync)
+        yield* output.open()
+        yield* decryptRangeTo(f.input, start, end, key, (bytes) => output.write([bytes])).pipe(
+          Effect.onError(() => output.abort({ keepPartial: false }))
+        )
+        yield* output.commit()
+        if (f.json) yield* printJson({ operation: "decrypt-range", input: f.input, output: outputPath, start, end, bytes: end - start })
+        else yield* note(f.quiet, `decrypted bytes ${start}:${end} of ${f.input} → ${outputPath}`)
+        return
+      }
+      const cipher = agcmDecrypt({ ...key, workers, legacyV1: f.legacyV1 })
+      const pipeline = yield* resolvePipeline(settings, "decrypt", cipher)
+      yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, chunkBytes: DEFAULT_CHUNK_SIZE, noResume: f.noResume, noFsync: f.noFsync, force: f.force, quiet: f.quiet, json: f.json, settings })
+    }).pipe(Effect.ensuring(wipe(key)))
+  })

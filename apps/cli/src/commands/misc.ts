@@ -1,0 +1,46 @@
+/**
+ * `cage keygen`, `cage migrate`, `cage processors list`, `cage config show`.
+ *
+ * @module
+ */
+import { migrateV1File } from "@cage/agcm"
+import { Effect, Option } from "effect"
+import { loadSettings } from "../Config.js"
+import { note, printJson } from "../Io.js"
+import { readKeyFile, writeNewKeyFile } from "../Keys.js"
+import { listProcessors } from "../Registry.js"
+
+export const keygen = (f: { output: string; quiet: boolean }) =>
+  writeNewKeyFile(f.output).pipe(Effect.andThen(note(f.quiet, `wrote a new key to ${f.output} (mode 0600). Keep it secret: without it nothing encrypted with it can be decrypted.`)))
+
+/** Rewrites an AGCM v1 stream as v2; the new file uses `--new-key` or the same key. */
+export const migrate = (f: { input: string; output: string; key: string; newKey: Option.Option<string>; quiet: boolean }) =>
+  Effect.gen(function*() {
+    const v1Key = yield* readKeyFile(f.key)
+    const newKey = Option.isSome(f.newKey) ? yield* readKeyFile(f.newKey.value) : Uint8Array.from(v1Key)
+    yield* migrateV1File(f.input, f.output, { v1Key, encrypt: { key: newKey }, onWarning: (m) => void note(f.quiet, m).pipe(Effect.runSync) }).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        v1Key.fill(0)
+        newKey.fill(0)
+      }))
+    )
+    yield* note(f.quiet, `rewrote ${f.input} (AGCM v1) as ${f.output} (AGCM v2)`)
+  })
+
+export const processorsList = (f: { json: boolean }) =>
+  Effect.gen(function*() {
+    const rows = yield* listProcessors(yield* loadSettings)
+    if (f.json) return yield* printJson(rows)
+    const lines = rows.map((r) => `${r.name.padEnd(32)} ${r.version.padEnd(8)} ${r.origin.padEnd(9)} ${r.capabilities.kind.padEnd(10)} ${r.capabilities.ordered ? "ordered  " : "any-order"} ${r.description}`)
+    yield* Effect.sync(() => process.stdout.write(`${"name".padEnd(32)} ${"version".padEnd(8)} ${"origin".padEnd(9)} ${"kind".padEnd(10)} order     description\n${lines.join("\n")}\n`))
+  })
+
+export const configShow = (f: { json: boolean }) =>
+  Effect.gen(function*() {
+    const s = yield* loadSettings
+    const entries = Object.entries(s).filter(([k]) => k !== "files" && k !== "projectDir") as Array<[string, { value: unknown; source: string }]>
+    if (f.json) return yield* printJson({ files: s.files, settings: Object.fromEntries(entries) })
+    const lines = [`config files: ${s.files.length ? s.files.join(", ") : "(none)"}`]
+    for (const [k, v] of entries) lines.push(`${k.padEnd(20)} ${JSON.stringify(v.value ?? null).padEnd(40)} (${v.source})`)
+    yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))
+  })
