@@ -1,0 +1,175 @@
+/**
+ * Byte plumbing shared by both backends: reading a ChunkInput in large buffers, feeding a
+ * Node writable with backpressure, draining a readable into a ChunkOutput in batches.
+ */
+import type { ChunkInput as InputModule, ChunkOutput as OutputModule } from "@cage/core"
+type ChunkInput = InputModule.ChunkInput
+type ChunkOutput = OutputModule.ChunkOutput
+import { Cause, Effect, Exit } from "effect"
+import * as fs from "node:fs"
+import type { Readable, Writable } from "node:stream"
+
+/** Runs an effect with no requirements as a promise that rejects with the typed failure itself. */
+export const run = async <A, E>(effect: Effect.Effect<A, E>): Promise<A> => {
+  const exit = await Effect.runPromiseExit(effect)
+  if (Exit.isSuccess(exit)) return exit.value
+  throw Cause.squash(exit.cause)
+}
+
+/** Reads `input` sequentially from byte 0 in buffers of `bufferBytes` (fresh buffers: consumers keep them). */
+export async function* readInput(input: ChunkInput, bufferBytes: number, from = 0): AsyncGenerator<Buffer> {
+  let position = from
+  for (;;) {
+    const buffer = Buffer.allocUnsafe(bufferBytes)
+    const n: number = await run(input.read(position, buffer, 0, bufferBytes))
+    if (n === 0) return
+    position += n
+    yield n === bufferBytes ? buffer : buffer.subarray(0, n)
+    if (n < bufferBytes && input.randomAccess) return
+  }
+}
+
+/** Prepends `first` to the rest of a generator. */
+export async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  if (first.length > 0) yield first
+  for (;;) {
+    const r = await rest.next()
+    if (r.done) return
+    yield r.value
+  }
+}
+
+/** Maps every buffer through `f` and appends `end()`; empty results are skipped. */
+export async function* transform(source: AsyncIterable<Buffer>, f: (b: Buffer) => Buffer, end: () => Buffer): AsyncGenerator<Buffer> {
+  for await (const b of source) {
+    const out = f(b)
+    if (out.length > 0) yield out
+  }
+  const last = end()
+  if (last.length > 0) yield last
+}
+
+/** Thrown inside a feed when the consumer (age) closed its end: not an error by itself. */
+export class ConsumerGone extends Error {}
+
+/**
+ * Writes every buffer of `source` to `sink` with backpressure, then ends it. Resolves with
+ * the bytes written; when the consumer goes away (EPIPE), stops and resolves early: age's
+ * exit status says why. Errors of `source` (input I/O, armor) are rethrown.
+ */
+export const feed = async (source: AsyncIterable<Buffer>, sink: Writable, onBytes: (n: number) => void): Promise<number> => {
+  let gone = false
+  let total = 0
+  const waiters = new Set<() => void>()
+  const wakeAll = () => {
+    for (const w of waiters) w()
+    waiters.clear()
+  }
+  sink.on("error", () => {
+    gone = true
+    wakeAll()
+  })
+  sink.on("close", () => {
+    gone = true
+    wakeAll()
+  })
+  sink.on("drain", wakeAll)
+  for await (const b of source) {
+    if (gone) break
+    total += b.length
+    const ok = sink.write(b)
+    onBytes(total)
+    if (!ok && !gone) await new Promise<void>((r) => waiters.add(r))
+  }
+  if (!gone) {
+    await new Promise<void>((resolve) => {
+      sink.end(() => resolve())
+      sink.once("error", () => resolve())
+      sink.once("close", () => resolve())
+    })
+  }
+  return total
+}
+
+/**
+ * Copies `source` into `output` in batches of at least `batchBytes` (one vectored write
+ * each). Resolves with the bytes written; output failures (IoError) are rethrown.
+ */
+export const drain = async (
+  source: AsyncIterable<Uint8Array>,
+  output: ChunkOutput,
+  batchBytes: number,
+  onBytes: (n: number) => void = () => undefined
+): Promise<number> => {
+  let pending: Array<Uint8Array> = []
+  let pendingBytes = 0
+  let total = 0
+  const flush = async () => {
+    if (pendingBytes === 0) return
+    const batch = pending
+    pending = []
+    total += pendingBytes
+    pendingBytes = 0
+    await run(output.write(batch))
+    onBytes(total)
+  }
+  try {
+    for await (const b of source) {
+      pending.push(b)
+      pendingBytes += b.length
+      if (pendingBytes >= batchBytes) await flush()
+    }
+  } catch (e) {
+    // What the source released before failing (authenticated plaintext, for age) still goes
+    // out, as with age's own stdout; a file sink is removed by the caller's abort anyway.
+    await flush()
+    throw e
+  }
+  await flush()
+  return total
+}
+
+/** Reads a whole small file (keys, passphrases). */
+export const readSmallFile = (path: string, limitBytes: number): Promise<Buffer> =>
+  fs.promises.open(path, "r").then(async (h) => {
+    try {
+      const st = await h.stat()
+      if (st.size > limitBytes) throw Object.assign(new Error(`larger than ${limitBytes} bytes`), { code: "EFBIG" })
+      return await h.readFile()
+    } finally {
+      await h.close()
+    }
+  })
+
+/**
+ * Polls how far a process has read into the file at `realPath` (Linux `/proc/<pid>/fdinfo`).
+ * Returns a stop function. Silent where /proc is unavailable.
+ */
+export const watchReadPosition = (pid: number, realPath: string, onPosition: (n: number) => void, intervalMs = 200): () => void => {
+  let fdName: string | undefined
+  const poll = () => {
+    try {
+      if (fdName === undefined) {
+        for (const name of fs.readdirSync(`/proc/${pid}/fd`)) {
+          try {
+            if (fs.readlinkSync(`/proc/${pid}/fd/${name}`) === realPath) {
+              fdName = name
+              break
+            }
+          } catch {
+            // fds come and go while we look.
+          }
+        }
+      }
+      if (fdName === undefined) return
+      const info = fs.readFileSync(`/proc/${pid}/fdinfo/${fdName}`, "latin1")
+      const pos = /^pos:\s*(\d+)/m.exec(info)?.[1]
+      if (pos !== undefined) onPosition(Number(pos))
+    } catch {
+      // The process exited between two polls.
+    }
+  }
+  const timer = setInterval(poll, intervalMs)
+  timer.unref()
+  return () => clearInterval(timer)
+}
