@@ -1,0 +1,127 @@
+import { ChunkInput, type ChunkProcessor, PROCESSOR_API_VERSION, runPipeline } from "@cage/core"
+import { Effect, Schema } from "effect"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as nodePath from "node:path"
+import { describe, expect, it } from "vitest"
+import { AuditEvent, fingerprint, layer, makeTranslator, makeWriter, readLogs, type AuditEventOf } from "../src/index.js"
+import { durations, syntheticRun, tempDir } from "./helpers.js"
+
+const lines = (path: string) => fs.readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l))
+
+/** An observer that sees every chunk (stands in for a cipher). */
+const observer: ChunkProcessor = {
+  name: "test-observer", version: "1.0.0", apiVersion: PROCESSOR_API_VERSION,
+  capabilities: { kind: "observer", ordered: false }, options: {},
+  init: () => Effect.void, process: () => Effect.succeed(undefined), finalize: () => Effect.void
+}
+
+describe("audit log from core telemetry", () => {
+  it("records a real engine run: run_start, every chunk, run_complete; Schema-valid; no plaintext or key", async () => {
+    const dir = tempDir()
+    const log = nodePath.join(dir, "audit.jsonl")
+    const writer = makeWriter(log)
+    const plaintext = randomBytes(10 * 4096 + 5)
+    const secret = randomBytes(32).toString("hex")
+    const recipient = `age1${secret}`
+    await Effect.runPromise(
+      runPipeline({ input: ChunkInput.fromBytes(plaintext, "in.bin"), pipeline: [observer], chunkBytes: 4096, segmentBytes: 4096 }).pipe(
+        Effect.provide(layer(writer, { operation: "encrypt", strategy: "native", recipients: [fingerprint(recipient)] }))
+      )
+    )
+    writer.close()
+    const events = lines(log)
+    expect(events.map((e) => e.type)).toEqual(["run_start", ...Array(11).fill("chunk"), "run_complete"])
+    for (const e of events) expect(Schema.is(AuditEvent)(e)).toBe(true)
+    expect(events[0]).toMatchObject({ operation: "encrypt", strategy: "native", input: "in.bin", pipeline: ["test-observer"], totalBytes: plaintext.length, recipients: [fingerprint(recipient)] })
+    expect(events.slice(1, -1).map((e) => e.chunk).sort((a, b) => a - b)).toEqual([...Array(11).keys()])
+    expect(events.at(-1)).toMatchObject({ ok: true, bytes: plaintext.length, chunks: 11 })
+    const text = fs.readFileSync(log, "utf8")
+    expect(text).not.toContain(secret)
+    expect(text).not.toContain(plaintext.subarray(0, 16).toString("hex"))
+    expect(text).not.toContain(plaintext.subarray(0, 16).toString("base64"))
+    expect(fs.statSync(log).mode & 0o777).toBe(0o600)
+  })
+
+  it("records a failed run with the failing chunk", async () => {
+    const dir = tempDir()
+    const log = nodePath.join(dir, "audit.jsonl")
+    const writer = makeWriter(log)
+    const failing: ChunkProcessor = { ...observer, process: (c) => (c.index === 2 ? Effect.fail(new Error("bad chunk")) : Effect.succeed(undefined)) }
+    await Effect.runPromise(Effect.flip(
+      runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(5 * 100)), pipeline: [failing], chunkBytes: 100, segmentBytes: 100, inFlight: 1 }).pipe(
+        Effect.provide(layer(writer, { operation: "validate" }))
+      )
+    ))
+    writer.close()
+    const events = lines(log)
+    expect(events.find((e) => e.type === "chunk_failed")).toMatchObject({ chunk: 2 })
+    expect(events.at(-1)).toMatchObject({ type: "run_complete", ok: false })
+    expect(events.at(-1).error).toContain("bad chunk")
+  })
+
+  it("emits chunk_anomaly right after the anomalous chunk, during the run", () => {
+    const out: Array<AuditEvent> = []
+    const translate = makeTranslator({ operation: "encrypt" }, (e) => out.push(e))
+    for (const e of syntheticRun("r1", 100, 1 << 20, durations([40, 77]))) translate(e)
+    const anomalies = out.filter((e): e is AuditEventOf<"chunk_anomaly"> => e.type === "chunk_anomaly")
+    expect(anomalies.map((a) => [a.chunk, a.direction])).toEqual([[40, "slow"], [77, "slow"]])
+    for (const a of anomalies) {
+      const at = out.indexOf(a)
+      expect(out[at - 1]).toMatchObject({ type: "chunk", chunk: a.chunk })
+    }
+    expect(out.at(-1)!.type).toBe("run_complete")
+  })
+
+  it("keeps detectors per run (interleaved runs do not mix)", () => {
+    const out: Array<AuditEvent> = []
+    const translate = makeTranslator({ operation: "encrypt" }, (e) => out.push(e))
+    const fast = syntheticRun("fast", 60, 1 << 20, () => 1)
+    const slow = syntheticRun("slow", 60, 1 << 20, () => 10)
+    for (let i = 0; i < Math.max(fast.length, slow.length); i++) {
+      if (fast[i]) translate(fast[i])
+      if (slow[i]) translate(slow[i])
+    }
+    expect(out.filter((e) => e.type === "chunk_anomaly")).toEqual([])
+  })
+})
+
+describe("rotation", () => {
+  it("rotates by size, keeps maxFiles, loses no line of the kept files", async () => {
+    const dir = tempDir()
+    const log = nodePath.join(dir, "audit.jsonl")
+    const writer = makeWriter(log, { maxBytes: 2000, maxFiles: 3 })
+    const out: Array<AuditEvent> = []
+    const translate = makeTranslator({ operation: "encrypt" }, (e) => {
+      out.push(e)
+      writer.write(e)
+    })
+    for (const e of syntheticRun("r", 60, 65536, () => 10)) translate(e)
+    writer.close()
+    const files = [`${log}.3`, `${log}.2`, `${log}.1`, log]
+    for (const f of files) {
+      expect(fs.existsSync(f)).toBe(true)
+      expect(fs.statSync(f).size).toBeLessThanOrEqual(2000)
+    }
+    expect(fs.existsSync(`${log}.4`)).toBe(false)
+    const read = await Effect.runPromise(readLogs(files))
+    // The kept files hold the newest events, contiguous and in order.
+    expect(read.events).toEqual(out.slice(out.length - read.events.length))
+    expect(read.events.length).toBeGreaterThan(20)
+  })
+
+  it("rejects bad options", () => {
+    expect(() => makeWriter(nodePath.join(tempDir(), "x"), { maxBytes: 0 })).toThrow(/maxBytes/)
+    expect(() => makeWriter(nodePath.join(tempDir(), "x"), { maxFiles: -1 })).toThrow(/maxFiles/)
+  })
+
+  it("a line longer than maxBytes gets a file of its own", () => {
+    const dir = tempDir()
+    const log = nodePath.join(dir, "a.jsonl")
+    const writer = makeWriter(log, { maxBytes: 50, maxFiles: 2 })
+    const translate = makeTranslator({ operation: "x" }, writer.write)
+    for (const e of syntheticRun("r", 2, 10, () => 1)) if (e.type !== "chunk_start") translate(e)
+    writer.close()
+    for (const f of [log, `${log}.1`, `${log}.2`]) expect(fs.readFileSync(f, "utf8").trim().split("\n").length).toBe(1)
+  })
+})
