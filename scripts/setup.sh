@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine that has only Node 20 and npm: pnpm, the age CLI and Chromium
+# (Debian packages, for the age adapter's and the audit report's tests), the workspace's
+# dependencies from the lockfile, and a build of every package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v pnpm >/dev/null 2>&1 || ! pnpm --version 2>/dev/null | grep -q '^10\.'; then
+  echo "setup: installing pnpm 10 with npm" >&2
+  npm install -g pnpm@10.34.9 >/dev/null
+fi
+
+missing=()
+command -v age >/dev/null 2>&1 || missing+=(age)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${missing[*]} with apt-get" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: warning: ${missing[*]} missing and apt-get unavailable (needed by the age and audit tests)" >&2
+  fi
+fi
+
+# node-pty builds from source: point node-gyp at the installed Node headers (no downloads).
+export npm_config_nodedir="${npm_config_nodedir:-/usr}"
+pnpm install --frozen-lockfile --reporter=silent
+pnpm build --output-logs=errors-only
+echo "setup: done" >&2
