@@ -61,6 +61,8 @@ export interface PlanOptions {
   readonly maxDepth?: number
   /** Called with each chunk as soon as it is known; with it, `chunks` in the result stays empty (bounded memory). */
   readonly onChunk?: (chunk: PlannedChunk) => void
+  /** Read size in bytes (default 1 MiB). */
+  readonly readBytes?: number
 }
 
 /** A boundary plan. JSON-able. */
@@ -195,7 +197,7 @@ export const plan = (
     const scanner = new Scanner({ mode: planner.scanner.mode, maxDepth, events: planner })
     // The planner switches the scanner's mode once it sees the first value.
     planner.scanner = scanner
-    const bytes = yield* feed(input, (buf, n) => scanner.write(buf, 0, n) && planner.notArray < 0)
+    const bytes = yield* feed(input, (buf, n) => scanner.write(buf, 0, n) && planner.notArray < 0, options.readBytes)
     if (planner.notArray >= 0) return yield* Effect.fail(notArrayError(input.description, planner.notArray))
     if (scanner.failure === undefined) scanner.end()
     if (scanner.failure !== undefined) return yield* Effect.fail(fromScanFailure(input.description, scanner.failure))
@@ -256,6 +258,8 @@ export interface CutReport {
 export interface CheckCutsOptions {
   readonly format?: PlanFormat
   readonly maxDepth?: number
+  /** Read size in bytes (default 1 MiB). */
+  readonly readBytes?: number
 }
 
 // Bytes that continue a number in each state where the number could also be complete.
@@ -358,7 +362,7 @@ export const checkCuts = (
         classify(position + at, buf, at, n)
       }
       return scanner.write(buf, from, n)
-    })
+    }, options.readBytes)
     if (scanner.failure === undefined) scanner.end()
     if (scanner.failure !== undefined) return yield* Effect.fail(fromScanFailure(input.description, scanner.failure))
     if (pendingNumber !== undefined) settlePending(undefined)

@@ -43,6 +43,8 @@ export interface InspectOptions {
   readonly duplicateKeyBudget?: number
   /** Sidecar index path: one `start end` line (bytes, end exclusive) per top-level element. */
   readonly indexPath?: string
+  /** Read size in bytes (default 1 MiB). */
+  readonly readBytes?: number
 }
 
 /** Forensic metadata. JSON-able. */
@@ -167,7 +169,7 @@ export const inspect = (
       (index) =>
         Effect.gen(function*() {
           const ins = new Inspector(options.format ?? "auto", limits, index)
-          yield* feed(input, (buf, n) => ins.write(buf, 0, n))
+          yield* feed(input, (buf, n) => ins.write(buf, 0, n), options.readBytes)
           const s = ins.scanner
           if (s.failure === undefined) s.end()
           if (s.failure !== undefined) return yield* Effect.fail(fromScanFailure(input.description, s.failure))
@@ -206,8 +208,8 @@ export const formatMetadata = (m: JsonMetadata): string => {
     table(`keys (${m.keys.total} total, ${m.keys.exact ? "" : "at least "}${m.keys.distinct} distinct${m.keys.exact ? "" : `, counts within ${m.keys.maxUndercount}`})`,
       m.keys.top.map((k) => [JSON.stringify(k.key), k.count])),
     table(`key paths (${m.paths.distinct} distinct${m.paths.exact ? "" : ", limit reached"})`, m.paths.top.map((p) => [p.path, p.count])),
-    table("largest strings", m.largestStrings.map((t) => [t.bytes, `@${t.offset}`, t.path, t.preview === null ? "" : JSON.stringify(t.preview)])),
-    table("largest numbers", m.largestNumbers.map((t) => [t.bytes, `@${t.offset}`, t.path, t.preview ?? ""])),
+    table("largest strings", m.largestStrings.map((t) => [t.bytes, `@${t.offset}`, t.path, t.preview])),
+    table("largest numbers", m.largestNumbers.map((t) => [t.bytes, `@${t.offset}`, t.path, t.preview])),
     table("anomalies", [
       [`nesting deeper than ${a.deepNesting.threshold}`, a.deepNesting.count, a.deepNesting.items.slice(0, 3).map((x) => `${x.path}@${x.offset}`).join(" ")],
       [`tokens over ${a.hugeTokens.thresholdBytes} bytes`, a.hugeTokens.count, a.hugeTokens.items.slice(0, 3).map((x) => `${x.path}@${x.offset}`).join(" ")],

@@ -15,7 +15,7 @@ import {
 import { Effect } from "effect"
 import { fromScanFailure, StreamSweepUsageError } from "./Error.js"
 import { type IndexWriter, Inspector } from "./internal/inspector.js"
-import { Scanner, type ScannerSnapshot } from "./internal/scanner.js"
+import { Scanner } from "./internal/scanner.js"
 import { commitIndex, type InspectOptions, metadataOf, openIndex, resolveLimits } from "./Inspect.js"
 import { checkDepth, DEFAULT_MAX_DEPTH, type JsonFormat, modeOf, type ValidationReport } from "./Validate.js"
 
@@ -29,24 +29,24 @@ export interface JsonValidateOptions {
   readonly maxDepth?: number
 }
 
-const validateCapabilities: ProcessorCapabilities = { kind: "observer", ordered: true, resumable: true }
+// Not resumable: the engine may call `snapshot()` while segments beyond the checkpointed
+// boundary are already processed, so scanner state cannot be tied to a checkpoint; the
+// engine replays completed chunks instead (validation runs at read speed).
+const validateCapabilities: ProcessorCapabilities = { kind: "observer", ordered: true, resumable: false }
 const indexCapabilities: ProcessorCapabilities = { kind: "observer", ordered: true, resumable: false }
 
 // The engine hands chunks in order; a gap means a broken contract, not bad data.
 const outOfOrder = (name: string, expected: number, got: number) =>
   Effect.die(new Error(`internal error: ${name} expected the chunk at byte ${expected}, got ${got}`))
 
-const isSnapshot = (v: unknown): v is ScannerSnapshot =>
-  typeof v === "object" && v !== null && typeof (v as { pos?: unknown }).pos === "number" &&
-  typeof (v as { stack?: unknown }).stack === "string" && /^[oa]*$/.test((v as { stack: string }).stack)
-
 /**
  * `json-validate`: fails the run at the first byte that makes the input invalid JSON.
  *
  * - `process` fails with `JsonSyntaxError` (exit code 3; offsets count from the first
  *   chunk's first byte, i.e. after any header the first processor declared).
- * - `finalize` fails when the input ends mid-value, else returns the {@link ValidationReport} as `result`.
- * - Resumable: `snapshot()` is the scanner state (numbers and one letter per open container, no content).
+ * - `finalize` fails when the input ends mid-value, else returns the {@link ValidationReport}
+ *   without `input` as `result`.
+ * - Not resumable: on resume the engine replays the completed chunks through it.
  */
 export const jsonValidate = (options: JsonValidateOptions = {}): ChunkProcessor => {
   const format = options.format ?? "document"
@@ -67,12 +67,6 @@ export const jsonValidate = (options: JsonValidateOptions = {}): ChunkProcessor 
         }
         input = context.input
         scanner = new Scanner({ mode: modeOf(format), maxDepth })
-        if (context.resume !== undefined && context.resume !== null) {
-          if (!isSnapshot(context.resume)) {
-            return yield* Effect.fail(new StreamSweepUsageError({ detail: "json-validate: checkpoint state is not a scanner snapshot" }))
-          }
-          scanner.restore(context.resume)
-        }
         return {}
       }),
     process: (chunk, data) =>
@@ -85,10 +79,10 @@ export const jsonValidate = (options: JsonValidateOptions = {}): ChunkProcessor 
       Effect.suspend(() => {
         const s = scanner!
         if (!s.end()) return Effect.fail(fromScanFailure(input, s.failure!))
-        const report: ValidationReport = { valid: true, input, format, bytes: s.pos, values: s.values, maxDepth: s.maxDepthSeen, lines: s.line }
+        // No `input` in results: they describe the data, whatever the source was called.
+        const report: Omit<ValidationReport, "input"> = { valid: true, format, bytes: s.pos, values: s.values, maxDepth: s.maxDepthSeen, lines: s.line }
         return Effect.succeed({ result: report as unknown as JsonValue })
       }),
-    snapshot: () => (scanner?.snapshot() ?? null) as unknown as JsonValue
   }
 }
 
@@ -101,7 +95,7 @@ export type JsonIndexOptions = InspectOptions
  * `finalize`, removed on failure).
  *
  * - `process` fails with `JsonSyntaxError` (3) on invalid JSON (ill-formed UTF-8 is reported, not fatal).
- * - `finalize` returns the `JsonMetadata` as `result`; fails with `IoError` (4) if the index cannot be written.
+ * - `finalize` returns the `JsonMetadata` without `input` as `result`; fails with `IoError` (4) if the index cannot be written.
  * - Not resumable (its statistics are not checkpointed): the engine replays completed chunks through it.
  */
 export const jsonIndex = (options: JsonIndexOptions = {}): ChunkProcessor => {
@@ -139,7 +133,8 @@ export const jsonIndex = (options: JsonIndexOptions = {}): ChunkProcessor => {
           yield* commitIndex(index)
           committed = true
         }
-        return { result: metadataOf(input, ins, options.indexPath ?? null) as unknown as JsonValue }
+        const { input: _input, ...metadata } = metadataOf(input, ins, options.indexPath ?? null)
+        return { result: metadata as unknown as JsonValue }
       }),
     close: () => Effect.sync(() => { if (index !== undefined && !committed) index.abort() })
   }

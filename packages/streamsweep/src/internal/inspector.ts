@@ -15,6 +15,8 @@ import {
   MODE_DOCUMENT,
   MODE_NDJSON,
   MODE_SEQUENCE,
+  S_STRING,
+  S_UTF8,
   type ScanEvents,
   Scanner
 } from "./scanner.js"
@@ -48,8 +50,8 @@ export interface Token {
   readonly offset: number
   readonly bytes: number
   readonly path: string
-  /** The first bytes of the token as text, or null when they were in an earlier chunk. */
-  readonly preview: string | null
+  /** The first bytes of the token (JSON text, quotes included), decoded leniently. */
+  readonly preview: string
 }
 
 /** A sidecar index writer: `start end\n` lines through a 64 KiB text buffer. */
@@ -140,13 +142,42 @@ export class Inspector implements ScanEvents {
     this.bufPos = this.scanner.pos
     this.bufFrom = from
     this.bufTo = to
-    return this.scanner.write(buf, from, to)
+    const ok = this.scanner.write(buf, from, to)
+    const s = this.scanner
+    // A value token continues into the next write: keep its first bytes for the preview,
+    // so previews do not depend on where the input was cut.
+    if (ok && s.state >= S_STRING && !(s.inKey && s.state <= S_UTF8)) this.carryToken(buf, from, to)
+    return ok
   }
 
-  private preview(start: number, end: number): string | null {
+  private carry = new Uint8Array(0)
+  private carryLen = 0
+  private carryFor = -1
+
+  private carryToken(buf: Uint8Array, from: number, to: number) {
+    const max = this.limits.previewBytes
+    if (this.carry.length < max) this.carry = new Uint8Array(max)
+    if (this.carryFor !== this.tokenStart) {
+      this.carryFor = this.tokenStart
+      this.carryLen = 0
+      from = Math.max(from, this.tokenStart - this.bufPos + this.bufFrom)
+    }
+    const n = Math.min(max - this.carryLen, to - from)
+    if (n > 0) this.carry.set(buf.subarray(from, from + n), this.carryLen)
+    this.carryLen += Math.max(0, n)
+  }
+
+  /** The first `previewBytes` bytes of the token `[start, end)`, as text. */
+  private preview(start: number, end: number): string {
+    const max = Math.min(this.limits.previewBytes, end - start)
     const i = start - this.bufPos + this.bufFrom
-    if (i < this.bufFrom || i >= this.bufTo) return null
-    return decoder.decode(this.buf.subarray(i, Math.min(i + this.limits.previewBytes, end - this.bufPos + this.bufFrom, this.bufTo)))
+    if (i >= this.bufFrom) return decoder.decode(this.buf.subarray(i, i + max))
+    const head = this.carry.subarray(0, Math.min(this.carryLen, max))
+    const rest = this.buf.subarray(this.bufFrom, this.bufFrom + (max - head.length))
+    const all = new Uint8Array(head.length + rest.length)
+    all.set(head)
+    all.set(rest, head.length)
+    return decoder.decode(all)
   }
 
   /** Collapsed path of a value at `depth` (array indices as `[]`). */
@@ -253,8 +284,11 @@ export class Inspector implements ScanEvents {
       // Switch to a Misra-Gries sketch seeded with the heaviest exact counts.
       this.keysExact = false
       this.distinctKeysAtLeast = m.size + 1
-      const top = [...m].sort((a, b) => b[1] - a[1]).slice(0, this.limits.sketchCapacity - 1)
-      this.keyCounts = new Map(top)
+      const sorted = [...m].sort((a, b) => b[1] - a[1])
+      const keep = this.limits.sketchCapacity - 1
+      // Keys dropped here lose at most the largest dropped count.
+      this.sketchError = keep < sorted.length ? sorted[keep][1] : 0
+      this.keyCounts = new Map(sorted.slice(0, keep))
       this.keyCounts.set(key, 1)
       return
     }
