@@ -8,7 +8,9 @@
  * themselves, unlike mean and standard deviation, so one stall does not hide the next.
  *
  * Guards: no verdict before `minSamples` samples; MAD is floored at `madFloor` × median
- * (default 1%), because a perfectly steady run has MAD 0 and would flag any jitter.
+ * (default 5%), because a steady run has MAD near 0 and would flag any jitter; the engine's
+ * millisecond clock quantises chunk durations, so small level shifts are not anomalies.
+ * With the defaults a chunk must be about 26% off the median to be flagged.
  *
  * @module
  */
@@ -21,7 +23,7 @@ export interface AnomalyOptions {
   readonly minSamples?: number
   /** Modified z-score beyond which a sample is anomalous. Default 3.5. */
   readonly threshold?: number
-  /** Lower bound of MAD as a fraction of the median. Default 0.01. */
+  /** Lower bound of MAD as a fraction of the median. Default 0.05. */
   readonly madFloor?: number
 }
 
@@ -54,7 +56,7 @@ export const makeDetector = (options: AnomalyOptions = {}) => {
   const window = options.window ?? 256
   const minSamples = options.minSamples ?? 16
   const threshold = options.threshold ?? 3.5
-  const madFloor = options.madFloor ?? 0.01
+  const madFloor = options.madFloor ?? 0.05
   const samples: Array<number> = []
   return {
     observe: (x: number): Anomaly | undefined => {

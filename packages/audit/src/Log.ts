@@ -60,6 +60,7 @@ export const makeWriter = (path: string, options: WriterOptions = {}): AuditWrit
   return {
     path,
     write: (event) => {
+      if (fd < 0) throw new Error(`internal error: audit log ${path} written after close`)
       const line = Buffer.from(`${JSON.stringify(encode(event))}\n`, "utf8")
       if (size > 0 && size + line.length > maxBytes) rotate()
       fs.writeSync(fd, line)

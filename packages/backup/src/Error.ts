@@ -7,6 +7,7 @@
  */
 import { ExitCode } from "@cage/core"
 import { Data } from "effect"
+import * as nodePath from "node:path"
 
 /** Bad arguments: an unknown retention policy, a generation that does not exist, a bad range. Exit code 2. */
 export class BackupUsageError extends Data.TaggedError("BackupUsageError")<{ readonly detail: string }> {
@@ -30,7 +31,7 @@ export class RegistryCorrupt extends Data.TaggedError("RegistryCorrupt")<{
   override get message() {
     return `${this.path}: the backup registry is corrupt (${this.detail}); it was left untouched. ` +
       `The previous good registry is ${this.path}.bak and each generation's manifest is in the manifests directory: ` +
-      `run \`cage backup recover --dir <dir>\` to rebuild the registry from them.`
+      `run \`cage backup recover --dir ${nodePath.dirname(this.path)}\` to rebuild the registry from them.`
   }
 }
 
