@@ -48,5 +48,6 @@ export const note = (quiet: boolean, text: string) => Effect.sync(() => (quiet ?
 export const describeRun = (verb: string, input: string, output: string, s: RunSummary) => {
   const mbps = s.durationMs > 0 ? (s.bytesProcessed / 1e6 / (s.durationMs / 1000)).toFixed(1) : "-"
   const resumed = s.resumedFrom > 0 ? `, resumed at chunk ${s.resumedFrom}` : ""
-  return `${verb} ${input} → ${output}: ${formatBytes(s.bytesProcessed)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${mbps} MB/s${resumed})`
+  const rss = formatBytes(process.resourceUsage().maxRSS * 1024)
+  return `${verb} ${input} → ${output}: ${formatBytes(s.bytesProcessed)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${mbps} MB/s${resumed}), peak RSS ${rss}`
 }

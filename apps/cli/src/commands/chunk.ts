@@ -51,6 +51,9 @@ export const inspect = (f: { file: string; json: boolean }) =>
       const d = yield* inspectAgcm(head)
       return yield* f.json ? printJson({ file: f.file, kind: "agcm", ...d }) : Effect.sync(() => process.stdout.write(`${f.file}: AGCM\n${Object.entries(d).map(([k, v]) => `  ${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("\n")}\n`))
     }
+    if (!head.toString("utf8").includes('"cage-checkpoint"')) {
+      return yield* usage(`${f.file}: neither an AGCM file nor a Cage checkpoint`)
+    }
     const c = yield* Checkpoint.makeFileStore().load(f.file)
     if (Option.isSome(c)) {
       const cp = c.value

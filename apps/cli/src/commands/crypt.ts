@@ -23,6 +23,7 @@ export const commonFlags = {
   workers: Flag.Int("workers").pipe(Flag.withDescription("Worker threads (default: available cores; 1 = in-process)"), Flag.optional),
   noResume: Flag.Boolean("no-resume").pipe(Flag.withDescription("Ignore and discard an existing checkpoint; start over"), Flag.withDefault(false)),
   noFsync: Flag.Boolean("no-fsync").pipe(Flag.withDescription("Do not fsync the output (survives kill -9, not a power loss; faster on slow disks)"), Flag.withDefault(false)),
+  checkpointInterval: Flag.Int("checkpoint-interval").pipe(Flag.withDescription("Minimum ms between checkpoints (default 1000)"), Flag.withDefault(1000)),
   force: Flag.Boolean("force").pipe(Flag.withDescription("Replace an existing output file"), Flag.withDefault(false)),
   quiet: Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDescription("No progress bar or notes"), Flag.withDefault(false)),
   json: Flag.Boolean("json").pipe(Flag.withDescription("Print the run summary as JSON on stdout"), Flag.withDefault(false)),
@@ -52,6 +53,7 @@ const runWithEngine = (o: {
   chunkBytes: number
   noResume: boolean
   noFsync: boolean
+  checkpointInterval: number
   force: boolean
   quiet: boolean
   json: boolean
@@ -61,7 +63,7 @@ const runWithEngine = (o: {
     const input = yield* openInput(o.inputPath)
     const output = yield* openOutput(o.outputPath, o.force, !o.noFsync)
     const checkpoint = o.inputPath !== "-" && o.outputPath !== "-"
-      ? { path: checkpointPathFor(o.outputPath), mode: o.noResume ? "fresh" as const : "resume" as const }
+      ? { path: checkpointPathFor(o.outputPath), mode: o.noResume ? "fresh" as const : "resume" as const, intervalMs: o.checkpointInterval }
       : undefined
     if (checkpoint && !o.noResume && fs.existsSync(checkpoint.path)) yield* note(o.quiet, `resuming from ${checkpoint.path}`)
     const summary = yield* runPipeline({
@@ -72,7 +74,8 @@ const runWithEngine = (o: {
       checkpoint,
       progress: Progress.terminal({ quiet: o.quiet, label: o.verb })
     }).pipe(Effect.ensuring(input.close()))
-    if (o.json) yield* printJson({ operation: o.verb, input: o.inputPath, output: o.outputPath, ...summary })
+    const peakRssBytes = process.resourceUsage().maxRSS * 1024
+    if (o.json) yield* printJson({ operation: o.verb, input: o.inputPath, output: o.outputPath, ...summary, peakRssBytes })
     else yield* note(o.quiet, describeRun(o.verb, o.inputPath, o.outputPath, summary))
     return summary
   })
@@ -86,6 +89,7 @@ export const encrypt = (f: {
   workers: Option.Option<number>
   noResume: boolean
   noFsync: boolean
+  checkpointInterval: number
   force: boolean
   quiet: boolean
   json: boolean
@@ -110,7 +114,7 @@ export const encrypt = (f: {
     return yield* Effect.gen(function*() {
       const cipher = agcmEncrypt({ ...key, chunkSize: chunkBytes, workers })
       const pipeline = yield* resolvePipeline(settings, "encrypt", cipher)
-      return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, chunkBytes, noResume: f.noResume, noFsync: f.noFsync, force: f.force, quiet: f.quiet, json: f.json, settings })
+      return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, chunkBytes, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, settings })
     }).pipe(Effect.ensuring(wipe(key)))
   })
 
@@ -122,6 +126,7 @@ export const decrypt = (f: {
   workers: Option.Option<number>
   noResume: boolean
   noFsync: boolean
+  checkpointInterval: number
   force: boolean
   quiet: boolean
   json: boolean
@@ -160,6 +165,6 @@ export const decrypt = (f: {
       }
       const cipher = agcmDecrypt({ ...key, workers, legacyV1: f.legacyV1 })
       const pipeline = yield* resolvePipeline(settings, "decrypt", cipher)
-      yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, chunkBytes: DEFAULT_CHUNK_SIZE, noResume: f.noResume, noFsync: f.noFsync, force: f.force, quiet: f.quiet, json: f.json, settings })
+      yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, chunkBytes: DEFAULT_CHUNK_SIZE, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, settings })
     }).pipe(Effect.ensuring(wipe(key)))
   })

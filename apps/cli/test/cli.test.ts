@@ -1,0 +1,159 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { cage, tempDir, writeRandom } from "./helpers.js"
+
+let dir: string
+let key: string
+beforeEach(() => {
+  dir = tempDir()
+  key = path.join(dir, "k.key")
+  expect(cage(["keygen", "-q", "-o", key]).code).toBe(0)
+})
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const f = (name: string) => path.join(dir, name)
+
+describe("keygen and key files", () => {
+  it("creates a 0600 key file and never overwrites it", () => {
+    expect(fs.statSync(key).mode & 0o777).toBe(0o600)
+    const before = fs.readFileSync(key, "utf8")
+    expect(before).toMatch(/^cage-key-1:[A-Za-z0-9_-]{43}$/m)
+    const r = cage(["keygen", "-o", key])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain("already exists")
+    expect(fs.readFileSync(key, "utf8")).toBe(before)
+  })
+  it("accepts a bare 64-hex-character key file", () => {
+    const hexKey = f("hex.key")
+    fs.writeFileSync(hexKey, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", { mode: 0o600 })
+    fs.writeFileSync(f("in"), "hello")
+    expect(cage(["encrypt", "-q", "--key", hexKey, f("in")]).code).toBe(0)
+    expect(cage(["decrypt", "-q", "--key", hexKey, "-o", f("out"), f("in.agcm")]).code).toBe(0)
+    expect(fs.readFileSync(f("out"), "utf8")).toBe("hello")
+  })
+  it("rejects a malformed key file by name, without echoing its content", () => {
+    const bad = f("bad.key")
+    fs.writeFileSync(bad, "cage-key-1:SECRETSECRETSECRET\n", { mode: 0o600 })
+    fs.writeFileSync(f("in"), "x")
+    const r = cage(["encrypt", "--key", bad, f("in")])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(bad)
+    expect(r.stderr).not.toContain("SECRET")
+    expect(fs.existsSync(f("in.agcm"))).toBe(false)
+  })
+})
+
+describe("encrypt and decrypt round trips", () => {
+  const n = 16 * 1024
+  it.for([0, 1, n - 1, n, n + 1, 2 * n - 1, 2 * n + 1])("file of %i bytes at 16 KiB chunks", (size) => {
+    writeRandom(f("in"), size)
+    expect(cage(["encrypt", "-q", "--key", key, "--chunk-size", "16KiB", f("in")]).code).toBe(0)
+    // header + chunks of n+16, with the short final chunk always present
+    const header = fs.statSync(f("in.agcm")).size - (Math.floor(size / n) + 1) * 16 - size
+    expect(header).toBe(66)
+    const r = cage(["decrypt", "-q", "--key", key, "-o", f("out"), f("in.agcm")])
+    expect(r.code).toBe(0)
+    expect(fs.readFileSync(f("out")).equals(fs.readFileSync(f("in")))).toBe(true)
+    expect(fs.readdirSync(dir).filter((x) => x.endsWith(".partial") || x.endsWith(".cage-checkpoint"))).toEqual([])
+  })
+  it("stdin to stdout, and a passphrase file", () => {
+    const data = Buffer.from("streamed through pipes ".repeat(5000))
+    const pass = f("pass.txt")
+    fs.writeFileSync(pass, "correct horse battery staple\n", { mode: 0o600 })
+    const enc = cage(["encrypt", "-q", "--passphrase-file", pass, "-"], { input: data })
+    expect(enc.code).toBe(0)
+    expect(enc.stdout.subarray(0, 4).toString()).toBe("AGCM")
+    const dec = cage(["decrypt", "-q", "--passphrase-file", pass, "-"], { input: enc.stdout })
+    expect(dec.code).toBe(0)
+    expect(dec.stdout.equals(data)).toBe(true)
+  })
+  it("--range returns exactly the bytes asked for", () => {
+    writeRandom(f("in"), 300_000)
+    expect(cage(["encrypt", "-q", "--key", key, "--chunk-size", "16KiB", f("in")]).code).toBe(0)
+    const r = cage(["decrypt", "-q", "--key", key, "--range", "16000:50000", "-o", "-", f("in.agcm")])
+    expect(r.code).toBe(0)
+    expect(r.stdout.equals(fs.readFileSync(f("in")).subarray(16000, 50000))).toBe(true)
+  })
+})
+
+describe("bad input: clear errors, distinct exit codes, nothing lost", () => {
+  it("a missing input is exit 4 and names the file", () => {
+    const r = cage(["encrypt", "--key", key, f("nope")])
+    expect(r.code).toBe(4)
+    expect(r.stderr).toContain(f("nope"))
+  })
+  it("an existing output is never replaced without --force", () => {
+    fs.writeFileSync(f("in"), "new")
+    fs.writeFileSync(f("in.agcm"), "precious")
+    const r = cage(["encrypt", "--key", key, f("in")])
+    expect(r.code).toBe(4)
+    expect(r.stderr).toContain("refusing to overwrite")
+    expect(fs.readFileSync(f("in.agcm"), "utf8")).toBe("precious")
+    expect(cage(["encrypt", "-q", "--force", "--key", key, f("in")]).code).toBe(0)
+  })
+  it("a wrong key is exit 3 and publishes nothing", () => {
+    writeRandom(f("in"), 100_000)
+    expect(cage(["encrypt", "-q", "--key", key, f("in")]).code).toBe(0)
+    const other = f("other.key")
+    cage(["keygen", "-q", "-o", other])
+    const r = cage(["decrypt", "--key", other, "-o", f("out"), f("in.agcm")])
+    expect(r.code).toBe(3)
+    expect(fs.existsSync(f("out"))).toBe(false)
+    expect(fs.existsSync(f("out.partial"))).toBe(false)
+  })
+  it("a flipped byte in the body is exit 3 naming the chunk, and no output", () => {
+    writeRandom(f("in"), 200_000)
+    expect(cage(["encrypt", "-q", "--key", key, "--chunk-size", "16KiB", f("in")]).code).toBe(0)
+    const bytes = fs.readFileSync(f("in.agcm"))
+    bytes[66 + 3 * (16384 + 16) + 100] ^= 1
+    fs.writeFileSync(f("bad.agcm"), bytes)
+    const r = cage(["decrypt", "--key", key, "-o", f("out"), f("bad.agcm")])
+    expect(r.code).toBe(3)
+    expect(r.stderr).toMatch(/chunk 3/)
+    expect(fs.existsSync(f("out"))).toBe(false)
+  })
+  it("a truncated file is exit 3", () => {
+    writeRandom(f("in"), 100_000)
+    expect(cage(["encrypt", "-q", "--key", key, "--chunk-size", "16KiB", f("in")]).code).toBe(0)
+    fs.truncateSync(f("in.agcm"), 66 + 2 * (16384 + 16))
+    const r = cage(["decrypt", "--key", key, "-o", f("out"), f("in.agcm")])
+    expect(r.code).toBe(3)
+    expect(r.stderr.toLowerCase()).toContain("truncat")
+  })
+  it("not an AGCM file is exit 3", () => {
+    fs.writeFileSync(f("plain.agcm"), "just some text, not a ciphertext")
+    const r = cage(["decrypt", "--key", key, f("plain.agcm")])
+    expect(r.code).toBe(3)
+    expect(fs.existsSync(f("plain"))).toBe(false)
+  })
+  it("usage errors are exit 2", () => {
+    expect(cage(["encrypt"]).code).toBe(2)
+    expect(cage(["bogus"]).code).toBe(2)
+    fs.writeFileSync(f("in"), "x")
+    expect(cage(["encrypt", "--key", key, "--chunk-size", "lots", f("in")]).code).toBe(2)
+    expect(cage(["encrypt", "--key", key, "--chunk-size", "1000", f("in")]).code).toBe(2)
+    expect(cage(["decrypt", "--key", key, f("in")]).code).toBe(2) // no .agcm suffix, no -o
+    expect(cage(["encrypt", "--key", key, "--passphrase-file", key, f("in")]).code).toBe(2)
+  })
+  it("no key and no terminal is a usage error, not a hang", () => {
+    fs.writeFileSync(f("in"), "x")
+    const r = cage(["encrypt", f("in")], { env: { CAGE_CONFIG: f("none.toml") } })
+    expect([2]).toContain(r.code)
+  })
+})
+
+describe("chunk plan and inspect", () => {
+  it("plans without reading and inspects headers and checkpoints", () => {
+    writeRandom(f("in"), 100_000)
+    const plan = cage(["chunk", "plan", "--json", "--chunk-size", "32KiB", "--limit", "0", f("in")])
+    expect(plan.code).toBe(0)
+    const p = JSON.parse(plan.stdout.toString())
+    expect(p.totalChunks).toBe(4)
+    expect(p.chunks.at(-1)).toMatchObject({ index: 3, start: 98304, end: 100000, length: 1696, final: true })
+    expect(cage(["encrypt", "-q", "--key", key, f("in")]).code).toBe(0)
+    const info = JSON.parse(cage(["chunk", "inspect", "--json", f("in.agcm")]).stdout.toString())
+    expect(info).toMatchObject({ kind: "agcm", version: 2, chunkSize: 65536, keyMode: "raw" })
+    expect(cage(["chunk", "inspect", f("in")]).code).toBe(2)
+  })
+})

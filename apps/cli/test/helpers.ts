@@ -1,0 +1,41 @@
+import { spawn, spawnSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+export const BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url))
+
+export interface Result {
+  readonly code: number | null
+  readonly stdout: Buffer
+  readonly stderr: string
+}
+
+/** Runs `cage` synchronously with optional stdin bytes. */
+export const cage = (args: ReadonlyArray<string>, options: { cwd?: string; input?: Uint8Array; env?: NodeJS.ProcessEnv } = {}): Result => {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: options.cwd,
+    input: options.input,
+    env: { ...process.env, ...options.env },
+    maxBuffer: 1 << 30
+  })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr.toString() }
+}
+
+/** Starts `cage` as a child process (for kill -9 and signals). */
+export const cageAsync = (args: ReadonlyArray<string>, cwd?: string) =>
+  spawn(process.execPath, [BIN, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
+
+export const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "cage-cli-"))
+
+export const writeRandom = (file: string, size: number) => {
+  const fd = fs.openSync(file, "w")
+  for (let left = size; left > 0;) {
+    const n = Math.min(left, 1 << 22)
+    fs.writeSync(fd, randomBytes(n))
+    left -= n
+  }
+  fs.closeSync(fd)
+}
