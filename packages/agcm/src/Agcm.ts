@@ -306,7 +306,8 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
         if (options.legacyV1 && head.length >= 8 && Buffer.from(head.buffer, head.byteOffset, 8).readUInt32LE(4) === 1) {
           if (!isRawKey(options)) return yield* new AgcmUsageError({ detail: "AGCM v1 files use a raw 32-byte key, not a passphrase" })
           legacy = legacyV1Processor({ key: options.key, onWarning: options.onWarning })
-          return yield* legacy.init(context)
+          // The header is already read (the engine allows one read): hand the v1 reader those bytes.
+          return yield* legacy.init({ ...context, readHeader: (n) => Effect.succeed(head.subarray(0, n)) })
         }
         const header = yield* parseHeader(head)
         keys = yield* openHeader(header, options)
