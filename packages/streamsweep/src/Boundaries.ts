@@ -11,7 +11,7 @@
  * @module
  */
 import type { ChunkInput, ChunkSpec, IoError } from "@cage/core"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { fromScanFailure, type JsonSyntaxError, StreamSweepUsageError } from "./Error.js"
 import { feed, withFile } from "./internal/feed.js"
 import { PathTracker } from "./internal/path.js"

@@ -5,9 +5,14 @@
  *
  * @module
  */
-import { ExitCode } from "@cage/core"
-import { Data } from "effect"
+import type { ExitCode } from "@cage/core"
+import * as Data from "effect/Data"
 import type { ScanFailure, ScanReason } from "./internal/scanner.js"
+
+// `ExitCode` values from @cage/core, as literals: this module is part of the dependency-free
+// `@cage/streamsweep/validator` entry, which must not load the engine's module graph.
+const INTEGRITY: ExitCode = 3
+const USAGE: ExitCode = 2
 
 /** Why a document is not valid JSON (RFC 8259) or breaks a configured limit. */
 export type JsonErrorReason = ScanReason
@@ -28,7 +33,7 @@ export class JsonSyntaxError extends Data.TaggedError("JsonSyntaxError")<{
   readonly expected: string
   readonly found: string
 }> {
-  readonly exitCode: ExitCode = ExitCode.Integrity
+  readonly exitCode: ExitCode = INTEGRITY
   override get message() {
     return `${this.input}:${this.line}:${this.column}: invalid JSON (${this.reason}) at byte ${this.offset}: expected ${this.expected}, found ${this.found}`
   }
@@ -43,7 +48,7 @@ export class JsonSyntaxError extends Data.TaggedError("JsonSyntaxError")<{
 
 /** Bad options: a non-positive target size, a cut outside the input, an unknown format. Exit code 2. */
 export class StreamSweepUsageError extends Data.TaggedError("StreamSweepUsageError")<{ readonly detail: string }> {
-  readonly exitCode: ExitCode = ExitCode.Usage
+  readonly exitCode: ExitCode = USAGE
   override get message() {
     return this.detail
   }

@@ -7,7 +7,7 @@
  * @module
  */
 import { type ChunkInput, fromSystemError, type IoError } from "@cage/core"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { fromScanFailure, type JsonSyntaxError, StreamSweepUsageError } from "./Error.js"
 import { feed, withFile } from "./internal/feed.js"
 import { type AnomalyList, IndexWriter, type InspectFormat, type InspectLimits, Inspector, type Token } from "./internal/inspector.js"

@@ -12,7 +12,7 @@ import {
   type ProcessorCapabilities,
   type ProcessorFactory
 } from "@cage/core"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { fromScanFailure, StreamSweepUsageError } from "./Error.js"
 import { type IndexWriter, Inspector } from "./internal/inspector.js"
 import { Scanner } from "./internal/scanner.js"

@@ -5,7 +5,7 @@
  * @internal
  */
 import { ChunkInput, type IoError } from "@cage/core"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 
 /** Read size for whole-input operations, in bytes (1 MiB: large enough to amortise each read). */
 export const DEFAULT_READ_BYTES = 1 << 20

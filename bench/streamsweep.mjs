@@ -1,0 +1,247 @@
+// Benchmark of @cage/streamsweep against JSON.parse and @streamparser/json, in the same run
+// on the same bytes, plus the peak RSS of validating and planning a 1 GB file in a child
+// process.
+// Usage: pnpm --filter @cage/streamsweep build && node bench/streamsweep.mjs [--size-mb 256] [--rss-mb 1024] [--reps 3]
+// Prints a table and writes bench/out/streamsweep.json. Inputs are generated under
+// /tmp/cage-bench/streamsweep-<pid> and deleted afterwards.
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const pkg = path.join(here, "../packages/streamsweep")
+const args = process.argv.slice(2)
+const opt = (name, dflt) => {
+  const i = args.indexOf(name)
+  return i >= 0 ? Number(args[i + 1]) : dflt
+}
+const MB = 1e6
+const MiB = 1 << 20
+
+const load = async () => ({
+  ss: await import(path.join(pkg, "dist/index.js")),
+  core: await import(path.join(pkg, "node_modules/@cage/core/dist/index.js")),
+  Effect: (await import(path.join(pkg, "node_modules/effect/dist/index.js"))).Effect
+})
+
+// ---- worker: one operation over a file in a child process; reports wall time and peak RSS ----
+// `validator` uses the dependency-free entry (@cage/streamsweep/validator) with plain fs reads;
+// `validate` and `plan` the Effect API (which loads effect and @cage/core); `baseline` only
+// loads what `validate` loads, to show what the modules cost before any byte is read.
+if (args[0] === "--worker") {
+  const [, op, file] = args
+  let bytes = 0
+  const t0 = performance.now()
+  if (op === "validator") {
+    const { Validator } = await import(path.join(pkg, "dist/Validator.js"))
+    const v = new Validator()
+    const fd = fs.openSync(file, "r")
+    const buf = new Uint8Array(MiB)
+    for (let n; (n = fs.readSync(fd, buf, 0, MiB, null)) > 0;) if (!v.push(buf, 0, n)) throw v.error
+    if (!v.end()) throw v.error
+    fs.closeSync(fd)
+    bytes = v.bytes
+  } else {
+    const { ss, Effect } = await load()
+    if (op === "validate") bytes = (await Effect.runPromise(ss.validateFile(file))).bytes
+    if (op === "plan") bytes = (await Effect.runPromise(ss.planFile(file, { targetBytes: 64 * MiB, onChunk: () => {} }))).bytes
+  }
+  const ms = performance.now() - t0
+  process.stdout.write(JSON.stringify({ op, ms, maxRssKiB: process.resourceUsage().maxRSS, bytes }))
+  process.exit(0)
+}
+
+// ---- input: real-shaped JSON (nested objects, long strings with escapes and unicode, all number forms) ----
+let seed = 0x5eed
+const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32)
+const pick = (a) => a[Math.floor(rnd() * a.length)]
+const words = ["lorem", "ipsum", "dolor", "sit", "amet", "données", "naïve", "Ünïcödé", "日本語のテキスト", "emoji 😀🎉", "Ελληνικά", "русский", "tab\there", "quote \"q\"", "back\\slash", "line\nbreak", "ctrl\u0001", "path/to/x", "é\u2028x"]
+const text = (n) => {
+  let s = ""
+  while (s.length < n) s += pick(words) + " "
+  return s
+}
+const number = () => pick([
+  () => Math.floor(rnd() * 1e6),
+  () => -Math.floor(rnd() * 1e9),
+  () => Math.round(rnd() * 1e4) / 100,
+  () => -rnd() * 1e-7,
+  () => rnd() * 1e300,
+  () => 0,
+  () => Number.MAX_SAFE_INTEGER
+])()
+const record = (i) => ({
+  id: i,
+  uuid: `${(rnd() * 2 ** 32 >>> 0).toString(16)}-${(rnd() * 2 ** 32 >>> 0).toString(16)}`,
+  user: { name: text(12), email: `user${i}@example.com`, roles: [pick(["admin", "dev", "ops"]), pick(["r", "w"])], score: number(), active: rnd() < 0.5, manager: rnd() < 0.3 ? null : { id: Math.floor(rnd() * i) } },
+  body: text(100 + Math.floor(rnd() * 1500)),
+  metrics: { count: number(), ratio: number(), series: Array.from({ length: 4 + Math.floor(rnd() * 8) }, number), nested: { a: { b: { c: { d: [number(), text(10), rnd() < 0.5] } } } } },
+  history: Array.from({ length: Math.floor(rnd() * 5) }, (_, k) => ({ at: 1_700_000_000 + k * 3600, event: pick(["create", "update", "delete"]), note: text(20) }))
+})
+
+const generate = (file, bytes) => {
+  const fd = fs.openSync(file, "w")
+  let size = 0
+  let pending = "[\n"
+  for (let i = 0; size + pending.length < bytes; i++) {
+    pending += (i ? ",\n" : "") + JSON.stringify(record(i), null, i % 4 === 0 ? 2 : undefined)
+    if (pending.length > 4 * MiB) {
+      size += fs.writeSync(fd, pending)
+      pending = ""
+    }
+  }
+  size += fs.writeSync(fd, pending + "\n]\n")
+  fs.closeSync(fd)
+  return size
+}
+
+// A larger array made of `copies` copies of the items of `file` (for the RSS runs).
+const replicate = (file, out, copies) => {
+  const body = fs.readFileSync(file)
+  const open = body.indexOf(0x5b) + 1
+  const close = body.lastIndexOf(0x5d)
+  const items = body.subarray(open, close)
+  const fd = fs.openSync(out, "w")
+  fs.writeSync(fd, "[")
+  for (let c = 0; c < copies; c++) {
+    if (c) fs.writeSync(fd, ",")
+    fs.writeSync(fd, items)
+  }
+  fs.writeSync(fd, "]\n")
+  fs.closeSync(fd)
+  return fs.statSync(out).size
+}
+
+const best = async (reps, fn) => {
+  let min = Infinity
+  for (let r = 0; r < reps; r++) {
+    globalThis.gc?.()
+    const t0 = performance.now()
+    await fn()
+    min = Math.min(min, performance.now() - t0)
+  }
+  return min
+}
+
+const mib = (r) => Number((r.maxRssKiB / 1024).toFixed(1))
+const child = (op, file) => {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), "--worker", op, file], { encoding: "utf8", maxBuffer: 1 << 20 })
+  if (r.status !== 0) throw new Error(`worker ${op} failed: ${r.stderr}`)
+  return JSON.parse(r.stdout)
+}
+
+const main = async () => {
+  const { ss, core, Effect } = await load()
+  const { JSONParser } = await import(path.join(pkg, "node_modules/@streamparser/json/dist/mjs/index.js"))
+  const sizeMb = opt("--size-mb", 256)
+  const rssMb = opt("--rss-mb", 1024)
+  const reps = opt("--reps", 3)
+  const dir = path.join("/tmp/cage-bench", `streamsweep-${process.pid}`)
+  fs.mkdirSync(dir, { recursive: true })
+  try {
+    const file = path.join(dir, "real.json")
+    process.stderr.write(`generating ${sizeMb} MB of real-shaped JSON...\n`)
+    const bytes = generate(file, sizeMb * MB)
+    const buf = fs.readFileSync(file)
+    const mbps = (n, ms) => n / MB / (ms / 1000)
+
+    // Our validator over the in-memory bytes, fed in 1 MiB pieces (no I/O: same work as JSON.parse).
+    const validateMem = () => {
+      const v = new ss.Validator()
+      for (let i = 0; i < buf.length; i += MiB) if (!v.push(buf, i, Math.min(buf.length, i + MiB))) throw v.error
+      if (!v.end()) throw v.error
+    }
+    const planMem = () => Effect.runPromise(ss.plan(core.ChunkInput.fromBytes(buf), { targetBytes: 64 * MiB, onChunk: () => {} }))
+    process.stderr.write("validating...\n")
+    const tValidate = await best(reps, validateMem)
+    const tPlan = await best(reps, planMem)
+    const tValidateFile = await best(1, () => Effect.runPromise(ss.validateFile(file)))
+    process.stderr.write("JSON.parse...\n")
+    const tParse = await best(reps, () => void JSON.parse(buf.toString()))
+
+    // @streamparser/json is far slower: measure it (and us, and JSON.parse) on a prefix of whole elements.
+    const sampleTarget = opt("--sample-mb", 16) * MB
+    const sp = await Effect.runPromise(ss.plan(core.ChunkInput.fromBytes(buf), { targetBytes: sampleTarget }))
+    const first = sp.chunks[0]
+    const sample = Buffer.concat([Buffer.from("["), buf.subarray(first.start, first.end), Buffer.from("]")])
+    process.stderr.write(`@streamparser/json on ${(sample.length / MB).toFixed(1)} MB...\n`)
+    const tSampleOurs = await best(reps, () => {
+      const v = new ss.Validator()
+      for (let i = 0; i < sample.length; i += MiB) v.push(sample, i, Math.min(sample.length, i + MiB))
+      if (!v.end()) throw v.error
+    })
+    const tSampleStream = await best(1, () => {
+      const p = new JSONParser({ paths: ["$.*"], keepStack: false })
+      p.onValue = () => {}
+      for (let i = 0; i < sample.length; i += MiB) p.write(sample.subarray(i, Math.min(sample.length, i + MiB)))
+      if (!p.isEnded) p.end()
+    })
+    const tSampleParse = await best(reps, () => void JSON.parse(sample.toString()))
+
+    // Peak RSS of a 1 GB file in a child process (validate, then plan), with Node's own baseline.
+    const big = path.join(dir, "big.json")
+    process.stderr.write(`peak RSS on ${rssMb} MB...\n`)
+    const bigBytes = replicate(file, big, Math.max(1, Math.ceil((rssMb * MB) / bytes)))
+    const rssBaseline = child("baseline", big)
+    const rssValidator = child("validator", big)
+    const rssValidate = child("validate", big)
+    const rssPlan = child("plan", big)
+    // Flatness: the same run on the 256 MB input.
+    const rssSmall = child("validator", file)
+
+    const rows = [
+      ["validate (in memory)", bytes, tValidate, mbps(bytes, tValidate)],
+      ["plan, 64 MiB target (in memory)", bytes, tPlan, mbps(bytes, tPlan)],
+      ["validateFile (with reads)", bytes, tValidateFile, mbps(bytes, tValidateFile)],
+      ["JSON.parse(buffer.toString())", bytes, tParse, mbps(bytes, tParse)],
+      ["sample: validate", sample.length, tSampleOurs, mbps(sample.length, tSampleOurs)],
+      ["sample: @streamparser/json 0.0.26", sample.length, tSampleStream, mbps(sample.length, tSampleStream)],
+      ["sample: JSON.parse(buffer.toString())", sample.length, tSampleParse, mbps(sample.length, tSampleParse)],
+      [`child: Validator (sync entry) ${(bigBytes / MB).toFixed(0)} MB`, bigBytes, rssValidator.ms, mbps(bigBytes, rssValidator.ms)],
+      [`child: validateFile ${(bigBytes / MB).toFixed(0)} MB`, bigBytes, rssValidate.ms, mbps(bigBytes, rssValidate.ms)],
+      [`child: planFile ${(bigBytes / MB).toFixed(0)} MB`, bigBytes, rssPlan.ms, mbps(bigBytes, rssPlan.ms)]
+    ]
+    const ratios = {
+      validateVsJsonParse: tParse / tValidate,
+      planVsJsonParse: tParse / tPlan,
+      planVsValidate: tValidate / tPlan,
+      validateVsStreamparser: tSampleStream / tSampleOurs
+    }
+    const result = {
+      node: process.version,
+      inputBytes: bytes,
+      sampleBytes: sample.length,
+      rows: rows.map(([what, n, ms, rate]) => ({ what, bytes: n, ms: Math.round(ms), mbPerS: Math.round(rate) })),
+      ratios: Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, Number(v.toFixed(2))])),
+      peakRss: {
+        bytes: bigBytes,
+        validatorMiB: mib(rssValidator),
+        validatorSmallInputMiB: mib(rssSmall),
+        validateFileMiB: mib(rssValidate),
+        planFileMiB: mib(rssPlan),
+        effectApiBaselineMiB: mib(rssBaseline)
+      },
+      targets: {
+        validateAtLeast2xJsonParse: ratios.validateVsJsonParse >= 2,
+        validateAtLeast10xStreamparser: ratios.validateVsStreamparser >= 10,
+        peakRssUnder64MiB: mib(rssValidator) < 64,
+        peakRssFlat: mib(rssValidator) - mib(rssSmall) < 8 && mib(rssValidate) - mib(rssBaseline) < 16 && mib(rssPlan) - mib(rssBaseline) < 16,
+        planAtValidateSpeed: ratios.planVsValidate >= 0.9
+      }
+    }
+    console.log("| what | MB | ms | MB/s |")
+    console.log("|---|---:|---:|---:|")
+    for (const r of result.rows) console.log(`| ${r.what} | ${(r.bytes / MB).toFixed(1)} | ${r.ms} | ${r.mbPerS} |`)
+    console.log(`\nvalidate / JSON.parse: ${result.ratios.validateVsJsonParse}x; plan / JSON.parse: ${result.ratios.planVsJsonParse}x; plan / validate: ${result.ratios.planVsValidate}x; validate / @streamparser/json: ${result.ratios.validateVsStreamparser}x`)
+    const r = result.peakRss
+    console.log(`peak RSS for ${(bigBytes / MB).toFixed(0)} MB: Validator ${r.validatorMiB} MiB (${r.validatorSmallInputMiB} MiB for ${(bytes / MB).toFixed(0)} MB); validateFile ${r.validateFileMiB} MiB, planFile ${r.planFileMiB} MiB, of which loading effect + @cage/core ${r.effectApiBaselineMiB} MiB`)
+    console.log(`targets: ${JSON.stringify(result.targets)}`)
+    fs.mkdirSync(path.join(here, "out"), { recursive: true })
+    fs.writeFileSync(path.join(here, "out/streamsweep.json"), JSON.stringify(result, null, 2) + "\n")
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+await main()
