@@ -145,6 +145,19 @@ export class HashPool {
     })
   }
 
+  /**
+   * Shared buffers are reused: allocating (and zero-filling) a fresh SharedArrayBuffer per
+   * segment cost more than the hashing and let memory grow until the GC caught up.
+   */
+  private readonly shared: Array<SharedArrayBuffer> = []
+
+  private takeShared(bytes: number): SharedArrayBuffer {
+    const i = this.shared.findIndex((b) => b.byteLength >= bytes)
+    if (i >= 0) return this.shared.splice(i, 1)[0]
+    // Round up to a power of two so buffers fit later segments of similar size.
+    return new SharedArrayBuffer(Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(Math.max(1, bytes)))))
+  }
+
   /** SHA-256 of each buffer, in order. */
   async hashBuffers(chunks: ReadonlyArray<Uint8Array>): Promise<Array<Buffer>> {
     if (this.size === 0) return chunks.map(sha256)
@@ -153,10 +166,10 @@ export class HashPool {
       let total = 0
       const bounds = [0]
       for (let i = from; i < to; i++) bounds.push((total += chunks[i].length))
-      const sab = new SharedArrayBuffer(total)
+      const sab = this.takeShared(total)
       const view = new Uint8Array(sab)
       for (let i = from; i < to; i++) view.set(chunks[i], bounds[i - from])
-      return this.submit({ kind: "buffers", sab, bounds })
+      return this.submit({ kind: "buffers", sab, bounds }).finally(() => this.shared.push(sab))
     }))
     return splitDigests(parts)
   }
@@ -178,6 +191,7 @@ export class HashPool {
     await Promise.all(this.workers.map((w) => w.terminate()))
     this.workers.length = 0
     this.idle.length = 0
+    this.shared.length = 0
   }
 }
 
