@@ -8,6 +8,8 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as chunk from "./commands/chunk.js"
 import { commonFlags, decrypt, encrypt } from "./commands/crypt.js"
 import { configShow, keygen, migrate, processorsList } from "./commands/misc.js"
+import { auditCommand, auditLogFlag } from "./commands/audit.js"
+import { backupCommand } from "./commands/backup.js"
 
 export const VERSION = "0.1.0"
 
@@ -24,11 +26,13 @@ const ageFlags = {
 const encryptCommand = Command.make("encrypt", {
   ...commonFlags,
   ...ageFlags,
+  auditLog: auditLogFlag,
   chunkSize: Flag.String("chunk-size").pipe(Flag.withDescription("Plaintext bytes per chunk: a power of two from 16KiB to 4MiB (default 64KiB)"), Flag.optional)
 }, encrypt).pipe(Command.withDescription("Encrypt a file (AGCM v2 by default; resumable)"))
 
 const decryptCommand = Command.make("decrypt", {
   ...commonFlags,
+  auditLog: auditLogFlag,
   range: Flag.String("range").pipe(Flag.withDescription("Only plaintext bytes START:END (END exclusive)"), Flag.optional),
   legacyV1: Flag.Boolean("legacy-v1").pipe(Flag.withDescription("Accept insecure harpocrates AGCM v1 input"), Flag.withDefault(false)),
   identity: Flag.String("identity").pipe(Flag.withAlias("i"), Flag.withDescription("age backend: identity file; repeatable"), Flag.atLeast(0))
@@ -69,7 +73,7 @@ const configCommand = Command.make("config").pipe(
 
 export const root = Command.make("cage").pipe(
   Command.withDescription("Bounded-memory, resumable, chunked file encryption"),
-  Command.withSubcommands([encryptCommand, decryptCommand, keygenCommand, chunkCommand, migrateCommand, processorsCommand, configCommand])
+  Command.withSubcommands([encryptCommand, decryptCommand, keygenCommand, chunkCommand, migrateCommand, backupCommand, auditCommand, processorsCommand, configCommand])
 )
 
 /** Runs the CLI on `argv` (without node and script). */

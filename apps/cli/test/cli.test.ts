@@ -1,3 +1,5 @@
+import { createRequire } from "node:module"
+const require = createRequire(import.meta.url)
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
@@ -155,5 +157,34 @@ describe("chunk plan and inspect", () => {
     const info = JSON.parse(cage(["chunk", "inspect", "--json", f("in.agcm")]).stdout.toString())
     expect(info).toMatchObject({ kind: "agcm", version: 2, chunkSize: 65536, keyMode: "raw" })
     expect(cage(["chunk", "inspect", f("in")]).code).toBe(2)
+  })
+})
+
+describe("--backend age and age-lib", () => {
+  it("recipient encryption is read by plain age and by the library backend, with relative paths", () => {
+    const { execFileSync } = require("node:child_process") as typeof import("node:child_process")
+    execFileSync("age-keygen", ["-o", f("id.txt")], { stdio: "ignore" })
+    const recipient = /age1[0-9a-z]+/.exec(fs.readFileSync(f("id.txt"), "utf8"))![0]
+    writeRandom(f("in"), 70_000)
+    expect(cage(["encrypt", "-q", "--backend", "age", "-r", recipient, "in"], { cwd: dir }).code).toBe(0)
+    expect(execFileSync("age", ["-d", "-i", f("id.txt"), f("in.age")]).equals(fs.readFileSync(f("in")))).toBe(true)
+    expect(cage(["decrypt", "-q", "--backend", "age-lib", "-i", "id.txt", "-o", "out", "in.age"], { cwd: dir }).code).toBe(0)
+    expect(fs.readFileSync(f("out")).equals(fs.readFileSync(f("in")))).toBe(true)
+    const wrong = f("id2.txt")
+    execFileSync("age-keygen", ["-o", wrong], { stdio: "ignore" })
+    const r = cage(["decrypt", "--backend", "age", "-i", wrong, "-o", f("out2"), f("in.age")])
+    expect(r.code).toBe(3)
+    expect(fs.existsSync(f("out2"))).toBe(false)
+  })
+  it("passphrase files through the age CLI's terminal prompt, relative paths, wrong passphrase is exit 3", () => {
+    writeRandom(f("in"), 50_000)
+    fs.writeFileSync(f("pw"), "age passphrase\n", { mode: 0o600 })
+    fs.writeFileSync(f("bad"), "not it\n", { mode: 0o600 })
+    expect(cage(["encrypt", "-q", "--backend", "age", "--passphrase-file", "pw", "in"], { cwd: dir }).code).toBe(0)
+    expect(cage(["decrypt", "-q", "--backend", "age", "--passphrase-file", "pw", "-o", "out", "in.age"], { cwd: dir }).code).toBe(0)
+    expect(fs.readFileSync(f("out")).equals(fs.readFileSync(f("in")))).toBe(true)
+    const r = cage(["decrypt", "--backend", "age", "--passphrase-file", "bad", "-o", "out3", "in.age"], { cwd: dir })
+    expect(r.code).toBe(3)
+    expect(r.stderr).not.toContain("not it")
   })
 })

@@ -1,11 +1,95 @@
 /**
- * `cage encrypt/decrypt --backend age|age-lib`: wired to @cage/age.
+ * `cage encrypt/decrypt --backend age|age-lib`: the same commands through @cage/age (the
+ * real age CLI, or the age-encryption library). Outputs are plain age files.
  *
  * @module
  */
-import { Effect } from "effect"
+import { decrypt, encrypt } from "@cage/age"
+import { Progress } from "@cage/core"
+import { Effect, Option } from "effect"
+import type { Settings } from "../Config.js"
+import { note, openInput, openOutput, printJson } from "../Io.js"
+import { readPassphraseFile } from "../Keys.js"
 import { usage } from "../Errors.js"
+import * as nodePath from "node:path"
 
-export const ageEncryptCommand = (_f: unknown) => usage("the age backend is being wired (see @cage/age)")
-export const ageDecryptCommand = (_f: unknown) => usage("the age backend is being wired (see @cage/age)")
-void Effect
+// age runs with its own working directory under a PTY: hand it absolute paths.
+const absolute = (p: string) => (p === "-" ? p : nodePath.resolve(p))
+
+interface AgeFlags {
+  readonly backend: "age" | "age-lib"
+  readonly settings: Settings
+  readonly key: Option.Option<string>
+  readonly passphraseFile: Option.Option<string>
+  readonly output: Option.Option<string>
+  readonly input: string
+  readonly force: boolean
+  readonly noFsync: boolean
+  readonly quiet: boolean
+  readonly json: boolean
+}
+
+const strategyOf = (f: { strategy?: Option.Option<"pipe" | "tempfile" | "auto"> }, settings: Settings) =>
+  f.strategy && Option.isSome(f.strategy) ? f.strategy.value : settings.streamingStrategy.value
+
+const withProgress = <A, E>(quiet: boolean, label: string, total: number | undefined, run: (onProgress: (n: number) => void) => Effect.Effect<A, E>) =>
+  Effect.suspend(() => {
+    const bar = Progress.terminal({ quiet, label })
+    bar.start(total, 0)
+    return run((n) => bar.update(n)).pipe(Effect.ensuring(Effect.sync(() => bar.stop())))
+  })
+
+const passphrase = (f: AgeFlags) =>
+  Option.isSome(f.passphraseFile) ? readPassphraseFile(f.passphraseFile.value).pipe(Effect.map((p) => ({ passphrase: p }))) : Effect.succeed({})
+
+/** `cage encrypt --backend age|age-lib`: recipients (`-r`, `-R`) or a passphrase file; `-a` armor. */
+export const ageEncryptCommand = (f: AgeFlags & {
+  readonly recipient: ReadonlyArray<string>
+  readonly recipientsFile: ReadonlyArray<string>
+  readonly armor: boolean
+  readonly strategy: Option.Option<"pipe" | "tempfile" | "auto">
+}) =>
+  Effect.gen(function*() {
+    if (Option.isSome(f.key)) return yield* usage("--key is an AGCM key; with --backend age use -r/-R recipients or --passphrase-file")
+    const hasRecipients = f.recipient.length + f.recipientsFile.length > 0
+    if (hasRecipients === Option.isSome(f.passphraseFile)) return yield* usage("with --backend age give recipients (-r/-R) or --passphrase-file, not both and not neither")
+    const outputPath = Option.getOrElse(f.output, () => (f.input === "-" ? "-" : `${f.input}.age`))
+    const pass = yield* passphrase(f)
+    const input = yield* openInput(absolute(f.input))
+    const output = yield* openOutput(absolute(outputPath), f.force, !f.noFsync)
+    const summary = yield* withProgress(f.quiet, "encrypt", input.size, (onProgress) =>
+      encrypt({
+        input,
+        output,
+        ...pass,
+        recipients: f.recipient,
+        recipientFiles: f.recipientsFile,
+        armor: f.armor,
+        backend: f.backend,
+        strategy: strategyOf(f, f.settings),
+        onProgress,
+        onVerbose: (m) => void Effect.runSync(note(f.quiet || f.json, m))
+      })).pipe(Effect.ensuring(input.close()), Effect.ensuring(Effect.sync(() => "passphrase" in pass && pass.passphrase?.fill(0))))
+    if (f.json) yield* printJson({ input: f.input, output: outputPath, ...summary })
+    else yield* note(f.quiet, `encrypt ${f.input} → ${outputPath} with ${summary.backend} (${summary.strategy}): ${summary.bytesIn} bytes in ${(summary.durationMs / 1000).toFixed(2)} s`)
+  })
+
+/** `cage decrypt --backend age|age-lib`: identities (`-i`) or a passphrase file. */
+export const ageDecryptCommand = (f: AgeFlags & { readonly identity: ReadonlyArray<string>; readonly range: Option.Option<string> }) =>
+  Effect.gen(function*() {
+    if (Option.isSome(f.key)) return yield* usage("--key is an AGCM key; with --backend age use -i IDENTITY or --passphrase-file")
+    if (Option.isSome(f.range)) return yield* usage("--range is an AGCM feature (age files are not seekable here)")
+    if ((f.identity.length > 0) === Option.isSome(f.passphraseFile)) return yield* usage("with --backend age give -i IDENTITY or --passphrase-file, not both and not neither")
+    const outputPath = Option.isSome(f.output) ? f.output.value : f.input === "-" ? "-" : f.input.endsWith(".age") ? f.input.slice(0, -4) : undefined
+    if (outputPath === undefined) return yield* usage(`${f.input} does not end in .age: name the output with -o FILE`)
+    const pass = yield* passphrase(f)
+    const input = yield* openInput(absolute(f.input))
+    const output = yield* openOutput(absolute(outputPath), f.force, !f.noFsync)
+    const summary = yield* withProgress(f.quiet, "decrypt", input.size, (onProgress) =>
+      decrypt({ input, output, ...pass, identityFiles: f.identity, backend: f.backend, strategy: f.settings.streamingStrategy.value, onProgress })).pipe(
+        Effect.ensuring(input.close()),
+        Effect.ensuring(Effect.sync(() => "passphrase" in pass && pass.passphrase?.fill(0)))
+      )
+    if (f.json) yield* printJson({ input: f.input, output: outputPath, ...summary })
+    else yield* note(f.quiet, `decrypt ${f.input} → ${outputPath} with ${summary.backend} (${summary.strategy}): ${summary.bytesOut} bytes in ${(summary.durationMs / 1000).toFixed(2)} s`)
+  })

@@ -14,6 +14,7 @@ import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunk
 import { promptPassphrase, readKeyFile, readPassphraseFile } from "../Keys.js"
 import { loadSettings, type Settings } from "../Config.js"
 import { resolvePipeline } from "../Registry.js"
+import { audited, openAudit } from "./audit.js"
 
 /** Flags shared by encrypt and decrypt. */
 export const commonFlags = {
@@ -57,23 +58,25 @@ const runWithEngine = (o: {
   force: boolean
   quiet: boolean
   json: boolean
+  auditLog: Option.Option<string>
   settings: Settings
 }) =>
   Effect.gen(function*() {
+    const audit = yield* openAudit(o.auditLog, o.settings)
     const input = yield* openInput(o.inputPath)
     const output = yield* openOutput(o.outputPath, o.force, !o.noFsync)
     const checkpoint = o.inputPath !== "-" && o.outputPath !== "-"
       ? { path: checkpointPathFor(o.outputPath), mode: o.noResume ? "fresh" as const : "resume" as const, intervalMs: o.checkpointInterval }
       : undefined
     if (checkpoint && !o.noResume && fs.existsSync(checkpoint.path)) yield* note(o.quiet, `resuming from ${checkpoint.path}`)
-    const summary = yield* runPipeline({
+    const summary = yield* audited(audit, { operation: o.verb, strategy: "engine" }, runPipeline({
       input,
       output,
       pipeline: o.pipeline,
       chunkBytes: o.chunkBytes,
       checkpoint,
       progress: Progress.terminal({ quiet: o.quiet, label: o.verb })
-    }).pipe(Effect.ensuring(input.close()))
+    })).pipe(Effect.ensuring(input.close()), Effect.ensuring(Effect.sync(() => audit?.close())))
     const peakRssBytes = process.resourceUsage().maxRSS * 1024
     if (o.json) yield* printJson({ operation: o.verb, input: o.inputPath, output: o.outputPath, ...summary, peakRssBytes })
     else yield* note(o.quiet, describeRun(o.verb, o.inputPath, o.outputPath, summary))
@@ -93,6 +96,7 @@ export const encrypt = (f: {
   force: boolean
   quiet: boolean
   json: boolean
+  auditLog: Option.Option<string>
   backend: Option.Option<"agcm" | "age" | "age-lib">
   input: string
   recipient: ReadonlyArray<string>
@@ -114,7 +118,7 @@ export const encrypt = (f: {
     return yield* Effect.gen(function*() {
       const cipher = agcmEncrypt({ ...key, chunkSize: chunkBytes, workers })
       const pipeline = yield* resolvePipeline(settings, "encrypt", cipher)
-      return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, chunkBytes, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, settings })
+      return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, chunkBytes, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
     }).pipe(Effect.ensuring(wipe(key)))
   })
 
@@ -130,6 +134,7 @@ export const decrypt = (f: {
   force: boolean
   quiet: boolean
   json: boolean
+  auditLog: Option.Option<string>
   backend: Option.Option<"agcm" | "age" | "age-lib">
   input: string
   range: Option.Option<string>
@@ -165,6 +170,6 @@ export const decrypt = (f: {
       }
       const cipher = agcmDecrypt({ ...key, workers, legacyV1: f.legacyV1 })
       const pipeline = yield* resolvePipeline(settings, "decrypt", cipher)
-      yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, chunkBytes: DEFAULT_CHUNK_SIZE, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, settings })
+      yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, chunkBytes: DEFAULT_CHUNK_SIZE, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
     }).pipe(Effect.ensuring(wipe(key)))
   })
