@@ -1,10 +1,10 @@
-import { ChunkInput, type ChunkProcessor, PROCESSOR_API_VERSION, runPipeline } from "@cage/core"
-import { Effect, Schema } from "effect"
+import { ChunkInput, type ChunkProcessor, PROCESSOR_API_VERSION, runPipeline, Telemetry } from "@cage/core"
+import { Effect, Fiber, PubSub, Schema, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import { describe, expect, it } from "vitest"
-import { AuditEvent, fingerprint, layer, makeTranslator, makeWriter, readLogs, type AuditEventOf } from "../src/index.js"
+import { AuditEvent, consume, fingerprint, layer, makeTranslator, makeWriter, readLogs, type AuditEventOf } from "../src/index.js"
 import { durations, syntheticRun, tempDir } from "./helpers.js"
 
 const lines = (path: string) => fs.readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l))
@@ -41,6 +41,24 @@ describe("audit log from core telemetry", () => {
     expect(text).not.toContain(plaintext.subarray(0, 16).toString("hex"))
     expect(text).not.toContain(plaintext.subarray(0, 16).toString("base64"))
     expect(fs.statSync(log).mode & 0o777).toBe(0o600)
+  })
+
+  it("consumes the PubSub telemetry stream (Telemetry.layerPubSub)", async () => {
+    const dir = tempDir()
+    const log = nodePath.join(dir, "audit.jsonl")
+    const writer = makeWriter(log)
+    await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const { pubsub } = yield* Telemetry.TelemetryEvents
+      // Subscribe before the run starts, so no event can be missed; stop after the run ends.
+      const subscription = yield* PubSub.subscribe(pubsub)
+      const events = Stream.fromSubscription(subscription).pipe(Stream.takeUntil((e) => e.type === "run_complete"))
+      const fiber = yield* Effect.forkChild(consume(events, writer, { operation: "decrypt" }))
+      yield* runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(3 * 1000 + 1)), pipeline: [observer], chunkBytes: 1000 })
+      yield* Fiber.join(fiber)
+    })).pipe(Effect.provide(Telemetry.layerPubSub)))
+    writer.close()
+    expect(lines(log).map((e) => e.type)).toEqual(["run_start", "chunk", "chunk", "chunk", "chunk", "run_complete"])
+    expect(lines(log)[0].operation).toBe("decrypt")
   })
 
   it("records a failed run with the failing chunk", async () => {

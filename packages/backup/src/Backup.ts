@@ -205,7 +205,7 @@ export const create = (options: CreateOptions): Effect.Effect<CreateResult, Crea
       return { registry: { ...r, generations: [...r.generations, g] }, value: g }
     })
     return yield* runGeneration(options, entry, "fresh")
-  })
+  }).pipe(Effect.withSpan("cage.backup.create", { attributes: { source: nodePath.resolve(options.source) } }))
 
 /**
  * Completes the newest interrupted (`"partial"`) generation of `options.source` from its
@@ -219,7 +219,7 @@ export const resume = (options: CreateOptions): Effect.Effect<CreateResult, Crea
     const partial = r.generations.filter((g) => g.source === source && g.status === "partial").sort((a, b) => b.generation - a.generation)[0]
     if (!partial) return yield* Effect.fail(new GenerationNotFound({ source, detail: "no interrupted backup to resume" }))
     return yield* runGeneration({ ...options, chunkBytes: options.chunkBytes ?? (partial.chunkBytes || undefined) }, partial, "resume")
-  })
+  }).pipe(Effect.withSpan("cage.backup.resume", { attributes: { source: nodePath.resolve(options.source) } }))
 
 /** Generations in the registry, optionally of one source, ordered by source then number. */
 export const list = (options: { readonly dir: string; readonly source?: string }): Effect.Effect<ReadonlyArray<Registry.Generation>, RegistryCorrupt | IoError> =>
@@ -364,7 +364,7 @@ export const verifyReport = (options: VerifyOptions) =>
       damage,
       durationMs: Date.now() - started
     } satisfies VerifyReport
-  })
+  }).pipe(Effect.withSpan("cage.backup.verify", { attributes: { source: nodePath.resolve(options.source), deep: options.deep === true } }))
 
 /** Decrypts every chunk, compares plaintext digests; appends "plaintext" damage. */
 const deepCheck = (file: string, g: Registry.Generation, m: Registry.Manifest, cipher: BackupCipher, damage: Array<Damage>) =>

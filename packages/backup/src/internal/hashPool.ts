@@ -51,11 +51,24 @@ parentPort.on("message", (task) => {
     } else {
       const fd = fs.openSync(task.path, "r")
       try {
-        for (let i = 0; i < n; i++) {
-          const start = task.ranges[2 * i], length = task.ranges[2 * i + 1]
-          if (buf.length < length) buf = Buffer.allocUnsafeSlow(length)
-          const got = readFully(fs.readSync, fd, buf, length, start)
-          out.set(createHash("sha256").update(buf.subarray(0, got)).digest(), 32 * i)
+        const first = task.ranges[0], last = task.ranges[2 * n - 2] + task.ranges[2 * n - 1]
+        let contiguous = true
+        for (let i = 1; i < n && contiguous; i++) contiguous = task.ranges[2 * i] === task.ranges[2 * i - 2] + task.ranges[2 * i - 1]
+        if (contiguous) {
+          // One read for the whole run of chunks (verify's case): fewer syscalls than one per chunk.
+          if (buf.length < last - first) buf = Buffer.allocUnsafeSlow(last - first)
+          const got = readFully(fs.readSync, fd, buf, last - first, first)
+          for (let i = 0; i < n; i++) {
+            const a = Math.min(got, task.ranges[2 * i] - first), b = Math.min(got, a + task.ranges[2 * i + 1])
+            out.set(createHash("sha256").update(buf.subarray(a, b)).digest(), 32 * i)
+          }
+        } else {
+          for (let i = 0; i < n; i++) {
+            const start = task.ranges[2 * i], length = task.ranges[2 * i + 1]
+            if (buf.length < length) buf = Buffer.allocUnsafeSlow(length)
+            const got = readFully(fs.readSync, fd, buf, length, start)
+            out.set(createHash("sha256").update(buf.subarray(0, got)).digest(), 32 * i)
+          }
         }
       } finally {
         fs.closeSync(fd)
