@@ -29,6 +29,8 @@ export const GZIP_NAME = "@acme/cage-processor-gzip"
 export const GUNZIP_NAME = "@acme/cage-processor-gzip/gunzip"
 /** Default deflate level (zlib's and gzip(1)'s default). */
 export const DEFAULT_LEVEL = 6
+/** Members inflated at once within one chunk (libuv's thread pool has 4 threads by default). */
+const MAX_PARALLEL_INFLATES = 4
 /** Default bound on a member and on its decompressed size, in bytes (256 MiB). */
 export const DEFAULT_MAX_MEMBER_BYTES = 256 * 1024 * 1024
 
@@ -160,7 +162,9 @@ export const gunzip = (options: GunzipOptions = {}): ChunkProcessor => {
           parts.push(Buffer.from(data))
           buffered += data.length
         }
-        const out: Array<Buffer> = []
+        // Cut the complete members first, then inflate them concurrently on libuv's thread
+        // pool: members are independent even though the chunks must come in order.
+        const members: Array<{ readonly bytes: Buffer; readonly end: boolean }> = []
         while (true) {
           if (ended && buffered > 0) {
             return yield* Effect.fail(new GzipError({ reason: "Corrupt", chunk: chunk.index, detail: `corrupt gzip file: ${buffered} bytes of data after the end member` }))
@@ -181,15 +185,17 @@ export const gunzip = (options: GunzipOptions = {}): ChunkProcessor => {
             collectingEnd = header.end
           }
           if (buffered < memberBytes) break
-          const member = take(memberBytes)
+          members.push({ bytes: take(memberBytes), end: collectingEnd })
           memberBytes = undefined
-          const plain = yield* inflate(member, chunk.index)
           ended = collectingEnd
-          if (ended && plain.length > 0) {
-            return yield* Effect.fail(new GzipError({ reason: "Corrupt", chunk: chunk.index, detail: "corrupt gzip file: the end member is not empty" }))
-          }
-          out.push(plain)
         }
+        const out = yield* Effect.forEach(members, (m) =>
+          inflate(m.bytes, chunk.index).pipe(
+            Effect.filterOrFail(
+              (plain) => !m.end || plain.length === 0,
+              () => new GzipError({ reason: "Corrupt", chunk: chunk.index, detail: "corrupt gzip file: the end member is not empty" })
+            )
+          ), { concurrency: MAX_PARALLEL_INFLATES })
         return out.length === 1 ? out[0] : Buffer.concat(out)
       }),
     finalize: () =>
