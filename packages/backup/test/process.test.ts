@@ -3,12 +3,13 @@ import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
-import { list, restore, resume, verify } from "../src/index.js"
+import { Effect } from "effect"
+import { list, LOCK_FILE, restore, resume, verify, withLock } from "../src/index.js"
 import { cipher, CHUNK, KEY, makeSource, run, tempDir } from "./helpers.js"
 
 const CHILD = fileURLToPath(new URL("./fixtures/child.mjs", import.meta.url))
 
-const child = (mode: "create" | "resume", source: string, dir: string, options: object) => {
+const child = (mode: "create" | "resume" | "hold-lock", source: string, dir: string, options: object) => {
   const p = spawn(process.execPath, [CHILD, mode, source, dir, JSON.stringify(options)], { stdio: ["pipe", "pipe", "pipe"] })
   p.stdin.end(KEY.toString("hex"))
   let out = ""
@@ -39,6 +40,20 @@ describe("real processes", () => {
       expect((await run(verify({ dir: bdir, source: g.source, generation: g.generation, hashWorkers: 0 }))).ok).toBe(true)
     }
     expect(fs.existsSync(nodePath.join(bdir, ".cage_backups.lock"))).toBe(false)
+  })
+
+  it("a lock holder killed with -9 does not leave the lock stuck", async () => {
+    const dir = tempDir()
+    const holder = child("hold-lock", "-", dir, {})
+    await new Promise<void>((resolve) => holder.process.stdout.on("data", (d) => String(d).includes("locked") && resolve()))
+    expect(fs.existsSync(nodePath.join(dir, LOCK_FILE))).toBe(true)
+    // While the holder lives, we wait and time out.
+    const busy = await Effect.runPromise(Effect.flip(withLock(dir, Effect.void, { waitMs: 100 })))
+    expect(busy._tag).toBe("LockTimeout")
+    holder.process.kill("SIGKILL")
+    await holder.done
+    // Its pid is gone: the lock is broken at once (long before the 30 s age limit).
+    expect(await run(withLock(dir, Effect.succeed("taken"), { waitMs: 5000 }))).toBe("taken")
   })
 
   it("kill -9 during create, then resume: the backup verifies and restores byte-identical", async () => {
