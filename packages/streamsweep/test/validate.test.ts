@@ -149,6 +149,21 @@ describe("properties", () => {
       expect(validateCut(doc, cuts)).toBeUndefined()
     }), { numRuns: 500 })
   })
+  it("never reads past the end of a write range (pieces of a larger buffer, garbage after each)", () => {
+    fc.assert(fc.property(docArb.chain((d) => fc.tuple(fc.constant(d), cutsArb(d.length))), fc.uint8Array({ minLength: 1, maxLength: 8 }), ([doc, cuts], junk) => {
+      const v = new Validator()
+      let from = 0
+      for (const c of [...cuts, doc.length]) {
+        // The piece sits at the start of a buffer whose remaining bytes are junk.
+        const piece = new Uint8Array(c - from + junk.length)
+        piece.set(doc.subarray(from, c))
+        piece.set(junk, c - from)
+        expect(v.push(piece, 0, c - from)).toBe(true)
+        from = c
+      }
+      expect(v.end()).toBe(true)
+    }), { numRuns: 300 })
+  })
   it("the NDJSON concatenation of valid documents, cut anywhere, validates as ndjson and sequence", () => {
     const ndjson = fc.array(fc.jsonValue({ maxDepth: 4, stringUnit: "grapheme" }), { minLength: 1, maxLength: 8 })
       .map((vs) => enc(vs.map((v) => JSON.stringify(v)).join("\n") + "\n"))

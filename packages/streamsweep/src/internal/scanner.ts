@@ -228,9 +228,12 @@ export class Scanner {
     return false
   }
 
-  /** True when the scanner stopped inside a token (string, number, literal). */
-  get inToken(): boolean {
-    return this.state >= S_STRING
+  /** Saves the loop's locals and fails: every error exit of `write` goes through here. */
+  private stop(state: number, depth: number, reason: ScanReason, offset: number, expected: string, found: string): false {
+    this.state = state
+    this.depth = depth
+    this.pos = offset
+    return this.fail(reason, offset, expected, found)
   }
 
   /**
@@ -280,23 +283,16 @@ export class Scanner {
               }
               this.depth = depth
               this.state = state
-              this.pos = delta + i
-              return this.fail("UnexpectedByte", delta + i, isObject ? "',' or '}'" : "',' or ']'", describeByte(c))
+              return this.stop(state, depth, "UnexpectedByte", delta + i, isObject ? "',' or '}'" : "',' or ']'", describeByte(c))
             }
             if (this.mode === MODE_DOCUMENT) {
-              this.pos = delta + i
-              this.state = state
-              return this.fail("TrailingData", delta + i, "end of input", describeByte(c))
+              return this.stop(state, depth, "TrailingData", delta + i, "end of input", describeByte(c))
             }
             if (this.mode === MODE_NDJSON && this.line === this.topEndLine) {
-              this.pos = delta + i
-              this.state = state
-              return this.fail("UnexpectedByte", delta + i, "a newline before the next value", describeByte(c))
+              return this.stop(state, depth, "UnexpectedByte", delta + i, "a newline before the next value", describeByte(c))
             }
             if (delta + i === this.topEnd && (this.topBare || !(c === 0x7b || c === 0x5b || c === 0x22))) {
-              this.pos = delta + i
-              this.state = state
-              return this.fail("UnexpectedByte", delta + i, "whitespace between values", describeByte(c))
+              return this.stop(state, depth, "UnexpectedByte", delta + i, "whitespace between values", describeByte(c))
             }
             state = S_VALUE
           }
@@ -313,10 +309,7 @@ export class Scanner {
             }
             if (c === 0x7b || c === 0x5b) {
               if (depth === this.maxDepth) {
-                this.pos = delta + i
-                this.state = state
-                this.depth = depth
-                return this.fail("DepthLimit", delta + i, `at most ${this.maxDepth} nested containers`, describeByte(c))
+                return this.stop(state, depth, "DepthLimit", delta + i, `at most ${this.maxDepth} nested containers`, describeByte(c))
               }
               const isObject = c === 0x7b
               if (ev !== null && depth <= evDepth) ev.valueStart(isObject ? KIND_OBJECT : KIND_ARRAY, depth, delta + i)
@@ -355,10 +348,7 @@ export class Scanner {
               state = S_LITERAL
               continue outer
             }
-            this.pos = delta + i
-            this.state = state
-            this.depth = depth
-            return this.fail("UnexpectedByte", delta + i, state === S_VALUE_OR_CLOSE ? `${EXPECT_VALUE} or ']'` : EXPECT_VALUE, describeByte(c))
+            return this.stop(state, depth, "UnexpectedByte", delta + i, state === S_VALUE_OR_CLOSE ? `${EXPECT_VALUE} or ']'` : EXPECT_VALUE, describeByte(c))
           }
           case S_KEY_OR_CLOSE:
           case S_KEY: {
@@ -380,10 +370,7 @@ export class Scanner {
               state = S_AFTER
               continue outer
             }
-            this.pos = delta + i
-            this.state = state
-            this.depth = depth
-            return this.fail("UnexpectedByte", delta + i, state === S_KEY_OR_CLOSE ? "a string key or '}'" : "a string key", describeByte(c))
+            return this.stop(state, depth, "UnexpectedByte", delta + i, state === S_KEY_OR_CLOSE ? "a string key or '}'" : "a string key", describeByte(c))
           }
           case S_COLON: {
             if (c === 0x3a) {
@@ -391,10 +378,7 @@ export class Scanner {
               state = S_VALUE
               continue outer
             }
-            this.pos = delta + i
-            this.state = state
-            this.depth = depth
-            return this.fail("UnexpectedByte", delta + i, "':'", describeByte(c))
+            return this.stop(state, depth, "UnexpectedByte", delta + i, "':'", describeByte(c))
           }
         }
       }
@@ -426,10 +410,7 @@ export class Scanner {
               continue outer
             }
             if (t === T_CTRL) {
-              this.pos = delta + i
-              this.state = state
-              this.depth = depth
-              return this.fail("ControlCharacter", delta + i, "an escaped control character (\\n, \\u0000...)", describeByte(c))
+              return this.stop(state, depth, "ControlCharacter", delta + i, "an escaped control character (\\n, \\u0000...)", describeByte(c))
             }
             if (t === T_BAD) {
               if (this.lenientUtf8) {
@@ -437,10 +418,7 @@ export class Scanner {
                 if (++i === to) break outer
                 continue
               }
-              this.pos = delta + i
-              this.state = state
-              this.depth = depth
-              return this.fail("InvalidUtf8", delta + i, "a UTF-8 lead byte", describeByte(c))
+              return this.stop(state, depth, "InvalidUtf8", delta + i, "a UTF-8 lead byte", describeByte(c))
             }
             const need = NEED[t]
             if (i + need < to) {
@@ -465,10 +443,7 @@ export class Scanner {
                 i += bad // resume at the byte that broke the sequence
                 continue
               }
-              this.pos = delta + i + bad
-              this.state = state
-              this.depth = depth
-              return this.fail("InvalidUtf8", delta + i + bad, "a UTF-8 continuation byte in range", describeByte(buf[i + bad]))
+              return this.stop(state, depth, "InvalidUtf8", delta + i + bad, "a UTF-8 continuation byte in range", describeByte(buf[i + bad]))
             }
             // The sequence is cut by the end of this buffer.
             this.tokenStartUtf8 = delta + i
@@ -490,10 +465,7 @@ export class Scanner {
                 state = S_STRING
                 continue outer
               }
-              this.pos = delta + i
-              this.state = state
-              this.depth = depth
-              return this.fail("InvalidUtf8", delta + i, "a UTF-8 continuation byte in range", describeByte(c))
+              return this.stop(state, depth, "InvalidUtf8", delta + i, "a UTF-8 continuation byte in range", describeByte(c))
             }
             this.utfLo = 0x80
             this.utfHi = 0xbf
@@ -509,10 +481,7 @@ export class Scanner {
         case S_ESCAPE: {
           c = buf[i]
           if (ESC[c] === 0) {
-            this.pos = delta + i
-            this.state = state
-            this.depth = depth
-            return this.fail("InvalidEscape", delta + i, "one of \" \\ / b f n r t u after '\\'", describeByte(c))
+            return this.stop(state, depth, "InvalidEscape", delta + i, "one of \" \\ / b f n r t u after '\\'", describeByte(c))
           }
           i++
           if (c === 0x75) {
@@ -530,10 +499,7 @@ export class Scanner {
             c = buf[i]
             const h = HEX[c]
             if (h === 255) {
-              this.pos = delta + i
-              this.state = state
-              this.depth = depth
-              return this.fail("InvalidEscape", delta + i, "a hex digit in \\uXXXX", describeByte(c))
+              return this.stop(state, depth, "InvalidEscape", delta + i, "a hex digit in \\uXXXX", describeByte(c))
             }
             this.uValue = (this.uValue << 4) | h
             this.uCount++
@@ -544,10 +510,7 @@ export class Scanner {
           const isHigh = u >= 0xd800 && u <= 0xdbff
           const isLow = u >= 0xdc00 && u <= 0xdfff
           if (this.wantLow ? !isLow : isLow) {
-            this.pos = delta + i
-            this.state = state
-            this.depth = depth
-            return this.fail("LoneSurrogate", delta + i - 6, this.wantLow ? "a low surrogate \\uDC00-\\uDFFF" : "a high surrogate escape before a low one", `\\u${u.toString(16).toUpperCase().padStart(4, "0")}`)
+            return this.stop(state, depth, "LoneSurrogate", delta + i - 6, this.wantLow ? "a low surrogate \\uDC00-\\uDFFF" : "a high surrogate escape before a low one", `\\u${u.toString(16).toUpperCase().padStart(4, "0")}`)
           }
           state = isHigh ? S_SURR_BACKSLASH : S_STRING
           continue outer
@@ -556,10 +519,7 @@ export class Scanner {
         case S_SURR_U: {
           c = buf[i]
           if (c !== (state === S_SURR_BACKSLASH ? 0x5c : 0x75)) {
-            this.pos = delta + i
-            this.state = state
-            this.depth = depth
-            return this.fail("LoneSurrogate", delta + i, "\\u followed by a low surrogate after a high surrogate", describeByte(c))
+            return this.stop(state, depth, "LoneSurrogate", delta + i, "\\u followed by a low surrogate after a high surrogate", describeByte(c))
           }
           i++
           if (state === S_SURR_U) {
@@ -575,10 +535,7 @@ export class Scanner {
         case S_NUM_ESIGN: {
           c = buf[i]
           if (c < 0x30 || c > 0x39) {
-            this.pos = delta + i
-            this.state = state
-            this.depth = depth
-            return this.fail("InvalidNumber", delta + i, state === S_NUM_MINUS ? "a digit after '-'" : state === S_NUM_DOT ? "a digit after '.'" : "a digit in the exponent", describeByte(c))
+            return this.stop(state, depth, "InvalidNumber", delta + i, state === S_NUM_MINUS ? "a digit after '-'" : state === S_NUM_DOT ? "a digit after '.'" : "a digit in the exponent", describeByte(c))
           }
           i++
           state = state === S_NUM_MINUS ? (c === 0x30 ? S_NUM_ZERO : S_NUM_INT) : state === S_NUM_DOT ? S_NUM_FRAC : S_NUM_EXP
@@ -589,10 +546,7 @@ export class Scanner {
           if (c === 0x2b || c === 0x2d) state = S_NUM_ESIGN
           else if (c >= 0x30 && c <= 0x39) state = S_NUM_EXP
           else {
-            this.pos = delta + i
-            this.state = state
-            this.depth = depth
-            return this.fail("InvalidNumber", delta + i, "a sign or digit in the exponent", describeByte(c))
+            return this.stop(state, depth, "InvalidNumber", delta + i, "a sign or digit in the exponent", describeByte(c))
           }
           i++
           continue outer
@@ -608,10 +562,7 @@ export class Scanner {
               c = buf[i]
             }
           } else if (c >= 0x30 && c <= 0x39) {
-            this.pos = delta + i
-            this.state = state
-            this.depth = depth
-            return this.fail("InvalidNumber", delta + i, "'.', 'e' or the end of the number (no leading zeros)", describeByte(c))
+            return this.stop(state, depth, "InvalidNumber", delta + i, "'.', 'e' or the end of the number (no leading zeros)", describeByte(c))
           }
           if (c === 0x2e && (state === S_NUM_INT || state === S_NUM_ZERO)) {
             i++
@@ -635,10 +586,7 @@ export class Scanner {
           while (p < end) {
             c = buf[i]
             if (c !== LITERALS[p]) {
-              this.pos = delta + i
-              this.state = state
-              this.depth = depth
-              return this.fail("UnexpectedByte", delta + i, `'${String.fromCharCode(LITERALS[p])}' (in a true, false or null literal)`, describeByte(c))
+              return this.stop(state, depth, "UnexpectedByte", delta + i, `'${String.fromCharCode(LITERALS[p])}' (in a true, false or null literal)`, describeByte(c))
             }
             p++
             if (++i === to && p < end) {
