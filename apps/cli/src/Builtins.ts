@@ -7,6 +7,7 @@
  */
 import { PROCESSOR_VERSION as AGCM_VERSION } from "@cage/agcm"
 import { digestFactory, PROCESSOR_API_VERSION, type ProcessorFactory, UsageError } from "@cage/core"
+import { jsonIndexFactory, jsonValidateFactory } from "@cage/streamsweep"
 
 export interface Builtin {
   readonly factory: ProcessorFactory<Record<string, unknown>>
@@ -30,5 +31,7 @@ export const builtinFactories: ReadonlyArray<Builtin> = [
     version: AGCM_VERSION,
     keyed: true
   },
-  { factory: digestFactory as ProcessorFactory<Record<string, unknown>>, version: "1.0.0", keyed: false }
+  { factory: digestFactory as ProcessorFactory<Record<string, unknown>>, version: "1.0.0", keyed: false },
+  { factory: jsonValidateFactory as ProcessorFactory<Record<string, unknown>>, version: "1.0.0", keyed: false },
+  { factory: jsonIndexFactory as ProcessorFactory<Record<string, unknown>>, version: "1.0.0", keyed: false }
 ]

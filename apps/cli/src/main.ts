@@ -10,6 +10,7 @@ import { commonFlags, decrypt, encrypt } from "./commands/crypt.js"
 import { configShow, keygen, migrate, processorsList } from "./commands/misc.js"
 import { auditCommand, auditLogFlag } from "./commands/audit.js"
 import { backupCommand } from "./commands/backup.js"
+import { jsonCommand } from "./commands/json.js"
 
 export const VERSION = "0.1.0"
 
@@ -73,7 +74,7 @@ const configCommand = Command.make("config").pipe(
 
 export const root = Command.make("cage").pipe(
   Command.withDescription("Bounded-memory, resumable, chunked file encryption"),
-  Command.withSubcommands([encryptCommand, decryptCommand, keygenCommand, chunkCommand, migrateCommand, backupCommand, auditCommand, processorsCommand, configCommand])
+  Command.withSubcommands([encryptCommand, decryptCommand, keygenCommand, chunkCommand, migrateCommand, jsonCommand, backupCommand, auditCommand, processorsCommand, configCommand])
 )
 
 /** Runs the CLI on `argv` (without node and script). */

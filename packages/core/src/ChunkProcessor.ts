@@ -8,7 +8,8 @@
  * used for exactly one run. The engine calls, in this order:
  *
  * 1. `init(context)` once, before any chunk. It may read the input header (only the first
- *    processor of a pipeline may, and only it may set `framing`), restore its state from a
+ *    processor of a pipeline may), set the input `framing` (at most one processor of a
+ *    pipeline may; one with a header must be first), restore its state from a
  *    checkpoint (`context.resume`), and return a `header` to write before any chunk output.
  * 2. `process(chunk, data)` (or `processSegment`) for every chunk of the plan that is not
  *    already completed in a checkpoint.
@@ -97,7 +98,7 @@ export interface InitContext {
 
 /** What `init` returns. Every field is optional. */
 export interface InitResult {
-  /** How the input is laid out (header length, chunk size, final-chunk rule). First processor only. */
+  /** How the input is laid out (header length, chunk size, final-chunk rule). One processor per pipeline. */
   readonly framing?: Framing
   /** Bytes written to the output before any chunk output (skipped when resuming). */
   readonly header?: Uint8Array

@@ -184,11 +184,17 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
           resume: resume as JsonValue | undefined
         }))) ?? {}
       )
-      if (i > 0 && inits[i].framing) {
-        return yield* Effect.fail(new UsageError({ detail: `${p.name}: only the first processor of a pipeline may set the input framing` }))
-      }
     }
-    const framing: Framing = inits[0].framing ?? { headerBytes: 0, chunkBytes: options.chunkBytes, shortFinal: false }
+    // One processor decides how the input is cut (a cipher's chunk rule); a header can only
+    // be skipped by the processor that read it, i.e. the first.
+    const framers = inits.flatMap((r, i) => (r.framing ? [{ i, framing: r.framing }] : []))
+    if (framers.length > 1) {
+      return yield* Effect.fail(new UsageError({ detail: `both ${pipeline[framers[0].i].name} and ${pipeline[framers[1].i].name} set the input framing; a pipeline may hold one such processor` }))
+    }
+    if (framers.length === 1 && framers[0].i > 0 && framers[0].framing.headerBytes > 0) {
+      return yield* Effect.fail(new UsageError({ detail: `${pipeline[framers[0].i].name} reads an input header, so it must come first in the pipeline` }))
+    }
+    const framing: Framing = framers[0]?.framing ?? { headerBytes: 0, chunkBytes: options.chunkBytes, shortFinal: false }
     const cs = framing.chunkBytes
     const segChunks = Math.max(1, Math.floor((options.segmentBytes ?? DEFAULT_SEGMENT_BYTES) / cs))
     const inFlight = Math.max(1, options.inFlight ?? DEFAULT_IN_FLIGHT)

@@ -252,3 +252,28 @@ describe("telemetry", () => {
   })
 })
 void Layer
+
+describe("framing", () => {
+  const framer = (headerBytes: number): ChunkProcessor => ({
+    ...xorTransform(),
+    name: `framer-${headerBytes}`,
+    init: (ctx) => Effect.succeed({ framing: { headerBytes, chunkBytes: ctx.chunkBytes, shortFinal: true } })
+  })
+  it("a later processor may set the framing, and every processor sees it", async () => {
+    const obs = sha256Observer()
+    const s = await run(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(200)), output: ChunkOutput.toMemory(), pipeline: [obs, framer(0)], chunkBytes: 100 }))
+    expect(s.totalChunks).toBe(3) // 100 + 100 + the empty final chunk
+    expect(obs.seen).toEqual([0, 1, 2])
+  })
+  it("two framers, or a header reader that is not first, are usage errors", async () => {
+    const two = failureOf(await runExit(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(10)), pipeline: [framer(0), framer(0)], chunkBytes: 4 })))
+    expect(two).toMatchObject({ _tag: "UsageError" })
+    const late = failureOf(await runExit(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(10)), pipeline: [sha256Observer(), framer(2)], chunkBytes: 4 })))
+    expect((late as Error).message).toContain("must come first")
+  })
+  it("a processor built for another API version is refused before anything is read", async () => {
+    const old = { ...xorTransform(), apiVersion: 0 }
+    const e = failureOf(await runExit(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(10)), pipeline: [old], chunkBytes: 4 })))
+    expect((e as Error).message).toContain("processor API 0")
+  })
+})

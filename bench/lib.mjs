@@ -1,0 +1,64 @@
+// Shared helpers for the benchmark scripts: input files, timed child processes with peak
+// RSS (via python3's getrusage(RUSAGE_CHILDREN), which sees the child's whole life), tables.
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+export const WORK = process.env.CAGE_BENCH_DIR ?? "/tmp/cage-bench"
+export const ROOT = path.resolve(new URL("..", import.meta.url).pathname)
+export const CAGE = path.join(ROOT, "apps/cli/dist/bin.js")
+
+export const ensureWork = () => fs.mkdirSync(WORK, { recursive: true })
+
+/** A file of `bytes` pseudo-random bytes (written in 4 MiB blocks; reused when present). */
+export const randomFile = (name, bytes) => {
+  ensureWork()
+  const file = path.join(WORK, name)
+  if (fs.existsSync(file) && fs.statSync(file).size === bytes) return file
+  const block = Buffer.alloc(4 << 20)
+  let x = 0x9e3779b9
+  for (let i = 0; i < block.length; i += 4) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5
+    block.writeUInt32LE(x >>> 0, i)
+  }
+  const fd = fs.openSync(file, "w")
+  for (let left = bytes, k = 0; left > 0; k++) {
+    const n = Math.min(left, block.length)
+    block.writeUInt32LE(k, 0) // blocks differ
+    fs.writeSync(fd, block, 0, n)
+    left -= n
+  }
+  fs.closeSync(fd)
+  return file
+}
+
+const RUSAGE = "import resource,subprocess,sys,time\nt=time.perf_counter()\nr=subprocess.run(sys.argv[1:],stdin=subprocess.DEVNULL,stdout=subprocess.DEVNULL,stderr=subprocess.PIPE)\nd=time.perf_counter()-t\nsys.stderr.write(r.stderr.decode(errors='replace')[-2000:])\nprint(r.returncode, d, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+
+/** Runs `argv` once, returns { seconds, rssMiB }; throws on a non-zero exit. */
+export const timed = (argv, options = {}) => {
+  for (const out of options.remove ?? []) fs.rmSync(out, { force: true })
+  const r = spawnSync("python3", ["-c", RUSAGE, ...argv], { encoding: "utf8", env: { ...process.env, ...options.env } })
+  const [code, seconds, kib] = r.stdout.trim().split(/\s+/).map(Number)
+  if (code !== 0) throw new Error(`${argv.join(" ")} exited ${code}: ${r.stderr}`)
+  return { seconds, rssMiB: kib / 1024 }
+}
+
+/** Median of `runs` timed runs. */
+export const median = (argv, runs, options) => {
+  const all = Array.from({ length: runs }, () => timed(argv, options)).sort((a, b) => a.seconds - b.seconds)
+  return { ...all[Math.floor(all.length / 2)], rssMiB: Math.max(...all.map((a) => a.rssMiB)) }
+}
+
+export const mbps = (bytes, seconds) => bytes / 1e6 / seconds
+
+export const table = (rows) => {
+  const cells = rows.map((r) => r.map(String))
+  const w = cells[0].map((_, c) => Math.max(...cells.map((r) => r[c].length)))
+  return cells.map((r) => r.map((v, c) => v.padEnd(w[c])).join("  ")).join("\n")
+}
+
+export const writeResult = (name, value) => {
+  const dir = path.join(ROOT, "bench/out")
+  fs.mkdirSync(dir, { recursive: true })
+  fs.writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(value, null, 2) + "\n")
+}
