@@ -16,6 +16,7 @@ export {
   checkTampering,
   type ConformanceOptions,
   describeProcessorConformance,
+  effectiveChunkBytes,
   InjectedFailure,
   type MemoryReport,
   pseudoRandomBytes
