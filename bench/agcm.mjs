@@ -1,0 +1,208 @@
+#!/usr/bin/env node
+// Benchmark of @cage/agcm (AGCM v2) against the age CLI and a bare node:crypto loop.
+//
+//   node bench/agcm.mjs            # 1 GiB throughput, RSS at 256 MiB and 2 GiB, 4 GiB range read
+//   node bench/agcm.mjs --quick    # 256 MiB throughput only (smoke run)
+//   node bench/agcm.mjs --big      # also peak RSS at 4 GiB
+//
+// Inputs live in /tmp/cage-bench (removed at the end); outputs are deleted before every
+// run, because overwriting a large file costs extra on this disk. Every measured run is a
+// child process, so peak RSS is that run's own (process.resourceUsage().maxRSS, or
+// /usr/bin/time -f %M for age). Writes a table to stdout and JSON to bench/out/agcm.json.
+import { execFileSync, spawnSync } from "node:child_process"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import { createRequire } from "node:module"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const root = path.resolve(here, "..")
+const agcmDist = pathToFileURL(path.join(root, "packages/agcm/dist/index.js")).href
+const coreDist = pathToFileURL(path.join(root, "packages/core/dist/index.js")).href
+const effectUrl = pathToFileURL(createRequire(path.join(root, "packages/agcm/package.json")).resolve("effect")).href
+const DIR = "/tmp/cage-bench"
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+const CHUNK = 64 * 1024
+const KEY_HEX = "5f".repeat(32) // benchmark-only key, passed to children through stdin
+
+// ---------------------------------------------------------------- child mode
+const runChild = async () => {
+  const job = JSON.parse(fs.readFileSync(0, "utf8"))
+  const { Effect } = await import(effectUrl)
+  const key = Buffer.from(job.keyHex, "hex")
+  const report = (extra) => {
+    process.stdout.write(JSON.stringify({ ...extra, maxRssMiB: process.resourceUsage().maxRSS / 1024 }))
+  }
+  if (job.kind === "bare") {
+    // A bare in-memory AES-256-GCM loop on N worker threads at the same chunk size.
+    const { Worker } = await import("node:worker_threads")
+    const src = `
+      const { parentPort, workerData } = require("node:worker_threads");
+      const crypto = require("node:crypto");
+      const key = Buffer.from(workerData.key); const buf = crypto.randomBytes(workerData.chunk * 16);
+      const nonce = Buffer.alloc(12);
+      let done = 0;
+      while (done < workerData.bytes) {
+        for (let k = 0; k < 16 && done < workerData.bytes; k++) {
+          nonce.writeUInt32BE(done / workerData.chunk >>> 0, 8);
+          const c = crypto.createCipheriv("aes-256-gcm", key, nonce);
+          c.update(buf.subarray(k * workerData.chunk, (k + 1) * workerData.chunk)); c.final(); c.getAuthTag();
+          done += workerData.chunk;
+        }
+      }
+      parentPort.postMessage(done);`
+    const t0 = performance.now()
+    await Promise.all(Array.from({ length: job.workers }, () => new Promise((resolve, reject) => {
+      const w = new Worker(src, { eval: true, workerData: { key, chunk: job.chunk, bytes: job.bytes / job.workers } })
+      w.once("message", resolve)
+      w.once("error", reject)
+    })))
+    return report({ ms: performance.now() - t0 })
+  }
+  const agcm = await import(agcmDist)
+  if (job.kind === "range") {
+    const stats = { chunksOpened: 0, bytesRead: 0, plaintextBytes: 0 }
+    // Warm the module and the key schedule once on another range, as a long-lived caller would.
+    await Effect.runPromise(agcm.decryptRange(job.input, 0, 1, { key }))
+    const t0 = performance.now()
+    const bytes = await Effect.runPromise(agcm.decryptRangeWithStats(job.input, job.start, job.end, { key }, stats))
+    const ms = performance.now() - t0
+    return report({ ms, length: bytes.length, ...stats })
+  }
+  const core = await import(coreDist)
+  const processor = job.kind === "encrypt" ? agcm.agcmEncrypt({ key, chunkSize: CHUNK }) : agcm.agcmDecrypt({ key })
+  const t0 = performance.now()
+  const summary = await Effect.runPromise(Effect.gen(function*() {
+    const input = yield* core.ChunkInput.fromFile(job.input)
+    return yield* core.runPipeline({ input, output: core.ChunkOutput.toFile(job.output), pipeline: [processor], chunkBytes: CHUNK })
+  }))
+  return report({ ms: performance.now() - t0, bytes: summary.bytesProcessed, workers: summary.results[processor.name]?.workers })
+}
+
+// ---------------------------------------------------------------- parent mode
+const main = async () => {
+const quick = process.argv.includes("--quick")
+const big = process.argv.includes("--big")
+fs.mkdirSync(DIR, { recursive: true, mode: 0o700 })
+const rm = (...ps) => ps.forEach((p) => fs.rmSync(p, { force: true }))
+const makeInput = (file, size) => {
+  if (fs.existsSync(file) && fs.statSync(file).size === size) return
+  const fd = fs.openSync(file, "w", 0o600)
+  const block = crypto.randomBytes(16 * MiB)
+  for (let at = 0; at < size; at += block.length) fs.writeSync(fd, block, 0, Math.min(block.length, size - at))
+  fs.closeSync(fd)
+}
+const child = (job) => {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), "--child"], { input: JSON.stringify({ keyHex: KEY_HEX, ...job }), encoding: "utf8", maxBuffer: 16 * MiB })
+  if (r.status !== 0) throw new Error(`child ${job.kind} failed: ${r.stderr}`)
+  return JSON.parse(r.stdout)
+}
+const timed = (cmd, args) => {
+  const t0 = performance.now()
+  const r = spawnSync("/usr/bin/time", ["-f", "%M", cmd, ...args], { encoding: "utf8" })
+  const ms = performance.now() - t0
+  if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`)
+  return { ms, maxRssMiB: Number(r.stderr.trim().split("\n").pop()) / 1024 }
+}
+const mbps = (bytes, ms) => bytes / 1e6 / (ms / 1000)
+
+const size = quick ? 256 * MiB : GiB
+const plain = path.join(DIR, "plain.bin")
+const sealed = path.join(DIR, "plain.agcm")
+const opened = path.join(DIR, "plain.out")
+const aged = path.join(DIR, "plain.age")
+const agedOut = path.join(DIR, "plain.age.out")
+const identity = path.join(DIR, "id.txt")
+const results = { machine: { cpus: os.availableParallelism(), node: process.version, loadavg: os.loadavg() }, chunkSize: CHUNK }
+try {
+  makeInput(plain, size)
+  rm(identity)
+  execFileSync("age-keygen", ["-o", identity], { stdio: "ignore" })
+  const recipient = fs.readFileSync(identity, "utf8").match(/age1[0-9a-z]+/)[0]
+
+  // Same run, interleaved, best of 3 each, outputs deleted before each run.
+  const best = (f) => {
+    let b
+    for (let i = 0; i < 3; i++) {
+      const r = f()
+      if (!b || r.ms < b.ms) b = r
+    }
+    return b
+  }
+  const enc = best(() => (rm(sealed, `${sealed}.partial`), child({ kind: "encrypt", input: plain, output: sealed })))
+  const dec = best(() => (rm(opened, `${opened}.partial`), child({ kind: "decrypt", input: sealed, output: opened })))
+  if (!execFileSync("cmp", [plain, opened]).toString().length === 0) throw new Error("round trip mismatch")
+  const ageEnc = best(() => (rm(aged), timed("age", ["-e", "-r", recipient, "-o", aged, plain])))
+  const ageDec = best(() => (rm(agedOut), timed("age", ["-d", "-i", identity, "-o", agedOut, aged])))
+  const bare = best(() => child({ kind: "bare", workers: 2, chunk: CHUNK, bytes: size }))
+  rm(opened, aged, agedOut)
+  results.throughput = {
+    bytes: size,
+    agcmEncrypt: { ...enc, MBps: mbps(size, enc.ms) },
+    agcmDecrypt: { ...dec, MBps: mbps(size, dec.ms) },
+    ageEncrypt: { ...ageEnc, MBps: mbps(size, ageEnc.ms) },
+    ageDecrypt: { ...ageDec, MBps: mbps(size, ageDec.ms) },
+    bare2Workers: { ...bare, MBps: mbps(size, bare.ms) }
+  }
+  results.ratios = {
+    encryptVsAge: ageEnc.ms / enc.ms,
+    decryptVsAge: ageDec.ms / dec.ms,
+    encryptVsBare: bare.ms / enc.ms,
+    decryptVsBare: bare.ms / dec.ms
+  }
+
+  if (!quick) {
+    // Peak RSS against input size: it must stay flat.
+    results.rss = {}
+    for (const [label, n] of [["256MiB", 256 * MiB], ["2GiB", 2 * GiB], ...(big ? [["4GiB", 4 * GiB]] : [])]) {
+      const f = path.join(DIR, `rss-${label}.bin`)
+      const o = `${f}.agcm`
+      makeInput(f, n)
+      rm(o)
+      const e = child({ kind: "encrypt", input: f, output: o })
+      const od = `${f}.out`
+      rm(od)
+      const d = child({ kind: "decrypt", input: o, output: od })
+      results.rss[label] = { encryptMaxRssMiB: e.maxRssMiB, decryptMaxRssMiB: d.maxRssMiB, encryptMBps: mbps(n, e.ms), decryptMBps: mbps(n, d.ms) }
+      rm(f, o, od)
+    }
+    // 1 MiB range from the middle of a 4 GiB file.
+    const f4 = path.join(DIR, "range-4GiB.bin")
+    const o4 = `${f4}.agcm`
+    makeInput(f4, 4 * GiB)
+    rm(o4)
+    child({ kind: "encrypt", input: f4, output: o4 })
+    rm(f4)
+    const start = 2 * GiB + 12345
+    const r = child({ kind: "range", input: o4, start, end: start + MiB })
+    results.range = { ...r, rangeBytes: MiB, bytesBeyondRange: r.bytesRead - MiB, chunkSizesBeyondRange: (r.bytesRead - MiB) / CHUNK }
+    rm(o4)
+  }
+} finally {
+  fs.rmSync(DIR, { recursive: true, force: true })
+}
+
+const t = results.throughput
+const row = (name, r) => `${name.padEnd(28)} ${r.MBps.toFixed(0).padStart(7)} MB/s  ${(r.ms / 1000).toFixed(2).padStart(7)} s  RSS ${r.maxRssMiB.toFixed(0).padStart(5)} MiB`
+console.log(`AGCM v2 benchmark: ${(t.bytes / MiB).toFixed(0)} MiB, ${CHUNK / 1024} KiB chunks, ${results.machine.cpus} cores, load ${results.machine.loadavg.map((x) => x.toFixed(1)).join(" ")}`)
+console.log(row("agcm encrypt (engine)", t.agcmEncrypt))
+console.log(row("agcm decrypt (engine)", t.agcmDecrypt))
+console.log(row("age -e -r", t.ageEncrypt))
+console.log(row("age -d -i", t.ageDecrypt))
+console.log(row("bare 2-worker GCM in memory", t.bare2Workers))
+const x = results.ratios
+console.log(`ratios: encrypt/age ${x.encryptVsAge.toFixed(2)}x, decrypt/age ${x.decryptVsAge.toFixed(2)}x, encrypt/bare ${(100 * x.encryptVsBare).toFixed(0)}%, decrypt/bare ${(100 * x.decryptVsBare).toFixed(0)}%`)
+if (results.rss) {
+  for (const [label, r] of Object.entries(results.rss)) console.log(`peak RSS ${label.padEnd(7)} encrypt ${r.encryptMaxRssMiB.toFixed(0)} MiB, decrypt ${r.decryptMaxRssMiB.toFixed(0)} MiB`)
+  const r = results.range
+  console.log(`range 1 MiB @ 2 GiB of 4 GiB: ${r.ms.toFixed(1)} ms, ${r.chunksOpened} chunks opened, ${r.bytesRead} bytes read (${r.chunkSizesBeyondRange.toFixed(2)} chunk sizes beyond the range)`)
+}
+fs.mkdirSync(path.join(here, "out"), { recursive: true })
+fs.writeFileSync(path.join(here, "out", "agcm.json"), `${JSON.stringify(results, null, 2)}\n`)
+}
+
+if (process.argv[2] === "--child") await runChild()
+else await main()
