@@ -18,7 +18,10 @@ export type { Token }
 
 /** Options of {@link inspect}; every budget has a default. */
 export interface InspectOptions {
-  /** Layout (default `"auto"`: a top-level array's items are the elements, else each top-level value). */
+  /**
+   * Layout (default `"auto"`: a top-level array's items are the elements, else each
+   * top-level value). `"document"`: exactly one value, which is the one element.
+   */
   readonly format?: InspectFormat
   /** Nesting limit (default 1024): deeper fails with `DepthLimit`. */
   readonly maxDepth?: number
@@ -50,7 +53,7 @@ export interface InspectOptions {
 /** Forensic metadata. JSON-able. */
 export interface JsonMetadata {
   readonly input: string
-  readonly format: "array" | "ndjson" | "sequence"
+  readonly format: "array" | "document" | "ndjson" | "sequence"
   /** Bytes read. */
   readonly bytes: number
   readonly lines: number
@@ -109,8 +112,8 @@ export const resolveLimits = (o: InspectOptions): Effect.Effect<InspectLimits, S
       return Effect.fail(new StreamSweepUsageError({ detail: `${k} must be a non-negative integer, got ${v}` }))
     }
   }
-  if (o.format !== undefined && !["auto", "array", "ndjson", "sequence"].includes(o.format)) {
-    return Effect.fail(new StreamSweepUsageError({ detail: `unknown format ${o.format} (use auto, array, ndjson or sequence)` }))
+  if (o.format !== undefined && !["auto", "document", "array", "ndjson", "sequence"].includes(o.format)) {
+    return Effect.fail(new StreamSweepUsageError({ detail: `unknown format ${o.format} (use auto, document, array, ndjson or sequence)` }))
   }
   return Effect.succeed(limits)
 }
@@ -121,7 +124,7 @@ export const metadataOf = (input: string, ins: Inspector, index: string | null):
   const counts = Object.fromEntries(KIND_NAMES.map((k, i) => [k, ins.counts[i]])) as JsonMetadata["counts"]
   return {
     input,
-    format: ins.elementDepth === 1 ? "array" : ins.format === "ndjson" ? "ndjson" : "sequence",
+    format: ins.elementDepth === 1 ? "array" : ins.format === "ndjson" || ins.format === "document" ? ins.format : "sequence",
     bytes: s.pos,
     lines: s.line,
     validUtf8: ins.badUtf8.count === 0,

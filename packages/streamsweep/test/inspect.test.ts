@@ -111,6 +111,11 @@ describe("inspect", () => {
     expect(usage).toMatchObject({ _tag: "StreamSweepUsageError", exitCode: 2 })
   })
 
+  it("accepts format document: one value, which is the one element", () => {
+    expect(run(enc(" {\"a\": [1]} "), { format: "document" })).toMatchObject({ format: "document", topLevelElements: 1, maxDepth: 2 })
+    expect(Effect.runSync(Effect.flip(inspect(ChunkInput.fromBytes(enc("1 2")), { format: "document" })))).toMatchObject({ reason: "TrailingData" })
+  })
+
   it("formats a table", () => {
     const text = formatMetadata(run(enc(doc), { deepThreshold: 4 }))
     expect(text).toContain("top-level elements  3")

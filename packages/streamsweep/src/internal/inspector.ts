@@ -36,7 +36,7 @@ export interface InspectLimits {
   readonly previewBytes: number
 }
 
-export type InspectFormat = "auto" | "array" | "ndjson" | "sequence"
+export type InspectFormat = "auto" | "document" | "array" | "ndjson" | "sequence"
 
 const decoder = new TextDecoder()
 
@@ -130,7 +130,7 @@ export class Inspector implements ScanEvents {
   constructor(readonly format: InspectFormat, readonly limits: InspectLimits, readonly index?: IndexWriter) {
     this.elementDepth = format === "array" ? 1 : 0
     this.scanner = new Scanner({
-      mode: format === "ndjson" ? MODE_NDJSON : format === "array" ? MODE_DOCUMENT : MODE_SEQUENCE,
+      mode: format === "ndjson" ? MODE_NDJSON : format === "array" || format === "document" ? MODE_DOCUMENT : MODE_SEQUENCE,
       maxDepth: limits.maxDepth,
       events: this,
       lenientUtf8: true
