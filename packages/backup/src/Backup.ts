@@ -121,8 +121,15 @@ const update = <A>(options: CommonOptions, f: (r: Registry.Registry) => { readon
     return value
   }), options.lock)
 
-/** Runs (or resumes) the encryption of one registered generation and commits it. */
+/**
+ * Runs (or resumes) the encryption of one registered generation and commits it, holding the
+ * generation's own lock so a `resume` cannot write a `.partial` that a live create is
+ * still writing (it fails at once with `LockTimeout` naming the holder).
+ */
 const runGeneration = (options: CreateOptions, entry: Registry.Generation, mode: "fresh" | "resume") =>
+  withLock(nodePath.join(options.dir, Registry.MANIFEST_DIR), runGenerationLocked(options, entry, mode), { ...options.lock, name: `${entry.file}.lock`, waitMs: 0 })
+
+const runGenerationLocked = (options: CreateOptions, entry: Registry.Generation, mode: "fresh" | "resume") =>
   Effect.gen(function*() {
     const dir = options.dir
     const input = yield* ChunkInput.fromFile(entry.source)

@@ -35,7 +35,10 @@ export class RegistryCorrupt extends Data.TaggedError("RegistryCorrupt")<{
   }
 }
 
-/** The registry lock could not be taken within the wait limit (a live holder kept it). Exit code 4. */
+/**
+ * A lock could not be taken within the wait limit (a live holder kept it): the registry
+ * lock, or a generation being written by another process. Exit code 4.
+ */
 export class LockTimeout extends Data.TaggedError("LockTimeout")<{
   readonly path: string
   readonly waitedMs: number
@@ -43,7 +46,7 @@ export class LockTimeout extends Data.TaggedError("LockTimeout")<{
 }> {
   readonly exitCode = ExitCode.Io
   override get message() {
-    return `${this.path}: could not take the registry lock within ${this.waitedMs} ms (held by ${this.holder})`
+    return `${this.path}: could not take the lock within ${this.waitedMs} ms (held by ${this.holder})`
   }
 }
 

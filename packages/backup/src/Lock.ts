@@ -31,6 +31,8 @@ export interface LockOptions {
   readonly waitMs?: number
   /** Poll interval while waiting, in ms. Default 25. */
   readonly pollMs?: number
+  /** Lock file name inside the directory. Default {@link LOCK_FILE}. */
+  readonly name?: string
 }
 
 interface Holder {
@@ -122,7 +124,7 @@ export const withLock = <A, E, R>(
   body: Effect.Effect<A, E, R>,
   options: LockOptions = {}
 ): Effect.Effect<A, E | LockTimeout | IoError, R> => {
-  const path = nodePath.join(dir, LOCK_FILE)
+  const path = nodePath.join(dir, options.name ?? LOCK_FILE)
   const staleMs = options.staleMs ?? 30_000
   const waitMs = options.waitMs ?? 120_000
   const pollMs = options.pollMs ?? 25

@@ -56,6 +56,24 @@ describe("real processes", () => {
     expect(await run(withLock(dir, Effect.succeed("taken"), { waitMs: 5000 }))).toBe("taken")
   })
 
+  it("resume refuses a generation that a live process is still writing", async () => {
+    const dir = tempDir()
+    const src = makeSource(dir, 16 << 20)
+    const bdir = nodePath.join(dir, "backups")
+    const k = child("create", src.path, bdir, { chunkSize: CHUNK, create: { hashWorkers: 0, segmentBytes: 4 * CHUNK, inFlight: 1, checkpointIntervalMs: 0 } })
+    const mdir = nodePath.join(bdir, ".cage_backups.d")
+    while (!(fs.existsSync(mdir) && fs.readdirSync(mdir).some((n) => n.endsWith(".checkpoint.json")))) {
+      await new Promise((r) => setTimeout(r, 2))
+    }
+    const err = await Effect.runPromise(Effect.flip(resume({ source: src.path, dir: bdir, cipher, hashWorkers: 0 })))
+    expect(err._tag).toBe("LockTimeout")
+    expect(err.message).toContain(".g1.cage.lock")
+    const r = await k.done
+    expect(r.code, r.err).toBe(0)
+    expect((await run(list({ dir: bdir }))).map((g) => g.status)).toEqual(["complete"])
+    expect((await run(verify({ dir: bdir, source: src.path, deep: true, cipher, hashWorkers: 0 }))).ok).toBe(true)
+  })
+
   it("kill -9 during create, then resume: the backup verifies and restores byte-identical", async () => {
     const dir = tempDir()
     const src = makeSource(dir, 24 << 20)
