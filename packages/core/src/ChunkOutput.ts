@@ -181,11 +181,11 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
  */
 export const toStream = (stream: Writable, description = "stdout"): ChunkOutput => {
   let position = 0
+  // Resolve on the write callback, not when write() returns: the stream may still hold a
+  // reference to the bytes, and the engine lets processors reuse them after a write.
   const writeOne = (b: Uint8Array) =>
     new Promise<void>((resolve, reject) => {
-      const ok = stream.write(b, (e) => (e ? reject(e) : undefined))
-      if (ok) resolve()
-      else stream.once("drain", resolve)
+      stream.write(b, (e) => (e ? reject(e) : resolve()))
     })
   return {
     description,

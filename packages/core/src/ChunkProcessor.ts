@@ -19,8 +19,10 @@
  *    - A `"transform"` returns the bytes that replace the chunk downstream (any length,
  *      possibly empty). An `"observer"` returns `undefined`: it must not mutate `data`, and
  *      the next processor receives the same bytes.
- *    - `data` is only valid until the returned effect completes: the engine reuses buffers.
- *      Copy what you keep. Returned bytes are owned by the engine.
+ *    - `data` is only valid until the returned effect completes: the engine reuses its read
+ *      buffers. Copy what you keep. Returned bytes are owned by the engine. `processSegment`
+ *      may instead take the segment's whole underlying ArrayBuffer (all views of one segment
+ *      share it), e.g. to transfer it to a worker thread; the engine then allocates anew.
  * 3. `finalize(context)` once, after the final chunk. It may return a `trailer` (written
  *    after all chunk output) and a JSON `result` (a digest, a manifest reference...) that
  *    the engine reports in the run summary.
@@ -147,6 +149,12 @@ export interface ChunkProcessor {
     data: ReadonlyArray<Uint8Array>
   ) => Effect.Effect<ReadonlyArray<Uint8Array | undefined>, unknown>
   readonly finalize: (context: FinalizeContext) => Effect.Effect<FinalizeResult | void, unknown>
+  /**
+   * Optional, transforms only: called with a segment's outputs once they have been written
+   * and every later processor has seen them, so the processor may reuse that memory for
+   * later segments (keeps RSS flat: garbage buffers otherwise pile up between GCs).
+   */
+  readonly release?: (outputs: ReadonlyArray<Uint8Array>) => void
   /** State after the last chunk processed, safe to store (no secrets). Default: nothing. */
   readonly snapshot?: () => JsonValue
   /** Releases resources (worker pools, file handles). Called once, after success or failure. */

@@ -339,14 +339,19 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
       let processedChunks = 0
       let bytesProcessed = 0
 
-      const readSegment = (seg: Segment) =>
+      const readSegment = (seg: Segment, spare: { buf?: Buffer }) =>
         Effect.gen(function*() {
           if (seg.data) return seg.data
           const first = seg.chunks[0]
           const last = seg.chunks[seg.chunks.length - 1]
           const length = last.end - first.start
-          // A fresh buffer per segment: a processor may transfer it to a worker thread.
-          const buf = Buffer.allocUnsafeSlow(length)
+          // Each worker reuses its buffer, so garbage never piles up between GCs (RSS stays
+          // flat); a processor that transferred it to a worker thread detached it, and then
+          // the worker allocates a new one.
+          if (!spare.buf || spare.buf.buffer.byteLength === 0 || spare.buf.length < length) {
+            spare.buf = Buffer.allocUnsafeSlow(Math.max(length, segChunks * cs))
+          }
+          const buf = spare.buf
           const n = yield* input.read(framing.headerBytes + first.start, buf, 0, length)
           if (n !== length) {
             return yield* Effect.fail(new IoError({ reason: "Unknown", operation: "read", path: input.description, detail: `the input shrank while being read (expected ${length} bytes at ${framing.headerBytes + first.start}, got ${n})` }))
@@ -364,6 +369,7 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
       }
 
       const worker = Effect.gen(function*() {
+        const spare: { buf?: Buffer } = {}
         while (true) {
           const seg = yield* takeSegment
           if (!seg) return
@@ -372,7 +378,8 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
           if (telemetry.enabled && !replay) {
             for (const c of seg.chunks) yield* telemetry.publish({ type: "chunk_start", runId, at: t0, chunk: c.index, bytes: c.length })
           }
-          let data = yield* readSegment(seg)
+          let data = yield* readSegment(seg, spare)
+          const produced: Array<[ChunkProcessor, ReadonlyArray<Uint8Array>]> = []
           for (let i = 0; i < pipeline.length; i++) {
             const p = pipeline[i]
             // On replay only the non-resumable processors (and the transforms feeding them) run.
@@ -386,6 +393,7 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
                 if (o === undefined) throw new Error(`internal error: transform ${p.name} returned no bytes for chunk ${seg.chunks[k].index}`)
                 return o
               })
+              if (p.release) produced.push([p, data])
             }
           }
           yield* writeGate.wait(seg.seq)
@@ -418,6 +426,8 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
               yield* saveCheckpoint
             }
           }
+          // Everything downstream of these outputs has consumed them: hand them back for reuse.
+          for (const [p, outputs] of produced) p.release!(outputs)
           yield* writeGate.open(seg.seq + 1)
         }
       })

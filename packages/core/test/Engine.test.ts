@@ -277,3 +277,15 @@ describe("framing", () => {
     expect((e as Error).message).toContain("processor API 0")
   })
 })
+
+describe("buffer reuse", () => {
+  it("release() receives every transform output after it was written, in segment order", async () => {
+    const released: Array<number> = []
+    const sink = ChunkOutput.toMemory()
+    const base = xorTransform()
+    const p: ChunkProcessor = { ...base, release: (outs) => { for (const o of outs) released.push(o[o.length - 1]) } }
+    await run(runPipeline({ input: ChunkInput.fromBytes(pseudoRandom(1000)), output: sink, pipeline: [p], chunkBytes: 100, segmentBytes: 300, inFlight: 3 }))
+    expect(released).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    expect(Buffer.from(sink.bytes())).toEqual(xorReference(pseudoRandom(1000), 100))
+  })
+})
