@@ -22,10 +22,12 @@ const root = path.resolve(here, "..")
 const agcmDist = pathToFileURL(path.join(root, "packages/agcm/dist/index.js")).href
 const coreDist = pathToFileURL(path.join(root, "packages/core/dist/index.js")).href
 const effectUrl = pathToFileURL(createRequire(path.join(root, "packages/agcm/package.json")).resolve("effect")).href
-const DIR = "/tmp/cage-bench"
+// /tmp/cage-bench is shared with other packages' benchmarks: work in a private subfolder.
+const DIR = path.join("/tmp/cage-bench", `agcm-${process.pid}`)
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 const CHUNK = 64 * 1024
+const ROOT_DIR = "/tmp/cage-bench"
 const KEY_HEX = "5f".repeat(32) // benchmark-only key, passed to children through stdin
 
 // ---------------------------------------------------------------- child mode
@@ -86,6 +88,13 @@ const runChild = async () => {
 const main = async () => {
 const quick = process.argv.includes("--quick")
 const big = process.argv.includes("--big")
+fs.mkdirSync(ROOT_DIR, { recursive: true })
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => {
+    fs.rmSync(DIR, { recursive: true, force: true })
+    process.exit(130)
+  })
+}
 fs.mkdirSync(DIR, { recursive: true, mode: 0o700 })
 const rm = (...ps) => ps.forEach((p) => fs.rmSync(p, { force: true }))
 const makeInput = (file, size) => {
@@ -134,7 +143,8 @@ try {
   }
   const enc = best(() => (rm(sealed, `${sealed}.partial`), child({ kind: "encrypt", input: plain, output: sealed })))
   const dec = best(() => (rm(opened, `${opened}.partial`), child({ kind: "decrypt", input: sealed, output: opened })))
-  if (!execFileSync("cmp", [plain, opened]).toString().length === 0) throw new Error("round trip mismatch")
+  // cmp exits non-zero (and execFileSync throws) when the round trip does not match.
+  execFileSync("cmp", ["-s", plain, opened])
   const ageEnc = best(() => (rm(aged), timed("age", ["-e", "-r", recipient, "-o", aged, plain])))
   const ageDec = best(() => (rm(agedOut), timed("age", ["-d", "-i", identity, "-o", agedOut, aged])))
   const bare = best(() => child({ kind: "bare", workers: 2, chunk: CHUNK, bytes: size }))

@@ -199,7 +199,7 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
     processSegment: (chunks, data) => seal(chunks, data),
     finalize: () =>
       Effect.succeed({
-        result: { format: "agcm", version: 2, chunkSize, keyMode: snapshot?.keyMode ?? null, chunksSealed: chunks, workers: cipher?.workers ?? 1 }
+        result: { format: "agcm", version: 2, chunkSize, keyMode: snapshot?.keyMode ?? null, chunksSealed: chunks, workers: cipher?.workers ?? 1, pool: cipher?.usesPool ?? false }
       }),
     snapshot: () => (snapshot ?? null) as unknown as JsonValue,
     close: () =>
@@ -331,7 +331,7 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
     finalize: (context) =>
       legacy
         ? legacy.finalize(context)
-        : Effect.succeed({ result: { format: "agcm", version: 2, chunkSize, chunksOpened: chunks, plaintextBytes, workers: cipher?.workers ?? 1 } }),
+        : Effect.succeed({ result: { format: "agcm", version: 2, chunkSize, chunksOpened: chunks, plaintextBytes, workers: cipher?.workers ?? 1, pool: cipher?.usesPool ?? false } }),
     snapshot: () => null,
     close: () =>
       Effect.gen(function*() {

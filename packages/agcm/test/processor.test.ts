@@ -1,7 +1,7 @@
 import { ChunkInput, ChunkOutput, runPipeline } from "@cage/core"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
-import { agcmDecrypt, agcmEncrypt, inspect } from "../src/index.js"
+import { agcmDecrypt, agcmEncrypt, inspect, isAgcm } from "../src/index.js"
 import { bytes, failureOf, key32 } from "./helpers.js"
 
 const CS = 16 * 1024
@@ -74,6 +74,25 @@ describe("agcmEncrypt / agcmDecrypt through the engine", () => {
     expect(Buffer.from(b.bytes()).equals(Buffer.from(a.bytes()))).toBe(true)
     const back = await Effect.runPromise(decrypt(a.bytes(), { workers: 2 }))
     expect(Buffer.from(back).equals(plain)).toBe(true)
+  })
+
+  it("small inputs never start the pool; large ones do", async () => {
+    for (const [n, pooled] of [[100_000, false], [7 * 1024 * 1024, false], [9 * 1024 * 1024, true]] as const) {
+      const p = agcmEncrypt({ key, chunkSize: CS, workers: 2 })
+      const s = await Effect.runPromise(runPipeline({ input: ChunkInput.fromBytes(bytes(n)), output: ChunkOutput.toMemory(), pipeline: [p], chunkBytes: CS }))
+      expect(s.results["agcm-encrypt"]).toMatchObject({ workers: 2, pool: pooled })
+    }
+    const one = await Effect.runPromise(runPipeline({ input: ChunkInput.fromBytes(bytes(9 * 1024 * 1024)), output: ChunkOutput.toMemory(), pipeline: [agcmEncrypt({ key, chunkSize: CS, workers: 1 })], chunkBytes: CS }))
+    expect(one.results["agcm-encrypt"]).toMatchObject({ workers: 1, pool: false })
+  })
+
+  it("isAgcm and inspect describe a v2 header without the key", async () => {
+    const sealed = await Effect.runPromise(encrypt(bytes(5), { workers: 1 }))
+    expect(isAgcm(sealed)).toBe(true)
+    expect(isAgcm(new Uint8Array([0x41, 0x47]))).toBe(false)
+    expect(await Effect.runPromise(inspect(sealed))).toEqual({ format: "agcm", version: 2, headerBytes: 66, chunkSize: CS, keyMode: "raw", sealedChunkBytes: CS + 16 })
+    expect(await failureOf(inspect(Buffer.from("PK\x03\x04 not agcm")))).toMatchObject({ _tag: "NotAgcm", exitCode: 3 })
+    expect(await failureOf(inspect(sealed.subarray(0, 40)))).toMatchObject({ _tag: "Truncated" })
   })
 
   it("encrypting chunks [k..n) after a snapshot gives the same bytes as one run", async () => {

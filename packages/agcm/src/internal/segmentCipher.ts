@@ -60,8 +60,10 @@ export class SegmentCipher {
     this.workers = Math.max(1, Math.floor(options.workers ?? defaultWorkers()))
   }
 
+  private pooledOnce = false
+  /** True once a segment ran on the worker pool. */
   get usesPool(): boolean {
-    return this.pool !== undefined
+    return this.pooledOnce
   }
 
   /** Seals (`op` = SEAL) or opens a segment of chunks starting at chunk `first`. */
@@ -93,6 +95,7 @@ export class SegmentCipher {
       })
     }
     return Effect.callback<SegmentOutcome, SegmentWorkerError>((resume) => {
+      this.pooledOnce = true
       this.pool ??= new SegmentPool({
         size: this.workers,
         aeadKey: this.keys.aeadKey,
