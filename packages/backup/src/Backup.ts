@@ -154,6 +154,8 @@ const runGenerationLocked = (options: CreateOptions, entry: Registry.Generation,
       status: "complete",
       completedAt: new Date().toISOString(),
       chunkBytes: d.chunkBytes,
+      // The size actually read (the source may have changed since the entry was registered).
+      plainBytes: input.size ?? entry.plainBytes,
       cipherBytes: summary.outputBytes,
       pipeline: Checkpoint.describePipeline([collector.processor]),
       manifest: manifestName(entry),
