@@ -25,8 +25,10 @@ if (args[0] === "--worker") {
   const { ChunkInput, ChunkOutput } = await import(path.join(agePkg, "node_modules/@cage/core/dist/index.js"))
   const { Effect } = await import(path.join(agePkg, "node_modules/effect/dist/index.js"))
   const t0 = performance.now()
-  const input = job.in === "-" ? Effect.succeed(ChunkInput.fromStream(process.stdin)) : ChunkInput.fromFile(job.in)
-  const output = job.out === "-" ? ChunkOutput.toStream(process.stdout) : ChunkOutput.toFile(job.out)
+  const { descriptorInput, descriptorOutput } = await import(path.join(agePkg, "dist/index.js"))
+  // "-" is what the cage CLI gets for stdin/stdout: handed to the library as descriptors.
+  const input = job.in === "-" ? Effect.succeed(descriptorInput(0)) : ChunkInput.fromFile(job.in)
+  const output = job.out === "-" ? descriptorOutput(1) : ChunkOutput.toFile(job.out)
   const op = job.op === "encrypt" ? encrypt : decrypt
   const summary = await Effect.runPromise(Effect.flatMap(input, (i) => op({ ...job.options, input: i, output })))
   const ms = performance.now() - t0
@@ -92,11 +94,11 @@ const cage = (op, inPath, outPath, options) => new Promise((resolve, reject) => 
   child.on("close", (code) => code === 0 ? resolve(JSON.parse(report)) : reject(new Error(`cage ${op} exited ${code}`)))
   return child
 })
-/** cage with stdin from a file and stdout to a file (the `cat big | cage ... - > out` shape). */
+/** `cat IN | cage ... - > OUT`: stdin is a pipe, stdout a new file, as from a shell. */
 const cagePiped = (op, inPath, outPath, options) => new Promise((resolve, reject) => {
   const job = JSON.stringify({ op, in: "-", out: "-", options })
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--worker", job], {
-    stdio: [fs.openSync(inPath, "r"), fs.openSync(outPath, "wx", 0o600), "inherit", "pipe"]
+  const child = spawn("sh", ["-c", 'cat "$1" | "$2" "$3" --worker "$4" 3>&3 > "$5"', "sh", inPath, process.execPath, fileURLToPath(import.meta.url), job, outPath], {
+    stdio: ["ignore", "ignore", "inherit", "pipe"]
   })
   let report = ""
   child.stdio[3].on("data", (d) => { report += d })
@@ -157,11 +159,11 @@ await compare("encrypt -r, file to file", bytes,
 await compare("decrypt -i, file to file", bytes,
   () => (rm(out), timed("age", ["-d", "-i", key, "-o", out, encR])),
   () => (rm(out), cage("decrypt", encR, out, { backend: "age", identityFiles: [key] })))
-// Recipient mode, streams (stdin to stdout, pumped by cage).
-await compare("encrypt -r, stdin to stdout", bytes,
+// Recipient mode, streams: stdin a pipe, stdout a new file (descriptors handed to age).
+await compare("encrypt -r, stdin pipe to stdout file", bytes,
   () => (rm(out), timed("age", ["-e", "-r", recipient, "-o", out, input])),
   () => (rm(out), cagePiped("encrypt", input, out, { backend: "age", recipients: [recipient] })))
-await compare("decrypt -i, stdin to stdout", bytes,
+await compare("decrypt -i, stdin pipe to stdout file", bytes,
   () => (rm(out), timed("age", ["-d", "-i", key, "-o", out, encR])),
   () => (rm(out), cagePiped("decrypt", encR, out, { backend: "age", identityFiles: [key] })))
 // Passphrase mode through the terminal: cage vs `age -p` driven directly through a PTY.
@@ -173,10 +175,10 @@ await compare("encrypt -p, file to file", bytes,
 await compare("decrypt -p, file to file", bytes,
   () => (rm(out), agePty(["-d", "-o", out, encP])),
   () => (rm(out), cage("decrypt", encP, out, { backend: "age", passphraseFile: passFile })))
-await compare("encrypt -p, stdin to stdout (named pipes)", bytes,
+await compare("encrypt -p, stdin pipe to stdout file", bytes,
   () => (rm(out), agePty(["-p", "-o", out, input])),
   () => (rm(out), cagePiped("encrypt", input, out, { backend: "age", passphraseFile: passFile, strategy: "pipe" })))
-await compare("decrypt -p, stdin to stdout (named pipes)", bytes,
+await compare("decrypt -p, stdin pipe to stdout file", bytes,
   () => (rm(out), agePty(["-d", "-o", out, encP])),
   () => (rm(out), cagePiped("decrypt", encP, out, { backend: "age", passphraseFile: passFile, strategy: "pipe" })))
 // Library backend (informative): against the CLI's file mode.

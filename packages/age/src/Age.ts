@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { ChunkInput as InputModule, ChunkOutput as OutputModule } from "@cage/core"
+import { ChunkInput as InputModule, ChunkOutput as OutputModule } from "@cage/core"
 type ChunkInput = InputModule.ChunkInput
 type ChunkOutput = OutputModule.ChunkOutput
 import { IoError } from "@cage/core"
@@ -17,7 +17,7 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import { type AgeBinary, findAge } from "./AgeBinary.js"
 import { AgeError } from "./Error.js"
-import { runCli, type Strategy, type UsedStrategy } from "./internal/cli.js"
+import { descriptorPath, runCli, type Strategy, type UsedStrategy } from "./internal/cli.js"
 import { readSmallFile, run } from "./internal/io.js"
 import { runLib } from "./internal/lib.js"
 
@@ -26,12 +26,40 @@ export type { Strategy, UsedStrategy } from "./internal/cli.js"
 /** Which implementation runs: the `age` CLI, the library, or `auto` (the CLI when found, else the library). */
 export type Backend = "age" | "age-lib" | "auto"
 
+/**
+ * A descriptor the caller owns (stdin, stdout, a pipe), handed to age as is: with the CLI
+ * backend age reads or writes it itself, so no byte passes through Node. Make one with
+ * {@link descriptorInput} / {@link descriptorOutput}; never wrap the same descriptor in a
+ * Node stream as well (that stream would consume bytes).
+ */
+export interface Descriptor {
+  readonly _tag: "Descriptor"
+  readonly fd: number
+  /** For messages, e.g. `"stdin"`. */
+  readonly description: string
+}
+
+/** Reads from a descriptor (default 0, stdin). */
+export const descriptorInput = (fd = 0, description = "stdin"): Descriptor => ({ _tag: "Descriptor", fd, description })
+/** Writes to a descriptor (default 1, stdout). */
+export const descriptorOutput = (fd = 1, description = "stdout"): Descriptor => ({ _tag: "Descriptor", fd, description })
+
+const isDescriptor = (x: unknown): x is Descriptor => (x as { _tag?: unknown } | undefined)?._tag === "Descriptor"
+
 /** Options shared by {@link encrypt} and {@link decrypt}. */
 export interface CommonOptions {
-  /** Source: `ChunkInput.fromFile(path)` (age then reads the file itself) or `fromStream(stdin)`. */
-  readonly input: ChunkInput
-  /** Sink: `ChunkOutput.toFile(path)` (age then writes `<path>.partial` itself) or `toStream(stdout)`. */
-  readonly output: ChunkOutput
+  /**
+   * Source: `ChunkInput.fromFile(path)` (age then reads the file itself), a
+   * {@link Descriptor} (`descriptorInput(0)` for `-`: age reads the pipe itself when
+   * encrypting), or any `ChunkInput` (pumped through Node).
+   */
+  readonly input: ChunkInput | Descriptor
+  /**
+   * Sink: `ChunkOutput.toFile(path)` (age then writes `<path>.partial` itself), a
+   * {@link Descriptor} (`descriptorOutput(1)` for stdout: age writes it itself), or any
+   * `ChunkOutput` (pumped through Node).
+   */
+  readonly output: ChunkOutput | Descriptor
   /** The passphrase bytes (UTF-8, no control characters, at most 1024 bytes). Never pass it in argv or env. */
   readonly passphrase?: Uint8Array | undefined
   /** A file whose content is the passphrase (one trailing newline is removed). Read by this package. */
@@ -88,15 +116,55 @@ export interface AgeSummary {
    * pipes), `tempfile` (staged), or `library`.
    */
   readonly strategy: UsedStrategy | "library"
-  /** Bytes read from the input. */
-  readonly bytesIn: number
-  /** Bytes written to the output. */
-  readonly bytesOut: number
+  /** Bytes read from the input; undefined when age read a {@link Descriptor} itself. */
+  readonly bytesIn: number | undefined
+  /** Bytes written to the output; undefined when age wrote a {@link Descriptor} itself. */
+  readonly bytesOut: number | undefined
   /** Wall time in ms. */
   readonly durationMs: number
 }
 
 const DEFAULT_BUFFER_BYTES = 1 << 20
+
+/** A placeholder input that age reads by descriptor; reading it is an internal error. */
+const unreadable = (description: string): ChunkInput => ({
+  description,
+  size: undefined,
+  identity: undefined,
+  randomAccess: false,
+  read: () => Effect.die(new Error("internal error: a descriptor input was read through Node")),
+  close: () => Effect.void
+})
+
+/** True when another process can open our descriptor by name (a pipe or a regular file, with /proc). */
+const openableByName = (fd: number): boolean => {
+  try {
+    const st = fs.fstatSync(fd)
+    return (st.isFIFO() || st.isFile()) && fs.existsSync(descriptorPath(fd))
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Whether age may open our output descriptor by name: a pipe, or an empty regular file at
+ * offset 0 not opened for appending (`> out.age`). Opening a non-empty file by name would
+ * truncate it, and an append offset would be lost.
+ */
+const writableByName = (fd: number): boolean => {
+  try {
+    const st = fs.fstatSync(fd)
+    if (!fs.existsSync(descriptorPath(fd))) return false
+    if (st.isFIFO()) return true
+    if (!st.isFile() || st.size !== 0) return false
+    const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, "latin1")
+    const pos = Number(/^pos:\s*(\d+)/m.exec(info)?.[1] ?? "-1")
+    const flags = Number.parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "0", 8)
+    return pos === 0 && (flags & fs.constants.O_APPEND) === 0
+  } catch {
+    return false
+  }
+}
 const DEFAULT_PROMPT_TIMEOUT_MS = 30_000
 const MAX_PASSPHRASE_BYTES = 1024
 
@@ -203,11 +271,36 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
       const bufferBytes = o.bufferBytes ?? DEFAULT_BUFFER_BYTES
       const onProgress = o.onProgress ?? (() => undefined)
       const onVerbose = o.onVerbose ?? (() => undefined)
-      await run(o.output.open())
+      // Descriptors: handed to age as they are when it can use them, else wrapped as streams.
+      let input: ChunkInput
+      let inputDescriptor: number | undefined
+      if (isDescriptor(o.input)) {
+        const d = o.input
+        const raw = backend === "age" && operation === "encrypt" && (passphrase === undefined || openableByName(d.fd))
+        if (raw) {
+          inputDescriptor = d.fd
+          input = unreadable(d.description)
+        } else {
+          input = InputModule.fromStream(fs.createReadStream("", { fd: d.fd, autoClose: false, highWaterMark: bufferBytes }), d.description)
+        }
+      } else input = o.input
+      let output: ChunkOutput
+      let outputDescriptor: number | undefined
+      if (isDescriptor(o.output)) {
+        const d = o.output
+        const raw = backend === "age" && (passphrase === undefined || writableByName(d.fd))
+        if (raw) {
+          outputDescriptor = d.fd
+          output = OutputModule.toMemory()
+        } else {
+          output = OutputModule.toStream(fs.createWriteStream("", { fd: d.fd, autoClose: false }), d.description)
+        }
+      } else output = o.output
+      await run(output.open())
       try {
         let strategyUsed: UsedStrategy | "library"
-        let bytesIn: number
-        let bytesOut: number
+        let bytesIn: number | undefined
+        let bytesOut: number | undefined
         if (backend === "age") {
           const keyArgs: Array<string> = []
           for (const r of recipients) keyArgs.push("-r", r)
@@ -217,8 +310,10 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
           const r = await runCli({
             operation,
             bin: bin!,
-            input: o.input,
-            output: o.output,
+            input,
+            output,
+            inputDescriptor,
+            outputDescriptor,
             keyArgs,
             armor: o.armor === true,
             passphrase,
@@ -247,8 +342,8 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
           }
           const r = await runLib({
             operation,
-            input: o.input,
-            output: o.output,
+            input,
+            output,
             recipients: [...recipients, ...fileRecipients],
             identities,
             passphrase: passphrase === undefined ? undefined : Buffer.from(passphrase).toString("utf8"),
@@ -260,7 +355,7 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
           bytesIn = r.bytesIn
           bytesOut = r.bytesOut
         }
-        await run(o.output.commit())
+        await run(output.commit())
         return {
           operation,
           backend,
@@ -271,7 +366,7 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
           durationMs: performance.now() - started
         }
       } catch (e) {
-        await run(o.output.abort({ keepPartial: false })).catch(() => undefined)
+        await run(output.abort({ keepPartial: false })).catch(() => undefined)
         throw e
       }
     }

@@ -18,7 +18,7 @@ import * as pty from "node-pty"
 import type { AgeBinary } from "../AgeBinary.js"
 import { AgeError, fromAgeExit, redact } from "../Error.js"
 import { ArmorDecodeError, ArmorDecoder, looksArmored } from "./armor.js"
-import { drain, feed, prepend, readInput, transform, watchReadPosition } from "./io.js"
+import { drain, feed, prepend, readInput, transform, watchReadBytes, watchReadPosition } from "./io.js"
 import { makeFifo, makeStagingDirectory, removeStagingDirectory } from "./staging.js"
 
 export type Strategy = "pipe" | "tempfile" | "auto"
@@ -29,6 +29,13 @@ export interface CliRequest {
   readonly bin: AgeBinary
   readonly input: ChunkInput
   readonly output: ChunkOutput
+  /**
+   * A descriptor age should read the input from itself (its stdin, or `/proc/<pid>/fd/<n>`
+   * in terminal mode); `input` is then not read. Encryption only (decryption peeks for armor).
+   */
+  readonly inputDescriptor?: number | undefined
+  /** A descriptor age should write the output to itself; `output` then receives nothing. */
+  readonly outputDescriptor?: number | undefined
   /** Key arguments (`-r`, `-R`, `-i`, `-a`) without `-e/-d/-p/-o`. */
   readonly keyArgs: ReadonlyArray<string>
   readonly armor: boolean
@@ -44,9 +51,14 @@ export interface CliRequest {
 
 export interface CliResult {
   readonly strategy: UsedStrategy
-  readonly bytesIn: number
-  readonly bytesOut: number
+  /** Undefined when age read a caller's descriptor itself. */
+  readonly bytesIn: number | undefined
+  /** Undefined when age wrote a caller's descriptor itself. */
+  readonly bytesOut: number | undefined
 }
+
+/** How another process can open one of our descriptors by name (Linux). */
+export const descriptorPath = (fd: number): string => `/proc/${process.pid}/fd/${fd}`
 
 const ENV = (): Record<string, string> => ({ PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8", TERM: "dumb" })
 const STDERR_LIMIT = 64 * 1024
@@ -90,6 +102,9 @@ const prepareInput = async (request: CliRequest): Promise<Prepared> => {
           request.onProgress(consumed)
         }))
   }
+  if (request.inputDescriptor !== undefined) {
+    return { directPath: descriptorPath(request.inputDescriptor), consumed: () => consumed, chunks: () => readInput(input, bufferBytes) }
+  }
   const direct = await directInputPath(input)
   if (request.operation === "encrypt") {
     return { directPath: direct, consumed: () => consumed, chunks: () => readInput(input, bufferBytes) }
@@ -128,14 +143,15 @@ const allSettledFirstError = async (promises: ReadonlyArray<Promise<unknown>>): 
 const runPiped = async (request: CliRequest): Promise<CliResult> => {
   const { output, bufferBytes } = request
   const prepared = await prepareInput(request)
-  const outPath = await directOutputPath(output)
-  const inFd = prepared.directPath === undefined ? undefined : fs.openSync(prepared.directPath, "r")
-  const outFd = outPath === undefined ? undefined : fs.openSync(outPath, "r+")
+  const outPath = request.outputDescriptor === undefined ? await directOutputPath(output) : undefined
+  const inFd = request.inputDescriptor ?? (prepared.directPath === undefined ? undefined : fs.openSync(prepared.directPath, "r"))
+  const outFd = request.outputDescriptor ?? (outPath === undefined ? undefined : fs.openSync(outPath, "r+"))
   const args = [request.operation === "encrypt" ? "-e" : "-d", ...request.keyArgs]
   request.onVerbose(`age ${request.bin.version}: ${request.operation} through ${inFd === undefined ? "a pipe" : "the input file"} to ${outFd === undefined ? "a pipe" : "the output file"}`)
   const child = spawn(request.bin.path, args, { stdio: [inFd ?? "pipe", outFd ?? "pipe", "pipe"], env: ENV() })
-  if (inFd !== undefined) fs.closeSync(inFd)
-  if (outFd !== undefined) fs.closeSync(outFd)
+  // The child has its own copies; the caller's descriptors stay open.
+  if (inFd !== undefined && request.inputDescriptor === undefined) fs.closeSync(inFd)
+  if (outFd !== undefined && request.outputDescriptor === undefined) fs.closeSync(outFd)
   let stderr = ""
   child.stderr!.setEncoding("utf8")
   child.stderr!.on("data", (d: string) => {
@@ -146,7 +162,11 @@ const runPiped = async (request: CliRequest): Promise<CliResult> => {
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
     child.on("close", (code, signal) => resolve({ code, signal }))
   )
-  const stopWatch = prepared.directPath !== undefined && child.pid !== undefined
+  const stopWatch = child.pid === undefined
+    ? () => undefined
+    : request.inputDescriptor !== undefined
+    ? watchReadBytes(child.pid, request.onProgress)
+    : prepared.directPath !== undefined
     ? watchReadPosition(child.pid, prepared.directPath, request.onProgress)
     : () => undefined
   let bytesIn = 0
@@ -176,8 +196,12 @@ const runPiped = async (request: CliRequest): Promise<CliResult> => {
   }
   if (prepared.directPath !== undefined) bytesIn = request.input.size ?? 0
   if (outPath !== undefined) bytesOut = (await fs.promises.stat(outPath)).size
-  request.onProgress(bytesIn)
-  return { strategy: prepared.directPath !== undefined && outPath !== undefined ? "direct" : "pipe", bytesIn, bytesOut }
+  if (request.inputDescriptor === undefined) request.onProgress(bytesIn)
+  return {
+    strategy: inFd !== undefined && outFd !== undefined ? "direct" : "pipe",
+    bytesIn: request.inputDescriptor === undefined ? bytesIn : undefined,
+    bytesOut: request.outputDescriptor === undefined ? bytesOut : undefined
+  }
 }
 
 /** Polls `stty -a` on the terminal until echo is off (age's ReadPassword turned it off). */
@@ -309,7 +333,7 @@ const openFifoWriter = async (path: string, alive: () => boolean): Promise<net.S
 const runWithPassphrase = async (request: CliRequest): Promise<CliResult> => {
   const { output, bufferBytes } = request
   const prepared = await prepareInput(request)
-  const outDirect = await directOutputPath(output)
+  const outDirect = request.outputDescriptor !== undefined ? descriptorPath(request.outputDescriptor) : await directOutputPath(output)
   const bothDirect = prepared.directPath !== undefined && outDirect !== undefined
   let strategy: UsedStrategy = bothDirect ? "direct" : request.strategy === "tempfile" ? "tempfile" : "pipe"
   let dir: string | undefined
@@ -384,7 +408,8 @@ const runWithPassphrase = async (request: CliRequest): Promise<CliResult> => {
     let stopWatch = () => undefined as void
     const outcome = await runInTerminal(request, args, request.operation === "encrypt" ? 2 : 1, (p) => {
       pid = p
-      if (prepared.directPath !== undefined) stopWatch = watchReadPosition(p, prepared.directPath, request.onProgress)
+      if (request.inputDescriptor !== undefined) stopWatch = watchReadBytes(p, request.onProgress)
+      else if (prepared.directPath !== undefined) stopWatch = watchReadPosition(p, prepared.directPath, request.onProgress)
     })
     alive = false
     stopWatch()
@@ -411,9 +436,13 @@ const runWithPassphrase = async (request: CliRequest): Promise<CliResult> => {
       bytesOut = await drain(fs.createReadStream(outPath, { highWaterMark: bufferBytes }), output, bufferBytes).catch((e) => { throw ownFailure(e) })
     }
     if (prepared.directPath !== undefined) bytesIn = request.input.size ?? 0
-    if (outDirect !== undefined) bytesOut = (await fs.promises.stat(outDirect)).size
-    request.onProgress(bytesIn)
-    return { strategy, bytesIn, bytesOut }
+    if (outDirect !== undefined && request.outputDescriptor === undefined) bytesOut = (await fs.promises.stat(outDirect)).size
+    if (request.inputDescriptor === undefined) request.onProgress(bytesIn)
+    return {
+      strategy,
+      bytesIn: request.inputDescriptor === undefined ? bytesIn : undefined,
+      bytesOut: request.outputDescriptor === undefined ? bytesOut : undefined
+    }
   } finally {
     for (const c of cleanup) c()
     if (dir !== undefined) await removeStagingDirectory(dir)

@@ -173,3 +173,20 @@ export const watchReadPosition = (pid: number, realPath: string, onPosition: (n:
   timer.unref()
   return () => clearInterval(timer)
 }
+
+/**
+ * Polls the bytes a process has read in total (`rchar` of Linux `/proc/<pid>/io`): the
+ * progress of a child that reads a pipe we handed it (its key files add a few hundred bytes).
+ */
+export const watchReadBytes = (pid: number, onBytes: (n: number) => void, intervalMs = 200): () => void => {
+  const timer = setInterval(() => {
+    try {
+      const rchar = /^rchar:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/io`, "latin1"))?.[1]
+      if (rchar !== undefined) onBytes(Number(rchar))
+    } catch {
+      // Exited, or /proc unavailable.
+    }
+  }, intervalMs)
+  timer.unref()
+  return () => clearInterval(timer)
+}
