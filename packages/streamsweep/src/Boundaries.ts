@@ -33,7 +33,7 @@ import {
   S_UNICODE,
   S_UTF8,
   type ScanEvents,
-  Scanner
+  EventScanner
 } from "./internal/scanner.js"
 import { checkDepth } from "./Validate.js"
 
@@ -194,7 +194,7 @@ export const plan = (
     const chunks: Array<PlannedChunk> = []
     const onChunk = options.onChunk ?? ((c: PlannedChunk) => void chunks.push(c))
     const planner = new Planner({ mode: startMode(format) }, format, targetBytes, onChunk)
-    const scanner = new Scanner({ mode: planner.scanner.mode, maxDepth, events: planner })
+    const scanner = new EventScanner({ mode: planner.scanner.mode, maxDepth, events: planner })
     // The planner switches the scanner's mode once it sees the first value.
     planner.scanner = scanner
     const bytes = yield* feed(input, (buf, n) => scanner.write(buf, 0, n) && planner.notArray < 0, options.readBytes)
@@ -313,7 +313,7 @@ export const checkCuts = (
         scanner.mode = MODE_DOCUMENT
       }
     })
-    const scanner = new Scanner({ mode: startMode(format), maxDepth, events: tracker })
+    const scanner = new EventScanner({ mode: startMode(format), maxDepth, events: tracker })
     const verdicts: Array<CutVerdict> = []
     let next = 0
     // A cut after a digit waits for the next byte to know whether the number goes on.

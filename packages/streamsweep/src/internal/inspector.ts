@@ -18,7 +18,8 @@ import {
   S_STRING,
   S_UTF8,
   type ScanEvents,
-  Scanner
+  EventScanner,
+  type Scanner
 } from "./scanner.js"
 
 export interface InspectLimits {
@@ -129,7 +130,7 @@ export class Inspector implements ScanEvents {
 
   constructor(readonly format: InspectFormat, readonly limits: InspectLimits, readonly index?: IndexWriter) {
     this.elementDepth = format === "array" ? 1 : 0
-    this.scanner = new Scanner({
+    this.scanner = new EventScanner({
       mode: format === "ndjson" ? MODE_NDJSON : format === "array" || format === "document" ? MODE_DOCUMENT : MODE_SEQUENCE,
       maxDepth: limits.maxDepth,
       events: this,

@@ -164,8 +164,10 @@ export interface ScannerOptions {
   readonly lenientUtf8?: boolean
 }
 
-/** A resumable JSON scanner. See the module documentation. */
-export class Scanner {
+// The class is defined by a factory so that each use below gets its own closures, hence its
+// own type feedback and optimised code in V8: plain validation (no events) and event-driven
+// scans (planner, inspector, cut checker) do not deoptimise each other's hot loop.
+const defineScanner = () => class Scanner {
   mode: number
   readonly maxDepth: number
   readonly events: ScanEvents | null
@@ -216,7 +218,7 @@ export class Scanner {
     this.stack = new Uint8Array(Math.min(options.maxDepth, 64) + 2)
   }
 
-  private fail(reason: ScanReason, offset: number, expected: string, found: string): false {
+  fail(reason: ScanReason, offset: number, expected: string, found: string): false {
     this.failure = {
       reason,
       offset,
@@ -229,7 +231,7 @@ export class Scanner {
   }
 
   /** Saves the loop's locals and fails: every error exit of `write` goes through here. */
-  private stop(state: number, depth: number, reason: ScanReason, offset: number, expected: string, found: string): false {
+  stop(state: number, depth: number, reason: ScanReason, offset: number, expected: string, found: string): false {
     this.state = state
     this.depth = depth
     this.pos = offset
@@ -613,21 +615,21 @@ export class Scanner {
   /** Absolute start of a UTF-8 sequence cut by a write boundary (lenient-mode reports). */
   tokenStartUtf8 = 0
 
-  private topLevelEnd(end: number, bare: boolean) {
+  topLevelEnd(end: number, bare: boolean) {
     this.values++
     this.topEnd = end
     this.topEndLine = this.line
     this.topBare = bare
   }
 
-  private grow(depth: number): Uint8Array {
+  grow(depth: number): Uint8Array {
     const next = new Uint8Array(Math.min(this.maxDepth + 2, Math.max(depth + 2, this.stack.length * 2)))
     next.set(this.stack)
     this.stack = next
     return next
   }
 
-  private carryKey(buf: Uint8Array, from: number, to: number) {
+  carryKey(buf: Uint8Array, from: number, to: number) {
     const carry = (this.keyCarry ??= new Uint8Array(KEY_CAPTURE_BYTES))
     const n = Math.min(to - from, KEY_CAPTURE_BYTES - this.keyLen)
     if (n > 0) carry.set(buf.subarray(from, from + n), this.keyLen)
@@ -635,7 +637,7 @@ export class Scanner {
     this.keyLen += Math.max(0, n)
   }
 
-  private emitKey(buf: Uint8Array, from: number, to: number, depth: number) {
+  emitKey(buf: Uint8Array, from: number, to: number, depth: number) {
     const ev = this.events!
     if (this.keyLen === 0 && !this.keyTruncated) {
       const truncated = to - from > KEY_CAPTURE_BYTES
@@ -666,7 +668,7 @@ export class Scanner {
     return this.fail("UnexpectedEnd", this.pos, this.expectedAtEnd(), "end of input")
   }
 
-  private expectedAtEnd(): string {
+  expectedAtEnd(): string {
     switch (this.state) {
       case S_VALUE:
         return EXPECT_VALUE
@@ -687,3 +689,10 @@ export class Scanner {
     }
   }
 }
+
+/** A resumable JSON scanner for plain validation (no events). See the module documentation. */
+export const Scanner = defineScanner()
+export type Scanner = InstanceType<typeof Scanner>
+
+/** The same scanner, optimised separately: for scans with {@link ScanEvents}. */
+export const EventScanner = defineScanner()
