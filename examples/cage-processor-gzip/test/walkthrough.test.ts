@@ -46,6 +46,10 @@ const env = () => {
 const run = (cmd: string, args: ReadonlyArray<string>, options: ExecFileSyncOptions = {}) =>
   execFileSync(cmd, args, { cwd: project, env: env(), stdio: ["ignore", "pipe", "pipe"], encoding: "utf8", ...options }) as string
 const cage = (...args: ReadonlyArray<string>) => run(path.join(project, "node_modules", ".bin", "cage"), args)
+/** `cage` with `$CAGE_CONFIG` pointing at another file of the project. */
+const cageWithConfig = (config: string, ...args: ReadonlyArray<string>) =>
+  run(path.join(project, "node_modules", ".bin", "cage"), args, { env: { ...env(), CAGE_CONFIG: path.join(project, config) } })
+let input: Buffer
 
 beforeAll(() => {
   project = fs.mkdtempSync(path.join(os.tmpdir(), "cage-walkthrough-"))
@@ -89,6 +93,11 @@ beforeAll(() => {
     `level = 9`,
     ``
   ].join("\n"))
+
+  // Step 4: a key and a file to protect.
+  input = Buffer.from(textBytes(3 << 20, 11))
+  fs.writeFileSync(path.join(project, "notes.txt"), input)
+  cage("keygen", "-o", "project.key", "-q")
 }, 300_000)
 
 afterAll(() => {
@@ -113,9 +122,6 @@ describe("docs/writing-a-processor.md in a temporary project", () => {
   })
 
   it("cage encrypt runs the plugin after AGCM; its members decompress to the ciphertext cage decrypts", () => {
-    const input = Buffer.from(textBytes(3 << 20, 11))
-    fs.writeFileSync(path.join(project, "notes.txt"), input)
-    cage("keygen", "-o", "project.key", "-q")
     cage("encrypt", "--key", "project.key", "-q", "-o", "notes.txt.cage.gz", "notes.txt")
     const out = fs.readFileSync(path.join(project, "notes.txt.cage.gz"))
     // Today's engine writes every processor's init header straight to the output, so the
@@ -130,6 +136,33 @@ describe("docs/writing-a-processor.md in a temporary project", () => {
     fs.writeFileSync(path.join(project, "notes.txt.cage"), Buffer.concat([out.subarray(0, memberStart), body]))
     cage("decrypt", "--key", "project.key", "-q", "-o", "notes.back.txt", "notes.txt.cage")
     expect(fs.readFileSync(path.join(project, "notes.back.txt")).equals(input)).toBe(true)
+  })
+
+  it("gzip by package name through runPipeline, cage encrypt, then cage decrypt with gunzip in its pipeline", () => {
+    // The factory loaded the way any host loads it: by package name from the project.
+    const script = `
+      import { Effect } from "effect"
+      import { ChunkInput, ChunkOutput, runPipeline } from "@cage/core"
+      import factory from "@acme/cage-processor-gzip"
+      const summary = await Effect.runPromise(Effect.gen(function*() {
+        const input = yield* ChunkInput.fromFile("notes.txt")
+        return yield* runPipeline({ input, output: ChunkOutput.toFile("notes.txt.gz"), pipeline: [factory.make({ level: 6 })], chunkBytes: 1 << 20 })
+      }))
+      console.log(JSON.stringify({ chunks: summary.totalChunks, out: summary.outputBytes }))`
+    const summary = JSON.parse(run("node", ["--input-type=module", "-e", script]))
+    expect(summary.chunks).toBe(3)
+    expect(summary.out).toBeLessThan(input.length / 2)
+    expect(execFileSync("gzip", ["-dc", path.join(project, "notes.txt.gz")], { maxBuffer: 64 << 20 }).equals(input)).toBe(true)
+    // A decrypt pipeline may end with the plugin: AGCM decrypts, gunzip decompresses.
+    fs.writeFileSync(path.join(project, "gz.toml"), [
+      `plugins = ["@acme/cage-processor-gzip/gunzip"]`,
+      `[pipelines.decrypt]`,
+      `processors = ["agcm-decrypt", "@acme/cage-processor-gzip/gunzip"]`,
+      ``
+    ].join("\n"))
+    cageWithConfig("gz.toml", "encrypt", "--key", "project.key", "-q", "-o", "notes.txt.gz.cage", "notes.txt.gz")
+    cageWithConfig("gz.toml", "decrypt", "--key", "project.key", "-q", "-o", "notes.from-gz.txt", "notes.txt.gz.cage")
+    expect(fs.readFileSync(path.join(project, "notes.from-gz.txt")).equals(input)).toBe(true)
   })
 
   it("a bad plugin option is a clear error with exit code 2", () => {
