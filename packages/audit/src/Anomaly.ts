@@ -4,7 +4,8 @@
  * For each sample x (MB/s) the detector compares it with the window of preceding samples:
  * `score = 0.6745 × (x − median) / MAD` (Iglewicz and Hoaglin's modified z-score; 0.6745
  * makes MAD comparable to a standard deviation for normal data). `|score| > threshold`
- * (default 3.5, their recommendation) marks an anomaly. Median and MAD ignore the outliers
+ * (default 3.5, their recommendation) marks an anomaly (by default only slow ones, see
+ * `flagFast`). Median and MAD ignore the outliers
  * themselves, unlike mean and standard deviation, so one stall does not hide the next.
  *
  * Guards: no verdict before `minSamples` samples; MAD is floored at `madFloor` × median
@@ -25,6 +26,11 @@ export interface AnomalyOptions {
   readonly threshold?: number
   /** Lower bound of MAD as a fraction of the median. Default 0.05. */
   readonly madFloor?: number
+  /**
+   * Also flag samples far above the median. Default false: a fast outlier is almost always
+   * the end of the run's warm-up (workers starting, cold page cache), not a problem.
+   */
+  readonly flagFast?: boolean
 }
 
 /** A verdict on one sample. */
@@ -57,6 +63,7 @@ export const makeDetector = (options: AnomalyOptions = {}) => {
   const minSamples = options.minSamples ?? 16
   const threshold = options.threshold ?? 3.5
   const madFloor = options.madFloor ?? 0.05
+  const flagFast = options.flagFast ?? false
   const samples: Array<number> = []
   return {
     observe: (x: number): Anomaly | undefined => {
@@ -65,7 +72,7 @@ export const makeDetector = (options: AnomalyOptions = {}) => {
         const { median, mad } = medianMad(samples)
         const scale = Math.max(mad, madFloor * Math.abs(median), Number.EPSILON)
         const score = (0.6745 * (x - median)) / scale
-        if (Math.abs(score) > threshold) verdict = { value: x, median, mad, score, direction: score < 0 ? "slow" : "fast" }
+        if (score < -threshold || (flagFast && score > threshold)) verdict = { value: x, median, mad, score, direction: score < 0 ? "slow" : "fast" }
       }
       samples.push(x)
       if (samples.length > window) samples.shift()

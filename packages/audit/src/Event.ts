@@ -73,7 +73,12 @@ export const ChunkAnomaly = Schema.Struct({
   madMBps: Schema.Number,
   /** Robust z-score 0.6745 × (x − median) / MAD. */
   score: Schema.Number,
-  direction: Schema.Literals(["slow", "fast"])
+  direction: Schema.Literals(["slow", "fast"]),
+  /**
+   * Chunks measured together with this one (the engine times a segment of consecutive
+   * chunks as a whole): the anomaly covers chunks `chunk .. chunk + span - 1`.
+   */
+  span: Schema.Number
 })
 
 export const RunComplete = Schema.Struct({

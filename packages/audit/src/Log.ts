@@ -88,12 +88,35 @@ const iso = (ms: number) => new Date(ms).toISOString()
 const mbps = (bytes: number, ms: number) => (ms > 0 ? bytes / ms / 1000 : null)
 
 /**
- * Turns telemetry into audit events, calling `emit` for each (in order). Chunk anomalies are
- * emitted right after the chunk event that caused them, during the run. `chunk_start` is
- * dropped (its information is in the chunk event).
+ * Turns telemetry into audit events, calling `emit` for each (in order). A chunk anomaly is
+ * emitted during the run, as soon as its measurement is complete: when the next segment's
+ * first chunk event (or the run's end or failure) arrives, since the engine measures
+ * segments of chunks (see `span`). `chunk_start` is dropped (its information is
+ * in the chunk event).
  */
 export const makeTranslator = (context: RunContext, emit: (event: Event) => void) => {
   const detectors = new Map<string, ReturnType<typeof makeDetector>>()
+  /**
+   * The engine times a whole segment and reports each of its chunks with the same time and
+   * duration: one measurement, counted once by the detector (else a window of 16 samples
+   * would be one segment). `pending` holds the run's current group until it ends.
+   */
+  const groups = new Map<string, { at: number; durationMs: number; first: number; bytes: number; span: number }>()
+  const flush = (runId: string) => {
+    const g = groups.get(runId)
+    groups.delete(runId)
+    if (!g) return
+    const t = mbps(g.bytes, g.durationMs * g.span)
+    // Empty chunks and sub-resolution durations carry no throughput information.
+    if (t === null || g.bytes === 0) return
+    const a = detectors.get(runId)?.observe(t)
+    if (a) {
+      emit({
+        v: AUDIT_VERSION, at: iso(g.at), runId, type: "chunk_anomaly", chunk: g.first, throughputMBps: t, medianMBps: a.median, madMBps: a.mad,
+        score: a.score, direction: a.direction, span: g.span
+      })
+    }
+  }
   return (e: TelemetryEvent): void => {
     const common = { v: AUDIT_VERSION, at: iso(e.at), runId: e.runId } as const
     switch (e.type) {
@@ -108,20 +131,22 @@ export const makeTranslator = (context: RunContext, emit: (event: Event) => void
       case "chunk_start":
         return
       case "chunk_complete": {
-        const t = mbps(e.bytes, e.durationMs)
-        emit({ ...common, type: "chunk", chunk: e.chunk, bytes: e.bytes, outputBytes: e.outputBytes, durationMs: e.durationMs, throughputMBps: t })
-        // Empty chunks and sub-resolution durations carry no throughput information.
-        if (t === null || e.bytes === 0) return
-        const a = detectors.get(e.runId)?.observe(t)
-        if (a) {
-          emit({ ...common, type: "chunk_anomaly", chunk: e.chunk, throughputMBps: t, medianMBps: a.median, madMBps: a.mad, score: a.score, direction: a.direction })
+        emit({ ...common, type: "chunk", chunk: e.chunk, bytes: e.bytes, outputBytes: e.outputBytes, durationMs: e.durationMs, throughputMBps: mbps(e.bytes, e.durationMs) })
+        const g = groups.get(e.runId)
+        if (g && g.at === e.at && g.durationMs === e.durationMs && e.chunk === g.first + g.span) {
+          groups.set(e.runId, { ...g, bytes: g.bytes + e.bytes, span: g.span + 1 })
+          return
         }
+        flush(e.runId)
+        groups.set(e.runId, { at: e.at, durationMs: e.durationMs, first: e.chunk, bytes: e.bytes, span: 1 })
         return
       }
       case "chunk_failed":
+        flush(e.runId)
         emit({ ...common, type: "chunk_failed", chunk: e.chunk, error: e.error })
         return
       case "run_complete":
+        flush(e.runId)
         detectors.delete(e.runId)
         emit({
           ...common, type: "run_complete", ok: e.ok, bytes: e.bytes, chunks: e.chunks, durationMs: e.durationMs,

@@ -6,7 +6,7 @@
  * @module
  */
 import type { AuditEvent, AuditEventOf } from "./Event.js"
-import type { AuditSummary, LogContents } from "./Summary.js"
+import { type AuditSummary, chunkSpan, type LogContents } from "./Summary.js"
 
 /** Options of {@link renderReport}. */
 export interface ReportOptions {
@@ -74,7 +74,7 @@ const chart = (id: string, run: RunData, maxPoints: number): string => {
     return `<text x="${x(c).toFixed(1)}" y="${H - PAD.b + 16}" text-anchor="middle">${c}</text>`
   }).join("")
   const marks = run.anomalies.map((a) =>
-    `<circle class="anomaly" cx="${x(a.chunk).toFixed(1)}" cy="${y(a.throughputMBps).toFixed(1)}" r="5"><title>chunk ${a.chunk}: ${num(a.throughputMBps)} MB/s (${a.direction}, score ${a.score.toFixed(1)})</title></circle>`
+    `<circle class="anomaly" cx="${x(a.chunk + (a.span - 1) / 2).toFixed(1)}" cy="${y(a.throughputMBps).toFixed(1)}" r="5"><title>chunk${a.span > 1 ? "s" : ""} ${chunkSpan(a)}: ${num(a.throughputMBps)} MB/s (${a.direction}, score ${a.score.toFixed(1)})</title></circle>`
   ).join("")
   return `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="chunk throughput of run ${esc(id)}">
 <rect x="0" y="0" width="${W}" height="${H}" class="bg"/>${ticks}${xt}
@@ -123,7 +123,7 @@ ${tableHtml([["runs", "ok", "failed", "unfinished", "resumed", "bytes", "time (m
 ${tableHtml([["samples", "min", "p50", "p90", "p99", "max", "anomalies"], [String(t.samples), num(t.min), num(t.p50), num(t.p90), num(t.p99), num(t.max), String(s.anomalies.length)]])}
 <p class="legend"><span><i class="ln"></i> throughput per chunk</span><span><i class="dot"></i> anomaly (robust z-score beyond threshold)</span><span class="muted">dashed: median</span></p>
 ${sections || "<p class=\"muted\">No runs in this log.</p>"}
-${s.anomalies.length > 0 ? `<h2>Anomalies</h2>${tableHtml([["run", "chunk", "MB/s", "median", "score", "kind"], ...s.anomalies.slice(0, 200).map((a) => [a.runId.slice(0, 8), String(a.chunk), num(a.throughputMBps), num(a.medianMBps), a.score.toFixed(1), a.direction])])}` : ""}
+${s.anomalies.length > 0 ? `<h2>Anomalies</h2>${tableHtml([["run", "chunks", "MB/s", "median", "score", "kind"], ...s.anomalies.slice(0, 200).map((a) => [a.runId.slice(0, 8), chunkSpan(a), num(a.throughputMBps), num(a.medianMBps), a.score.toFixed(1), a.direction])])}` : ""}
 ${s.backups.ok + s.backups.failed + s.verifies.ok + s.verifies.damaged > 0 ? `<h2>Backups and verification</h2>${tableHtml([["outcome", "ok", "failed / damaged", "damaged chunks"], ["backup", String(s.backups.ok), String(s.backups.failed), "–"], ["verify", String(s.verifies.ok), String(s.verifies.damaged), String(s.verifies.damagedChunks)]])}` : ""}
 </body></html>
 `

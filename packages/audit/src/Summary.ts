@@ -187,6 +187,9 @@ export const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   return [line(rows[0]), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)].join("\n")
 }
 
+/** `k`, or `k-m` when the anomaly covers a segment of chunks. */
+export const chunkSpan = (a: { readonly chunk: number; readonly span: number }) => (a.span > 1 ? `${a.chunk}-${a.chunk + a.span - 1}` : String(a.chunk))
+
 const fmt = (n: number | null, unit = "") => (n === null ? "-" : `${n.toLocaleString("en-US", { maximumFractionDigits: 1 })}${unit}`)
 
 /** The summary as text tables (what `cage audit summary` prints). */
@@ -202,8 +205,8 @@ export const formatSummary = (s: AuditSummary): string => {
   const t = s.chunkThroughput
   parts.push(table([["chunk MB/s", "samples", "min", "p50", "p90", "p99", "max"], ["", String(t.samples), fmt(t.min), fmt(t.p50), fmt(t.p90), fmt(t.p99), fmt(t.max)]]))
   parts.push(s.anomalies.length === 0 ? "anomalies: none" : table([
-    ["anomaly", "run", "chunk", "MB/s", "median", "score"],
-    ...s.anomalies.slice(0, 50).map((a) => [a.direction, a.runId.slice(0, 8), String(a.chunk), fmt(a.throughputMBps), fmt(a.medianMBps), a.score.toFixed(1)])
+    ["anomaly", "run", "chunks", "MB/s", "median", "score"],
+    ...s.anomalies.slice(0, 50).map((a) => [a.direction, a.runId.slice(0, 8), chunkSpan(a), fmt(a.throughputMBps), fmt(a.medianMBps), a.score.toFixed(1)])
   ]) + (s.anomalies.length > 50 ? `\n… and ${s.anomalies.length - 50} more` : ""))
   if (s.failures.length > 0) {
     parts.push(table([["failure", "run", "chunk", "error"], ...s.failures.slice(0, 20).map((f) => [f.type, f.runId.slice(0, 8), f.type === "chunk_failed" ? String(f.chunk) : "-", (f.error ?? "").slice(0, 80)])]))

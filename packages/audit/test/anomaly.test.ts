@@ -23,15 +23,15 @@ describe("anomaly detector", () => {
     expect(d.observe(1)).toMatchObject({ direction: "slow", median: 100 })
   })
 
-  it("flags a slow and a fast chunk in a noisy but steady run, and nothing else", () => {
-    const d = makeDetector()
+  it.for([[false, [[100, "slow"]]], [true, [[100, "slow"], [200, "fast"]]]] as const)("flagFast %s: flags the slow (and fast) chunk of a noisy but steady run, and nothing else", ([flagFast, want]) => {
+    const d = makeDetector({ flagFast })
     const flagged: Array<[number, string]> = []
     for (let i = 0; i < 300; i++) {
       const x = i === 100 ? 20 : i === 200 ? 900 : 300 + ((i * 37) % 23) - 11
       const a = d.observe(x)
       if (a) flagged.push([i, a.direction])
     }
-    expect(flagged).toEqual([[100, "slow"], [200, "fast"]])
+    expect(flagged).toEqual(want)
   })
 
   it("one outlier does not mask the next (median, not mean)", () => {
@@ -43,7 +43,7 @@ describe("anomaly detector", () => {
 
   it("never flags jitter within half the MAD floor (property)", () => {
     fc.assert(fc.property(fc.double({ min: 1, max: 1e5, noNaN: true }), fc.array(fc.double({ min: -0.025, max: 0.025, noNaN: true }), { minLength: 20, maxLength: 300 }), (m, jitter) => {
-      const d = makeDetector()
+      const d = makeDetector({ flagFast: true })
       return jitter.every((j) => d.observe(m * (1 + j)) === undefined)
     }))
   })

@@ -78,17 +78,39 @@ describe("audit log from core telemetry", () => {
     expect(events.at(-1).error).toContain("bad chunk")
   })
 
-  it("emits chunk_anomaly right after the anomalous chunk, during the run", () => {
+  it("emits chunk_anomaly during the run, as soon as the measurement is complete", () => {
     const out: Array<AuditEvent> = []
     const translate = makeTranslator({ operation: "encrypt" }, (e) => out.push(e))
-    for (const e of syntheticRun("r1", 100, 1 << 20, durations([40, 77]))) translate(e)
+    for (const e of syntheticRun("r1", 100, 1 << 20, durations([40, 77, 99]))) translate(e)
     const anomalies = out.filter((e): e is AuditEventOf<"chunk_anomaly"> => e.type === "chunk_anomaly")
-    expect(anomalies.map((a) => [a.chunk, a.direction])).toEqual([[40, "slow"], [77, "slow"]])
-    for (const a of anomalies) {
+    expect(anomalies.map((a) => [a.chunk, a.span, a.direction])).toEqual([[40, 1, "slow"], [77, 1, "slow"], [99, 1, "slow"]])
+    // Each chunk is its own measurement here: known complete when the next chunk arrives.
+    for (const a of anomalies.slice(0, 2)) {
       const at = out.indexOf(a)
-      expect(out[at - 1]).toMatchObject({ type: "chunk", chunk: a.chunk })
+      expect(out[at - 1]).toMatchObject({ type: "chunk", chunk: a.chunk + 1 })
+      expect(out[at + 1]).toMatchObject({ type: "chunk", chunk: a.chunk + 2 })
     }
-    expect(out.at(-1)!.type).toBe("run_complete")
+    // The last chunk's anomaly comes out at the end of the run, before run_complete.
+    expect(out.slice(-2).map((e) => e.type)).toEqual(["chunk_anomaly", "run_complete"])
+  })
+
+  it("counts a segment (chunks timed together) as one measurement", () => {
+    const out: Array<AuditEvent> = []
+    const translate = makeTranslator({ operation: "encrypt" }, (e) => out.push(e))
+    // 40 segments of 16 chunks; the engine reports every chunk of a segment with the
+    // segment's time and its average duration. Segment 30 is slow.
+    const chunkBytes = 65536
+    let t = 0
+    translate({ type: "run_start", runId: "s", at: 0, input: "in", output: null, pipeline: ["p"], totalBytes: null, totalChunks: null, chunkBytes, resumedFrom: 0 })
+    for (let seg = 0; seg < 40; seg++) {
+      const segMs = seg === 30 ? 80 : 10 + (seg % 3)
+      t += segMs
+      for (let k = 0; k < 16; k++) translate({ type: "chunk_complete", runId: "s", at: t, chunk: seg * 16 + k, bytes: chunkBytes, outputBytes: chunkBytes, durationMs: segMs / 16 })
+    }
+    translate({ type: "run_complete", runId: "s", at: t, ok: true, bytes: 40 * 16 * chunkBytes, chunks: 640, durationMs: t })
+    const anomalies = out.filter((e): e is AuditEventOf<"chunk_anomaly"> => e.type === "chunk_anomaly")
+    expect(anomalies.map((a) => [a.chunk, a.span])).toEqual([[480, 16]])
+    expect(anomalies[0].throughputMBps).toBeCloseTo((16 * chunkBytes) / 80 / 1000, 6)
   })
 
   it("keeps detectors per run (interleaved runs do not mix)", () => {
