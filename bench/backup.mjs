@@ -118,7 +118,7 @@ try {
   fs.writeFileSync(keyFile, randomBytes(32).toString("hex"), { mode: 0o600 })
   const sourceSha = sha256File(source)
   const cores = os.availableParallelism()
-  const results = { sizeBytes: size, chunkBytes: CHUNK, cores, node: process.version }
+  const results = { sizeBytes: size, chunkBytes: CHUNK, cores, node: process.version, loadAverageAtStart: os.loadavg()[0] }
 
   // ---- create (child: peak RSS) ----
   const bdir = path.join(root, "backups")
@@ -269,7 +269,8 @@ try {
     ["restore", f(results.restore.MBps), "", f(results.restore.peakRssMiB)]
   ]
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)))
-  console.log(`@cage/backup on ${f(size / MiB)} MiB, ${CHUNK / 1024} KiB chunks, ${cores} cores, median of ${reps} (MB = 10^6 B)`)
+  results.loadAverageAtEnd = os.loadavg()[0]
+  console.log(`@cage/backup on ${f(size / MiB)} MiB, ${CHUNK / 1024} KiB chunks, ${cores} cores, median of ${reps} (MB = 10^6 B); load average ${f(results.loadAverageAtStart)} → ${f(results.loadAverageAtEnd)}`)
   for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  "))
   results.targets = {
     manifestHashingSpeedupAtLeast1_8: results.hashing.fileRanges.speedup >= 1.8 && results.hashing.inMemory.speedup >= 1.8,
