@@ -120,6 +120,8 @@ export class HashPool {
       this.running.delete(m.id)
       if (m.digests) job.resolve(m.digests)
       else job.reject(Object.assign(new Error(m.error ?? "hash worker failed"), { code: m.code }))
+      // An idle worker must not keep the process alive; a busy one must (see pump).
+      w.unref()
       this.idle.push(w)
       this.pump()
     })
@@ -146,6 +148,7 @@ export class HashPool {
       const job = this.queue.shift()!
       const id = this.nextId++
       this.running.set(id, { ...job, worker: w })
+      w.ref()
       w.postMessage({ id, ...job.task })
     }
   }
