@@ -7,3 +7,4 @@
 export * from "./Age.js"
 export * from "./AgeBinary.js"
 export * from "./Error.js"
+export * from "./Processor.js"
