@@ -274,13 +274,20 @@ export const checkOutOfOrder = async (make: () => ChunkProcessor, chunkBytes: nu
 
 const tempDir = () => fs.mkdtempSync(nodePath.join(os.tmpdir(), "cage-testkit-"))
 
+/** How {@link checkResume} interrupts the first run. */
+export type Interruption =
+  /** The source fails to read past about 60% of the input (a crash, a yanked disk). */
+  | "read"
+  /** The processor's own `process` fails at the chunk about 60% in (an {@link InjectedFailure}). */
+  | "process"
+
 /**
- * A run interrupted mid-way (the source fails to read past about 60% of the input), then
- * resumed from its checkpoint with fresh processors, gives the same output file and result
- * as one uninterrupted run; `resumedFrom` is past chunk 0; no checkpoint is left behind.
- * `inFlight` > 1 lets later segments be processed before earlier ones are written.
+ * A run interrupted mid-way (see {@link Interruption}), then resumed from its checkpoint
+ * with fresh processors, gives the same output file and result as one uninterrupted run;
+ * `resumedFrom` is past chunk 0; no checkpoint is left behind. `inFlight` > 1 lets later
+ * segments be processed before earlier ones are written.
  */
-export const checkResume = async (make: () => ChunkProcessor, chunkBytes: number, inFlight: number, options: ConformanceOptions = {}): Promise<void> => {
+export const checkResume = async (make: () => ChunkProcessor, chunkBytes: number, inFlight: number, options: ConformanceOptions = {}, interruption: Interruption = "read"): Promise<void> => {
   const s = settle(make, options)
   const dir = tempDir()
   try {
@@ -292,11 +299,23 @@ export const checkResume = async (make: () => ChunkProcessor, chunkBytes: number
     const resumed = nodePath.join(dir, "resumed")
     const ckpt = nodePath.join(dir, "resumed.checkpoint")
     const failAtByte = Math.floor(input.length * 0.6)
-    const what = `resume of ${input.length} bytes at chunk size ${chunkBytes} with ${inFlight} segments in flight`
+    const failAtChunk = Math.floor(CHECK_CHUNKS * 0.6)
+    const what = `resume after a ${interruption} failure, ${input.length} bytes at chunk size ${chunkBytes} with ${inFlight} segments in flight`
+    // The processor of the interrupted run fails at one chunk; same name, version and
+    // options, so the checkpoint still matches the pipeline of the resumed run.
+    const failingProcessor = (): ChunkProcessor => {
+      const p = s.make()
+      const inject = Effect.fail(new InjectedFailure({ chunk: failAtChunk }))
+      return {
+        ...p,
+        process: (c, d) => (c.index === failAtChunk ? inject : p.process(c, d)),
+        processSegment: p.processSegment ? (cs, ds) => (cs.some((c) => c.index === failAtChunk) ? inject : p.processSegment!(cs, ds)) : undefined
+      }
+    }
     const runFile = (out: string, failing: boolean) =>
       Effect.runPromiseExit(Effect.gen(function*() {
         const file = yield* ChunkInput.fromFile(src)
-        const input: ChunkInput.ChunkInput = failing
+        const input: ChunkInput.ChunkInput = failing && interruption === "read"
           ? {
             ...file,
             read: (position, buffer, offset, length) =>
@@ -308,7 +327,7 @@ export const checkResume = async (make: () => ChunkProcessor, chunkBytes: number
         return yield* runPipeline({
           input,
           output: ChunkOutput.toFile(out),
-          pipeline: [s.make()],
+          pipeline: [failing && interruption === "process" ? failingProcessor() : s.make()],
           chunkBytes,
           segmentBytes: n * 2,
           inFlight,
@@ -531,7 +550,8 @@ export const describeProcessorConformance = (name: string, makeProcessor: () => 
     if (!probe.capabilities.ordered) {
       it.for(sizes.filter((n) => n > 1))("chunk size %i: process in shuffled, overlapping order equals in order", { timeout }, (n) => checkOutOfOrder(makeProcessor, n, options))
     }
-    it.for(options.resumeInFlight ?? [1, 3])("resume from a checkpoint after an interruption equals one run (%i segments in flight)", { timeout }, (inFlight) => checkResume(makeProcessor, 64, inFlight, options))
+    const resumeCases = (options.resumeInFlight ?? [1, 3]).flatMap((inFlight) => (["read", "process"] as const).map((how) => [inFlight, how] as const))
+    it.for(resumeCases)("resume from a checkpoint after an interruption equals one run (%i segments in flight, %s failure)", { timeout }, ([inFlight, how]) => checkResume(makeProcessor, 64, inFlight, options, how))
     it.for(["fail", "throw"] as const)("a %s in process surfaces as ProcessorError with the chunk index, never hangs", { timeout }, (how) => checkFailure(makeProcessor, 64, how, options))
     if (options.inverseRejectsTampering) {
       it("the inverse rejects tampered output with exit code 3", () => checkTampering(makeProcessor, 64, options), timeout)

@@ -18,6 +18,7 @@ export {
   describeProcessorConformance,
   effectiveChunkBytes,
   InjectedFailure,
+  type Interruption,
   type MemoryReport,
   pseudoRandomBytes
 } from "./Conformance.js"

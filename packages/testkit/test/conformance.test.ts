@@ -39,8 +39,8 @@ describe("the kit catches broken processors", () => {
   it("a processor whose memory grows with the input", async () => {
     await expect(checks.memory(F.leaks, { largeInputBytes: 48 * 1024 * 1024, memoryLimitBytes: 32 * 1024 * 1024 })).rejects.toThrow(/grew by/)
   })
-  it("a processor that ignores its snapshot on resume", async () => {
-    await expect(checks.resume(F.forgetsOnResume, 64, 1)).rejects.toThrow(/resumed vs one run/)
+  it.for(["read", "process"] as const)("a processor that ignores its snapshot on resume (%s failure)", async (how) => {
+    await expect(checks.resume(F.forgetsOnResume, 64, 1, {}, how)).rejects.toThrow(/resumed vs one run/)
   })
   it("an inverse that does not detect tampering", async () => {
     await expect(checks.tampering(() => F.xor(), 64, { inverse: () => F.unxor() })).rejects.toThrow(/accepted/)
