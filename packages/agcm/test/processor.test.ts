@@ -76,6 +76,19 @@ describe("agcmEncrypt / agcmDecrypt through the engine", () => {
     expect(Buffer.from(back).equals(plain)).toBe(true)
   })
 
+  it("the pooled decryptor (opening in place) reports tampering like the in-process one", async () => {
+    const plain = bytes(9 * 1024 * 1024 + 100, 12)
+    const sealed = Buffer.from(await Effect.runPromise(encrypt(plain, { workers: 2 })))
+    const back = await Effect.runPromise(decrypt(sealed, { workers: 2 }))
+    expect(Buffer.from(back).equals(plain)).toBe(true)
+    const causeOf = async (b: Uint8Array) => (await failureOf(decrypt(b, { workers: 2 })) as { cause: unknown }).cause
+    expect(await causeOf(Buffer.concat([sealed, Buffer.alloc(7)]))).toMatchObject({ _tag: "TrailingData", bytes: 7 })
+    const flipped = Buffer.from(sealed)
+    flipped[66 + 300 * (CS + 16) + 77] ^= 2
+    expect(await causeOf(flipped)).toMatchObject({ _tag: "ChunkAuthFailed", chunk: 300 })
+    expect(await causeOf(sealed.subarray(0, sealed.length - 116))).toMatchObject({ _tag: "Truncated" })
+  })
+
   it("small inputs never start the pool; large ones do", async () => {
     for (const [n, pooled] of [[100_000, false], [7 * 1024 * 1024, false], [9 * 1024 * 1024, true]] as const) {
       const p = agcmEncrypt({ key, chunkSize: CS, workers: 2 })

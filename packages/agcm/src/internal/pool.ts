@@ -31,6 +31,8 @@ export interface SegmentResult {
   readonly failedAt: number
   /** The input buffer, transferred back (the trailing-data probe rereads a failed chunk). */
   readonly input: ArrayBuffer
+  /** True when `output` overwrote the input (opening): chunks before `failedAt` no longer hold ciphertext. */
+  readonly inPlace: boolean
 }
 
 const WORKER_SOURCE = `
@@ -58,9 +60,13 @@ parentPort.on("message", (job) => {
     if (fault.kind === "hang") return;
   }
   const input = new Uint8Array(job.input, job.inputOffset, job.inputBytes);
-  const output = new Uint8Array(Buffer.allocUnsafeSlow(job.outputBytes).buffer, 0, job.outputBytes);
+  // Opening shrinks every chunk by its tag, so plaintext can overwrite the ciphertext it
+  // came from (each chunk's output starts at or before its input): no output allocation.
+  const inPlace = job.op === 1;
+  const output = inPlace ? new Uint8Array(job.input, job.inputOffset, job.outputBytes) : new Uint8Array(Buffer.allocUnsafeSlow(job.outputBytes).buffer, 0, job.outputBytes);
   const failedAt = cipherSegment(nodeCrypto, job.op, aeadKey, baseNonce, job.first, input, job.lengths, output);
-  parentPort.postMessage({ id: job.id, failedAt, output: output.buffer, input: job.input }, [output.buffer, job.input]);
+  if (inPlace) parentPort.postMessage({ id: job.id, failedAt, inPlace: true, input: job.input }, [job.input]);
+  else parentPort.postMessage({ id: job.id, failedAt, output: output.buffer, input: job.input }, [output.buffer, job.input]);
   sinceGc += job.inputBytes;
   if (scavenge && sinceGc >= 4194304) { sinceGc = 0; scavenge({ type: "minor" }); }
 });
@@ -113,12 +119,13 @@ export class SegmentPool {
         slot.online = true
         if (slot.job) this.arm(slot)
       })
-      worker.on("message", (m: { id: number; failedAt: number; output: ArrayBuffer; input: ArrayBuffer }) => {
+      worker.on("message", (m: { id: number; failedAt: number; inPlace?: boolean; output?: ArrayBuffer; input: ArrayBuffer }) => {
         const job = slot.job
         if (!job || job.id !== m.id) return
         clearTimeout(slot.timer)
         slot.job = undefined
-        job.resolve({ output: new Uint8Array(m.output, 0, job.outputBytes), failedAt: m.failedAt, input: m.input })
+        const output = m.inPlace ? new Uint8Array(m.input, job.inputOffset, job.outputBytes) : new Uint8Array(m.output!, 0, job.outputBytes)
+        job.resolve({ output, failedAt: m.failedAt, input: m.input, inPlace: m.inPlace === true })
         this.dispatch()
       })
       worker.on("error", (e) => this.fail(slot, "Crashed", e.message))

@@ -129,7 +129,8 @@ export class SegmentCipher {
             ins.push(new Uint8Array(r.input, at, n))
             at += n
           }
-          if (!owned && r.failedAt < 0) pool.recycle(r.input)
+          // A buffer that now holds the output is the caller's; otherwise it can carry a later copy.
+          if (!owned && !r.inPlace && r.failedAt < 0) pool.recycle(r.input)
           resume(Effect.succeed(split(r.output, r.failedAt, ins)))
         },
         (e: SegmentWorkerError) => resume(Effect.fail(e))
