@@ -161,9 +161,15 @@ export const fromAgeExit = (exitCode: number | null, signal: string | null, stde
   if (exitCode === null) return make("Failed", `age was killed by ${signal ?? "a signal"}`)
   const l = line.toLowerCase()
   if (l.includes("incorrect passphrase")) return make("WrongPassphrase", "")
-  if (l.includes("unknown identity type") || l.includes("unknown recipient type") && context.operation === "decrypt") {
-    return make("Unsupported", `this age does not know the identity type (${line})`)
+  if (context.operation === "encrypt") {
+    // Encryption reads no age file: its failures are about the recipients or the I/O.
+    if (l.includes("recipient")) return make("BadRecipient")
+    return make("Failed")
   }
+  if (l.includes("unknown identity type")) {
+    return make("Unsupported", `this age does not know an identity in the file (${line})`)
+  }
+  if (l.includes("passphrase-encrypted but identities")) return make("BadIdentity", "the file is passphrase-encrypted: decrypt it with a passphrase")
   if (l.includes("invalid armor")) return make("ArmorFailure")
   if (l.includes("no identity matched")) return make("NoMatch")
   if (l.includes("bad header mac")) return make("HmacFailure")
@@ -189,7 +195,7 @@ export const fromAgeExit = (exitCode: number | null, signal: string | null, stde
   if (l.includes("identity") && (l.includes("reading") || l.includes("failed to read") || l.includes("no identities"))) {
     return make("BadIdentity")
   }
-  if (l.includes("recipient")) return make(context.operation === "encrypt" ? "BadRecipient" : "HeaderFailure")
+  if (l.includes("recipient")) return make("HeaderFailure")
   return make("Failed")
 }
 
@@ -210,14 +216,16 @@ const LIB_HEADER = [
 
 /**
  * The one place where `age-encryption` (typage) exceptions become tagged errors.
- * `phase` says whether the header was already accepted: typage reports payload and
- * header problems with overlapping texts ("stream ended before reading ...").
+ * `phase` says what typage was doing: taking the keys, reading the header, or the payload
+ * (typage reports payload and header problems with overlapping texts).
  */
-export const fromLibraryError = (cause: unknown, phase: "header" | "payload", context: AgeExitContext): AgeError => {
+export const fromLibraryError = (cause: unknown, phase: "keys" | "header" | "payload", context: AgeExitContext): AgeError => {
   const text = cause instanceof Error ? cause.message : String(cause)
   const l = text.toLowerCase()
   const make = (reason: AgeErrorReason) => new AgeError({ reason, backend: "age-lib", detail: text.slice(0, 300) })
   if (phase === "payload") return make("PayloadFailure")
+  // Adding a recipient, identity or passphrase to typage: the argument was refused.
+  if (phase === "keys") return make(l.includes("passphrase") ? "BadPassphrase" : context.operation === "encrypt" ? "BadRecipient" : "BadIdentity")
   if (l.includes("no identity matched")) return make(context.passphrase ? "WrongPassphrase" : "NoMatch")
   if (l.includes("invalid header hmac")) return make(context.macLineValid === false ? "HeaderFailure" : "HmacFailure")
   if (l.includes("unrecognized identity type") || l.includes("unsupported identity version")) return make("BadIdentity")

@@ -193,6 +193,28 @@ describe("errors", () => {
     expect(notes.join()).toContain("not found")
   })
 
+  it("age's usage complaints are exit-2 errors of the right kind", async () => {
+    const plain = ChunkInput.fromBytes(bytesOf(10))
+    const bad = fresh("bad.txt")
+    fs.writeFileSync(bad, "garbage\n")
+    const cases: Array<[Promise<unknown>, string]> = [
+      [runExit(encrypt({ backend: "age", input: plain, output: ChunkOutput.toMemory(), recipients: ["garbage"] })), "BadRecipient"],
+      [runExit(encrypt({ backend: "age", input: plain, output: ChunkOutput.toMemory(), recipients: ["age1qqqq"] })), "BadRecipient"],
+      [runExit(encrypt({ backend: "age", input: plain, output: ChunkOutput.toMemory(), recipientFiles: [bad] })), "BadRecipient"],
+      [runExit(encrypt({ backend: "age-lib", input: plain, output: ChunkOutput.toMemory(), recipients: ["age1qqqq"] })), "BadRecipient"]
+    ]
+    const enc = ChunkOutput.toMemory()
+    successOf(await runExit(encrypt({ backend: "age-lib", input: plain, output: enc, recipients: [key.recipient] })))
+    cases.push([runExit(decrypt({ backend: "age", input: ChunkInput.fromBytes(enc.bytes()), output: ChunkOutput.toMemory(), identityFiles: [bad] })), "Unsupported"])
+    const pass = await lowCostPassphraseFile(bytesOf(10))
+    cases.push([runExit(decrypt({ backend: "age", input: ChunkInput.fromBytes(pass), output: ChunkOutput.toMemory(), identityFiles: [key.identityFile] })), "BadIdentity"])
+    for (const [exit, reason] of cases) {
+      const e = failureOf((await exit) as never) as AgeError
+      expect(`${e.reason} ${e.message}`).toMatch(new RegExp(`^${reason} `))
+      expect(e.exitCode).toBe(2)
+    }
+  })
+
   it.for(["age", "age-lib"] as const)("%s: the wrong identity is NoMatch (exit 3), an unreadable identity file is an IoError", async (backend) => {
     const enc = ChunkOutput.toMemory()
     successOf(await runExit(encrypt({ backend, input: ChunkInput.fromBytes(bytesOf(10)), output: enc, recipients: [key.recipient] })))

@@ -94,14 +94,14 @@ export const runLib = async (request: LibRequest): Promise<LibResult> => {
       if (request.passphrase !== undefined) e.setPassphrase(request.passphrase)
       for (const r of request.recipients) e.addRecipient(r)
     } catch (err) {
-      throw fromLibraryError(err, "header", context)
+      throw fromLibraryError(err, "keys", context)
     }
     const src = toWebStream(counted(readInput(request.input, request.bufferBytes)))
     let encrypted: ReadableStream<Uint8Array>
     try {
       encrypted = await e.encrypt(src.stream)
     } catch (err) {
-      throw own(src.failure()) ?? fromLibraryError(err, "header", context)
+      throw own(src.failure()) ?? fromLibraryError(err, "keys", context)
     }
     const armor = request.armor ? new ArmorEncoder() : undefined
     const body = armor
@@ -119,7 +119,7 @@ export const runLib = async (request: LibRequest): Promise<LibResult> => {
     if (request.passphrase !== undefined) d.addPassphrase(request.passphrase)
     for (const i of request.identities) d.addIdentity(i)
   } catch (err) {
-    throw fromLibraryError(err, "header", context)
+    throw fromLibraryError(err, "keys", context)
   }
   const peekSize = Math.max(1024, request.bufferBytes)
   const it = counted(readInput(request.input, peekSize))
