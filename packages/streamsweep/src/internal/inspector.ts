@@ -5,7 +5,7 @@
  * @internal
  */
 import * as fs from "node:fs"
-import { decodeKey, keyStep } from "./path.js"
+import { internKey, keyStep } from "./path.js"
 import {
   KIND_ARRAY,
   KIND_NAMES,
@@ -88,6 +88,20 @@ export class IndexWriter {
   }
 }
 
+/**
+ * A node of the collapsed-path trie: one per distinct key path (`$[].user.name`), plus one
+ * uncounted `[]` node per array path. Lookups go key by key, so no path string is built
+ * per key event.
+ */
+interface PathNode {
+  readonly path: string
+  count: number
+  children: Map<string, PathNode> | undefined
+  items: PathNode | undefined
+}
+
+const pathNode = (path: string): PathNode => ({ path, count: 0, children: undefined, items: undefined })
+
 export class Inspector implements ScanEvents {
   readonly eventDepth = Number.MAX_SAFE_INTEGER
   readonly wantKeys = true
@@ -105,8 +119,11 @@ export class Inspector implements ScanEvents {
   private sawTop = false
   // Per open container (index = nesting level).
   private readonly isArray: Array<boolean> = [false]
-  private readonly collapsed: Array<string> = ["$"]
-  private readonly currentKey: Array<string | undefined> = [undefined]
+  private readonly root = pathNode("$")
+  /** The collapsed path of the container open at each level. */
+  private readonly container: Array<PathNode> = [this.root]
+  /** The path of the current member of the object open at each level (undefined before its first key). */
+  private readonly member: Array<PathNode | undefined> = [undefined]
   private readonly objectKeys: Array<Set<string> | undefined> = [undefined]
   private trackedKeys = 0
   duplicateCheckComplete = true
@@ -118,7 +135,7 @@ export class Inspector implements ScanEvents {
   sketchError = 0
   distinctKeysAtLeast = 0
   // Key paths.
-  private readonly paths = new Map<string, number>()
+  distinctPaths = 0
   pathsExact = true
   // Tokens and anomalies.
   readonly largestStrings: Array<Token> = []
@@ -168,8 +185,13 @@ export class Inspector implements ScanEvents {
     this.carryLen += Math.max(0, n)
   }
 
-  /** The first `previewBytes` bytes of the token `[start, end)`, as text. */
+  /** The first `previewBytes` bytes of the token `[start, end)`, as text (a character cut at the end dropped). */
   private preview(start: number, end: number): string {
+    const text = this.previewText(start, end)
+    return end - start > this.limits.previewBytes ? text.replace(/\uFFFD+$/, "") : text
+  }
+
+  private previewText(start: number, end: number): string {
     const max = Math.min(this.limits.previewBytes, end - start)
     const i = start - this.bufPos + this.bufFrom
     if (i >= this.bufFrom) return decoder.decode(this.buf.subarray(i, i + max))
@@ -181,12 +203,16 @@ export class Inspector implements ScanEvents {
     return decoder.decode(all)
   }
 
-  /** Collapsed path of a value at `depth` (array indices as `[]`). */
+  /** Collapsed path node of a value at `depth` (array indices as `[]`). */
+  private valueNode(depth: number): PathNode {
+    if (depth === 0) return this.root
+    const parent = this.container[depth]
+    if (this.isArray[depth]) return (parent.items ??= pathNode(`${parent.path}[]`))
+    return this.member[depth] ?? parent
+  }
+
   private valuePath(depth: number): string {
-    if (depth === 0) return "$"
-    if (this.isArray[depth]) return `${this.collapsed[depth]}[]`
-    const k = this.currentKey[depth]
-    return k === undefined ? this.collapsed[depth] : this.collapsed[depth] + keyStep(k)
+    return this.valueNode(depth).path
   }
 
   valueStart(kind: number, depth: number, offset: number): void {
@@ -207,8 +233,8 @@ export class Inspector implements ScanEvents {
         if (list.count++ < this.limits.anomalyLimit) list.items.push({ offset, depth: d, path: this.valuePath(depth) })
       }
       this.isArray[d] = kind === KIND_ARRAY
-      this.collapsed[d] = this.valuePath(depth)
-      this.currentKey[d] = undefined
+      this.container[d] = this.valueNode(depth)
+      this.member[d] = undefined
       this.objectKeys[d] = undefined
     } else this.tokenStart = offset
   }
@@ -244,19 +270,25 @@ export class Inspector implements ScanEvents {
   }
 
   key(bytes: Uint8Array, from: number, to: number, depth: number, truncated: boolean): void {
-    const key = decodeKey(bytes, from, to) + (truncated ? "…" : "")
-    this.currentKey[depth] = key
+    const key = truncated ? internKey(bytes, from, to) + "…" : internKey(bytes, from, to)
     this.countKey(key)
-    const path = this.collapsed[depth] + keyStep(key)
-    const seen = this.paths.get(path)
-    if (seen !== undefined) this.paths.set(path, seen + 1)
-    else if (this.paths.size < this.limits.pathLimit) this.paths.set(path, 1)
-    else this.pathsExact = false
+    const parent = this.container[depth]
+    let node = parent.children?.get(key)
+    if (node === undefined) {
+      node = pathNode(parent.path + keyStep(key))
+      // Past the budget a new path is still followed (for deeper paths) but not remembered.
+      if (this.distinctPaths < this.limits.pathLimit) {
+        ;(parent.children ??= new Map()).set(key, node)
+        this.distinctPaths++
+      } else this.pathsExact = false
+    }
+    node.count++
+    this.member[depth] = node
     // Duplicate keys in one object, within a fixed budget of remembered keys.
     let set = this.objectKeys[depth]
     if (set?.has(key)) {
       const list = this.duplicateKeys
-      if (list.count++ < this.limits.anomalyLimit) list.items.push({ offset: this.scanner.tokenStart, key, path: this.collapsed[depth] })
+      if (list.count++ < this.limits.anomalyLimit) list.items.push({ offset: this.scanner.tokenStart, key, path: parent.path })
     } else if (this.trackedKeys < this.limits.duplicateKeyBudget) {
       if (set === undefined) set = this.objectKeys[depth] = new Set()
       set.add(key)
@@ -310,14 +342,22 @@ export class Inspector implements ScanEvents {
   }
 
   topPaths(): Array<{ path: string; count: number }> {
-    return [...this.paths].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, this.limits.topPaths).map(([path, count]) => ({ path, count }))
+    const all: Array<{ path: string; count: number }> = []
+    const visit = (n: PathNode) => {
+      if (n.children !== undefined) {
+        for (const c of n.children.values()) {
+          all.push({ path: c.path, count: c.count })
+          visit(c)
+        }
+      }
+      if (n.items !== undefined) visit(n.items)
+    }
+    visit(this.root)
+    return all.sort((a, b) => b.count - a.count || (a.path < b.path ? -1 : 1)).slice(0, this.limits.topPaths)
   }
 
   get distinctKeys(): number {
     return this.keysExact ? this.keyCounts.size : this.distinctKeysAtLeast
   }
 
-  get distinctPaths(): number {
-    return this.paths.size
-  }
 }

@@ -21,6 +21,37 @@ export const decodeKey = (bytes: Uint8Array, from: number, to: number): string =
   }
 }
 
+// Keys repeat: a direct-mapped cache of short keys (raw bytes → decoded string) skips the
+// decoder and hands back the same string, so later Map and Set lookups hit a cached hash.
+const CACHE_SLOTS = 4096
+const CACHE_KEY_BYTES = 64
+const cachedBytes: Array<Uint8Array | undefined> = new Array(CACHE_SLOTS)
+const cachedText: Array<string> = new Array(CACHE_SLOTS)
+
+/** {@link decodeKey} through the cache (keys up to 64 bytes). */
+export const internKey = (bytes: Uint8Array, from: number, to: number): string => {
+  const n = to - from
+  if (n > CACHE_KEY_BYTES) return decodeKey(bytes, from, to)
+  let h = 0x811c9dc5 ^ n
+  for (let i = from; i < to; i++) h = Math.imul(h ^ bytes[i], 0x01000193)
+  const slot = (h >>> 0) & (CACHE_SLOTS - 1)
+  const hit = cachedBytes[slot]
+  if (hit !== undefined && hit.length === n) {
+    let same = true
+    for (let i = 0; i < n; i++) {
+      if (hit[i] !== bytes[from + i]) {
+        same = false
+        break
+      }
+    }
+    if (same) return cachedText[slot]
+  }
+  const text = decodeKey(bytes, from, to)
+  cachedBytes[slot] = bytes.slice(from, to)
+  cachedText[slot] = text
+  return text
+}
+
 /** One path step for key `k`: `.name` for identifiers, `["odd key"]` otherwise. */
 export const keyStep = (k: string): string => (IDENTIFIER.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`)
 
@@ -56,7 +87,7 @@ export class PathTracker implements ScanEvents {
   }
 
   key(bytes: Uint8Array, from: number, to: number, depth: number, truncated: boolean): void {
-    this.keys[depth] = decodeKey(bytes, from, to) + (truncated ? "…" : "")
+    this.keys[depth] = internKey(bytes, from, to) + (truncated ? "…" : "")
   }
 
   /** The path of the innermost element at `depth` open containers. */
