@@ -102,25 +102,32 @@ export const legacyV1Processor = (options: LegacyV1Options): ChunkProcessor => {
   }
 }
 
+/** An incremental v1 reader: bytes in, plaintext out; any framing, one frame of memory. */
+export interface LegacyDecryptor {
+  /** Feeds bytes; returns plaintext of the frames completed so far. Throws an AgcmError. */
+  readonly write: (bytes: Uint8Array) => Array<Uint8Array>
+  /** Ends input. Throws Truncated when input ended inside the header or a frame. */
+  readonly end: () => Array<Uint8Array>
+}
+
 /**
- * A Node transform that decrypts a v1 stream of any framing, in constant memory (one
- * frame). Emits {@link LEGACY_V1_WARNING} once, when the header is read. Fails (destroys)
- * with NotAgcm, UnsupportedVersion, InvalidHeader, Truncated, TrailingData or
- * LegacyFrameError.
+ * Makes an incremental v1 reader. Emits {@link LEGACY_V1_WARNING} once, when the header is
+ * read. Throws NotAgcm, UnsupportedVersion, InvalidHeader, Truncated, TrailingData,
+ * LegacyFrameError or AgcmUsageError; once it failed it keeps failing.
  */
-export const createLegacyDecryptStream = (options: LegacyV1Options): Transform => {
+export const makeLegacyDecryptor = (options: LegacyV1Options): LegacyDecryptor => {
   let pending: Buffer = Buffer.alloc(0)
   let header: LegacyHeader | undefined
   let ended = false
   let frame = 0
   let consumed = 0
-  const fail = (e: Error, cb: TransformCallback) => cb(e)
-  const drain = (stream: Transform): Error | undefined => {
+  let failure: unknown
+  const drain = (out: Array<Uint8Array>): void => {
     for (;;) {
       if (!header) {
-        if (pending.length < LEGACY_HEADER_BYTES) return undefined
+        if (pending.length < LEGACY_HEADER_BYTES) return
         const parsed = Effect.runSync(Effect.result(parseLegacyHeader(pending.subarray(0, LEGACY_HEADER_BYTES))))
-        if (parsed._tag === "Failure") return parsed.failure as Error
+        if (parsed._tag === "Failure") throw parsed.failure
         header = parsed.success
         ;(options.onWarning ?? defaultWarn)(LEGACY_V1_WARNING)
         pending = pending.subarray(LEGACY_HEADER_BYTES)
@@ -128,43 +135,83 @@ export const createLegacyDecryptStream = (options: LegacyV1Options): Transform =
         continue
       }
       if (ended) {
-        if (pending.length > 0) return new TrailingData({ bytes: pending.length })
-        return undefined
+        if (pending.length > 0) throw new TrailingData({ bytes: pending.length })
+        return
       }
-      if (pending.length < FRAME_PREFIX) return undefined
+      if (pending.length < FRAME_PREFIX) return
       const length = pending.readUInt32LE(0)
       if (length === 0) {
         ended = true
         pending = pending.subarray(FRAME_PREFIX)
+        consumed += FRAME_PREFIX
         continue
       }
-      if (length < TAG || length > header.chunkSize + TAG) return new LegacyFrameError({ frame, detail: `frame length ${length} is outside ${TAG}..${header.chunkSize + TAG}` })
-      if (pending.length < FRAME_PREFIX + length) return undefined
+      if (length < TAG || length > header.chunkSize + TAG) throw new LegacyFrameError({ frame, detail: `frame length ${length} is outside ${TAG}..${header.chunkSize + TAG}` })
+      if (pending.length < FRAME_PREFIX + length) return
       const plain = openLegacyFrame(options.key, header.nonce, pending.subarray(FRAME_PREFIX, FRAME_PREFIX + length))
-      if (!plain) return new LegacyFrameError({ frame, detail: "failed authentication" })
-      stream.push(plain)
+      if (!plain) throw new LegacyFrameError({ frame, detail: "failed authentication" })
+      out.push(plain)
       pending = pending.subarray(FRAME_PREFIX + length)
       consumed += FRAME_PREFIX + length
       frame++
     }
   }
+  const guard = (f: (out: Array<Uint8Array>) => void): Array<Uint8Array> => {
+    if (failure) throw failure
+    const out: Array<Uint8Array> = []
+    try {
+      if (options.key.length !== 32) throw new AgcmUsageError({ detail: `the v1 key must be 32 bytes, got ${options.key.length}` })
+      f(out)
+      return out
+    } catch (e) {
+      failure = e
+      throw e
+    }
+  }
+  return {
+    write: (bytes) =>
+      guard((out) => {
+        pending = pending.length === 0 ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length) : Buffer.concat([pending, bytes])
+        drain(out)
+        // Copy the leftover so we never pin the caller's large buffers.
+        if (pending.length > 0 && pending.buffer === bytes.buffer) pending = Buffer.from(pending)
+      }),
+    end: () =>
+      guard((out) => {
+        drain(out)
+        if (!header) {
+          const parsed = Effect.runSync(Effect.result(parseLegacyHeader(pending)))
+          throw parsed._tag === "Failure" ? parsed.failure : new Truncated({ at: pending.length, detail: "inside the v1 header" })
+        }
+        if (pending.length > 0) throw new Truncated({ at: consumed + pending.length, detail: `inside frame ${frame}` })
+      })
+  }
+}
+
+/**
+ * A Node transform that decrypts a v1 stream of any framing, in constant memory (one
+ * frame). Emits {@link LEGACY_V1_WARNING} once, when the header is read. Fails (destroys)
+ * with NotAgcm, UnsupportedVersion, InvalidHeader, Truncated, TrailingData or
+ * LegacyFrameError.
+ */
+export const createLegacyDecryptStream = (options: LegacyV1Options): Transform => {
+  const d = makeLegacyDecryptor(options)
   const stream: Transform = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      if (options.key.length !== 32) return fail(new AgcmUsageError({ detail: `the v1 key must be 32 bytes, got ${options.key.length}` }), cb)
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
-      const e = drain(stream)
-      if (e) return fail(e, cb)
-      // Copy the leftover so we never pin the caller's large buffers.
-      if (pending.length > 0 && pending.buffer === chunk.buffer) pending = Buffer.from(pending)
-      cb()
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      try {
+        for (const p of d.write(chunk)) stream.push(p)
+        cb()
+      } catch (e) {
+        cb(e as Error)
+      }
     },
     flush(cb) {
-      if (!header) {
-        const parsed = Effect.runSync(Effect.result(parseLegacyHeader(pending)))
-        return fail(parsed._tag === "Failure" ? (parsed.failure as Error) : new Truncated({ at: pending.length, detail: "inside the v1 header" }), cb)
+      try {
+        for (const p of d.end()) stream.push(p)
+        cb()
+      } catch (e) {
+        cb(e as Error)
       }
-      if (pending.length > 0) return fail(new Truncated({ at: consumed + pending.length, detail: `inside frame ${frame}` }), cb)
-      cb()
     }
   })
   return stream

@@ -18,10 +18,11 @@ import { Transform } from "node:stream"
 import { type AgcmDecryptOptions, type AgcmEncryptOptions, openSegment } from "./Agcm.js"
 import type { AgcmError } from "./Error.js"
 import { AgcmUsageError, Truncated } from "./Error.js"
-import { DEFAULT_CHUNK_SIZE, newParams, openHeader, parseHeader, sealHeader } from "./Format.js"
+import { DEFAULT_CHUNK_SIZE, isAgcm, isRawKey, newParams, openHeader, parseHeader, sealHeader } from "./Format.js"
 import { ByteQueue } from "./internal/byteQueue.js"
 import { type DerivedKeys, SEAL, TAG_BYTES, TRAILING_PROBE_BYTES, wipeKeys } from "./internal/cobblestone.js"
 import { SegmentCipher } from "./internal/segmentCipher.js"
+import { type LegacyDecryptor, makeLegacyDecryptor } from "./LegacyV1.js"
 
 /** Target bytes per segment handed to a worker. */
 const SEGMENT_TARGET_BYTES = 1024 * 1024
@@ -133,6 +134,8 @@ export const makeEncryptor = (options: AgcmEncryptOptions): Effect.Effect<Stream
  */
 export const makeDecryptor = (options: AgcmDecryptOptions): StreamCipher => {
   const queue = new ByteQueue()
+  // With legacyV1, a version-1 header hands the whole stream to the v1 reader.
+  let legacy: LegacyDecryptor | undefined
   let keys: DerivedKeys | undefined
   let cipher: SegmentCipher | undefined
   let ordered = new Ordered(0)
@@ -146,6 +149,11 @@ export const makeDecryptor = (options: AgcmDecryptOptions): StreamCipher => {
   const readHeader = async (atEnd: boolean): Promise<boolean> => {
     if (queue.length < 10 && !atEnd) return false
     const head = queue.peek(queue.length)
+    if (options.legacyV1 && head.length >= 8 && isAgcm(head) && Buffer.from(head.buffer, head.byteOffset, 8).readUInt32LE(4) === 1) {
+      if (!isRawKey(options)) throw new AgcmUsageError({ detail: "AGCM v1 files use a raw 32-byte key, not a passphrase" })
+      legacy = makeLegacyDecryptor({ key: options.key, onWarning: options.onWarning })
+      return true
+    }
     // Parse what we have; "truncated" before the end only means "wait for more".
     const parsed = await Effect.runPromise(Effect.result(parseHeader(head)))
     if (parsed._tag === "Failure") {
@@ -183,8 +191,10 @@ export const makeDecryptor = (options: AgcmDecryptOptions): StreamCipher => {
   return {
     write: (bytes) =>
       guard(async () => {
+        if (legacy) return legacy.write(bytes)
         queue.push(bytes)
         if (!keys && !(await readHeader(false))) return []
+        if (legacy) return (legacy as LegacyDecryptor).write(queue.take(queue.length))
         const sealed = chunkSize + TAG_BYTES
         // Keep one sealed chunk plus the probe window in hand: those bytes may be the tail.
         while (queue.length >= perSegment * sealed + sealed + TRAILING_PROBE_BYTES) {
@@ -196,7 +206,8 @@ export const makeDecryptor = (options: AgcmDecryptOptions): StreamCipher => {
       }),
     end: () =>
       guard(async () => {
-        if (!keys) await readHeader(true)
+        if (!keys && !legacy) await readHeader(true)
+        if (legacy) return [...(legacy as LegacyDecryptor).write(queue.take(queue.length)), ...(legacy as LegacyDecryptor).end()]
         if (!keys) throw new Truncated({ at: queue.length, detail: "inside the header" })
         const sealed = chunkSize + TAG_BYTES
         const regionBytes = regionStart + queue.length

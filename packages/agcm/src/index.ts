@@ -34,5 +34,5 @@ export {
   type StreamCipher
 } from "./Stream.js"
 export { decryptRange, decryptRangeTo, decryptRangeWithStats, type RangeStats } from "./Range.js"
-export { createLegacyDecryptStream, legacyV1Processor, type LegacyV1Options } from "./LegacyV1.js"
+export { createLegacyDecryptStream, type LegacyDecryptor, legacyV1Processor, type LegacyV1Options, makeLegacyDecryptor } from "./LegacyV1.js"
 export { migrateV1ToV2, migrateV1File, type MigrateOptions } from "./Migrate.js"

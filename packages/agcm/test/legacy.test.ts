@@ -61,6 +61,17 @@ describe("harpocrates v1 vectors", () => {
     expect(warnings.length).toBe(1)
   })
 
+  it.for(vectors)("$name decrypts through createDecryptStream with legacyV1", async (v) => {
+    const warnings: Array<string> = []
+    const plain = await collect(read(v.file), createDecryptStream({ key: Buffer.from(v.key, "hex"), legacyV1: true, onWarning: (m) => warnings.push(m) }), 5)
+    expect(sha("sha256", plain)).toBe(v.plaintextSha256)
+    expect(warnings).toEqual([LEGACY_V1_WARNING])
+  })
+
+  it("createDecryptStream refuses v1 without legacyV1", async () => {
+    await expect(collect(read(vectors[4].file), createDecryptStream({ key: Buffer.from(vectors[4].key, "hex") }))).rejects.toMatchObject({ _tag: "UnsupportedVersion", version: 1 })
+  })
+
   it("names v1's weaknesses in the warning", () => {
     for (const word of ["nonce", "reordered", "truncated", "position"]) expect(LEGACY_V1_WARNING).toContain(word)
   })
