@@ -15,6 +15,8 @@ type ChunkOutput = OutputModule.ChunkOutput
 import { IoError } from "@cage/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
+import * as net from "node:net"
+import type { Readable, Writable } from "node:stream"
 import { type AgeBinary, findAge } from "./AgeBinary.js"
 import { AgeError } from "./Error.js"
 import { descriptorPath, runCli, type Strategy, type UsedStrategy } from "./internal/cli.js"
@@ -125,6 +127,26 @@ export interface AgeSummary {
 }
 
 const DEFAULT_BUFFER_BYTES = 1 << 20
+
+const isStreamDescriptor = (fd: number): boolean => {
+  try {
+    const st = fs.fstatSync(fd)
+    return st.isFIFO() || st.isSocket()
+  } catch {
+    return false
+  }
+}
+
+/** A Node stream over a descriptor: libuv's pipe handle for pipes (fs streams crawl on them), fs otherwise. */
+const readableOf = (fd: number, bufferBytes: number): Readable =>
+  isStreamDescriptor(fd)
+    ? new net.Socket({ fd, readable: true, writable: false })
+    : fs.createReadStream("", { fd, autoClose: false, highWaterMark: bufferBytes })
+
+const writableOf = (fd: number): Writable =>
+  isStreamDescriptor(fd)
+    ? new net.Socket({ fd, readable: false, writable: true })
+    : fs.createWriteStream("", { fd, autoClose: false })
 
 /** A placeholder input that age reads by descriptor; reading it is an internal error. */
 const unreadable = (description: string): ChunkInput => ({
@@ -281,7 +303,7 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
           inputDescriptor = d.fd
           input = unreadable(d.description)
         } else {
-          input = InputModule.fromStream(fs.createReadStream("", { fd: d.fd, autoClose: false, highWaterMark: bufferBytes }), d.description)
+          input = InputModule.fromStream(readableOf(d.fd, bufferBytes), d.description)
         }
       } else input = o.input
       let output: ChunkOutput
@@ -293,7 +315,7 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
           outputDescriptor = d.fd
           output = OutputModule.toMemory()
         } else {
-          output = OutputModule.toStream(fs.createWriteStream("", { fd: d.fd, autoClose: false }), d.description)
+          output = OutputModule.toStream(writableOf(d.fd), d.description)
         }
       } else output = o.output
       await run(output.open())
