@@ -181,15 +181,15 @@ export interface RecoveryReport {
   readonly generations: number
   /** Generations taken from manifests. */
   readonly fromManifests: number
-  /** Partial generations kept from the `.bak` registry. */
+  /** Partial generations kept from the registry or its `.bak` (their `.partial` file exists). */
   readonly fromBackup: number
   /** Where the corrupt registry was moved (null when there was none). */
   readonly corruptMovedTo: string | null
 }
 
 /**
- * Rebuilds the registry from the manifests (every complete generation) and the `.bak`
- * registry (partial generations whose `.partial` file still exists). The corrupt registry
+ * Rebuilds the registry from the manifests (every complete generation) and the registry
+ * or its `.bak` (partial generations whose `.partial` file still exists). The corrupt registry
  * is kept as `.cage_backups.json.corrupt-<time>`. Caller holds the lock.
  */
 export const recoverRegistry = (dir: string): Effect.Effect<RecoveryReport, IoError> =>
@@ -205,10 +205,13 @@ export const recoverRegistry = (dir: string): Effect.Effect<RecoveryReport, IoEr
     }
     const fromManifests = byId.size
     let fromBackup = 0
-    const bakText = yield* readText(`${registryPath(dir)}.bak`)
-    const bak = bakText === undefined ? undefined : safeParse(bakText)
-    if (bak !== undefined && Schema.is(RegistrySchema)(bak)) {
-      for (const g of bak.generations) {
+    // Partial generations have no manifest yet: take them from the current registry (when it
+    // parses) and the .bak, as long as their staged file still exists.
+    for (const candidate of [registryPath(dir), `${registryPath(dir)}.bak`]) {
+      const text = yield* readText(candidate)
+      const doc = text === undefined ? undefined : safeParse(text)
+      if (doc === undefined || !Schema.is(RegistrySchema)(doc)) continue
+      for (const g of doc.generations) {
         if (g.status === "partial" && !byId.has(g.id) && fs.existsSync(nodePath.join(dir, `${g.file}.partial`))) {
           byId.set(g.id, g)
           fromBackup++

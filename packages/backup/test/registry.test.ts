@@ -41,6 +41,21 @@ describe("corrupt registry", () => {
     expect((await run(verify({ dir: bdir, source: a.path, generation: 1, hashWorkers: 0 }))).ok).toBe(true)
   })
 
+  it("recover on a healthy registry keeps interrupted generations that can still be resumed", async () => {
+    const dir = tempDir()
+    const a = makeSource(dir, 4 * CHUNK, "a")
+    const bdir = nodePath.join(dir, "b")
+    await run(create({ source: a.path, dir: bdir, cipher, hashWorkers: 0 }))
+    // An interrupted second generation (its .partial kept by a checkpoint).
+    const failing = { ...cipher, encrypt: () => ({ ...cipher.encrypt(), processSegment: undefined, process: (c: { index: number }) => (c.index === 2 ? Effect.fail(new Error("crash")) : Effect.succeed(new Uint8Array(CHUNK + 16))) }) }
+    await fail(create({ source: a.path, dir: bdir, cipher: failing as never, hashWorkers: 0, segmentBytes: CHUNK, inFlight: 1, checkpointIntervalMs: 0 }))
+    const before = await run(list({ dir: bdir }))
+    expect(before.map((g) => g.status)).toEqual(["complete", "partial"])
+    const r = await run(recover({ dir: bdir }))
+    expect(r).toMatchObject({ generations: 2, fromManifests: 1, fromBackup: 1, corruptMovedTo: null })
+    expect(await run(list({ dir: bdir }))).toEqual(before)
+  })
+
   it("keeps the previous good registry as .bak", async () => {
     const dir = tempDir()
     const a = makeSource(dir, 10, "a")
