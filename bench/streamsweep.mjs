@@ -167,6 +167,9 @@ const main = async () => {
       tParse = Math.min(tParse, await best(1, () => void JSON.parse(buf.toString())))
     }
     const tValidateFile = await best(1, () => Effect.runPromise(ss.validateFile(file)))
+    // For information: the event-driven scans (paths, keys, statistics) over the same bytes.
+    const tCheckCuts = await best(1, () => Effect.runPromise(ss.checkCuts(core.ChunkInput.fromBytes(buf), [1, bytes >> 1, bytes - 1])))
+    const tInspect = await best(1, () => Effect.runPromise(ss.inspect(core.ChunkInput.fromBytes(buf))))
 
     // @streamparser/json is far slower: measure it (and us, and JSON.parse) on a prefix of whole elements.
     const sampleTarget = opt("--sample-mb", 16) * MB
@@ -203,6 +206,8 @@ const main = async () => {
       ["plan, 64 MiB target (in memory)", bytes, tPlan, mbps(bytes, tPlan)],
       ["validateFile (with reads)", bytes, tValidateFile, mbps(bytes, tValidateFile)],
       ["JSON.parse(buffer.toString())", bytes, tParse, mbps(bytes, tParse)],
+      ["checkCuts, 3 cuts (in memory)", bytes, tCheckCuts, mbps(bytes, tCheckCuts)],
+      ["inspect (in memory)", bytes, tInspect, mbps(bytes, tInspect)],
       ["sample: validate", sample.length, tSampleOurs, mbps(sample.length, tSampleOurs)],
       ["sample: @streamparser/json 0.0.26", sample.length, tSampleStream, mbps(sample.length, tSampleStream)],
       ["sample: JSON.parse(buffer.toString())", sample.length, tSampleParse, mbps(sample.length, tSampleParse)],
