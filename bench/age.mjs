@@ -41,6 +41,8 @@ const reps = Number(opt("--reps", "3"))
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cage-age-bench-"))
 const pty = requireFromAge("node-pty")
 process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }))
+// Interrupted runs clean up too (the inputs are GiBs).
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130))
 
 const makeInput = (file, bytes) => {
   const fd = fs.openSync(file, "w")
