@@ -94,7 +94,8 @@ class Planner implements ScanEvents {
   elementDepth: number
   elements = 0
   totalChunks = 0
-  notArray = -1 // offset of a top-level value that is not the array required by format "array"
+  /** A top-level value that is not the array required by format "array". */
+  notArray: NotArray | undefined
   private elemStart = 0
   private chunkStart = -1
   private chunkFirst = 0
@@ -103,7 +104,7 @@ class Planner implements ScanEvents {
   readonly cuts: Array<number> = []
 
   constructor(
-    public scanner: { mode: number },
+    public scanner: ScannerPosition,
     readonly format: PlanFormat,
     readonly targetBytes: number,
     readonly emit: (chunk: PlannedChunk) => void
@@ -123,7 +124,7 @@ class Planner implements ScanEvents {
           this.elementDepth = 1
           this.scanner.mode = MODE_DOCUMENT
         }
-      } else if (this.format === "array" && kind !== KIND_ARRAY) this.notArray = offset
+      } else if (this.format === "array" && kind !== KIND_ARRAY) this.notArray = notArrayAt(this.scanner, offset)
     }
     if (depth === this.elementDepth) this.elemStart = offset
   }
@@ -167,8 +168,23 @@ class Planner implements ScanEvents {
   }
 }
 
-const notArrayError = (input: string, offset: number): JsonSyntaxError =>
-  fromScanFailure(input, { reason: "UnexpectedByte", offset, line: 0, column: 0, expected: "'[' (format array)", found: "another value" })
+/** What the planner and the cut checker read from (and set on) their scanner. */
+interface ScannerPosition {
+  mode: number
+  readonly line: number
+  readonly lineStart: number
+}
+
+interface NotArray {
+  readonly offset: number
+  readonly line: number
+  readonly column: number
+}
+
+const notArrayAt = (s: ScannerPosition, offset: number): NotArray => ({ offset, line: s.line, column: offset - s.lineStart + 1 })
+
+const notArrayError = (input: string, at: NotArray): JsonSyntaxError =>
+  fromScanFailure(input, { reason: "UnexpectedByte", ...at, expected: "'[' (format array: a top-level array)", found: "another value" })
 
 /**
  * Plans chunks of about `targetBytes` whose edges fall only between top-level elements.
@@ -193,12 +209,12 @@ export const plan = (
     const maxDepth = yield* checkDepth(options.maxDepth)
     const chunks: Array<PlannedChunk> = []
     const onChunk = options.onChunk ?? ((c: PlannedChunk) => void chunks.push(c))
-    const planner = new Planner({ mode: startMode(format) }, format, targetBytes, onChunk)
+    const planner = new Planner({ mode: startMode(format), line: 1, lineStart: 0 }, format, targetBytes, onChunk)
     const scanner = new EventScanner({ mode: planner.scanner.mode, maxDepth, events: planner })
     // The planner switches the scanner's mode once it sees the first value.
     planner.scanner = scanner
-    const bytes = yield* feed(input, (buf, n) => scanner.write(buf, 0, n) && planner.notArray < 0, options.readBytes)
-    if (planner.notArray >= 0) return yield* Effect.fail(notArrayError(input.description, planner.notArray))
+    const bytes = yield* feed(input, (buf, n) => scanner.write(buf, 0, n) && planner.notArray === undefined, options.readBytes)
+    if (planner.notArray !== undefined) return yield* Effect.fail(notArrayError(input.description, planner.notArray))
     if (scanner.failure === undefined) scanner.end()
     if (scanner.failure !== undefined) return yield* Effect.fail(fromScanFailure(input.description, scanner.failure))
     planner.finish()
@@ -306,12 +322,13 @@ export const checkCuts = (
     }
     const sorted = [...new Set(offsets)].sort((a, b) => a - b)
     let elementDepth = format === "array" ? 1 : 0
-    const tracker = new PathTracker((kind) => {
+    let notArray: NotArray | undefined
+    const tracker = new PathTracker((kind, offset) => {
       if (format === "auto" && kind === KIND_ARRAY) {
         // An array document: its items are the elements, and nothing may follow it.
         elementDepth = 1
         scanner.mode = MODE_DOCUMENT
-      }
+      } else if (format === "array" && kind !== KIND_ARRAY) notArray = notArrayAt(scanner, offset)
     })
     const scanner = new EventScanner({ mode: startMode(format), maxDepth, events: tracker })
     const verdicts: Array<CutVerdict> = []
@@ -357,12 +374,13 @@ export const checkCuts = (
       if (pendingNumber !== undefined) settlePending(buf[0])
       while (next < sorted.length && sorted[next] < position + n) {
         const at = sorted[next++] - position
-        if (!scanner.write(buf, from, at)) return false
+        if (!scanner.write(buf, from, at) || notArray !== undefined) return false
         from = at
         classify(position + at, buf, at, n)
       }
-      return scanner.write(buf, from, n)
+      return scanner.write(buf, from, n) && notArray === undefined
     }, options.readBytes)
+    if (notArray !== undefined) return yield* Effect.fail(notArrayError(input.description, notArray))
     if (scanner.failure === undefined) scanner.end()
     if (scanner.failure !== undefined) return yield* Effect.fail(fromScanFailure(input.description, scanner.failure))
     if (pendingNumber !== undefined) settlePending(undefined)
@@ -370,9 +388,6 @@ export const checkCuts = (
       const o = sorted[next++]
       if (o > bytes) return yield* Effect.fail(new StreamSweepUsageError({ detail: `cut offset ${o} is beyond the end of the input (${bytes} bytes)` }))
       verdicts.push({ offset: o, safe: true, inside: "edge", depth: 0, path: "$", line: scanner.line, column: o - scanner.lineStart + 1 })
-    }
-    if (format === "array" && tracker.firstTopKind >= 0 && tracker.firstTopKind !== KIND_ARRAY) {
-      return yield* Effect.fail(notArrayError(input.description, 0))
     }
     const unsafe = verdicts.filter((v) => !v.safe).length
     return {

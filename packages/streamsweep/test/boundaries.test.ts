@@ -100,7 +100,7 @@ describe("checkCuts", () => {
     expect(flip(checkCuts(ChunkInput.fromBytes(enc("[1,]")), [1]))).toMatchObject({ _tag: "JsonSyntaxError", offset: 3 })
     expect(flip(checkCuts(ChunkInput.fromBytes(enc("[1]")), [4]))).toMatchObject({ _tag: "StreamSweepUsageError", exitCode: 2 })
     expect(flip(checkCuts(ChunkInput.fromBytes(enc("[1]")), [-1]))).toMatchObject({ _tag: "StreamSweepUsageError" })
-    expect(flip(checkCuts(ChunkInput.fromBytes(enc("{}")), [1], { format: "array" }))).toMatchObject({ _tag: "JsonSyntaxError" })
+    expect(flip(checkCuts(ChunkInput.fromBytes(enc("\n  {}")), [1], { format: "array" }))).toMatchObject({ _tag: "JsonSyntaxError", offset: 3, line: 2, column: 3 })
     expect(flip(checkCuts(ChunkInput.fromBytes(enc("[1] [2]")), [1]))).toMatchObject({ _tag: "JsonSyntaxError", reason: "TrailingData", offset: 4 })
   })
 })
@@ -172,7 +172,7 @@ describe("plan", () => {
     expect(flip(plan(input(), { targetBytes: 1.5 }))).toMatchObject({ _tag: "StreamSweepUsageError" })
     expect(flip(plan(input(), { targetBytes: 1, format: "xml" as PlanFormat }))).toMatchObject({ _tag: "StreamSweepUsageError" })
     expect(flip(plan(ChunkInput.fromBytes(enc("[1,{]")), { targetBytes: 1 }))).toMatchObject({ _tag: "JsonSyntaxError", offset: 4, exitCode: 3 })
-    expect(flip(plan(ChunkInput.fromBytes(enc("{}")), { targetBytes: 1, format: "array" }))).toMatchObject({ _tag: "JsonSyntaxError" })
+    expect(flip(plan(ChunkInput.fromBytes(enc(" \n 1")), { targetBytes: 1, format: "array" }))).toMatchObject({ _tag: "JsonSyntaxError", offset: 3, line: 2, column: 2 })
   })
 
   it("planFile and checkCutsFile read files", async () => {

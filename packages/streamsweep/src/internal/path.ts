@@ -64,13 +64,13 @@ export class PathTracker implements ScanEvents {
   readonly index: Array<number> = [0]
   readonly keys: Array<string | undefined> = [undefined]
 
-  /** `onFirstValue` sees the kind of the first top-level value as soon as it starts. */
-  constructor(readonly onFirstValue?: (kind: number) => void) {}
+  /** `onFirstValue` sees the kind and offset of the first top-level value as soon as it starts. */
+  constructor(readonly onFirstValue?: (kind: number, offset: number) => void) {}
 
-  valueStart(kind: number, depth: number, _offset: number): void {
+  valueStart(kind: number, depth: number, offset: number): void {
     if (depth === 0 && this.firstTopKind < 0) {
       this.firstTopKind = kind
-      this.onFirstValue?.(kind)
+      this.onFirstValue?.(kind, offset)
     }
     if (depth > 0 && this.isArray[depth]) this.index[depth]++
     if (kind === KIND_OBJECT || kind === KIND_ARRAY) {

@@ -242,8 +242,11 @@ const defineScanner = () => class Scanner {
    * Consumes `buf[from..to)`. Returns false on the first error (see `failure`), and keeps
    * returning false afterwards.
    */
-  write(buf: Uint8Array, from = 0, to = buf.length): boolean {
+  write(bytes: Uint8Array, from = 0, to = bytes.length): boolean {
     if (this.failure !== undefined) return false
+    // Node Buffers are a Uint8Array subclass: viewing them as plain Uint8Arrays keeps the
+    // element loads below monomorphic whichever kind callers pass.
+    const buf = bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     const ev = this.events
     const evDepth = ev === null ? -1 : ev.eventDepth
     const wantKeys = ev !== null && ev.wantKeys
