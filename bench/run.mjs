@@ -6,11 +6,14 @@ import * as path from "node:path"
 
 const here = path.dirname(new URL(import.meta.url).pathname)
 const all = fs.readdirSync(here).filter((f) => f.endsWith(".mjs") && !["run.mjs", "lib.mjs"].includes(f)).map((f) => f.slice(0, -4)).sort()
+// Benchmarks that live with their package (the example plugin's own bench).
+const extra = { gzip: path.join(here, "../examples/cage-processor-gzip/bench/gzip.mjs") }
+all.push(...Object.keys(extra))
 const chosen = process.argv.length > 2 ? process.argv.slice(2) : all
 let failed = 0
 for (const name of chosen) {
   console.log(`\n=== bench/${name}.mjs`)
-  const r = spawnSync("node", [path.join(here, `${name}.mjs`)], { stdio: "inherit" })
+  const r = spawnSync("node", [extra[name] ?? path.join(here, `${name}.mjs`)], { stdio: "inherit" })
   if (r.status !== 0) {
     failed++
     console.log(`bench/${name}.mjs failed (exit ${r.status})`)

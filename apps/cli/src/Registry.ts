@@ -65,7 +65,10 @@ export const loadPlugin = (name: string, projectDir: string): Effect.Effect<{ fa
     if (factory.apiVersion !== PROCESSOR_API_VERSION) {
       return yield* Effect.fail(pluginError(name, `was built for processor API ${factory.apiVersion}; this cage speaks ${PROCESSOR_API_VERSION}: upgrade the plugin or cage`))
     }
-    const pkgJson = path.join(entry.slice(0, entry.lastIndexOf(`node_modules${path.sep}${name}`) + `node_modules${path.sep}${name}`.length), "package.json")
+    // The version is the package's, also for a subpath entry such as "@acme/x/gunzip".
+    const base = name.startsWith("@") ? name.split("/").slice(0, 2).join("/") : name.split("/")[0]
+    const root = entry.slice(0, entry.lastIndexOf(`node_modules${path.sep}${base.split("/").join(path.sep)}`))
+    const pkgJson = path.join(root, "node_modules", base, "package.json")
     const version = fs.existsSync(pkgJson) ? String(JSON.parse(fs.readFileSync(pkgJson, "utf8")).version ?? "?") : "?"
     return { factory, version }
   })

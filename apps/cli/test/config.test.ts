@@ -85,6 +85,14 @@ describe("cage.toml", () => {
     plugin("p-throws", "export default { name: 'p-throws', apiVersion: 1, description: 'x', capabilities: { kind: 'observer', ordered: true }, make() { throw new Error('factory exploded') } }\n")
     plugin("p-future", "export default { name: 'p-future', apiVersion: 2, description: 'x', capabilities: { kind: 'observer', ordered: true }, make() { return {} } }\n")
     fs.writeFileSync(f("in"), "x")
+    // a working plugin reached through a subpath entry reports its package's version
+    plugin("p-ok", "export default { name: 'p-ok', apiVersion: 1, description: 'root', capabilities: { kind: 'observer', ordered: true }, make() { return {} } }\n")
+    fs.mkdirSync(f("node_modules/p-ok/inner"), { recursive: true })
+    fs.writeFileSync(f("node_modules/p-ok/inner/package.json"), JSON.stringify({ type: "module", main: "index.js" }))
+    fs.writeFileSync(f("node_modules/p-ok/inner/index.js"), "export default { name: 'p-ok/inner', apiVersion: 1, description: 'inner', capabilities: { kind: 'observer', ordered: false }, make() { return {} } }\n")
+    fs.writeFileSync(f("cage.toml"), `plugins = ["p-ok", "p-ok/inner"]\n`)
+    const list = JSON.parse(cage(["processors", "list", "--json"], { cwd: dir, env: env() }).stdout.toString()) as Array<{ name: string; version: string; origin: string }>
+    expect(list.filter((p) => p.origin === "plugin").map((p) => [p.name, p.version])).toEqual([["p-ok", "9.9.9"], ["p-ok/inner", "9.9.9"]])
     for (const [name, message] of [["p-none", "exports no processor factory"], ["p-throws", "factory exploded"], ["p-future", "processor API 2"]]) {
       fs.writeFileSync(f("cage.toml"), `plugins = ["${name}"]\n[pipelines.encrypt]\nprocessors = ["${name}", "agcm-encrypt"]\n`)
       const r = cage(["encrypt", "--key", f("k.key"), "in"], { cwd: dir, env: env() })

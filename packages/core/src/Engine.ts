@@ -194,6 +194,19 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
     if (framers.length === 1 && framers[0].i > 0 && framers[0].framing.headerBytes > 0) {
       return yield* Effect.fail(new UsageError({ detail: `${pipeline[framers[0].i].name} reads an input header, so it must come first in the pipeline` }))
     }
+    // Chunk boundaries are computed on the pipeline's input: a framing processor placed after
+    // a transform would receive chunks of whatever size that transform produced.
+    const firstTransform = pipeline.findIndex((p) => p.capabilities.kind === "transform")
+    if (framers.length === 1 && firstTransform >= 0 && firstTransform < framers[0].i) {
+      return yield* Effect.fail(new UsageError({ detail: `${pipeline[framers[0].i].name} cuts the input into its own chunks, so it cannot come after the transform ${pipeline[firstTransform].name} (the engine does not re-chunk between stages)` }))
+    }
+    // Headers go straight to the output; a later transform would never see them.
+    for (let i = 0; i < inits.length; i++) {
+      const later = pipeline.findIndex((p, j) => j > i && p.capabilities.kind === "transform")
+      if (inits[i].header && later >= 0) {
+        return yield* Effect.fail(new UsageError({ detail: `${pipeline[i].name} writes a header, so it must be the last transform of the pipeline (${pipeline[later].name} comes after it)` }))
+      }
+    }
     const framing: Framing = framers[0]?.framing ?? { headerBytes: 0, chunkBytes: options.chunkBytes, shortFinal: false }
     const cs = framing.chunkBytes
     const segChunks = Math.max(1, Math.floor((options.segmentBytes ?? DEFAULT_SEGMENT_BYTES) / cs))
@@ -227,6 +240,7 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
     let inputAtCompleted = resumed?.inputBytes ?? framing.headerBytes
     let lastSaved = Date.now()
     let savedCompleted = startChunk
+    // Snapshots of the state after the last *written* segment: only those may be checkpointed.
     const snapshots: Array<JsonValue | undefined> = pipeline.map((p, i) => resumed?.state[Checkpoint.stateKey(i, p)] as JsonValue | undefined)
 
     const saveCheckpoint = Effect.gen(function*() {
@@ -380,13 +394,16 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
           }
           let data = yield* readSegment(seg, spare)
           const produced: Array<[ChunkProcessor, ReadonlyArray<Uint8Array>]> = []
+          // Each processor's state right after it handled this segment (taken inside its gate,
+          // so for an ordered processor it covers exactly the chunks up to this segment).
+          const segmentSnapshots: Array<[number, JsonValue]> = []
           for (let i = 0; i < pipeline.length; i++) {
             const p = pipeline[i]
             // On replay only the non-resumable processors (and the transforms feeding them) run.
             const skip = replay && p.capabilities.resumable !== false && p.capabilities.kind === "observer"
             if (p.capabilities.ordered) yield* gates[i].wait(seg.seq)
             const out = skip ? [] : yield* runStage(i, seg, data)
-            if (p.snapshot && !replay) snapshots[i] = p.snapshot()
+            if (p.snapshot && !replay) segmentSnapshots.push([i, p.snapshot()])
             if (p.capabilities.ordered) yield* gates[i].open(seg.seq + 1)
             if (p.capabilities.kind === "transform") {
               data = out.map((o, k) => {
@@ -406,6 +423,7 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
               outBytes = output.position() - before
             }
             const segBytes = last.end - seg.chunks[0].start
+            for (const [i, snap] of segmentSnapshots) snapshots[i] = snap
             completed = last.index + 1
             outputAtCompleted = output?.position() ?? 0
             inputAtCompleted = framing.headerBytes + last.end

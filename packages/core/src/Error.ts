@@ -77,8 +77,19 @@ export class ProcessorError extends Data.TaggedError("ProcessorError")<{
   }
   override get message() {
     const where = this.chunk === undefined ? this.phase : `${this.phase} of chunk ${this.chunk}`
-    const inner = this.cause instanceof Error ? this.cause.message : String(this.cause)
-    return `${this.processor}: ${where} failed: ${inner}`
+    return `${this.processor}: ${where} failed: ${describeCause(this.cause)}`
+  }
+}
+
+/** A cause's message, never throwing (some objects cannot be converted to strings). */
+const describeCause = (cause: unknown): string => {
+  if (cause instanceof Error) return cause.message
+  const m = (cause as { message?: unknown } | null | undefined)?.message
+  if (typeof m === "string") return m
+  try {
+    return typeof cause === "object" && cause !== null ? JSON.stringify(cause) ?? "unknown error" : String(cause)
+  } catch {
+    return "unknown error"
   }
 }
 

@@ -289,3 +289,44 @@ describe("buffer reuse", () => {
     expect(Buffer.from(sink.bytes())).toEqual(xorReference(pseudoRandom(1000), 100))
   })
 })
+
+describe("snapshots in checkpoints", () => {
+  const counter = (): ChunkProcessor => {
+    let count = 0
+    return {
+      name: "test-counter",
+      version: "1.0.0",
+      apiVersion: 1,
+      capabilities: { kind: "observer", ordered: true },
+      options: {},
+      init: (ctx) => Effect.sync(() => { count = ctx.resume ? (ctx.resume as { count: number }).count : 0 }),
+      // slow down processing so several segments are processed ahead of the writer
+      process: () => Effect.sync(() => { count++; return undefined }),
+      snapshot: () => ({ count }),
+      finalize: () => Effect.sync(() => ({ result: count }))
+    }
+  }
+  it("a checkpoint holds each processor's state as of the last written segment, with many segments in flight", async () => {
+    const src = path.join(dir, "in")
+    fs.writeFileSync(src, pseudoRandom(60_000, 3))
+    const out = path.join(dir, "out")
+    const ckpt = path.join(dir, "ckpt")
+    const attempt = (failAt?: number) => runExit(Effect.gen(function*() {
+      const input = yield* ChunkInput.fromFile(src)
+      return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline: [counter(), xorTransform(0x5a, { failAt })], chunkBytes: 100, segmentBytes: 200, inFlight: 4, checkpoint: { path: ckpt, mode: "resume", intervalMs: 0 } })
+    }))
+    expect(Exit.isFailure(await attempt(431))).toBe(true)
+    const c = JSON.parse(fs.readFileSync(ckpt, "utf8"))
+    expect(c.state["0:test-counter"].count).toBe(c.completed[0][1])
+    const done = await attempt()
+    expect(Exit.isSuccess(done) && done.value.results["test-counter"]).toBe(600)
+    expect(fs.readFileSync(out)).toEqual(xorReference(pseudoRandom(60_000, 3), 100))
+  })
+  it("refuses a framing processor after a transform, and a header writer before a transform", async () => {
+    const framer: ChunkProcessor = { ...xorTransform(), name: "framer", init: (ctx) => Effect.succeed({ framing: { headerBytes: 0, chunkBytes: ctx.chunkBytes, shortFinal: true } }) }
+    const e1 = failureOf(await runExit(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(10)), pipeline: [xorTransform(), framer], chunkBytes: 4 }))) as Error
+    expect(e1.message).toContain("cannot come after the transform test-xor")
+    const e2 = failureOf(await runExit(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(10)), pipeline: [xorTransform(), { ...xorTransform(), name: "second" }], chunkBytes: 4 }))) as Error
+    expect(e2.message).toContain("must be the last transform")
+  })
+})
