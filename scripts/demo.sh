@@ -14,14 +14,16 @@ echo "== input: $work/input.bin, $size bytes (two copies of $node_bin)"
 
 cage keygen -o "$work/demo.key"
 
-echo "== encrypt, then kill -9 as soon as a checkpoint exists"
+echo "== encrypt, then kill -9 once a checkpoint covers a third of the input"
 # Started directly (not through the shell function) so $! is the node process itself.
 node apps/cli/dist/bin.js encrypt --key "$work/demo.key" --checkpoint-interval 200 "$work/input.bin" &
 pid=$!
-for _ in $(seq 1 400); do
-  [ -f "$work/input.bin.agcm.cage-checkpoint" ] && break
+ckpt="$work/input.bin.agcm.cage-checkpoint"
+for _ in $(seq 1 3000); do
+  done_bytes=$(grep -o '"inputBytes":[0-9]*' "$ckpt" 2>/dev/null | cut -d: -f2 || true)
+  [ -n "$done_bytes" ] && [ "$done_bytes" -ge $((size / 3)) ] && break
   kill -0 "$pid" 2>/dev/null || break
-  sleep 0.02
+  sleep 0.01
 done
 if kill -9 "$pid" 2>/dev/null; then
   wait "$pid" 2>/dev/null || true
