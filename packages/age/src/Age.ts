@@ -12,8 +12,9 @@
 import { ChunkInput as InputModule, ChunkOutput as OutputModule } from "@cage/core"
 type ChunkInput = InputModule.ChunkInput
 type ChunkOutput = OutputModule.ChunkOutput
-import { IoError } from "@cage/core"
-import { Effect } from "effect"
+import { IoError, Telemetry } from "@cage/core"
+import { Cause, Effect } from "effect"
+import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import type { Readable, Writable } from "node:stream"
@@ -392,7 +393,41 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
         throw e
       }
     }
-    return yield* Effect.tryPromise({ try: body, catch: toFailure })
+    // Telemetry as the engine publishes it (a no-op unless a subscriber provided the layer).
+    const telemetry = yield* Telemetry.Telemetry
+    const runId = randomUUID()
+    const describe = (x: unknown) => (x as { description: string }).description
+    const inputSize = isDescriptor(o.input) ? undefined : o.input.size
+    if (telemetry.enabled) {
+      yield* telemetry.publish({
+        type: "run_start",
+        runId,
+        at: Date.now(),
+        input: describe(o.input),
+        output: describe(o.output),
+        pipeline: [`${backend}-${operation}`],
+        totalBytes: inputSize ?? null,
+        totalChunks: null,
+        chunkBytes: o.bufferBytes ?? DEFAULT_BUFFER_BYTES,
+        resumedFrom: 0
+      })
+    }
+    return yield* Effect.tryPromise({ try: body, catch: toFailure }).pipe(
+      Effect.onExit((exit) =>
+        telemetry.enabled
+          ? telemetry.publish({
+            type: "run_complete",
+            runId,
+            at: Date.now(),
+            ok: exit._tag === "Success",
+            bytes: exit._tag === "Success" ? exit.value.bytesIn ?? 0 : 0,
+            chunks: 0,
+            durationMs: performance.now() - started,
+            ...(exit._tag === "Failure" ? { error: String(Cause.squash(exit.cause)) } : {})
+          })
+          : Effect.void
+      )
+    )
   })
 
 /**

@@ -73,6 +73,10 @@ export const findAge = (options: FindAgeOptions = {}): Effect.Effect<AgeBinary, 
     if (path === undefined) {
       return yield* Effect.fail(new AgeError({ reason: "AgeMissing", backend: "age", detail: `looked for ${JSON.stringify(requested)}` }))
     }
+    // One `age --version` per binary and modification time per process.
+    const stamp = `${path}\0${fs.statSync(path).mtimeMs}`
+    const known = versions.get(stamp)
+    if (known !== undefined) return { path, version: known }
     const out = yield* Effect.callback<string, AgeError>((resume) => {
       execFile(path, ["--version"], { timeout: 10_000, env: {} }, (err, stdout) => {
         if (err) resume(Effect.fail(new AgeError({ reason: "AgeMissing", backend: "age", detail: `${path} --version failed` })))
@@ -87,5 +91,8 @@ export const findAge = (options: FindAgeOptions = {}): Effect.Effect<AgeBinary, 
     if (compareVersions(version, MIN_AGE_VERSION) < 0) {
       return yield* Effect.fail(new AgeError({ reason: "AgeTooOld", backend: "age", detail: `${path} is ${version}, need ${MIN_AGE_VERSION} or later` }))
     }
+    versions.set(stamp, version)
     return { path, version }
   })
+
+const versions = new Map<string, string>()

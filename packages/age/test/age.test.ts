@@ -3,6 +3,7 @@
  * passphrases through a real PTY, every strategy, boundary sizes around age's 64 KiB STREAM
  * chunk, tampering and truncation, and the error mapping.
  */
+import { Telemetry, type TelemetryEvent } from "@cage/core"
 import { Encrypter } from "age-encryption"
 import fc from "fast-check"
 import { execFileSync } from "node:child_process"
@@ -173,6 +174,23 @@ describe("passphrases through a real pseudo-terminal", () => {
     expect((e as AgeError).reason).toBe("PromptTimeout")
     expect(liveStagingDirectories()).toEqual([])
   })
+})
+
+it("publishes run telemetry without secrets", async () => {
+  const events: Array<TelemetryEvent> = []
+  const run = (passphrase: string) =>
+    runExit(decrypt({ backend: "age", input: ChunkInput.fromBytes(Buffer.from("age-encryption.org/v1\n")), output: ChunkOutput.toMemory(), passphrase: Buffer.from(passphrase) })
+      .pipe(Effect.provide(Telemetry.layerCallback((e) => events.push(e)))))
+  failureOf(await run("telemetry secret 1"))
+  const e = new Encrypter()
+  e.setPassphrase("telemetry secret 1")
+  e.setScryptWorkFactor(10)
+  const ok = await runExit(decrypt({ backend: "age-lib", input: ChunkInput.fromBytes(await e.encrypt("hi")), output: ChunkOutput.toMemory(), passphrase: Buffer.from("telemetry secret 1") })
+    .pipe(Effect.provide(Telemetry.layerCallback((ev) => events.push(ev)))))
+  successOf(ok)
+  expect(events.map((ev) => ev.type)).toEqual(["run_start", "run_complete", "run_start", "run_complete"])
+  expect(events.map((ev) => ev.type === "run_complete" && ev.ok)).toEqual([false, false, false, true])
+  expect(JSON.stringify(events)).not.toContain("telemetry secret")
 })
 
 describe("errors", () => {
