@@ -52,6 +52,7 @@ try {
   scavenge = typeof globalThis.gc === "function" ? globalThis.gc : require("node:vm").runInNewContext("gc");
 } catch {}
 let sinceGc = 0;
+const GC_EVERY = 4194304;
 parentPort.on("message", (job) => {
   if (job.close) { aeadKey.fill(0); baseNonce.fill(0); process.exit(0); }
   if (fault && fault.atChunk === job.first) {
@@ -68,7 +69,7 @@ parentPort.on("message", (job) => {
   if (inPlace) parentPort.postMessage({ id: job.id, failedAt, inPlace: true, input: job.input }, [job.input]);
   else parentPort.postMessage({ id: job.id, failedAt, output: output.buffer, input: job.input }, [output.buffer, job.input]);
   sinceGc += job.inputBytes;
-  if (scavenge && sinceGc >= 4194304) { sinceGc = 0; scavenge({ type: "minor" }); }
+  if (scavenge && sinceGc >= GC_EVERY) { sinceGc = 0; scavenge({ type: "minor" }); }
 });
 `
 
