@@ -33,8 +33,49 @@ function readFully(readSync: typeof fs.readSync, fd: number, buf: Buffer, length
   return got
 }
 
+/**
+ * Hashes the ranges (flat `[start, length, …]`) of the open file `fd` into `out` (32 bytes
+ * each); returns the (possibly grown) read buffer for reuse. A contiguous run of ranges
+ * (verify's case) is read with one call instead of one per chunk. Pure, like
+ * {@link readFully}: pasted into the worker source.
+ */
+function hashRanges(
+  readSync: typeof fs.readSync,
+  hash: typeof createHash,
+  fd: number,
+  ranges: ReadonlyArray<number>,
+  out: Uint8Array,
+  buffer: Buffer
+): Buffer {
+  let buf = buffer
+  const n = ranges.length / 2
+  if (n === 0) return buf
+  const first = ranges[0]
+  const last = ranges[2 * n - 2] + ranges[2 * n - 1]
+  let contiguous = true
+  for (let i = 1; i < n && contiguous; i++) contiguous = ranges[2 * i] === ranges[2 * i - 2] + ranges[2 * i - 1]
+  if (contiguous) {
+    if (buf.length < last - first) buf = Buffer.allocUnsafeSlow(last - first)
+    const got = readFully(readSync, fd, buf, last - first, first)
+    for (let i = 0; i < n; i++) {
+      const a = Math.min(got, ranges[2 * i] - first)
+      const b = Math.min(got, a + ranges[2 * i + 1])
+      out.set(hash("sha256").update(buf.subarray(a, b)).digest(), 32 * i)
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const length = ranges[2 * i + 1]
+      if (buf.length < length) buf = Buffer.allocUnsafeSlow(length)
+      const got = readFully(readSync, fd, buf, length, ranges[2 * i])
+      out.set(hash("sha256").update(buf.subarray(0, got)).digest(), 32 * i)
+    }
+  }
+  return buf
+}
+
 const WORKER_SOURCE = `
 ${readFully.toString()}
+${hashRanges.toString()}
 const { parentPort } = require("node:worker_threads")
 const { createHash } = require("node:crypto")
 const fs = require("node:fs")
@@ -51,25 +92,7 @@ parentPort.on("message", (task) => {
     } else {
       const fd = fs.openSync(task.path, "r")
       try {
-        const first = task.ranges[0], last = task.ranges[2 * n - 2] + task.ranges[2 * n - 1]
-        let contiguous = true
-        for (let i = 1; i < n && contiguous; i++) contiguous = task.ranges[2 * i] === task.ranges[2 * i - 2] + task.ranges[2 * i - 1]
-        if (contiguous) {
-          // One read for the whole run of chunks (verify's case): fewer syscalls than one per chunk.
-          if (buf.length < last - first) buf = Buffer.allocUnsafeSlow(last - first)
-          const got = readFully(fs.readSync, fd, buf, last - first, first)
-          for (let i = 0; i < n; i++) {
-            const a = Math.min(got, task.ranges[2 * i] - first), b = Math.min(got, a + task.ranges[2 * i + 1])
-            out.set(createHash("sha256").update(buf.subarray(a, b)).digest(), 32 * i)
-          }
-        } else {
-          for (let i = 0; i < n; i++) {
-            const start = task.ranges[2 * i], length = task.ranges[2 * i + 1]
-            if (buf.length < length) buf = Buffer.allocUnsafeSlow(length)
-            const got = readFully(fs.readSync, fd, buf, length, start)
-            out.set(createHash("sha256").update(buf.subarray(0, got)).digest(), 32 * i)
-          }
-        }
+        buf = hashRanges(fs.readSync, createHash, fd, task.ranges, out, buf)
       } finally {
         fs.closeSync(fd)
       }
@@ -234,15 +257,21 @@ const splitDigests = (parts: ReadonlyArray<Uint8Array>): Array<Buffer> => {
   return out
 }
 
-/** Single-thread reference: reads and hashes each range on the calling thread. */
+/**
+ * Single-thread reference: reads and hashes each range on the calling thread, in groups of
+ * about 4 MiB like the workers (so a comparison measures threads, not I/O patterns).
+ */
 export const hashFileRangesHere = (path: string, ranges: ReadonlyArray<readonly [number, number]>): Array<Buffer> => {
   const fd = fs.openSync(path, "r")
   try {
-    let buf = Buffer.alloc(0)
-    return ranges.map(([start, length]) => {
-      if (buf.length < length) buf = Buffer.allocUnsafeSlow(length)
-      return sha256(buf.subarray(0, readFully(fs.readSync, fd, buf, length, start)))
-    })
+    let buf: Buffer = Buffer.alloc(0)
+    const parts: Array<Uint8Array> = []
+    for (const [from, to] of groupBy(ranges.map((r) => r[1]))) {
+      const out = new Uint8Array(32 * (to - from))
+      buf = hashRanges(fs.readSync, createHash, fd, ranges.slice(from, to).flatMap((r) => [r[0], r[1]]), out, buf)
+      parts.push(out)
+    }
+    return splitDigests(parts)
   } finally {
     fs.closeSync(fd)
   }
