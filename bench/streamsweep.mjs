@@ -1,7 +1,7 @@
 // Benchmark of @cage/streamsweep against JSON.parse and @streamparser/json, in the same run
 // on the same bytes, plus the peak RSS of validating and planning a 1 GB file in a child
 // process.
-// Usage: pnpm --filter @cage/streamsweep build && node bench/streamsweep.mjs [--size-mb 256] [--rss-mb 1024] [--reps 3]
+// Usage: pnpm --filter @cage/streamsweep build && node bench/streamsweep.mjs [--size-mb 256] [--rss-mb 1024] [--reps 5]
 // Prints a table and writes bench/out/streamsweep.json. Inputs are generated under
 // /tmp/cage-bench/streamsweep-<pid> and deleted afterwards.
 import { spawnSync } from "node:child_process"
@@ -138,8 +138,8 @@ const main = async () => {
   const { JSONParser } = await import(path.join(pkg, "node_modules/@streamparser/json/dist/mjs/index.js"))
   const sizeMb = opt("--size-mb", 256)
   const rssMb = opt("--rss-mb", 1024)
-  const reps = opt("--reps", 3)
-  const dir = path.join("/tmp/cage-bench", `streamsweep-${process.pid}`)
+  const reps = opt("--reps", 5)
+  const dir = path.join(process.env.CAGE_BENCH_DIR ?? "/tmp/cage-bench", `streamsweep-${process.pid}`)
   fs.mkdirSync(dir, { recursive: true })
   try {
     const file = path.join(dir, "real.json")

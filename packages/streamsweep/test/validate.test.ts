@@ -120,6 +120,55 @@ describe("UTF-8 (Unicode Table 3-7)", () => {
   })
 })
 
+describe("long string runs (word-at-a-time loop)", () => {
+  // Every special byte at every position of runs around the switch length (16) and word size,
+  // at every alignment, with junk after the end of the write range.
+  const cases: Array<readonly [string, Array<number>, string | undefined, number]> = [
+    ["control 0x1F", [0x1f], "ControlCharacter", 0],
+    ["control 0x00", [0x00], "ControlCharacter", 0],
+    ["stray 0x80", [0x80], "InvalidUtf8", 0],
+    ["0xFF", [0xff], "InvalidUtf8", 0],
+    ["quote", [0x22], "UnexpectedByte", 1],
+    ["é", [0xc3, 0xa9], undefined, 0],
+    ["😀", [0xf0, 0x9f, 0x98, 0x80], undefined, 0],
+    ["escape \\n", [0x5c, 0x6e], undefined, 0],
+    ["escape \\u00e9", [...enc("\\u00e9")], undefined, 0],
+    ["DEL 0x7F", [0x7f], undefined, 0],
+    ["space", [0x20], undefined, 0],
+    ["bracket", [0x5d], undefined, 0]
+  ]
+  it.for(cases)("%s", ([, special, reason, shift]) => {
+    for (const length of [15, 16, 17, 20, 31, 32, 33, 64, 65]) {
+      for (let p = 0; p < length; p++) {
+        const doc = concat(enc("[\""), enc("a".repeat(p)), Uint8Array.from(special), enc("b".repeat(length - p)), enc("\"]"))
+        for (let align = 0; align < 4; align++) {
+          const big = new Uint8Array(align + doc.length + 8).fill(0x22)
+          big.set(doc, align)
+          const v = new Validator()
+          if (v.push(big, align, align + doc.length)) v.end()
+          const e = v.error
+          if (reason === undefined) expect(e, `${p}/${length}/${align}`).toBeUndefined()
+          else expect(e, `${p}/${length}/${align}`).toMatchObject({ reason, offset: 2 + p + shift })
+        }
+      }
+    }
+  })
+  it("agrees with JSON.parse on long ASCII strings with random specials, cut anywhere", () => {
+    const body = fc.array(fc.oneof(fc.constantFrom("a", "b", " ", "~", "\\n", "\\\"", "\\u0041", "\"", "\\", "\u001f", "\t"), fc.string({ maxLength: 40 })), { maxLength: 30 })
+    fc.assert(fc.property(body, cutsArb(600), (parts, cuts) => {
+      const text = `["${parts.join("")}"]`
+      let parsed = true
+      try {
+        JSON.parse(text)
+      } catch {
+        parsed = false
+      }
+      const data = enc(text)
+      expect(validateCut(data, cuts.filter((c) => c <= data.length)) === undefined, text).toBe(parsed)
+    }), { numRuns: 1000 })
+  })
+})
+
 describe("nesting limit", () => {
   it.for([1, 2, 64, 1024])("maxDepth %i: accepts %i levels, rejects one more", (n) => {
     const ok = enc("[".repeat(n) + "]".repeat(n))

@@ -133,6 +133,9 @@ const NEED = new Uint8Array([0, 0, 0, 0, 1, 2, 2, 2, 3, 3, 3, 0])
 const LO = new Uint8Array([0, 0, 0, 0, 0x80, 0xa0, 0x80, 0x80, 0x90, 0x80, 0x80, 0])
 const HI = new Uint8Array([0, 0, 0, 0, 0xbf, 0xbf, 0xbf, 0x9f, 0xbf, 0xbf, 0x8f, 0])
 
+// A string run longer than this (bytes) switches from the byte loop to whole words.
+const SWAR_MIN_RUN = 16
+
 // 1 for the four JSON whitespace bytes (RFC 8259 §2).
 const WS = new Uint8Array(256)
 WS[0x20] = WS[0x09] = WS[0x0a] = WS[0x0d] = 1
@@ -391,9 +394,35 @@ const defineScanner = () => class Scanner {
       switch (state) {
         case S_STRING: {
           for (;;) {
-            // The hot loop: plain ASCII string bytes.
-            while (STR[buf[i]] === T_PLAIN) {
-              if (++i === to) break outer
+            // The hot loop: plain ASCII string bytes, one by one for a short run...
+            const probe = to - i > SWAR_MIN_RUN ? i + SWAR_MIN_RUN : to
+            while (i < probe && STR[buf[i]] === T_PLAIN) i++
+            if (i === probe) {
+              if (i === to) break outer
+              // ...then four per step on aligned 32-bit words (SWAR). A word stops the run when
+              // one of its bytes is >= 0x80, < 0x20, '"' or '\\'; the byte loop finds which.
+              let a = buf.byteOffset + i
+              while ((a & 3) !== 0 && STR[buf[i]] === T_PLAIN) {
+                i++
+                a++
+              }
+              if ((a & 3) === 0) {
+                const words = this.wordsOf(buf)
+                const last = (buf.byteOffset + to) >> 2
+                let k = a >> 2
+                while (k < last) {
+                  const w = words[k]
+                  const q = w ^ 0x22222222
+                  const b = w ^ 0x5c5c5c5c
+                  if (((w | (((w - 0x20202020) | 0) & ~w) | (((q - 0x01010101) | 0) & ~q) | (((b - 0x01010101) | 0) & ~b)) & 0x80808080) !== 0) break
+                  k++
+                }
+                i = (k << 2) - buf.byteOffset
+                if (i === to) break outer
+              }
+              while (STR[buf[i]] === T_PLAIN) {
+                if (++i === to) break outer
+              }
             }
             c = buf[i]
             const t = STR[c]
@@ -613,6 +642,18 @@ const defineScanner = () => class Scanner {
     this.state = state
     this.depth = depth
     return true
+  }
+
+  // A 32-bit view of the last ArrayBuffer scanned, for the SWAR string loop.
+  words: Int32Array = new Int32Array(0)
+  wordsBuffer: ArrayBufferLike | undefined = undefined
+
+  wordsOf(buf: Uint8Array): Int32Array {
+    if (buf.buffer !== this.wordsBuffer) {
+      this.wordsBuffer = buf.buffer
+      this.words = new Int32Array(buf.buffer, 0, buf.buffer.byteLength >> 2)
+    }
+    return this.words
   }
 
   /** Absolute start of a UTF-8 sequence cut by a write boundary (lenient-mode reports). */
