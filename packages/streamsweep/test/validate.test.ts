@@ -29,6 +29,18 @@ const validateCut = (data: Uint8Array, cuts: ReadonlyArray<number>, format: Json
   return v.error
 }
 
+/** Our verdict on `text` cut at `cuts` (those inside it) equals JSON.parse's. */
+const expectSameVerdictAsJsonParse = (text: string, cuts: ReadonlyArray<number>) => {
+  let parsed = true
+  try {
+    JSON.parse(text)
+  } catch {
+    parsed = false
+  }
+  const data = enc(text)
+  expect(validateCut(data, cuts.filter((c) => c <= data.length)) === undefined, text).toBe(parsed)
+}
+
 const cutsArb = (n: number) => fc.uniqueArray(fc.integer({ min: 0, max: n }), { maxLength: 12 }).map((a) => a.sort((x, y) => x - y))
 const docArb = fc.tuple(fc.jsonValue({ maxDepth: 6, stringUnit: "grapheme" }), fc.constantFrom(undefined, 0, 1, 2, "\t"))
   .map(([v, indent]) => enc(JSON.stringify(v, null, indent)))
@@ -157,14 +169,7 @@ describe("long string runs (word-at-a-time loop)", () => {
     const body = fc.array(fc.oneof(fc.constantFrom("a", "b", " ", "~", "\\n", "\\\"", "\\u0041", "\"", "\\", "\u001f", "\t"), fc.string({ maxLength: 40 })), { maxLength: 30 })
     fc.assert(fc.property(body, cutsArb(600), (parts, cuts) => {
       const text = `["${parts.join("")}"]`
-      let parsed = true
-      try {
-        JSON.parse(text)
-      } catch {
-        parsed = false
-      }
-      const data = enc(text)
-      expect(validateCut(data, cuts.filter((c) => c <= data.length)) === undefined, text).toBe(parsed)
+      expectSameVerdictAsJsonParse(text, cuts)
     }), { numRuns: 1000 })
   })
 })
@@ -229,14 +234,7 @@ describe("properties", () => {
       const text = op === 0 ? s.slice(0, at) + ch + s.slice(at + 1) : op === 1 ? s.slice(0, at) + ch + s.slice(at) : s.slice(0, at) + s.slice(at + 1)
       // JSON.parse accepts unpaired surrogate escapes; this validator rejects them by design.
       fc.pre(!/\\u[dD][89a-fA-F]/i.test(text))
-      let parsed = true
-      try {
-        JSON.parse(text)
-      } catch {
-        parsed = false
-      }
-      const data = enc(text)
-      expect(validateCut(data, cuts.filter((c) => c <= data.length)) === undefined, text).toBe(parsed)
+      expectSameVerdictAsJsonParse(text, cuts)
     }), { numRuns: 3000 })
   })
 })
