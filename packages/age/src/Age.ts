@@ -138,14 +138,24 @@ const isStreamDescriptor = (fd: number): boolean => {
   }
 }
 
-/** A Node stream over a descriptor: libuv's pipe handle for pipes (fs streams crawl on them), fs otherwise. */
+/**
+ * A Node stream over a descriptor: libuv's pipe handle for pipes (fs streams crawl on them),
+ * fs otherwise. For 0, 1 and 2 Node's own stdio streams: a second handle on the same
+ * descriptor makes Node's lazy `process.stdout` fail later with EEXIST.
+ */
 const readableOf = (fd: number, bufferBytes: number): Readable =>
-  isStreamDescriptor(fd)
+  fd === 0
+    ? process.stdin
+    : isStreamDescriptor(fd)
     ? new net.Socket({ fd, readable: true, writable: false })
     : fs.createReadStream("", { fd, autoClose: false, highWaterMark: bufferBytes })
 
 const writableOf = (fd: number): Writable =>
-  isStreamDescriptor(fd)
+  fd === 1
+    ? process.stdout
+    : fd === 2
+    ? process.stderr
+    : isStreamDescriptor(fd)
     ? new net.Socket({ fd, readable: false, writable: true })
     : fs.createWriteStream("", { fd, autoClose: false })
 

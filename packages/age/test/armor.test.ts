@@ -1,6 +1,7 @@
 import fc from "fast-check"
 import { execFileSync } from "node:child_process"
 import { describe, expect, it } from "vitest"
+import { digestOf } from "./helpers.js"
 import { ArmorDecodeError, ArmorDecoder, ArmorEncoder, looksArmored } from "../src/internal/armor.js"
 
 const encode = (data: Uint8Array, cuts: ReadonlyArray<number> = []) => {
@@ -28,9 +29,9 @@ describe("armor", () => {
   it.for([0, 1, 47, 48, 49, 95, 96, 97, 1000])("round trip of %i bytes, whole and byte by byte", (n) => {
     const data = Buffer.alloc(n, 0).map((_, i) => (i * 31 + 7) & 0xff)
     const text = encode(data)
-    expect(decode(text)).toEqual(Buffer.from(data))
-    expect(decode(text, 1)).toEqual(Buffer.from(data))
-    expect(decode(text, 7)).toEqual(Buffer.from(data))
+    expect(digestOf(decode(text))).toEqual(digestOf(Buffer.from(data)))
+    expect(digestOf(decode(text, 1))).toEqual(digestOf(Buffer.from(data)))
+    expect(digestOf(decode(text, 7))).toEqual(digestOf(Buffer.from(data)))
     for (const line of text.toString("latin1").trimEnd().split("\n")) expect(line.length).toBeLessThanOrEqual(64)
   })
 
@@ -41,15 +42,15 @@ describe("armor", () => {
     const aged = execFileSync("age", ["-a", "-r", "age1m3a6jxq8v4m6crf3gaf8tl5qpp4deut3fhv5l5xnptsp960ejsqq6duf00"], { input: binary })
     const decoded = decode(aged, 5)
     expect(decoded.subarray(0, 22).toString()).toBe("age-encryption.org/v1\n")
-    expect(encode(decoded)).toEqual(aged)
-    expect(decode(ours)).toEqual(binary)
+    expect(digestOf(encode(decoded))).toEqual(digestOf(aged))
+    expect(digestOf(decode(ours))).toEqual(digestOf(binary))
   })
 
   it("round-trips any data cut anywhere (property)", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 600 }), fc.array(fc.nat(600), { maxLength: 5 }), fc.integer({ min: 1, max: 70 }), (data, cuts, step) => {
         const text = encode(data, cuts.map((c) => c % (data.length + 1)))
-        expect(decode(text, step)).toEqual(Buffer.from(data))
+        expect(digestOf(decode(text, step))).toEqual(digestOf(Buffer.from(data)))
       })
     )
   })
@@ -60,7 +61,7 @@ describe("armor", () => {
       // Cutting only the final newline of the END line is still valid armor.
       expect(() => decode(text.subarray(0, cut))).toThrow(ArmorDecodeError)
     }
-    expect(decode(text.subarray(0, text.length - 1))).toEqual(Buffer.alloc(200, 1))
+    expect(digestOf(decode(text.subarray(0, text.length - 1)))).toEqual(digestOf(Buffer.alloc(200, 1)))
   })
 
   it("accepts whitespace around the block and CRLF, rejects data after it", () => {

@@ -1,4 +1,5 @@
 import { ChunkInput, ChunkOutput } from "@cage/core"
+import { createHash } from "node:crypto"
 import * as cctv from "cctv-age"
 import { Cause, Effect, Exit } from "effect"
 import { execFileSync } from "node:child_process"
@@ -92,3 +93,9 @@ export const successOf = <E>(exit: Exit.Exit<AgeSummary, E>): AgeSummary => {
 }
 
 export { ChunkInput, ChunkOutput }
+
+/**
+ * Length and SHA-256 of bytes: compare these instead of the bytes (vitest's deep equality
+ * walks a Buffer element by element, seconds for a few hundred KiB).
+ */
+export const digestOf = (b: Uint8Array) => ({ length: b.length, sha256: createHash("sha256").update(b).digest("hex") })
