@@ -83,12 +83,11 @@ const runWithEngine = (o: {
     return summary
   })
 
-/** `cage encrypt` handler. */
-export const encrypt = (f: {
+/** What `commonFlags` (plus the audit flag) parse into. */
+interface CommonParsed {
   key: Option.Option<string>
   passphraseFile: Option.Option<string>
   output: Option.Option<string>
-  chunkSize: Option.Option<string>
   workers: Option.Option<number>
   noResume: boolean
   noFsync: boolean
@@ -99,6 +98,11 @@ export const encrypt = (f: {
   auditLog: Option.Option<string>
   backend: Option.Option<"agcm" | "age" | "age-lib">
   input: string
+}
+
+/** `cage encrypt` handler. */
+export const encrypt = (f: CommonParsed & {
+  chunkSize: Option.Option<string>
   recipient: ReadonlyArray<string>
   recipientsFile: ReadonlyArray<string>
   armor: boolean
@@ -123,20 +127,7 @@ export const encrypt = (f: {
   })
 
 /** `cage decrypt` handler. */
-export const decrypt = (f: {
-  key: Option.Option<string>
-  passphraseFile: Option.Option<string>
-  output: Option.Option<string>
-  workers: Option.Option<number>
-  noResume: boolean
-  noFsync: boolean
-  checkpointInterval: number
-  force: boolean
-  quiet: boolean
-  json: boolean
-  auditLog: Option.Option<string>
-  backend: Option.Option<"agcm" | "age" | "age-lib">
-  input: string
+export const decrypt = (f: CommonParsed & {
   range: Option.Option<string>
   legacyV1: boolean
   identity: ReadonlyArray<string>
