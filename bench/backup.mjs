@@ -45,7 +45,9 @@ if (args[0] === "--worker") {
   const t0 = performance.now()
   let bytes = 0
   if (op === "create" || op === "resume") {
-    const r = await run(Effect, (op === "create" ? b.create : b.resume)({ source, dir, cipher, checkpointIntervalMs: 200, chunkManifest: true }))
+    // `extra`: checkpoint interval in ms (the kill -9 run checkpoints often); default the engine's 1000.
+    const interval = extra ? { checkpointIntervalMs: Number(extra) } : {}
+    const r = await run(Effect, (op === "create" ? b.create : b.resume)({ source, dir, cipher, chunkManifest: true, ...interval }))
     bytes = r.summary.bytesProcessed
     process.stdout.write(JSON.stringify({ resumedFrom: r.summary.resumedFrom }) + "\n")
   }
@@ -217,7 +219,7 @@ try {
   // ---- must show: kill -9 during create, then resume ----
   {
     const dir2 = path.join(root, "backups-kill")
-    const k9 = child("create", source, dir2, keyFile)
+    const k9 = child("create", source, dir2, keyFile, "200")
     const mdir = path.join(dir2, ".cage_backups.d")
     let completed = 0
     while (completed === 0) {
