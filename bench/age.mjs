@@ -1,5 +1,5 @@
 // Benchmark of @cage/age against the age CLI driven directly (same run, same files).
-// Usage: pnpm --filter @cage/age build && node bench/age.mjs [--size-mib 1024] [--reps 3]
+// Usage: pnpm --filter @cage/age build && node bench/age.mjs [--size-mib 1024] [--reps 3] [--only TEXT]
 // Prints a table and writes bench/out/age.json. Outputs are deleted before every run.
 // Cage's file outputs skip fsync like `age -o` (one row compares both with fsync). Times are
 // measured inside the worker after its imports (library throughput, not Node's start-up).
@@ -134,7 +134,10 @@ const agePty = (argv) => new Promise((resolve, reject) => {
 
 const MB = (ms, bytes) => bytes / 1e6 / (ms / 1000)
 const rows = []
+const only = opt("--only", "")
 const compare = async (name, bytes, reference, subject) => {
+  // --only SUBSTRING runs the matching rows alone (e.g. more repetitions of the noisy ones).
+  if (!name.includes(only)) return
   const ref = []
   const sub = []
   for (let i = 0; i < reps; i++) {
