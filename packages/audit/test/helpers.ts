@@ -1,9 +1,15 @@
+import { onTestFinished } from "vitest"
 import type { TelemetryEvent } from "@cage/core"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 
-export const tempDir = (): string => fs.mkdtempSync(nodePath.join(os.tmpdir(), "cage-audit-"))
+/** A fresh temp directory, removed when the current test finishes. */
+export const tempDir = (): string => {
+  const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), "cage-audit-"))
+  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
 
 /**
  * Synthetic telemetry of one run: `chunks` chunks of `bytes` bytes, each taking

@@ -1,3 +1,4 @@
+import { onTestFinished } from "vitest"
 import { Effect } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
@@ -10,7 +11,12 @@ export const CHUNK = 16 * 1024
 export const KEY = randomBytes(32)
 export const cipher: BackupCipher = agcmCipher({ key: KEY }, { chunkSize: CHUNK, workers: 1 })
 
-export const tempDir = (label = "cage-backup-"): string => fs.mkdtempSync(nodePath.join(os.tmpdir(), label))
+/** A fresh temp directory, removed when the current test finishes. */
+export const tempDir = (label = "cage-backup-"): string => {
+  const dir = fs.mkdtempSync(nodePath.join(os.tmpdir(), label))
+  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
 
 /** Writes a file of `size` random bytes and returns its path and bytes. */
 export const makeSource = (dir: string, size: number, name = "data.bin") => {
