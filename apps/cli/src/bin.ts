@@ -7,7 +7,7 @@
 // Deep imports: the package index pulls in HTTP, Redis and more (about 2 s of startup).
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Effect } from "effect"
+import { Cause, Effect } from "effect"
 import { report } from "./Errors.js"
 import { cli } from "./main.js"
 
@@ -27,8 +27,14 @@ const program = cli(process.argv.slice(2)).pipe(
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,
   teardown: (exit, onExit) => {
-    const interrupted = exit._tag === "Failure"
-    if (interrupted) process.stderr.write("cage: interrupted; run the same command again to resume\n")
-    onExit(interrupted ? 130 : Number(process.exitCode ?? 0))
+    if (exit._tag === "Success") return onExit(Number(process.exitCode ?? 0))
+    if (Cause.hasInterruptsOnly(exit.cause)) {
+      process.stderr.write("cage: interrupted; run the same command again to resume\n")
+      return onExit(130)
+    }
+    // Typed failures were reported above; what is left is a defect: a bug, said as such.
+    const defect = Cause.squash(exit.cause)
+    process.stderr.write(`cage: internal error: ${defect instanceof Error ? defect.stack ?? defect.message : String(defect)}\n`)
+    onExit(1)
   }
 })
