@@ -166,7 +166,11 @@ describe("--backend age and age-lib", () => {
     execFileSync("age-keygen", ["-o", f("id.txt")], { stdio: "ignore" })
     const recipient = /age1[0-9a-z]+/.exec(fs.readFileSync(f("id.txt"), "utf8"))![0]
     writeRandom(f("in"), 70_000)
-    expect(cage(["encrypt", "-q", "--backend", "age", "-r", recipient, "in"], { cwd: dir }).code).toBe(0)
+    expect(cage(["encrypt", "-q", "--backend", "age", "-r", recipient, "--audit-log", "audit.jsonl", "in"], { cwd: dir }).code).toBe(0)
+    // the audit trail names the recipient only by fingerprint
+    const audit = fs.readFileSync(f("audit.jsonl"), "utf8")
+    expect(audit).toMatch(/"recipients":\["sha256:[0-9a-f]{64}"\]/)
+    expect(audit).not.toContain(recipient)
     expect(execFileSync("age", ["-d", "-i", f("id.txt"), f("in.age")]).equals(fs.readFileSync(f("in")))).toBe(true)
     expect(cage(["decrypt", "-q", "--backend", "age-lib", "-i", "id.txt", "-o", "out", "in.age"], { cwd: dir }).code).toBe(0)
     expect(fs.readFileSync(f("out")).equals(fs.readFileSync(f("in")))).toBe(true)

@@ -5,12 +5,15 @@
  * @module
  */
 import { decrypt, encrypt } from "@cage/age"
+import { fingerprint } from "@cage/audit"
+import * as fs from "node:fs"
 import { Progress } from "@cage/core"
 import { Effect, Option } from "effect"
 import type { Settings } from "../Config.js"
 import { note, openInput, openOutput, printJson } from "../Io.js"
 import { readPassphraseFile } from "../Keys.js"
 import { usage } from "../Errors.js"
+import { audited, openAudit } from "./audit.js"
 import * as nodePath from "node:path"
 
 // age runs with its own working directory under a PTY: hand it absolute paths.
@@ -27,6 +30,16 @@ interface AgeFlags {
   readonly noFsync: boolean
   readonly quiet: boolean
   readonly json: boolean
+  readonly auditLog: Option.Option<string>
+}
+
+/** Recipients listed in an `-R` file; an unreadable file is left for age to report. */
+const recipientLines = (file: string): Array<string> => {
+  try {
+    return fs.readFileSync(file, "utf8").split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"))
+  } catch {
+    return []
+  }
 }
 
 const strategyOf = (f: { strategy?: Option.Option<"pipe" | "tempfile" | "auto"> }, settings: Settings) =>
@@ -55,9 +68,12 @@ export const ageEncryptCommand = (f: AgeFlags & {
     if (hasRecipients === Option.isSome(f.passphraseFile)) return yield* usage("with --backend age give recipients (-r/-R) or --passphrase-file, not both and not neither")
     const outputPath = Option.getOrElse(f.output, () => (f.input === "-" ? "-" : `${f.input}.age`))
     const pass = yield* passphrase(f)
+    const audit = yield* openAudit(f.auditLog, f.settings)
+    // The audit trail names recipients only by SHA-256 fingerprint, never in clear.
+    const recipients = [...f.recipient, ...f.recipientsFile.flatMap(recipientLines)]
     const input = yield* openInput(absolute(f.input))
     const output = yield* openOutput(absolute(outputPath), f.force, !f.noFsync)
-    const summary = yield* withProgress(f.quiet, "encrypt", input.size, (onProgress) =>
+    const summary = yield* audited(audit, { operation: "encrypt", strategy: `${f.backend}:${strategyOf(f, f.settings)}`, recipients: recipients.map(fingerprint) }, withProgress(f.quiet, "encrypt", input.size, (onProgress) =>
       encrypt({
         input,
         output,
@@ -69,7 +85,11 @@ export const ageEncryptCommand = (f: AgeFlags & {
         strategy: strategyOf(f, f.settings),
         onProgress,
         onVerbose: (m) => void Effect.runSync(note(f.quiet || f.json, m))
-      })).pipe(Effect.ensuring(input.close()), Effect.ensuring(Effect.sync(() => "passphrase" in pass && pass.passphrase?.fill(0))))
+      }))).pipe(
+        Effect.ensuring(input.close()),
+        Effect.ensuring(Effect.sync(() => audit?.close())),
+        Effect.ensuring(Effect.sync(() => "passphrase" in pass && pass.passphrase?.fill(0)))
+      )
     if (f.json) yield* printJson({ input: f.input, output: outputPath, ...summary })
     else yield* note(f.quiet, `encrypt ${f.input} → ${outputPath} with ${summary.backend} (${summary.strategy}): ${summary.bytesIn} bytes in ${(summary.durationMs / 1000).toFixed(2)} s`)
   })
@@ -83,11 +103,13 @@ export const ageDecryptCommand = (f: AgeFlags & { readonly identity: ReadonlyArr
     const outputPath = Option.isSome(f.output) ? f.output.value : f.input === "-" ? "-" : f.input.endsWith(".age") ? f.input.slice(0, -4) : undefined
     if (outputPath === undefined) return yield* usage(`${f.input} does not end in .age: name the output with -o FILE`)
     const pass = yield* passphrase(f)
+    const audit = yield* openAudit(f.auditLog, f.settings)
     const input = yield* openInput(absolute(f.input))
     const output = yield* openOutput(absolute(outputPath), f.force, !f.noFsync)
-    const summary = yield* withProgress(f.quiet, "decrypt", input.size, (onProgress) =>
-      decrypt({ input, output, ...pass, identityFiles: f.identity, backend: f.backend, strategy: f.settings.streamingStrategy.value, onProgress })).pipe(
+    const summary = yield* audited(audit, { operation: "decrypt", strategy: `${f.backend}:${f.settings.streamingStrategy.value}` }, withProgress(f.quiet, "decrypt", input.size, (onProgress) =>
+      decrypt({ input, output, ...pass, identityFiles: f.identity, backend: f.backend, strategy: f.settings.streamingStrategy.value, onProgress }))).pipe(
         Effect.ensuring(input.close()),
+        Effect.ensuring(Effect.sync(() => audit?.close())),
         Effect.ensuring(Effect.sync(() => "passphrase" in pass && pass.passphrase?.fill(0)))
       )
     if (f.json) yield* printJson({ input: f.input, output: outputPath, ...summary })
