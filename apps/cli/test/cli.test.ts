@@ -187,6 +187,13 @@ describe("--backend age and age-lib", () => {
     expect(cage(["encrypt", "-q", "--backend", "age", "--passphrase-file", "pw", "in"], { cwd: dir }).code).toBe(0)
     expect(cage(["decrypt", "-q", "--backend", "age", "--passphrase-file", "pw", "-o", "out", "in.age"], { cwd: dir }).code).toBe(0)
     expect(fs.readFileSync(f("out")).equals(fs.readFileSync(f("in")))).toBe(true)
+    // cat big | cage encrypt --backend age --passphrase-file F - > out.age: streams, nothing staged
+    const piped = cage(["encrypt", "-q", "--backend", "age", "--passphrase-file", "pw", "-"], { cwd: dir, input: fs.readFileSync(f("in")) })
+    expect(piped.code).toBe(0)
+    expect(piped.stdout.subarray(0, 21).toString()).toBe("age-encryption.org/v1")
+    const back = cage(["decrypt", "-q", "--backend", "age", "--passphrase-file", "pw", "-"], { cwd: dir, input: piped.stdout })
+    expect(back.code).toBe(0)
+    expect(back.stdout.equals(fs.readFileSync(f("in")))).toBe(true)
     const r = cage(["decrypt", "--backend", "age", "--passphrase-file", "bad", "-o", "out3", "in.age"], { cwd: dir })
     expect(r.code).toBe(3)
     expect(r.stderr).not.toContain("not it")

@@ -4,13 +4,15 @@
  *
  * @module
  */
-import { decrypt, encrypt } from "@cage/age"
+import { decrypt, type Descriptor, descriptorInput, descriptorOutput, encrypt } from "@cage/age"
+import { ChunkInput } from "@cage/core"
 import { fingerprint } from "@cage/audit"
 import * as fs from "node:fs"
 import { Progress } from "@cage/core"
 import { Effect, Option } from "effect"
 import type { Settings } from "../Config.js"
 import { note, openInput, openOutput, printJson } from "../Io.js"
+import type { IoError } from "@cage/core"
 import { readPassphraseFile } from "../Keys.js"
 import { usage } from "../Errors.js"
 import { audited, openAudit } from "./audit.js"
@@ -18,6 +20,15 @@ import * as nodePath from "node:path"
 
 // age runs with its own working directory under a PTY: hand it absolute paths.
 const absolute = (p: string) => (p === "-" ? p : nodePath.resolve(p))
+
+// For "-", age reads fd 0 / writes fd 1 itself: wrapping stdin in a Node stream would start
+// consuming it in this process (and copy every byte through Node).
+const ageInput = (p: string): Effect.Effect<ChunkInput.ChunkInput | Descriptor, IoError> =>
+  p === "-" ? Effect.succeed(descriptorInput(0)) : openInput(absolute(p))
+const ageOutput = (p: string, force: boolean, fsync: boolean) =>
+  p === "-" ? (process.stdout.isTTY ? usage("refusing to write binary output to a terminal: use -o FILE or a pipe") : Effect.succeed(descriptorOutput(1))) : openOutput(absolute(p), force, fsync)
+const closeInput = (input: ChunkInput.ChunkInput | Descriptor) => ("_tag" in input ? Effect.void : input.close())
+const sizeOf = (input: ChunkInput.ChunkInput | Descriptor) => ("_tag" in input ? undefined : input.size)
 
 interface AgeFlags {
   readonly backend: "age" | "age-lib"
@@ -71,9 +82,9 @@ export const ageEncryptCommand = (f: AgeFlags & {
     const audit = yield* openAudit(f.auditLog, f.settings)
     // The audit trail names recipients only by SHA-256 fingerprint, never in clear.
     const recipients = [...f.recipient, ...f.recipientsFile.flatMap(recipientLines)]
-    const input = yield* openInput(absolute(f.input))
-    const output = yield* openOutput(absolute(outputPath), f.force, !f.noFsync)
-    const summary = yield* audited(audit, { operation: "encrypt", strategy: `${f.backend}:${strategyOf(f, f.settings)}`, recipients: recipients.map(fingerprint) }, withProgress(f.quiet, "encrypt", input.size, (onProgress) =>
+    const input = yield* ageInput(f.input)
+    const output = yield* ageOutput(outputPath, f.force, !f.noFsync)
+    const summary = yield* audited(audit, { operation: "encrypt", strategy: `${f.backend}:${strategyOf(f, f.settings)}`, recipients: recipients.map(fingerprint) }, withProgress(f.quiet, "encrypt", sizeOf(input), (onProgress) =>
       encrypt({
         input,
         output,
@@ -86,7 +97,7 @@ export const ageEncryptCommand = (f: AgeFlags & {
         onProgress,
         onVerbose: (m) => void Effect.runSync(note(f.quiet || f.json, m))
       }))).pipe(
-        Effect.ensuring(input.close()),
+        Effect.ensuring(closeInput(input)),
         Effect.ensuring(Effect.sync(() => audit?.close())),
         Effect.ensuring(Effect.sync(() => "passphrase" in pass && pass.passphrase?.fill(0)))
       )
@@ -104,11 +115,11 @@ export const ageDecryptCommand = (f: AgeFlags & { readonly identity: ReadonlyArr
     if (outputPath === undefined) return yield* usage(`${f.input} does not end in .age: name the output with -o FILE`)
     const pass = yield* passphrase(f)
     const audit = yield* openAudit(f.auditLog, f.settings)
-    const input = yield* openInput(absolute(f.input))
-    const output = yield* openOutput(absolute(outputPath), f.force, !f.noFsync)
-    const summary = yield* audited(audit, { operation: "decrypt", strategy: `${f.backend}:${f.settings.streamingStrategy.value}` }, withProgress(f.quiet, "decrypt", input.size, (onProgress) =>
+    const input = yield* ageInput(f.input)
+    const output = yield* ageOutput(outputPath, f.force, !f.noFsync)
+    const summary = yield* audited(audit, { operation: "decrypt", strategy: `${f.backend}:${f.settings.streamingStrategy.value}` }, withProgress(f.quiet, "decrypt", sizeOf(input), (onProgress) =>
       decrypt({ input, output, ...pass, identityFiles: f.identity, backend: f.backend, strategy: f.settings.streamingStrategy.value, onProgress }))).pipe(
-        Effect.ensuring(input.close()),
+        Effect.ensuring(closeInput(input)),
         Effect.ensuring(Effect.sync(() => audit?.close())),
         Effect.ensuring(Effect.sync(() => "passphrase" in pass && pass.passphrase?.fill(0)))
       )
