@@ -9,9 +9,9 @@
  * `gunzip()` is the inverse. A compressed member does not line up with the engine's input
  * chunks, so it collects bytes until a whole member is in (its length is in its header)
  * and inflates it: `ordered: true`. Its state between chunks is the partial member it
- * holds, which is compressed payload: it is never written to a checkpoint, so it declares
- * `resumable: false` and the engine replays the completed chunks through it on resume
- * (reading them again, writing nothing).
+ * holds, which is compressed payload: it is never written to a checkpoint. It declares
+ * `resumable: false`, so the engine refuses to resume a run through it rather than guess
+ * its state.
  *
  * @module
  */

@@ -62,8 +62,9 @@ export interface ProcessorCapabilities {
   /**
    * True (default) when `snapshot()` captures all state needed to continue after the
    * completed chunks. False for processors whose state cannot be saved (a running
-   * SHA-256): on resume the engine replays the completed chunks through them, reading the
-   * input again but writing nothing.
+   * SHA-256): on resume the engine replays the completed chunks through such observers,
+   * reading the input again but writing nothing. A transform that is not resumable makes
+   * the run non-resumable: a resume is refused (`ResumeRefused` "NotResumable").
    */
   readonly resumable?: boolean
 }

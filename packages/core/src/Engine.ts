@@ -154,6 +154,12 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
         const loaded = yield* store.load(cp.path)
         if (Option.isSome(loaded)) {
           yield* Checkpoint.validate(cp.path, loaded.value, { source: input.identity!, output: output.description, chunkBytes: options.chunkBytes, pipeline })
+          // Replaying chunks through a transform that cannot snapshot itself would rebuild its
+          // state, but not necessarily its output (an age stream picks a new file key per run).
+          const stuck = pipeline.find((p) => p.capabilities.kind === "transform" && p.capabilities.resumable === false)
+          if (stuck && Checkpoint.completedPrefix(loaded.value) > 0) {
+            return yield* Effect.fail(new ResumeRefused({ reason: "NotResumable", checkpoint: cp.path, detail: `${stuck.name} cannot continue an interrupted output` }))
+          }
           resumed = loaded.value
         }
       } else {

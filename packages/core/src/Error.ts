@@ -101,6 +101,7 @@ export type ResumeMismatch =
   | "OutputChanged"
   | "CheckpointCorrupt"
   | "OutputMissing"
+  | "NotResumable"
 
 /** A checkpoint exists but resuming from it would be unsafe. Exit code 5. */
 export class ResumeRefused extends Data.TaggedError("ResumeRefused")<{

@@ -330,3 +330,21 @@ describe("snapshots in checkpoints", () => {
     expect(e2.message).toContain("must be the last transform")
   })
 })
+
+describe("non-resumable transforms", () => {
+  it("a checkpoint of a pipeline with a transform that cannot snapshot itself is refused on resume", async () => {
+    const src = path.join(dir, "in")
+    fs.writeFileSync(src, pseudoRandom(20_000, 5))
+    const out = path.join(dir, "out")
+    const ckpt = path.join(dir, "ckpt")
+    const stuck = (failAt?: number): ChunkProcessor => ({ ...xorTransform(0x5a, { failAt }), capabilities: { kind: "transform", ordered: true, resumable: false } })
+    const attempt = (failAt?: number) => runExit(Effect.gen(function*() {
+      const input = yield* ChunkInput.fromFile(src)
+      return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline: [stuck(failAt)], chunkBytes: 100, segmentBytes: 200, checkpoint: { path: ckpt, mode: "resume", intervalMs: 0 } })
+    }))
+    expect(Exit.isFailure(await attempt(150))).toBe(true)
+    const e = failureOf(await attempt()) as ResumeRefused
+    expect(e.reason).toBe("NotResumable")
+    expect(e.message).toContain("test-xor cannot continue")
+  })
+})

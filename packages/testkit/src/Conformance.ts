@@ -283,7 +283,8 @@ export type Interruption =
 
 /**
  * A run interrupted mid-way (see {@link Interruption}), then resumed from its checkpoint
- * with fresh processors, gives the same output file and result as one uninterrupted run;
+ * with fresh processors, gives the same output file and result as one uninterrupted run
+ * (for a transform declared `resumable: false`: the resume is refused as `NotResumable`);
  * `resumedFrom` is past chunk 0; no checkpoint is left behind. `inFlight` > 1 lets later
  * segments be processed before earlier ones are written.
  */
@@ -341,6 +342,15 @@ export const checkResume = async (make: () => ChunkProcessor, chunkBytes: number
     expect(fs.existsSync(resumed), `${what}: an interrupted run must not publish its output`).toBe(false)
     expect(fs.existsSync(ckpt), `${what}: the interrupted run must leave a checkpoint`).toBe(true)
     const second = await withTimeout(runFile(resumed, false), s.timeoutMs, `resumed run for ${what}`)
+    const caps = make().capabilities
+    if (caps.kind === "transform" && caps.resumable === false) {
+      // The engine refuses to continue the output of a transform that cannot snapshot itself;
+      // the refusal must be the typed one, and it must leave the checkpoint for --no-resume.
+      const failure = Exit.isFailure(second) ? Exit.findErrorOption(second) : undefined
+      expect(failure?._tag === "Some" ? (failure.value as { _tag?: string; reason?: string }) : undefined, `${what}: resuming a non-resumable transform must be refused`).toMatchObject({ _tag: "ResumeRefused", reason: "NotResumable" })
+      expect(fs.existsSync(resumed), `${what}: a refused resume must not publish`).toBe(false)
+      return
+    }
     if (!Exit.isSuccess(second)) throw new Error(`${what}: the resumed run failed: ${String(second.cause)}`)
     expect(second.value.resumedFrom, `${what}: the resumed run must start past chunk 0`).toBeGreaterThan(0)
     expect(fs.existsSync(ckpt), `${what}: the checkpoint must be removed after success`).toBe(false)
