@@ -10,8 +10,8 @@
  * chunks, so it collects bytes until a whole member is in (its length is in its header)
  * and inflates it: `ordered: true`. Its state between chunks is the partial member it
  * holds, which is compressed payload: it is never written to a checkpoint. It declares
- * `resumable: false`, so the engine refuses to resume a run through it rather than guess
- * its state.
+ * `resumable: false, deterministic: true` (its output depends only on the bytes fed to it),
+ * so on resume the engine replays the completed chunks through it, writing nothing.
  *
  * @module
  */
@@ -53,7 +53,7 @@ export interface GunzipOptions {
 /** Capabilities of {@link gzip}: members are independent, so chunks may arrive in any order. */
 export const gzipCapabilities: ProcessorCapabilities = { kind: "transform", ordered: false, resumable: true }
 /** Capabilities of {@link gunzip}: members span chunks, so chunks come in order; no snapshot. */
-export const gunzipCapabilities: ProcessorCapabilities = { kind: "transform", ordered: true, resumable: false }
+export const gunzipCapabilities: ProcessorCapabilities = { kind: "transform", ordered: true, resumable: false, deterministic: true }
 
 const badOption = (detail: string) => new GzipError({ reason: "BadOption", detail })
 

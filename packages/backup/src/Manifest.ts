@@ -9,7 +9,7 @@
  * ciphertext the cipher returned. Digests are stored by chunk index, so segments may
  * complete in any order.
  *
- * Resume: the wrapper declares `resumable: false`, so after a crash the engine replays the
+ * Resume: the wrapper declares `resumable: false, deterministic: true`, so after a crash the engine replays the
  * completed chunks through it (reading the source again, writing nothing). The cipher is
  * restored from its own snapshot (AGCM: the header salt) and deterministic for a given
  * chunk index, so the replayed digests are those of the bytes already on disk; a
@@ -84,7 +84,7 @@ export const withManifest = (inner: ChunkProcessor, pool: HashPool): ManifestCol
     name: "backup-manifest",
     version: "1.0.0",
     apiVersion: inner.apiVersion,
-    capabilities: { kind: "transform", ordered: inner.capabilities.ordered, resumable: false },
+    capabilities: { kind: "transform", ordered: inner.capabilities.ordered, resumable: false, deterministic: true },
     options: { cipher: inner.name, cipherVersion: inner.version, ...inner.options },
     init: (context) =>
       Effect.gen(function*() {

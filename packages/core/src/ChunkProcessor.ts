@@ -62,11 +62,19 @@ export interface ProcessorCapabilities {
   /**
    * True (default) when `snapshot()` captures all state needed to continue after the
    * completed chunks. False for processors whose state cannot be saved (a running
-   * SHA-256): on resume the engine replays the completed chunks through such observers,
-   * reading the input again but writing nothing. A transform that is not resumable makes
-   * the run non-resumable: a resume is refused (`ResumeRefused` "NotResumable").
+   * SHA-256): on resume the engine replays the completed chunks through them, reading the
+   * input again but writing nothing. A transform that is not resumable is replayed only
+   * when it is `deterministic`; otherwise a resume is refused (`ResumeRefused`
+   * "NotResumable").
    */
   readonly resumable?: boolean
+  /**
+   * True when a transform's output for a chunk depends only on the bytes it was fed so far
+   * and on state restored from snapshots (a gunzip; AGCM with its salt restored), so a
+   * replay rebuilds its state without changing any byte already written. Default false
+   * (an age stream draws a new file key per run).
+   */
+  readonly deterministic?: boolean
 }
 
 /** Identity of a source, recorded in checkpoints to detect that it changed. */

@@ -156,7 +156,7 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
           yield* Checkpoint.validate(cp.path, loaded.value, { source: input.identity!, output: output.description, chunkBytes: options.chunkBytes, pipeline })
           // Replaying chunks through a transform that cannot snapshot itself would rebuild its
           // state, but not necessarily its output (an age stream picks a new file key per run).
-          const stuck = pipeline.find((p) => p.capabilities.kind === "transform" && p.capabilities.resumable === false)
+          const stuck = pipeline.find((p) => p.capabilities.kind === "transform" && p.capabilities.resumable === false && p.capabilities.deterministic !== true)
           if (stuck && Checkpoint.completedPrefix(loaded.value) > 0) {
             return yield* Effect.fail(new ResumeRefused({ reason: "NotResumable", checkpoint: cp.path, detail: `${stuck.name} cannot continue an interrupted output` }))
           }

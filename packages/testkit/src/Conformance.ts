@@ -284,7 +284,8 @@ export type Interruption =
 /**
  * A run interrupted mid-way (see {@link Interruption}), then resumed from its checkpoint
  * with fresh processors, gives the same output file and result as one uninterrupted run
- * (for a transform declared `resumable: false`: the resume is refused as `NotResumable`);
+ * (for a transform declared `resumable: false` and not `deterministic`: the resume is
+ * refused as `NotResumable`);
  * `resumedFrom` is past chunk 0; no checkpoint is left behind. `inFlight` > 1 lets later
  * segments be processed before earlier ones are written.
  */
@@ -343,7 +344,7 @@ export const checkResume = async (make: () => ChunkProcessor, chunkBytes: number
     expect(fs.existsSync(ckpt), `${what}: the interrupted run must leave a checkpoint`).toBe(true)
     const second = await withTimeout(runFile(resumed, false), s.timeoutMs, `resumed run for ${what}`)
     const caps = make().capabilities
-    if (caps.kind === "transform" && caps.resumable === false) {
+    if (caps.kind === "transform" && caps.resumable === false && caps.deterministic !== true) {
       // The engine refuses to continue the output of a transform that cannot snapshot itself;
       // the refusal must be the typed one, and it must leave the checkpoint for --no-resume.
       const failure = Exit.isFailure(second) ? Exit.findErrorOption(second) : undefined
