@@ -52,15 +52,8 @@ const runWithEngine = (o: {
   outputPath: string
   pipeline: ReadonlyArray<ChunkProcessor>
   chunkBytes: number
-  noResume: boolean
-  noFsync: boolean
-  checkpointInterval: number
-  force: boolean
-  quiet: boolean
-  json: boolean
-  auditLog: Option.Option<string>
   settings: Settings
-}) =>
+} & Pick<CommonParsed, "noResume" | "noFsync" | "checkpointInterval" | "force" | "quiet" | "json" | "auditLog">) =>
   Effect.gen(function*() {
     const audit = yield* openAudit(o.auditLog, o.settings)
     const input = yield* openInput(o.inputPath)
