@@ -4,7 +4,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Readable } from "node:stream"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { ChunkInput, ChunkOutput, type ChunkProcessor, ProcessorError, ResumeRefused, runPipeline, Telemetry, type TelemetryEvent } from "../src/index.js"
+import { Checkpoint, ChunkInput, ChunkOutput, type ChunkProcessor, ProcessorError, ResumeRefused, runPipeline, Telemetry, type TelemetryEvent } from "../src/index.js"
 import { pseudoRandom, sha256, sha256Observer, xorReference, xorTransform } from "./helpers.js"
 
 let dir: string
@@ -362,5 +362,30 @@ describe("non-resumable transforms", () => {
     const done = await attempt()
     expect(Exit.isSuccess(done) && done.value.resumedFrom).toBeGreaterThan(0)
     expect(fs.readFileSync(out)).toEqual(xorReference(data, 100))
+  })
+})
+
+describe("checkpoint size", () => {
+  it("a checkpoint of a 10 GB run with an AGCM-shaped pipeline and snapshot stays under 1 KB", async () => {
+    const file = path.join(dir, "big.ckpt")
+    const store = Checkpoint.makeFileStore()
+    const doc: Checkpoint.Checkpoint = {
+      format: "cage-checkpoint",
+      version: 1,
+      source: { path: "/var/backups/database-dump-2026-11-21.sql", size: 10e9, mtimeNs: "1795297328502081326", ctimeNs: "1795297328502081326", ino: "2156258123", dev: "65024" },
+      output: "/var/backups/database-dump-2026-11-21.sql.agcm",
+      chunkBytes: 65536,
+      pipeline: [{ name: "json-validate", version: "1.0.0", options: { format: "ndjson", maxDepth: 1024 } }, { name: "agcm-encrypt", version: "2.0.0", options: { keyMode: "scrypt", chunkSize: 65536 } }],
+      completed: [[0, 152587]],
+      outputBytes: 9_999_991_234,
+      inputBytes: 9_999_990_784,
+      state: { "1:agcm-encrypt": { format: "agcm-v2", chunkSize: 65536, keyMode: "scrypt", salt: "ab".repeat(24), scryptLogN: 17, scryptSalt: "cd".repeat(16), commitment: "ef".repeat(32) } },
+      updatedAt: new Date().toISOString()
+    }
+    await run(store.save(file, doc))
+    expect(fs.statSync(file).size).toBeLessThan(1024)
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600)
+    const back = await run(store.load(file))
+    expect(back._tag === "Some" && back.value.completed).toEqual([[0, 152587]])
   })
 })
