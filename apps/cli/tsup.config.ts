@@ -1,10 +1,27 @@
 import { defineConfig } from "tsup"
 
-export default defineConfig({
-  entry: ["src/index.ts", "src/bin.ts"],
-  format: ["esm"],
-  dts: { entry: ["src/index.ts"] },
-  sourcemap: true,
-  clean: true,
-  target: "node20"
-})
+export default defineConfig([
+  {
+    entry: ["src/index.ts"],
+    format: ["esm"],
+    dts: { entry: ["src/index.ts"] },
+    sourcemap: true,
+    clean: true,
+    target: "node20"
+  },
+  {
+    // The `cage` binary is one bundled file: resolving and compiling a few hundred ES
+    // modules of effect and the workspace packages cost ~0.5 s of start-up per command.
+    // node-pty stays outside (a native addon, loaded only for passphrases through age).
+    entry: { bin: "src/bin.ts" },
+    format: ["esm"],
+    sourcemap: true,
+    target: "node20",
+    platform: "node",
+    splitting: false,
+    treeshake: true,
+    noExternal: [/.*/],
+    external: ["node-pty"],
+    banner: { js: "import { createRequire as __cageCreateRequire } from \"node:module\"; const require = __cageCreateRequire(import.meta.url);" }
+  }
+])

@@ -14,12 +14,18 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as nodePath from "node:path"
-import * as pty from "node-pty"
+import { createRequire } from "node:module"
+import type * as PtyModule from "node-pty"
 import type { AgeBinary } from "../AgeBinary.js"
 import { AgeError, fromAgeExit, redact } from "../Error.js"
 import { ArmorDecodeError, ArmorDecoder, looksArmored } from "./armor.js"
 import { drain, feed, prepend, readInput, transform, watchReadBytes, watchReadPosition } from "./io.js"
 import { makeFifo, makeStagingDirectory, removeStagingDirectory } from "./staging.js"
+
+// node-pty is a native addon: load it only when a terminal is needed, so that everything
+// else (recipient streams, the library backend, a bundled `cage` binary) starts without it.
+let ptyModule: typeof PtyModule | undefined
+const loadPty = (): typeof PtyModule => (ptyModule ??= createRequire(import.meta.url)("node-pty") as typeof PtyModule)
 
 export type Strategy = "pipe" | "tempfile" | "auto"
 export type UsedStrategy = "direct" | "pipe" | "tempfile"
@@ -244,7 +250,7 @@ const runInTerminal = (
 ): Promise<PtyOutcome> =>
   new Promise((resolve) => {
     const secret = Buffer.from(request.passphrase!).toString("utf8")
-    const term = pty.spawn(request.bin.path, [...args], { name: "dumb", cols: 400, rows: 24, cwd: os.tmpdir(), env: ENV() })
+    const term = loadPty().spawn(request.bin.path, [...args], { name: "dumb", cols: 400, rows: 24, cwd: os.tmpdir(), env: ENV() })
     started(term.pid)
     let transcript = ""
     let lastAnswerAt = 0
