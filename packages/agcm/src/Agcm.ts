@@ -11,8 +11,9 @@
  *
  * @module
  */
-import type { Chunk as ChunkSpec, ChunkProcessor, InitContext, JsonValue } from "@cage/core"
-import { PROCESSOR_API_VERSION } from "@cage/core"
+import type { Chunk as ChunkSpec, ChunkProcessor, DirectSegment, InitContext, JsonValue } from "@cage/core"
+import { fromSystemError, IoError, PROCESSOR_API_VERSION } from "@cage/core"
+import * as fs from "node:fs"
 import { Effect } from "effect"
 import {
   AgcmUsageError,
@@ -35,7 +36,7 @@ import {
   type HeaderParams,
   isRawKey
 } from "./Format.js"
-import { commitmentMatches, type DerivedKeys, OPEN, probeTrailing, SEAL, TAG_BYTES, wipeKeys } from "./internal/cobblestone.js"
+import { commitmentMatches, type DerivedKeys, type DirectOutcome, OPEN, probeTrailing, SEAL, TAG_BYTES, wipeKeys } from "./internal/cobblestone.js"
 import type { PoolFault } from "./internal/pool.js"
 import { SegmentCipher } from "./internal/segmentCipher.js"
 import { legacyV1Processor } from "./LegacyV1.js"
@@ -105,6 +106,37 @@ const publicOptions = (o: AgcmCommonOptions & { chunkSize?: number; legacyV1?: b
   ...(o.chunkSize !== undefined ? { chunkSize: o.chunkSize } : {}),
   ...(o.legacyV1 !== undefined ? { legacyV1: o.legacyV1 } : {})
 })
+
+/** The segment's input bytes and its direct job, from the chunk specs alone (no data yet). */
+const directJob = (op: number, specs: ReadonlyArray<ChunkSpec>, segment: DirectSegment) => {
+  const lengths = specs.map((c) => c.length)
+  let inputBytes = 0
+  for (const n of lengths) inputBytes += n
+  const tags = TAG_BYTES * specs.length
+  return {
+    op,
+    first: specs[0].index,
+    lengths,
+    inFd: segment.inputFd,
+    inPos: segment.inputOffset,
+    outFd: segment.outputFd,
+    outPos: segment.outputOffset,
+    inputBytes,
+    outputBytes: op === SEAL ? inputBytes + tags : inputBytes - tags
+  }
+}
+
+/** A direct job's read or write failure, as the engine reports I/O failures (exit code 4). */
+const directIoFailure = (outcome: DirectOutcome, segment: DirectSegment, inputBytes: number): IoError | undefined => {
+  if (outcome.ioError) {
+    const { operation, code, message } = outcome.ioError
+    return fromSystemError(operation, operation === "read" ? segment.input : segment.output, Object.assign(new Error(message), { code }))
+  }
+  if (outcome.short !== undefined) {
+    return new IoError({ reason: "Unknown", operation: "read", path: segment.input, detail: `the input shrank while being read (expected ${inputBytes} bytes at ${segment.inputOffset}, got ${outcome.short})` })
+  }
+  return undefined
+}
 
 const checkWorkers = (workers: number | undefined) =>
   workers === undefined || (Number.isInteger(workers) && workers >= 1 && workers <= 256)
@@ -193,10 +225,29 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
           fault: options._fault,
           transferInputs: options.transferInputs ?? true
         })
-        return { framing: { headerBytes: 0, chunkBytes: chunkSize, shortFinal: true }, header: sealed.header }
+        return {
+          framing: { headerBytes: 0, chunkBytes: chunkSize, shortFinal: true },
+          header: sealed.header,
+          direct: { outputChunkBytes: chunkSize + TAG_BYTES }
+        }
       }),
     process: (chunk, data) => seal([chunk], [data]).pipe(Effect.map((o) => o[0])),
     processSegment: (chunks, data) => seal(chunks, data),
+    processDirect: (specs, segment) =>
+      Effect.gen(function*() {
+        if (!cipher) return yield* Effect.die(new Error("internal error: agcm-encrypt used before init"))
+        for (const spec of specs) {
+          if (spec.final ? spec.length >= chunkSize : spec.length !== chunkSize) {
+            return yield* Effect.die(new Error(`internal error: chunk ${spec.index} has ${spec.length} bytes, framing needs ${spec.final ? `< ${chunkSize}` : chunkSize}`))
+          }
+        }
+        const job = directJob(SEAL, specs, segment)
+        const outcome = yield* cipher.runDirect(job)
+        const failure = directIoFailure(outcome, segment, job.inputBytes)
+        if (failure) return yield* failure
+        chunks += specs.length
+      }),
+    release: (outputs) => cipher?.release(outputs),
     finalize: () =>
       Effect.succeed({
         result: { format: "agcm", version: 2, chunkSize, keyMode: snapshot?.keyMode ?? null, chunksSealed: chunks, workers: cipher?.workers ?? 1, pool: cipher?.usesPool ?? false }
@@ -321,13 +372,60 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
           fault: options._fault,
           transferInputs: options.transferInputs ?? true
         })
-        return { framing: { headerBytes, chunkBytes: chunkSize + TAG_BYTES, shortFinal: true } }
+        return { framing: { headerBytes, chunkBytes: chunkSize + TAG_BYTES, shortFinal: true }, direct: { outputChunkBytes: chunkSize } }
       }),
     process: (chunk, data) => (legacy ? legacy.process(chunk, data) : open([chunk], [data]).pipe(Effect.map((o) => o[0]))),
     processSegment: (specs, data) =>
       legacy
         ? Effect.forEach(specs, (s, k) => legacy!.process(s, data[k]))
         : open(specs, data),
+    processDirect: (specs, segment) =>
+      Effect.gen(function*() {
+        if (legacy || !cipher || !keys) return yield* Effect.die(new Error("internal error: agcm-decrypt direct mode used before init or on a v1 file"))
+        const sealedChunk = chunkSize + TAG_BYTES
+        // The first chunk that cannot be valid by its length alone (as in openSegment).
+        let bad = specs.length
+        for (let k = 0; k < specs.length; k++) {
+          const n = specs[k].length
+          if (!(specs[k].final ? n >= TAG_BYTES && n < sealedChunk : n === sealedChunk)) {
+            bad = k
+            break
+          }
+        }
+        const good = specs.slice(0, bad)
+        if (good.length > 0) {
+          const job = directJob(OPEN, good, segment)
+          const outcome = yield* cipher.runDirect(job)
+          const failure = directIoFailure(outcome, segment, job.inputBytes)
+          if (failure) return yield* failure
+          if (outcome.failedAt >= 0) {
+            const spec = good[outcome.failedAt]
+            const bytesToEnd = regionBytes !== undefined ? regionBytes - spec.start : spec.length
+            if (bytesToEnd <= sealedChunk - 1 + 256) {
+              // The probe needs the failed chunk's bytes: read them again (the worker's copy
+              // was overwritten in place).
+              const sealed = Buffer.allocUnsafe(spec.length)
+              const at = segment.inputOffset + (spec.start - specs[0].start)
+              const n = yield* Effect.try({ try: () => fs.readSync(segment.inputFd, sealed, 0, spec.length, at), catch: (e) => fromSystemError("read", segment.input, e) })
+              const trailing = probeTrailing(keys, spec.index, sealed.subarray(0, n), bytesToEnd, chunkSize)
+              if (trailing !== undefined) return yield* new TrailingData({ bytes: trailing })
+            }
+            return yield* new ChunkAuthFailed({ chunk: spec.index, final: spec.final })
+          }
+          chunks += good.length
+          for (const spec of good) plaintextBytes += spec.length - TAG_BYTES
+        }
+        if (bad < specs.length) {
+          const spec = specs[bad]
+          return yield* new Truncated({
+            at: headerBytes + spec.start + spec.length,
+            detail: spec.length === 0
+              ? `the final chunk (chunk ${spec.index}) is missing`
+              : `chunk ${spec.index} is ${spec.length} bytes, shorter than its 16-byte tag`
+          })
+        }
+      }),
+    release: (outputs) => cipher?.release(outputs),
     finalize: (context) =>
       legacy
         ? legacy.finalize(context)

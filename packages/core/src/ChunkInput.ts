@@ -29,6 +29,11 @@ export interface ChunkInput {
    * with `IoError` when `position` is not where the previous read ended.
    */
   readonly read: (position: number, buffer: Uint8Array, offset: number, length: number) => Effect.Effect<number, IoError>
+  /**
+   * The open descriptor of a regular file (for direct-mode processors that read it
+   * positionally on worker threads), else `undefined`. Valid until `close`.
+   */
+  readonly fd?: number | undefined
   readonly close: () => Effect.Effect<void>
 }
 
@@ -84,6 +89,7 @@ export const fromFile = (path: string): Effect.Effect<ChunkInput, IoError> =>
       size: identity.size,
       identity,
       randomAccess: true,
+      fd,
       // fs.read with a raw fd avoids FileHandle's per-call promise bookkeeping on the hot path.
       read: (position, buffer, offset, length) =>
         Effect.callback<number, IoError>((resume) => {

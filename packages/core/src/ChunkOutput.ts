@@ -29,6 +29,13 @@ export interface ChunkOutput {
   readonly open: (options?: { readonly resumeAt?: number }) => Effect.Effect<void, IoError>
   /** Appends buffers in order (one vectored write where possible). */
   readonly write: (buffers: ReadonlyArray<Uint8Array>) => Effect.Effect<void, IoError>
+  /**
+   * Positional access for direct-mode processors (file sinks only): the open descriptor,
+   * and `extend(end)`, which records that bytes up to offset `end` have been written so
+   * that `position()` and `commit` account for them. Writes past `position()` are allowed;
+   * the engine only checkpoints a length below which every byte was written.
+   */
+  readonly positional?: { readonly fd: () => number; readonly extend: (end: number) => void } | undefined
   /** Makes everything written so far durable (fdatasync). */
   readonly sync: () => Effect.Effect<void, IoError>
   /** fsyncs and publishes the output under its final name. */
@@ -116,6 +123,12 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
           position = resumeAt
         }
       }),
+    positional: {
+      fd: () => fd,
+      extend: (end) => {
+        if (end > position) position = end
+      }
+    },
     write: (buffers) =>
       Effect.callback<void, IoError>((resume) => {
         let total = 0

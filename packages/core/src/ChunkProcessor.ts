@@ -23,6 +23,15 @@
  *      buffers. Copy what you keep. Returned bytes are owned by the engine. `processSegment`
  *      may instead take the segment's whole underlying ArrayBuffer (all views of one segment
  *      share it), e.g. to transfer it to a worker thread; the engine then allocates anew.
+ *    - Direct mode: a transform that implements `processDirect` and declares `direct` in
+ *      its `init` result may be handed file descriptors instead of bytes, when it is the
+ *      whole pipeline, the input is a regular file and the output a file. It then reads
+ *      each segment's input and writes its output itself, positionally (pread/pwrite, on
+ *      worker threads), so segment bytes never cross to the engine's thread. Everything
+ *      else (plan, order of completion, checkpoints, progress, telemetry, publishing) stays
+ *      with the engine. The effect must not complete, fail or finish interrupting while
+ *      any of its reads or writes is still in progress: the engine closes the descriptors
+ *      right after.
  * 3. `finalize(context)` once, after the final chunk. It may return a `trailer` (written
  *    after all chunk output) and a JSON `result` (a digest, a manifest reference...) that
  *    the engine reports in the run summary.
@@ -113,6 +122,28 @@ export interface InitResult {
   readonly framing?: Framing
   /** Bytes written to the output before any chunk output (skipped when resuming). */
   readonly header?: Uint8Array
+  /**
+   * Declares that `processDirect` can run this input (see the module documentation):
+   * input chunk i (of the framing) becomes exactly `outputChunkBytes` output bytes, except
+   * the final chunk, whose output is its input length plus `outputChunkBytes - chunkBytes`.
+   * Output chunk i therefore starts at `header length + i * outputChunkBytes`.
+   */
+  readonly direct?: { readonly outputChunkBytes: number }
+}
+
+/** Where a segment lives, for {@link ChunkProcessor.processDirect}. Offsets are absolute, in bytes. */
+export interface DirectSegment {
+  /** The input file's descriptor (read positionally; never moved, never closed by the processor). */
+  readonly inputFd: number
+  /** Offset of the segment's first chunk in the input file (framing header included). */
+  readonly inputOffset: number
+  /** The output file's descriptor (written positionally; never closed by the processor). */
+  readonly outputFd: number
+  /** Offset of the segment's first output byte in the output file. */
+  readonly outputOffset: number
+  /** For messages: the input's and output's descriptions (paths). */
+  readonly input: string
+  readonly output: string
 }
 
 /** What `finalize` receives. */
@@ -157,6 +188,14 @@ export interface ChunkProcessor {
     chunks: ReadonlyArray<ChunkSpec>,
     data: ReadonlyArray<Uint8Array>
   ) => Effect.Effect<ReadonlyArray<Uint8Array | undefined>, unknown>
+  /**
+   * Optional, transforms only: processes a segment straight from the input file to the
+   * output file (direct mode, see the module documentation). Same results and errors as
+   * `processSegment` for the same chunks; the output of chunk k of the segment must land at
+   * `outputOffset + (chunks[k].index - chunks[0].index) * outputChunkBytes`. A failing read
+   * or write should fail with core's `IoError`, which the engine reports as is.
+   */
+  readonly processDirect?: (chunks: ReadonlyArray<ChunkSpec>, segment: DirectSegment) => Effect.Effect<void, unknown>
   readonly finalize: (context: FinalizeContext) => Effect.Effect<FinalizeResult | void, unknown>
   /**
    * Optional, transforms only: called with a segment's outputs once they have been written

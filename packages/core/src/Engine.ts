@@ -110,10 +110,13 @@ const makeGate = (start: number) => {
   }
 }
 
-const guard = <A>(p: ChunkProcessor, phase: ProcessorError["phase"], chunk: number | undefined, effect: Effect.Effect<A, unknown>) =>
+const guard = <A>(p: ChunkProcessor, phase: ProcessorError["phase"], chunk: number | undefined, effect: Effect.Effect<A, unknown>, ioPassthrough = false) =>
   Effect.suspend(() => effect).pipe(
     Effect.catchDefect((defect) => Effect.fail(defect)),
-    Effect.mapError((cause) => {
+    Effect.mapError((cause): EngineError => {
+      // In direct mode the processor does the engine's reads and writes: report their
+      // failures as the engine would (exit code 4, the path), not as the processor's.
+      if (ioPassthrough && (cause as { _tag?: unknown } | undefined)?._tag === "IoError") return cause as IoError
       const at = (cause as { chunk?: unknown } | undefined)?.chunk
       return new ProcessorError({ processor: p.name, phase, chunk: typeof at === "number" ? at : chunk, cause })
     })
@@ -215,6 +218,14 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
     }
     const framing: Framing = framers[0]?.framing ?? { headerBytes: 0, chunkBytes: options.chunkBytes, shortFinal: false }
     const cs = framing.chunkBytes
+    // Direct mode (see ChunkProcessor): one transform that reads and writes the files itself.
+    const directOut = output?.positional
+    const direct = pipeline.length === 1 && pipeline[0].processDirect !== undefined && inits[0].direct !== undefined &&
+        pipeline[0].capabilities.resumable !== false && input.fd !== undefined && input.size !== undefined && directOut !== undefined
+      ? { outputChunkBytes: inits[0].direct.outputChunkBytes, process: pipeline[0].processDirect, fd: input.fd, out: directOut }
+      : undefined
+    // Output chunk i starts at (header bytes) + i × outputChunkBytes, resumed or not.
+    const outputBase = inits.reduce((n, r) => n + (r.header?.length ?? 0), 0)
     const segChunks = Math.max(1, Math.floor((options.segmentBytes ?? DEFAULT_SEGMENT_BYTES) / cs))
     const inFlight = Math.max(1, options.inFlight ?? DEFAULT_IN_FLIGHT)
 
@@ -395,15 +406,27 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
           if (!seg) return
           const t0 = Date.now()
           const replay = seg.chunks[0].index < startChunk
-          if (telemetry.enabled && !replay) {
-            for (const c of seg.chunks) yield* telemetry.publish({ type: "chunk_start", runId, at: t0, chunk: c.index, bytes: c.length })
-          }
-          let data = yield* readSegment(seg, spare)
-          const produced: Array<[ChunkProcessor, ReadonlyArray<Uint8Array>]> = []
           // Each processor's state right after it handled this segment (taken inside its gate,
           // so for an ordered processor it covers exactly the chunks up to this segment).
           const segmentSnapshots: Array<[number, JsonValue]> = []
-          for (let i = 0; i < pipeline.length; i++) {
+          if (telemetry.enabled && !replay) {
+            for (const c of seg.chunks) yield* telemetry.publish({ type: "chunk_start", runId, at: t0, chunk: c.index, bytes: c.length })
+          }
+          if (direct) {
+            const first = seg.chunks[0]
+            yield* guard(pipeline[0], "process", first.index, direct.process(seg.chunks, {
+              inputFd: direct.fd,
+              inputOffset: framing.headerBytes + first.start,
+              outputFd: direct.out.fd(),
+              outputOffset: outputBase + first.index * direct.outputChunkBytes,
+              input: input.description,
+              output: output!.description
+            }), true)
+            if (pipeline[0].snapshot) segmentSnapshots.push([0, pipeline[0].snapshot()])
+          }
+          let data = direct ? [] : yield* readSegment(seg, spare)
+          const produced: Array<[ChunkProcessor, ReadonlyArray<Uint8Array>]> = []
+          for (let i = 0; !direct && i < pipeline.length; i++) {
             const p = pipeline[i]
             // On replay only the non-resumable processors (and the transforms feeding them) run.
             const skip = replay && p.capabilities.resumable !== false && p.capabilities.kind === "observer"
@@ -423,7 +446,14 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
           const last = seg.chunks[seg.chunks.length - 1]
           if (!replay) {
             let outBytes = 0
-            if (output) {
+            if (direct) {
+              // Every segment before this one has completed (the write gate), so the output
+              // is fully written up to this segment's end.
+              const first = seg.chunks[0]
+              const end = outputBase + last.index * direct.outputChunkBytes + last.length + (direct.outputChunkBytes - cs)
+              direct.out.extend(end)
+              outBytes = end - (outputBase + first.index * direct.outputChunkBytes)
+            } else if (output) {
               const before = output.position()
               yield* output.write(data)
               outBytes = output.position() - before

@@ -5,7 +5,7 @@ import * as path from "node:path"
 import { Readable } from "node:stream"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { Checkpoint, ChunkInput, ChunkOutput, type ChunkProcessor, ProcessorError, ResumeRefused, runPipeline, Telemetry, type TelemetryEvent } from "../src/index.js"
-import { pseudoRandom, sha256, sha256Observer, xorReference, xorTransform } from "./helpers.js"
+import { pseudoRandom, sha256, sha256Observer, xorDirect, xorReference, xorTransform } from "./helpers.js"
 
 let dir: string
 beforeEach(() => {
@@ -387,5 +387,87 @@ describe("checkpoint size", () => {
     expect(fs.statSync(file).mode & 0o777).toBe(0o600)
     const back = await run(store.load(file))
     expect(back._tag === "Some" && back.value.completed).toEqual([[0, 152587]])
+  })
+})
+
+describe("direct mode", () => {
+  const fileRun = (src: string, out: string, pipeline: Array<ChunkProcessor>, cs: number, checkpoint?: { path: string; mode: "resume" | "fresh"; intervalMs: number }) =>
+    runExit(Effect.gen(function*() {
+      const input = yield* ChunkInput.fromFile(src)
+      return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline, chunkBytes: cs, segmentBytes: 3 * cs, inFlight: 3, checkpoint }).pipe(Effect.ensuring(input.close()))
+    }))
+
+  it("a lone direct transform, file to file, reads and writes positionally: same bytes at every boundary size", async () => {
+    const cs = 64
+    for (const size of [0, 1, cs - 1, cs, cs + 1, 2 * cs - 1, 2 * cs, 2 * cs + 1, 3 * cs, 3 * cs + 1, 10 * cs + 7]) {
+      const data = pseudoRandom(size, size + 1)
+      const src = path.join(dir, `in-${size}`)
+      const out = path.join(dir, `out-${size}`)
+      fs.writeFileSync(src, data)
+      const { processor, calls } = xorDirect()
+      const exit = await fileRun(src, out, [processor], cs)
+      expect(Exit.isSuccess(exit)).toBe(true)
+      expect(fs.readFileSync(out)).toEqual(xorReference(data, cs))
+      if (Exit.isSuccess(exit)) expect(exit.value.outputBytes).toBe(xorReference(data, cs).length)
+      expect(calls.process).toBe(0)
+      expect(calls.direct).toBe(Math.ceil(Math.ceil(size / cs) / 3))
+    }
+  })
+
+  it("is not taken with another processor in the pipeline, or a memory output", async () => {
+    const data = pseudoRandom(1000, 3)
+    const src = path.join(dir, "in")
+    fs.writeFileSync(src, data)
+    const a = xorDirect()
+    const obs = sha256Observer()
+    const exit = await fileRun(src, path.join(dir, "out"), [obs, a.processor], 100)
+    expect(Exit.isSuccess(exit)).toBe(true)
+    expect(a.calls.direct).toBe(0)
+    expect(a.calls.process).toBe(10)
+    expect(fs.readFileSync(path.join(dir, "out"))).toEqual(xorReference(data, 100))
+    const b = xorDirect()
+    const mem = ChunkOutput.toMemory()
+    await run(Effect.gen(function*() {
+      const input = yield* ChunkInput.fromFile(src)
+      return yield* runPipeline({ input, output: mem, pipeline: [b.processor], chunkBytes: 100 })
+    }))
+    expect(b.calls.direct).toBe(0)
+    expect(Buffer.from(mem.bytes())).toEqual(xorReference(data, 100))
+  })
+
+  it("a processor failure names the chunk, an IoError passes through as is, and nothing is published", async () => {
+    const src = path.join(dir, "in")
+    fs.writeFileSync(src, pseudoRandom(5000, 9))
+    const out = path.join(dir, "out")
+    const e1 = failureOf(await fileRun(src, out, [xorDirect(0x5a, { failAt: 17 }).processor], 100))
+    expect(e1).toBeInstanceOf(ProcessorError)
+    expect((e1 as ProcessorError).chunk).toBe(15) // the segment's first chunk (segments of 3)
+    expect(fs.existsSync(out)).toBe(false)
+    expect(fs.existsSync(out + ".partial")).toBe(false)
+    const e2 = failureOf(await fileRun(src, out, [xorDirect(0x5a, { ioFailAt: 20 }).processor], 100))
+    expect((e2 as { _tag: string })._tag).toBe("IoError")
+    expect((e2 as Error).message).toContain(out)
+    expect(fs.existsSync(out)).toBe(false)
+  })
+
+  it("an interrupted direct run resumes from its checkpoint to the one-run output", async () => {
+    const data = pseudoRandom(50_000, 42)
+    const src = path.join(dir, "in")
+    const out = path.join(dir, "out")
+    const ckpt = path.join(dir, "out.checkpoint.json")
+    fs.writeFileSync(src, data)
+    const first = await fileRun(src, out, [xorDirect(0x5a, { failAt: 321 }).processor], 100, { path: ckpt, mode: "resume", intervalMs: 0 })
+    expect(failureOf(first)).toBeInstanceOf(ProcessorError)
+    const c = JSON.parse(fs.readFileSync(ckpt, "utf8"))
+    expect(c.completed[0][1]).toBeGreaterThan(0)
+    // Segments past the checkpoint may already be on disk: the resume truncates and redoes them.
+    expect(fs.statSync(out + ".partial").size).toBeGreaterThanOrEqual(c.outputBytes)
+    const again = xorDirect()
+    const second = await fileRun(src, out, [again.processor], 100, { path: ckpt, mode: "resume", intervalMs: 0 })
+    expect(Exit.isSuccess(second)).toBe(true)
+    if (Exit.isSuccess(second)) expect(second.value.resumedFrom).toBe(c.completed[0][1])
+    expect(again.calls.process).toBe(0)
+    expect(fs.readFileSync(out)).toEqual(xorReference(data, 100))
+    expect(fs.existsSync(ckpt)).toBe(false)
   })
 })

@@ -1,7 +1,8 @@
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
+import * as fs from "node:fs"
 import type { ChunkProcessor } from "../src/index.js"
-import { PROCESSOR_API_VERSION } from "../src/index.js"
+import { IoError, PROCESSOR_API_VERSION } from "../src/index.js"
 
 /** A transform that XORs every byte with `mask` and appends the chunk index as one byte. */
 export const xorTransform = (mask = 0x5a, opts: { failAt?: number; ordered?: boolean } = {}): ChunkProcessor => ({
@@ -71,4 +72,48 @@ export const pseudoRandom = (n: number, seed = 1): Uint8Array => {
     out[i] = x & 0xff
   }
   return out
+}
+
+/**
+ * {@link xorTransform} with direct mode: it preads each segment from the input descriptor
+ * and pwrites its output at the offset the engine gives, and counts how it was called.
+ * `ioFailAt` fails that chunk's segment with an IoError, as a failed pwrite would.
+ */
+export const xorDirect = (mask = 0x5a, opts: { failAt?: number; ioFailAt?: number } = {}) => {
+  const base = xorTransform(mask, { failAt: opts.failAt })
+  const calls = { direct: 0, process: 0 }
+  let cs = 0
+  const processor: ChunkProcessor = {
+    ...base,
+    name: "test-xor-direct",
+    init: (context) =>
+      Effect.sync(() => {
+        cs = context.chunkBytes
+        return { header: Uint8Array.of(0xca, 0x9e), direct: { outputChunkBytes: cs + 1 } }
+      }),
+    process: (chunk, data) => {
+      calls.process++
+      return base.process(chunk, data)
+    },
+    processDirect: (chunks, segment) =>
+      Effect.gen(function*() {
+        calls.direct++
+        for (const c of chunks) {
+          if (c.index === opts.failAt) return yield* Effect.fail(new Error(`boom at ${c.index}`))
+          if (c.index === opts.ioFailAt) {
+            return yield* Effect.fail(new IoError({ reason: "NoSpace", operation: "write", path: segment.output, detail: "" }))
+          }
+        }
+        const first = chunks[0]
+        for (const c of chunks) {
+          const data = new Uint8Array(c.length)
+          fs.readSync(segment.inputFd, data, 0, c.length, segment.inputOffset + (c.start - first.start))
+          const out = new Uint8Array(c.length + 1)
+          for (let i = 0; i < c.length; i++) out[i] = data[i] ^ mask
+          out[c.length] = c.index & 0xff
+          fs.writeSync(segment.outputFd, out, 0, out.length, segment.outputOffset + (c.index - first.index) * (cs + 1))
+        }
+      })
+  }
+  return { processor, calls }
 }

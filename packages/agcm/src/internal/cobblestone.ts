@@ -173,3 +173,76 @@ export const probeTrailing = (
   }
   return undefined
 }
+
+/** A segment to seal or open straight from one file to another (direct mode). Plain data. */
+export interface DirectJob {
+  readonly op: number
+  readonly first: number
+  /** Input length of each chunk, in bytes. */
+  readonly lengths: ArrayLike<number>
+  readonly inFd: number
+  readonly inPos: number
+  readonly outFd: number
+  readonly outPos: number
+  readonly inputBytes: number
+  readonly outputBytes: number
+}
+
+/** What a direct job reports: `failedAt` as for `cipherSegment`, or where I/O went wrong. */
+export interface DirectOutcome {
+  readonly failedAt: number
+  /** Bytes the input held at `inPos` when it ended early (the file shrank). */
+  readonly short?: number
+  /** A read or write failed: the syscall, errno code and message. */
+  readonly ioError?: { readonly operation: "read" | "write"; readonly code: string; readonly message: string }
+}
+
+/**
+ * Reads a segment with pread, seals or opens it with `seg` (= {@link cipherSegment}) and
+ * writes the output with pwrite: opening writes only the chunks that authenticated.
+ * `buffers` holds reusable buffers (`input`, `output`), grown on demand.
+ * Self-contained like {@link cipherSegment}: worker threads run its source text.
+ */
+export function directSegment(
+  nodeFs: typeof import("node:fs"),
+  nodeCrypto: typeof import("node:crypto"),
+  seg: typeof cipherSegment,
+  aeadKey: Uint8Array,
+  baseNonce: Uint8Array,
+  job: DirectJob,
+  buffers: { input?: Uint8Array; output?: Uint8Array }
+): DirectOutcome {
+  if (!buffers.input || buffers.input.length < job.inputBytes) buffers.input = new Uint8Array(Buffer.allocUnsafeSlow(job.inputBytes).buffer, 0, job.inputBytes)
+  const input = buffers.input.subarray(0, job.inputBytes)
+  let got = 0
+  try {
+    while (got < job.inputBytes) {
+      const n = nodeFs.readSync(job.inFd, input, got, job.inputBytes - got, job.inPos + got)
+      if (n === 0) return { failedAt: -1, short: got }
+      got += n
+    }
+  } catch (e) {
+    return { failedAt: -1, ioError: { operation: "read", code: String((e as { code?: unknown }).code ?? ""), message: String((e as Error).message ?? e) } }
+  }
+  let output: Uint8Array
+  if (job.op === 1) {
+    // Opening shrinks every chunk by its tag, so plaintext can overwrite its own ciphertext.
+    output = input
+  } else {
+    if (!buffers.output || buffers.output.length < job.outputBytes) buffers.output = new Uint8Array(Buffer.allocUnsafeSlow(job.outputBytes).buffer, 0, job.outputBytes)
+    output = buffers.output
+  }
+  const failedAt = seg(nodeCrypto, job.op, aeadKey, baseNonce, job.first, input, job.lengths, output)
+  let bytes = job.outputBytes
+  if (failedAt >= 0) {
+    bytes = 0
+    for (let k = 0; k < failedAt; k++) bytes += job.op === 1 ? job.lengths[k] - 16 : job.lengths[k] + 16
+  }
+  try {
+    let put = 0
+    while (put < bytes) put += nodeFs.writeSync(job.outFd, output, put, bytes - put, job.outPos + put)
+  } catch (e) {
+    return { failedAt, ioError: { operation: "write", code: String((e as { code?: unknown }).code ?? ""), message: String((e as Error).message ?? e) } }
+  }
+  return { failedAt }
+}

@@ -10,7 +10,7 @@
  */
 import { Worker } from "node:worker_threads"
 import { SegmentWorkerError } from "../Error.js"
-import { cipherSegment } from "./cobblestone.js"
+import { cipherSegment, type DirectJob, type DirectOutcome, directSegment } from "./cobblestone.js"
 
 /** Fault injection for tests of the failure paths (never set in production). */
 export type PoolFault = "throw" | "exit" | "hang"
@@ -39,7 +39,11 @@ const WORKER_SOURCE = `
 "use strict";
 const { parentPort, workerData } = require("node:worker_threads");
 const nodeCrypto = require("node:crypto");
+const nodeFs = require("node:fs");
 const cipherSegment = ${cipherSegment.toString()};
+const directSegment = ${directSegment.toString()};
+// Direct jobs read and write through these, reused from job to job.
+const buffers = {};
 const aeadKey = new Uint8Array(workerData.aeadKey);
 const baseNonce = new Uint8Array(workerData.baseNonce);
 const fault = workerData.fault;
@@ -60,35 +64,55 @@ parentPort.on("message", (job) => {
     if (fault.kind === "exit") process.exit(7);
     if (fault.kind === "hang") return;
   }
+  if (job.direct) {
+    const outcome = directSegment(nodeFs, nodeCrypto, cipherSegment, aeadKey, baseNonce, job, buffers);
+    parentPort.postMessage({ id: job.id, direct: outcome });
+  } else {
   const input = new Uint8Array(job.input, job.inputOffset, job.inputBytes);
   // Opening shrinks every chunk by its tag, so plaintext can overwrite the ciphertext it
   // came from (each chunk's output starts at or before its input): no output allocation.
   const inPlace = job.op === 1;
-  const output = inPlace ? new Uint8Array(job.input, job.inputOffset, job.outputBytes) : new Uint8Array(Buffer.allocUnsafeSlow(job.outputBytes).buffer, 0, job.outputBytes);
+  const output = inPlace ? new Uint8Array(job.input, job.inputOffset, job.outputBytes) : new Uint8Array(job.output || Buffer.allocUnsafeSlow(job.outputBytes).buffer, 0, job.outputBytes);
   const failedAt = cipherSegment(nodeCrypto, job.op, aeadKey, baseNonce, job.first, input, job.lengths, output);
   if (inPlace) parentPort.postMessage({ id: job.id, failedAt, inPlace: true, input: job.input }, [job.input]);
   else parentPort.postMessage({ id: job.id, failedAt, output: output.buffer, input: job.input }, [output.buffer, job.input]);
+  }
   sinceGc += job.inputBytes;
   if (scavenge && sinceGc >= GC_EVERY) { sinceGc = 0; scavenge({ type: "minor" }); }
 });
 `
 
+/** What a worker answers. */
+interface Reply {
+  readonly id: number
+  readonly failedAt: number
+  readonly inPlace?: boolean
+  readonly output?: ArrayBuffer
+  readonly input: ArrayBuffer
+  readonly direct?: DirectOutcome
+}
+
 interface Job {
   readonly id: number
-  readonly op: number
   readonly first: number
-  readonly lengths: ReadonlyArray<number>
-  readonly input: ArrayBuffer
-  readonly inputOffset: number
-  readonly inputBytes: number
-  readonly outputBytes: number
-  readonly resolve: (r: SegmentResult) => void
+  readonly chunks: number
+  /** The message posted to the worker, and what it transfers. */
+  readonly message: object
+  readonly transfer: ReadonlyArray<ArrayBuffer>
+  readonly settle: (reply: Reply) => void
   readonly reject: (e: SegmentWorkerError) => void
 }
 
+/**
+ * Jobs posted to a worker ahead of time: with two, a worker that finishes one starts the
+ * next at once instead of idling until the main thread (busy on a loaded machine) answers.
+ */
+const JOBS_PER_WORKER = 2
+
 interface Slot {
   readonly worker: Worker
-  job: Job | undefined
+  /** Jobs posted to this worker, oldest first (it answers in order). */
+  readonly jobs: Array<Job>
   timer: NodeJS.Timeout | undefined
   online: boolean
 }
@@ -96,7 +120,6 @@ interface Slot {
 export class SegmentPool {
   private readonly slots: Array<Slot> = []
   private readonly queue: Array<Job> = []
-  private readonly spare: Array<ArrayBuffer> = []
   private failure: SegmentWorkerError | undefined
   private closed = false
   private nextId = 0
@@ -114,19 +137,20 @@ export class SegmentPool {
       const worker = new Worker(WORKER_SOURCE, { eval: true, workerData, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 } })
       // Workers must not keep the process alive once the run is over.
       worker.unref()
-      const slot: Slot = { worker, job: undefined, timer: undefined, online: false }
+      const slot: Slot = { worker, jobs: [], timer: undefined, online: false }
       // Worker start-up (tens of ms, more under load) is not "stopped answering".
       worker.once("online", () => {
         slot.online = true
-        if (slot.job) this.arm(slot)
+        if (slot.jobs.length > 0) this.arm(slot)
       })
-      worker.on("message", (m: { id: number; failedAt: number; inPlace?: boolean; output?: ArrayBuffer; input: ArrayBuffer }) => {
-        const job = slot.job
+      worker.on("message", (m: Reply) => {
+        const job = slot.jobs[0]
         if (!job || job.id !== m.id) return
         clearTimeout(slot.timer)
-        slot.job = undefined
-        const output = m.inPlace ? new Uint8Array(m.input, job.inputOffset, job.outputBytes) : new Uint8Array(m.output!, 0, job.outputBytes)
-        job.resolve({ output, failedAt: m.failedAt, input: m.input, inPlace: m.inPlace === true })
+        slot.jobs.shift()
+        // The timeout covers the job the worker is on now.
+        if (slot.jobs.length > 0 && slot.online) this.arm(slot)
+        job.settle(m)
         this.dispatch()
       })
       worker.on("error", (e) => this.fail(slot, "Crashed", e.message))
@@ -138,41 +162,66 @@ export class SegmentPool {
     workerData.aeadKey.fill(0)
   }
 
-  /** A transferable buffer of at least `bytes` (recycled from finished jobs when possible). */
-  buffer(bytes: number): ArrayBuffer {
-    const i = this.spare.findIndex((b) => b.byteLength >= bytes && b.byteLength <= 2 * bytes)
-    if (i >= 0) return this.spare.splice(i, 1)[0]
-    return Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer
-  }
-
-  /** Returns a buffer for reuse by a later copy. */
-  recycle(buffer: ArrayBuffer): void {
-    if (this.spare.length < 2 * this.slots.length && buffer.byteLength > 0) this.spare.push(buffer)
-  }
-
-  /** Runs one segment. `input` is transferred (detached) and must not be used afterwards. */
-  run(op: number, first: number, lengths: ReadonlyArray<number>, input: ArrayBuffer, inputOffset: number, inputBytes: number, outputBytes: number): Promise<SegmentResult> {
+  /**
+   * Runs one segment. `input` (and `output`, a buffer of at least `outputBytes` for a seal
+   * to write into) are transferred (detached) and must not be used afterwards; both come
+   * back in the result.
+   */
+  run(op: number, first: number, lengths: ReadonlyArray<number>, input: ArrayBuffer, inputOffset: number, inputBytes: number, outputBytes: number, output?: ArrayBuffer): Promise<SegmentResult> {
     return new Promise((resolve, reject) => {
-      if (this.failure) return reject(this.failure)
-      if (this.closed) {
-        return reject(new SegmentWorkerError({ reason: "Closed", firstChunk: first, chunks: lengths.length, detail: "pool closed" }))
-      }
-      this.queue.push({ id: this.nextId++, op, first, lengths, input, inputOffset, inputBytes, outputBytes, resolve, reject })
-      this.dispatch()
+      this.submit({
+        id: this.nextId++,
+        first,
+        chunks: lengths.length,
+        message: { op, first, lengths, input, inputOffset, inputBytes, outputBytes, output },
+        transfer: output ? [input, output] : [input],
+        settle: (m) => resolve({
+          output: m.inPlace ? new Uint8Array(m.input, inputOffset, outputBytes) : new Uint8Array(m.output!, 0, outputBytes),
+          failedAt: m.failedAt,
+          input: m.input,
+          inPlace: m.inPlace === true
+        }),
+        reject
+      })
     })
   }
 
+  /**
+   * Runs a direct job: the worker reads the segment from `job.inFd` and writes its output
+   * to `job.outFd` itself. The promise settles only once the worker no longer touches
+   * either descriptor (a failed pool rejects after its workers have stopped).
+   */
+  runDirect(job: DirectJob): Promise<DirectOutcome> {
+    return new Promise((resolve, reject) => {
+      this.submit({
+        id: this.nextId++,
+        first: job.first,
+        chunks: job.lengths.length,
+        message: { ...job, lengths: Array.from(job.lengths), direct: true },
+        transfer: [],
+        settle: (m) => resolve(m.direct!),
+        reject
+      })
+    })
+  }
+
+  private submit(job: Job) {
+    if (this.failure) return job.reject(this.failure)
+    if (this.closed) return job.reject(new SegmentWorkerError({ reason: "Closed", firstChunk: job.first, chunks: job.chunks, detail: "pool closed" }))
+    this.queue.push(job)
+    this.dispatch()
+  }
+
   private dispatch() {
-    for (const slot of this.slots) {
-      if (this.queue.length === 0) return
-      if (slot.job) continue
-      const job = this.queue.shift()!
-      slot.job = job
-      if (slot.online) this.arm(slot)
-      slot.worker.postMessage(
-        { id: job.id, op: job.op, first: job.first, lengths: job.lengths, input: job.input, inputOffset: job.inputOffset, inputBytes: job.inputBytes, outputBytes: job.outputBytes },
-        [job.input]
-      )
+    for (let depth = 1; depth <= JOBS_PER_WORKER; depth++) {
+      for (const slot of this.slots) {
+        if (this.queue.length === 0) return
+        if (slot.jobs.length >= depth) continue
+        const job = this.queue.shift()!
+        slot.jobs.push(job)
+        if (slot.online && slot.jobs.length === 1) this.arm(slot)
+        slot.worker.postMessage({ id: job.id, ...job.message }, job.transfer as Array<ArrayBuffer>)
+      }
     }
   }
 
@@ -187,35 +236,31 @@ export class SegmentPool {
 
   private fail(slot: Slot, reason: SegmentWorkerError["reason"], detail: string) {
     if (this.failure || this.closed) return
-    const job = slot.job
-    this.failure = new SegmentWorkerError({ reason, firstChunk: job?.first ?? -1, chunks: job?.lengths.length ?? 0, detail })
-    const pending = [...this.slots.flatMap((s) => (s.job ? [s.job] : [])), ...this.queue]
-    this.queue.length = 0
-    for (const s of this.slots) {
-      clearTimeout(s.timer)
-      s.job = undefined
-    }
-    for (const j of pending) {
-      j.reject(j === job ? this.failure : new SegmentWorkerError({ reason, firstChunk: j.first, chunks: j.lengths.length, detail: `aborted: another worker failed on chunk ${this.failure.firstChunk} (${detail})` }))
-    }
-    void this.close()
+    const job = slot.jobs[0]
+    const failure = new SegmentWorkerError({ reason, firstChunk: job?.first ?? -1, chunks: job?.chunks ?? 0, detail })
+    this.failure = failure
+    // close() rejects what is in flight once every worker has stopped; name the real cause.
+    void this.close((j) =>
+      j === job ? failure : new SegmentWorkerError({ reason, firstChunk: j.first, chunks: j.chunks, detail: `aborted: another worker failed on chunk ${failure.firstChunk} (${detail})` })
+    )
   }
 
-  /** Stops the workers (they wipe their key copies first). Idempotent. */
-  async close(): Promise<void> {
+  /**
+   * Stops the workers (they wipe their key copies first), then rejects whatever was still
+   * in flight or queued: only after the threads are gone, so a direct job's promise never
+   * settles while its worker may still read or write the caller's descriptors. Idempotent.
+   */
+  async close(why?: (job: Job) => SegmentWorkerError): Promise<void> {
     if (this.closed) return
     this.closed = true
-    const inFlight = this.slots.flatMap((s) => (s.job ? [s.job] : []))
-    for (const s of this.slots) {
-      clearTimeout(s.timer)
-      s.job = undefined
-    }
-    for (const j of [...inFlight, ...this.queue.splice(0)]) {
-      j.reject(new SegmentWorkerError({ reason: "Closed", firstChunk: j.first, chunks: j.lengths.length, detail: "pool closed" }))
-    }
+    const pending = [...this.slots.flatMap((s) => s.jobs.splice(0)), ...this.queue.splice(0)]
+    for (const s of this.slots) clearTimeout(s.timer)
     await Promise.all(this.slots.map((s) => {
       s.worker.postMessage({ close: true })
       return s.worker.terminate().catch(() => undefined)
     }))
+    for (const j of pending) {
+      j.reject(why?.(j) ?? new SegmentWorkerError({ reason: "Closed", firstChunk: j.first, chunks: j.chunks, detail: "pool closed" }))
+    }
   }
 }

@@ -6,7 +6,8 @@ import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import * as os from "node:os"
 import type { SegmentWorkerError } from "../Error.js"
-import { cipherSegment, type DerivedKeys, SEAL, TAG_BYTES } from "./cobblestone.js"
+import * as fs from "node:fs"
+import { cipherSegment, type DerivedKeys, type DirectJob, type DirectOutcome, directSegment, SEAL, TAG_BYTES } from "./cobblestone.js"
 import { type PoolFault, SegmentPool } from "./pool.js"
 
 /** Inputs smaller than this (bytes) run in-process even with workers: a pool costs ~30 ms to start. */
@@ -40,6 +41,17 @@ const transferable = (inputs: ReadonlyArray<Uint8Array>, total: number): boolean
   return true
 }
 
+/** The inputs as one view when they are back-to-back views over one buffer. */
+const contiguous = (inputs: ReadonlyArray<Uint8Array>): Uint8Array | undefined => {
+  const buffer = inputs[0].buffer
+  let at = inputs[0].byteOffset
+  for (const b of inputs) {
+    if (b.buffer !== buffer || b.byteOffset !== at) return undefined
+    at += b.length
+  }
+  return new Uint8Array(buffer, inputs[0].byteOffset, at - inputs[0].byteOffset)
+}
+
 export interface SegmentOutcome {
   readonly outputs: ReadonlyArray<Uint8Array>
   /** The inputs, readable after the run (they may have moved to a worker and back). */
@@ -51,10 +63,22 @@ export interface SegmentOutcome {
 export const defaultWorkers = (): number =>
   typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length
 
+/** Free buffers kept for reuse; more than this goes to the GC. */
+const MAX_FREE_BUFFERS = 8
+
 export class SegmentCipher {
   private pool: SegmentPool | undefined
   /** Bytes run so far: for streams of unknown size, the pool starts only after 8 MiB. */
   private processedBytes = 0
+  /**
+   * Segment-sized buffers for reuse: pool inputs, seal outputs. A fresh 1 MiB allocation
+   * per segment costs page faults and kernel zeroing, and garbage buffers pile up between
+   * GCs (RSS grows); a handful of recycled ones keep both flat.
+   */
+  private readonly free: Array<ArrayBuffer> = []
+  /** Output buffers handed out by `run` that `release` may take back. */
+  private readonly lent = new WeakSet<ArrayBuffer>()
+  private largest = 0
   readonly workers: number
   constructor(private readonly keys: DerivedKeys, private readonly options: SegmentCipherOptions = {}) {
     this.workers = Math.max(1, Math.floor(options.workers ?? defaultWorkers()))
@@ -64,6 +88,57 @@ export class SegmentCipher {
   /** True once a segment ran on the worker pool. */
   get usesPool(): boolean {
     return this.pooledOnce
+  }
+
+  /** Whether a segment of `bytes` goes to the pool (counts it for streams of unknown size). */
+  private usePool(bytes: number): boolean {
+    const pooled = this.workers > 1 && bytes >= POOL_MIN_SEGMENT_BYTES &&
+      ((this.options.inputBytes ?? this.processedBytes) >= POOL_MIN_INPUT_BYTES || this.options.fault !== undefined)
+    this.processedBytes += bytes
+    return pooled
+  }
+
+  private startPool(): SegmentPool {
+    this.pooledOnce = true
+    this.pool ??= new SegmentPool({
+      size: this.workers,
+      aeadKey: this.keys.aeadKey,
+      baseNonce: this.keys.baseNonce,
+      timeoutMs: this.options.timeoutMs,
+      fault: this.options.fault
+    })
+    return this.pool
+  }
+
+  /** A buffer of at least `bytes`, recycled when one is free. */
+  private take(bytes: number): ArrayBuffer {
+    for (let i = this.free.length - 1; i >= 0; i--) {
+      if (this.free[i].byteLength >= bytes) return this.free.splice(i, 1)[0]
+    }
+    this.largest = Math.max(this.largest, bytes)
+    // Not zero-filled: every byte handed out is overwritten before it is read.
+    return Buffer.allocUnsafeSlow(this.largest).buffer as ArrayBuffer
+  }
+
+  private recycle(buffer: ArrayBuffer): void {
+    if (buffer.byteLength > 0 && this.free.length < MAX_FREE_BUFFERS && !this.free.includes(buffer)) this.free.push(buffer)
+  }
+
+  private lend(buffer: ArrayBuffer): ArrayBuffer {
+    this.lent.add(buffer)
+    return buffer
+  }
+
+  /**
+   * Takes back the memory of outputs returned by `run` once the caller is done with them
+   * (written out). Outputs this cipher did not allocate are ignored.
+   */
+  release(outputs: ReadonlyArray<Uint8Array>): void {
+    const buffer = outputs[0]?.buffer
+    if (buffer instanceof ArrayBuffer && this.lent.has(buffer)) {
+      this.lent.delete(buffer)
+      this.recycle(buffer)
+    }
   }
 
   /** Seals (`op` = SEAL) or opens a segment of chunks starting at chunk `first`. */
@@ -84,35 +159,25 @@ export class SegmentCipher {
       }
       return { outputs, failedAt, inputs: ins }
     }
-    const pooled = this.workers > 1 && inputBytes >= POOL_MIN_SEGMENT_BYTES &&
-      ((this.options.inputBytes ?? this.processedBytes) >= POOL_MIN_INPUT_BYTES || this.options.fault !== undefined)
-    this.processedBytes += inputBytes
-    if (!pooled) {
+    if (!this.usePool(inputBytes)) {
       return Effect.sync(() => {
-        const input = inputs.length === 1 ? inputs[0] : Buffer.concat(inputs)
-        const output = new Uint8Array(outputBytes)
+        // The engine hands a segment as back-to-back views over one buffer: use it as is.
+        const input = inputs.length === 1 ? inputs[0] : contiguous(inputs) ?? Buffer.concat(inputs)
+        const output = new Uint8Array(this.lend(this.take(outputBytes)), 0, outputBytes)
         return split(output, cipherSegment(crypto, op, this.keys.aeadKey, this.keys.baseNonce, first, input, lengths, output))
       })
     }
     return Effect.callback<SegmentOutcome, SegmentWorkerError>((resume) => {
-      this.pooledOnce = true
-      this.pool ??= new SegmentPool({
-        size: this.workers,
-        aeadKey: this.keys.aeadKey,
-        baseNonce: this.keys.baseNonce,
-        timeoutMs: this.options.timeoutMs,
-        fault: this.options.fault
-      })
-      const pool = this.pool
+      const pool = this.startPool()
       const owned = this.options.transferInputs === true && transferable(inputs, inputBytes)
       let buffer: ArrayBuffer
       let offset = 0
       if (owned) {
-        // The engine gives each segment a fresh buffer it never touches again: move it, no copy.
+        // The caller gave up this buffer: move it, no copy.
         buffer = inputs[0].buffer as ArrayBuffer
         offset = inputs[0].byteOffset
       } else {
-        buffer = pool.buffer(inputBytes)
+        buffer = this.take(inputBytes)
         const view = new Uint8Array(buffer)
         let at = 0
         // One copy into a transferable buffer: the caller may reuse the buffers it lent us.
@@ -121,7 +186,10 @@ export class SegmentCipher {
           at += b.length
         }
       }
-      pool.run(op, first, lengths, buffer, offset, inputBytes, outputBytes).then(
+      // Sealing grows each chunk by its tag, so it needs its own output buffer; opening
+      // writes plaintext over the ciphertext it came from.
+      const output = op === SEAL ? this.take(outputBytes) : undefined
+      pool.run(op, first, lengths, buffer, offset, inputBytes, outputBytes, output).then(
         (r) => {
           const ins: Array<Uint8Array> = []
           let at = offset
@@ -129,12 +197,36 @@ export class SegmentCipher {
             ins.push(new Uint8Array(r.input, at, n))
             at += n
           }
-          // A buffer that now holds the output is the caller's; otherwise it can carry a later copy.
-          if (!owned && !r.inPlace && r.failedAt < 0) pool.recycle(r.input)
+          // The output's buffer is lent to the caller until `release`; an input buffer that
+          // does not hold the output is free again (its bytes stay readable until reused,
+          // which the trailing-data probe of a failed segment relies on: it runs first).
+          this.lend(r.output.buffer as ArrayBuffer)
+          if (!r.inPlace && r.failedAt < 0) this.recycle(r.input)
           resume(Effect.succeed(split(r.output, r.failedAt, ins)))
         },
         (e: SegmentWorkerError) => resume(Effect.fail(e))
       )
+    })
+  }
+
+  /** Reusable buffers of in-process direct jobs. */
+  private readonly directBuffers: { input?: Uint8Array; output?: Uint8Array } = {}
+
+  /**
+   * Seals or opens a segment straight from `job.inFd` to `job.outFd` (direct mode): on the
+   * pool for large inputs, in-process otherwise. Interrupting it waits until the job no
+   * longer touches the descriptors.
+   */
+  runDirect(job: DirectJob): Effect.Effect<DirectOutcome, SegmentWorkerError> {
+    if (!this.usePool(job.inputBytes)) {
+      return Effect.sync(() => directSegment(fs, crypto, cipherSegment, this.keys.aeadKey, this.keys.baseNonce, job, this.directBuffers))
+    }
+    return Effect.callback<DirectOutcome, SegmentWorkerError>((resume) => {
+      const done = this.startPool().runDirect(job)
+      done.then((r) => resume(Effect.succeed(r)), (e: SegmentWorkerError) => resume(Effect.fail(e)))
+      // On interruption, wait for the worker to finish this job: the caller closes the
+      // descriptors (and may remove the output) right after.
+      return Effect.promise(() => done.then(() => undefined, () => undefined))
     })
   }
 
