@@ -205,6 +205,18 @@ export class SegmentPool {
     })
   }
 
+  /** Jobs queued or running. */
+  get outstanding(): number {
+    let n = this.queue.length
+    for (const slot of this.slots) n += slot.jobs.length
+    return n
+  }
+
+  /** Jobs the workers can hold at once (two each). */
+  get capacity(): number {
+    return this.slots.length * JOBS_PER_WORKER
+  }
+
   private submit(job: Job) {
     if (this.failure) return job.reject(this.failure)
     if (this.closed) return job.reject(new SegmentWorkerError({ reason: "Closed", firstChunk: job.first, chunks: job.chunks, detail: "pool closed" }))
