@@ -8,7 +8,7 @@
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { CAGE, ensureWork, mbps, median, randomFile, table, WORK, writeResult } from "./lib.mjs"
+import { CAGE, ensureWork, interleaved, mbps, median, randomFile, table, WORK, writeResult } from "./lib.mjs"
 
 const GiB = 1 << 30
 const runs = Number(process.env.CAGE_BENCH_RUNS ?? 3)
@@ -28,14 +28,18 @@ const ageEnc = path.join(WORK, "out.age")
 const ageDec = path.join(WORK, "out.age.plain")
 const cage = (...args) => ["node", CAGE, ...args, "-q"]
 
-const r = {}
-r.ageEncrypt = median(["age", "-e", "-r", recipient, "-o", ageEnc, input], runs, { remove: [ageEnc] })
-r.cageEncryptNoFsync = median(cage("encrypt", "--key", key, "--no-fsync", "-o", enc, input), runs, { remove: [enc] })
-r.cageEncrypt = median(cage("encrypt", "--key", key, "-o", enc, input), runs, { remove: [enc] })
-r.ageDecrypt = median(["age", "-d", "-i", id, "-o", ageDec, ageEnc], runs, { remove: [ageDec] })
-r.cageDecryptNoFsync = median(cage("decrypt", "--key", key, "--no-fsync", "-o", dec, enc), runs, { remove: [dec] })
-r.cageDecrypt = median(cage("decrypt", "--key", key, "-o", dec, enc), runs, { remove: [dec] })
-r.cp = median(["cp", input, dec], runs, { remove: [dec] })
+// Encryptions first (the decryptions read their outputs), each round running every command once.
+const r = interleaved({
+  ageEncrypt: [["age", "-e", "-r", recipient, "-o", ageEnc, input], { remove: [ageEnc] }],
+  cageEncryptNoFsync: [cage("encrypt", "--key", key, "--no-fsync", "-o", enc, input), { remove: [enc] }],
+  cageEncrypt: [cage("encrypt", "--key", key, "-o", enc, input), { remove: [enc] }],
+  cp: [["cp", input, dec], { remove: [dec] }]
+}, runs)
+Object.assign(r, interleaved({
+  ageDecrypt: [["age", "-d", "-i", id, "-o", ageDec, ageEnc], { remove: [ageDec] }],
+  cageDecryptNoFsync: [cage("decrypt", "--key", key, "--no-fsync", "-o", dec, enc), { remove: [dec] }],
+  cageDecrypt: [cage("decrypt", "--key", key, "-o", dec, enc), { remove: [dec] }]
+}, runs))
 for (const f of [enc, dec, ageEnc, ageDec]) fs.rmSync(f, { force: true })
 
 const rss = {}

@@ -32,11 +32,19 @@ export const randomFile = (name, bytes) => {
   return file
 }
 
+/** Pause before each timed run, in ms (see `timed`). */
+const SETTLE_MS = Number(process.env.CAGE_BENCH_SETTLE_MS ?? 1000)
+
 const RUSAGE = "import resource,subprocess,sys,time\nt=time.perf_counter()\nr=subprocess.run(sys.argv[1:],stdin=subprocess.DEVNULL,stdout=subprocess.DEVNULL,stderr=subprocess.PIPE)\nd=time.perf_counter()-t\nsys.stderr.write(r.stderr.decode(errors='replace')[-2000:])\nprint(r.returncode, d, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
 
 /** Runs `argv` once, returns { seconds, rssMiB }; throws on a non-zero exit. */
 export const timed = (argv, options = {}) => {
   for (const out of options.remove ?? []) fs.rmSync(out, { force: true })
+  // Start every run with no dirty pages left by the previous one, and let the kernel finish
+  // freeing a deleted GiB output (its writeback and discard would otherwise steal CPU and
+  // disk from whichever command happens to run next).
+  spawnSync("sync")
+  spawnSync("sleep", [String(SETTLE_MS / 1000)])
   const r = spawnSync("python3", ["-c", RUSAGE, ...argv], { encoding: "utf8", env: { ...process.env, ...options.env } })
   const [code, seconds, kib] = r.stdout.trim().split(/\s+/).map(Number)
   if (code !== 0) throw new Error(`${argv.join(" ")} exited ${code}: ${r.stderr}`)
@@ -47,6 +55,19 @@ export const timed = (argv, options = {}) => {
 export const median = (argv, runs, options) => {
   const all = Array.from({ length: runs }, () => timed(argv, options)).sort((a, b) => a.seconds - b.seconds)
   return { ...all[Math.floor(all.length / 2)], rssMiB: Math.max(...all.map((a) => a.rssMiB)) }
+}
+
+/**
+ * Runs each command of `cases` ({ name: [argv, options] }) once per round, `runs` rounds,
+ * so a machine whose speed drifts affects every command alike; returns medians by name.
+ */
+export const interleaved = (cases, runs) => {
+  const all = Object.fromEntries(Object.keys(cases).map((k) => [k, []]))
+  for (let i = 0; i < runs; i++) for (const [k, [argv, options]] of Object.entries(cases)) all[k].push(timed(argv, options))
+  return Object.fromEntries(Object.entries(all).map(([k, xs]) => {
+    const sorted = [...xs].sort((a, b) => a.seconds - b.seconds)
+    return [k, { ...sorted[Math.floor(sorted.length / 2)], rssMiB: Math.max(...xs.map((a) => a.rssMiB)) }]
+  }))
 }
 
 export const mbps = (bytes, seconds) => bytes / 1e6 / seconds

@@ -20,6 +20,12 @@ export default defineConfig([
     platform: "node",
     splitting: false,
     treeshake: true,
+    // Whitespace and syntax only: ~10% faster start-up, and identifiers (so stack traces of
+    // an internal error) stay readable.
+    esbuildOptions: (o) => {
+      o.minifyWhitespace = true
+      o.minifySyntax = true
+    },
     noExternal: [/.*/],
     external: ["node-pty"],
     banner: { js: "import { createRequire as __cageCreateRequire } from \"node:module\"; const require = __cageCreateRequire(import.meta.url);" }

@@ -246,3 +246,21 @@ export function directSegment(
   }
   return { failedAt }
 }
+
+/**
+ * Raises glibc malloc's dynamic mmap and trim thresholds (to about 30 and 60 MiB) by
+ * allocating and freeing one 30 MiB block: glibc adopts the size of a freed mmapped block
+ * as its new thresholds. Every chunk's cipher.update() mallocs its output, and each
+ * scavenge frees a few MiB of them at once; under the default 128 KiB trim threshold glibc
+ * hands those pages back to the kernel and faults them in again right after, which cost
+ * a third of the throughput (measured 1.24 → 1.86 GB/s on 2 workers, same peak RSS). The
+ * thresholds are process-wide, so this runs once per process; elsewhere than glibc it
+ * only costs one short-lived allocation. Self-contained: worker threads run its source.
+ */
+export function raiseMallocThresholds(minorGc: () => void): void {
+  let block: Buffer | null = Buffer.allocUnsafeSlow(30 * 1024 * 1024)
+  block[0] = 1
+  block = null
+  minorGc()
+}
+

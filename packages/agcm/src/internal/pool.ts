@@ -10,7 +10,7 @@
  */
 import { Worker } from "node:worker_threads"
 import { SegmentWorkerError } from "../Error.js"
-import { cipherSegment, type DirectJob, type DirectOutcome, directSegment } from "./cobblestone.js"
+import { cipherSegment, type DirectJob, type DirectOutcome, directSegment, raiseMallocThresholds } from "./cobblestone.js"
 
 /** Fault injection for tests of the failure paths (never set in production). */
 export type PoolFault = "throw" | "exit" | "hang"
@@ -56,7 +56,9 @@ try {
   scavenge = typeof globalThis.gc === "function" ? globalThis.gc : require("node:vm").runInNewContext("gc");
 } catch {}
 let sinceGc = 0;
-const GC_EVERY = 4194304;
+const GC_EVERY = 1048576;
+const raiseMallocThresholds = ${raiseMallocThresholds.toString()};
+if (scavenge) raiseMallocThresholds(() => scavenge({ type: "minor" }));
 parentPort.on("message", (job) => {
   if (job.close) { aeadKey.fill(0); baseNonce.fill(0); process.exit(0); }
   if (fault && fault.atChunk === job.first) {

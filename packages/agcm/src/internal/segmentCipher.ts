@@ -9,7 +9,7 @@ import * as v8 from "node:v8"
 import * as vm from "node:vm"
 import type { SegmentWorkerError } from "../Error.js"
 import * as fs from "node:fs"
-import { cipherSegment, type DerivedKeys, type DirectJob, type DirectOutcome, directSegment, SEAL, TAG_BYTES } from "./cobblestone.js"
+import { cipherSegment, type DerivedKeys, type DirectJob, type DirectOutcome, directSegment, raiseMallocThresholds, SEAL, TAG_BYTES } from "./cobblestone.js"
 import { type PoolFault, SegmentPool } from "./pool.js"
 
 /** Inputs smaller than this (bytes) run in-process even with workers: a pool costs ~30 ms to start. */
@@ -65,19 +65,26 @@ export interface SegmentOutcome {
 export const defaultWorkers = (): number =>
   typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length
 
-const SCAVENGE_EVERY_BYTES = 4 * 1024 * 1024
+const SCAVENGE_EVERY_BYTES = 2 * 1024 * 1024
 
-/** V8's minor GC, when it can be enabled at run time (`--expose-gc`, as the workers do). */
-const minorGc: (() => void) | undefined = (() => {
+/**
+ * V8's minor GC, enabled on first use (`--expose-gc` at run time, as the workers do), after
+ * raising glibc's malloc thresholds once (see `raiseMallocThresholds`).
+ */
+let minorGcFn: (() => void) | null | undefined
+const minorGc = (): (() => void) | undefined => {
+  if (minorGcFn !== undefined) return minorGcFn ?? undefined
   try {
     const g = globalThis as { gc?: (o?: { type: string }) => void }
     if (typeof g.gc !== "function") v8.setFlagsFromString("--expose-gc")
     const gc = typeof g.gc === "function" ? g.gc : vm.runInNewContext("gc") as (o?: { type: string }) => void
-    return () => gc({ type: "minor" })
+    minorGcFn = () => gc({ type: "minor" })
+    raiseMallocThresholds(minorGcFn)
   } catch {
-    return undefined
+    minorGcFn = null
   }
-})()
+  return minorGcFn ?? undefined
+}
 
 /** Free buffers kept for reuse; more than this goes to the GC. */
 const MAX_FREE_BUFFERS = 8
@@ -136,7 +143,7 @@ export class SegmentCipher {
     this.sinceScavenge += bytes
     if (this.sinceScavenge < SCAVENGE_EVERY_BYTES) return
     this.sinceScavenge = 0
-    minorGc?.()
+    minorGc()?.()
   }
 
   /** A buffer of at least `bytes`, recycled when one is free. */
@@ -260,7 +267,14 @@ export class SegmentCipher {
     // little else to do in direct mode, and a thread fewer is ~20 MiB less RSS. (Not with
     // an injected fault, which must reach a worker.)
     const pool = this.startPool(this.options.fault ? this.workers : this.workers - 1)
-    if (!this.options.fault && pool.outstanding >= pool.capacity) return inProcess
+    if (!this.options.fault && pool.outstanding >= pool.capacity) {
+      // Let the event loop deliver the workers' answers first (setImmediate runs after the
+      // poll phase): a worker that finished must get its next job before this thread
+      // spends a millisecond or more on a segment of its own.
+      return Effect.callback<DirectOutcome>((resume) => {
+        setImmediate(() => resume(inProcess))
+      })
+    }
     return Effect.callback<DirectOutcome, SegmentWorkerError>((resume) => {
       const done = pool.runDirect(job)
       done.then((r) => resume(Effect.succeed(r)), (e: SegmentWorkerError) => resume(Effect.fail(e)))

@@ -117,6 +117,12 @@ interface Pending {
 /** Target bytes per task: large enough to amortise a message, small enough to balance two workers. */
 const TASK_BYTES = 4 << 20
 
+/**
+ * Tasks posted to a worker ahead of time: with two, a worker that finishes one starts the
+ * next at once instead of idling until the main thread answers.
+ */
+const TASKS_PER_WORKER = 2
+
 /** SHA-256 of one buffer on the calling thread. */
 export const sha256 = (data: Uint8Array): Buffer => createHash("sha256").update(data).digest()
 
@@ -124,7 +130,8 @@ export const sha256 = (data: Uint8Array): Buffer => createHash("sha256").update(
 export class HashPool {
   readonly size: number
   private readonly workers: Array<Worker> = []
-  private readonly idle: Array<Worker> = []
+  /** Tasks posted to each worker and not answered yet. */
+  private readonly busy = new Map<Worker, number>()
   private readonly queue: Array<Pending> = []
   private readonly running = new Map<number, Pending & { worker: Worker }>()
   private nextId = 0
@@ -143,14 +150,15 @@ export class HashPool {
       this.running.delete(m.id)
       if (m.digests) job.resolve(m.digests)
       else job.reject(Object.assign(new Error(m.error ?? "hash worker failed"), { code: m.code }))
+      const left = (this.busy.get(w) ?? 1) - 1
+      this.busy.set(w, left)
       // An idle worker must not keep the process alive; a busy one must (see pump).
-      w.unref()
-      this.idle.push(w)
+      if (left === 0) w.unref()
       this.pump()
     })
     w.on("error", (e) => this.failAll(e))
     this.workers.push(w)
-    this.idle.push(w)
+    this.busy.set(w, 0)
   }
 
   private failAll(e: Error) {
@@ -163,14 +171,18 @@ export class HashPool {
 
   private pump() {
     while (this.queue.length > 0) {
-      if (this.idle.length === 0) {
-        if (this.workers.length < this.size) this.spawn()
-        else return
+      // The least busy worker; a new one while the pool is not full and all are working.
+      let w: Worker | undefined
+      for (const c of this.workers) if (w === undefined || this.busy.get(c)! < this.busy.get(w)!) w = c
+      if ((w === undefined || this.busy.get(w)! > 0) && this.workers.length < this.size) {
+        this.spawn()
+        w = this.workers[this.workers.length - 1]
       }
-      const w = this.idle.pop()!
+      if (w === undefined || this.busy.get(w)! >= TASKS_PER_WORKER) return
       const job = this.queue.shift()!
       const id = this.nextId++
       this.running.set(id, { ...job, worker: w })
+      this.busy.set(w, this.busy.get(w)! + 1)
       w.ref()
       w.postMessage({ id, ...job.task })
     }
@@ -229,7 +241,7 @@ export class HashPool {
     this.failAll(new Error("hash pool closed"))
     await Promise.all(this.workers.map((w) => w.terminate()))
     this.workers.length = 0
-    this.idle.length = 0
+    this.busy.clear()
     this.shared.length = 0
   }
 }
