@@ -16,6 +16,16 @@ import { pathToFileURL } from "node:url"
 import { builtinFactories } from "./Builtins.js"
 import type { Settings } from "./Config.js"
 
+/**
+ * The `cage` executable runs this program as a classic script from V8's code cache, where
+ * `import()` finds no module loader (see src/loader.ts); it lends its own under this key.
+ */
+export const IMPORT_KEY = Symbol.for("@cage/cli/import")
+const importModule = (url: string): Promise<Record<string, unknown>> => {
+  const lent = (globalThis as Record<symbol, unknown>)[IMPORT_KEY] as ((u: string) => Promise<Record<string, unknown>>) | undefined
+  return lent ? lent(url) : import(url) as Promise<Record<string, unknown>>
+}
+
 /** A row of `cage processors list`. */
 export interface ProcessorInfo {
   readonly name: string
@@ -57,7 +67,7 @@ export const loadPlugin = (name: string, projectDir: string): Effect.Effect<{ fa
     const entry = resolvePackageEntry(name, projectDir)
     if (!entry) return yield* Effect.fail(pluginError(name, `not installed: no node_modules/${name} from ${projectDir} upwards (npm install ${name})`))
     const mod = yield* Effect.tryPromise({
-      try: () => import(pathToFileURL(entry).href) as Promise<Record<string, unknown>>,
+      try: () => importModule(pathToFileURL(entry).href),
       catch: (e) => pluginError(name, `cannot be imported from ${entry}: ${(e as Error).message}`)
     })
     const factory = isFactory(mod.default) ? mod.default : isFactory(mod.processor) ? mod.processor : undefined

@@ -16,6 +16,26 @@ afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
 
 const f = (name: string) => path.join(dir, name)
 
+describe("the executable", () => {
+  it("starts from V8's code cache built with it, and still imports ES-module plugins", () => {
+    // A rejected cache (a V8 flag changed at load time, another Node) only shows as a slower start.
+    const r = cage(["--version"], { env: { CAGE_CODE_CACHE_REPORT: "1" } })
+    expect(r.code).toBe(0)
+    expect(r.stderr).toContain("code cache accepted")
+    const enc = cage(["encrypt", "--key", key, "-q", "-o", f("x.agcm"), key], { env: { CAGE_CODE_CACHE_REPORT: "1" } })
+    expect(enc.code).toBe(0)
+    expect(enc.stderr).toContain("code cache accepted")
+    // Plugins come in through import(), which a script from a code cache cannot call itself.
+    fs.mkdirSync(f("node_modules/p-ok"), { recursive: true })
+    fs.writeFileSync(f("node_modules/p-ok/package.json"), JSON.stringify({ name: "p-ok", version: "1.2.3", type: "module", exports: "./index.js" }))
+    fs.writeFileSync(f("node_modules/p-ok/index.js"), "export default { name: 'p-ok', apiVersion: 1, description: 'ok', capabilities: { kind: 'observer', ordered: true }, make() { return {} } }\n")
+    fs.writeFileSync(f("cage.toml"), `plugins = ["p-ok"]\n`)
+    const list = cage(["processors", "list", "--json"], { cwd: dir })
+    expect(list.stderr).toBe("")
+    expect(JSON.parse(list.stdout.toString()).map((p: { name: string }) => p.name)).toContain("p-ok")
+  })
+})
+
 describe("keygen and key files", () => {
   it("creates a 0600 key file and never overwrites it", () => {
     expect(fs.statSync(key).mode & 0o777).toBe(0o600)

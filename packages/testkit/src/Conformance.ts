@@ -305,13 +305,28 @@ export const checkResume = async (make: () => ChunkProcessor, chunkBytes: number
     const what = `resume after a ${interruption} failure, ${input.length} bytes at chunk size ${chunkBytes} with ${inFlight} segments in flight`
     // The processor of the interrupted run fails at one chunk; same name, version and
     // options, so the checkpoint still matches the pipeline of the resumed run.
+    const readFailure = (position: number) => new IoError({ reason: "Unknown", operation: "read", path: src, detail: `conformance kit: injected interruption at byte ${position}` })
     const failingProcessor = (): ChunkProcessor => {
       const p = s.make()
       const inject = Effect.fail(new InjectedFailure({ chunk: failAtChunk }))
       return {
         ...p,
         process: (c, d) => (c.index === failAtChunk ? inject : p.process(c, d)),
-        processSegment: p.processSegment ? (cs, ds) => (cs.some((c) => c.index === failAtChunk) ? inject : p.processSegment!(cs, ds)) : undefined
+        processSegment: p.processSegment ? (cs, ds) => (cs.some((c) => c.index === failAtChunk) ? inject : p.processSegment!(cs, ds)) : undefined,
+        processDirect: p.processDirect ? (cs, seg) => (cs.some((c) => c.index === failAtChunk) ? inject : p.processDirect!(cs, seg)) : undefined
+      }
+    }
+    // In direct mode (see ChunkProcessor) the processor reads the input itself: the read
+    // failure is injected where it reads.
+    const failingReader = (): ChunkProcessor => {
+      const p = s.make()
+      if (!p.processDirect) return p
+      return {
+        ...p,
+        processDirect: (cs, seg) => {
+          const end = seg.inputOffset + (cs[cs.length - 1].end - cs[0].start)
+          return end > failAtByte ? Effect.fail(readFailure(seg.inputOffset)) : p.processDirect!(cs, seg)
+        }
       }
     }
     const runFile = (out: string, failing: boolean) =>
@@ -321,15 +336,13 @@ export const checkResume = async (make: () => ChunkProcessor, chunkBytes: number
           ? {
             ...file,
             read: (position, buffer, offset, length) =>
-              position + length > failAtByte
-                ? Effect.fail(new IoError({ reason: "Unknown", operation: "read", path: src, detail: `conformance kit: injected interruption at byte ${position}` }))
-                : file.read(position, buffer, offset, length)
+              position + length > failAtByte ? Effect.fail(readFailure(position)) : file.read(position, buffer, offset, length)
           }
           : file
         return yield* runPipeline({
           input,
           output: ChunkOutput.toFile(out),
-          pipeline: [failing && interruption === "process" ? failingProcessor() : s.make()],
+          pipeline: [failing ? (interruption === "process" ? failingProcessor() : failingReader()) : s.make()],
           chunkBytes,
           segmentBytes: n * 2,
           inFlight,
