@@ -10,6 +10,8 @@
  *   several sizes);
  * - a stream delivered byte by byte;
  * - out-of-order, overlapping `process` calls when `capabilities.ordered` is false;
+ * - with `processDirect`: file-to-file runs in direct mode (at boundary sizes, segments of
+ *   several chunks in flight) give the same output and result as the engine in memory;
  * - resume from a checkpoint after an interruption gives the one-run output and result;
  * - a failure (typed, or a throw inside the effect) in `process` ends the run with a
  *   `ProcessorError` carrying the chunk index, never hangs, publishes no output;
@@ -274,6 +276,50 @@ export const checkOutOfOrder = async (make: () => ChunkProcessor, chunkBytes: nu
 
 const tempDir = () => fs.mkdtempSync(nodePath.join(os.tmpdir(), "cage-testkit-"))
 
+/**
+ * For a processor with `processDirect`: file-to-file runs, which the engine hands to
+ * `processDirect` (checked by counting its calls), agree with in-memory runs through
+ * `process`/`processSegment` at boundary sizes of the processor's chunk size, with 3-chunk
+ * segments and 3 of them in flight. Throws if the processor has no `processDirect`.
+ */
+export const checkDirectMode = async (make: () => ChunkProcessor, chunkBytes: number, options: ConformanceOptions = {}): Promise<void> => {
+  const s = settle(make, options)
+  const probe = make()
+  if (!probe.processDirect) throw new Error(`${probe.name} has no processDirect: direct mode does not apply`)
+  const n = await effectiveChunkBytes(make, chunkBytes, options)
+  const dir = tempDir()
+  try {
+    for (const size of [...boundarySizes(n), 7 * n + 3]) {
+      const input = s.input(size, size + 11)
+      const what = `${size} bytes file to file at chunk size ${chunkBytes}`
+      const src = nodePath.join(dir, `in-${size}`)
+      const out = nodePath.join(dir, `out-${size}`)
+      fs.writeFileSync(src, input)
+      const p = s.make()
+      let directCalls = 0
+      const counted: ChunkProcessor = {
+        ...p,
+        processDirect: (cs, seg) => {
+          directCalls++
+          return p.processDirect!(cs, seg)
+        }
+      }
+      const summary = await withTimeout(Effect.runPromise(Effect.gen(function*() {
+        const file = yield* ChunkInput.fromFile(src)
+        return yield* runPipeline({ input: file, output: ChunkOutput.toFile(out), pipeline: [counted], chunkBytes, segmentBytes: 3 * n, inFlight: 3 }).pipe(Effect.ensuring(file.close()))
+      })), s.timeoutMs, what)
+      const reference = await withTimeout(runBytes([s.make()], input, chunkBytes, { segmentBytes: 3 * n, inFlight: 3 }), s.timeoutMs, `${what} (in memory)`)
+      const chunks = reference.summary?.totalChunks ?? 0
+      expect(directCalls, `${what}: processDirect must be called once per 3-chunk segment`).toBe(Math.ceil(chunks / 3))
+      expect(summary.outputBytes, `${what}: output bytes`).toBe(fs.statSync(out).size)
+      await agree(s, probe.capabilities.kind, reference, { output: fs.readFileSync(out), results: summary.results, summary }, input, chunkBytes, `${what}, direct mode vs in memory`)
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+    if (probe.close) await Effect.runPromise(probe.close())
+  }
+}
+
 /** How {@link checkResume} interrupts the first run. */
 export type Interruption =
   /** The source fails to read past about 60% of the input (a crash, a yanked disk). */
@@ -530,6 +576,7 @@ export const checks = {
   boundary: checkBoundary,
   byteByByte: checkByteByByte,
   outOfOrder: checkOutOfOrder,
+  directMode: checkDirectMode,
   resume: checkResume,
   failure: checkFailure,
   tampering: checkTampering,
@@ -573,6 +620,9 @@ export const describeProcessorConformance = (name: string, makeProcessor: () => 
     it("a stream written byte by byte equals the whole input", () => checkByteByByte(makeProcessor, 64, options), timeout)
     if (!probe.capabilities.ordered) {
       it.for(sizes.filter((n) => n > 1))("chunk size %i: process in shuffled, overlapping order equals in order", { timeout }, (n) => checkOutOfOrder(makeProcessor, n, options))
+    }
+    if (probe.processDirect) {
+      it.for(sizes.filter((n) => n > 1))("chunk size %i: direct mode, file to file, equals the engine in memory", { timeout }, (n) => checkDirectMode(makeProcessor, n, options))
     }
     const resumeCases = (options.resumeInFlight ?? [1, 3]).flatMap((inFlight) => (["read", "process"] as const).map((how) => [inFlight, how] as const))
     it.for(resumeCases)("resume from a checkpoint after an interruption equals one run (%i segments in flight, %s failure)", { timeout }, ([inFlight, how]) => checkResume(makeProcessor, 64, inFlight, options, how))

@@ -8,6 +8,7 @@ const small = { largeInputBytes: 32 * 1024 * 1024, timeoutMs: 10_000 } as const
 describeProcessorConformance("fixture-xor (unordered transform with header and trailer)", () => F.xor(), { ...small, inverse: () => F.unxor() })
 describeProcessorConformance("fixture-sha256 (ordered observer, not resumable)", () => F.sha256(), small)
 describeProcessorConformance("fixture-count (ordered observer with snapshot)", () => F.byteCount(), small)
+describeProcessorConformance("fixture-xor-direct (direct mode, file to file)", () => F.xorDirect(), { ...small, inverse: () => F.unxor() })
 
 // Regression: with several segments in flight the checkpoint must hold the snapshot of the
 // last *written* segment (an earlier engine stored one taken ahead of it).
@@ -39,6 +40,9 @@ describe("the kit catches broken processors", () => {
   })
   it.for(["read", "process"] as const)("a processor that ignores its snapshot on resume (%s failure)", async (how) => {
     await expect(checks.resume(F.forgetsOnResume, 64, 1, {}, how)).rejects.toThrow(/resumed vs one run/)
+  })
+  it("a direct-mode processor that writes a chunk at the wrong offset", async () => {
+    await expect(checks.directMode(() => F.xorDirect(1), 64, { inverse: () => F.unxor() })).rejects.toThrow(/direct mode vs in memory/)
   })
   it("an inverse that does not detect tampering", async () => {
     await expect(checks.tampering(() => F.xor(), 64, { inverse: () => F.unxor() })).rejects.toThrow(/accepted/)

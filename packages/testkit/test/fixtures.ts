@@ -1,6 +1,7 @@
 import { type ChunkProcessor, PROCESSOR_API_VERSION } from "@cage/core"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
+import * as fs from "node:fs"
 
 const base = { version: "1.0.0", apiVersion: PROCESSOR_API_VERSION, finalize: () => Effect.succeed({}), init: () => Effect.succeed({}) }
 
@@ -148,5 +149,37 @@ export const forgetsOnResume = (): ChunkProcessor => {
     process: (_c, data) => Effect.sync(() => { n += data.length; return undefined }),
     snapshot: () => n,
     finalize: () => Effect.sync(() => ({ result: n }))
+  }
+}
+
+/**
+ * {@link xor} with direct mode: preads each chunk of a segment and pwrites its output at
+ * the offset the engine gives. `skew` shifts every chunk after the first by that many bytes
+ * (a broken offset computation the kit must catch).
+ */
+export const xorDirect = (skew = 0): ChunkProcessor => {
+  const p = xor()
+  let cs = 0
+  return {
+    ...p,
+    name: skew === 0 ? "fixture-xor-direct" : "fixture-xor-direct-skewed",
+    init: (context) =>
+      Effect.sync(() => {
+        cs = context.chunkBytes
+        return { header: Uint8Array.of(0xca, 0x9e), direct: { outputChunkBytes: cs + 1 } }
+      }),
+    processDirect: (chunks, segment) =>
+      Effect.sync(() => {
+        const first = chunks[0]
+        for (const c of chunks) {
+          const data = Buffer.alloc(c.length)
+          fs.readSync(segment.inputFd, data, 0, c.length, segment.inputOffset + (c.start - first.start))
+          const out = Buffer.alloc(c.length + 1)
+          for (let i = 0; i < c.length; i++) out[i] = data[i] ^ 0x5a
+          out[c.length] = c.index & 0xff
+          const k = c.index - first.index
+          fs.writeSync(segment.outputFd, out, 0, out.length, segment.outputOffset + k * (cs + 1) + (k > 0 ? skew : 0))
+        }
+      })
   }
 }
