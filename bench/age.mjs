@@ -177,6 +177,16 @@ await compare("encrypt -r, stdin pipe to stdout file", bytes,
 await compare("decrypt -i, stdin pipe to stdout file", bytes,
   () => (rm(out), timed("age", ["-d", "-i", key, "-o", out, encR])),
   () => (rm(out), cagePiped("decrypt", encR, out, { backend: "age", identityFiles: [key] })))
+// The same streams against age reading the same kind of pipe (`cat IN | age ... > OUT`):
+// the pipe, not cage, sets the ceiling there (informative; the targets are against file mode).
+const agePiped = (argv, inPath, outPath) =>
+  timed("sh", ["-c", 'in="$1"; out="$2"; shift 2; cat "$in" | age "$@" > "$out"', "sh", inPath, outPath, ...argv])
+await compare("encrypt -r, stdin pipe to stdout file, vs age on the same pipe", bytes,
+  () => (rm(out), agePiped(["-e", "-r", recipient], input, out)),
+  () => (rm(out), cagePiped("encrypt", input, out, { backend: "age", recipients: [recipient] })))
+await compare("decrypt -i, stdin pipe to stdout file, vs age on the same pipe", bytes,
+  () => (rm(out), agePiped(["-d", "-i", key], encR, out)),
+  () => (rm(out), cagePiped("decrypt", encR, out, { backend: "age", identityFiles: [key] })))
 // Passphrase mode through the terminal: cage vs `age -p` driven directly through a PTY.
 rm(encP)
 await agePty(["-p", "-o", encP, input])

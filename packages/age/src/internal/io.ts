@@ -74,12 +74,32 @@ export const feed = async (source: AsyncIterable<Buffer>, sink: Writable, onByte
     wakeAll()
   })
   sink.on("drain", wakeAll)
-  for await (const b of source) {
-    if (gone) break
-    total += b.length
-    const ok = sink.write(b)
-    onBytes(total)
-    if (!ok && !gone) await new Promise<void>((r) => waiters.add(r))
+  const it = source[Symbol.asyncIterator]()
+  let next = it.next()
+  next.catch(() => undefined)
+  try {
+    for (;;) {
+      // Checked before waiting on the read ahead, which may never complete (an idle pipe).
+      if (gone) break
+      const r = await next
+      if (r.done || gone) break
+      total += r.value.length
+      const ok = sink.write(r.value)
+      onBytes(total)
+      // Read the next buffer while the sink drains this one (the input and age's stdin then
+      // move at the same time instead of in turns).
+      next = it.next()
+      // Its failure is rethrown by the await above on the next turn; until then it must not
+      // count as an unhandled rejection (Node would end the process).
+      next.catch(() => undefined)
+      if (!ok && !gone) await new Promise<void>((r) => waiters.add(r))
+    }
+  } finally {
+    if (gone) {
+      // Stopped early (age went away): nobody awaits the read ahead, which may still fail,
+      // and the source is closed once it settles (not awaited: on an idle pipe it may never).
+      void it.return?.(undefined)?.catch(() => undefined)
+    }
   }
   if (!gone) {
     await new Promise<void>((resolve) => {
