@@ -6,7 +6,8 @@ export default defineConfig([
     format: ["esm"],
     dts: { entry: ["src/index.ts"] },
     sourcemap: true,
-    clean: true,
+    // The build script empties dist/ first: three parallel builds must not clean each other.
+    clean: false,
     target: "node20"
   },
   {
@@ -33,8 +34,8 @@ export default defineConfig([
     external: ["node-pty"]
   },
   {
-    // The executable: runs cli.cjs with V8's code cache (written by the package's build
-    // script, which runs `cage --help` once after this build).
+    // The executable: runs cli.cjs with V8's code cache (written after this build by
+    // scripts/write-code-cache.mjs, which is not shipped).
     entry: { bin: "src/loader.ts" },
     format: ["esm"],
     target: "node20",

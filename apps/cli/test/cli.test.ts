@@ -3,7 +3,8 @@ const require = createRequire(import.meta.url)
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { cage, tempDir, writeRandom } from "./helpers.js"
+import { spawnSync } from "node:child_process"
+import { BIN, cage, tempDir, writeRandom } from "./helpers.js"
 
 let dir: string
 let key: string
@@ -33,6 +34,24 @@ describe("the executable", () => {
     const list = cage(["processors", "list", "--json"], { cwd: dir })
     expect(list.stderr).toBe("")
     expect(JSON.parse(list.stdout.toString()).map((p: { name: string }) => p.name)).toContain("p-ok")
+  })
+  it("never runs a stale code cache: a program edited to the same length compiles afresh", () => {
+    const dist = path.dirname(BIN)
+    const copy = f("dist")
+    fs.mkdirSync(copy)
+    for (const name of ["bin.js", "cli.cjs", "cli.cjs.cache"]) fs.copyFileSync(path.join(dist, name), path.join(copy, name))
+    fs.writeFileSync(path.join(copy, "package.json"), JSON.stringify({ type: "module" }))
+    const program = fs.readFileSync(path.join(copy, "cli.cjs"), "utf8")
+    // The version literal of the program (VERSION = "x.y.z"), edited in place to 9s: same
+    // length, so V8's own check (lengths only) would take the old bytecode.
+    // Every VERSION = "x.y.z" literal of the bundle (each package has its own).
+    const edited = program.replace(/(VERSION\d*=")(\d+\.\d+\.\d+)"/g, (_, head: string, v: string) => `${head}${v.replace(/\d/g, "9")}"`)
+    expect(edited).not.toBe(program)
+    expect(edited.length).toBe(program.length)
+    fs.writeFileSync(path.join(copy, "cli.cjs"), edited)
+    const r = spawnSync(process.execPath, [path.join(copy, "bin.js"), "--version"], { env: { ...process.env, CAGE_CODE_CACHE_REPORT: "1" } })
+    expect(r.stderr.toString()).toContain("code cache absent")
+    expect(r.stdout.toString()).toMatch(/v9+\.9+\.9+/)
   })
 })
 

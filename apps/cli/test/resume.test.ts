@@ -47,28 +47,40 @@ const encryptArgs = () => ["encrypt", "--key", key, "--workers", "1", "--chunk-s
 
 describe("kill -9 and resume with a real cage process", () => {
   it("resumes after repeated kill -9 and decrypts to the original; the header never changes", async () => {
-    const size = 24 << 20
+    const size = 64 << 20
     writeRandom(f("in"), size)
     let header: Buffer | undefined
     let kills = 0
+    let finished = false
+    let killedAfterPublish = false
     for (const fraction of [0.15, 0.4, 0.7]) {
       const r = await interrupt(encryptArgs(), "SIGKILL", fraction * size)
-      if (!r.killed) break // finished first: nothing left to interrupt
+      // Finished first, or the kill landed after the output was published: nothing to resume.
+      if (!r.killed || fs.existsSync(f("in.agcm"))) {
+        finished = true
+        killedAfterPublish = r.killed
+        break
+      }
       kills++
       expect(r.code).toBe(-9)
-      expect(fs.existsSync(f("in.agcm"))).toBe(false)
       expect(fs.existsSync(f("in.agcm.partial"))).toBe(true)
       const h = fs.readFileSync(f("in.agcm.partial")).subarray(0, 66)
       if (header) expect(h.equals(header)).toBe(true)
       header = h
     }
     expect(kills).toBeGreaterThan(0)
-    const last = cage([...encryptArgs(), "--json"])
-    expect(last.code).toBe(0)
-    expect(JSON.parse(last.stdout.toString()).resumedFrom).toBeGreaterThan(0)
+    if (!finished) {
+      const last = cage([...encryptArgs(), "--json"])
+      expect(last.stderr).toBe("")
+      expect(last.code).toBe(0)
+      expect(JSON.parse(last.stdout.toString()).resumedFrom).toBeGreaterThan(0)
+    }
     expect(fs.readFileSync(f("in.agcm")).subarray(0, 66).equals(header!)).toBe(true)
-    expect(fs.existsSync(f("in.agcm.partial"))).toBe(false)
-    expect(fs.existsSync(f("in.agcm.cage-checkpoint"))).toBe(false)
+    // A kill between publishing and cleaning up may leave the staging name or the checkpoint.
+    if (!killedAfterPublish) {
+      expect(fs.existsSync(f("in.agcm.partial"))).toBe(false)
+      expect(fs.existsSync(f("in.agcm.cage-checkpoint"))).toBe(false)
+    }
     expect(cage(["decrypt", "-q", "--key", key, "-o", f("out"), f("in.agcm")]).code).toBe(0)
     expect(sha(f("out"))).toBe(sha(f("in")))
   })

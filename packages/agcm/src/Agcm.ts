@@ -402,8 +402,8 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
             const spec = good[outcome.failedAt]
             const bytesToEnd = regionBytes !== undefined ? regionBytes - spec.start : spec.length
             if (bytesToEnd <= sealedChunk - 1 + 256) {
-              // The probe needs the failed chunk's bytes: read them again (the worker's copy
-              // was overwritten in place).
+              // The probe needs the failed chunk's bytes: read them again (they were read
+              // into the lane's own buffer, possibly on a worker thread).
               const sealed = Buffer.allocUnsafe(spec.length)
               const at = segment.inputOffset + (spec.start - specs[0].start)
               const n = yield* Effect.try({ try: () => fs.readSync(segment.inputFd, sealed, 0, spec.length, at), catch: (e) => fromSystemError("read", segment.input, e) })

@@ -40,6 +40,25 @@ describe("hash pool", () => {
     expect((await pool.hashBuffers([Buffer.from("abc")]))[0].equals(sha256(Buffer.from("abc")))).toBe(true)
   })
 
+  it("a worker that dies fails its tasks, is never picked again, and later tasks still finish", async () => {
+    const p = new HashPool(2)
+    try {
+      const big = Array.from({ length: 64 }, () => randomBytes(1 << 20))
+      const running = p.hashBuffers(big)
+      // Kill one worker in the middle of the work (as a crash would).
+      await new Promise((r) => setTimeout(r, 5))
+      const workers = (p as unknown as { workers: Array<{ terminate: () => Promise<number> }> }).workers
+      expect(workers.length).toBeGreaterThan(0)
+      await workers[0].terminate()
+      await expect(running).rejects.toThrow(/exited/)
+      const chunks = Array.from({ length: 40 }, () => randomBytes(65536))
+      const got = await Promise.race([p.hashBuffers(chunks), new Promise((_, reject) => setTimeout(() => reject(new Error("hung")), 10_000))])
+      expect((got as Array<Buffer>).map((d) => d.toString("hex"))).toEqual(chunks.map(ref))
+    } finally {
+      await p.close()
+    }
+  })
+
   it("refuses use after close", async () => {
     const p = new HashPool(1)
     await p.close()

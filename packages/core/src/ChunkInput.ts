@@ -31,7 +31,9 @@ export interface ChunkInput {
   readonly read: (position: number, buffer: Uint8Array, offset: number, length: number) => Effect.Effect<number, IoError>
   /**
    * The open descriptor of a regular file (for direct-mode processors that read it
-   * positionally on worker threads), else `undefined`. Valid until `close`.
+   * positionally on worker threads), else `undefined`. Valid until `close`. A wrapper that
+   * changes what `read` returns must drop it (`fd: undefined`): in direct mode the engine
+   * never calls `read`.
    */
   readonly fd?: number | undefined
   readonly close: () => Effect.Effect<void>

@@ -10,6 +10,7 @@
  */
 import { Effect } from "effect"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as nodePath from "node:path"
 import type { Writable } from "node:stream"
 import { fromSystemError, IoError } from "./Error.js"
@@ -194,11 +195,13 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
  */
 export const toStream = (stream: Writable, description = "stdout"): ChunkOutput => {
   let position = 0
-  // Resolve on the write callback, not when write() returns: the stream may still hold a
-  // reference to the bytes, and the engine lets processors reuse them after a write.
+  // The engine lets processors reuse written bytes (`release`). A file or socket stream is
+  // done with them when its write callback runs (they are in the kernel); any other stream
+  // (a PassThrough, a Transform) may still hold them in its readable queue: copy for those.
+  const consumesOnCallback = stream instanceof fs.WriteStream || stream instanceof net.Socket
   const writeOne = (b: Uint8Array) =>
     new Promise<void>((resolve, reject) => {
-      stream.write(b, (e) => (e ? reject(e) : resolve()))
+      stream.write(consumesOnCallback ? b : Buffer.from(b), (e) => (e ? reject(e) : resolve()))
     })
   return {
     description,

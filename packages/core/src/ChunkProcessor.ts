@@ -23,9 +23,11 @@
  *      buffers. Copy what you keep. Returned bytes are owned by the engine. `processSegment`
  *      may instead take the segment's whole underlying ArrayBuffer (all views of one segment
  *      share it), e.g. to transfer it to a worker thread; the engine then allocates anew.
- *    - Direct mode: a transform that implements `processDirect` and declares `direct` in
- *      its `init` result may be handed file descriptors instead of bytes, when it is the
- *      whole pipeline, the input is a regular file and the output a file. It then reads
+ *    - Direct mode: an unordered, resumable transform that implements `processDirect` and
+ *      declares `direct` in its `init` result may be handed file descriptors instead of
+ *      bytes, when it is the whole pipeline, the input is a regular file and the output a
+ *      file. It must return the same `header` on every run, resumed or not (the offsets
+ *      are computed from its length). It then reads
  *      each segment's input and writes its output itself, positionally (pread/pwrite, on
  *      worker threads), so segment bytes never cross to the engine's thread. Everything
  *      else (plan, order of completion, checkpoints, progress, telemetry, publishing) stays

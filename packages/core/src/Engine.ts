@@ -220,10 +220,16 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
     const cs = framing.chunkBytes
     // Direct mode (see ChunkProcessor): one transform that reads and writes the files itself.
     const directOut = output?.positional
-    const direct = pipeline.length === 1 && pipeline[0].processDirect !== undefined && inits[0].direct !== undefined &&
-        pipeline[0].capabilities.resumable !== false && input.fd !== undefined && input.size !== undefined && directOut !== undefined
-      ? { outputChunkBytes: inits[0].direct.outputChunkBytes, process: pipeline[0].processDirect, fd: input.fd, out: directOut }
+    // Only for an unordered transform: direct segments run concurrently, outside any gate.
+    const lone = pipeline.length === 1 ? pipeline[0] : undefined
+    const direct = lone && lone.processDirect !== undefined && inits[0].direct !== undefined &&
+        lone.capabilities.kind === "transform" && lone.capabilities.ordered === false && lone.capabilities.resumable !== false &&
+        input.fd !== undefined && input.size !== undefined && directOut !== undefined
+      ? { outputChunkBytes: inits[0].direct.outputChunkBytes, process: lone.processDirect, fd: input.fd, out: directOut }
       : undefined
+    if (direct && !(Number.isSafeInteger(direct.outputChunkBytes) && direct.outputChunkBytes > 0)) {
+      return yield* Effect.fail(new UsageError({ detail: `${lone!.name} declared direct output chunks of ${direct.outputChunkBytes} bytes; a positive integer is needed` }))
+    }
     // Output chunk i starts at (header bytes) + i × outputChunkBytes, resumed or not.
     const outputBase = inits.reduce((n, r) => n + (r.header?.length ?? 0), 0)
     const segChunks = Math.max(1, Math.floor((options.segmentBytes ?? DEFAULT_SEGMENT_BYTES) / cs))
@@ -237,6 +243,16 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
       plan = planRegion(input.size - framing.headerBytes, framing)
     }
     const startChunk = resumed ? Checkpoint.completedPrefix(resumed) : 0
+    // Direct writes land at offsets computed from the header length: a resumed run must see
+    // the layout the checkpointed bytes were written with (a processor that returned its
+    // header only on the first run would otherwise shift every later chunk).
+    if (direct && resumed && resumed.outputBytes !== outputBase + startChunk * direct.outputChunkBytes) {
+      return yield* Effect.fail(new ResumeRefused({
+        reason: "CheckpointCorrupt",
+        checkpoint: cp!.path,
+        detail: `${startChunk} completed chunks of ${direct.outputChunkBytes} bytes after a ${outputBase}-byte header make ${outputBase + startChunk * direct.outputChunkBytes} output bytes, the checkpoint says ${resumed.outputBytes}`
+      }))
+    }
     if (resumed && plan && startChunk > plan.totalChunks) {
       return yield* Effect.fail(new ResumeRefused({ reason: "CheckpointCorrupt", checkpoint: cp!.path, detail: `the checkpoint claims ${startChunk} chunks, the plan has ${plan.totalChunks}` }))
     }

@@ -450,6 +450,36 @@ describe("direct mode", () => {
     expect(fs.existsSync(out)).toBe(false)
   })
 
+  it("an ordered transform is never run in direct mode (its segments would overlap)", async () => {
+    const data = pseudoRandom(1000, 5)
+    const src = path.join(dir, "in")
+    fs.writeFileSync(src, data)
+    const a = xorDirect()
+    const ordered: ChunkProcessor = { ...a.processor, capabilities: { ...a.processor.capabilities, ordered: true } }
+    const exit = await fileRun(src, path.join(dir, "out"), [ordered], 100)
+    expect(Exit.isSuccess(exit)).toBe(true)
+    expect(a.calls.direct).toBe(0)
+    expect(fs.readFileSync(path.join(dir, "out"))).toEqual(xorReference(data, 100))
+  })
+
+  it("a resume whose header length differs from the checkpointed layout is refused, the partial untouched", async () => {
+    const data = pseudoRandom(50_000, 8)
+    const src = path.join(dir, "in")
+    const out = path.join(dir, "out")
+    const ckpt = path.join(dir, "out.checkpoint.json")
+    fs.writeFileSync(src, data)
+    expect(Exit.isFailure(await fileRun(src, out, [xorDirect(0x5a, { failAt: 321 }).processor], 100, { path: ckpt, mode: "resume", intervalMs: 0 }))).toBe(true)
+    const partial = fs.readFileSync(out + ".partial")
+    // The same processor, but it returns no header when resuming.
+    const { processor } = xorDirect()
+    const noHeader: ChunkProcessor = { ...processor, init: (c) => Effect.map(processor.init(c), (r) => ({ ...r, header: undefined })) }
+    const e = failureOf(await fileRun(src, out, [noHeader], 100, { path: ckpt, mode: "resume", intervalMs: 0 }))
+    expect(e).toBeInstanceOf(ResumeRefused)
+    expect((e as ResumeRefused).message).toContain("after a 0-byte header")
+    expect(fs.readFileSync(out + ".partial")).toEqual(partial)
+    expect(fs.existsSync(out)).toBe(false)
+  })
+
   it("an interrupted direct run resumes from its checkpoint to the one-run output", async () => {
     const data = pseudoRandom(50_000, 42)
     const src = path.join(dir, "in")

@@ -254,7 +254,8 @@ export function directSegment(
  * scavenge frees a few MiB of them at once; under the default 128 KiB trim threshold glibc
  * hands those pages back to the kernel and faults them in again right after, which cost
  * a third of the throughput (measured 1.24 → 1.86 GB/s on 2 workers, same peak RSS). The
- * thresholds are process-wide, so this runs once per process; elsewhere than glibc it
+ * thresholds are process-wide: each worker runs this when it starts, the calling thread
+ * before its first in-process segment, and repeats are harmless; elsewhere than glibc it
  * only costs one short-lived allocation. Self-contained: worker threads run its source.
  */
 export function raiseMallocThresholds(minorGc: () => void): void {

@@ -136,7 +136,7 @@ export class SegmentCipher {
   private sinceScavenge = 0
   /**
    * Every in-process chunk's cipher.update() allocates its output outside the V8 heap, and
-   * V8 only collects such garbage after ~64 MiB of it: a young-generation GC every 4 MiB
+   * V8 only collects such garbage after ~64 MiB of it: a young-generation GC every 2 MiB
    * (well under a millisecond, as in the workers) keeps RSS flat.
    */
   private scavenge(bytes: number) {
@@ -264,7 +264,7 @@ export class SegmentCipher {
     if (!this.usePool(job.inputBytes)) return inProcess
     // The calling thread is one of the `workers` lanes: the pool has one thread fewer, and
     // a segment runs here whenever the pool's queues are full. The engine's thread has
-    // little else to do in direct mode, and a thread fewer is ~20 MiB less RSS. (Not with
+    // little else to do in direct mode, and a thread fewer is ~15 MiB less RSS. (Not with
     // an injected fault, which must reach a worker.)
     const pool = this.startPool(this.options.fault ? this.workers : this.workers - 1)
     if (!this.options.fault && pool.outstanding >= pool.capacity) {

@@ -145,18 +145,32 @@ export class HashPool {
     const w = new Worker(WORKER_SOURCE, { eval: true })
     w.unref()
     w.on("message", (m: { id: number; digests?: Uint8Array; error?: string; code?: string }) => {
-      const job = this.running.get(m.id)
-      if (!job) return
-      this.running.delete(m.id)
-      if (m.digests) job.resolve(m.digests)
-      else job.reject(Object.assign(new Error(m.error ?? "hash worker failed"), { code: m.code }))
-      const left = (this.busy.get(w) ?? 1) - 1
+      if (!this.busy.has(w)) return
+      // The worker is one task lighter even when that task was already failed by failAll.
+      const left = Math.max(0, this.busy.get(w)! - 1)
       this.busy.set(w, left)
       // An idle worker must not keep the process alive; a busy one must (see pump).
       if (left === 0) w.unref()
+      const job = this.running.get(m.id)
+      if (job) {
+        this.running.delete(m.id)
+        if (m.digests) job.resolve(m.digests)
+        else job.reject(Object.assign(new Error(m.error ?? "hash worker failed"), { code: m.code }))
+      }
       this.pump()
     })
-    w.on("error", (e) => this.failAll(e))
+    const lose = (e: Error) => {
+      // A dead worker must never be picked again (its tasks would never settle): drop it,
+      // fail what was in flight, and let pump start a fresh one for later tasks.
+      if (!this.busy.has(w)) return
+      this.busy.delete(w)
+      this.workers.splice(this.workers.indexOf(w), 1)
+      this.failAll(e)
+    }
+    w.on("error", lose)
+    w.on("exit", (code) => {
+      if (!this.closed) lose(new Error(`hash worker exited with code ${code}`))
+    })
     this.workers.push(w)
     this.busy.set(w, 0)
   }
