@@ -2,7 +2,7 @@ import { Effect, Exit, Layer } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Readable } from "node:stream"
+import { PassThrough, Readable } from "node:stream"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { Checkpoint, ChunkInput, ChunkOutput, type ChunkProcessor, ProcessorError, ResumeRefused, runPipeline, Telemetry, type TelemetryEvent } from "../src/index.js"
 import { pseudoRandom, sha256, sha256Observer, xorDirect, xorReference, xorTransform } from "./helpers.js"
@@ -287,6 +287,18 @@ describe("buffer reuse", () => {
     await run(runPipeline({ input: ChunkInput.fromBytes(pseudoRandom(1000)), output: sink, pipeline: [p], chunkBytes: 100, segmentBytes: 300, inFlight: 3 }))
     expect(released).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
     expect(Buffer.from(sink.bytes())).toEqual(xorReference(pseudoRandom(1000), 100))
+  })
+
+  it("a stream sink that queues written buffers (PassThrough, read late) gets the bytes as written, whatever release() does", async () => {
+    const through = new PassThrough({ highWaterMark: 1 << 20 })
+    const base = xorTransform()
+    // A processor that scribbles over its outputs once they are released (as a recycler would).
+    const p: ChunkProcessor = { ...base, release: (outs) => { for (const o of outs) o.fill(0xff) } }
+    await run(runPipeline({ input: ChunkInput.fromBytes(pseudoRandom(1000)), output: ChunkOutput.toStream(through, "pass"), pipeline: [p], chunkBytes: 100, segmentBytes: 300, inFlight: 3 }))
+    through.end()
+    const chunks: Array<Buffer> = []
+    for await (const c of through) chunks.push(c as Buffer)
+    expect(Buffer.concat(chunks)).toEqual(xorReference(pseudoRandom(1000), 100))
   })
 })
 
