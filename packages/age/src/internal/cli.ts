@@ -246,11 +246,18 @@ const runInTerminal = (
   request: CliRequest,
   args: ReadonlyArray<string>,
   answers: number,
-  started: (pid: number) => void
+  started: (pid: number) => void,
+  /** A regular file for age's standard output, opened without truncation (see runWithPassphrase). */
+  stdoutFile?: string
 ): Promise<PtyOutcome> =>
   new Promise((resolve) => {
     const secret = Buffer.from(request.passphrase!).toString("utf8")
-    const term = loadPty().spawn(request.bin.path, [...args], { name: "dumb", cols: 400, rows: 24, cwd: os.tmpdir(), env: ENV() })
+    // The terminal is age's stdin, stdout and stderr; `sh` only opens the output file on
+    // stdout (`1<>`: read-write, no O_TRUNC) and then becomes age (`exec`).
+    const [file, argv] = stdoutFile === undefined
+      ? [request.bin.path, [...args]]
+      : ["/bin/sh", ["-c", 'out="$1"; shift; exec "$@" 1<>"$out"', "sh", stdoutFile, request.bin.path, ...args]]
+    const term = loadPty().spawn(file, argv, { name: "dumb", cols: 400, rows: 24, cwd: os.tmpdir(), env: ENV() })
     started(term.pid)
     let transcript = ""
     let lastAnswerAt = 0
@@ -408,15 +415,21 @@ const runWithPassphrase = async (request: CliRequest): Promise<CliResult> => {
         throw ownFailure(e)
       }))
     }
+    // Our own staging file goes to age as its standard output, opened without truncation:
+    // `-o` on an existing file means O_TRUNC, and ext4 then flushes the whole output when age
+    // closes it (its replace-via-truncate heuristic): measured 15–30% slower on 1 GiB.
+    // (A FIFO or a caller's descriptor keeps `-o`.)
+    const stdoutFile = request.outputDescriptor === undefined && (outDirect !== undefined || strategy === "tempfile") ? outPath : undefined
+    const outputArgs = stdoutFile === undefined ? ["-o", outPath] : []
     const args = request.operation === "encrypt"
-      ? ["-p", ...(request.armor ? ["-a"] : []), "-o", outPath, inPath]
-      : ["-d", "-o", outPath, inPath]
+      ? ["-p", ...(request.armor ? ["-a"] : []), ...outputArgs, inPath]
+      : ["-d", ...outputArgs, inPath]
     let stopWatch = () => undefined as void
     const outcome = await runInTerminal(request, args, request.operation === "encrypt" ? 2 : 1, (p) => {
       pid = p
       if (request.inputDescriptor !== undefined) stopWatch = watchReadBytes(p, request.onProgress)
       else if (prepared.directPath !== undefined) stopWatch = watchReadPosition(p, prepared.directPath, request.onProgress)
-    })
+    }, stdoutFile)
     alive = false
     stopWatch()
     if (outcome.code !== 0) {
