@@ -18,14 +18,12 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { numberOption } from "./lib.mjs"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const pkg = path.join(here, "../packages/backup")
 const args = process.argv.slice(2)
-const opt = (name, dflt) => {
-  const i = args.indexOf(name)
-  return i >= 0 ? Number(args[i + 1]) : dflt
-}
+const opt = numberOption
 const MB = 1e6
 const MiB = 1 << 20
 const CHUNK = 64 * 1024

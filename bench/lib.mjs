@@ -8,6 +8,12 @@ export const WORK = process.env.CAGE_BENCH_DIR ?? "/tmp/cage-bench"
 export const ROOT = path.resolve(new URL("..", import.meta.url).pathname)
 export const CAGE = path.join(ROOT, "apps/cli/dist/bin.js")
 
+/** The number after `name` on the command line (`--reps 5`), or `dflt`. */
+export const numberOption = (name, dflt) => {
+  const i = process.argv.indexOf(name)
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt
+}
+
 export const ensureWork = () => fs.mkdirSync(WORK, { recursive: true })
 
 /** A file of `bytes` pseudo-random bytes (written in 4 MiB blocks; reused when present). */
