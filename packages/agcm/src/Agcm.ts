@@ -165,14 +165,8 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
   const seal = (specs: ReadonlyArray<ChunkSpec>, data: ReadonlyArray<Uint8Array>) =>
     Effect.gen(function*() {
       if (!cipher) return yield* Effect.die(new Error("internal error: agcm-encrypt used before init"))
-      for (let k = 0; k < specs.length; k++) {
-        const spec = specs[k]
-        const n = data[k].length
-        // Cobblestone: every chunk but the last is full, the last is strictly shorter.
-        if (spec.final ? n >= chunkSize : n !== chunkSize) {
-          return yield* Effect.die(new Error(`internal error: chunk ${spec.index} has ${n} bytes, framing needs ${spec.final ? `< ${chunkSize}` : chunkSize}`))
-        }
-      }
+      const defect = sealFramingDefect(specs, (k) => data[k].length, chunkSize)
+      if (defect) return yield* Effect.die(defect)
       const out = yield* cipher.run(SEAL, specs[0].index, data)
       chunks += specs.length
       return out.outputs
@@ -236,11 +230,8 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
     processDirect: (specs, segment) =>
       Effect.gen(function*() {
         if (!cipher) return yield* Effect.die(new Error("internal error: agcm-encrypt used before init"))
-        for (const spec of specs) {
-          if (spec.final ? spec.length >= chunkSize : spec.length !== chunkSize) {
-            return yield* Effect.die(new Error(`internal error: chunk ${spec.index} has ${spec.length} bytes, framing needs ${spec.final ? `< ${chunkSize}` : chunkSize}`))
-          }
-        }
+        const defect = sealFramingDefect(specs, (k) => specs[k].length, chunkSize)
+        if (defect) return yield* Effect.die(defect)
         const job = directJob(SEAL, specs, segment)
         const outcome = yield* cipher.runDirect(job)
         const failure = directIoFailure(outcome, segment, job.inputBytes)
@@ -262,6 +253,50 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
   }
 }
 
+/** Cobblestone: every chunk but the last holds exactly `chunkSize` bytes, the last strictly fewer. */
+const sealFramingDefect = (specs: ReadonlyArray<ChunkSpec>, lengthOf: (k: number) => number, chunkSize: number): Error | undefined => {
+  for (let k = 0; k < specs.length; k++) {
+    const n = lengthOf(k)
+    if (specs[k].final ? n >= chunkSize : n !== chunkSize) {
+      return new Error(`internal error: chunk ${specs[k].index} has ${n} bytes, framing needs ${specs[k].final ? `< ${chunkSize}` : chunkSize}`)
+    }
+  }
+  return undefined
+}
+
+/** The first sealed chunk that cannot be valid by its length alone, or `specs.length`. */
+const firstMalformed = (specs: ReadonlyArray<ChunkSpec>, lengthOf: (k: number) => number, chunkSize: number): number => {
+  const sealedChunk = chunkSize + TAG_BYTES
+  for (let k = 0; k < specs.length; k++) {
+    const n = lengthOf(k)
+    if (!(specs[k].final ? n >= TAG_BYTES && n < sealedChunk : n === sealedChunk)) return k
+  }
+  return specs.length
+}
+
+/** A chunk too short to hold its tag (or a missing final chunk), `length` bytes at its place. */
+const truncated = (headerBytes: number, spec: ChunkSpec, length: number) =>
+  new Truncated({
+    at: headerBytes + spec.start + length,
+    detail: length === 0
+      ? `the final chunk (chunk ${spec.index}) is missing`
+      : `chunk ${spec.index} is ${length} bytes, shorter than its 16-byte tag`
+  })
+
+/**
+ * Why chunk `spec` failed to open: bytes appended after a valid end (`TrailingData`, probed
+ * only near the end, with the chunk's sealed bytes from `sealed`), else `ChunkAuthFailed`.
+ */
+const openFailure = <E>(keys: DerivedKeys, chunkSize: number, spec: ChunkSpec, regionBytes: number | undefined, sealed: Effect.Effect<Uint8Array, E>) =>
+  Effect.gen(function*() {
+    const bytesToEnd = regionBytes !== undefined ? regionBytes - spec.start : spec.final ? spec.length : undefined
+    if (bytesToEnd !== undefined && bytesToEnd <= chunkSize + TAG_BYTES - 1 + 256) {
+      const trailing = probeTrailing(keys, spec.index, yield* sealed, bytesToEnd, chunkSize)
+      if (trailing !== undefined) return yield* new TrailingData({ bytes: trailing })
+    }
+    return yield* new ChunkAuthFailed({ chunk: spec.index, final: spec.final })
+  })
+
 /**
  * Checks and opens a segment of sealed chunks; shared by the processor and the file readers.
  * Reports the first bad chunk: authentication failure (after probing for trailing data
@@ -278,36 +313,12 @@ export const openSegment = (
   headerBytes: number
 ) =>
   Effect.gen(function*() {
-    const sealedChunk = chunkSize + TAG_BYTES
-    // The first chunk that cannot be valid by its length alone.
-    let bad = specs.length
-    for (let k = 0; k < specs.length; k++) {
-      const n = data[k].length
-      const ok = specs[k].final ? n >= TAG_BYTES && n < sealedChunk : n === sealedChunk
-      if (!ok) {
-        bad = k
-        break
-      }
-    }
+    const bad = firstMalformed(specs, (k) => data[k].length, chunkSize)
     const out = bad > 0 ? yield* cipher.run(OPEN, specs[0].index, data.slice(0, bad)) : { outputs: [], inputs: [], failedAt: -1 }
     if (out.failedAt >= 0) {
-      const spec = specs[out.failedAt]
-      const bytesToEnd = regionBytes !== undefined ? regionBytes - spec.start : spec.final ? spec.length : undefined
-      if (bytesToEnd !== undefined && bytesToEnd <= sealedChunk - 1 + 256) {
-        const trailing = probeTrailing(keys, spec.index, out.inputs[out.failedAt], bytesToEnd, chunkSize)
-        if (trailing !== undefined) return yield* new TrailingData({ bytes: trailing })
-      }
-      return yield* new ChunkAuthFailed({ chunk: spec.index, final: spec.final })
+      return yield* openFailure(keys, chunkSize, specs[out.failedAt], regionBytes, Effect.succeed(out.inputs[out.failedAt]))
     }
-    if (bad < specs.length) {
-      const spec = specs[bad]
-      return yield* new Truncated({
-        at: headerBytes + spec.start + data[bad].length,
-        detail: data[bad].length === 0
-          ? `the final chunk (chunk ${spec.index}) is missing`
-          : `chunk ${spec.index} is ${data[bad].length} bytes, shorter than its 16-byte tag`
-      })
-    }
+    if (bad < specs.length) return yield* truncated(headerBytes, specs[bad], data[bad].length)
     return out.outputs
   })
 
@@ -382,16 +393,7 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
     processDirect: (specs, segment) =>
       Effect.gen(function*() {
         if (legacy || !cipher || !keys) return yield* Effect.die(new Error("internal error: agcm-decrypt direct mode used before init or on a v1 file"))
-        const sealedChunk = chunkSize + TAG_BYTES
-        // The first chunk that cannot be valid by its length alone (as in openSegment).
-        let bad = specs.length
-        for (let k = 0; k < specs.length; k++) {
-          const n = specs[k].length
-          if (!(specs[k].final ? n >= TAG_BYTES && n < sealedChunk : n === sealedChunk)) {
-            bad = k
-            break
-          }
-        }
+        const bad = firstMalformed(specs, (k) => specs[k].length, chunkSize)
         const good = specs.slice(0, bad)
         if (good.length > 0) {
           const job = directJob(OPEN, good, segment)
@@ -400,30 +402,21 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
           if (failure) return yield* failure
           if (outcome.failedAt >= 0) {
             const spec = good[outcome.failedAt]
-            const bytesToEnd = regionBytes !== undefined ? regionBytes - spec.start : spec.length
-            if (bytesToEnd <= sealedChunk - 1 + 256) {
-              // The probe needs the failed chunk's bytes: read them again (they were read
-              // into the lane's own buffer, possibly on a worker thread).
-              const sealed = Buffer.allocUnsafe(spec.length)
-              const at = segment.inputOffset + (spec.start - specs[0].start)
-              const n = yield* Effect.try({ try: () => fs.readSync(segment.inputFd, sealed, 0, spec.length, at), catch: (e) => fromSystemError("read", segment.input, e) })
-              const trailing = probeTrailing(keys, spec.index, sealed.subarray(0, n), bytesToEnd, chunkSize)
-              if (trailing !== undefined) return yield* new TrailingData({ bytes: trailing })
-            }
-            return yield* new ChunkAuthFailed({ chunk: spec.index, final: spec.final })
+            // The probe needs the failed chunk's bytes: read them again (they were read into
+            // the lane's own buffer, possibly on a worker thread).
+            const sealed = Effect.try({
+              try: () => {
+                const b = Buffer.allocUnsafe(spec.length)
+                return b.subarray(0, fs.readSync(segment.inputFd, b, 0, spec.length, segment.inputOffset + (spec.start - specs[0].start)))
+              },
+              catch: (e) => fromSystemError("read", segment.input, e)
+            })
+            return yield* openFailure(keys!, chunkSize, spec, regionBytes, sealed)
           }
           chunks += good.length
           for (const spec of good) plaintextBytes += spec.length - TAG_BYTES
         }
-        if (bad < specs.length) {
-          const spec = specs[bad]
-          return yield* new Truncated({
-            at: headerBytes + spec.start + spec.length,
-            detail: spec.length === 0
-              ? `the final chunk (chunk ${spec.index}) is missing`
-              : `chunk ${spec.index} is ${spec.length} bytes, shorter than its 16-byte tag`
-          })
-        }
+        if (bad < specs.length) return yield* truncated(headerBytes, specs[bad], specs[bad].length)
       }),
     release: (outputs) => cipher?.release(outputs),
     finalize: (context) =>

@@ -31,18 +31,6 @@ export interface SegmentCipherOptions {
   readonly transferInputs?: boolean | undefined
 }
 
-/** True when the inputs are back-to-back views over one plain ArrayBuffer not much larger than them. */
-const transferable = (inputs: ReadonlyArray<Uint8Array>, total: number): boolean => {
-  const buffer = inputs[0].buffer
-  if (!(buffer instanceof ArrayBuffer) || buffer.byteLength > total + 64 * 1024) return false
-  let at = inputs[0].byteOffset
-  for (const b of inputs) {
-    if (b.buffer !== buffer || b.byteOffset !== at) return false
-    at += b.length
-  }
-  return true
-}
-
 /** The inputs as one view when they are back-to-back views over one buffer. */
 const contiguous = (inputs: ReadonlyArray<Uint8Array>): Uint8Array | undefined => {
   const buffer = inputs[0].buffer
@@ -53,6 +41,10 @@ const contiguous = (inputs: ReadonlyArray<Uint8Array>): Uint8Array | undefined =
   }
   return new Uint8Array(buffer, inputs[0].byteOffset, at - inputs[0].byteOffset)
 }
+
+/** True when the inputs are back-to-back views over one plain ArrayBuffer not much larger than them. */
+const transferable = (inputs: ReadonlyArray<Uint8Array>, total: number): boolean =>
+  inputs[0].buffer instanceof ArrayBuffer && inputs[0].buffer.byteLength <= total + 64 * 1024 && contiguous(inputs) !== undefined
 
 export interface SegmentOutcome {
   readonly outputs: ReadonlyArray<Uint8Array>
