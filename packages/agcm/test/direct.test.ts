@@ -762,12 +762,15 @@ describe("resume in direct mode", () => {
     return summary
   }
 
+  /** An input of `size` bytes and fresh output and checkpoint names for a resume case. */
+  const resumeCase = (size: number, seed: number) => {
+    const plain = bytes(size, seed)
+    return { plain, src: writeTemp("r.bin", plain), out: fresh("r.agcm"), ckpt: fresh("r.ckpt") }
+  }
+
   it("interrupted (Effect interruption mid-run, in-process), then resumed: byte-identical to one run", async () => {
     const cs = 16 * KiB
-    const plain = bytes(40 * cs + 777, 9)
-    const src = writeTemp("r.bin", plain)
-    const out = fresh("r.agcm")
-    const ckpt = fresh("r.ckpt")
+    const { plain, src, out, ckpt } = resumeCase(40 * cs + 777, 9)
     const o: RunExtra = { chunkBytes: cs, segmentBytes: 4 * cs, inFlight: 2 }
     let reached: () => void = () => {}
     const atSegment = new Promise<void>((r) => { reached = r })
@@ -788,10 +791,7 @@ describe("resume in direct mode", () => {
 
   it("a worker crash (pool, 9 MiB), then resumed on the pool: byte-identical to one run", async () => {
     const cs = 64 * KiB
-    const plain = bytes(9 * MiB + 999, 10)
-    const src = writeTemp("r.bin", plain)
-    const out = fresh("r.agcm")
-    const ckpt = fresh("r.ckpt")
+    const { plain, src, out, ckpt } = resumeCase(9 * MiB + 999, 10)
     const s = spy(enc(cs, { workers: 2, _fault: { kind: "exit", atChunk: 96 } }))
     const e = failure((await runFile(src, ChunkOutput.toFile(out), s.processor, { chunkBytes: cs, checkpoint: { path: ckpt, mode: "fresh", intervalMs: 0 } })).exit)
     expect(s.calls.direct).toBeGreaterThan(0)

@@ -474,12 +474,16 @@ describe("direct mode", () => {
     expect(fs.readFileSync(path.join(dir, "out"))).toEqual(xorReference(data, 100))
   })
 
-  it("a resume whose header length differs from the checkpointed layout is refused, the partial untouched", async () => {
-    const data = pseudoRandom(50_000, 8)
+  /** A 50,000-byte input file and the output and checkpoint names of a resume case. */
+  const resumeCase = (seed: number) => {
+    const data = pseudoRandom(50_000, seed)
     const src = path.join(dir, "in")
-    const out = path.join(dir, "out")
-    const ckpt = path.join(dir, "out.checkpoint.json")
     fs.writeFileSync(src, data)
+    return { data, src, out: path.join(dir, "out"), ckpt: path.join(dir, "out.checkpoint.json") }
+  }
+
+  it("a resume whose header length differs from the checkpointed layout is refused, the partial untouched", async () => {
+    const { src, out, ckpt } = resumeCase(8)
     expect(Exit.isFailure(await fileRun(src, out, [xorDirect(0x5a, { failAt: 321 }).processor], 100, { path: ckpt, mode: "resume", intervalMs: 0 }))).toBe(true)
     const partial = fs.readFileSync(out + ".partial")
     // The same processor, but it returns no header when resuming.
@@ -493,11 +497,7 @@ describe("direct mode", () => {
   })
 
   it("an interrupted direct run resumes from its checkpoint to the one-run output", async () => {
-    const data = pseudoRandom(50_000, 42)
-    const src = path.join(dir, "in")
-    const out = path.join(dir, "out")
-    const ckpt = path.join(dir, "out.checkpoint.json")
-    fs.writeFileSync(src, data)
+    const { data, src, out, ckpt } = resumeCase(42)
     const first = await fileRun(src, out, [xorDirect(0x5a, { failAt: 321 }).processor], 100, { path: ckpt, mode: "resume", intervalMs: 0 })
     expect(failureOf(first)).toBeInstanceOf(ProcessorError)
     const c = JSON.parse(fs.readFileSync(ckpt, "utf8"))
