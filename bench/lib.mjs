@@ -58,9 +58,12 @@ export const timed = (argv, options = {}) => {
 }
 
 /** Median of `runs` timed runs. */
-export const median = (argv, runs, options) => {
-  const all = Array.from({ length: runs }, () => timed(argv, options)).sort((a, b) => a.seconds - b.seconds)
-  return { ...all[Math.floor(all.length / 2)], rssMiB: Math.max(...all.map((a) => a.rssMiB)) }
+export const median = (argv, runs, options) => medianOf(Array.from({ length: runs }, () => timed(argv, options)))
+
+/** The run of median time, with the highest peak RSS of all the runs. */
+const medianOf = (runs) => {
+  const sorted = [...runs].sort((a, b) => a.seconds - b.seconds)
+  return { ...sorted[Math.floor(sorted.length / 2)], rssMiB: Math.max(...runs.map((a) => a.rssMiB)) }
 }
 
 /**
@@ -70,10 +73,7 @@ export const median = (argv, runs, options) => {
 export const interleaved = (cases, runs) => {
   const all = Object.fromEntries(Object.keys(cases).map((k) => [k, []]))
   for (let i = 0; i < runs; i++) for (const [k, [argv, options]] of Object.entries(cases)) all[k].push(timed(argv, options))
-  return Object.fromEntries(Object.entries(all).map(([k, xs]) => {
-    const sorted = [...xs].sort((a, b) => a.seconds - b.seconds)
-    return [k, { ...sorted[Math.floor(sorted.length / 2)], rssMiB: Math.max(...xs.map((a) => a.rssMiB)) }]
-  }))
+  return Object.fromEntries(Object.entries(all).map(([k, xs]) => [k, medianOf(xs)]))
 }
 
 export const mbps = (bytes, seconds) => bytes / 1e6 / seconds
