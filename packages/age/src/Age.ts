@@ -309,7 +309,9 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
       let inputDescriptor: number | undefined
       if (isDescriptor(o.input)) {
         const d = o.input
-        const raw = backend === "age" && operation === "encrypt" && (passphrase === undefined || openableByName(d.fd))
+        // Decryption relays the descriptor to age (after reading its first bytes); encryption
+        // hands it over as it is, by name in terminal mode.
+        const raw = backend === "age" && (operation === "decrypt" || passphrase === undefined || openableByName(d.fd))
         if (raw) {
           inputDescriptor = d.fd
           input = unreadable(d.description)

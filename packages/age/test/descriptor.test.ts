@@ -7,7 +7,7 @@ import { Encrypter } from "age-encryption"
 import { execFileSync, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
-import { afterAll, expect, it } from "vitest"
+import { afterAll, describe, expect, it } from "vitest"
 import { keygen, requireAge, tempDir, digestOf } from "./helpers.js"
 
 requireAge()
@@ -17,12 +17,37 @@ const worker = new URL("./fixtures/descriptor-worker.mjs", import.meta.url).path
 const key = keygen(dir)
 const PASS = "descriptor pass 55"
 
-/** Runs the worker as `cat IN | node worker | cat > OUT` (real pipes on both sides). */
-const piped = (op: string, options: object, inFile: string, outFile: string) => {
-  const r = spawnSync("sh", ["-c", 'cat "$1" | node "$2" "$3" "$4" | cat > "$5"', "sh", inFile, worker, op, JSON.stringify(options), outFile], { encoding: "utf8" })
-  const report = JSON.parse(r.stderr.slice(r.stderr.indexOf("{"))) as { ok?: Record<string, unknown>; error?: string }
+interface Report {
+  readonly ok?: Record<string, unknown> & { readonly progress: number; readonly verbose: ReadonlyArray<string> }
+  readonly error?: string
+  readonly failure?: { readonly tag: string; readonly reason: string | null } | null
+}
+
+/**
+ * Runs the worker as `PRODUCER | node worker | cat > OUT` (real pipes on both sides); the
+ * producer is `cat IN` unless given (a shell command reading "$1"). `env` (shell
+ * assignments, e.g. `PATH=/x`) applies to the worker alone.
+ */
+const runPiped = (op: string, options: object, inFile: string, outFile: string, producer = 'cat "$1"', env = ""): Report => {
+  const r = spawnSync("sh", ["-c", `${producer} | ${env} "$2" "$3" "$4" "$5" | cat > "$6"`, "sh", inFile, process.execPath, worker, op, JSON.stringify(options), outFile], {
+    encoding: "utf8"
+  })
+  return JSON.parse(r.stderr.slice(r.stderr.indexOf("{"))) as Report
+}
+const piped = (op: string, options: object, inFile: string, outFile: string, producer?: string, env?: string) => {
+  const report = runPiped(op, options, inFile, outFile, producer, env)
   if (report.ok === undefined) throw new Error(`worker failed: ${report.error}`)
   return report.ok
+}
+
+/** `data` encrypted with PASS at a low scrypt cost (fast tests), in the file `name`; returns its path. */
+const passphraseEncrypted = async (data: Uint8Array, name: string) => {
+  const e = new Encrypter()
+  e.setPassphrase(PASS)
+  e.setScryptWorkFactor(10)
+  const file = nodePath.join(dir, name)
+  fs.writeFileSync(file, await e.encrypt(data))
+  return file
 }
 
 const plain = Buffer.alloc(200_001).map((_, i) => (i * 7) & 0xff)
@@ -41,12 +66,8 @@ it("recipients: age reads stdin and writes stdout itself", () => {
   expect(digestOf(fs.readFileSync(back))).toEqual(digestOf(plain))
 })
 
-it("passphrase: stdin and stdout pipes are opened by name, nothing is staged", async () => {
-  const e = new Encrypter()
-  e.setPassphrase(PASS)
-  e.setScryptWorkFactor(10)
-  const encFile = nodePath.join(dir, "low.age")
-  fs.writeFileSync(encFile, await e.encrypt(plain))
+it("passphrase: stdout is opened by name, stdin relayed into the FIFO age reads, nothing is staged", async () => {
+  const encFile = await passphraseEncrypted(plain, "low.age")
   const back = nodePath.join(dir, "p.out")
   const d = piped("decrypt", { backend: "age", passphrase: PASS, strategy: "pipe" }, encFile, back)
   expect(digestOf(fs.readFileSync(back))).toEqual(digestOf(plain))
@@ -63,4 +84,71 @@ it("the library backend takes descriptors too", () => {
   const s = piped("encrypt", { backend: "age-lib", recipients: [key.recipient], armor: true }, inFile, out)
   expect(s.strategy).toBe("library")
   expect(digestOf(execFileSync("age", ["-d", "-i", key.identityFile, out], { maxBuffer: 1 << 24 }))).toEqual(digestOf(plain))
+})
+
+describe("decrypting from a pipe: the first bytes decide armor, cat relays the rest", () => {
+  const big = Buffer.alloc(3_000_017).map((_, i) => (i * 13 + (i >> 12)) & 0xff)
+  const bigFile = nodePath.join(dir, "big")
+  fs.writeFileSync(bigFile, big)
+  const enc = nodePath.join(dir, "big.age")
+  execFileSync("age", ["-e", "-r", key.recipient, "-o", enc, bigFile])
+  const identity = { backend: "age", identityFiles: [key.identityFile] }
+
+  it("binary input is relayed by cat and reports progress from it", () => {
+    const back = nodePath.join(dir, "big.out")
+    // The producer stays open a while after the data, so the progress poll (every 200 ms) sees cat's reads.
+    const d = piped("decrypt", identity, enc, back, '{ cat "$1"; sleep 0.6; }')
+    expect(digestOf(fs.readFileSync(back))).toEqual(digestOf(big))
+    expect(d.verbose.join("\n")).toContain("relayed by cat")
+    expect(d.progress).toBeGreaterThanOrEqual(fs.statSync(enc).size)
+  })
+
+  it("first bytes that arrive one at a time are kept and handed on", () => {
+    const back = nodePath.join(dir, "slow.out")
+    // 'a', 'g', 'e' arrive in separate writes: not enough to decide until the intro is longer.
+    const producer = '{ head -c 1 "$1"; sleep 0.1; tail -c +2 "$1" | head -c 1; sleep 0.1; tail -c +3 "$1" | head -c 1; sleep 0.1; tail -c +4 "$1"; }'
+    piped("decrypt", identity, enc, back, producer)
+    expect(digestOf(fs.readFileSync(back))).toEqual(digestOf(big))
+  })
+
+  it("armored input is decoded here and fed to age", () => {
+    const armored = nodePath.join(dir, "big.age.asc")
+    execFileSync("age", ["-e", "-a", "-r", key.recipient, "-o", armored, bigFile])
+    const back = nodePath.join(dir, "armored.out")
+    const d = piped("decrypt", identity, armored, back)
+    expect(digestOf(fs.readFileSync(back))).toEqual(digestOf(big))
+    expect(d.verbose.join("\n")).not.toContain("relayed by cat")
+  })
+
+  it("a damaged payload is age's failure, not a broken pipe of the relay", () => {
+    const bad = nodePath.join(dir, "bad.age")
+    const bytes = fs.readFileSync(enc)
+    bytes[bytes.length >> 3] ^= 1
+    fs.writeFileSync(bad, bytes)
+    const r = runPiped("decrypt", identity, bad, nodePath.join(dir, "bad.out"))
+    expect(r.ok).toBeUndefined()
+    expect(r.failure).toEqual({ tag: "AgeError", reason: "PayloadFailure" })
+  })
+
+  it("a wrong identity fails at the header while cat still has megabytes to relay", () => {
+    const other = keygen(dir, "other")
+    const r = runPiped("decrypt", { backend: "age", identityFiles: [other.identityFile] }, enc, nodePath.join(dir, "nomatch.out"))
+    expect(r.failure).toEqual({ tag: "AgeError", reason: "NoMatch" })
+  })
+
+  it("without cat on PATH the bytes are pumped here", () => {
+    const back = nodePath.join(dir, "nocat.out")
+    const env = `PATH=/nonexistent CAGE_AGE_BIN=${execFileSync("sh", ["-c", "command -v age"], { encoding: "utf8" }).trim()}`
+    const d = piped("decrypt", identity, enc, back, 'cat "$1"', env)
+    expect(digestOf(fs.readFileSync(back))).toEqual(digestOf(big))
+    expect(d.strategy).toBe("pipe")
+    expect(d.verbose.join("\n")).toMatch(/through a pipe to/)
+  })
+
+  it("an unreadable standard input is an I/O error naming it", () => {
+    const r = spawnSync("sh", ["-c", '"$1" "$2" decrypt "$3" < "$4" > /dev/null', "sh", process.execPath, worker, JSON.stringify(identity), dir], { encoding: "utf8" })
+    const report = JSON.parse(r.stderr.slice(r.stderr.indexOf("{"))) as Report
+    expect(report.failure?.tag).toBe("IoError")
+    expect(report.error).toContain("EISDIR")
+  })
 })

@@ -19,7 +19,7 @@ import type * as PtyModule from "node-pty"
 import type { AgeBinary } from "../AgeBinary.js"
 import { AgeError, fromAgeExit, redact } from "../Error.js"
 import { ArmorDecodeError, ArmorDecoder, looksArmored } from "./armor.js"
-import { drain, feed, prepend, readInput, transform, watchReadBytes, watchReadPosition } from "./io.js"
+import { drain, feed, findCat, peekDescriptor, prepend, readDescriptor, readInput, relay, type Relay, transform, watchReadBytes, watchReadPosition } from "./io.js"
 import { makeFifo, makeStagingDirectory, removeStagingDirectory } from "./staging.js"
 
 // node-pty is a native addon: load it only when a terminal is needed, so that everything
@@ -36,8 +36,10 @@ export interface CliRequest {
   readonly input: ChunkInput
   readonly output: ChunkOutput
   /**
-   * A descriptor age should read the input from itself (its stdin, or `/proc/<pid>/fd/<n>`
-   * in terminal mode); `input` is then not read. Encryption only (decryption peeks for armor).
+   * The caller's input descriptor (stdin); `input` is then not read. Encryption hands it to
+   * age as it is (its stdin, or `/proc/<pid>/fd/<n>` in terminal mode). Decryption first
+   * reads the first bytes to tell armor (decoded here) from binary, which `cat` relays to
+   * age after those bytes (see `relay`).
    */
   readonly inputDescriptor?: number | undefined
   /** A descriptor age should write the output to itself; `output` then receives nothing. */
@@ -92,7 +94,12 @@ interface Prepared {
   readonly directPath: string | undefined
   readonly consumed: () => number
   readonly chunks: () => AsyncIterable<Buffer>
+  /** A binary (not armored) input descriptor whose first bytes `head` were already read: relay it. */
+  readonly relay?: { readonly head: Buffer; readonly fd: number }
 }
+
+/** Bytes read at a time while deciding whether a descriptor's input is armored. */
+const DESCRIPTOR_PEEK_BYTES = 64 * 1024
 
 /** Decides how age gets its input: the file itself, or our (de-armored) stream. */
 const prepareInput = async (request: CliRequest): Promise<Prepared> => {
@@ -109,7 +116,16 @@ const prepareInput = async (request: CliRequest): Promise<Prepared> => {
         }))
   }
   if (request.inputDescriptor !== undefined) {
-    return { directPath: descriptorPath(request.inputDescriptor), consumed: () => consumed, chunks: () => readInput(input, bufferBytes) }
+    const fd = request.inputDescriptor
+    if (request.operation === "encrypt") return { directPath: descriptorPath(fd), consumed: () => consumed, chunks: () => readInput(input, bufferBytes) }
+    // Decryption: the first bytes decide between armor and binary; they are gone from a pipe.
+    const { head, verdict } = await peekDescriptor(fd, DESCRIPTOR_PEEK_BYTES, looksArmored)
+    const all = () => prepend(head, readDescriptor(fd, bufferBytes))
+    if (verdict === true) {
+      const decoder = new ArmorDecoder()
+      return { directPath: undefined, consumed: () => consumed, chunks: () => transform(all(), (b) => decoder.push(b), () => decoder.end()) }
+    }
+    return { directPath: undefined, consumed: () => consumed, chunks: all, relay: { head, fd } }
   }
   const direct = await directInputPath(input)
   if (request.operation === "encrypt") {
@@ -145,18 +161,24 @@ const allSettledFirstError = async (promises: ReadonlyArray<Promise<unknown>>): 
   for (const r of results) if (r.status === "rejected") throw r.reason
 }
 
+/** Progress of a relay: the bytes read before it plus what its `cat` has read. */
+const watchRelay = (get: () => Relay | undefined, headBytes: number, onProgress: (n: number) => void) =>
+  watchReadBytes(() => get()?.pid(), (n) => onProgress(headBytes + n))
+
 /** Recipient/identity mode: age's stdin and stdout are pipes or the caller's files. */
 const runPiped = async (request: CliRequest): Promise<CliResult> => {
   const { output, bufferBytes } = request
   const prepared = await prepareInput(request)
   const outPath = request.outputDescriptor === undefined ? await directOutputPath(output) : undefined
-  const inFd = request.inputDescriptor ?? (prepared.directPath === undefined ? undefined : fs.openSync(prepared.directPath, "r"))
+  // The caller's descriptor goes to age as it is, unless decryption already read from it.
+  const passDescriptor = request.inputDescriptor !== undefined && prepared.directPath !== undefined
+  const inFd = passDescriptor ? request.inputDescriptor : prepared.directPath === undefined ? undefined : fs.openSync(prepared.directPath, "r")
   const outFd = request.outputDescriptor ?? (outPath === undefined ? undefined : fs.openSync(outPath, "r+"))
   const args = [request.operation === "encrypt" ? "-e" : "-d", ...request.keyArgs]
-  request.onVerbose(`age ${request.bin.version}: ${request.operation} through ${inFd === undefined ? "a pipe" : "the input file"} to ${outFd === undefined ? "a pipe" : "the output file"}`)
+  request.onVerbose(`age ${request.bin.version}: ${request.operation} through ${inFd !== undefined ? "the input file" : prepared.relay && findCat() !== null ? "a pipe relayed by cat" : "a pipe"} to ${outFd === undefined ? "a pipe" : "the output file"}`)
   const child = spawn(request.bin.path, args, { stdio: [inFd ?? "pipe", outFd ?? "pipe", "pipe"], env: ENV() })
   // The child has its own copies; the caller's descriptors stay open.
-  if (inFd !== undefined && request.inputDescriptor === undefined) fs.closeSync(inFd)
+  if (inFd !== undefined && !passDescriptor) fs.closeSync(inFd)
   if (outFd !== undefined && request.outputDescriptor === undefined) fs.closeSync(outFd)
   let stderr = ""
   child.stderr!.setEncoding("utf8")
@@ -168,16 +190,24 @@ const runPiped = async (request: CliRequest): Promise<CliResult> => {
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
     child.on("close", (code, signal) => resolve({ code, signal }))
   )
+  let relayed: Relay | undefined
   const stopWatch = child.pid === undefined
     ? () => undefined
-    : request.inputDescriptor !== undefined
+    : prepared.relay !== undefined
+    ? watchRelay(() => relayed, prepared.relay.head.length, request.onProgress)
+    : passDescriptor
     ? watchReadBytes(child.pid, request.onProgress)
     : prepared.directPath !== undefined
     ? watchReadPosition(child.pid, prepared.directPath, request.onProgress)
     : () => undefined
   let bytesIn = 0
   let bytesOut = 0
-  const feeding = child.stdin
+  const feeding = child.stdin && prepared.relay
+    ? (relayed = relay(prepared.relay.head, prepared.relay.fd, child.stdin as net.Socket, request.input.description)).done.catch((e) => {
+      child.kill("SIGTERM")
+      throw ownFailure(e)
+    })
+    : child.stdin
     ? feed(prepared.chunks(), child.stdin, () => undefined).then(() => { bytesIn = prepared.consumed() })
       .catch((e) => {
         child.kill("SIGTERM")
@@ -197,6 +227,7 @@ const runPiped = async (request: CliRequest): Promise<CliResult> => {
     if (code !== 0) throw fromAgeExit(code, signal, stderr, { operation: request.operation, passphrase: false })
   } finally {
     stopWatch()
+    relayed?.stop()
     request.signal.removeEventListener("abort", abort)
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
   }
@@ -369,6 +400,7 @@ const runWithPassphrase = async (request: CliRequest): Promise<CliResult> => {
     let bytesIn = 0
     let bytesOut = 0
     let alive = true
+    let relayed: Relay | undefined
     let cancelled = false
     let pid = -1
     const tasks: Array<Promise<unknown>> = []
@@ -408,6 +440,12 @@ const runWithPassphrase = async (request: CliRequest): Promise<CliResult> => {
         const sock = await openFifoWriter(fifo, () => alive)
         if (sock === undefined) return
         cleanup.push(() => sock.destroy())
+        if (prepared.relay) {
+          const r = (relayed = relay(prepared.relay.head, prepared.relay.fd, sock, request.input.description))
+          cleanup.push(r.stop)
+          await r.done
+          return
+        }
         await feed(prepared.chunks(), sock, () => undefined)
         bytesIn = prepared.consumed()
       })().catch((e) => {
@@ -427,7 +465,8 @@ const runWithPassphrase = async (request: CliRequest): Promise<CliResult> => {
     let stopWatch = () => undefined as void
     const outcome = await runInTerminal(request, args, request.operation === "encrypt" ? 2 : 1, (p) => {
       pid = p
-      if (request.inputDescriptor !== undefined) stopWatch = watchReadBytes(p, request.onProgress)
+      if (prepared.relay !== undefined) stopWatch = watchRelay(() => relayed, prepared.relay.head.length, request.onProgress)
+      else if (request.inputDescriptor !== undefined && prepared.directPath !== undefined) stopWatch = watchReadBytes(p, request.onProgress)
       else if (prepared.directPath !== undefined) stopWatch = watchReadPosition(p, prepared.directPath, request.onProgress)
     }, stdoutFile)
     alive = false
