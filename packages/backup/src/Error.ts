@@ -63,6 +63,24 @@ export class GenerationNotFound extends Data.TaggedError("GenerationNotFound")<{
   }
 }
 
+/**
+ * The source changed after it was encrypted, so its chunks can no longer be hashed for the
+ * manifest (create with a direct-mode cipher re-reads the source once the backup file is
+ * written). `detail` names what changed (size, times, inode). The generation is left
+ * `"partial"` and no manifest is written; back the source up again. Exit code 4.
+ */
+export class SourceChanged extends Data.TaggedError("SourceChanged")<{
+  readonly source: string
+  readonly generation: number
+  readonly detail: string
+}> {
+  readonly exitCode = ExitCode.Io
+  override get message() {
+    return `${this.source}: the source changed after it was encrypted into generation ${this.generation} (${this.detail}); ` +
+      `its manifest cannot be built from it, so the generation was left partial: run \`cage backup create\` again for a new generation`
+  }
+}
+
 /** One damaged region found by verify: a chunk (with its byte range in the backup file) or the header. */
 export interface Damage {
   /**
@@ -98,4 +116,4 @@ export class BackupDamaged extends Data.TaggedError("BackupDamaged")<{
 }
 
 /** Any error of this package (besides core's `IoError`, `ProcessorError`, `ResumeRefused`, `UsageError`). */
-export type BackupError = BackupUsageError | RegistryCorrupt | LockTimeout | GenerationNotFound | BackupDamaged
+export type BackupError = BackupUsageError | RegistryCorrupt | LockTimeout | GenerationNotFound | BackupDamaged | SourceChanged

@@ -100,8 +100,43 @@ export const ManifestSchema = Schema.Struct({
 })
 export type Manifest = typeof ManifestSchema.Type
 
+/**
+ * `<file>.layout.json`: written (0600, atomically) when a direct-mode cipher's `init` ran,
+ * removed once the manifest is written. It lets a `resume` after the backup file was
+ * committed, but before its manifest was, hash the files without running the cipher again.
+ * Nothing secret: sizes, the source's identity and the cipher's public description.
+ */
+export const LayoutRecordSchema = Schema.Struct({
+  format: Schema.Literal("cage-backup-layout"),
+  version: Schema.Literal(REGISTRY_VERSION),
+  /** The generation's `id` (a record of another generation is never used). */
+  id: Schema.String,
+  /** The source as it was encrypted: size in bytes, times in ns since the epoch (decimal strings), inode, device. */
+  source: Schema.Struct({
+    path: Schema.String,
+    size: Schema.Number,
+    mtimeNs: Schema.String,
+    ctimeNs: Schema.String,
+    ino: Schema.String,
+    dev: Schema.String
+  }),
+  /** How the source is cut: bytes before chunk 0, plaintext chunk bytes, final-chunk rule. */
+  framing: Schema.Struct({ headerBytes: Schema.Number, chunkBytes: Schema.Number, shortFinal: Schema.Boolean }),
+  /** Bytes of the cipher's header at the start of the backup file. */
+  headerBytes: Schema.Number,
+  /** Ciphertext bytes of every non-final chunk. */
+  outputChunkBytes: Schema.Number,
+  /** The cipher, as recorded in checkpoints and in the registry entry. */
+  pipeline: Schema.Array(ProcessorRecord)
+})
+export type LayoutRecord = typeof LayoutRecordSchema.Type
+
+/** Path of the layout record of backup file `file` in `dir`. */
+export const layoutRecordPath = (dir: string, file: string) => nodePath.join(dir, MANIFEST_DIR, `${file}.layout.json`)
+
 const RegistryJson = Schema.fromJsonString(RegistrySchema)
 const ManifestJson = Schema.fromJsonString(ManifestSchema)
+const LayoutRecordJson = Schema.fromJsonString(LayoutRecordSchema)
 
 export const registryPath = (dir: string) => nodePath.join(dir, REGISTRY_FILE)
 export const emptyRegistry = (): Registry => ({ format: "cage-backups", version: REGISTRY_VERSION, updatedAt: new Date().toISOString(), generations: [] })
@@ -175,13 +210,26 @@ export const loadManifest = (dir: string, relative: string): Effect.Effect<Manif
     )
   })
 
+/**
+ * Reads a layout record (see {@link LayoutRecordSchema}); `undefined` when there is none.
+ * Fails with `RegistryCorrupt` (naming the file) or `IoError`.
+ */
+export const loadLayoutRecord = (path: string): Effect.Effect<LayoutRecord | undefined, RegistryCorrupt | IoError> =>
+  Effect.gen(function*() {
+    const text = yield* readText(path)
+    if (text === undefined) return undefined
+    return yield* Schema.decodeUnknownEffect(LayoutRecordJson)(text).pipe(
+      Effect.mapError((e) => new RegistryCorrupt({ path, detail: firstLines(e) }))
+    )
+  })
+
 /** What {@link recoverRegistry} did. */
 export interface RecoveryReport {
   /** Generations in the rebuilt registry. */
   readonly generations: number
   /** Generations taken from manifests. */
   readonly fromManifests: number
-  /** Partial generations kept from the registry or its `.bak` (their `.partial` file exists). */
+  /** Partial generations kept from the registry or its `.bak` (their `.partial` file, or their backup file and layout record, exist). */
   readonly fromBackup: number
   /** Where the corrupt registry was moved (null when there was none). */
   readonly corruptMovedTo: string | null
@@ -189,7 +237,8 @@ export interface RecoveryReport {
 
 /**
  * Rebuilds the registry from the manifests (every complete generation) and the registry
- * or its `.bak` (partial generations whose `.partial` file still exists). The corrupt registry
+ * or its `.bak` (partial generations that can still be resumed: their `.partial` file
+ * exists, or their backup file and its layout record do). The corrupt registry
  * is kept as `.cage_backups.json.corrupt-<time>`. Caller holds the lock.
  */
 export const recoverRegistry = (dir: string): Effect.Effect<RecoveryReport, IoError> =>
@@ -212,7 +261,10 @@ export const recoverRegistry = (dir: string): Effect.Effect<RecoveryReport, IoEr
       const doc = text === undefined ? undefined : safeParse(text)
       if (doc === undefined || !Schema.is(RegistrySchema)(doc)) continue
       for (const g of doc.generations) {
-        if (g.status === "partial" && !byId.has(g.id) && fs.existsSync(nodePath.join(dir, `${g.file}.partial`))) {
+        // Still resumable: being written (.partial), or written and awaiting its manifest.
+        const resumable = fs.existsSync(nodePath.join(dir, `${g.file}.partial`)) ||
+          (fs.existsSync(nodePath.join(dir, g.file)) && fs.existsSync(layoutRecordPath(dir, g.file)))
+        if (g.status === "partial" && !byId.has(g.id) && resumable) {
           byId.set(g.id, g)
           fromBackup++
         }
