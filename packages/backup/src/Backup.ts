@@ -7,14 +7,37 @@
  *   `.partial` while being written.
  * - `.cage_backups.json` (+ `.bak`): the registry (see `Registry.ts`).
  * - `.cage_backups.d/<file>.manifest.json`: each complete generation's manifest (its
- *   registry entry, the chunk layout, digests); `<file>.checkpoint.json` while in progress.
+ *   registry entry, the chunk layout, digests); `<file>.checkpoint.json` while in progress;
+ *   `<file>.layout.json` (direct-mode ciphers) from the cipher's `init` until the manifest
+ *   is written; `<file>.lock` while a process writes that generation.
  * - `.cage_backups.lock`: the registry lock (see `Lock.ts`).
+ *
+ * Create, for a cipher whose encrypt processor has `processDirect` (AGCM):
+ * 1. the engine encrypts file to file in direct mode (the processor is wrapped only in a
+ *    spy, see `withLayoutRecord`, so checkpoints and the registry describe the cipher
+ *    itself); its `init` durably records the layout (header bytes, plaintext and
+ *    ciphertext chunk bytes) and the source's identity in `<file>.layout.json`;
+ * 2. once the backup file is committed, its size is checked against the layout (else
+ *    `BackupDamaged` "size"), the source's and the backup's chunks are hashed from the
+ *    files on the hash pool (`hashFromFiles`), and the source is checked to be the bytes
+ *    that were encrypted: same size, mtime, ctime, inode and device as when it was opened,
+ *    and no status change (ctime) after the entry's `createdAt`. Otherwise `SourceChanged`:
+ *    the generation stays `"partial"` and no manifest is written, so deep verify can never
+ *    report damage that is only a changed source.
+ * A cipher without `processDirect` is wrapped in `withManifest` instead, which hashes every
+ * segment in memory while the engine runs (no direct mode). Both give identical manifests.
+ *
+ * Resume (after `kill -9` anywhere) continues from what is on disk: a manifest of the
+ * generation → commit the registry entry; the backup file under its final name (the engine
+ * committed) → phase 2 from `<file>.layout.json`; otherwise the engine resumes from the
+ * checkpoint (or starts over when there is none), then phase 2. A checkpoint written by
+ * the in-memory wrapper is continued with that wrapper.
  *
  * Concurrency: the lock is held only for registry read-modify-writes (allocating a
  * generation number, committing it, pruning), so concurrent creates encrypt in parallel and
- * every entry survives. Durability order: backup file committed (fsync + link), then
- * manifest (atomic), then registry (atomic); prune updates the registry durably before it
- * deletes any file.
+ * every entry survives. Durability order: registry entry `"partial"`, backup file committed
+ * (fsync + link), then manifest (atomic), layout record removed, then registry (atomic);
+ * prune updates the registry durably before it deletes any file.
  *
  * @module
  */
@@ -26,7 +49,7 @@ import {
   ChunkOutput,
   type EngineError,
   type Framing,
-  type IoError,
+  IoError,
   parseSize,
   planRegion,
   ProcessorError,
@@ -37,11 +60,11 @@ import { Effect } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
-import { BackupDamaged, BackupUsageError, type Damage, GenerationNotFound, type LockTimeout, type RegistryCorrupt } from "./Error.js"
+import { BackupDamaged, BackupUsageError, type Damage, GenerationNotFound, type LockTimeout, type RegistryCorrupt, SourceChanged } from "./Error.js"
 import { HashPool, sha256 } from "./internal/hashPool.js"
 import { fromSystemError, syncDirectoryOf } from "./internal/fs.js"
 import { type LockOptions, withLock } from "./Lock.js"
-import { chunkRanges, expectedSize, layoutOf, rootOf, withManifest } from "./Manifest.js"
+import { chunkRanges, type CollectedDigests, expectedSize, hashFromFiles, layoutOf, MANIFEST_PROCESSOR, planOf, rootOf, withLayoutRecord, withManifest } from "./Manifest.js"
 import * as Registry from "./Registry.js"
 import { DEFAULT_POLICY, kept, type RetentionPolicy } from "./Retention.js"
 
@@ -97,7 +120,7 @@ export interface CreateResult {
 }
 
 /** Errors of create and resume. */
-export type CreateError = EngineError | RegistryCorrupt | LockTimeout | GenerationNotFound | BackupUsageError
+export type CreateError = EngineError | RegistryCorrupt | LockTimeout | GenerationNotFound | BackupUsageError | BackupDamaged | SourceChanged
 
 const io = <A>(operation: string, path: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (e) => fromSystemError(operation, path, e) })
@@ -131,22 +154,165 @@ const runGeneration = (options: CreateOptions, entry: Registry.Generation, mode:
 
 const runGenerationLocked = (options: CreateOptions, entry: Registry.Generation, mode: "fresh" | "resume") =>
   Effect.gen(function*() {
+    const started = Date.now()
     const dir = options.dir
+    const file = nodePath.join(dir, entry.file)
+    if (mode === "resume") {
+      // Stopped between the manifest and the registry update: the manifest is the result.
+      const m = yield* Effect.option(Registry.loadManifest(dir, manifestName(entry)))
+      if (m._tag === "Some" && m.value.entry.id === entry.id && m.value.entry.status === "complete") {
+        yield* remove(layoutPath(dir, entry))
+        yield* commitEntry(options, m.value.entry)
+        return { generation: m.value.entry, summary: hashOnlySummary(m.value.layout.chunks, m.value.entry.cipherBytes ?? 0, started) } satisfies CreateResult
+      }
+      // Stopped after the engine committed the backup file: only the hashing is left.
+      if (yield* exists(file)) return yield* resumeCommitted(options, entry, started)
+    }
+    const encrypt = options.cipher.encrypt()
+    const cp = checkpointPath(dir, entry)
+    const store = yield* Checkpoint.Checkpointer
+    const saved = mode === "resume" ? yield* Effect.option(store.load(cp)) : undefined
+    // A checkpoint written by the in-memory path (before direct-mode ciphers hashed from
+    // the files) describes its wrapper: continue it with the same wrapper.
+    const inMemoryCheckpoint = saved?._tag === "Some" && saved.value._tag === "Some" && saved.value.value.pipeline[0]?.name === MANIFEST_PROCESSOR
+    if (!encrypt.processDirect || inMemoryCheckpoint) return yield* runInMemory(options, entry, mode, encrypt)
+
+    // Phase 1: the engine runs the cipher itself (direct mode); the spy records its layout.
     const input = yield* ChunkInput.fromFile(entry.source)
-    const pool = new HashPool(options.hashWorkers)
-    const collector = withManifest(options.cipher.encrypt(), pool)
+    const pipeline = Checkpoint.describePipeline([encrypt])
+    let layout: Registry.LayoutRecord | undefined
+    const spy = withLayoutRecord(encrypt, (l) => {
+      const record: Registry.LayoutRecord = {
+        format: "cage-backup-layout",
+        version: Registry.REGISTRY_VERSION,
+        id: entry.id,
+        // fstat of the descriptor the engine reads (a file input always has it).
+        source: input.identity!,
+        framing: l.framing,
+        headerBytes: l.headerBytes,
+        outputChunkBytes: l.outputChunkBytes,
+        pipeline
+      }
+      layout = record
+      return Registry.writeAtomic(layoutPath(dir, entry), JSON.stringify(record))
+    })
     const summary = yield* runPipeline({
       input,
-      output: ChunkOutput.toFile(nodePath.join(dir, entry.file)),
-      pipeline: [collector.processor],
+      output: ChunkOutput.toFile(file),
+      pipeline: [spy],
       chunkBytes: options.chunkBytes ?? entry.chunkBytes,
       segmentBytes: options.segmentBytes,
       inFlight: options.inFlight,
-      checkpoint: { path: checkpointPath(dir, entry), mode, ...(options.checkpointIntervalMs !== undefined ? { intervalMs: options.checkpointIntervalMs } : {}) },
+      checkpoint: { path: cp, mode, ...(options.checkpointIntervalMs !== undefined ? { intervalMs: options.checkpointIntervalMs } : {}) },
       progress: options.progress
-    }).pipe(Effect.ensuring(Effect.promise(() => pool.close())), Effect.ensuring(input.close()))
+    }).pipe(Effect.ensuring(input.close()))
+    // Phase 2: hash the committed backup file and the source.
+    const generation = yield* hashCommitted(options, entry, layout!)
+    return { generation, summary } satisfies CreateResult
+  })
 
-    const d = collector.collected()
+const layoutPath = (dir: string, g: Registry.Generation) => Registry.layoutRecordPath(dir, g.file)
+
+const exists = (path: string) => io("stat", path, () => fs.promises.lstat(path).then(() => true, (e) => (e?.code === "ENOENT" ? false : Promise.reject(e))))
+const remove = (path: string) => io("remove", path, () => fs.promises.rm(path, { force: true }))
+
+/** The summary of a resume that had no chunk left to encrypt. */
+const hashOnlySummary = (totalChunks: number, outputBytes: number, started: number): RunSummary => ({
+  totalChunks,
+  processedChunks: 0,
+  bytesProcessed: 0,
+  failedChunks: 0,
+  resumedFrom: totalChunks,
+  durationMs: Date.now() - started,
+  outputBytes,
+  results: {}
+})
+
+/** Resume of a generation whose backup file the engine already committed: phase 2 only, from the layout record. */
+const resumeCommitted = (options: CreateOptions, entry: Registry.Generation, started: number) =>
+  Effect.gen(function*() {
+    const path = layoutPath(options.dir, entry)
+    const layout = yield* Registry.loadLayoutRecord(path)
+    if (!layout || layout.id !== entry.id) {
+      return yield* Effect.fail(new IoError({
+        reason: "Unknown",
+        operation: "read",
+        path,
+        detail: `${entry.file} was written but its manifest was not, and there is no layout record to build it from (only ciphers with direct mode leave one): back the source up again`
+      }))
+    }
+    // Left by a crash between the engine's commit and its clean-up.
+    yield* Checkpoint.Checkpointer.pipe(Effect.flatMap((store) => store.remove(checkpointPath(options.dir, entry))))
+    yield* remove(ChunkOutput.partialPath(nodePath.join(options.dir, entry.file)))
+    const generation = yield* hashCommitted(options, entry, layout)
+    return { generation, summary: hashOnlySummary(planOf(layout, layout.source.size).plan.totalChunks, generation.cipherBytes ?? 0, started) } satisfies CreateResult
+  })
+
+/**
+ * Phase 2: checks the committed backup file's size against the layout, hashes it and the
+ * source from the files, checks that the source is still what was encrypted, then writes
+ * the manifest and commits the entry.
+ */
+const hashCommitted = (options: CreateOptions, entry: Registry.Generation, layout: Registry.LayoutRecord) =>
+  Effect.gen(function*() {
+    const file = nodePath.join(options.dir, entry.file)
+    const { cipherBytes } = planOf(layout, layout.source.size)
+    const size = yield* io("stat", file, () => fs.promises.stat(file).then((s) => s.size))
+    if (size !== cipherBytes) {
+      return yield* Effect.fail(new BackupDamaged({
+        file,
+        generation: entry.generation,
+        damage: [{ kind: "size", start: Math.min(size, cipherBytes), end: Math.max(size, cipherBytes), detail: `the file has ${size} bytes, its layout (${layout.source.size} source bytes) makes ${cipherBytes}` }]
+      }))
+    }
+    // Checked before hashing (fail fast) and after (the bytes hashed are the bytes encrypted).
+    yield* sourceUnchanged(entry, layout)
+    const pool = new HashPool(options.hashWorkers)
+    const d = yield* hashFromFiles(pool, entry.source, layout.source.size, file, layout).pipe(Effect.ensuring(Effect.promise(() => pool.close())))
+    yield* sourceUnchanged(entry, layout)
+    return yield* commitGeneration(options, entry, d, { plainBytes: layout.source.size, cipherBytes: size, pipeline: layout.pipeline })
+  })
+
+/**
+ * Fails with `SourceChanged` unless the source still has the identity it was encrypted
+ * with (size, mtime, ctime, inode, device, as the engine checks on resume) and no status
+ * change after the generation was registered (ctime, at the millisecond of `createdAt`).
+ */
+const sourceUnchanged = (entry: Registry.Generation, layout: Registry.LayoutRecord) =>
+  Effect.gen(function*() {
+    const now = yield* ChunkInput.statIdentity(entry.source)
+    const was = layout.source
+    const changed = (detail: string) => Effect.fail(new SourceChanged({ source: entry.source, generation: entry.generation, detail }))
+    if (now.size !== was.size) return yield* changed(`size in bytes: was ${was.size}, now ${now.size}`)
+    // Millisecond resolution, as createdAt's: a file written just before the backup started is fine.
+    const ctimeMs = Number(BigInt(now.ctimeNs) / 1_000_000n)
+    if (ctimeMs > Date.parse(entry.createdAt)) {
+      return yield* changed(`status change time ${new Date(ctimeMs).toISOString()} is after the backup started at ${entry.createdAt}`)
+    }
+    for (const [k, label] of [["mtimeNs", "modification time (ns)"], ["ctimeNs", "status change time (ns)"], ["ino", "inode"], ["dev", "device"]] as const) {
+      if (now[k] !== was[k]) return yield* changed(`${label}: was ${was[k]}, now ${now[k]}`)
+    }
+  })
+
+/** Writes the registry entry `done` (replacing the entry with its id) under the lock. */
+const commitEntry = (options: CommonOptions, done: Registry.Generation) =>
+  update(options, (r) => {
+    const others = r.generations.filter((g) => g.id !== done.id)
+    return { registry: { ...r, generations: [...others, done] }, value: undefined }
+  })
+
+/**
+ * Writes the manifest (atomic), removes the layout record, then commits the registry entry
+ * (atomic). A crash before the registry update leaves a manifest that `resume` (and
+ * `recover`) completes from.
+ */
+const commitGeneration = (
+  options: CreateOptions,
+  entry: Registry.Generation,
+  d: CollectedDigests,
+  run: { readonly plainBytes: number; readonly cipherBytes: number; readonly pipeline: Registry.Generation["pipeline"] }
+) =>
+  Effect.gen(function*() {
     const layout = layoutOf(d.headerBytes, d.cipherLengths)
     const chunked = options.chunkManifest ?? entry.plainBytes >= (options.manifestThreshold ?? DEFAULT_MANIFEST_THRESHOLD)
     const done: Registry.Generation = {
@@ -154,10 +320,9 @@ const runGenerationLocked = (options: CreateOptions, entry: Registry.Generation,
       status: "complete",
       completedAt: new Date().toISOString(),
       chunkBytes: d.chunkBytes,
-      // The size actually read (the source may have changed since the entry was registered).
-      plainBytes: input.size ?? entry.plainBytes,
-      cipherBytes: summary.outputBytes,
-      pipeline: Checkpoint.describePipeline([collector.processor]),
+      plainBytes: run.plainBytes,
+      cipherBytes: run.cipherBytes,
+      pipeline: run.pipeline,
       manifest: manifestName(entry),
       chunked,
       plainRoot: rootOf(d.plain),
@@ -171,21 +336,48 @@ const runGenerationLocked = (options: CreateOptions, entry: Registry.Generation,
       headerSha256: d.headerSha256,
       chunks: chunked ? { plain: d.plain.map((b) => b.toString("hex")), cipher: d.cipher.map((b) => b.toString("hex")) } : null
     }
-    // The manifest first: a crash before the registry update leaves a manifest recover can use.
-    yield* Registry.writeAtomic(nodePath.join(dir, done.manifest!), JSON.stringify(manifest))
-    yield* update(options, (r) => {
-      const others = r.generations.filter((g) => g.id !== done.id)
-      return { registry: { ...r, generations: [...others, done] }, value: undefined }
+    yield* Registry.writeAtomic(nodePath.join(options.dir, done.manifest!), JSON.stringify(manifest))
+    yield* remove(layoutPath(options.dir, entry))
+    yield* commitEntry(options, done)
+    return done
+  })
+
+/** The in-memory path (ciphers without direct mode): {@link withManifest} hashes segments as the engine runs. */
+const runInMemory = (options: CreateOptions, entry: Registry.Generation, mode: "fresh" | "resume", encrypt: ChunkProcessor) =>
+  Effect.gen(function*() {
+    const dir = options.dir
+    const input = yield* ChunkInput.fromFile(entry.source)
+    const pool = new HashPool(options.hashWorkers)
+    const collector = withManifest(encrypt, pool)
+    const summary = yield* runPipeline({
+      input,
+      output: ChunkOutput.toFile(nodePath.join(dir, entry.file)),
+      pipeline: [collector.processor],
+      chunkBytes: options.chunkBytes ?? entry.chunkBytes,
+      segmentBytes: options.segmentBytes,
+      inFlight: options.inFlight,
+      checkpoint: { path: checkpointPath(dir, entry), mode, ...(options.checkpointIntervalMs !== undefined ? { intervalMs: options.checkpointIntervalMs } : {}) },
+      progress: options.progress
+    }).pipe(Effect.ensuring(Effect.promise(() => pool.close())), Effect.ensuring(input.close()))
+    const generation = yield* commitGeneration(options, entry, collector.collected(), {
+      // The size actually read (the source may have changed since the entry was registered).
+      plainBytes: input.size ?? entry.plainBytes,
+      cipherBytes: summary.outputBytes,
+      pipeline: Checkpoint.describePipeline([collector.processor])
     })
-    return { generation: done, summary } satisfies CreateResult
+    return { generation, summary } satisfies CreateResult
   })
 
 /**
  * Backs up `options.source` as a new generation: numbers it (per source, from 1) under the
- * registry lock, encrypts it with a checkpoint, writes its manifest and commits the registry
- * entry. An interrupted create leaves a `"partial"` entry that {@link resume} completes.
+ * registry lock, encrypts it with a checkpoint, writes its manifest (hashed from the files
+ * for a direct-mode cipher, in memory otherwise; see the module documentation) and commits
+ * the registry entry. An interrupted create leaves a `"partial"` entry that {@link resume}
+ * completes.
  *
- * Fails with `IoError`, `ProcessorError` (the cipher), `RegistryCorrupt`, `LockTimeout`.
+ * Fails with `IoError` (4), `ProcessorError` (the cipher), `RegistryCorrupt` (3),
+ * `LockTimeout` (4), `SourceChanged` (4: the source changed before it was hashed; the entry
+ * stays partial), `BackupDamaged` (3: the written file does not have its layout's size).
  */
 export const create = (options: CreateOptions): Effect.Effect<CreateResult, CreateError> =>
   Effect.gen(function*() {
@@ -217,9 +409,12 @@ export const create = (options: CreateOptions): Effect.Effect<CreateResult, Crea
   }).pipe(Effect.withSpan("cage.backup.create", { attributes: { source: nodePath.resolve(options.source) } }))
 
 /**
- * Completes the newest interrupted (`"partial"`) generation of `options.source` from its
- * checkpoint (same key required). Fails with `GenerationNotFound` when there is none, and
- * `ResumeRefused` (exit 5) when the source changed since.
+ * Completes the newest interrupted (`"partial"`) generation of `options.source`: from its
+ * checkpoint (same key required), or, when the backup file was already committed, by
+ * hashing it and the source (no key used), or from its manifest when only the registry
+ * update was missing. Fails with `GenerationNotFound` when there is none, `ResumeRefused`
+ * (exit 5) when the source changed before the encryption finished, `SourceChanged` (exit 4)
+ * when it changed after, and as {@link create}.
  */
 export const resume = (options: CreateOptions): Effect.Effect<CreateResult, CreateError> =>
   Effect.gen(function*() {

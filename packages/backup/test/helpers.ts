@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
-import { agcmCipher, type BackupCipher } from "../src/index.js"
+import { agcmCipher, type BackupCipher, restore, verify } from "../src/index.js"
 
 /** AGCM's smallest chunk size: small files still span many chunks. */
 export const CHUNK = 16 * 1024
@@ -30,6 +30,16 @@ export const run = <A, E>(e: Effect.Effect<A, E>): Promise<A> => Effect.runPromi
 /** Runs an effect expected to fail and returns its error. */
 export const fail = <A, E>(e: Effect.Effect<A, E>): Promise<E> => Effect.runPromise(Effect.flip(e))
 
+/** The newest generation of `src` verifies deep (every chunk decrypted) and restores byte-identical. */
+export const expectIntact = async (bdir: string, src: { readonly path: string; readonly bytes: Buffer }, hashWorkers = 0) => {
+  const report = await run(verify({ dir: bdir, source: src.path, deep: true, cipher, hashWorkers }))
+  if (!report.ok) throw new Error(`damaged: ${JSON.stringify(report.damage)}`)
+  const out = nodePath.join(fs.mkdtempSync(nodePath.join(bdir, "restore-")), "out")
+  await run(restore({ dir: bdir, source: src.path, cipher, output: out }))
+  if (!fs.readFileSync(out).equals(src.bytes)) throw new Error("the restored bytes differ from the source")
+  fs.rmSync(nodePath.dirname(out), { recursive: true })
+}
+
 export const flipByte = (path: string, offset: number) => {
   const fd = fs.openSync(path, "r+")
   const b = Buffer.alloc(1)
@@ -38,3 +48,22 @@ export const flipByte = (path: string, offset: number) => {
   fs.writeSync(fd, b, 0, 1, offset)
   fs.closeSync(fd)
 }
+
+/**
+ * The test cipher, failing at chunk `at` (a crash in the middle of a run): in `process`,
+ * and in `processDirect` for the segment holding it. With `direct` false it has no
+ * `processDirect`, so create hashes in memory.
+ */
+export const failingAt = (at: number, direct = true): BackupCipher => ({
+  ...cipher,
+  encrypt: () => {
+    const inner = cipher.encrypt()
+    const crash = Effect.fail(new Error("simulated crash"))
+    return {
+      ...inner,
+      processSegment: undefined,
+      process: (c, d) => (c.index === at ? crash : inner.process(c, d)),
+      processDirect: direct ? (cs, segment) => (cs.some((c) => c.index === at) ? crash : inner.processDirect!(cs, segment)) : undefined
+    }
+  }
+})

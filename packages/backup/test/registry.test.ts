@@ -47,7 +47,7 @@ describe("corrupt registry", () => {
     const bdir = nodePath.join(dir, "b")
     await run(create({ source: a.path, dir: bdir, cipher, hashWorkers: 0 }))
     // An interrupted second generation (its .partial kept by a checkpoint).
-    const failing = { ...cipher, encrypt: () => ({ ...cipher.encrypt(), processSegment: undefined, process: (c: { index: number }) => (c.index === 2 ? Effect.fail(new Error("crash")) : Effect.succeed(new Uint8Array(CHUNK + 16))) }) }
+    const failing = { ...cipher, encrypt: () => ({ ...cipher.encrypt(), processSegment: undefined, processDirect: undefined, process: (c: { index: number }) => (c.index === 2 ? Effect.fail(new Error("crash")) : Effect.succeed(new Uint8Array(CHUNK + 16))) }) }
     await fail(create({ source: a.path, dir: bdir, cipher: failing as never, hashWorkers: 0, segmentBytes: CHUNK, inFlight: 1, checkpointIntervalMs: 0 }))
     const before = await run(list({ dir: bdir }))
     expect(before.map((g) => g.status)).toEqual(["complete", "partial"])
