@@ -42,10 +42,13 @@ const runChild = async () => {
   if (job.kind === "bareFile") {
     // The I/O-inclusive ceiling: N worker threads that only pread 1 MiB segments of the
     // input, seal each 64 KiB chunk (AES-256-GCM, its own nonce) and pwrite the result at
-    // its offset, with the same allocator and scavenging settings as @cage/agcm. No engine,
+    // its offset, with the same allocator, output release and scavenging settings as
+    // @cage/agcm (each cipher output detached after its copy, see bufferReleaser). No engine,
     // no checkpoints, no progress, no start-up: what any file-to-file encryptor in Node can
     // reach on this machine.
     const { Worker } = await import("node:worker_threads")
+    // Workers created after this get ArrayBuffer.prototype.transfer (V8 11.3: behind a flag).
+    if (typeof ArrayBuffer.prototype.transfer !== "function" && /^11\.3\./.test(process.versions.v8)) (await import("node:v8")).setFlagsFromString("--harmony-rab-gsab-transfer")
     const SEG = 1 << 20
     const fdIn = fs.openSync(job.input, "r")
     const fdOut = fs.openSync(job.output, "wx", 0o600)
@@ -54,7 +57,7 @@ const runChild = async () => {
       const { parentPort, workerData } = require("node:worker_threads"); const crypto = require("node:crypto"); const fs = require("node:fs");
       require("node:v8").setFlagsFromString("--expose-gc"); const gc = require("node:vm").runInNewContext("gc");
       { let b = Buffer.allocUnsafeSlow(30 << 20); b[0] = 1; b = null; gc({ type: "minor" }); }
-      const { fdIn, fdOut, SEG, CH, key } = workerData; const nonce = Buffer.alloc(12);
+      const { fdIn, fdOut, SEG, CH, key } = workerData; const nonce = Buffer.alloc(12); const release = typeof ArrayBuffer.prototype.transfer === "function";
       const inb = Buffer.allocUnsafeSlow(SEG), outb = Buffer.allocUnsafeSlow(SEG + SEG / CH * 16); let since = 0;
       parentPort.on("message", (s) => {
         const pos = s * SEG; let len = 0; for (let n; len < SEG && (n = fs.readSync(fdIn, inb, len, SEG - len, pos + len)) > 0;) len += n;
@@ -63,9 +66,10 @@ const runChild = async () => {
           nonce.writeUInt32BE((pos + a) / CH >>> 0, 8);
           const c = crypto.createCipheriv("aes-256-gcm", key, nonce); const body = c.update(inb.subarray(a, Math.min(len, a + CH))); c.final();
           body.copy(outb, o); o += body.length; c.getAuthTag().copy(outb, o); o += 16;
+          if (release && body.byteOffset === 0 && body.buffer.byteLength === body.length) body.buffer.transfer(0);
         }
         for (let w = 0; w < o;) w += fs.writeSync(fdOut, outb, w, o - w, pos / CH * (CH + 16) + w);
-        since += len; if (since >= 4 << 20) { since = 0; gc({ type: "minor" }); }
+        since += len; if (since >= (release ? 16 : 1) << 20) { since = 0; gc({ type: "minor" }); }
         parentPort.postMessage(s);
       });`
     const t0 = performance.now()

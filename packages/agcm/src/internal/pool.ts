@@ -10,7 +10,7 @@
  */
 import { Worker } from "node:worker_threads"
 import { SegmentWorkerError } from "../Error.js"
-import { cipherSegment, type DirectJob, type DirectOutcome, directSegment, raiseMallocThresholds } from "./cobblestone.js"
+import { bufferReleaser, cipherSegment, type DirectJob, type DirectOutcome, directSegment, raiseMallocThresholds } from "./cobblestone.js"
 
 /** Fault injection for tests of the failure paths (never set in production). */
 export type PoolFault = "throw" | "exit" | "hang"
@@ -48,15 +48,19 @@ const aeadKey = new Uint8Array(workerData.aeadKey);
 const baseNonce = new Uint8Array(workerData.baseNonce);
 const fault = workerData.fault;
 // Every chunk's cipher.update() allocates its output outside the V8 heap, and V8 collects
-// those only after tens of MiB of growth; they all die young, so a scavenge every few MiB
-// (well under a millisecond) keeps each worker's RSS flat. V8's gc() is enabled at run time.
+// those only after tens of MiB of growth. Each output is freed right after its copy where
+// ArrayBuffers can be detached (see bufferReleaser); else they all die young, and a
+// scavenge every MiB (well under a millisecond) keeps each worker's RSS flat. With release,
+// a rare scavenge still collects the cipher objects. V8's gc() is enabled at run time.
+const bufferReleaser = ${bufferReleaser.toString()};
+const release = bufferReleaser(require("node:v8"), require("node:vm"));
 let scavenge = null;
 try {
   if (typeof globalThis.gc !== "function") require("node:v8").setFlagsFromString("--expose-gc");
   scavenge = typeof globalThis.gc === "function" ? globalThis.gc : require("node:vm").runInNewContext("gc");
 } catch {}
 let sinceGc = 0;
-const GC_EVERY = 1048576;
+const GC_EVERY = release ? 16777216 : 1048576;
 const raiseMallocThresholds = ${raiseMallocThresholds.toString()};
 if (scavenge) raiseMallocThresholds(() => scavenge({ type: "minor" }));
 parentPort.on("message", (job) => {
@@ -67,7 +71,7 @@ parentPort.on("message", (job) => {
     if (fault.kind === "hang") return;
   }
   if (job.direct) {
-    const outcome = directSegment(nodeFs, nodeCrypto, cipherSegment, aeadKey, baseNonce, job, buffers);
+    const outcome = directSegment(nodeFs, nodeCrypto, cipherSegment, aeadKey, baseNonce, job, buffers, release);
     parentPort.postMessage({ id: job.id, direct: outcome });
   } else {
   const input = new Uint8Array(job.input, job.inputOffset, job.inputBytes);
@@ -75,7 +79,7 @@ parentPort.on("message", (job) => {
   // came from (each chunk's output starts at or before its input): no output allocation.
   const inPlace = job.op === 1;
   const output = inPlace ? new Uint8Array(job.input, job.inputOffset, job.outputBytes) : new Uint8Array(job.output || Buffer.allocUnsafeSlow(job.outputBytes).buffer, 0, job.outputBytes);
-  const failedAt = cipherSegment(nodeCrypto, job.op, aeadKey, baseNonce, job.first, input, job.lengths, output);
+  const failedAt = cipherSegment(nodeCrypto, job.op, aeadKey, baseNonce, job.first, input, job.lengths, output, release);
   if (inPlace) parentPort.postMessage({ id: job.id, failedAt, inPlace: true, input: job.input }, [job.input]);
   else parentPort.postMessage({ id: job.id, failedAt, output: output.buffer, input: job.input }, [output.buffer, job.input]);
   }

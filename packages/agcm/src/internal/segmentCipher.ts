@@ -9,7 +9,7 @@ import * as v8 from "node:v8"
 import * as vm from "node:vm"
 import type { SegmentWorkerError } from "../Error.js"
 import * as fs from "node:fs"
-import { cipherSegment, type DerivedKeys, type DirectJob, type DirectOutcome, directSegment, raiseMallocThresholds, SEAL, TAG_BYTES } from "./cobblestone.js"
+import { bufferReleaser, cipherSegment, type DerivedKeys, type DirectJob, type DirectOutcome, directSegment, raiseMallocThresholds, SEAL, TAG_BYTES } from "./cobblestone.js"
 import { type PoolFault, SegmentPool } from "./pool.js"
 
 /** Inputs smaller than this (bytes) run in-process even with workers: a pool costs ~30 ms to start. */
@@ -57,7 +57,18 @@ export interface SegmentOutcome {
 export const defaultWorkers = (): number =>
   typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length
 
-const SCAVENGE_EVERY_BYTES = 2 * 1024 * 1024
+/**
+ * Frees each in-process cipher output right after its copy (see `bufferReleaser`), set up
+ * on first use; `null` where not available.
+ */
+let releaseFn: ((b: Uint8Array) => void) | null | undefined
+const release = (): ((b: Uint8Array) => void) | undefined => {
+  if (releaseFn === undefined) releaseFn = bufferReleaser(v8, vm) ?? null
+  return releaseFn ?? undefined
+}
+
+/** Bytes between scavenges: rare when outputs are released at once, else every 2 MiB. */
+const scavengeEveryBytes = () => (release() ? 16 : 2) * 1024 * 1024
 
 /**
  * V8's minor GC, enabled on first use (`--expose-gc` at run time, as the workers do), after
@@ -115,6 +126,8 @@ export class SegmentCipher {
 
   private startPool(size = this.workers): SegmentPool {
     this.pooledOnce = true
+    // Set up first: workers started after it find ArrayBuffer transfer built in.
+    release()
     this.pool ??= new SegmentPool({
       size,
       aeadKey: this.keys.aeadKey,
@@ -128,12 +141,14 @@ export class SegmentCipher {
   private sinceScavenge = 0
   /**
    * Every in-process chunk's cipher.update() allocates its output outside the V8 heap, and
-   * V8 only collects such garbage after ~64 MiB of it: a young-generation GC every 2 MiB
-   * (well under a millisecond, as in the workers) keeps RSS flat.
+   * V8 only collects such garbage after ~64 MiB of it. Outputs are detached right after
+   * their copy where possible (see `release`); otherwise, a young-generation GC every 2 MiB
+   * (well under a millisecond, as in the workers) keeps RSS flat. A rare one collects the
+   * cipher objects either way.
    */
   private scavenge(bytes: number) {
     this.sinceScavenge += bytes
-    if (this.sinceScavenge < SCAVENGE_EVERY_BYTES) return
+    if (this.sinceScavenge < scavengeEveryBytes()) return
     this.sinceScavenge = 0
     minorGc()?.()
   }
@@ -192,7 +207,7 @@ export class SegmentCipher {
         // The engine hands a segment as back-to-back views over one buffer: use it as is.
         const input = inputs.length === 1 ? inputs[0] : contiguous(inputs) ?? Buffer.concat(inputs)
         const output = new Uint8Array(this.lend(this.take(outputBytes)), 0, outputBytes)
-        const failedAt = cipherSegment(crypto, op, this.keys.aeadKey, this.keys.baseNonce, first, input, lengths, output)
+        const failedAt = cipherSegment(crypto, op, this.keys.aeadKey, this.keys.baseNonce, first, input, lengths, output, release())
         this.scavenge(inputBytes)
         return split(output, failedAt)
       })
@@ -249,7 +264,7 @@ export class SegmentCipher {
    */
   runDirect(job: DirectJob): Effect.Effect<DirectOutcome, SegmentWorkerError> {
     const inProcess = Effect.sync(() => {
-      const outcome = directSegment(fs, crypto, cipherSegment, this.keys.aeadKey, this.keys.baseNonce, job, this.directBuffers)
+      const outcome = directSegment(fs, crypto, cipherSegment, this.keys.aeadKey, this.keys.baseNonce, job, this.directBuffers, release())
       this.scavenge(job.inputBytes)
       return outcome
     })
