@@ -7,7 +7,7 @@
 //
 // Inputs live in /tmp/cage-bench (removed at the end); outputs are deleted before every
 // run, because overwriting a large file costs extra on this disk. Every measured run is a
-// child process, so peak RSS is that run's own (process.resourceUsage().maxRSS, or
+// child process, so peak RSS is that run's own (VmHWM, see lib.mjs's peakRssKiB, or
 // /usr/bin/time -f %M for age). Writes a table to stdout and JSON to bench/out/agcm.json.
 import { execFileSync, spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
@@ -16,6 +16,7 @@ import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
+import { peakRssKiB } from "./lib.mjs"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, "..")
@@ -37,7 +38,7 @@ const runChild = async () => {
   const { Effect } = await import(effectUrl)
   const key = Buffer.from(job.keyHex, "hex")
   const report = (extra) => {
-    process.stdout.write(JSON.stringify({ ...extra, maxRssMiB: process.resourceUsage().maxRSS / 1024 }))
+    process.stdout.write(JSON.stringify({ ...extra, maxRssMiB: peakRssKiB() / 1024 }))
   }
   if (job.kind === "bareFile") {
     // The I/O-inclusive ceiling: N worker threads that only pread 1 MiB segments of the

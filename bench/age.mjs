@@ -10,6 +10,7 @@ import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { peakRssKiB } from "./lib.mjs"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const agePkg = path.join(here, "../packages/age")
@@ -35,7 +36,7 @@ if (args[0] === "--worker") {
   const op = job.op === "encrypt" ? encrypt : decrypt
   const summary = await Effect.runPromise(Effect.flatMap(input, (i) => op({ ...job.options, input: i, output })))
   const ms = performance.now() - t0
-  fs.writeSync(3, JSON.stringify({ ms, maxRssKiB: process.resourceUsage().maxRSS, strategy: summary.strategy }))
+  fs.writeSync(3, JSON.stringify({ ms, maxRssKiB: peakRssKiB(), strategy: summary.strategy }))
   process.exit(0)
 }
 

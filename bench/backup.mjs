@@ -20,7 +20,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { numberOption } from "./lib.mjs"
+import { numberOption, peakRssKiB } from "./lib.mjs"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const pkg = path.join(here, "../packages/backup")
@@ -54,7 +54,7 @@ if (args[0] === "--worker") {
   if (op === "restore") bytes = (await run(Effect, b.restore({ source, dir, cipher, output: extra }))).bytes
   if (op === "verify-deep") bytes = (await run(Effect, b.verify({ source, dir, cipher, deep: true }))).bytes
   const ms = performance.now() - t0
-  process.stdout.write(JSON.stringify({ op, ms, bytes, maxRssKiB: process.resourceUsage().maxRSS }) + "\n")
+  process.stdout.write(JSON.stringify({ op, ms, bytes, maxRssKiB: peakRssKiB() }) + "\n")
   process.exit(0)
 }
 

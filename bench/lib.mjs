@@ -14,6 +14,17 @@ export const numberOption = (name, dflt) => {
   return i >= 0 ? Number(process.argv[i + 1]) : dflt
 }
 
+/**
+ * This process's peak RSS in KiB, from /proc/self/status (VmHWM). Not
+ * `process.resourceUsage().maxRSS`: Linux keeps ru_maxrss across fork + exec, so a child
+ * spawned by a large parent (a benchmark holding its inputs) reports at least the parent's
+ * RSS at the fork.
+ */
+export const peakRssKiB = () => {
+  const hwm = /^VmHWM:\s*(\d+)/m.exec(fs.readFileSync("/proc/self/status", "latin1"))?.[1]
+  return hwm === undefined ? process.resourceUsage().maxRSS : Number(hwm)
+}
+
 export const ensureWork = () => fs.mkdirSync(WORK, { recursive: true })
 
 /** A file of `bytes` pseudo-random bytes (written in 4 MiB blocks; reused when present). */
