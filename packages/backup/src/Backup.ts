@@ -111,6 +111,11 @@ export interface CreateOptions extends CommonOptions {
   /** Minimum ms between checkpoints. Default: the engine's (1000). */
   readonly checkpointIntervalMs?: number
   readonly progress?: Progress.ProgressReporter
+  /**
+   * Progress of the manifest hashing that follows a direct-mode encryption (plaintext bytes
+   * hashed of the source's size): a second bar, since that phase reads both files again.
+   */
+  readonly hashProgress?: Progress.ProgressReporter
 }
 
 /** Result of {@link create} and {@link resume}. */
@@ -268,7 +273,12 @@ const hashCommitted = (options: CreateOptions, entry: Registry.Generation, layou
     // Checked before hashing (fail fast) and after (the bytes hashed are the bytes encrypted).
     yield* sourceUnchanged(entry, layout)
     const pool = new HashPool(options.hashWorkers)
-    const d = yield* hashFromFiles(pool, entry.source, layout.source.size, file, layout).pipe(Effect.ensuring(Effect.promise(() => pool.close())))
+    const bar = options.hashProgress ?? Progress.silent
+    bar.start(layout.source.size, 0)
+    const d = yield* hashFromFiles(pool, entry.source, layout.source.size, file, layout, undefined, bar.update).pipe(
+      Effect.ensuring(Effect.sync(() => bar.stop())),
+      Effect.ensuring(Effect.promise(() => pool.close()))
+    )
     yield* sourceUnchanged(entry, layout)
     return yield* commitGeneration(options, entry, d, { plainBytes: layout.source.size, cipherBytes: size, pipeline: layout.pipeline })
   })

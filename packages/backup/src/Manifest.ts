@@ -232,7 +232,8 @@ export const hashFromFiles = (
   sourceBytes: number,
   backupFile: string,
   layout: CipherLayout,
-  batchBytes: number = HASH_BATCH_BYTES
+  batchBytes: number = HASH_BATCH_BYTES,
+  onProgress: (plainBytesHashed: number) => void = () => undefined
 ): Effect.Effect<CollectedDigests, IoError> =>
   Effect.gen(function*() {
     const read = (path: string, ranges: ReadonlyArray<readonly [number, number]>) =>
@@ -241,9 +242,17 @@ export const hashFromFiles = (
     const per = Math.max(1, Math.floor(batchBytes / layout.framing.chunkBytes))
     const starts = Array.from({ length: Math.ceil(plan.totalChunks / per) }, (_, k) => k * per)
     const [header] = yield* read(backupFile, [[0, layout.headerBytes]])
+    let hashed = 0
     const batches = yield* Effect.forEach(starts, (from) => {
       const r = rangesOf(layout, plan, from, Math.min(plan.totalChunks, from + per))
-      return Effect.all([read(source, r.plain), read(backupFile, r.cipher), Effect.succeed(r.cipher.map((c) => c[1]))], { concurrency: 2 })
+      return Effect.all([read(source, r.plain), read(backupFile, r.cipher), Effect.succeed(r.cipher.map((c) => c[1]))], { concurrency: 2 }).pipe(
+        Effect.tap(() =>
+          Effect.sync(() => {
+            for (const [, length] of r.plain) hashed += length
+            onProgress(hashed)
+          })
+        )
+      )
     }, { concurrency: 2 })
     return {
       headerBytes: layout.headerBytes,

@@ -118,6 +118,21 @@ describe("direct-mode ciphers: manifest hashed from the files", () => {
     expect(m.calls).toEqual({ direct: 0, segment: 3, chunk: 0 })
   })
 
+  it("reports the hashing phase on its own progress reporter, after the encryption's", async () => {
+    const dir = tempDir()
+    const src = makeSource(dir, 10 * n + 5)
+    const events: Array<string> = []
+    const reporter = (name: string) => ({
+      start: (total: number | undefined, done: number) => void events.push(`${name} start ${total} ${done}`),
+      update: (done: number) => void events.push(`${name} ${done}`),
+      stop: () => void events.push(`${name} stop`)
+    })
+    await run(create({ source: src.path, dir: nodePath.join(dir, "b"), cipher, hashWorkers: 2, progress: reporter("encrypt"), hashProgress: reporter("hash") }))
+    const firstHash = events.indexOf(`hash start ${10 * n + 5} 0`)
+    expect(firstHash).toBeGreaterThan(events.indexOf("encrypt stop"))
+    expect(events.slice(firstHash)).toEqual([`hash start ${10 * n + 5} 0`, `hash ${10 * n + 5}`, "hash stop"])
+  })
+
   it("the spy keeps every part of the cipher the engine looks at, and records the layout once init ran", async () => {
     const inner = cipher.encrypt()
     const seen: Array<unknown> = []
@@ -146,7 +161,12 @@ describe("direct-mode ciphers: manifest hashed from the files", () => {
     const pool = new HashPool(2)
     try {
       for (const batch of [1, n, 2 * n + 1, 4 * n, 1 << 30]) {
-        const d = await run(hashFromFiles(pool, src.path, src.bytes.length, nodePath.join(bdir, made.generation.file), layout, batch))
+        const progress: Array<number> = []
+        const d = await run(hashFromFiles(pool, src.path, src.bytes.length, nodePath.join(bdir, made.generation.file), layout, batch, (b) => progress.push(b)))
+        // One report per batch, growing, ending at the source's size.
+        expect(progress.length).toBe(Math.ceil(10 / Math.max(1, Math.floor(batch / n))))
+        expect([...progress].sort((a, b) => a - b)).toEqual(progress)
+        expect(progress.at(-1)).toBe(src.bytes.length)
         expect(d.plain.map((b) => b.toString("hex"))).toEqual(m.chunks!.plain)
         expect(d.cipher.map((b) => b.toString("hex"))).toEqual(m.chunks!.cipher)
         expect(d.headerSha256).toBe(m.headerSha256)

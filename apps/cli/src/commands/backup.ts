@@ -107,7 +107,8 @@ const runCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
     const cipher = agcmCipher(key, { ...(chunkSize !== undefined ? { chunkSize } : {}), ...(w !== undefined ? { workers: w } : {}) })
     const options = {
       source: f.file, dir, cipher, manifestThreshold: threshold, ...(f.manifest ? { chunkManifest: true } : {}),
-      ...(w !== undefined ? { hashWorkers: w } : {}), progress: Progress.terminal({ quiet: f.quiet || f.json, label: `backup ${mode}` })
+      ...(w !== undefined ? { hashWorkers: w } : {}), progress: Progress.terminal({ quiet: f.quiet || f.json, label: `backup ${mode}` }),
+      hashProgress: Progress.terminal({ quiet: f.quiet || f.json, label: "manifest" })
     }
     const r = yield* withAudit(f, settings, mode, f.file, (writer) =>
       audited(writer, { operation: `backup-${mode}`, strategy: "native" }, mode === "create" ? create(options) : resume(options)),
