@@ -21,6 +21,8 @@ interface Report {
   readonly ok?: Record<string, unknown> & { readonly progress: number; readonly verbose: ReadonlyArray<string> }
   readonly error?: string
   readonly failure?: { readonly tag: string; readonly reason: string | null } | null
+  /** How long the worker's operation took, ms. */
+  readonly elapsedMs: number
 }
 
 /**
@@ -111,13 +113,35 @@ describe("decrypting from a pipe: the first bytes decide armor, cat relays the r
     expect(digestOf(fs.readFileSync(back))).toEqual(digestOf(big))
   })
 
-  it("armored input is decoded here and fed to age", () => {
+  it("armored input is decoded here and fed to age, with progress", () => {
     const armored = nodePath.join(dir, "big.age.asc")
     execFileSync("age", ["-e", "-a", "-r", key.recipient, "-o", armored, bigFile])
     const back = nodePath.join(dir, "armored.out")
     const d = piped("decrypt", identity, armored, back)
     expect(digestOf(fs.readFileSync(back))).toEqual(digestOf(big))
     expect(d.verbose.join("\n")).not.toContain("relayed by cat")
+    expect(d.progress).toBe(fs.statSync(armored).size)
+  })
+
+  it("age failing while the producer is idle ends the run at once (the relay is stopped)", () => {
+    const other = keygen(dir, "idle")
+    // Small enough for cat to have written all of it: it then waits in read() on the producer.
+    const smallPlain = nodePath.join(dir, "small")
+    fs.writeFileSync(smallPlain, plain.subarray(0, 1000))
+    const small = nodePath.join(dir, "small.age")
+    execFileSync("age", ["-e", "-r", key.recipient, "-o", small, smallPlain])
+    const r = runPiped("decrypt", { backend: "age", identityFiles: [other.identityFile] }, small, nodePath.join(dir, "idle.out"), '{ cat "$1"; sleep 6; }')
+    expect(r.failure).toEqual({ tag: "AgeError", reason: "NoMatch" })
+    // The shell pipeline lasts as long as its producer; the worker's own time is what counts:
+    // with cat left waiting in read(), it would end only with the producer, after 6 s.
+    expect(r.elapsedMs).toBeLessThan(4_000)
+  })
+
+  it("whitespace-only input is decided after a bounded peek: an armor failure", () => {
+    const spaces = nodePath.join(dir, "spaces")
+    fs.writeFileSync(spaces, Buffer.alloc(3 << 20, 0x20))
+    const r = runPiped("decrypt", identity, spaces, nodePath.join(dir, "spaces.out"))
+    expect(r.failure).toEqual({ tag: "AgeError", reason: "ArmorFailure" })
   })
 
   it("a damaged payload is age's failure, not a broken pipe of the relay", () => {

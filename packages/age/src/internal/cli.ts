@@ -100,6 +100,8 @@ interface Prepared {
 
 /** Bytes read at a time while deciding whether a descriptor's input is armored. */
 const DESCRIPTOR_PEEK_BYTES = 64 * 1024
+/** Whitespace-only input longer than this is decided as armor (which then fails to decode). */
+const DESCRIPTOR_PEEK_LIMIT_BYTES = 1 << 20
 
 /** Decides how age gets its input: the file itself, or our (de-armored) stream. */
 const prepareInput = async (request: CliRequest): Promise<Prepared> => {
@@ -119,8 +121,9 @@ const prepareInput = async (request: CliRequest): Promise<Prepared> => {
     const fd = request.inputDescriptor
     if (request.operation === "encrypt") return { directPath: descriptorPath(fd), consumed: () => consumed, chunks: () => readInput(input, bufferBytes) }
     // Decryption: the first bytes decide between armor and binary; they are gone from a pipe.
-    const { head, verdict } = await peekDescriptor(fd, DESCRIPTOR_PEEK_BYTES, looksArmored)
-    const all = () => prepend(head, readDescriptor(fd, bufferBytes))
+    const description = request.input.description
+    const { head, verdict } = await peekDescriptor(fd, DESCRIPTOR_PEEK_BYTES, DESCRIPTOR_PEEK_LIMIT_BYTES, description, looksArmored)
+    const all = () => prepend(head, readDescriptor(fd, bufferBytes, description, (n) => request.onProgress(head.length + n)))
     if (verdict === true) {
       const decoder = new ArmorDecoder()
       return { directPath: undefined, consumed: () => consumed, chunks: () => transform(all(), (b) => decoder.push(b), () => decoder.end()) }
@@ -185,12 +188,18 @@ const runPiped = async (request: CliRequest): Promise<CliResult> => {
   child.stderr!.on("data", (d: string) => {
     if (stderr.length < STDERR_LIMIT) stderr += d
   })
-  const abort = () => child.kill("SIGTERM")
+  let relayed: Relay | undefined
+  const abort = () => {
+    child.kill("SIGTERM")
+    relayed?.stop()
+  }
   request.signal.addEventListener("abort", abort)
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
     child.on("close", (code, signal) => resolve({ code, signal }))
   )
-  let relayed: Relay | undefined
+  // Once age is gone, nothing reads what the relay's cat writes: stop it (with an idle
+  // input it would otherwise wait in read() until the producer writes again).
+  void exited.then(() => relayed?.stop())
   const stopWatch = child.pid === undefined
     ? () => undefined
     : prepared.relay !== undefined
@@ -203,7 +212,7 @@ const runPiped = async (request: CliRequest): Promise<CliResult> => {
   let bytesIn = 0
   let bytesOut = 0
   const feeding = child.stdin && prepared.relay
-    ? (relayed = relay(prepared.relay.head, prepared.relay.fd, child.stdin as net.Socket, request.input.description)).done.catch((e) => {
+    ? (relayed = relay(prepared.relay.head, prepared.relay.fd, child.stdin as net.Socket, request.input.description, request.onProgress)).done.catch((e) => {
       child.kill("SIGTERM")
       throw ownFailure(e)
     })
@@ -441,7 +450,7 @@ const runWithPassphrase = async (request: CliRequest): Promise<CliResult> => {
         if (sock === undefined) return
         cleanup.push(() => sock.destroy())
         if (prepared.relay) {
-          const r = (relayed = relay(prepared.relay.head, prepared.relay.fd, sock, request.input.description))
+          const r = (relayed = relay(prepared.relay.head, prepared.relay.fd, sock, request.input.description, request.onProgress))
           cleanup.push(r.stop)
           await r.done
           return
@@ -471,6 +480,8 @@ const runWithPassphrase = async (request: CliRequest): Promise<CliResult> => {
     }, stdoutFile)
     alive = false
     stopWatch()
+    // age is gone: a relay still running has nobody to write to (see runPiped).
+    relayed?.stop()
     if (outcome.code !== 0) {
       cancelled = true
       // Unblock our side of the FIFOs: age is gone, nobody will read or write them any more.

@@ -222,7 +222,8 @@ export const watchReadBytes = (pid: number | (() => number | undefined), onBytes
  * fresh buffers of `bufferBytes`, until end of file. A descriptor some other code set to
  * non-blocking answers EAGAIN while idle: we then wait a little and read again.
  */
-export async function* readDescriptor(fd: number, bufferBytes: number): AsyncGenerator<Buffer> {
+export async function* readDescriptor(fd: number, bufferBytes: number, description: string, onBytes: (total: number) => void = () => undefined): AsyncGenerator<Buffer> {
+  let total = 0
   for (;;) {
     const buffer = Buffer.allocUnsafe(bufferBytes)
     let n: number
@@ -233,9 +234,11 @@ export async function* readDescriptor(fd: number, bufferBytes: number): AsyncGen
         await new Promise((r) => setTimeout(r, 2))
         continue
       }
-      throw new IoError({ reason: "Unknown", operation: "read", path: `descriptor ${fd}`, detail: (e as NodeJS.ErrnoException).code ?? String(e) })
+      throw new IoError({ reason: "Unknown", operation: "read", path: description, detail: (e as NodeJS.ErrnoException).code ?? String(e) })
     }
     if (n === 0) return
+    total += n
+    onBytes(total)
     yield n === bufferBytes ? buffer : buffer.subarray(0, n)
   }
 }
@@ -244,22 +247,34 @@ const readOnce = (fd: number, buffer: Buffer) =>
   new Promise<number>((resolve, reject) => fs.read(fd, buffer, 0, buffer.length, null, (e, n) => (e ? reject(e) : resolve(n))))
 
 /**
- * Reads from `fd` until `decide(head, atEof)` returns a verdict (not `undefined`) or the
- * input ends. Returns the bytes consumed (they are gone from a pipe: the caller must hand
- * them on) and the verdict (`undefined` only at end of input).
+ * Reads from `fd` until `decide(head, atEof)` returns a verdict (not `undefined`), the input
+ * ends, or `limitBytes` were read (then decided as at end of input, so memory stays
+ * bounded). Returns the bytes consumed (they are gone from a pipe: the caller must hand
+ * them on) and the verdict (`undefined` only if `decide` gives none at end of input).
  */
-export const peekDescriptor = async <A>(fd: number, bytes: number, decide: (head: Buffer, atEof: boolean) => A | undefined): Promise<{ readonly head: Buffer; readonly verdict: A | undefined }> => {
+export const peekDescriptor = async <A>(
+  fd: number,
+  bytes: number,
+  limitBytes: number,
+  description: string,
+  decide: (head: Buffer, atEof: boolean) => A | undefined
+): Promise<{ readonly head: Buffer; readonly verdict: A | undefined }> => {
   const parts: Array<Buffer> = []
-  const it = readDescriptor(fd, bytes)
+  let length = 0
+  const it = readDescriptor(fd, bytes, description)
   for (;;) {
     const r = await it.next()
-    const head = Buffer.concat(parts)
-    if (r.done) return { head, verdict: decide(head, true) }
+    if (r.done) {
+      const head = Buffer.concat(parts)
+      return { head, verdict: decide(head, true) }
+    }
     parts.push(r.value)
-    const verdict = decide(Buffer.concat(parts), false)
-    if (verdict !== undefined) {
+    length += r.value.length
+    const head = Buffer.concat(parts, length)
+    const verdict = decide(head, length >= limitBytes)
+    if (verdict !== undefined || length >= limitBytes) {
       await it.return(undefined)
-      return { head: Buffer.concat(parts), verdict }
+      return { head, verdict }
     }
   }
 }
@@ -270,9 +285,12 @@ export const findCat = (): string | null => {
   if (catPath !== undefined) return catPath
   catPath = null
   for (const d of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
-    const p = nodePath.join(d || ".", "cat")
+    // Only absolute entries: spawn must run exactly the file checked here.
+    if (!nodePath.isAbsolute(d)) continue
+    const p = nodePath.join(d, "cat")
     try {
       fs.accessSync(p, fs.constants.X_OK)
+      if (!fs.statSync(p).isFile()) continue
       catPath = p
       break
     } catch {
@@ -286,9 +304,16 @@ export const findCat = (): string | null => {
 export interface Relay {
   /** The pid of the `cat` copying the rest (for progress and for stopping it), once started. */
   readonly pid: () => number | undefined
-  /** Resolves when every byte went on (or the consumer went away: its exit status says why). */
+  /**
+   * Resolves when every byte went on, when the consumer went away (its exit status says
+   * why), or after {@link stop}; rejects with `IoError` when reading the input failed.
+   */
   readonly done: Promise<void>
-  /** Stops the copying (the consumer failed or the run was interrupted). */
+  /**
+   * Stops the copying: the consumer exited or the run was interrupted. Call it then: with an
+   * idle input `cat` would otherwise wait in read() and only notice at its next write.
+   * A read failure `cat` already exited with is still reported.
+   */
   readonly stop: () => void
 }
 
@@ -302,17 +327,21 @@ export interface Relay {
  * decrypt, bench/age.mjs), `cat`'s read/write loop at about 0.9. Without `cat` on PATH the
  * bytes are pumped here instead. Read errors of `fd` reject `done` with an `IoError`.
  */
-export const relay = (head: Buffer, fd: number, sink: net.Socket, description: string): Relay => {
+export const relay = (head: Buffer, fd: number, sink: net.Socket, description: string, onProgress: (bytes: number) => void = () => undefined): Relay => {
+  // Write failures (EPIPE once the consumer is gone) are seen through the write callback
+  // or by feed; without a listener the socket's 'error' event would end the process.
+  sink.on("error", () => undefined)
   const cat = findCat()
   if (cat === null) {
     const source = (async function*() {
       if (head.length > 0) yield head
-      yield* readDescriptor(fd, 1 << 20)
+      yield* readDescriptor(fd, 1 << 20, description, (n) => onProgress(head.length + n))
     })()
     return { pid: () => undefined, done: feed(source, sink, () => undefined).then(() => undefined), stop: () => sink.destroy() }
   }
   let child: ReturnType<typeof spawn> | undefined
   let stopped = false
+  let killed = false
   const done = (async () => {
     const gone = await new Promise<boolean>((resolve) => {
       if (head.length === 0) return resolve(false)
@@ -322,8 +351,9 @@ export const relay = (head: Buffer, fd: number, sink: net.Socket, description: s
       sink.destroy()
       return
     }
-    // libuv gives the child blocking stdio (it clears O_NONBLOCK), which cat needs.
-    child = spawn(cat, [], { stdio: [fd, sink, "pipe"] })
+    // libuv gives the child blocking stdio (it clears O_NONBLOCK), which cat needs. The C
+    // locale keeps its messages (matched below) in English.
+    child = spawn(cat, [], { stdio: [fd, sink, "pipe"], env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C" } })
     sink.destroy()
     let stderr = ""
     child.stderr!.setEncoding("utf8")
@@ -334,8 +364,9 @@ export const relay = (head: Buffer, fd: number, sink: net.Socket, description: s
       child!.on("error", reject)
       child!.on("close", (code, signal) => resolve({ code, signal }))
     })
-    // SIGPIPE / EPIPE: the consumer stopped reading (it failed, or was stopped): not ours to report.
-    if (code === 0 || stopped || signal === "SIGPIPE" || /broken pipe/i.test(stderr)) return
+    // SIGPIPE / EPIPE: the consumer stopped reading (it failed, or was stopped): not ours to
+    // report; nor is the kill of stop().
+    if (code === 0 || killed || signal === "SIGPIPE" || /broken pipe/i.test(stderr)) return
     throw new IoError({ reason: "Unknown", operation: "read", path: description, detail: stderr.trim().replace(/^cat: /, "") || `cat exited with ${signal ?? code}` })
   })()
   return {
@@ -343,7 +374,10 @@ export const relay = (head: Buffer, fd: number, sink: net.Socket, description: s
     done,
     stop: () => {
       stopped = true
-      if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+      if (child && child.exitCode === null && child.signalCode === null) {
+        killed = true
+        child.kill("SIGKILL")
+      }
     }
   }
 }
