@@ -37,6 +37,20 @@ describe("bufferReleaser", () => {
     const shared = new Uint8Array(new SharedArrayBuffer(64))
     release(shared)
     expect(shared.buffer.byteLength).toBe(64)
+    // Small ones are skipped quietly: the releaser still counts as working.
+    expect(release.healthy).toBe(true)
+  })
+
+  it("a large output it cannot detach marks it unhealthy (callers then scavenge often again)", () => {
+    const r = bufferReleaser(v8, vm)!
+    const big = Buffer.allocUnsafeSlow(1 << 20)
+    r(big.subarray(0, 65536))
+    expect(big.buffer.byteLength).toBe(1 << 20)
+    expect(r.healthy).toBe(false)
+    // And it detaches nothing any more.
+    const whole = Buffer.allocUnsafeSlow(65536)
+    r(whole)
+    expect(whole.buffer.byteLength).toBe(65536)
   })
 
   it("worker threads started after it find ArrayBuffer transfer built in", async () => {

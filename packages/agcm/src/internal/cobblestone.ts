@@ -270,8 +270,18 @@ export function raiseMallocThresholds(minorGc: () => void): void {
 }
 
 
+/** What {@link bufferReleaser} returns: call it on a consumed cipher output. */
+export interface BufferReleaser {
+  (consumed: Uint8Array): void
+  /**
+   * False once a detach failed, or a cipher output of 4 KiB or more could not be detached
+   * (it shares its ArrayBuffer): callers then scavenge as often as without a releaser.
+   */
+  healthy: boolean
+}
+
 /**
- * A function that frees a buffer's memory at once by detaching its ArrayBuffer
+ * A function that frees a cipher output's memory at once by detaching its ArrayBuffer
  * (`ArrayBuffer.prototype.transfer(0)`), for the outputs of `cipher.update()` once they are
  * copied into place; `undefined` where that is not available.
  *
@@ -280,14 +290,18 @@ export function raiseMallocThresholds(minorGc: () => void): void {
  * about 15% of a 1 GiB seal (profile of `cage encrypt`: 120 ms of GC per thread); detaching
  * frees each 64 KiB output right after its copy, with neither GC nor RSS growth.
  *
- * `transfer` is standard from V8 11.4 (Node 22); V8 11.3 (Node 20) has it behind
+ * `transfer` is built in from V8 11.4 (Node 21 and later); V8 11.3 (Node 20) has it behind
  * `--harmony-rab-gsab-transfer`, a flag that applies to contexts created after it is set:
  * worker threads started later get it natively, the calling thread borrows the function
- * from a fresh `vm` context (builtins work on any context's ArrayBuffers). Only a buffer
- * that alone spans its whole ArrayBuffer is detached (never a slice of a shared pool).
+ * from a fresh `vm` context (builtins work on any context's ArrayBuffers). Other versions
+ * get `undefined` (no flag is set, so V8 prints nothing).
+ *
+ * Callers pass only buffers they own and no longer read: `cipher.update()` outputs after
+ * their copy. The checks here only skip what cannot be detached whole (a view that does not
+ * span its ArrayBuffer, shared memory); they do not make other buffers safe to pass.
  * Self-contained: worker threads run its source.
  */
-export function bufferReleaser(nodeV8: typeof import("node:v8"), nodeVm: typeof import("node:vm")): ((b: Uint8Array) => void) | undefined {
+export function bufferReleaser(nodeV8: typeof import("node:v8"), nodeVm: typeof import("node:vm")): BufferReleaser | undefined {
   type Transfer = (this: ArrayBuffer, length: number) => ArrayBuffer
   let transfer = (ArrayBuffer.prototype as unknown as { transfer?: Transfer }).transfer
   if (typeof transfer !== "function") {
@@ -301,15 +315,21 @@ export function bufferReleaser(nodeV8: typeof import("node:v8"), nodeVm: typeof 
     if (typeof transfer !== "function") return undefined
   }
   const detach = transfer
-  let usable = true
-  return (b) => {
+  const release = ((b: Uint8Array) => {
+    if (!release.healthy) return
     const ab = b.buffer
-    if (!usable || b.byteOffset !== 0 || ab.byteLength !== b.byteLength || Object.prototype.toString.call(ab) !== "[object ArrayBuffer]") return
+    if (b.byteOffset !== 0 || ab.byteLength !== b.byteLength || Object.prototype.toString.call(ab) !== "[object ArrayBuffer]") {
+      // Small outputs may legitimately come from a shared pool; large ones must not pile up.
+      if (b.byteLength >= 4096) release.healthy = false
+      return
+    }
     try {
       detach.call(ab as ArrayBuffer, 0)
     } catch {
       // A non-detachable buffer: leave this and every later one to the GC.
-      usable = false
+      release.healthy = false
     }
-  }
+  }) as BufferReleaser
+  release.healthy = true
+  return release
 }

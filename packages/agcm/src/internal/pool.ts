@@ -60,7 +60,8 @@ try {
   scavenge = typeof globalThis.gc === "function" ? globalThis.gc : require("node:vm").runInNewContext("gc");
 } catch {}
 let sinceGc = 0;
-const GC_EVERY = release ? 16777216 : 1048576;
+// Rare scavenges only while outputs are really being detached (see BufferReleaser.healthy).
+const gcEvery = () => (release && release.healthy ? 16777216 : 1048576);
 const raiseMallocThresholds = ${raiseMallocThresholds.toString()};
 if (scavenge) raiseMallocThresholds(() => scavenge({ type: "minor" }));
 parentPort.on("message", (job) => {
@@ -84,7 +85,7 @@ parentPort.on("message", (job) => {
   else parentPort.postMessage({ id: job.id, failedAt, output: output.buffer, input: job.input }, [output.buffer, job.input]);
   }
   sinceGc += job.inputBytes;
-  if (scavenge && sinceGc >= GC_EVERY) { sinceGc = 0; scavenge({ type: "minor" }); }
+  if (scavenge && sinceGc >= gcEvery()) { sinceGc = 0; scavenge({ type: "minor" }); }
 });
 `
 

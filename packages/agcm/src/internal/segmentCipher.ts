@@ -9,7 +9,7 @@ import * as v8 from "node:v8"
 import * as vm from "node:vm"
 import type { SegmentWorkerError } from "../Error.js"
 import * as fs from "node:fs"
-import { bufferReleaser, cipherSegment, type DerivedKeys, type DirectJob, type DirectOutcome, directSegment, raiseMallocThresholds, SEAL, TAG_BYTES } from "./cobblestone.js"
+import { bufferReleaser, type BufferReleaser, cipherSegment, type DerivedKeys, type DirectJob, type DirectOutcome, directSegment, raiseMallocThresholds, SEAL, TAG_BYTES } from "./cobblestone.js"
 import { type PoolFault, SegmentPool } from "./pool.js"
 
 /** Inputs smaller than this (bytes) run in-process even with workers: a pool costs ~30 ms to start. */
@@ -61,14 +61,14 @@ export const defaultWorkers = (): number =>
  * Frees each in-process cipher output right after its copy (see `bufferReleaser`), set up
  * on first use; `null` where not available.
  */
-let releaseFn: ((b: Uint8Array) => void) | null | undefined
-const release = (): ((b: Uint8Array) => void) | undefined => {
+let releaseFn: BufferReleaser | null | undefined
+const release = (): BufferReleaser | undefined => {
   if (releaseFn === undefined) releaseFn = bufferReleaser(v8, vm) ?? null
   return releaseFn ?? undefined
 }
 
-/** Bytes between scavenges: rare when outputs are released at once, else every 2 MiB. */
-const scavengeEveryBytes = () => (release() ? 16 : 2) * 1024 * 1024
+/** Bytes between scavenges: rare while outputs are detached at once, else every 2 MiB. */
+const scavengeEveryBytes = () => (release()?.healthy ? 16 : 2) * 1024 * 1024
 
 /**
  * V8's minor GC, enabled on first use (`--expose-gc` at run time, as the workers do), after
