@@ -20,10 +20,10 @@
  * 2. once the backup file is committed, its size is checked against the layout (else
  *    `BackupDamaged` "size"), the source's and the backup's chunks are hashed from the
  *    files on the hash pool (`hashFromFiles`), and the source is checked to be the bytes
- *    that were encrypted: same size, mtime, ctime, inode and device as when it was opened,
- *    and no status change (ctime) after the entry's `createdAt`. Otherwise `SourceChanged`:
- *    the generation stays `"partial"` and no manifest is written, so deep verify can never
- *    report damage that is only a changed source.
+ *    that were encrypted: same size, mtime, ctime, inode and device as when it was opened.
+ *    Otherwise `SourceChanged`: that generation is removed (it could never be completed)
+ *    and no manifest is written, so deep verify can never report damage that is only a
+ *    changed source.
  * A cipher without `processDirect` is wrapped in `withManifest` instead, which hashes every
  * segment in memory while the engine runs (no direct mode). Both give identical manifests.
  *
@@ -49,10 +49,11 @@ import {
   ChunkOutput,
   type EngineError,
   type Framing,
-  IoError,
+  type IoError,
   parseSize,
   planRegion,
   ProcessorError,
+  ResumeRefused,
   type RunSummary,
   runPipeline
 } from "@cage/core"
@@ -239,11 +240,12 @@ const resumeCommitted = (options: CreateOptions, entry: Registry.Generation, sta
     const path = layoutPath(options.dir, entry)
     const layout = yield* Registry.loadLayoutRecord(path)
     if (!layout || layout.id !== entry.id) {
-      return yield* Effect.fail(new IoError({
-        reason: "Unknown",
-        operation: "read",
-        path,
-        detail: `${entry.file} was written but its manifest was not, and there is no layout record to build it from (only ciphers with direct mode leave one): back the source up again`
+      return yield* Effect.fail(new ResumeRefused({
+        reason: "CheckpointCorrupt",
+        checkpoint: path,
+        detail: `${entry.file} was written but its manifest was not, and ${
+          layout ? "this layout record belongs to another generation" : "there is no layout record"
+        } to build it from (only ciphers with direct mode leave one): back the source up again`
       }))
     }
     // Left by a crash between the engine's commit and its clean-up.
@@ -271,22 +273,40 @@ const hashCommitted = (options: CreateOptions, entry: Registry.Generation, layou
       }))
     }
     // Checked before hashing (fail fast) and after (the bytes hashed are the bytes encrypted).
-    yield* sourceUnchanged(entry, layout)
-    const pool = new HashPool(options.hashWorkers)
-    const bar = options.hashProgress ?? Progress.silent
-    bar.start(layout.source.size, 0)
-    const d = yield* hashFromFiles(pool, entry.source, layout.source.size, file, layout, undefined, bar.update).pipe(
-      Effect.ensuring(Effect.sync(() => bar.stop())),
-      Effect.ensuring(Effect.promise(() => pool.close()))
-    )
-    yield* sourceUnchanged(entry, layout)
+    const d = yield* Effect.gen(function*() {
+      yield* sourceUnchanged(entry, layout)
+      const pool = new HashPool(options.hashWorkers)
+      const bar = options.hashProgress ?? Progress.silent
+      bar.start(layout.source.size, 0)
+      const digests = yield* hashFromFiles(pool, entry.source, layout.source.size, file, layout, undefined, bar.update).pipe(
+        Effect.ensuring(Effect.sync(() => bar.stop())),
+        Effect.ensuring(Effect.promise(() => pool.close()))
+      )
+      yield* sourceUnchanged(entry, layout)
+      return digests
+    }).pipe(Effect.tapError((e) => e._tag === "SourceChanged" ? discardGeneration(options, entry) : Effect.void))
     return yield* commitGeneration(options, entry, d, { plainBytes: layout.source.size, cipherBytes: size, pipeline: layout.pipeline })
   })
 
 /**
+ * Removes a generation that can never be completed (its source changed after it was
+ * encrypted): its backup file, layout record and checkpoint, then its registry entry. These
+ * are this generation's own files, never complete; keeping them would leave a full-size
+ * copy behind on every attempt, which neither resume nor prune could ever clear.
+ */
+const discardGeneration = (options: CreateOptions, entry: Registry.Generation) =>
+  Effect.gen(function*() {
+    const file = nodePath.join(options.dir, entry.file)
+    for (const p of [file, ChunkOutput.partialPath(file), layoutPath(options.dir, entry), checkpointPath(options.dir, entry)]) yield* remove(p)
+    yield* syncDirectoryOf(file)
+    yield* update(options, (r) => ({ registry: { ...r, generations: r.generations.filter((g) => g.id !== entry.id) }, value: undefined }))
+  })
+
+/**
  * Fails with `SourceChanged` unless the source still has the identity it was encrypted
- * with (size, mtime, ctime, inode, device, as the engine checks on resume) and no status
- * change after the generation was registered (ctime, at the millisecond of `createdAt`).
+ * with: size, mtime, ctime (ns), inode and device from the fstat of the descriptor the
+ * engine read, as the engine checks on resume. A metadata-only change after that (chmod,
+ * rename) also changes ctime and is refused: the check cannot tell it from a write.
  */
 const sourceUnchanged = (entry: Registry.Generation, layout: Registry.LayoutRecord) =>
   Effect.gen(function*() {
@@ -294,11 +314,6 @@ const sourceUnchanged = (entry: Registry.Generation, layout: Registry.LayoutReco
     const was = layout.source
     const changed = (detail: string) => Effect.fail(new SourceChanged({ source: entry.source, generation: entry.generation, detail }))
     if (now.size !== was.size) return yield* changed(`size in bytes: was ${was.size}, now ${now.size}`)
-    // Millisecond resolution, as createdAt's: a file written just before the backup started is fine.
-    const ctimeMs = Number(BigInt(now.ctimeNs) / 1_000_000n)
-    if (ctimeMs > Date.parse(entry.createdAt)) {
-      return yield* changed(`status change time ${new Date(ctimeMs).toISOString()} is after the backup started at ${entry.createdAt}`)
-    }
     for (const [k, label] of [["mtimeNs", "modification time (ns)"], ["ctimeNs", "status change time (ns)"], ["ino", "inode"], ["dev", "device"]] as const) {
       if (now[k] !== was[k]) return yield* changed(`${label}: was ${was[k]}, now ${now[k]}`)
     }
@@ -386,8 +401,8 @@ const runInMemory = (options: CreateOptions, entry: Registry.Generation, mode: "
  * completes.
  *
  * Fails with `IoError` (4), `ProcessorError` (the cipher), `RegistryCorrupt` (3),
- * `LockTimeout` (4), `SourceChanged` (4: the source changed before it was hashed; the entry
- * stays partial), `BackupDamaged` (3: the written file does not have its layout's size).
+ * `LockTimeout` (4), `SourceChanged` (4: the source changed before it was hashed; that
+ * generation is removed), `BackupDamaged` (3: the written file does not have its layout's size).
  */
 export const create = (options: CreateOptions): Effect.Effect<CreateResult, CreateError> =>
   Effect.gen(function*() {

@@ -66,8 +66,9 @@ export class GenerationNotFound extends Data.TaggedError("GenerationNotFound")<{
 /**
  * The source changed after it was encrypted, so its chunks can no longer be hashed for the
  * manifest (create with a direct-mode cipher re-reads the source once the backup file is
- * written). `detail` names what changed (size, times, inode). The generation is left
- * `"partial"` and no manifest is written; back the source up again. Exit code 4.
+ * written). `detail` names what changed (size, times, inode). That generation is removed
+ * (its backup file, layout record and registry entry: it can never be completed) and no
+ * manifest is written; back the source up again. Exit code 4.
  */
 export class SourceChanged extends Data.TaggedError("SourceChanged")<{
   readonly source: string
@@ -77,7 +78,8 @@ export class SourceChanged extends Data.TaggedError("SourceChanged")<{
   readonly exitCode = ExitCode.Io
   override get message() {
     return `${this.source}: the source changed after it was encrypted into generation ${this.generation} (${this.detail}); ` +
-      `its manifest cannot be built from it, so the generation was left partial: run \`cage backup create\` again for a new generation`
+      `its manifest cannot be built from it, so that incomplete generation was removed: run \`cage backup create\` again once the file no longer changes ` +
+      `(a file that is always being written needs a snapshot or a copy first)`
   }
 }
 

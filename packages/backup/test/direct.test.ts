@@ -290,8 +290,9 @@ describe("direct-mode ciphers: resume at every crash point", () => {
     fs.truncateSync(file, fs.statSync(file).size - 1)
     fs.rmSync(layoutFile(bdir, g))
     const missing = await fail(resume({ source: src.path, dir: bdir, cipher, hashWorkers: 0 }))
-    expect(missing._tag).toBe("IoError")
-    expect(missing.message).toContain("no layout record")
+    expect(missing._tag).toBe("ResumeRefused")
+    expect((missing as unknown as { exitCode: number }).exitCode).toBe(5)
+    expect(missing.message).toContain("there is no layout record")
     expect((await run(list({ dir: bdir }))).map((x) => x.status)).toEqual(["partial"])
   })
 })
@@ -311,15 +312,14 @@ describe("direct-mode ciphers: the source must still be what was encrypted", () 
     expect((e as unknown as { exitCode: number }).exitCode).toBe(4)
     expect(e.message).toContain(src)
     expect(e.message).toContain(what)
-    // Left partial, with no manifest that deep verify could later misread as damage.
-    const [g] = await run(list({ dir: bdir }))
-    expect(g.status).toBe("partial")
-    expect(g.manifest).toBeNull()
-    expect(fs.readdirSync(nodePath.join(bdir, Registry.MANIFEST_DIR)).filter((f) => f.endsWith(".manifest.json"))).toEqual([])
-    // A resume hashes the same changed source: refused again, still partial.
+    // The generation can never be completed: it is gone, files and entry, with no manifest
+    // that deep verify could later misread as damage, and no full-size copy left behind.
+    expect(await run(list({ dir: bdir }))).toEqual([])
+    expect(fs.readdirSync(bdir).filter((f) => f.endsWith(".cage") || f.endsWith(".partial"))).toEqual([])
+    expect(fs.readdirSync(nodePath.join(bdir, Registry.MANIFEST_DIR)).filter((f) => !f.endsWith(".lock"))).toEqual([])
+    expect(e.message).toContain("removed")
     const again = await fail(resume({ source: src, dir: bdir, cipher, hashWorkers: 0 }))
-    expect(again._tag).toBe("SourceChanged")
-    expect((await run(list({ dir: bdir }))).map((x) => x.status)).toEqual(["partial"])
+    expect(again._tag).toBe("GenerationNotFound")
   }
 
   it("rewritten in place with the same size while it was encrypted", async () => {
@@ -351,13 +351,23 @@ describe("direct-mode ciphers: the source must still be what was encrypted", () 
     await expectRefused(src.path, bdir, err, "time")
   })
 
-  it("a status change after the generation was registered (before the source was opened) is refused too", async () => {
+  it("a status change after the generation was registered but before the source was opened is not a change", async () => {
     const dir = tempDir()
     const src = makeSource(dir, 2 * n)
     const bdir = nodePath.join(dir, "b")
-    // The cipher factory runs after the entry is registered and before the source is opened.
+    // The cipher factory runs after the entry is registered and before the source is opened:
+    // what is encrypted and hashed is the file as opened, so this backup is good.
     const chmodding: BackupCipher = { ...cipher, encrypt: () => (sleepSync(15), fs.chmodSync(src.path, 0o640), cipher.encrypt()) }
-    const err = await fail(create({ source: src.path, dir: bdir, cipher: chmodding, hashWorkers: 0 }))
+    const r = await run(create({ source: src.path, dir: bdir, cipher: chmodding, hashWorkers: 0 }))
+    expect(r.generation.status).toBe("complete")
+    await expectIntact(bdir, src)
+  })
+
+  it("a status change after the source was opened is refused (it cannot be told from a write)", async () => {
+    const dir = tempDir()
+    const src = makeSource(dir, 3 * n + 5)
+    const bdir = nodePath.join(dir, "b")
+    const err = await fail(create({ source: src.path, dir: bdir, cipher: changingAtEnd(() => fs.chmodSync(src.path, 0o640)), hashWorkers: 0 }))
     await expectRefused(src.path, bdir, err, "status change time")
   })
 
