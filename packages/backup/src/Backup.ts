@@ -25,7 +25,7 @@
  *    and no manifest is written, so deep verify can never report damage that is only a
  *    changed source.
  * A cipher without `processDirect` is wrapped in `withManifest` instead, which hashes every
- * segment in memory while the engine runs (no direct mode). Both give identical manifests.
+ * segment in memory while the engine runs (no direct mode). Both give the same digests, layout and roots.
  *
  * Resume (after `kill -9` anywhere) continues from what is on disk: a manifest of the
  * generation → commit the registry entry; the backup file under its final name (the engine
