@@ -12,6 +12,7 @@
  * @module
  */
 import { fromSystemError, type IoError, syncDirectoryOf } from "./internal/fs.js"
+import { Checkpoint } from "@cage/core"
 import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
@@ -112,14 +113,7 @@ export const LayoutRecordSchema = Schema.Struct({
   /** The generation's `id` (a record of another generation is never used). */
   id: Schema.String,
   /** The source as it was encrypted: size in bytes, times in ns since the epoch (decimal strings), inode, device. */
-  source: Schema.Struct({
-    path: Schema.String,
-    size: Schema.Number,
-    mtimeNs: Schema.String,
-    ctimeNs: Schema.String,
-    ino: Schema.String,
-    dev: Schema.String
-  }),
+  source: Checkpoint.SourceIdentitySchema,
   /** How the source is cut: bytes before chunk 0, plaintext chunk bytes, final-chunk rule. */
   framing: Schema.Struct({ headerBytes: Schema.Number, chunkBytes: Schema.Number, shortFinal: Schema.Boolean }),
   /** Bytes of the cipher's header at the start of the backup file. */

@@ -25,7 +25,8 @@ import { syncDirectory } from "./ChunkOutput.js"
 /** Checkpoint document format version. */
 export const CHECKPOINT_VERSION = 1
 
-const Identity = Schema.Struct({
+/** A source's identity as recorded in checkpoints (see `SourceIdentity`): sizes in bytes, times in ns (decimal strings). */
+export const SourceIdentitySchema = Schema.Struct({
   path: Schema.String,
   size: Schema.Number,
   mtimeNs: Schema.String,
@@ -44,7 +45,7 @@ const ProcessorRecord = Schema.Struct({
 export const CheckpointSchema = Schema.Struct({
   format: Schema.Literal("cage-checkpoint"),
   version: Schema.Literal(CHECKPOINT_VERSION),
-  source: Identity,
+  source: SourceIdentitySchema,
   output: Schema.String,
   chunkBytes: Schema.Number,
   pipeline: Schema.Array(ProcessorRecord),
