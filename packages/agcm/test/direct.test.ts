@@ -276,7 +276,7 @@ describe("direct mode is taken for a lone AGCM processor from a file to a file, 
       expect(segment.inputOffset).toBe(first * cs)
       expect(segment.outputOffset).toBe(H + first * (cs + TAG))
       expect(segment.input).toBe(src)
-      expect(segment.output).toBe(sealed.out)
+      expect(segment.output).toBe(`${sealed.out}.partial`)
       expect(segment.inputFd).toBeGreaterThanOrEqual(0)
       expect(segment.outputFd).toBeGreaterThanOrEqual(0)
       expect(segment.outputFd).not.toBe(segment.inputFd)
@@ -857,7 +857,7 @@ describe("I/O failures in direct mode are IoErrors naming the file", () => {
     gone(out)
   })
 
-  it.for([1, 2])("a failing write (workers: %i) is an IoError naming the output", async (workers) => {
+  it.for([1, 2])("a failing write (workers: %i) is an IoError naming the file written (<out>.partial)", async (workers) => {
     const cs = 64 * KiB
     const src = writeTemp("w.bin", bytes(workers === 1 ? 5 * cs : 9 * MiB, 14))
     const out = fresh("w.agcm")
@@ -866,7 +866,7 @@ describe("I/O failures in direct mode are IoErrors naming the file", () => {
     const e = failure((await runFile(src, ChunkOutput.toFile(out), s.processor, { chunkBytes: cs })).exit)
     expect(e._tag).toBe("IoError")
     expect(e.operation).toBe("write")
-    expect(e.path).toBe(out)
+    expect(e.path).toBe(`${out}.partial`)
     expect(e.exitCode).toBe(4)
     gone(out)
   })

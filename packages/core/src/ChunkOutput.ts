@@ -36,7 +36,12 @@ export interface ChunkOutput {
    * that `position()` and `commit` account for them. Writes past `position()` are allowed;
    * the engine only checkpoints a length below which every byte was written.
    */
-  readonly positional?: { readonly fd: () => number; readonly extend: (end: number) => void } | undefined
+  readonly positional?: {
+    readonly fd: () => number
+    readonly extend: (end: number) => void
+    /** The file the descriptor writes (`<out>.partial`), for error messages. */
+    readonly path: string
+  } | undefined
   /** Makes everything written so far durable (fdatasync). */
   readonly sync: () => Effect.Effect<void, IoError>
   /** fsyncs and publishes the output under its final name. */
@@ -125,6 +130,7 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
         }
       }),
     positional: {
+      path: staging,
       fd: () => fd,
       extend: (end) => {
         if (end > position) position = end

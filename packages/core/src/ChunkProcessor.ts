@@ -143,7 +143,7 @@ export interface DirectSegment {
   readonly outputFd: number
   /** Offset of the segment's first output byte in the output file. */
   readonly outputOffset: number
-  /** For messages: the input's and output's descriptions (paths). */
+  /** For messages: the input's description and the path of the file written (`<out>.partial`). */
   readonly input: string
   readonly output: string
 }

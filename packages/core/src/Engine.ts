@@ -436,7 +436,8 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
               outputFd: direct.out.fd(),
               outputOffset: outputBase + first.index * direct.outputChunkBytes,
               input: input.description,
-              output: output!.description
+              // The file actually written (`<out>.partial`): a write error names it.
+              output: direct.out.path
             }), true)
             if (pipeline[0].snapshot) segmentSnapshots.push([0, pipeline[0].snapshot()])
           }
