@@ -202,22 +202,26 @@ const runGenerationLocked = (options: CreateOptions, entry: Registry.Generation,
       layout = record
       return Registry.writeAtomic(layoutPath(dir, entry), JSON.stringify(record))
     })
-    const summary = yield* runPipeline({
-      input,
-      output: ChunkOutput.toFile(file),
-      pipeline: [spy],
-      chunkBytes: options.chunkBytes ?? entry.chunkBytes,
-      segmentBytes: options.segmentBytes,
-      inFlight: options.inFlight,
-      checkpoint: { path: cp, mode, ...(options.checkpointIntervalMs !== undefined ? { intervalMs: options.checkpointIntervalMs } : {}) },
-      progress: options.progress
-    }).pipe(Effect.ensuring(input.close()))
+    const summary = yield* encryptGeneration(options, entry, mode, input, spy).pipe(Effect.ensuring(input.close()))
     // Phase 2: hash the committed backup file and the source.
     const generation = yield* hashCommitted(options, entry, layout!)
     return { generation, summary } satisfies CreateResult
   })
 
 const layoutPath = (dir: string, g: Registry.Generation) => Registry.layoutRecordPath(dir, g.file)
+
+/** The engine run of a generation (either path): `processor` encrypts `input` into the backup file, with its checkpoint. */
+const encryptGeneration = (options: CreateOptions, entry: Registry.Generation, mode: "fresh" | "resume", input: ChunkInput.ChunkInput, processor: ChunkProcessor) =>
+  runPipeline({
+    input,
+    output: ChunkOutput.toFile(nodePath.join(options.dir, entry.file)),
+    pipeline: [processor],
+    chunkBytes: options.chunkBytes ?? entry.chunkBytes,
+    segmentBytes: options.segmentBytes,
+    inFlight: options.inFlight,
+    checkpoint: { path: checkpointPath(options.dir, entry), mode, ...(options.checkpointIntervalMs !== undefined ? { intervalMs: options.checkpointIntervalMs } : {}) },
+    progress: options.progress
+  })
 
 const exists = (path: string) => io("stat", path, () => fs.promises.lstat(path).then(() => true, (e) => (e?.code === "ENOENT" ? false : Promise.reject(e))))
 const remove = (path: string) => io("remove", path, () => fs.promises.rm(path, { force: true }))
@@ -370,20 +374,13 @@ const commitGeneration = (
 /** The in-memory path (ciphers without direct mode): {@link withManifest} hashes segments as the engine runs. */
 const runInMemory = (options: CreateOptions, entry: Registry.Generation, mode: "fresh" | "resume", encrypt: ChunkProcessor) =>
   Effect.gen(function*() {
-    const dir = options.dir
     const input = yield* ChunkInput.fromFile(entry.source)
     const pool = new HashPool(options.hashWorkers)
     const collector = withManifest(encrypt, pool)
-    const summary = yield* runPipeline({
-      input,
-      output: ChunkOutput.toFile(nodePath.join(dir, entry.file)),
-      pipeline: [collector.processor],
-      chunkBytes: options.chunkBytes ?? entry.chunkBytes,
-      segmentBytes: options.segmentBytes,
-      inFlight: options.inFlight,
-      checkpoint: { path: checkpointPath(dir, entry), mode, ...(options.checkpointIntervalMs !== undefined ? { intervalMs: options.checkpointIntervalMs } : {}) },
-      progress: options.progress
-    }).pipe(Effect.ensuring(Effect.promise(() => pool.close())), Effect.ensuring(input.close()))
+    const summary = yield* encryptGeneration(options, entry, mode, input, collector.processor).pipe(
+      Effect.ensuring(Effect.promise(() => pool.close())),
+      Effect.ensuring(input.close())
+    )
     const generation = yield* commitGeneration(options, entry, collector.collected(), {
       // The size actually read (the source may have changed since the entry was registered).
       plainBytes: input.size ?? entry.plainBytes,
