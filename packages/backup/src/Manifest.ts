@@ -190,14 +190,17 @@ export const withLayoutRecord = <E>(inner: ChunkProcessor, record: (layout: Ciph
   ...(inner.close ? { close: inner.close } : {})
 })
 
+/** Byte range `[start, length]` of plaintext chunk `c`'s ciphertext in the backup file (the direct-mode rule). */
+const cipherRange = (layout: CipherLayout, c: ChunkSpec): readonly [number, number] =>
+  [layout.headerBytes + c.index * layout.outputChunkBytes, c.final ? c.length + layout.outputChunkBytes - layout.framing.chunkBytes : layout.outputChunkBytes]
+
 /** Byte range `[start, length]` of each chunk `[from, to)`: plaintext in the source, ciphertext in the backup file. */
 const rangesOf = (layout: CipherLayout, plan: ChunkPlan, from: number, to: number) => {
   const plain: Array<readonly [number, number]> = []
   const cipher: Array<readonly [number, number]> = []
-  const { framing, headerBytes, outputChunkBytes } = layout
   for (const c of plan.chunks(from, to)) {
-    plain.push([framing.headerBytes + c.start, c.length])
-    cipher.push([headerBytes + c.index * outputChunkBytes, c.final ? c.length + outputChunkBytes - framing.chunkBytes : outputChunkBytes])
+    plain.push([layout.framing.headerBytes + c.start, c.length])
+    cipher.push(cipherRange(layout, c))
   }
   return { plain, cipher }
 }
@@ -205,12 +208,8 @@ const rangesOf = (layout: CipherLayout, plan: ChunkPlan, from: number, to: numbe
 /** The chunk plan of a source of `sourceBytes` bytes and the backup file's expected size, bytes. */
 export const planOf = (layout: CipherLayout, sourceBytes: number) => {
   const plan = planRegion(sourceBytes - layout.framing.headerBytes, layout.framing)
-  const n = plan.totalChunks
-  const last = n > 0 ? plan.chunkAt(n - 1) : undefined
-  const cipherBytes = last
-    ? layout.headerBytes + last.index * layout.outputChunkBytes + last.length + layout.outputChunkBytes - layout.framing.chunkBytes
-    : layout.headerBytes
-  return { plan, cipherBytes }
+  const last = plan.totalChunks > 0 ? cipherRange(layout, plan.chunkAt(plan.totalChunks - 1)) : undefined
+  return { plan, cipherBytes: last ? last[0] + last[1] : layout.headerBytes }
 }
 
 /** Plaintext bytes hashed per batch: memory holds one or two batches' tasks, never the file's. */
