@@ -231,10 +231,15 @@ export const hashFromFiles = (
   sourceBytes: number,
   backupFile: string,
   layout: CipherLayout,
-  batchBytes: number = HASH_BATCH_BYTES,
-  onProgress: (plainBytesHashed: number) => void = () => undefined
+  options: {
+    /** Plaintext bytes per batch. Default {@link HASH_BATCH_BYTES}. */
+    readonly batchBytes?: number
+    /** Called after each batch with the plaintext bytes hashed so far. */
+    readonly onProgress?: (plainBytesHashed: number) => void
+  } = {}
 ): Effect.Effect<CollectedDigests, IoError> =>
   Effect.gen(function*() {
+    const { batchBytes = HASH_BATCH_BYTES, onProgress = () => undefined } = options
     const read = (path: string, ranges: ReadonlyArray<readonly [number, number]>) =>
       Effect.tryPromise({ try: () => pool.hashFileRanges(path, ranges), catch: (e) => fromSystemError("read", path, e) })
     const { plan } = planOf(layout, sourceBytes)

@@ -162,7 +162,7 @@ describe("direct-mode ciphers: manifest hashed from the files", () => {
     try {
       for (const batch of [1, n, 2 * n + 1, 4 * n, 1 << 30]) {
         const progress: Array<number> = []
-        const d = await run(hashFromFiles(pool, src.path, src.bytes.length, nodePath.join(bdir, made.generation.file), layout, batch, (b) => progress.push(b)))
+        const d = await run(hashFromFiles(pool, src.path, src.bytes.length, nodePath.join(bdir, made.generation.file), layout, { batchBytes: batch, onProgress: (b) => progress.push(b) }))
         // One report per batch, growing, ending at the source's size.
         expect(progress.length).toBe(Math.ceil(10 / Math.max(1, Math.floor(batch / n))))
         expect([...progress].sort((a, b) => a - b)).toEqual(progress)
