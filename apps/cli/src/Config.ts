@@ -11,6 +11,7 @@
  * ```toml
  * chunk_size = "64KiB"          # bytes, or with a unit
  * workers = 2
+ * limit_rate = "100MiB"         # input bytes per second (encrypt, decrypt, backup create)
  * backend = "agcm"              # agcm | age | age-lib
  * streaming_strategy = "auto"   # pipe | tempfile | auto (age backend)
  * plugins = ["@acme/cage-processor-gzip"]   # npm packages from this project's node_modules
@@ -46,6 +47,7 @@ const Names = Schema.Array(Schema.String)
 export const ConfigFile = Schema.Struct({
   chunk_size: Schema.optionalKey(Size),
   workers: Schema.optionalKey(Schema.Int),
+  limit_rate: Schema.optionalKey(Size),
   backend: Schema.optionalKey(Schema.Literals(["agcm", "age", "age-lib"])),
   streaming_strategy: Schema.optionalKey(Schema.Literals(["pipe", "tempfile", "auto"])),
   plugins: Schema.optionalKey(Names),
@@ -76,6 +78,8 @@ export interface Settings {
   readonly projectDir: string
   readonly chunkSize: Sourced<number | undefined>
   readonly workers: Sourced<number | undefined>
+  /** Input read rate cap in bytes per second (`limit_rate`), or none. */
+  readonly limitRate: Sourced<number | undefined>
   readonly backend: Sourced<"agcm" | "age" | "age-lib">
   readonly streamingStrategy: Sourced<"pipe" | "tempfile" | "auto">
   readonly plugins: Sourced<ReadonlyArray<string>>
@@ -124,6 +128,9 @@ const sizeOf = (file: string, key: string, v: number | string) =>
     ? Effect.succeed(v)
     : Effect.fromNullishOr(parseSize(v)).pipe(Effect.mapError(() => configError(file, `${key}: "${v}" is not a size (examples: 65536, "64KiB", "500MB")`)))
 
+const positiveSizeOf = (file: string, key: string, v: number | string) =>
+  Effect.flatMap(sizeOf(file, key, v), (n) => n > 0 ? Effect.succeed(n) : Effect.fail(configError(file, `${key}: expected a positive size, got ${JSON.stringify(v)}`)))
+
 /** Loads the effective settings. Fails with a `UsageError` naming the file and key. */
 export const loadSettingsFrom = (cwd = process.cwd(), env = process.env): Effect.Effect<Settings, UsageError> =>
   Effect.gen(function*() {
@@ -133,6 +140,7 @@ export const loadSettingsFrom = (cwd = process.cwd(), env = process.env): Effect
       projectDir: cwd,
       chunkSize: { value: undefined, source: "default" },
       workers: { value: undefined, source: "default" },
+      limitRate: { value: undefined, source: "default" },
       backend: { value: "agcm", source: "default" },
       streamingStrategy: { value: "auto", source: "default" },
       plugins: { value: [], source: "default" },
@@ -154,6 +162,7 @@ export const loadSettingsFrom = (cwd = process.cwd(), env = process.env): Effect
         projectDir: path.dirname(path.resolve(file)),
         ...(c.chunk_size !== undefined ? { chunkSize: at(yield* sizeOf(file, "chunk_size", c.chunk_size)) } : {}),
         ...(c.workers !== undefined ? { workers: at(c.workers) } : {}),
+        ...(c.limit_rate !== undefined ? { limitRate: at(yield* positiveSizeOf(file, "limit_rate", c.limit_rate)) } : {}),
         ...(c.backend !== undefined ? { backend: at(c.backend) } : {}),
         ...(c.streaming_strategy !== undefined ? { streamingStrategy: at(c.streaming_strategy) } : {}),
         ...(c.plugins !== undefined ? { plugins: at(c.plugins) } : {}),

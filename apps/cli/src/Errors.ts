@@ -5,7 +5,9 @@
  * Exit codes (documented in the README):
  * 0 success; 1 other failure; 2 usage error; 3 integrity or authentication failure
  * (tampered, truncated, wrong key); 4 input or output error (missing file, permission, disk
- * full); 5 resume refused; 130 interrupted (SIGINT/SIGTERM; the checkpoint is kept).
+ * full, an input that changed while it was read); 5 resume refused; 6 busy (another cage
+ * process writes the same output); 128 + signal when interrupted (130 SIGINT, 143 SIGTERM,
+ * 129 SIGHUP; the checkpoint is kept); 141 when standard output was closed by its reader.
  *
  * @module
  */
@@ -21,9 +23,22 @@ export const describe = (error: unknown): string => {
   return String(error)
 }
 
-/** Prints `cage: error: …` and sets the exit code. */
+/** Exit status of a run whose standard output was closed by its reader (128 + SIGPIPE). */
+export const EXIT_PIPE_CLOSED = 141
+
+/** A write to standard output failed because its reader went away (`| head`). */
+const isClosedPipe = (error: unknown) => {
+  const e = error as { _tag?: unknown; path?: unknown; detail?: unknown } | undefined
+  return e?._tag === "IoError" && e.path === "stdout" && typeof e.detail === "string" && /\bEPIPE\b/.test(e.detail)
+}
+
+/** Prints `cage: error: …` and sets the exit code; a closed standard output ends quietly (141). */
 export const report = (error: unknown): Effect.Effect<void> =>
   Effect.sync(() => {
+    if (isClosedPipe(error)) {
+      process.exitCode = EXIT_PIPE_CLOSED
+      return
+    }
     const code = exitCodeOf(error)
     process.stderr.write(`cage: error: ${describe(error)}\n`)
     process.exitCode = code

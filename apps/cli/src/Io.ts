@@ -7,6 +7,17 @@ import { ChunkInput, ChunkOutput, formatBytes, type IoError, parseSize, type Run
 import { Effect } from "effect"
 import { usage } from "./Errors.js"
 
+let interruptNoteText = "nothing was published"
+
+/**
+ * What the line printed on an interruption says can be done next (set by the command that
+ * knows: a checkpointed run can be resumed, a run on standard input or output cannot).
+ */
+export const interruptNote = () => interruptNoteText
+export const setInterruptNote = (text: string) => Effect.sync(() => {
+  interruptNoteText = text
+})
+
 /** `-` means stdin. */
 export const openInput = (path: string): Effect.Effect<ChunkInput.ChunkInput, IoError> =>
   path === "-" ? Effect.succeed(ChunkInput.fromStream(process.stdin, "stdin")) : ChunkInput.fromFile(path)

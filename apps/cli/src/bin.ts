@@ -2,13 +2,19 @@
 /**
  * Entry point of the `cage` binary.
  *
+ * Runs the CLI as the main fiber. SIGINT, SIGTERM and SIGHUP interrupt it (finalizers run:
+ * checkpoints are saved, partial outputs aborted) and the process exits with 128 + the
+ * signal number (130, 143, 129) after one line saying what can be done next. A closed
+ * standard output (`cage decrypt -o - f | head -c 10`) ends the run quietly with 141
+ * (128 + SIGPIPE), as `cat` would.
+ *
  * @module
  */
 // Deep imports: the package index pulls in HTTP, Redis and more (about 2 s of startup).
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Effect } from "effect"
+import { Cause, Effect, Fiber } from "effect"
 import { report } from "./Errors.js"
+import { interruptNote } from "./Io.js"
 import { cli } from "./main.js"
 
 const isCliError = (e: unknown) => typeof e === "object" && e !== null && String((e as { _tag?: unknown })._tag ?? "") in cliTags
@@ -24,17 +30,42 @@ const program = cli(process.argv.slice(2)).pipe(
   Effect.provide(NodeServices.layer)
 )
 
-NodeRuntime.runMain(program, {
-  disableErrorReporting: true,
-  teardown: (exit, onExit) => {
-    if (exit._tag === "Success") return onExit(Number(process.exitCode ?? 0))
-    if (Cause.hasInterruptsOnly(exit.cause)) {
-      process.stderr.write("cage: interrupted; run the same command again to resume\n")
-      return onExit(130)
+const SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const
+type Stop = { readonly kind: "signal"; readonly name: keyof typeof SIGNALS } | { readonly kind: "pipe" }
+let stop: Stop | undefined
+
+const fiber = Effect.runFork(program)
+// Keeps the event loop alive while the fiber waits on something that holds no handle.
+const keepAlive = setInterval(() => undefined, 2 ** 31 - 1)
+
+const interrupt = (why: Stop) => {
+  if (stop !== undefined) return
+  stop = why
+  Effect.runFork(Fiber.interrupt(fiber))
+}
+for (const name of Object.keys(SIGNALS) as Array<keyof typeof SIGNALS>) process.on(name, () => interrupt({ kind: "signal", name }))
+// A reader that went away (EPIPE) is not an error of ours: stop, quietly. Other write errors
+// (a full disk behind `> file`) reach the failed write itself and are reported there.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") interrupt({ kind: "pipe" })
+})
+
+fiber.addObserver((exit) => {
+  clearInterval(keepAlive)
+  let code: number
+  if (exit._tag === "Success") code = Number(process.exitCode ?? 0)
+  else if (Cause.hasInterruptsOnly(exit.cause) || stop !== undefined) {
+    if (stop?.kind === "pipe") code = 141
+    else {
+      const name = stop?.name ?? "SIGINT"
+      code = 128 + SIGNALS[name]
+      process.stderr.write(`cage: interrupted (${name}); ${interruptNote()}\n`)
     }
+  } else {
     // Typed failures were reported above; what is left is a defect: a bug, said as such.
     const defect = Cause.squash(exit.cause)
     process.stderr.write(`cage: internal error: ${defect instanceof Error ? defect.stack ?? defect.message : String(defect)}\n`)
-    onExit(1)
+    code = 1
   }
+  process.exit(code)
 })

@@ -43,7 +43,8 @@ const interrupt = async (args: ReadonlyArray<string>, signal: NodeJS.Signals, mi
   return { killed, code: await exited }
 }
 
-const encryptArgs = () => ["encrypt", "--key", key, "--workers", "1", "--chunk-size", "16KiB", "--checkpoint-interval", "10", "--no-fsync", "-q", f("in")]
+// Rate-limited (64 MiB/s) so a kill triggered by a checkpoint lands mid-run on any machine.
+const encryptArgs = () => ["encrypt", "--key", key, "--workers", "1", "--chunk-size", "16KiB", "--checkpoint-interval", "10", "--limit-rate", "64MiB", "--no-fsync", "-q", f("in")]
 
 describe("kill -9 and resume with a real cage process", () => {
   it("resumes after repeated kill -9 and decrypts to the original; the header never changes", async () => {

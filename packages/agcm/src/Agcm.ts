@@ -12,7 +12,7 @@
  * @module
  */
 import type { Chunk as ChunkSpec, ChunkProcessor, DirectSegment, InitContext, JsonValue } from "@cage/core"
-import { fromSystemError, IoError, PROCESSOR_API_VERSION } from "@cage/core"
+import { fromSystemError, InputChanged, IoError, PROCESSOR_API_VERSION } from "@cage/core"
 import * as fs from "node:fs"
 import { Effect } from "effect"
 import {
@@ -127,13 +127,13 @@ const directJob = (op: number, specs: ReadonlyArray<ChunkSpec>, segment: DirectS
 }
 
 /** A direct job's read or write failure, as the engine reports I/O failures (exit code 4). */
-const directIoFailure = (outcome: DirectOutcome, segment: DirectSegment, inputBytes: number): IoError | undefined => {
+const directIoFailure = (outcome: DirectOutcome, segment: DirectSegment, inputBytes: number): IoError | InputChanged | undefined => {
   if (outcome.ioError) {
     const { operation, code, message } = outcome.ioError
     return fromSystemError(operation, operation === "read" ? segment.input : segment.output, Object.assign(new Error(message), { code }))
   }
   if (outcome.short !== undefined) {
-    return new IoError({ reason: "Unknown", operation: "read", path: segment.input, detail: `the input shrank while being read (expected ${inputBytes} bytes at ${segment.inputOffset}, got ${outcome.short})` })
+    return new InputChanged({ path: segment.input, detail: `it shrank: expected ${inputBytes} bytes at ${segment.inputOffset}, got ${outcome.short}` })
   }
   return undefined
 }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { ChunkOutput, type IoError, fromSystemError } from "@cage/core"
+import { ChunkInput, ChunkOutput, fromSystemError, InputChanged, type IoError, type LockBusy } from "@cage/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import { type Readable, Writable } from "node:stream"
@@ -34,11 +34,14 @@ export const migrateV1ToV2 = (input: Readable, output: Writable, options: Migrat
 /**
  * Migrates the v1 file at `inPath` to a new v2 file at `outPath`, staged as
  * `<outPath>.partial` (0600) and published only on success (never replacing an existing file).
+ * One writer per output (`LockBusy` when another process writes `outPath`); `InputChanged`
+ * (nothing published) when `inPath` changed while it was read.
  */
-export const migrateV1File = (inPath: string, outPath: string, options: MigrateOptions): Effect.Effect<void, AgcmError | IoError> =>
+export const migrateV1File = (inPath: string, outPath: string, options: MigrateOptions): Effect.Effect<void, AgcmError | IoError | LockBusy | InputChanged> =>
   Effect.gen(function*() {
     const out = ChunkOutput.toFile(outPath)
     yield* out.open()
+    const before = yield* ChunkInput.statIdentity(inPath).pipe(Effect.tapError(() => out.abort({ keepPartial: false })))
     // Route the v2 bytes through the engine's staged file sink, honouring backpressure.
     const writer = new Writable({
       write(chunk: Buffer, _enc, cb) {
@@ -46,7 +49,13 @@ export const migrateV1File = (inPath: string, outPath: string, options: MigrateO
       }
     })
     const input = fs.createReadStream(inPath, { highWaterMark: 1024 * 1024 })
+    const unchanged = ChunkInput.statIdentity(inPath).pipe(Effect.flatMap((now) =>
+      now.size === before.size && now.mtimeNs === before.mtimeNs && now.ctimeNs === before.ctimeNs && now.ino === before.ino
+        ? Effect.void
+        : Effect.fail(new InputChanged({ path: inPath, detail: `size ${before.size} → ${now.size}, or its times or inode` }))
+    ))
     yield* migrateV1ToV2(input, writer, options).pipe(
+      Effect.andThen(unchanged),
       Effect.tapError(() => out.abort({ keepPartial: false }))
     )
     yield* out.commit()

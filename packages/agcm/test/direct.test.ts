@@ -685,7 +685,7 @@ describe("tampered files are rejected in direct mode with the non-direct path's 
     })
   })
 
-  it.for([1, 2])("opening writes only chunks that authenticated (workers: %i; checkpoint keeps the .partial)", async (workers) => {
+  it.for([1, 2])("opening writes only chunks that authenticated (workers: %i); the failure removes the .partial and the checkpoint", async (workers) => {
     const cs = 64 * KiB
     const n = workers === 1 ? 9 * cs + 100 : 9 * MiB + 100
     const plain = bytes(n, 8)
@@ -702,15 +702,29 @@ describe("tampered files are rejected in direct mode with the non-direct path's 
       ? { segmentBytes: 2 * (cs + TAG), inFlight: 1, checkpoint: { path: ckpt, mode: "fresh", intervalMs: 0 } }
       : { inFlight: 2, checkpoint: { path: ckpt, mode: "fresh", intervalMs: 0 } }
     const s = spy(dec({ workers }))
-    const e = failure((await runFile(src, ChunkOutput.toFile(out), s.processor, o)).exit)
+    // What the .partial and the checkpoint held when the run gave up (they are removed then).
+    const sink = ChunkOutput.toFile(out)
+    let atAbort: { partial: Buffer; checkpoint: { completed: Array<[number, number]>; outputBytes: number } } | undefined
+    const watched: ChunkOutput.ChunkOutput = {
+      ...sink,
+      abort: (a) => Effect.suspend(() => {
+        atAbort = { partial: fs.readFileSync(`${out}.partial`), checkpoint: JSON.parse(fs.readFileSync(ckpt, "utf8")) }
+        return sink.abort(a)
+      })
+    }
+    const e = failure((await runFile(src, watched, s.processor, o)).exit)
     expect(s.calls.direct).toBeGreaterThan(0)
     expect((e.cause as AnyError)._tag).toBe("ChunkAuthFailed")
     expect((e.cause as AnyError).chunk).toBe(bad)
+    expect(e.exitCode).toBe(3)
+    // An authentication failure is permanent: nothing is left to resume.
     expect(fs.existsSync(out)).toBe(false)
-    const c = JSON.parse(fs.readFileSync(ckpt, "utf8")) as { completed: Array<[number, number]>; outputBytes: number }
+    expect(fs.existsSync(`${out}.partial`)).toBe(false)
+    expect(fs.existsSync(ckpt)).toBe(false)
+    const c = atAbort!.checkpoint
     expect(c.completed[0][1]).toBeGreaterThan(0)
     expect(c.completed[0][1]).toBeLessThanOrEqual(bad)
-    const partial = fs.readFileSync(`${out}.partial`)
+    const partial = atAbort!.partial
     expect(partial.length).toBeGreaterThanOrEqual(c.outputBytes)
     // Every chunk on disk is either true plaintext or never written (a hole): the bad
     // chunk's garbage plaintext (one flipped bit away from the truth) is never released.
@@ -813,13 +827,12 @@ describe("I/O failures in direct mode are IoErrors naming the file", () => {
   const shrinkAt = (src: string, atChunk: number, toBytes: number): Hook => (chunks) =>
     chunks[0].index === atChunk ? Effect.sync(() => fs.truncateSync(src, toBytes)).pipe(Effect.as(undefined)) : Effect.succeed(undefined)
 
+  // A source that shrinks under the run changed: InputChanged (exit 4), nothing kept.
   const expectShrank = (e: AnyError, src: string) => {
-    expect(e._tag).toBe("IoError")
+    expect(e._tag).toBe("InputChanged")
     expect(e.path).toBe(src)
-    expect(e.operation).toBe("read")
     expect(e.exitCode).toBe(4)
-    expect(e.message).toContain(src)
-    expect(e.message).toContain("the input shrank while being read")
+    expect(e.message).toContain(`${src} changed while it was being read (it shrank`)
   }
 
   it.for([

@@ -111,6 +111,8 @@ export interface CreateOptions extends CommonOptions {
   readonly inFlight?: number
   /** Minimum ms between checkpoints. Default: the engine's (1000). */
   readonly checkpointIntervalMs?: number
+  /** Caps the source read rate while encrypting, in bytes per second (see core `RateLimit`). Default: none. */
+  readonly limitRate?: number | undefined
   readonly progress?: Progress.ProgressReporter
   /**
    * Progress of the manifest hashing that follows a direct-mode encryption (plaintext bytes
@@ -220,8 +222,14 @@ const encryptGeneration = (options: CreateOptions, entry: Registry.Generation, m
     segmentBytes: options.segmentBytes,
     inFlight: options.inFlight,
     checkpoint: { path: checkpointPath(options.dir, entry), mode, ...(options.checkpointIntervalMs !== undefined ? { intervalMs: options.checkpointIntervalMs } : {}) },
-    progress: options.progress
-  })
+    progress: options.progress,
+    limitRate: options.limitRate
+  }).pipe(
+    // The engine saw the source change while it read it: this generation can never be
+    // completed (the same as a change found while hashing).
+    Effect.catchTag("InputChanged", (e) =>
+      discardGeneration(options, entry).pipe(Effect.andThen(Effect.fail(new SourceChanged({ source: entry.source, generation: entry.generation, detail: e.detail })))))
+  )
 
 const exists = (path: string) => io("stat", path, () => fs.promises.lstat(path).then(() => true, (e) => (e?.code === "ENOENT" ? false : Promise.reject(e))))
 const remove = (path: string) => io("remove", path, () => fs.promises.rm(path, { force: true }))

@@ -2,8 +2,8 @@
  * The registry lock: serializes every read-modify-write of `.cage_backups.json` across
  * processes, and cannot be left stuck by a crashed holder.
  *
- * The lock is a file `<dir>/.cage_backups.lock` created with `O_CREAT|O_EXCL` holding
- * `{ pid, host, token, at }`. A waiter treats it as stale, and breaks it, when its holder
+ * The lock is a file `<dir>/.cage_backups.lock` made with core's `Lock` primitives (created
+ * complete or not at all, holding pid, host, process start time, token and time). A waiter treats it as stale, and breaks it, when its holder
  * is on this host and its pid no longer exists (`kill -9`), or when its mtime is older than
  * `staleMs` (a holder on another host that died: live holders touch the file every
  * `staleMs / 3`). Breaking renames the lock to a unique name first, so of two waiters that
@@ -13,11 +13,9 @@
  * @module
  */
 import { Effect } from "effect"
-import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
-import { hostname } from "node:os"
 import * as nodePath from "node:path"
-import { fromSystemError, type IoError } from "@cage/core"
+import { fromSystemError, type IoError, Lock } from "@cage/core"
 import { LockTimeout } from "./Error.js"
 
 /** Name of the lock file beside the registry. */
@@ -35,82 +33,13 @@ export interface LockOptions {
   readonly name?: string
 }
 
-interface Holder {
-  readonly pid: number
-  readonly host: string
-  readonly token: string
-  readonly at: string
-}
-
-const pidAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    // EPERM: the process exists but belongs to someone else.
-    return (e as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
-
-const readHolder = (path: string): { holder: Holder | undefined; mtimeMs: number } | undefined => {
-  try {
-    const st = fs.statSync(path)
-    let holder: Holder | undefined
-    try {
-      holder = JSON.parse(fs.readFileSync(path, "utf8")) as Holder
-    } catch {
-      holder = undefined // being written, or garbage: only the age decides
-    }
-    return { holder, mtimeMs: st.mtimeMs }
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
-    throw e
-  }
-}
-
-/** Whether a lock is stale; `why` explains it for tests and logs. */
-const staleness = (info: { holder: Holder | undefined; mtimeMs: number }, staleMs: number): string | undefined => {
+/** Whether a lock is stale: its owner on this host is gone, or it was not refreshed for `staleMs`. */
+const staleness = (info: Lock.LockInfo, staleMs: number): string | undefined => {
   const h = info.holder
-  if (h && h.host === hostname() && typeof h.pid === "number" && !pidAlive(h.pid)) return `holder pid ${h.pid} is gone`
+  if (h && Lock.holderAlive(h) === false) return `holder pid ${h.pid} is gone`
   // A lock file that never got its content is stale once old enough too.
   if (Date.now() - info.mtimeMs > staleMs) return `not refreshed for ${Math.round(Date.now() - info.mtimeMs)} ms`
   return undefined
-}
-
-const tryCreate = (path: string, holder: Holder): boolean => {
-  // Write the content under a private name, then link: the lock appears complete or not at all.
-  const tmp = `${path}.${holder.token}`
-  fs.writeFileSync(tmp, JSON.stringify(holder), { mode: 0o600 })
-  try {
-    fs.linkSync(tmp, path)
-    return true
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false
-    throw e
-  } finally {
-    fs.rmSync(tmp, { force: true })
-  }
-}
-
-const tryBreak = (path: string, judged: { holder: Holder | undefined; mtimeMs: number }) => {
-  const aside = `${path}.stale-${randomUUID()}`
-  try {
-    fs.renameSync(path, aside)
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return // someone else broke it
-    throw e
-  }
-  const now = readHolder(aside)
-  const same = now !== undefined && (now.holder?.token ?? null) === (judged.holder?.token ?? null)
-  if (!same) {
-    // We moved a lock taken after our check: put it back (link never overwrites).
-    try {
-      fs.linkSync(aside, path)
-    } catch {
-      // Another process took the lock meanwhile; the holder we displaced detects it on release.
-    }
-  }
-  fs.rmSync(aside, { force: true })
 }
 
 /**
@@ -129,14 +58,14 @@ export const withLock = <A, E, R>(
   const waitMs = options.waitMs ?? 120_000
   const pollMs = options.pollMs ?? 25
   const acquire = Effect.gen(function*() {
-    const holder: Holder = { pid: process.pid, host: hostname(), token: randomUUID(), at: new Date().toISOString() }
+    const holder = Lock.selfHolder()
     const started = Date.now()
     while (true) {
-      const got = yield* Effect.try({ try: () => tryCreate(path, holder), catch: (e) => fromSystemError("create lock", path, e) })
+      const got = yield* Effect.try({ try: () => Lock.tryCreate(path, holder), catch: (e) => fromSystemError("create lock", path, e) })
       if (got) return holder
-      const info = yield* Effect.try({ try: () => readHolder(path), catch: (e) => fromSystemError("read lock", path, e) })
+      const info = yield* Effect.try({ try: () => Lock.readLock(path), catch: (e) => fromSystemError("read lock", path, e) })
       if (info && staleness(info, staleMs) !== undefined) {
-        yield* Effect.try({ try: () => tryBreak(path, info), catch: (e) => fromSystemError("break stale lock", path, e) })
+        yield* Effect.try({ try: () => Lock.breakStale(path, info), catch: (e) => fromSystemError("break stale lock", path, e) })
         continue
       }
       if (Date.now() - started > waitMs) {
@@ -147,15 +76,7 @@ export const withLock = <A, E, R>(
       yield* Effect.sleep(pollMs + Math.floor(Math.random() * pollMs))
     }
   })
-  const release = (holder: Holder) =>
-    Effect.sync(() => {
-      try {
-        const info = readHolder(path)
-        if (info?.holder?.token === holder.token) fs.rmSync(path, { force: true })
-      } catch {
-        // Releasing is best effort: a leftover lock is stale once our pid is gone.
-      }
-    })
+  const release = (holder: Lock.Holder) => Effect.sync(() => Lock.release(path, holder))
   return Effect.acquireUseRelease(acquire, (holder) => {
     // Touch the lock while held so a long holder is not judged stale by age.
     const timer = setInterval(() => {

@@ -93,14 +93,20 @@ export const makeFileStore = (): CheckpointStore => ({
     Effect.tryPromise({
       try: async () => {
         const tmp = `${path}.tmp-${process.pid}`
-        const h = await fs.promises.open(tmp, "w", 0o600)
         try {
-          await h.writeFile(JSON.stringify(checkpoint), "utf8")
-          await h.sync()
-        } finally {
-          await h.close()
+          const h = await fs.promises.open(tmp, "w", 0o600)
+          try {
+            await h.writeFile(JSON.stringify(checkpoint), "utf8")
+            await h.sync()
+          } finally {
+            await h.close()
+          }
+          await fs.promises.rename(tmp, path)
+        } catch (e) {
+          // A full disk must not leave an empty temporary beside the output.
+          await fs.promises.rm(tmp, { force: true })
+          throw e
         }
-        await fs.promises.rename(tmp, path)
       },
       catch: (e) => fromSystemError("write checkpoint", path, e)
     }).pipe(Effect.andThen(syncDirectory(nodePath.dirname(nodePath.resolve(path))))),

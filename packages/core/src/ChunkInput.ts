@@ -11,7 +11,7 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import type { Readable } from "node:stream"
 import type { SourceIdentity } from "./ChunkProcessor.js"
-import { fromSystemError, IoError } from "./Error.js"
+import { fromSystemError, InputChanged, IoError } from "./Error.js"
 
 /** A byte source. */
 export interface ChunkInput {
@@ -36,6 +36,13 @@ export interface ChunkInput {
    * never calls `read`.
    */
   readonly fd?: number | undefined
+  /**
+   * Checks that the source is still the version that was opened (regular files: `fstat` of
+   * the open descriptor against `identity`: size, mtime and ctime in ns). The engine calls
+   * it before each checkpoint and before publishing, so an output never mixes two versions
+   * of its input. Fails with `InputChanged` naming what changed.
+   */
+  readonly verifyUnchanged?: (() => Effect.Effect<void, InputChanged | IoError>) | undefined
   readonly close: () => Effect.Effect<void>
 }
 
@@ -102,6 +109,16 @@ export const fromFile = (path: string): Effect.Effect<ChunkInput, IoError> =>
         }).pipe(Effect.flatMap((n) => n < length && n > 0 && position + n < identity.size
           ? Effect.suspend(() => input.read(position + n, buffer, offset + n, length - n)).pipe(Effect.map((m) => n + m))
           : Effect.succeed(n))),
+      verifyUnchanged: () =>
+        Effect.callback<fs.BigIntStats, IoError>((resume) => {
+          fs.fstat(fd, { bigint: true }, (e, s) => resume(e ? Effect.fail(fromSystemError("stat", path, e)) : Effect.succeed(s)))
+        }).pipe(Effect.flatMap((now) => {
+          const changes: Array<string> = []
+          if (Number(now.size) !== identity.size) changes.push(`size in bytes: was ${identity.size}, now ${now.size}`)
+          if (now.mtimeNs.toString() !== identity.mtimeNs) changes.push("modification time")
+          if (now.ctimeNs.toString() !== identity.ctimeNs) changes.push("status change time")
+          return changes.length === 0 ? Effect.void : Effect.fail(new InputChanged({ path, detail: changes.join(", ") }))
+        })),
       close: () => Effect.suspend(() => {
         if (closed) return Effect.void
         closed = true

@@ -6,6 +6,11 @@
  * then moved into place on `commit`. Without `overwrite`, an existing `path` is never
  * replaced: the move is a hard link, which fails atomically when the name is taken.
  *
+ * One writer per output: a file sink is claimed by a lock file `<path>.cage-lock` (see
+ * `Lock`) before anything is read or written, and released after publishing or aborting;
+ * a second process fails at once with `LockBusy` (exit 6) instead of writing the same
+ * `.partial`. A lock left by `kill -9` does not block the next run (its owner is gone).
+ *
  * @module
  */
 import { Effect } from "effect"
@@ -14,6 +19,8 @@ import * as net from "node:net"
 import * as nodePath from "node:path"
 import type { Writable } from "node:stream"
 import { fromSystemError, IoError } from "./Error.js"
+import * as Lock from "./Lock.js"
+import type { LockBusy } from "./Lock.js"
 
 /** A byte sink, written strictly in order. */
 export interface ChunkOutput {
@@ -27,7 +34,7 @@ export interface ChunkOutput {
    * Opens the sink. With `resumeAt`, continues an earlier `.partial` truncated to exactly
    * `resumeAt` bytes; fails with `IoError` when it is missing or shorter.
    */
-  readonly open: (options?: { readonly resumeAt?: number }) => Effect.Effect<void, IoError>
+  readonly open: (options?: { readonly resumeAt?: number }) => Effect.Effect<void, IoError | LockBusy>
   /** Appends buffers in order (one vectored write where possible). */
   readonly write: (buffers: ReadonlyArray<Uint8Array>) => Effect.Effect<void, IoError>
   /**
@@ -42,6 +49,15 @@ export interface ChunkOutput {
     /** The file the descriptor writes (`<out>.partial`), for error messages. */
     readonly path: string
   } | undefined
+  /**
+   * Takes the output for this process before anything is read (file sinks: the lock
+   * `<path>.cage-lock`). Idempotent. Fails with `LockBusy` when another live process
+   * holds it, `IoError` when the lock cannot be created. `open` claims implicitly (and
+   * `commit`/`abort` then release); a caller that claims explicitly must `release`.
+   */
+  readonly claim?: (() => Effect.Effect<void, LockBusy | IoError>) | undefined
+  /** Gives up a claim (idempotent; never fails). */
+  readonly release?: (() => Effect.Effect<void>) | undefined
   /** Makes everything written so far durable (fdatasync). */
   readonly sync: () => Effect.Effect<void, IoError>
   /** fsyncs and publishes the output under its final name. */
@@ -72,6 +88,9 @@ const openFd = (path: string, flags: string, mode: number) =>
 /** The staging name used for `path`. */
 export const partialPath = (path: string): string => `${path}.partial`
 
+/** The lock file claiming `path` for one writer. */
+export const lockPath = (path: string): string => `${path}.cage-lock`
+
 const io = <A>(operation: string, path: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (e) => fromSystemError(operation, path, e) })
 
@@ -89,6 +108,20 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
   const durable = options.fsync ?? true
   let fd = -1
   let position = 0
+  let held: Lock.Holder | undefined
+  let implicitClaim = false
+  const claim = () =>
+    Effect.suspend(() => held !== undefined ? Effect.void : Lock.acquireOrRefuse(lockPath(path), path).pipe(Effect.map((h) => {
+      held = h
+    })))
+  const release = () =>
+    Effect.sync(() => {
+      if (held === undefined) return
+      Lock.release(lockPath(path), held)
+      held = undefined
+      implicitClaim = false
+    })
+  const releaseImplicit = () => Effect.suspend(() => (implicitClaim ? release() : Effect.void))
   const closeFd = () =>
     Effect.promise(() =>
       fd < 0 ? Promise.resolve() : new Promise<void>((r) => {
@@ -104,30 +137,40 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
       throw Object.assign(new Error("exists"), { code: "EEXIST" })
     }
   })
+  const openClaimed = (o: { readonly resumeAt?: number }) =>
+    Effect.gen(function*() {
+      yield* refuseExisting
+      if (o.resumeAt === undefined) {
+        // A stale .partial is Cage's own staging file from an abandoned run: start it over.
+        fd = yield* io("create", staging, () => openFd(staging, "w", mode))
+        yield* io("chmod", staging, () => fs.promises.chmod(staging, mode))
+        position = 0
+      } else {
+        const resumeAt = o.resumeAt
+        fd = yield* io("open", staging, () => openFd(staging, "r+", mode))
+        const size = yield* io("stat", staging, () => fs.promises.stat(staging).then((s) => s.size))
+        if (size < resumeAt) {
+          yield* closeFd()
+          return yield* Effect.fail(new IoError({ reason: "Unknown", operation: "resume", path: staging, detail: `holds ${size} bytes, the checkpoint expects at least ${resumeAt}` }))
+        }
+        // Bytes past the checkpoint were written after the last durable boundary: redo them.
+        yield* io("truncate", staging, () => new Promise<void>((res, rej) => fs.ftruncate(fd, resumeAt, (e) => e ? rej(e) : res())))
+        position = resumeAt
+      }
+    })
   const self: ChunkOutput = {
     description: path,
     resumable: true,
     position: () => position,
+    claim,
+    release,
     open: (o = {}) =>
       Effect.gen(function*() {
-        yield* refuseExisting
-        if (o.resumeAt === undefined) {
-          // A stale .partial is Cage's own staging file from an abandoned run: start it over.
-          fd = yield* io("create", staging, () => openFd(staging, "w", mode))
-          yield* io("chmod", staging, () => fs.promises.chmod(staging, mode))
-          position = 0
-        } else {
-          const resumeAt = o.resumeAt
-          fd = yield* io("open", staging, () => openFd(staging, "r+", mode))
-          const size = yield* io("stat", staging, () => fs.promises.stat(staging).then((s) => s.size))
-          if (size < resumeAt) {
-            yield* closeFd()
-            return yield* Effect.fail(new IoError({ reason: "Unknown", operation: "resume", path: staging, detail: `holds ${size} bytes, the checkpoint expects at least ${resumeAt}` }))
-          }
-          // Bytes past the checkpoint were written after the last durable boundary: redo them.
-          yield* io("truncate", staging, () => new Promise<void>((res, rej) => fs.ftruncate(fd, resumeAt, (e) => e ? rej(e) : res())))
-          position = resumeAt
+        if (held === undefined) {
+          yield* claim()
+          implicitClaim = true
         }
+        yield* openClaimed(o).pipe(Effect.tapError(() => releaseImplicit()))
       }),
     positional: {
       path: staging,
@@ -182,6 +225,7 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
           yield* io("unlink", staging, () => fs.promises.unlink(staging))
         }
         if (durable) yield* syncDirectory(nodePath.dirname(nodePath.resolve(path)))
+        yield* releaseImplicit()
       }),
     abort: ({ keepPartial }) =>
       Effect.gen(function*() {
@@ -190,6 +234,7 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
         }
         yield* closeFd()
         if (!keepPartial) yield* Effect.promise(() => fs.promises.unlink(staging).catch(() => undefined))
+        yield* releaseImplicit()
       })
   }
   return self

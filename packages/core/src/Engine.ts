@@ -24,8 +24,9 @@ import type { ChunkOutput } from "./ChunkOutput.js"
 import { type ChunkProcessor, type InitResult, type JsonValue, PROCESSOR_API_VERSION } from "./ChunkProcessor.js"
 import { type ChunkPlan, type ChunkSpec, type Framing, planRegion } from "./ChunkSpec.js"
 import * as Checkpoint from "./Checkpoint.js"
-import { type EngineError, IoError, ProcessorError, ResumeRefused, UsageError } from "./Error.js"
+import { type EngineError, ExitCode, exitCodeOf, InputChanged, IoError, ProcessorError, ResumeRefused, UsageError } from "./Error.js"
 import { type ProgressReporter, silent } from "./Progress.js"
+import * as RateLimit from "./RateLimit.js"
 import { Telemetry } from "./Telemetry.js"
 
 /** Default target size of a segment, in bytes (1 MiB: large enough to amortise a read/write). */
@@ -54,6 +55,12 @@ export interface RunOptions {
    */
   readonly checkpoint?: { readonly path: string; readonly mode: "resume" | "fresh"; readonly intervalMs?: number } | undefined
   readonly progress?: ProgressReporter | undefined
+  /**
+   * Caps the input read rate, in bytes per second (see `RateLimit`): segments are admitted
+   * on a smooth schedule, and made at most a tenth of a second of input each (at least one
+   * chunk) so the rate holds over short windows too. Checkpoints and resume are unaffected.
+   */
+  readonly limitRate?: number | undefined
 }
 
 /** The result of a run. Byte counts are input bytes. */
@@ -116,7 +123,8 @@ const guard = <A>(p: ChunkProcessor, phase: ProcessorError["phase"], chunk: numb
     Effect.mapError((cause): EngineError => {
       // In direct mode the processor does the engine's reads and writes: report their
       // failures as the engine would (exit code 4, the path), not as the processor's.
-      if (ioPassthrough && (cause as { _tag?: unknown } | undefined)?._tag === "IoError") return cause as IoError
+      const tag = (cause as { _tag?: unknown } | undefined)?._tag
+      if (ioPassthrough && (tag === "IoError" || tag === "InputChanged")) return cause as IoError | InputChanged
       const at = (cause as { chunk?: unknown } | undefined)?.chunk
       return new ProcessorError({ processor: p.name, phase, chunk: typeof at === "number" ? at : chunk, cause })
     })
@@ -139,7 +147,23 @@ const checkPipeline = (pipeline: ReadonlyArray<ChunkProcessor>) => {
  * Fails with `IoError` (source/sink), `ProcessorError` (a processor's failure, with the
  * chunk index), `ResumeRefused` (checkpoint does not match or is corrupt) or `UsageError`.
  */
-export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, EngineError> =>
+export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, EngineError> => {
+  const out = options.output
+  // One writer per output: claimed before the checkpoint is read or a byte of input, so two
+  // runs (or two resumes of one checkpoint) never write the same `.partial`.
+  if (out?.claim === undefined) return runClaimed(options)
+  return Effect.acquireUseRelease(out.claim(), () => runClaimed(options), () => out.release?.() ?? Effect.void)
+}
+
+/**
+ * Failures after which the partial output and the checkpoint are worthless: an input that
+ * changed while it was read, or an integrity failure (a tampered or truncated input fails
+ * the same way however often it is resumed). Interruptions and I/O errors stay resumable.
+ */
+const isPermanent = (error: unknown): boolean =>
+  (error as { _tag?: unknown } | undefined)?._tag === "InputChanged" || exitCodeOf(error) === ExitCode.Integrity
+
+const runClaimed = (options: RunOptions): Effect.Effect<RunSummary, EngineError> =>
   Effect.gen(function*() {
     const started = Date.now()
     const runId = randomUUID()
@@ -232,7 +256,9 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
     }
     // Output chunk i starts at (header bytes) + i × outputChunkBytes, resumed or not.
     const outputBase = inits.reduce((n, r) => n + (r.header?.length ?? 0), 0)
-    const segChunks = Math.max(1, Math.floor((options.segmentBytes ?? DEFAULT_SEGMENT_BYTES) / cs))
+    const limiter = options.limitRate !== undefined ? RateLimit.make(options.limitRate) : undefined
+    const segmentTarget = Math.min(options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, limiter ? limiter.bytesPerSecond / 10 : Infinity)
+    const segChunks = Math.max(1, Math.floor(segmentTarget / cs))
     const inFlight = Math.max(1, options.inFlight ?? DEFAULT_IN_FLIGHT)
 
     let plan: ChunkPlan | undefined
@@ -261,7 +287,7 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
     if (output) {
       yield* output.open(resumed ? { resumeAt: resumed.outputBytes } : {}).pipe(
         Effect.mapError((e) =>
-          resumed && (e.reason === "NotFound" || e.operation === "resume")
+          resumed && e._tag === "IoError" && (e.reason === "NotFound" || e.operation === "resume")
             ? new ResumeRefused({ reason: "OutputMissing", checkpoint: cp!.path, detail: `the partial output is missing or shorter than the checkpoint says (${e.message})` })
             : e
         )
@@ -276,8 +302,12 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
     // Snapshots of the state after the last *written* segment: only those may be checkpointed.
     const snapshots: Array<JsonValue | undefined> = pipeline.map((p, i) => resumed?.state[Checkpoint.stateKey(i, p)] as JsonValue | undefined)
 
-    const saveCheckpoint = Effect.gen(function*() {
+    // Uninterruptible: an interrupted save's promise would still rename its document into
+    // place, possibly after a permanent failure removed the checkpoint.
+    const saveCheckpoint = Effect.uninterruptible(Effect.gen(function*() {
       if (!checkpointing || completed === savedCompleted) return
+      // A checkpoint vouches for the bytes read so far: never for a source that changed.
+      if (input.verifyUnchanged) yield* input.verifyUnchanged()
       yield* output!.sync()
       const state: Record<string, JsonValue> = {}
       pipeline.forEach((p, i) => {
@@ -298,7 +328,7 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
       })
       savedCompleted = completed
       lastSaved = Date.now()
-    })
+    }))
 
     const run = Effect.gen(function*() {
       yield* telemetry.publish({
@@ -379,7 +409,14 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
         return { seq: seq++, chunks, data } satisfies Segment
       })
       const lock = yield* Semaphore.make(1)
-      const takeSegment = lock.withPermits(1)(plan ? Effect.sync(nextFileSegment) : nextStreamSegment)
+      const limited = (seg: Segment | undefined) =>
+        limiter && seg ? Effect.as(limiter.take(seg.chunks[seg.chunks.length - 1].end - seg.chunks[0].start), seg) : Effect.succeed(seg)
+      // Under the lock, so segments are admitted by the limiter in plan order.
+      const takeSegment = lock.withPermits(1)(
+        limiter && !plan
+          ? Effect.andThen(limiter.take(segChunks * cs), nextStreamSegment)
+          : plan ? Effect.flatMap(Effect.sync(nextFileSegment), limited) : nextStreamSegment
+      )
 
       const gates = pipeline.map(() => makeGate(0))
       const writeGate = makeGate(0)
@@ -401,7 +438,7 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
           const buf = spare.buf
           const n = yield* input.read(framing.headerBytes + first.start, buf, 0, length)
           if (n !== length) {
-            return yield* Effect.fail(new IoError({ reason: "Unknown", operation: "read", path: input.description, detail: `the input shrank while being read (expected ${length} bytes at ${framing.headerBytes + first.start}, got ${n})` }))
+            return yield* Effect.fail(new InputChanged({ path: input.description, detail: `it shrank: expected ${length} bytes at ${framing.headerBytes + first.start}, got ${n}` }))
           }
           return seg.chunks.map((c) => buf.subarray(c.start - first.start, c.end - first.start))
         })
@@ -513,6 +550,8 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
         if (r.trailer) trailers.push(r.trailer)
         if (r.result !== undefined) results[p.name] = r.result
       }
+      // Every byte was read: publish only if they all came from one version of the input.
+      if (input.verifyUnchanged) yield* input.verifyUnchanged()
       if (output) {
         yield* output.write(trailers)
         yield* output.commit()
@@ -540,10 +579,21 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
             const error = Option.isSome(failure) ? String((failure.value as Error).message ?? failure.value) : "interrupted"
             const chunk = Option.isSome(failure) ? (failure.value as { chunk?: unknown }).chunk : undefined
             if (typeof chunk === "number") yield* telemetry.publish({ type: "chunk_failed", runId, at: Date.now(), chunk, error })
-            // Record what is durably done so a resume redoes as little as possible.
-            if (checkpointing) yield* Effect.ignore(saveCheckpoint)
-            const keepPartial = checkpointing && savedCompleted > 0
-            if (output) yield* output.abort({ keepPartial })
+            // An interrupted run over an input that changed meanwhile is as worthless as one
+            // that noticed the change itself.
+            const changed = Option.isNone(failure) && input.verifyUnchanged
+              ? Exit.isFailure(yield* Effect.exit(input.verifyUnchanged()))
+              : false
+            if (changed || (Option.isSome(failure) && isPermanent(failure.value))) {
+              // The partial output first: a checkpoint without it would refuse the next run.
+              if (output) yield* output.abort({ keepPartial: false })
+              if (checkpointing) yield* Effect.ignore(store.remove(cp!.path))
+            } else {
+              // Record what is durably done so a resume redoes as little as possible.
+              if (checkpointing) yield* Effect.ignore(saveCheckpoint)
+              const keepPartial = checkpointing && savedCompleted > 0
+              if (output) yield* output.abort({ keepPartial })
+            }
             yield* telemetry.publish({ type: "run_complete", runId, at: Date.now(), ok: false, bytes: 0, chunks: completed, durationMs: Date.now() - started, error })
           } else {
             yield* telemetry.publish({ type: "run_complete", runId, at: Date.now(), ok: true, bytes: exit.value.bytesProcessed, chunks: exit.value.totalChunks, durationMs: exit.value.durationMs })

@@ -3,11 +3,13 @@
  * (or a processor's own tagged error, wrapped in {@link ProcessorError}).
  *
  * Each error carries an `exitCode` following the `cage` CLI contract:
- * 2 usage, 3 integrity/authentication, 4 input/output, 5 resume refused.
+ * 2 usage, 3 integrity/authentication, 4 input/output (also an input that changed while it
+ * was read), 5 resume refused, 6 output busy (another process writes it).
  *
  * @module
  */
 import { Data } from "effect"
+import type { LockBusy } from "./Lock.js"
 
 /** Exit codes of the `cage` CLI, shared by every package so each error maps to one code. */
 export const ExitCode = {
@@ -16,7 +18,9 @@ export const ExitCode = {
   Usage: 2,
   Integrity: 3,
   Io: 4,
-  ResumeRefused: 5
+  ResumeRefused: 5,
+  /** Another cage process is writing the same output (see `Lock`). */
+  Busy: 6
 } as const
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode]
 
@@ -58,6 +62,24 @@ export const fromSystemError = (operation: string, path: string, cause: unknown)
     : "Unknown"
   const detail = cause instanceof Error ? cause.message : String(cause)
   return new IoError({ reason, operation, path, detail })
+}
+
+/**
+ * The input changed while it was being read (its size, modification or status-change time
+ * differ from when it was opened, or it shrank under a read), so the output would mix two
+ * versions of it. Permanent for this run: the engine removes the partial output and the
+ * checkpoint (they are worthless), so running the same command again starts clean.
+ * Exit code 4.
+ */
+export class InputChanged extends Data.TaggedError("InputChanged")<{
+  readonly path: string
+  /** What changed, e.g. `size: was 1024, now 512`. */
+  readonly detail: string
+}> {
+  readonly exitCode: ExitCode = ExitCode.Io
+  override get message() {
+    return `${this.path} changed while it was being read (${this.detail}); nothing was published and the partial output was removed: run the command again once the file no longer changes`
+  }
 }
 
 /**
@@ -124,7 +146,7 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly detail
 }
 
 /** Any error a run can end with. */
-export type EngineError = IoError | ProcessorError | ResumeRefused | UsageError
+export type EngineError = IoError | ProcessorError | ResumeRefused | UsageError | InputChanged | LockBusy
 
 /** Exit code for any error: its own `exitCode` when it has one, else 1. */
 export const exitCodeOf = (error: unknown): ExitCode => {

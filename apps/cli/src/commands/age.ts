@@ -38,6 +38,7 @@ interface AgeFlags {
   readonly output: Option.Option<string>
   readonly input: string
   readonly force: boolean
+  readonly limitRate: Option.Option<string>
   readonly noFsync: boolean
   readonly quiet: boolean
   readonly json: boolean
@@ -75,6 +76,7 @@ export const ageEncryptCommand = (f: AgeFlags & {
 }) =>
   Effect.gen(function*() {
     if (Option.isSome(f.key)) return yield* usage("--key is an AGCM key; with --backend age use -r/-R recipients or --passphrase-file")
+    if (Option.isSome(f.limitRate)) return yield* usage("--limit-rate needs the AGCM backend (the age CLI reads its input itself)")
     const hasRecipients = f.recipient.length + f.recipientsFile.length > 0
     if (hasRecipients === Option.isSome(f.passphraseFile)) return yield* usage("with --backend age give recipients (-r/-R) or --passphrase-file, not both and not neither")
     const outputPath = Option.getOrElse(f.output, () => (f.input === "-" ? "-" : `${f.input}.age`))
@@ -109,6 +111,7 @@ export const ageEncryptCommand = (f: AgeFlags & {
 export const ageDecryptCommand = (f: AgeFlags & { readonly identity: ReadonlyArray<string>; readonly range: Option.Option<string> }) =>
   Effect.gen(function*() {
     if (Option.isSome(f.key)) return yield* usage("--key is an AGCM key; with --backend age use -i IDENTITY or --passphrase-file")
+    if (Option.isSome(f.limitRate)) return yield* usage("--limit-rate needs the AGCM backend (the age CLI reads its input itself)")
     if (Option.isSome(f.range)) return yield* usage("--range is an AGCM feature (age files are not seekable here)")
     if ((f.identity.length > 0) === Option.isSome(f.passphraseFile)) return yield* usage("with --backend age give -i IDENTITY or --passphrase-file, not both and not neither")
     const outputPath = Option.isSome(f.output) ? f.output.value : f.input === "-" ? "-" : f.input.endsWith(".age") ? f.input.slice(0, -4) : undefined

@@ -29,8 +29,8 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as nodePath from "node:path"
 import { loadSettings, type Settings } from "../Config.js"
 import { usage } from "../Errors.js"
-import { note, printJson } from "../Io.js"
-import { commonFlags, keyMaterial, wipe } from "./crypt.js"
+import { note, printJson, setInterruptNote } from "../Io.js"
+import { commonFlags, keyMaterial, resolveLimitRate, wipe } from "./crypt.js"
 import { audited, auditLogFlag, openAudit } from "./audit.js"
 
 const file = Argument.String("file").pipe(Argument.withDescription("The source file (as given to backup create)"))
@@ -74,6 +74,7 @@ const createFlags = {
   manifest: Flag.Boolean("manifest").pipe(Flag.withDescription("Write per-chunk digests whatever the size"), Flag.withDefault(false)),
   manifestThreshold: Flag.String("manifest-threshold").pipe(Flag.withDescription("Per-chunk digests from this source size up (default 500MB, or [backup] manifest_threshold)"), Flag.optional),
   workers,
+  limitRate: commonFlags.limitRate,
   auditLog: auditLogFlag,
   json,
   quiet,
@@ -81,6 +82,7 @@ const createFlags = {
 }
 
 type CreateFlags = {
+  limitRate: Option.Option<string>
   key: Option.Option<string>
   passphraseFile: Option.Option<string>
   dir: Option.Option<string>
@@ -103,10 +105,12 @@ const runCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
     const threshold = Option.isSome(f.manifestThreshold) ? parseSize(f.manifestThreshold.value) : settings.manifestThreshold.value
     if (threshold === undefined) return yield* usage(`--manifest-threshold: "${Option.getOrElse(f.manifestThreshold, () => "")}" is not a size`)
     const w = Option.getOrUndefined(f.workers) ?? settings.workers.value
+    const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, mode === "create")
+    yield* setInterruptNote(`run \`cage backup resume ${f.file}\` (same key and --dir) to complete the generation`)
     const cipher = agcmCipher(key, { ...(chunkSize !== undefined ? { chunkSize } : {}), ...(w !== undefined ? { workers: w } : {}) })
     const options = {
-      source: f.file, dir, cipher, manifestThreshold: threshold, ...(f.manifest ? { chunkManifest: true } : {}),
+      source: f.file, dir, cipher, manifestThreshold: threshold, limitRate, ...(f.manifest ? { chunkManifest: true } : {}),
       ...(w !== undefined ? { hashWorkers: w } : {}), progress: Progress.terminal({ quiet: f.quiet || f.json, label: `backup ${mode}` }),
       hashProgress: Progress.terminal({ quiet: f.quiet || f.json, label: "manifest" })
     }

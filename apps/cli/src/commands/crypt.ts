@@ -5,12 +5,12 @@
  * @module
  */
 import { agcmDecrypt, agcmEncrypt, decryptRangeTo, DEFAULT_CHUNK_SIZE } from "@cage/agcm"
-import { type ChunkProcessor, Progress, runPipeline } from "@cage/core"
+import { type ChunkProcessor, parseSize, Progress, runPipeline } from "@cage/core"
 import { Effect, Option } from "effect"
 import { Argument, Flag } from "effect/cli"
 import * as fs from "node:fs"
 import { usage } from "../Errors.js"
-import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson } from "../Io.js"
+import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson, setInterruptNote } from "../Io.js"
 import { promptPassphrase, readKeyFile, readPassphraseFile } from "../Keys.js"
 import { loadSettings, type Settings } from "../Config.js"
 import { resolvePipeline } from "../Registry.js"
@@ -24,6 +24,7 @@ export const commonFlags = {
   workers: Flag.Int("workers").pipe(Flag.withDescription("Worker threads (default: available cores; 1 = in-process)"), Flag.optional),
   noResume: Flag.Boolean("no-resume").pipe(Flag.withDescription("Ignore and discard an existing checkpoint; start over"), Flag.withDefault(false)),
   noFsync: Flag.Boolean("no-fsync").pipe(Flag.withDescription("Do not fsync the output (survives kill -9, not a power loss; faster on slow disks)"), Flag.withDefault(false)),
+  limitRate: Flag.String("limit-rate").pipe(Flag.withDescription("Cap the input read rate in bytes per second (100MiB, 50MB; default: no limit, or cage.toml limit_rate)"), Flag.optional),
   checkpointInterval: Flag.Int("checkpoint-interval").pipe(Flag.withDescription("Minimum ms between checkpoints (default 1000)"), Flag.withDefault(1000)),
   force: Flag.Boolean("force").pipe(Flag.withDescription("Replace an existing output file"), Flag.withDefault(false)),
   quiet: Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDescription("No progress bar or notes"), Flag.withDefault(false)),
@@ -43,6 +44,15 @@ export const keyMaterial = (flags: { key: Option.Option<string>; passphraseFile:
     return { passphrase: yield* promptPassphrase({ confirm }) } as KeyMaterial
   })
 
+/** `--limit-rate` (bytes per second), else `limit_rate` from cage.toml, else none. */
+export const resolveLimitRate = (flag: Option.Option<string>, settings: Settings) => {
+  if (Option.isNone(flag)) return Effect.succeed(settings.limitRate.value)
+  const n = parseSize(flag.value)
+  return n === undefined || n <= 0
+    ? usage(`--limit-rate: "${flag.value}" is not a positive size in bytes per second (examples: 100MiB, 50MB, 1048576)`)
+    : Effect.succeed(n)
+}
+
 /** Zeroes key material once a run is over. */
 export const wipe = (k: KeyMaterial) => Effect.sync(() => ("key" in k ? k.key.fill(0) : k.passphrase.fill(0)))
 
@@ -53,6 +63,7 @@ const runWithEngine = (o: {
   pipeline: ReadonlyArray<ChunkProcessor>
   chunkBytes: number
   settings: Settings
+  limitRate: number | undefined
 } & Pick<CommonParsed, "noResume" | "noFsync" | "checkpointInterval" | "force" | "quiet" | "json" | "auditLog">) =>
   Effect.gen(function*() {
     const audit = yield* openAudit(o.auditLog, o.settings)
@@ -61,6 +72,9 @@ const runWithEngine = (o: {
     const checkpoint = o.inputPath !== "-" && o.outputPath !== "-"
       ? { path: checkpointPathFor(o.outputPath), mode: o.noResume ? "fresh" as const : "resume" as const, intervalMs: o.checkpointInterval }
       : undefined
+    yield* setInterruptNote(checkpoint
+      ? "run the same command again to resume"
+      : `nothing was published; a run ${o.inputPath === "-" ? "reading standard input" : "writing standard output"} cannot be resumed`)
     if (checkpoint && !o.noResume && fs.existsSync(checkpoint.path)) yield* note(o.quiet, `resuming from ${checkpoint.path}`)
     const summary = yield* audited(audit, { operation: o.verb, strategy: "engine" }, runPipeline({
       input,
@@ -68,6 +82,7 @@ const runWithEngine = (o: {
       pipeline: o.pipeline,
       chunkBytes: o.chunkBytes,
       checkpoint,
+      limitRate: o.limitRate,
       progress: Progress.terminal({ quiet: o.quiet, label: o.verb })
     })).pipe(Effect.ensuring(input.close()), Effect.ensuring(Effect.sync(() => audit?.close())))
     const peakRssBytes = process.resourceUsage().maxRSS * 1024
@@ -85,6 +100,7 @@ interface CommonParsed {
   noResume: boolean
   noFsync: boolean
   checkpointInterval: number
+  limitRate: Option.Option<string>
   force: boolean
   quiet: boolean
   json: boolean
@@ -111,11 +127,12 @@ export const encrypt = (f: CommonParsed & {
     const outputPath = Option.getOrElse(f.output, () => (f.input === "-" ? "-" : `${f.input}.agcm`))
     const chunkBytes = Option.isSome(f.chunkSize) ? yield* parseChunkSize(f.chunkSize.value) : settings.chunkSize.value ?? DEFAULT_CHUNK_SIZE
     const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value
+    const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, true)
     return yield* Effect.gen(function*() {
       const cipher = agcmEncrypt({ ...key, chunkSize: chunkBytes, workers })
       const pipeline = yield* resolvePipeline(settings, "encrypt", cipher)
-      return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, chunkBytes, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
+      return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, chunkBytes, limitRate, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
     }).pipe(Effect.ensuring(wipe(key)))
   })
 
@@ -137,6 +154,7 @@ export const decrypt = (f: CommonParsed & {
       : f.input === "-" ? "-" : f.input.endsWith(".agcm") ? f.input.slice(0, -".agcm".length) : undefined
     if (outputPath === undefined) return yield* usage(`${f.input} does not end in .agcm: name the output with -o FILE (or -o - for stdout)`)
     const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value
+    const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, false)
     return yield* Effect.gen(function*() {
       if (Option.isSome(f.range)) {
@@ -154,6 +172,6 @@ export const decrypt = (f: CommonParsed & {
       }
       const cipher = agcmDecrypt({ ...key, workers, legacyV1: f.legacyV1 })
       const pipeline = yield* resolvePipeline(settings, "decrypt", cipher)
-      yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, chunkBytes: DEFAULT_CHUNK_SIZE, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
+      yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, chunkBytes: DEFAULT_CHUNK_SIZE, limitRate, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
     }).pipe(Effect.ensuring(wipe(key)))
   })
