@@ -5,7 +5,7 @@
  * @module
  */
 import { agcmDecrypt, agcmEncrypt, decryptRangeTo, DEFAULT_CHUNK_SIZE } from "@cage/agcm"
-import { type ChunkProcessor, parseSize, Progress, runPipeline } from "@cage/core"
+import { type ChunkProcessor, formatBytes, parseSize, Progress, runPipeline } from "@cage/core"
 import { Effect, Option } from "effect"
 import { Argument, Flag } from "effect/cli"
 import * as fs from "node:fs"
@@ -75,7 +75,10 @@ const runWithEngine = (o: {
     yield* setInterruptNote(checkpoint
       ? "run the same command again to resume"
       : `nothing was published; a run ${o.inputPath === "-" ? "reading standard input" : "writing standard output"} cannot be resumed`)
-    if (checkpoint && !o.noResume && fs.existsSync(checkpoint.path)) yield* note(o.quiet, `resuming from ${checkpoint.path}`)
+    if (checkpoint && !o.noResume) {
+      const said = resumeNote(checkpoint.path, input.size)
+      if (said !== undefined) yield* note(o.quiet, said)
+    }
     const summary = yield* audited(audit, { operation: o.verb, strategy: "engine" }, runPipeline({
       input,
       output,
@@ -90,6 +93,28 @@ const runWithEngine = (o: {
     else yield* note(o.quiet, describeRun(o.verb, o.inputPath, o.outputPath, summary))
     return summary
   })
+
+/**
+ * `resuming from CKPT: chunk N, 63.20 MiB of 188.70 MiB (33%) already done`, read from the
+ * checkpoint before the run (the engine still validates it and refuses a mismatch).
+ */
+const resumeNote = (path: string, inputSize: number | undefined): string | undefined => {
+  let text: string
+  try {
+    text = fs.readFileSync(path, "utf8")
+  } catch {
+    return undefined
+  }
+  try {
+    const c = JSON.parse(text) as { completed?: Array<[number, number]>; inputBytes?: number }
+    const chunk = c.completed?.[0]?.[0] === 0 ? c.completed[0][1] : 0
+    const done = typeof c.inputBytes === "number" ? c.inputBytes : 0
+    const share = inputSize ? ` of ${formatBytes(inputSize)} (${Math.floor((done / inputSize) * 100)}%)` : ""
+    return `resuming from ${path}: at chunk ${chunk}, ${formatBytes(done)}${share} already done`
+  } catch {
+    return `resuming from ${path}`
+  }
+}
 
 /** What `commonFlags` (plus the audit flag) parse into. */
 interface CommonParsed {
