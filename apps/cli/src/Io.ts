@@ -5,6 +5,7 @@
  */
 import { ChunkInput, ChunkOutput, formatBytes, type IoError, parseSize, type RunSummary, type UsageError } from "@cage/core"
 import { Effect } from "effect"
+import * as fs from "node:fs"
 import { usage } from "./Errors.js"
 
 let interruptNoteText = "nothing was published"
@@ -22,13 +23,38 @@ export const setInterruptNote = (text: string) => Effect.sync(() => {
 export const openInput = (path: string): Effect.Effect<ChunkInput.ChunkInput, IoError> =>
   path === "-" ? Effect.succeed(ChunkInput.fromStream(process.stdin, "stdin")) : ChunkInput.fromFile(path)
 
-/** `-` means stdout (refused when stdout is a terminal: binary output would garble it). */
-export const openOutput = (path: string, overwrite: boolean, fsync = true): Effect.Effect<ChunkOutput.ChunkOutput, UsageError> =>
-  path === "-"
-    ? process.stdout.isTTY
+/** A file the command reads, as the user named it: `["--key", "my.key"]`, `["input", "dump.sql"]`. */
+export type ReadFile = readonly [what: string, path: string]
+
+/** The (device, inode) of an existing path, following links. */
+const fileId = (path: string) => {
+  try {
+    const st = fs.statSync(path)
+    return `${st.dev}:${st.ino}`
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * `-` means stdout (refused when stdout is a terminal: binary output would garble it).
+ * A file output that is (or whose staging `.partial` is) one of the files the command reads
+ * (same device and inode, also through links) is refused, even with `--force`.
+ */
+export const openOutput = (path: string, overwrite: boolean, fsync = true, reads: ReadonlyArray<ReadFile> = []): Effect.Effect<ChunkOutput.ChunkOutput, UsageError> => {
+  if (path === "-") {
+    return process.stdout.isTTY
       ? usage("refusing to write binary output to a terminal: use -o FILE or a pipe")
       : Effect.succeed(ChunkOutput.toStream(process.stdout, "stdout"))
-    : Effect.succeed(ChunkOutput.toFile(path, { overwrite, fsync }))
+  }
+  for (const target of [path, ChunkOutput.partialPath(path)]) {
+    const id = fileId(target)
+    if (id === undefined) continue
+    const same = reads.find(([, p]) => p !== "-" && fileId(p) === id)
+    if (same) return usage(`refusing to write ${path}: it is ${same[0]} ${same[1]}${target === path ? "" : ` (its staging file ${target})`}, which this command reads; name another output with -o`)
+  }
+  return Effect.succeed(ChunkOutput.toFile(path, { overwrite, fsync }))
+}
 
 /** The checkpoint kept beside a file output. */
 export const checkpointPathFor = (output: string) => `${output}.cage-checkpoint`

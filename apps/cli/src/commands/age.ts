@@ -11,11 +11,12 @@ import * as fs from "node:fs"
 import { Progress } from "@cage/core"
 import { Effect, Option } from "effect"
 import type { Settings } from "../Config.js"
-import { note, openInput, openOutput, printJson } from "../Io.js"
+import { note, openInput, openOutput, printJson, type ReadFile } from "../Io.js"
 import type { IoError } from "@cage/core"
 import { readPassphraseFile } from "../Keys.js"
 import { usage } from "../Errors.js"
 import { audited, openAudit } from "./audit.js"
+import { readFiles } from "./crypt.js"
 import * as nodePath from "node:path"
 
 // age runs with its own working directory under a PTY: hand it absolute paths.
@@ -25,8 +26,8 @@ const absolute = (p: string) => (p === "-" ? p : nodePath.resolve(p))
 // consuming it in this process (and copy every byte through Node).
 const ageInput = (p: string): Effect.Effect<ChunkInput.ChunkInput | Descriptor, IoError> =>
   p === "-" ? Effect.succeed(descriptorInput(0)) : openInput(absolute(p))
-const ageOutput = (p: string, force: boolean, fsync: boolean) =>
-  p === "-" ? (process.stdout.isTTY ? usage("refusing to write binary output to a terminal: use -o FILE or a pipe") : Effect.succeed(descriptorOutput(1))) : openOutput(absolute(p), force, fsync)
+const ageOutput = (p: string, force: boolean, fsync: boolean, reads: ReadonlyArray<ReadFile>) =>
+  p === "-" ? (process.stdout.isTTY ? usage("refusing to write binary output to a terminal: use -o FILE or a pipe") : Effect.succeed(descriptorOutput(1))) : openOutput(absolute(p), force, fsync, reads)
 const closeInput = (input: ChunkInput.ChunkInput | Descriptor) => ("_tag" in input ? Effect.void : input.close())
 const sizeOf = (input: ChunkInput.ChunkInput | Descriptor) => ("_tag" in input ? undefined : input.size)
 
@@ -85,7 +86,10 @@ export const ageEncryptCommand = (f: AgeFlags & {
     // The audit trail names recipients only by SHA-256 fingerprint, never in clear.
     const recipients = [...f.recipient, ...f.recipientsFile.flatMap(recipientLines)]
     const input = yield* ageInput(f.input)
-    const output = yield* ageOutput(outputPath, f.force, !f.noFsync)
+    const output = yield* ageOutput(outputPath, f.force, !f.noFsync, [
+      ...readFiles(f),
+      ...f.recipientsFile.map((p): ReadFile => ["the -R file", p])
+    ])
     const summary = yield* audited(audit, { operation: "encrypt", strategy: `${f.backend}:${strategyOf(f, f.settings)}`, recipients: recipients.map(fingerprint) }, withProgress(f.quiet, "encrypt", sizeOf(input), (onProgress) =>
       encrypt({
         input,
@@ -119,7 +123,10 @@ export const ageDecryptCommand = (f: AgeFlags & { readonly identity: ReadonlyArr
     const pass = yield* passphrase(f)
     const audit = yield* openAudit(f.auditLog, f.settings)
     const input = yield* ageInput(f.input)
-    const output = yield* ageOutput(outputPath, f.force, !f.noFsync)
+    const output = yield* ageOutput(outputPath, f.force, !f.noFsync, [
+      ...readFiles(f),
+      ...f.identity.map((p): ReadFile => ["the -i identity file", p])
+    ])
     const summary = yield* audited(audit, { operation: "decrypt", strategy: `${f.backend}:${f.settings.streamingStrategy.value}` }, withProgress(f.quiet, "decrypt", sizeOf(input), (onProgress) =>
       decrypt({ input, output, ...pass, identityFiles: f.identity, backend: f.backend, strategy: f.settings.streamingStrategy.value, onProgress }))).pipe(
         Effect.ensuring(closeInput(input)),

@@ -10,7 +10,7 @@ import { Effect, Option } from "effect"
 import { Argument, Flag } from "effect/cli"
 import * as fs from "node:fs"
 import { usage } from "../Errors.js"
-import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson, setInterruptNote } from "../Io.js"
+import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson, type ReadFile, setInterruptNote } from "../Io.js"
 import { promptPassphrase, readKeyFile, readPassphraseFile } from "../Keys.js"
 import { loadSettings, type Settings } from "../Config.js"
 import { resolvePipeline } from "../Registry.js"
@@ -53,6 +53,13 @@ export const resolveLimitRate = (flag: Option.Option<string>, settings: Settings
     : Effect.succeed(n)
 }
 
+/** The files an encrypt or decrypt reads, named as the user gave them. */
+export const readFiles = (f: { input: string; key: Option.Option<string>; passphraseFile: Option.Option<string> }): ReadonlyArray<ReadFile> => [
+  ["the input", f.input],
+  ...Option.toArray(f.key).map((p): ReadFile => ["the --key file", p]),
+  ...Option.toArray(f.passphraseFile).map((p): ReadFile => ["the --passphrase-file", p])
+]
+
 /** Zeroes key material once a run is over. */
 export const wipe = (k: KeyMaterial) => Effect.sync(() => ("key" in k ? k.key.fill(0) : k.passphrase.fill(0)))
 
@@ -64,11 +71,13 @@ const runWithEngine = (o: {
   chunkBytes: number
   settings: Settings
   limitRate: number | undefined
+  /** Files the command reads (never its output, even with --force). */
+  reads: ReadonlyArray<ReadFile>
 } & Pick<CommonParsed, "noResume" | "noFsync" | "checkpointInterval" | "force" | "quiet" | "json" | "auditLog">) =>
   Effect.gen(function*() {
     const audit = yield* openAudit(o.auditLog, o.settings)
     const input = yield* openInput(o.inputPath)
-    const output = yield* openOutput(o.outputPath, o.force, !o.noFsync)
+    const output = yield* openOutput(o.outputPath, o.force, !o.noFsync, o.reads)
     const checkpoint = o.inputPath !== "-" && o.outputPath !== "-"
       ? { path: checkpointPathFor(o.outputPath), mode: o.noResume ? "fresh" as const : "resume" as const, intervalMs: o.checkpointInterval }
       : undefined
@@ -157,7 +166,7 @@ export const encrypt = (f: CommonParsed & {
     return yield* Effect.gen(function*() {
       const cipher = agcmEncrypt({ ...key, chunkSize: chunkBytes, workers })
       const pipeline = yield* resolvePipeline(settings, "encrypt", cipher)
-      return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, chunkBytes, limitRate, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
+      return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, chunkBytes, limitRate, reads: readFiles(f), noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
     }).pipe(Effect.ensuring(wipe(key)))
   })
 
@@ -185,7 +194,7 @@ export const decrypt = (f: CommonParsed & {
       if (Option.isSome(f.range)) {
         if (f.input === "-") return yield* usage("--range needs a file input (it seeks)")
         const { start, end } = yield* parseRange(f.range.value)
-        const output = yield* openOutput(outputPath, f.force, !f.noFsync)
+        const output = yield* openOutput(outputPath, f.force, !f.noFsync, readFiles(f))
         yield* output.open()
         yield* decryptRangeTo(f.input, start, end, key, (bytes) => output.write([bytes])).pipe(
           Effect.onError(() => output.abort({ keepPartial: false }))
@@ -197,6 +206,6 @@ export const decrypt = (f: CommonParsed & {
       }
       const cipher = agcmDecrypt({ ...key, workers, legacyV1: f.legacyV1 })
       const pipeline = yield* resolvePipeline(settings, "decrypt", cipher)
-      yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, chunkBytes: DEFAULT_CHUNK_SIZE, limitRate, noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
+      yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, chunkBytes: DEFAULT_CHUNK_SIZE, limitRate, reads: readFiles(f), noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
     }).pipe(Effect.ensuring(wipe(key)))
   })
