@@ -4,6 +4,8 @@
  * @module
  */
 import { Effect } from "effect"
+import { execFile } from "node:child_process"
+import { createRequire } from "node:module"
 import { Argument, Command, Flag } from "effect/cli"
 import * as chunk from "./commands/chunk.js"
 import { commonFlags, decrypt, encrypt } from "./commands/crypt.js"
@@ -77,7 +79,38 @@ export const root = Command.make("cage").pipe(
   Command.withSubcommands([encryptCommand, decryptCommand, keygenCommand, chunkCommand, migrateCommand, jsonCommand, backupCommand, auditCommand, processorsCommand, configCommand])
 )
 
+/**
+ * What a bug report needs: Cage's version and those of Node, OpenSSL, node-pty and the `age`
+ * CLI found on the PATH (`null` when missing or unloadable).
+ */
+export const versions = Effect.promise(async () => {
+  const age = await new Promise<string | null>((resolve) =>
+    execFile("age", ["--version"], { timeout: 5000 }, (e, out) => resolve(e ? null : out.trim() || null))
+  )
+  let nodePty: string | null = null
+  try {
+    nodePty = (createRequire(import.meta.url)("node-pty/package.json") as { version: string }).version
+  } catch {
+    nodePty = null
+  }
+  return { cage: VERSION, node: process.versions.node, openssl: process.versions.openssl ?? null, nodePty, age }
+})
+
 /** Runs the CLI on `argv` (without node and script). */
-export const cli = (argv: ReadonlyArray<string>) => Command.runWith(root, { version: VERSION })(argv)
+export const cli = (argv: ReadonlyArray<string>) => {
+  // `cage --version --verbose` / `--json`: effect/cli's own --version prints the version only.
+  if (argv.includes("--version") && argv.every((a) => ["--version", "--verbose", "--json"].includes(a)) && argv.length > 1) {
+    return Effect.flatMap(versions, (v) =>
+      Effect.sync(() => {
+        if (argv.includes("--json")) process.stdout.write(JSON.stringify(v) + "\n")
+        else {
+          process.stdout.write(
+            `cage v${v.cage}\nnode ${v.node}\nopenssl ${v.openssl ?? "unknown"}\nnode-pty ${v.nodePty ?? "not found"}\nage ${v.age ?? "not found (install it for --backend age)"}\n`
+          )
+        }
+      }))
+  }
+  return Command.runWith(root, { version: VERSION })(argv)
+}
 
 void Effect

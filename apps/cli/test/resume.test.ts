@@ -69,7 +69,9 @@ describe("kill -9 and resume with a real cage process", () => {
       if (header) expect(h.equals(header)).toBe(true)
       header = h
     }
-    expect(kills).toBeGreaterThan(0)
+    // Rate-limited runs cannot finish between the checkpoint check and the kill.
+    expect(kills).toBe(3)
+    expect(finished).toBe(false)
     if (!finished) {
       const last = cage([...encryptArgs(), "--json"])
       expect(last.stderr).toBe("")
