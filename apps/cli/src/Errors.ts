@@ -12,7 +12,7 @@
  * @module
  */
 import { ExitCode, exitCodeOf, UsageError } from "@cage/core"
-import { Effect } from "effect"
+import { Data, Effect } from "effect"
 
 export { ExitCode, UsageError }
 
@@ -43,6 +43,16 @@ export const report = (error: unknown): Effect.Effect<void> =>
     process.stderr.write(`cage: error: ${describe(error)}\n`)
     process.exitCode = code
   })
+
+/**
+ * A failure already put in the user's terms (the file, flag or `cage.toml` key they gave)
+ * by the command that knows them; keeps the original's exit code.
+ */
+export class UserFacing extends Data.TaggedError("UserFacing")<{ readonly detail: string; readonly exitCode: ExitCode }> {
+  override get message() {
+    return this.detail
+  }
+}
 
 /** Fails with a usage error (exit 2). */
 export const usage = (detail: string) => Effect.fail(new UsageError({ detail }))

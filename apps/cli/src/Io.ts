@@ -62,7 +62,8 @@ export const checkpointPathFor = (output: string) => `${output}.cage-checkpoint`
 /** Parses `--chunk-size` (bytes, or with a unit: 64KiB, 1MiB). */
 export const parseChunkSize = (text: string) => {
   const n = parseSize(text)
-  return n === undefined || n <= 0 ? usage(`--chunk-size: "${text}" is not a size (examples: 65536, 64KiB, 1MiB)`) : Effect.succeed(n)
+  // The cipher judges the value (its own range); here only what is not a size at all.
+  return n === undefined ? usage(`--chunk-size: "${text}" is not a size (examples: 65536, 64KiB, 1MiB)`) : Effect.succeed(n)
 }
 
 /** Parses `START:END` byte offsets (END exclusive; either side may use units). */

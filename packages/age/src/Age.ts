@@ -296,6 +296,16 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
           throw usage("BadPassphrase", backend, "a passphrase cannot be combined with recipients")
         }
         await checkReadable(recipientFiles)
+        // An output no key opens is data loss: every backend refuses it before writing,
+        // as the age CLI does ("no recipients found").
+        if (recipients.some((r) => r.trim() === "")) throw usage("BadRecipient", backend, "an empty recipient (-r \"\") was given")
+        if (passphrase === undefined && recipients.length === 0) {
+          let found = 0
+          for (const f of recipientFiles) found += (await keyLines(f)).length
+          if (found === 0) {
+            throw usage("BadRecipient", backend, `no recipients found in the recipients file${recipientFiles.length > 1 ? "s" : ""} (-R) ${recipientFiles.join(", ")} (only blank lines or # comments): nobody could decrypt the output`)
+          }
+        }
       } else {
         if (passphrase === undefined && identityFiles.length === 0) throw usage("BadIdentity", backend, "give an identity file or a passphrase")
         if (passphrase !== undefined && identityFiles.length > 0) throw usage("BadPassphrase", backend, "a passphrase cannot be combined with identity files")

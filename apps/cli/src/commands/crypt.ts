@@ -4,12 +4,12 @@
  *
  * @module
  */
-import { agcmDecrypt, agcmEncrypt, decryptRangeTo, DEFAULT_CHUNK_SIZE } from "@cage/agcm"
-import { type ChunkProcessor, formatBytes, parseSize, Progress, runPipeline } from "@cage/core"
+import { agcmDecrypt, agcmEncrypt, decryptRangeTo, DEFAULT_CHUNK_SIZE, inspect, MAX_HEADER_BYTES } from "@cage/agcm"
+import { type ChunkProcessor, ExitCode, exitCodeOf, formatBytes, parseSize, Progress, runPipeline } from "@cage/core"
 import { Effect, Option } from "effect"
 import { Argument, Flag } from "effect/cli"
 import * as fs from "node:fs"
-import { usage } from "../Errors.js"
+import { describe, usage, UserFacing } from "../Errors.js"
 import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson, type ReadFile, setInterruptNote } from "../Io.js"
 import { promptPassphrase, readKeyFile, readPassphraseFile } from "../Keys.js"
 import { loadSettings, type Settings } from "../Config.js"
@@ -43,6 +43,51 @@ export const keyMaterial = (flags: { key: Option.Option<string>; passphraseFile:
     if (Option.isSome(flags.passphraseFile)) return { passphrase: yield* readPassphraseFile(flags.passphraseFile.value) } as KeyMaterial
     return { passphrase: yield* promptPassphrase({ confirm }) } as KeyMaterial
   })
+
+/** Processors that ship with Cage: their failures are told without the processor's name. */
+const BUILT_IN = new Set(["agcm-encrypt", "agcm-decrypt", "agcm-legacy-v1"])
+
+/**
+ * A built-in processor's failure in the user's terms: the input file first, the cause's own
+ * message, and for a chunk of an AGCM file its byte range in that file (from its header).
+ * `chunkSizeFrom` names where an encryption's chunk size came from (`--chunk-size 5`, or
+ * `chunk_size in ./cage.toml`) for a chunk size the cipher refuses.
+ */
+const inUserTerms = (inputPath: string, chunkSizeFrom?: string) => (error: unknown): unknown => {
+  const e = error as { _tag?: unknown; processor?: unknown; phase?: unknown; chunk?: unknown; cause?: unknown; exitCode?: ExitCode }
+  if (e?._tag !== "ProcessorError" || !BUILT_IN.has(String(e.processor))) return error
+  const cause = describe(e.cause)
+  const causeTag = (e.cause as { _tag?: unknown } | undefined)?._tag
+  if (chunkSizeFrom !== undefined && e.phase === "init" && causeTag === "AgcmUsageError" && /chunk size/.test(cause)) {
+    return new UserFacing({ detail: `${chunkSizeFrom}: ${cause}`, exitCode: e.exitCode ?? ExitCode.Usage })
+  }
+  let where = ""
+  if (typeof e.chunk === "number" && inputPath !== "-" && e.processor !== "agcm-encrypt") {
+    const range = chunkRange(inputPath, e.chunk)
+    if (range) where = ` (chunk ${e.chunk} is bytes ${range[0]} to ${range[1]} of ${inputPath})`
+  }
+  return new UserFacing({ detail: `${inputPath}: ${cause}${where}`, exitCode: e.exitCode ?? ExitCode.Failure })
+}
+
+/** Byte range `[start, end)` of sealed chunk `index` in the AGCM file at `path`, from its header. */
+const chunkRange = (path: string, index: number): readonly [number, number] | undefined => {
+  try {
+    const fd = fs.openSync(path, "r")
+    try {
+      const head = Buffer.alloc(MAX_HEADER_BYTES)
+      const n = fs.readSync(fd, head, 0, head.length, 0)
+      const size = fs.fstatSync(fd).size
+      const h = Effect.runSync(Effect.option(inspect(head.subarray(0, n))))
+      if (h._tag === "None") return undefined
+      const start = h.value.headerBytes + index * h.value.sealedChunkBytes
+      return [start, Math.min(size, start + h.value.sealedChunkBytes)]
+    } finally {
+      fs.closeSync(fd)
+    }
+  } catch {
+    return undefined
+  }
+}
 
 /** `--limit-rate` (bytes per second), else `limit_rate` from cage.toml, else none. */
 export const resolveLimitRate = (flag: Option.Option<string>, settings: Settings) => {
@@ -160,6 +205,10 @@ export const encrypt = (f: CommonParsed & {
     }
     const outputPath = Option.getOrElse(f.output, () => (f.input === "-" ? "-" : `${f.input}.agcm`))
     const chunkBytes = Option.isSome(f.chunkSize) ? yield* parseChunkSize(f.chunkSize.value) : settings.chunkSize.value ?? DEFAULT_CHUNK_SIZE
+    const chunkSizeFrom = Option.isSome(f.chunkSize)
+      ? `--chunk-size ${f.chunkSize.value}`
+      : settings.chunkSize.value !== undefined ? `chunk_size in ${settings.chunkSize.source}` : "the default chunk size"
+
     const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value
     const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, true)
@@ -167,7 +216,7 @@ export const encrypt = (f: CommonParsed & {
       const cipher = agcmEncrypt({ ...key, chunkSize: chunkBytes, workers })
       const pipeline = yield* resolvePipeline(settings, "encrypt", cipher)
       return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, chunkBytes, limitRate, reads: readFiles(f), noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
-    }).pipe(Effect.ensuring(wipe(key)))
+    }).pipe(Effect.mapError(inUserTerms(f.input, chunkSizeFrom)), Effect.ensuring(wipe(key)))
   })
 
 /** `cage decrypt` handler. */
@@ -197,7 +246,11 @@ export const decrypt = (f: CommonParsed & {
         const output = yield* openOutput(outputPath, f.force, !f.noFsync, readFiles(f))
         yield* output.open()
         yield* decryptRangeTo(f.input, start, end, key, (bytes) => output.write([bytes])).pipe(
-          Effect.onError(() => output.abort({ keepPartial: false }))
+          Effect.onError(() => output.abort({ keepPartial: false })),
+          // The cipher's own errors (wrong key, a failed chunk) name no file: name the input.
+          Effect.mapError((e) =>
+            e._tag === "IoError" ? e : new UserFacing({ detail: `${f.input}: ${describe(e)}`, exitCode: exitCodeOf(e) })
+          )
         )
         yield* output.commit()
         if (f.json) yield* printJson({ operation: "decrypt-range", input: f.input, output: outputPath, start, end, bytes: end - start })
@@ -207,5 +260,5 @@ export const decrypt = (f: CommonParsed & {
       const cipher = agcmDecrypt({ ...key, workers, legacyV1: f.legacyV1 })
       const pipeline = yield* resolvePipeline(settings, "decrypt", cipher)
       yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, chunkBytes: DEFAULT_CHUNK_SIZE, limitRate, reads: readFiles(f), noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
-    }).pipe(Effect.ensuring(wipe(key)))
+    }).pipe(Effect.mapError(inUserTerms(f.input)), Effect.ensuring(wipe(key)))
   })
