@@ -91,7 +91,7 @@ const rows: ReadonlyArray<Row> = [
     during: () => fs.truncateSync(f("in"), 3 * MiB),
     code: 4,
     // Seen by the size check or by a read that came back short, whichever comes first.
-    stderr: /^cage: error: in changed while it was being read \((size in bytes: was 8388608, now 3145728|it shrank: expected \d+ bytes at \d+, got \d+)\)/,
+    stderr: /^cage: error: in changed while it was being read \((size in bytes: was 8388608, now 3145728|it shrank: expected \d+ bytes at \d+, got \d+)[,)]/,
     files: ["in", "k.key"],
     then: () => {
       expect(cage(["encrypt", "--key", "k.key", "-q", "in"], { cwd: dir }).code).toBe(0)
@@ -210,6 +210,35 @@ const rows: ReadonlyArray<Row> = [
     code: 2,
     stderr: /^cage: error: chunk_size in \S+cage\.toml: chunk size must be a power of two from 16 KiB to 4 MiB, got 0 bytes$/,
     files: ["cage.toml", "in", "k.key"]
+  },
+  ...([
+    [["encrypt", "--key", "k.key", "-a", "in"], "-a/--armor is an age feature: add --backend age (AGCM output is binary)"],
+    [["encrypt", "-r", "age1qqq", "in"], "-r/-R recipients are an age feature: add --backend age (AGCM uses --key or --passphrase-file)"],
+    [["encrypt", "--backend", "age", "-r", "age1qqq", "--chunk-size", "1MiB", "in"], "--chunk-size applies to AGCM; --backend age writes age's fixed 64 KiB chunks"],
+    [["decrypt", "--key", "k.key", "-i", "id.txt", "-o", "x", "in"], "-i identities are an age feature: add --backend age (AGCM uses --key or --passphrase-file)"],
+    [["keygen", "-o", "-"], "cage keygen writes a new key file with mode 0600: give it a path (-o FILE); it never writes a key to standard output"]
+  ] as const).map(([args, message]): Row => ({
+    name: `a flag that does not apply is refused: ${args.join(" ")}`,
+    args,
+    code: 2,
+    stderr: new RegExp(`^cage: error: ${esc(message)}$`),
+    files: ["in", "k.key"]
+  })),
+  {
+    name: "decrypt of an age file without --backend age says it is an age file",
+    setup: () => fs.writeFileSync(f("in.age"), "age-encryption.org/v1\n-> X25519 abc\n"),
+    args: ["decrypt", "--key", "k.key", "-o", "x", "in.age"],
+    code: 2,
+    stderr: /^cage: error: in\.age is an age file, not AGCM: decrypt it with --backend age -i IDENTITY \(or --passphrase-file\)$/,
+    files: ["in", "in.age", "k.key"]
+  },
+  {
+    name: "json validate - reads standard input",
+    args: [],
+    shell: `printf '[1,2' | node ${BIN} json validate -`,
+    code: 3,
+    stderr: /^cage: error: stdin:1:5: invalid JSON \(UnexpectedEnd\) at byte 4/,
+    files: ["in", "k.key"]
   },
   {
     name: "encrypt with -o naming the input, even with --force: exit 2, the input untouched",

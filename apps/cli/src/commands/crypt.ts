@@ -44,6 +44,23 @@ export const keyMaterial = (flags: { key: Option.Option<string>; passphraseFile:
     return { passphrase: yield* promptPassphrase({ confirm }) } as KeyMaterial
   })
 
+/** Whether the file starts like an age file (binary or armored header). */
+const looksLikeAge = (path: string): boolean => {
+  try {
+    const fd = fs.openSync(path, "r")
+    try {
+      const head = Buffer.alloc(64)
+      const n = fs.readSync(fd, head, 0, 64, 0)
+      const text = head.subarray(0, n).toString("latin1")
+      return text.startsWith("age-encryption.org/") || text.trimStart().startsWith("-----BEGIN AGE ENCRYPTED FILE-----")
+    } finally {
+      fs.closeSync(fd)
+    }
+  } catch {
+    return false // unreadable: the run reports it in its own terms
+  }
+}
+
 /** Processors that ship with Cage: their failures are told without the processor's name. */
 const BUILT_IN = new Set(["agcm-encrypt", "agcm-decrypt", "agcm-legacy-v1"])
 
@@ -200,9 +217,13 @@ export const encrypt = (f: CommonParsed & {
     const settings = yield* loadSettings
     const backend = Option.getOrElse(f.backend, () => settings.backend.value)
     if (backend !== "agcm") {
+      if (Option.isSome(f.chunkSize)) return yield* usage(`--chunk-size applies to AGCM; --backend ${backend} writes age's fixed 64 KiB chunks`)
       const { ageEncryptCommand } = yield* Effect.promise(() => import("./age.js"))
       return yield* ageEncryptCommand({ ...f, backend, settings })
     }
+    if (f.armor) return yield* usage("-a/--armor is an age feature: add --backend age (AGCM output is binary)")
+    if (f.recipient.length + f.recipientsFile.length > 0) return yield* usage("-r/-R recipients are an age feature: add --backend age (AGCM uses --key or --passphrase-file)")
+    if (Option.isSome(f.strategy)) return yield* usage("--strategy applies to --backend age with a passphrase")
     const outputPath = Option.getOrElse(f.output, () => (f.input === "-" ? "-" : `${f.input}.agcm`))
     const chunkBytes = Option.isSome(f.chunkSize) ? yield* parseChunkSize(f.chunkSize.value) : settings.chunkSize.value ?? DEFAULT_CHUNK_SIZE
     const chunkSizeFrom = Option.isSome(f.chunkSize)
@@ -229,8 +250,13 @@ export const decrypt = (f: CommonParsed & {
     const settings = yield* loadSettings
     const backend = Option.getOrElse(f.backend, () => settings.backend.value)
     if (backend !== "agcm") {
+      if (f.legacyV1) return yield* usage(`--legacy-v1 reads harpocrates AGCM v1 files, not age files (--backend ${backend})`)
       const { ageDecryptCommand } = yield* Effect.promise(() => import("./age.js"))
       return yield* ageDecryptCommand({ ...f, backend, settings })
+    }
+    if (f.identity.length > 0) return yield* usage("-i identities are an age feature: add --backend age (AGCM uses --key or --passphrase-file)")
+    if (f.input !== "-" && looksLikeAge(f.input)) {
+      return yield* usage(`${f.input} is an age file, not AGCM: decrypt it with --backend age -i IDENTITY (or --passphrase-file)`)
     }
     const outputPath = Option.isSome(f.output)
       ? f.output.value

@@ -3,14 +3,18 @@
  *
  * @module
  */
-import { checkCutsFile, formatMetadata, inspectFile, planFile, validateFile } from "@cage/streamsweep"
-import { parseSize } from "@cage/core"
+import { checkCuts, formatMetadata, inspect, plan, validate } from "@cage/streamsweep"
+import { type ChunkInput, parseSize } from "@cage/core"
 import { Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { usage } from "../Errors.js"
-import { printJson } from "../Io.js"
+import { openInput, printJson } from "../Io.js"
 
-const file = Argument.String("file").pipe(Argument.withDescription("JSON, NDJSON/JSON Lines, or concatenated JSON values"))
+const file = Argument.String("file").pipe(Argument.withDescription("JSON, NDJSON/JSON Lines, or concatenated JSON values; - for standard input"))
+
+/** Runs `f` over FILE, or standard input for `-` (as every cage command reads `-`). */
+const over = <A, E>(path: string, f: (input: ChunkInput.ChunkInput) => Effect.Effect<A, E>) =>
+  Effect.flatMap(openInput(path), (input) => f(input).pipe(Effect.ensuring(input.close())))
 const json = Flag.Boolean("json").pipe(Flag.withDescription("Machine-readable JSON on stdout"), Flag.withDefault(false))
 const maxDepth = Flag.Int("max-depth").pipe(Flag.withDescription("Nesting limit (default 1024)"), Flag.optional)
 const out = (text: string) => Effect.sync(() => process.stdout.write(text.endsWith("\n") ? text : text + "\n"))
@@ -22,7 +26,7 @@ const validateCommand = Command.make("validate", {
   format: Flag.Literals("format", ["document", "sequence", "ndjson"] as const).pipe(Flag.withDescription("One document (default), concatenated values, or JSON Lines"), Flag.withDefault("document" as const))
 }, (f) =>
   Effect.gen(function*() {
-    const r = yield* validateFile(f.file, { format: f.format, maxDepth: Option.getOrUndefined(f.maxDepth) })
+    const r = yield* over(f.file, (i) => validate(i, { format: f.format, maxDepth: Option.getOrUndefined(f.maxDepth) }))
     yield* f.json ? printJson(r) : out(`${f.file}: valid ${r.format} (${r.bytes} bytes, ${r.values} value${r.values === 1 ? "" : "s"}, depth ${r.maxDepth})`)
   })).pipe(Command.withDescription("Validate RFC 8259 JSON in one streaming pass (exit 0 valid, 3 invalid with offset, line and column)"))
 
@@ -38,7 +42,7 @@ const planCommand = Command.make("plan", {
   Effect.gen(function*() {
     const targetBytes = parseSize(f.targetSize)
     if (!targetBytes) return yield* usage(`--target-size: "${f.targetSize}" is not a size`)
-    const p = yield* planFile(f.file, { targetBytes, format: f.format, maxDepth: Option.getOrUndefined(f.maxDepth) })
+    const p = yield* over(f.file, (i) => plan(i, { targetBytes, format: f.format, maxDepth: Option.getOrUndefined(f.maxDepth) }))
     if (f.json) return yield* printJson(p)
     const lines = [`${f.file}: ${p.format}, ${p.bytes} bytes, ${p.elements} top-level elements, ${p.totalChunks} chunks of about ${targetBytes} bytes`, "index\tstart\tend\tlength\telements"]
     for (const c of p.chunks) lines.push(`${c.index}\t${c.start}\t${c.end}\t${c.length}\t${(c as { elements?: number }).elements ?? ""}`)
@@ -54,7 +58,7 @@ const checkCutsCommand = Command.make("check-cuts", {
   Effect.gen(function*() {
     const offsets = f.at.split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => parseSize(s))
     if (offsets.length === 0 || offsets.some((n) => n === undefined)) return yield* usage(`--at: "${f.at}" is not a list of byte offsets`)
-    const r = yield* checkCutsFile(f.file, offsets as Array<number>, { format: f.format })
+    const r = yield* over(f.file, (i) => checkCuts(i, offsets as Array<number>, { format: f.format }))
     if (f.json) yield* printJson(r)
     else {
       const lines = [`${f.file}: ${r.safe ? "every cut is safe" : `${r.unsafe} unsafe cut${r.unsafe === 1 ? "" : "s"}`}`]
@@ -72,7 +76,7 @@ const inspectCommand = Command.make("inspect", {
   index: Flag.String("index").pipe(Flag.withDescription("Write top-level element offsets to this sidecar file"), Flag.optional)
 }, (f) =>
   Effect.gen(function*() {
-    const m = yield* inspectFile(f.file, { format: f.format as never, maxDepth: Option.getOrUndefined(f.maxDepth), indexPath: Option.getOrUndefined(f.index) })
+    const m = yield* over(f.file, (i) => inspect(i, { format: f.format as never, maxDepth: Option.getOrUndefined(f.maxDepth), indexPath: Option.getOrUndefined(f.index) }))
     yield* f.json ? printJson(m) : out(formatMetadata(m))
   })).pipe(Command.withDescription("Bounded forensic metadata: depth, type counts, key statistics, paths, largest tokens, anomalies"))
 

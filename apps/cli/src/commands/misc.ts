@@ -6,12 +6,17 @@
 import { migrateV1File } from "@cage/agcm"
 import { Effect, Option } from "effect"
 import { loadSettings } from "../Config.js"
+import { usage } from "../Errors.js"
 import { note, printJson } from "../Io.js"
 import { readKeyFile, writeNewKeyFile } from "../Keys.js"
 import { listProcessors } from "../Registry.js"
 
-export const keygen = (f: { output: string; quiet: boolean }) =>
-  writeNewKeyFile(f.output).pipe(Effect.andThen(note(f.quiet, `wrote a new key to ${f.output} (mode 0600). Keep it secret: without it nothing encrypted with it can be decrypted.`)))
+export const keygen = (f: { output: string; quiet: boolean }): Effect.Effect<void, unknown> =>
+  f.output === "-"
+    // A secret key on standard output ends up in terminals, scrollback and logs, without
+    // the 0600 mode a key file gets.
+    ? usage("cage keygen writes a new key file with mode 0600: give it a path (-o FILE); it never writes a key to standard output")
+    : writeNewKeyFile(f.output).pipe(Effect.andThen(note(f.quiet, `wrote a new key to ${f.output} (mode 0600). Keep it secret: without it nothing encrypted with it can be decrypted.`)))
 
 /** Rewrites an AGCM v1 stream as v2; the new file uses `--new-key` or the same key. */
 export const migrate = (f: { input: string; output: string; key: string; newKey: Option.Option<string>; quiet: boolean }) =>
