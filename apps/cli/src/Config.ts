@@ -33,6 +33,7 @@
  *
  * @module
  */
+import { parsePolicy } from "@cage/backup"
 import { parseSize, UsageError } from "@cage/core"
 import { Effect, Schema } from "effect"
 import { Toml } from "effect/encoding"
@@ -99,11 +100,56 @@ const decodeFile = (file: string) =>
   Effect.gen(function*() {
     const text = yield* Effect.try({ try: () => fs.readFileSync(file, "utf8"), catch: (e) => configError(file, `cannot read (${(e as NodeJS.ErrnoException).code})`) })
     const raw = yield* Effect.try({ try: () => Toml.parse(text), catch: (e) => configError(file, `not valid TOML: ${(e as Error).message}`) })
+    const data = JSON.parse(JSON.stringify(raw)) as unknown
     // Unknown keys are mistakes (a typo silently ignored would change what runs).
-    return yield* Schema.decodeUnknownEffect(ConfigFile)(JSON.parse(JSON.stringify(raw)), { onExcessProperty: "error" }).pipe(
-      Effect.mapError((e) => configError(file, e.message.replace(/\n\s*/g, " ")))
+    const c = yield* Schema.decodeUnknownEffect(ConfigFile)(data, { onExcessProperty: "error" }).pipe(
+      Effect.mapError((e) => configError(file, explainIssue(e.message, text, data)))
     )
+    // Values checked only when used (retention by `backup prune`) are checked here too.
+    if (c.backup?.retention !== undefined) {
+      const bad = yield* Effect.try({ try: () => parsePolicy(c.backup!.retention!), catch: (e) => e as Error }).pipe(Effect.flip, Effect.option)
+      if (bad._tag === "Some") return yield* Effect.fail(configError(file, `backup.retention ${where(text, "retention")}: ${bad.value.message}`.replace(" :", ":")))
+    }
+    return c
   })
+
+/** `(line N) ` of the first line assigning `key` or opening table `key`, or "". */
+const where = (text: string, key: string): string => {
+  const lines = text.split(/\r?\n/)
+  const quoted = key.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+  const i = lines.findIndex((l) => new RegExp(`^\\s*("?${quoted}"?\\s*=|\\[+\\s*"?${quoted}"?\\s*[\\].])`).test(l))
+  return i >= 0 ? `(line ${i + 1}) ` : ""
+}
+
+/** Known keys at a path of the schema (top level, or inside one of its tables). */
+const knownKeys = (path: ReadonlyArray<string>): ReadonlyArray<string> => {
+  if (path.length === 0) return Object.keys(ConfigFile.fields)
+  if (path.length === 1 && path[0] === "backup") return ["dir", "retention", "manifest_threshold"]
+  if (path.length === 1 && path[0] === "audit") return ["log", "max_bytes"]
+  if (path.length === 2 && path[0] === "pipelines") return ["processors"]
+  return []
+}
+
+/**
+ * A Schema issue (`Expected no excess property at ["backup"]["retentoin"]`) in the terms of
+ * the file: `unknown key retentoin in [backup] (line 2); known keys: dir, retention, …`, or
+ * `workers (line 1): expected number, found "two" (a string)`.
+ */
+const explainIssue = (message: string, text: string, data: unknown): string => {
+  const m = /Expected (.+?) at ((?:\["[^"]*"\])+)/.exec(message.replace(/\n\s*/g, " "))
+  if (!m) return message.replace(/\n\s*/g, " ")
+  const path = [...m[2].matchAll(/\["([^"]*)"\]/g)].map((x) => x[1])
+  const key = path[path.length - 1]
+  const at = where(text, key)
+  if (m[1] === "no excess property") {
+    const table = path.length > 1 ? ` in [${path.slice(0, -1).join(".")}]` : ""
+    return `unknown key ${key}${table} ${at}; known keys: ${knownKeys(path.slice(0, -1)).join(", ")}`.replace(" ;", ";")
+  }
+  let found: unknown = data
+  for (const p of path) found = (found as Record<string, unknown> | undefined)?.[p]
+  const kind = Array.isArray(found) ? "an array" : found === null ? "null" : `a ${typeof found}`
+  return `${path.join(".")} ${at}: expected ${m[1]}, found ${JSON.stringify(found)} (${kind})`.replace(" :", ":")
+}
 
 /** Config files in precedence order (lowest first). */
 export const findConfigFiles = (cwd = process.cwd(), env = process.env): ReadonlyArray<string> => {

@@ -32,7 +32,14 @@ const isClosedPipe = (error: unknown) => {
   return e?._tag === "IoError" && e.path === "stdout" && typeof e.detail === "string" && /\bEPIPE\b/.test(e.detail)
 }
 
-/** Prints `cage: error: …` and sets the exit code; a closed standard output ends quietly (141). */
+/**
+ * Whether failures are reported as JSON: a run given `--json` gets its failure as one line
+ * of JSON on standard output, `{"error": message, "exitCode": n, "kind": tag}`, where its
+ * result would have been, so a script parses stdout whatever happened.
+ */
+export const jsonErrors = () => process.argv.slice(2).includes("--json")
+
+/** Prints `cage: error: …` (or its JSON) and sets the exit code; a closed standard output ends quietly (141). */
 export const report = (error: unknown): Effect.Effect<void> =>
   Effect.sync(() => {
     if (isClosedPipe(error)) {
@@ -40,6 +47,12 @@ export const report = (error: unknown): Effect.Effect<void> =>
       return
     }
     const code = exitCodeOf(error)
+    if (jsonErrors()) {
+      const kind = (error as { _tag?: unknown } | undefined)?._tag
+      process.stdout.write(JSON.stringify({ error: describe(error), exitCode: code, kind: typeof kind === "string" ? kind : "Error" }) + "\n")
+      process.exitCode = code
+      return
+    }
     process.stderr.write(`cage: error: ${describe(error)}\n`)
     process.exitCode = code
   })

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { UsageError } from "@cage/core"
+import { fromSystemError, type IoError, UsageError } from "@cage/core"
 import { Data, Effect } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
@@ -36,10 +36,12 @@ export class KeyFileError extends Data.TaggedError("KeyFileError")<{ readonly pa
   }
 }
 
-const readSecretFile = (path: string) =>
+// A file that cannot be read is an I/O error (exit 4, as for any file the user names); one
+// that reads but holds no key is a usage error (KeyFileError, exit 2).
+const readSecretFile = (path: string, what: string) =>
   Effect.tryPromise({
     try: () => fs.promises.readFile(path),
-    catch: (e) => new KeyFileError({ path, detail: `cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})` })
+    catch: (e) => fromSystemError(`read ${what}`, path, e)
   })
 
 /** Parses key-file text; `undefined` when it holds no valid key. */
@@ -57,22 +59,24 @@ export const parseKeyText = (text: string): Uint8Array | undefined => {
 }
 
 /** Reads a 32-byte key from `path`. The caller zeroes it after use. */
-export const readKeyFile = (path: string): Effect.Effect<Uint8Array, KeyFileError> =>
+export const readKeyFile = (path: string): Effect.Effect<Uint8Array, KeyFileError | IoError> =>
   Effect.gen(function*() {
-    const raw = yield* readSecretFile(path)
+    const raw = yield* readSecretFile(path, "key file")
     const key = parseKeyText(raw.toString("utf8"))
     raw.fill(0)
     if (!key) {
       return yield* Effect.fail(new KeyFileError({ path, detail: `not a key file: expected one line "${KEY_PREFIX}" followed by 32 bytes as base64url or hex, or 64 hex characters` }))
     }
     warnIfShared(path)
+    // A key of zeros is public knowledge (test vectors use it): say so, once per run.
+    if (key.every((b) => b === 0)) process.stderr.write(`cage: warning: ${path} holds an all-zero key: anyone can decrypt what it encrypts\n`)
     return key
   })
 
 /** Reads a passphrase: the file's first line, without its line ending. */
-export const readPassphraseFile = (path: string): Effect.Effect<Uint8Array, KeyFileError> =>
+export const readPassphraseFile = (path: string): Effect.Effect<Uint8Array, KeyFileError | IoError> =>
   Effect.gen(function*() {
-    const raw = yield* readSecretFile(path)
+    const raw = yield* readSecretFile(path, "passphrase file")
     let end = raw.indexOf(0x0a)
     if (end < 0) end = raw.length
     if (end > 0 && raw[end - 1] === 0x0d) end--

@@ -3,7 +3,9 @@
  *
  * @module
  */
-import { Effect } from "effect"
+import { Cause, Console, Effect } from "effect"
+import { jsonErrors } from "./Errors.js"
+import { format } from "node:util"
 import { execFile } from "node:child_process"
 import { createRequire } from "node:module"
 import { Argument, Command, Flag } from "effect/cli"
@@ -110,7 +112,30 @@ export const cli = (argv: ReadonlyArray<string>) => {
         }
       }))
   }
-  return Command.runWith(root, { version: VERSION })(argv)
+  // effect/cli prints the whole help (to stdout) before a parse error: keep what it prints,
+  // and on a usage error show only the error and one line of usage, on stderr.
+  const captured: Array<{ readonly toStderr: boolean; readonly text: string }> = []
+  const capturing: Console.Console = {
+    ...globalThis.console,
+    log: (...args: ReadonlyArray<unknown>) => void captured.push({ toStderr: false, text: format(...args) }),
+    error: (...args: ReadonlyArray<unknown>) => void captured.push({ toStderr: true, text: format(...args) })
+  }
+  return Command.runWith(root, { version: VERSION })(argv).pipe(
+    Effect.provideService(Console.Console, capturing),
+    Effect.onExit((exit) =>
+      Effect.sync(() => {
+        const failure = exit._tag === "Failure" ? Cause.squash(exit.cause) as { _tag?: unknown; commandPath?: ReadonlyArray<string>; errors?: ReadonlyArray<{ message: string }> } : undefined
+        if (failure?._tag === "ShowHelp" && failure.errors !== undefined && failure.errors.length > 0) {
+          const path = (failure.commandPath ?? ["cage"]).join(" ")
+          const first = failure.errors[0].message.trim().replace(/\n\s*/g, " ")
+          if (jsonErrors()) process.stdout.write(JSON.stringify({ error: first, exitCode: 2, kind: "UsageError" }) + "\n")
+          else process.stderr.write(`cage: error: ${first}\nusage: ${path} [flags] … (run \`${path} --help\` for the flags)\n`)
+          return
+        }
+        for (const c of captured) (c.toStderr ? process.stderr : process.stdout).write(c.text.endsWith("\n") ? c.text : `${c.text}\n`)
+      })
+    )
+  )
 }
 
 void Effect

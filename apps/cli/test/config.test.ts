@@ -102,3 +102,21 @@ describe("cage.toml", () => {
     }
   })
 })
+
+describe("cage.toml errors in the file's terms", () => {
+  it.for([
+    ["workerz = 2\n", "unknown key workerz (line 1); known keys: chunk_size, workers, limit_rate, backend, streaming_strategy, plugins, pipelines, processors, backup, audit"],
+    ["chunk_size = \"64KiB\"\n[backup]\nretentoin = \"keep_last:3\"\n", "unknown key retentoin in [backup] (line 3); known keys: dir, retention, manifest_threshold"],
+    ["workers = \"two\"\n", "workers (line 1): expected number, found \"two\" (a string)"],
+    ["backend = \"rsa\"\n", "backend (line 1): expected \"agcm\" | \"age\" | \"age-lib\", found \"rsa\" (a string)"],
+    ["[pipelines.encrypt]\nprocessors = \"agcm-encrypt\"\n", "pipelines.encrypt.processors (line 2): expected array, found \"agcm-encrypt\" (a string)"],
+    ["[backup]\nretention = \"keep_lots\"\n", "backup.retention (line 2): unknown retention policy \"keep_lots\": use keep_all, keep_last:N, keep_days:D or keep_last_and_days:N,D"],
+    ["limit_rate = \"0\"\n", "limit_rate: expected a positive size, got \"0\""]
+  ])("%j: exit 2 with %s", ([text, message]) => {
+    fs.writeFileSync(f("cage.toml"), text)
+    // Every command loads the whole file: a bad value is found before anything runs.
+    const r = cage(["config", "show"], { cwd: dir, env: env() })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toBe(`cage: error: ${f("cage.toml")}: ${message}\n`)
+  })
+})
