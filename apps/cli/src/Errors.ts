@@ -39,6 +39,12 @@ const isClosedPipe = (error: unknown) => {
  */
 export const jsonErrors = () => process.argv.slice(2).includes("--json")
 
+let jsonPrinted = false
+/** Records that the command printed its JSON result (a report of the failure itself, as `backup verify` does). */
+export const markJsonPrinted = () => {
+  jsonPrinted = true
+}
+
 /** Prints `cage: error: …` (or its JSON) and sets the exit code; a closed standard output ends quietly (141). */
 export const report = (error: unknown): Effect.Effect<void> =>
   Effect.sync(() => {
@@ -47,6 +53,11 @@ export const report = (error: unknown): Effect.Effect<void> =>
       return
     }
     const code = exitCodeOf(error)
+    if (jsonErrors() && jsonPrinted) {
+      // The command's own JSON already describes the failure: one document on stdout.
+      process.exitCode = code
+      return
+    }
     if (jsonErrors()) {
       const kind = (error as { _tag?: unknown } | undefined)?._tag
       process.stdout.write(JSON.stringify({ error: describe(error), exitCode: code, kind: typeof kind === "string" ? kind : "Error" }) + "\n")

@@ -6,7 +6,7 @@
 import { ChunkInput, ChunkOutput, formatBytes, type IoError, parseSize, type RunSummary, type UsageError } from "@cage/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import { usage } from "./Errors.js"
+import { markJsonPrinted, usage } from "./Errors.js"
 
 let interruptNoteText = "nothing was published"
 
@@ -77,7 +77,11 @@ export const parseRange = (text: string) => {
 }
 
 /** Writes one line of JSON to stdout. */
-export const printJson = (value: unknown) => Effect.sync(() => process.stdout.write(JSON.stringify(value) + "\n"))
+export const printJson = (value: unknown) =>
+  Effect.sync(() => {
+    markJsonPrinted()
+    process.stdout.write(JSON.stringify(value) + "\n")
+  })
 
 /** Writes a human line to stderr unless quiet (stdout may carry data). */
 export const note = (quiet: boolean, text: string) => Effect.sync(() => (quiet ? undefined : process.stderr.write(`cage: ${text}\n`)))
