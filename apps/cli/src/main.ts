@@ -66,6 +66,7 @@ const migrateCommand = Command.make("migrate", {
   output: Flag.String("output").pipe(Flag.withAlias("o")),
   key: Flag.String("key").pipe(Flag.withDescription("Key file of the v1 stream")),
   newKey: Flag.String("new-key").pipe(Flag.withDescription("Key file for the v2 output (default: the same key)"), Flag.optional),
+  limitRate: commonFlags.limitRate,
   quiet
 }, migrate).pipe(Command.withDescription("Rewrite a legacy AGCM v1 stream as AGCM v2"))
 

@@ -216,6 +216,8 @@ const rows: ReadonlyArray<Row> = [
     [["encrypt", "-r", "age1qqq", "in"], "-r/-R recipients are an age feature: add --backend age (AGCM uses --key or --passphrase-file)"],
     [["encrypt", "--backend", "age", "-r", "age1qqq", "--chunk-size", "1MiB", "in"], "--chunk-size applies to AGCM; --backend age writes age's fixed 64 KiB chunks"],
     [["decrypt", "--key", "k.key", "-i", "id.txt", "-o", "x", "in"], "-i identities are an age feature: add --backend age (AGCM uses --key or --passphrase-file)"],
+    [["encrypt", "--key", "k.key", "--limit-rate", "0", "in"], "--limit-rate: \"0\" is not a positive size in bytes per second (examples: 100MiB, 50MB, 1048576)"],
+    [["encrypt", "--backend", "age", "-r", "age1qqq", "--limit-rate", "1MiB", "in"], "--limit-rate needs the AGCM backend (the age CLI reads its input itself)"],
     [["keygen", "-o", "-"], "cage keygen writes a new key file with mode 0600: give it a path (-o FILE); it never writes a key to standard output"]
   ] as const).map(([args, message]): Row => ({
     name: `a flag that does not apply is refused: ${args.join(" ")}`,

@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { ChunkInput, ChunkOutput, fromSystemError, InputChanged, type IoError, type LockBusy } from "@cage/core"
+import { ChunkInput, ChunkOutput, fromSystemError, InputChanged, type IoError, type LockBusy, RateLimit } from "@cage/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import { type Readable, Writable } from "node:stream"
+import { type Readable, Transform, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import type { AgcmEncryptOptions } from "./Agcm.js"
 import type { AgcmError } from "./Error.js"
@@ -22,7 +22,17 @@ export interface MigrateOptions {
   readonly encrypt: AgcmEncryptOptions
   /** Where the v1 warning goes. Default: standard error. */
   readonly onWarning?: (message: string) => void
+  /** Caps the v1 file's read rate, in bytes per second (see core `RateLimit`). Default: none. */
+  readonly limitRate?: number | undefined
 }
+
+/** A pass-through stream that admits each chunk through `limiter` (backpressure does the rest). */
+const throttled = (limiter: RateLimit.RateLimiter) =>
+  new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      Effect.runPromise(limiter.take(chunk.length)).then(() => cb(null, chunk), cb)
+    }
+  })
 
 /** Decrypts v1 from `input` and writes v2 to `output`. Rejects with the first AgcmError or stream error. */
 export const migrateV1ToV2 = (input: Readable, output: Writable, options: MigrateOptions): Effect.Effect<void, AgcmError | IoError> =>
@@ -48,7 +58,8 @@ export const migrateV1File = (inPath: string, outPath: string, options: MigrateO
         Effect.runPromise(Effect.result(out.write([chunk]))).then((r) => cb(r._tag === "Failure" ? (r.failure as unknown as Error) : null))
       }
     })
-    const input = fs.createReadStream(inPath, { highWaterMark: 1024 * 1024 })
+    const file = fs.createReadStream(inPath, { highWaterMark: options.limitRate !== undefined ? Math.max(16 * 1024, Math.min(1024 * 1024, Math.floor(options.limitRate / 10))) : 1024 * 1024 })
+    const input = options.limitRate !== undefined ? file.pipe(throttled(RateLimit.make(options.limitRate))) : file
     const unchanged = ChunkInput.statIdentity(inPath).pipe(Effect.flatMap((now) =>
       now.size === before.size && now.mtimeNs === before.mtimeNs && now.ctimeNs === before.ctimeNs && now.ino === before.ino
         ? Effect.void

@@ -54,6 +54,7 @@ import {
   planRegion,
   ProcessorError,
   ResumeRefused,
+  RateLimit,
   type RunSummary,
   runPipeline
 } from "@cage/core"
@@ -673,6 +674,8 @@ export interface RestoreOptions extends CommonOptions {
   /** Restore only plaintext bytes `[start, end)`: only the chunks covering it are read and decrypted. */
   readonly range?: { readonly start: number; readonly end?: number | undefined }
   readonly progress?: Progress.ProgressReporter
+  /** Caps the backup file's read rate, in bytes per second (see core `RateLimit`). Default: none. */
+  readonly limitRate?: number | undefined
 }
 
 /** Result of {@link restore}. */
@@ -699,7 +702,7 @@ export const restore = (options: RestoreOptions): Effect.Effect<RestoreResult, E
     const sink = ChunkOutput.toFile(options.output, { overwrite: options.overwrite ?? false })
     if (!options.range) {
       const input = yield* ChunkInput.fromFile(file)
-      const summary = yield* runPipeline({ input, output: sink, pipeline: [options.cipher.decrypt()], chunkBytes: g.chunkBytes, progress: options.progress }).pipe(
+      const summary = yield* runPipeline({ input, output: sink, pipeline: [options.cipher.decrypt()], chunkBytes: g.chunkBytes, progress: options.progress, limitRate: options.limitRate }).pipe(
         Effect.ensuring(input.close())
       )
       return { generation: g.generation, output: options.output, bytes: summary.outputBytes, chunks: summary.totalChunks }
@@ -714,11 +717,13 @@ export const restore = (options: RestoreOptions): Effect.Effect<RestoreResult, E
     const first = Math.floor(start / cs)
     const last = Math.floor((end - 1) / cs)
     const BATCH = 16
+    const limiter = options.limitRate !== undefined ? RateLimit.make(options.limitRate) : undefined
     yield* sink.open()
     const written = yield* Effect.gen(function*() {
       let bytes = 0
       for (let from = first; from <= last; from += BATCH) {
         const to = Math.min(last + 1, from + BATCH)
+        if (limiter) yield* limiter.take((to - from) * cs)
         const out = yield* reader.read(from, to)
         const pieces = out.map((p, k) => {
           const at = (from + k) * cs

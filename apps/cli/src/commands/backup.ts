@@ -179,6 +179,7 @@ const restoreCommand = Command.make("restore", {
   output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Output file (default: the original path; never overwritten without --force)"), Flag.optional),
   range: Flag.String("range").pipe(Flag.withDescription("Only plaintext bytes START:END (END exclusive; units allowed; START: means to the end)"), Flag.optional),
   force: Flag.Boolean("force").pipe(Flag.withDescription("Replace an existing output file"), Flag.withDefault(false)),
+  limitRate: commonFlags.limitRate,
   workers,
   auditLog: auditLogFlag,
   json,
@@ -191,12 +192,13 @@ const restoreCommand = Command.make("restore", {
     const range = Option.isSome(f.range) ? yield* parseRange(f.range.value) : undefined
     const output = Option.getOrElse(f.output, () => f.file)
     const w = Option.getOrUndefined(f.workers) ?? settings.workers.value
+    const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, false)
     const r = yield* withAudit(f, settings, "restore", f.file, (writer) =>
       audited(writer, { operation: "backup-restore", strategy: "native" }, restore({
         dir, source: f.file, cipher: agcmCipher(key, w !== undefined ? { workers: w } : {}), output, overwrite: f.force,
         ...(Option.isSome(f.generation) ? { generation: f.generation.value } : {}), ...(range ? { range } : {}),
-        progress: Progress.terminal({ quiet: f.quiet || f.json, label: "restore" })
+        progress: Progress.terminal({ quiet: f.quiet || f.json, label: "restore" }), limitRate
       })),
       (r) => ({ generation: r.generation, bytes: r.bytes })
     ).pipe(Effect.ensuring(wipe(key)))

@@ -268,6 +268,8 @@ export const decrypt = (f: CommonParsed & {
     return yield* Effect.gen(function*() {
       if (Option.isSome(f.range)) {
         if (f.input === "-") return yield* usage("--range needs a file input (it seeks)")
+        // A range reads only its own chunks; limit_rate from cage.toml does not apply to it.
+        if (Option.isSome(f.limitRate)) return yield* usage("--limit-rate applies to whole-file decryption, not to --range (which reads only the chunks it needs)")
         const { start, end } = yield* parseRange(f.range.value)
         const output = yield* openOutput(outputPath, f.force, !f.noFsync, readFiles(f))
         yield* output.open()

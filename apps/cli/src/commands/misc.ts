@@ -9,6 +9,7 @@ import { loadSettings } from "../Config.js"
 import { usage } from "../Errors.js"
 import { note, printJson } from "../Io.js"
 import { readKeyFile, writeNewKeyFile } from "../Keys.js"
+import { resolveLimitRate } from "./crypt.js"
 import { listProcessors } from "../Registry.js"
 
 export const keygen = (f: { output: string; quiet: boolean }): Effect.Effect<void, unknown> =>
@@ -19,11 +20,12 @@ export const keygen = (f: { output: string; quiet: boolean }): Effect.Effect<voi
     : writeNewKeyFile(f.output).pipe(Effect.andThen(note(f.quiet, `wrote a new key to ${f.output} (mode 0600). Keep it secret: without it nothing encrypted with it can be decrypted.`)))
 
 /** Rewrites an AGCM v1 stream as v2; the new file uses `--new-key` or the same key. */
-export const migrate = (f: { input: string; output: string; key: string; newKey: Option.Option<string>; quiet: boolean }) =>
+export const migrate = (f: { input: string; output: string; key: string; newKey: Option.Option<string>; limitRate: Option.Option<string>; quiet: boolean }) =>
   Effect.gen(function*() {
+    const limitRate = yield* resolveLimitRate(f.limitRate, yield* loadSettings)
     const v1Key = yield* readKeyFile(f.key)
     const newKey = Option.isSome(f.newKey) ? yield* readKeyFile(f.newKey.value) : Uint8Array.from(v1Key)
-    yield* migrateV1File(f.input, f.output, { v1Key, encrypt: { key: newKey }, onWarning: (m) => void note(f.quiet, m).pipe(Effect.runSync) }).pipe(
+    yield* migrateV1File(f.input, f.output, { v1Key, encrypt: { key: newKey }, limitRate, onWarning: (m) => void note(f.quiet, m).pipe(Effect.runSync) }).pipe(
       Effect.ensuring(Effect.sync(() => {
         v1Key.fill(0)
         newKey.fill(0)
