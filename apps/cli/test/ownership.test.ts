@@ -113,6 +113,36 @@ describe("one writer per output: 8 runs started at once, 10 rounds", () => {
   }, 60_000)
 })
 
+describe("two resumes of one checkpoint are two writers", () => {
+  it("8 resumes started at once after kill -9: one resumes and finishes, the others exit 6 at once", async () => {
+    writeRandom(f("in"), 2 << 20)
+    // 2 MiB at 512 KiB/s: after the kill at the first checkpoint, 3 s or more remain.
+    const args = ["encrypt", "--key", key, "--limit-rate", "512KiB", "--checkpoint-interval", "100", "--json", "-o", f("o.agcm"), f("in")]
+    const first = start(args)
+    while (!fs.existsSync(f("o.agcm.cage-checkpoint"))) await sleep(2)
+    first.child.kill("SIGKILL")
+    await first.done
+    const runs = Array.from({ length: 8 }, () => {
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+      let stdout = ""
+      child.stdout!.on("data", (d) => (stdout += d))
+      return new Promise<{ code: number | null; stdout: string }>((r) => child.on("close", (code) => r({ code, stdout })))
+    })
+    const results = await Promise.all(runs)
+    const winners = results.filter((r) => r.code === 0)
+    expect(winners.length).toBe(1)
+    expect(JSON.parse(winners[0].stdout).resumedFrom).toBeGreaterThan(0)
+    for (const r of results.filter((x) => x.code !== 0)) {
+      expect(r.code).toBe(6)
+      // --json: the refusal is JSON on stdout too.
+      expect(JSON.parse(r.stdout)).toMatchObject({ exitCode: 6, kind: "LockBusy" })
+    }
+    expect(ls()).toEqual(["in", "k.key", "o.agcm"])
+    expect(cage(["decrypt", "-q", "--key", key, "-o", f("rt"), f("o.agcm")]).code).toBe(0)
+    expect(sha(f("rt"))).toBe(sha(f("in")))
+  }, 60_000)
+})
+
 describe("an input rewritten at random offsets at random moments: never a mixed output", () => {
   it("20 runs: exit 0 only with one consistent version; otherwise exit 4, nothing left; the same command then succeeds", async () => {
     const total = 2 << 20

@@ -94,22 +94,24 @@ describe("kill -9 and resume with a real cage process", () => {
     expect((await interrupt(encryptArgs(), "SIGKILL", 0)).killed).toBe(true)
     fs.copyFileSync(f("in.agcm.partial"), f("s0.partial"))
     fs.copyFileSync(f("in.agcm.cage-checkpoint"), f("s0.ckpt"))
+    // Each kill lands at a random point of what is left (from the .partial's size), at most
+    // 90% of the way: at 8 MiB/s the last 10% take 200 ms, so every kill lands mid-run.
+    const slowArgs = () => encryptArgs().map((a) => (a === "64MiB" ? "8MiB" : a))
+    const sizeOf = (p: string) => (fs.existsSync(p) ? fs.statSync(p).size : 0)
     let kills = 0
     for (let i = 0; i < 4; i++) {
-      const child = cageAsync(encryptArgs())
+      const child = cageAsync(slowArgs())
       const done = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-      // anywhere from startup through mid-chunk, mid-write and mid-rename of a checkpoint
-      const timer = setTimeout(() => child.kill("SIGKILL"), 150 + Math.floor(Math.random() * 1200))
+      const from = sizeOf(f("in.agcm.partial"))
+      const at = from + Math.random() * Math.max(0, 0.9 * (16 << 20) - from)
+      while (child.exitCode === null && sizeOf(f("in.agcm.partial")) < at) await sleep(2)
+      child.kill("SIGKILL")
       const code = await done
-      clearTimeout(timer)
-      // A kill that lands after the output was published (between commit and exit) found a
-      // finished run: nothing left to resume.
-      if (code === 0 || fs.existsSync(f("in.agcm"))) {
-        expect(fs.existsSync(f("in.agcm.partial"))).toBe(false)
-        break
-      }
+      expect(code).toBe(null) // killed, not finished
+      expect(fs.existsSync(f("in.agcm"))).toBe(false)
       kills++
     }
+    expect(kills).toBe(4)
     if (!fs.existsSync(f("in.agcm"))) expect(cage(encryptArgs()).code).toBe(0)
     const interrupted = sha(f("in.agcm"))
     fs.renameSync(f("in.agcm"), f("interrupted.agcm"))
