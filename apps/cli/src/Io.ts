@@ -88,8 +88,11 @@ export const note = (quiet: boolean, text: string) => Effect.sync(() => (quiet ?
 
 /** The summary line of a run. */
 export const describeRun = (verb: string, input: string, output: string, s: RunSummary) => {
-  const mbps = s.durationMs > 0 ? (s.bytesProcessed / 1e6 / (s.durationMs / 1000)).toFixed(1) : "-"
+  // The size a user knows is the plaintext's: what an encryption read, what a decryption
+  // wrote (the ciphertext is larger by its header and tags).
+  const plain = verb === "decrypt" ? s.outputBytes : s.bytesProcessed
+  const rate = s.durationMs > 0 ? `${formatBytes(plain / (s.durationMs / 1000))}/s` : "-"
   const resumed = s.resumedFrom > 0 ? `, resumed at chunk ${s.resumedFrom}` : ""
   const rss = formatBytes(process.resourceUsage().maxRSS * 1024)
-  return `${verb} ${input} → ${output}: ${formatBytes(s.bytesProcessed)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${mbps} MB/s${resumed}), peak RSS ${rss}`
+  return `${verb} ${input} → ${output}: ${formatBytes(plain)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${rate}${resumed}), peak RSS ${rss}`
 }

@@ -197,6 +197,14 @@ describe("chunk plan and inspect", () => {
     expect(info).toMatchObject({ kind: "agcm", version: 2, chunkSize: 65536, keyMode: "raw" })
     expect(cage(["chunk", "inspect", f("in")]).code).toBe(2)
   })
+  it("plans the chunks encrypt runs: a size on a chunk boundary ends with an empty final chunk", () => {
+    writeRandom(f("even"), 4 * 32768)
+    const planned = JSON.parse(cage(["chunk", "plan", "--json", "--chunk-size", "32KiB", "--limit", "0", f("even")]).stdout.toString())
+    const encrypted = JSON.parse(cage(["encrypt", "--json", "--key", key, "--chunk-size", "32KiB", f("even")]).stdout.toString())
+    expect(planned.totalChunks).toBe(5)
+    expect(encrypted.totalChunks).toBe(planned.totalChunks)
+    expect(planned.chunks.at(-1)).toMatchObject({ index: 4, start: 131072, end: 131072, length: 0, final: true })
+  })
 })
 
 describe("--backend age and age-lib", () => {

@@ -243,6 +243,22 @@ const rows: ReadonlyArray<Row> = [
     files: ["in", "k.key"]
   },
   {
+    name: "audit report never replaces an existing report.html unasked",
+    setup: () => {
+      expect(cage(["encrypt", "--key", "k.key", "-q", "--audit-log", "a.jsonl", "in"], { cwd: dir }).code).toBe(0)
+      fs.writeFileSync(f("report.html"), "mine")
+    },
+    args: ["audit", "report", "a.jsonl"],
+    code: 4,
+    stderr: /^cage: error: report\.html: create failed: already exists \(refusing to overwrite\)$/,
+    files: ["a.jsonl", "in", "in.agcm", "k.key", "report.html"],
+    then: () => {
+      expect(fs.readFileSync(f("report.html"), "utf8")).toBe("mine")
+      expect(cage(["audit", "report", "-q", "--force", "a.jsonl"], { cwd: dir }).code).toBe(0)
+      expect(fs.readFileSync(f("report.html"), "utf8")).toContain("<html")
+    }
+  },
+  {
     name: "encrypt with -o naming the input, even with --force: exit 2, the input untouched",
     args: ["encrypt", "--key", "k.key", "--force", "-o", "in", "in"],
     code: 2,

@@ -170,12 +170,13 @@ describe("a real terminal", () => {
       term.onExit(({ exitCode }) => resolve({ output, code: exitCode }))
     })
 
-  it("shows a live progress bar with percent and MB/s", async () => {
+  it("shows a live progress bar with percent, MiB/s and an ETA", async () => {
     writeRandom(f("in"), 64 << 20)
     const r = await run(["encrypt", "--key", key, "--workers", "1", f("in")])
     expect(r.code).toBe(0)
     expect(r.output).toMatch(/\d+% \|/)
-    expect(r.output).toContain("MB/s")
+    expect(r.output).toContain("MiB/s")
+    expect(r.output).not.toMatch(/  0% \|[^\n]*ETA 0s/) // no estimate before there is a rate
     expect(r.output).toContain("ETA")
   })
 

@@ -1,5 +1,6 @@
 /**
- * Progress reporting: bytes, percent, MB/s and ETA on stderr when it is a terminal.
+ * Progress reporting: bytes, percent, MiB/s and ETA on stderr when it is a terminal. Units are
+ * 1024-based throughout (MiB, MiB/s), as in the run's summary line.
  *
  * Rendering is delegated to `cli-progress`; Cage only decides when to show it (a TTY on
  * stderr and not `quiet`) and feeds it byte counts.
@@ -21,7 +22,14 @@ export interface ProgressReporter {
 /** A reporter that shows nothing. */
 export const silent: ProgressReporter = { start: () => {}, update: () => {}, stop: () => {} }
 
-const mb = (bytes: number) => (bytes / 1e6).toFixed(1)
+const mib = (bytes: number) => (bytes / 1048576).toFixed(1)
+
+/** `1m05s`, or `--` before there is a rate to estimate from. */
+const eta = (seconds: number | undefined): string => {
+  if (seconds === undefined || !Number.isFinite(seconds)) return "--"
+  const s = Math.max(0, Math.round(seconds))
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`
+}
 
 /**
  * A live progress bar on `stream` (default stderr), or {@link silent} when the stream is not
@@ -35,6 +43,7 @@ export const terminal = (options: { readonly quiet?: boolean; readonly label?: s
   let startedAt = 0
   let base = 0
   let known = true
+  let total: number | undefined
   return {
     start: (totalBytes, doneBytes) => {
       startedAt = Date.now()
@@ -47,18 +56,21 @@ export const terminal = (options: { readonly quiet?: boolean; readonly label?: s
           hideCursor: true,
           clearOnComplete: false,
           format: known
-            ? `${label} {bar} {percentage}% | {doneMB}/{totalMB} MB | {speed} MB/s | ETA {eta_formatted}`
-            : `${label} {doneMB} MB | {speed} MB/s`,
+            ? `${label} {bar} {percentage}% | {doneMiB}/{totalMiB} MiB | {speed} MiB/s | ETA {etaText}`
+            : `${label} {doneMiB} MiB | {speed} MiB/s`,
           formatValue: (v, _o, type) => (type === "percentage" ? String(v).padStart(3) : String(v))
         },
         cliProgress.Presets.shades_classic
       )
-      bar.start(totalBytes ?? 0, doneBytes, { doneMB: mb(doneBytes), totalMB: mb(totalBytes ?? 0), speed: "0.0" })
+      total = totalBytes
+      bar.start(totalBytes ?? 0, doneBytes, { doneMiB: mib(doneBytes), totalMiB: mib(totalBytes ?? 0), speed: "0.0", etaText: eta(undefined) })
     },
     update: (doneBytes) => {
       const seconds = (Date.now() - startedAt) / 1000
-      const speed = seconds > 0 ? mb((doneBytes - base) / seconds) : "0.0"
-      bar?.update(doneBytes, { doneMB: mb(doneBytes), speed })
+      const rate = seconds > 0 ? (doneBytes - base) / seconds : 0
+      // No estimate until this run has processed something: "ETA 0s" at 0% would be a lie.
+      const left = total !== undefined && rate > 0 ? (total - doneBytes) / rate : undefined
+      bar?.update(doneBytes, { doneMiB: mib(doneBytes), speed: mib(rate), etaText: eta(left) })
     },
     stop: () => {
       bar?.stop()

@@ -6,7 +6,7 @@
  * @module
  */
 import { type AuditWriter, formatSummary, layer as auditLayer, makeWriter, readLogs, renderReport, type RunContext, summarize } from "@cage/audit"
-import { fromSystemError } from "@cage/core"
+import { ChunkOutput, fromSystemError } from "@cage/core"
 import { Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
@@ -58,14 +58,18 @@ const summaryCommand = Command.make("summary", {
 const reportCommand = Command.make("report", {
   log,
   rotated,
-  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("HTML file to write (default report.html)"), Flag.withDefault("report.html")),
+  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("HTML file to write (default report.html; never replaced without --force)"), Flag.withDefault("report.html")),
+  force: Flag.Boolean("force").pipe(Flag.withDescription("Replace an existing output file"), Flag.withDefault(false)),
   title: Flag.String("title").pipe(Flag.withDescription("Page title"), Flag.optional),
   quiet: Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDefault(false))
 }, (f) =>
   Effect.gen(function*() {
     const contents = yield* readLogs(logFiles(f.log, f.rotated))
     const html = renderReport(contents, summarize(contents), Option.isSome(f.title) ? { title: f.title.value } : {})
-    yield* Effect.try({ try: () => fs.writeFileSync(f.output, html, { mode: 0o644 }), catch: (e) => fromSystemError("write", f.output, e) })
+    // Staged and published like every output: an existing report.html is never replaced unasked.
+    const sink = ChunkOutput.toFile(f.output, { overwrite: f.force, mode: 0o644 })
+    yield* sink.open()
+    yield* sink.write([Buffer.from(html, "utf8")]).pipe(Effect.andThen(sink.commit()), Effect.onError(() => sink.abort({ keepPartial: false })))
     yield* note(f.quiet, `wrote ${f.output} (${contents.events.length} events)`)
   })
 ).pipe(Command.withDescription("A self-contained HTML report with a per-chunk throughput chart marking anomalies"))

@@ -20,7 +20,9 @@ export const plan = (f: { input: string; chunkSize: Option.Option<string>; json:
   Effect.gen(function*() {
     const size = yield* statSize(f.input)
     const cs = Option.isSome(f.chunkSize) ? yield* parseChunkSize(f.chunkSize.value) : 64 * 1024
-    const p = planChunks(size, cs)
+    // The plan `cage encrypt` runs: AGCM's rule ends every file with a short final chunk,
+    // empty when the size is a multiple of the chunk size (C2SP chunked encryption).
+    const p = planChunks(size, cs, { shortFinal: true })
     if (f.json) {
       return yield* printJson({ input: f.input, size, chunkSize: cs, totalChunks: p.totalChunks, chunks: Array.from(p.chunks(0, f.limit > 0 ? f.limit : p.totalChunks)) })
     }

@@ -22,11 +22,13 @@ const out = (text: string) => Effect.sync(() => process.stdout.write(text.endsWi
 const validateCommand = Command.make("validate", {
   file,
   json,
+  quiet: Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDescription("Print nothing when valid: the exit status says it (0 valid, 3 invalid)"), Flag.withDefault(false)),
   maxDepth,
   format: Flag.Literals("format", ["document", "sequence", "ndjson"] as const).pipe(Flag.withDescription("One document (default), concatenated values, or JSON Lines"), Flag.withDefault("document" as const))
 }, (f) =>
   Effect.gen(function*() {
     const r = yield* over(f.file, (i) => validate(i, { format: f.format, maxDepth: Option.getOrUndefined(f.maxDepth) }))
+    if (f.quiet && !f.json) return
     yield* f.json ? printJson(r) : out(`${f.file}: valid ${r.format} (${r.bytes} bytes, ${r.values} value${r.values === 1 ? "" : "s"}, depth ${r.maxDepth})`)
   })).pipe(Command.withDescription("Validate RFC 8259 JSON in one streaming pass (exit 0 valid, 3 invalid with offset, line and column)"))
 

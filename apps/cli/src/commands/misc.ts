@@ -5,6 +5,7 @@
  */
 import { migrateV1File } from "@cage/agcm"
 import { Effect, Option } from "effect"
+import * as os from "node:os"
 import { loadSettings } from "../Config.js"
 import { usage } from "../Errors.js"
 import { note, printJson } from "../Io.js"
@@ -47,7 +48,28 @@ export const configShow = (f: { json: boolean }) =>
     const s = yield* loadSettings
     const entries = Object.entries(s).filter(([k]) => k !== "files" && k !== "projectDir") as Array<[string, { value: unknown; source: string }]>
     if (f.json) return yield* printJson({ files: s.files, settings: Object.fromEntries(entries) })
+    // As written in cage.toml (snake_case), with the value in effect when nothing sets it.
+    const keys: Record<string, readonly [string, string]> = {
+      chunkSize: ["chunk_size", "65536 (64 KiB)"],
+      workers: ["workers", `${os.availableParallelism()} (the available cores)`],
+      limitRate: ["limit_rate", "none (no limit)"],
+      backend: ["backend", ""],
+      streamingStrategy: ["streaming_strategy", ""],
+      plugins: ["plugins", ""],
+      pipelines: ["pipelines", "the built-in pipeline of each command"],
+      processorOptions: ["processors", ""],
+      backupDir: ["backup.dir", ".cage-backups"],
+      retention: ["backup.retention", ""],
+      manifestThreshold: ["backup.manifest_threshold", ""],
+      auditLog: ["audit.log", "none (no audit log)"],
+      auditMaxBytes: ["audit.max_bytes", ""]
+    }
+    const shown = (k: string, v: unknown) => {
+      const fallback = keys[k]?.[1] ?? ""
+      const empty = v === undefined || v === null || (typeof v === "object" && Object.keys(v as object).length === 0)
+      return empty && fallback !== "" ? fallback : JSON.stringify(v)
+    }
     const lines = [`config files: ${s.files.length ? s.files.join(", ") : "(none)"}`]
-    for (const [k, v] of entries) lines.push(`${k.padEnd(20)} ${JSON.stringify(v.value ?? null).padEnd(40)} (${v.source})`)
+    for (const [k, v] of entries) lines.push(`${(keys[k]?.[0] ?? k).padEnd(26)} ${shown(k, v.value).padEnd(40)} (${v.source})`)
     yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))
   })
