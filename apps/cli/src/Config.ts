@@ -25,7 +25,7 @@
  * [backup]
  * dir = ".cage-backups"
  * retention = "keep_last:3"
- * manifest_threshold = "500MB"
+ * manifest_threshold = "500MB"      # per-chunk digests from this size up (default 0: always)
  *
  * [audit]
  * log = "cage-audit.jsonl"
@@ -194,7 +194,7 @@ export const loadSettingsFrom = (cwd = process.cwd(), env = process.env): Effect
       processorOptions: { value: {}, source: "default" },
       backupDir: { value: undefined, source: "default" },
       retention: { value: "keep_last:3", source: "default" },
-      manifestThreshold: { value: 500_000_000, source: "default" },
+      manifestThreshold: { value: 0, source: "default" },
       auditLog: { value: undefined, source: "default" },
       auditMaxBytes: { value: 64 * 1024 * 1024, source: "default" }
     }

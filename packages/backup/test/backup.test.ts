@@ -43,8 +43,8 @@ describe("create, verify, restore", () => {
     expect(fs.statSync(nodePath.join(bdir, ".cage_backups.json")).mode & 0o777).toBe(0o600)
     expect(fs.statSync(nodePath.join(bdir, all[0].manifest!)).mode & 0o777).toBe(0o600)
     expect(fs.statSync(nodePath.join(bdir, all[0].file)).mode & 0o777).toBe(0o600)
-    // Below the threshold: roots only, no per-chunk digests.
-    expect(all[0].chunked).toBe(false)
+    // Per-chunk digests by default, whatever the size (verify names damaged chunks).
+    expect(all[0].chunked).toBe(true)
     // No secret in the registry: the key's hex never appears.
     const text = fs.readFileSync(nodePath.join(bdir, ".cage_backups.json"), "utf8") + fs.readFileSync(nodePath.join(bdir, all[0].manifest!), "utf8")
     expect(text.includes(KEY.toString("hex"))).toBe(false)
@@ -123,7 +123,7 @@ describe("damage", () => {
     const dir = tempDir()
     const src = makeSource(dir, 3 * n)
     const bdir = nodePath.join(dir, "b")
-    const made = await run(create({ source: src.path, dir: bdir, cipher, hashWorkers: 0 }))
+    const made = await run(create({ source: src.path, dir: bdir, cipher, chunkManifest: false, hashWorkers: 0 }))
     flipByte(nodePath.join(bdir, made.generation.file), 200 + n)
     const r = await run(verifyReport({ dir: bdir, source: src.path, hashWorkers: 0 }))
     expect(r.damage.map((d) => d.kind)).toEqual(["file"])

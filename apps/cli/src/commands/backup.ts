@@ -72,7 +72,7 @@ const createFlags = {
   dir: dirFlag,
   chunkSize: Flag.String("chunk-size").pipe(Flag.withDescription("Plaintext bytes per chunk (AGCM: power of two, 16KiB..4MiB; default 64KiB)"), Flag.optional),
   manifest: Flag.Boolean("manifest").pipe(Flag.withDescription("Write per-chunk digests whatever the size"), Flag.withDefault(false)),
-  manifestThreshold: Flag.String("manifest-threshold").pipe(Flag.withDescription("Per-chunk digests from this source size up (default 500MB, or [backup] manifest_threshold)"), Flag.optional),
+  manifestThreshold: Flag.String("manifest-threshold").pipe(Flag.withDescription("Per-chunk digests from this source size up (default 0: every source; or [backup] manifest_threshold)"), Flag.optional),
   workers,
   limitRate: commonFlags.limitRate,
   auditLog: auditLogFlag,
