@@ -73,6 +73,9 @@ export interface CheckpointStore {
   readonly remove: (path: string) => Effect.Effect<void, IoError>
 }
 
+/** The temporary a checkpoint is written to before it is renamed into place. */
+const tmpPath = (path: string) => `${path}.tmp`
+
 /** Reads, writes and removes checkpoint documents at paths. */
 export const makeFileStore = (): CheckpointStore => ({
   load: (path) =>
@@ -92,7 +95,9 @@ export const makeFileStore = (): CheckpointStore => ({
   save: (path, checkpoint) =>
     Effect.tryPromise({
       try: async () => {
-        const tmp = `${path}.tmp-${process.pid}`
+        // One name, not one per pid: the output's lock makes this process its only writer,
+        // and a temporary left by kill -9 is overwritten here and removed with the checkpoint.
+        const tmp = tmpPath(path)
         try {
           const h = await fs.promises.open(tmp, "w", 0o600)
           try {
@@ -112,7 +117,7 @@ export const makeFileStore = (): CheckpointStore => ({
     }).pipe(Effect.andThen(syncDirectory(nodePath.dirname(nodePath.resolve(path))))),
   remove: (path) =>
     Effect.tryPromise({
-      try: () => fs.promises.rm(path, { force: true }),
+      try: () => Promise.all([fs.promises.rm(path, { force: true }), fs.promises.rm(tmpPath(path), { force: true })]),
       catch: (e) => fromSystemError("remove checkpoint", path, e)
     })
 })
