@@ -151,6 +151,14 @@ const rows: ReadonlyArray<Row> = [
     files: ["in", "in.agcm", "k.key", "ten"]
   },
   {
+    name: "encrypt to a closed standard output ends quietly with 141 too",
+    args: [],
+    shell: `node ${BIN} encrypt --key k.key -o - in | head -c 10 > ten; exit \${PIPESTATUS[0]}`,
+    code: 141,
+    stderr: /^$/,
+    files: ["in", "k.key", "ten"]
+  },
+  {
     name: "decrypt of a file tampered in the middle: exit 3, no partial plaintext, no checkpoint; after repair it succeeds",
     setup: () => {
       expect(cage(["encrypt", "--key", "k.key", "-q", "in"], { cwd: dir }).code).toBe(0)
