@@ -79,7 +79,17 @@ export interface FileOutputOptions {
    * about 6 GB/s into the page cache).
    */
   readonly fsync?: boolean
+  /**
+   * With `fsync`, start a background `fdatasync` of `<path>.partial` each time this many more
+   * bytes were written (default 32 MiB), so the disk writes back while the run computes and
+   * the final fsync has little left to do. Never blocks a write; a background failure is
+   * reported by the next `sync` or `commit`. 0 turns it off.
+   */
+  readonly writebackBytes?: number
 }
+
+/** Default of {@link FileOutputOptions.writebackBytes}: 32 MiB. */
+export const DEFAULT_WRITEBACK_BYTES = 32 * 1024 * 1024
 
 // Raw fds (not FileHandle): a FileHandle closes itself on GC, racing our explicit close.
 const openFd = (path: string, flags: string, mode: number) =>
@@ -122,14 +132,42 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
       implicitClaim = false
     })
   const releaseImplicit = () => Effect.suspend(() => (implicitClaim ? release() : Effect.void))
-  const closeFd = () =>
-    Effect.promise(() =>
-      fd < 0 ? Promise.resolve() : new Promise<void>((r) => {
-        const f = fd
-        fd = -1
-        fs.close(f, () => r())
+  // Background write-back (see writebackBytes): at most one fdatasync in flight. Its error
+  // is kept for the next sync or commit: the kernel reports a write-back error to each
+  // descriptor once, so a failure seen here would otherwise be lost to the final fsync.
+  const writebackStep = durable ? options.writebackBytes ?? DEFAULT_WRITEBACK_BYTES : 0
+  let writeback: Promise<void> | undefined
+  let writebackError: NodeJS.ErrnoException | undefined
+  let kickedAt = 0
+  const kickWriteback = () => {
+    if (writebackStep <= 0 || writeback !== undefined || fd < 0 || position - kickedAt < writebackStep) return
+    kickedAt = position
+    const f = fd
+    writeback = new Promise<void>((resolve) =>
+      fs.fdatasync(f, (err) => {
+        if (err && writebackError === undefined) writebackError = err
+        writeback = undefined
+        resolve()
       })
     )
+  }
+  /** Waits for a background fdatasync, then fails with its error if it had one. */
+  const settleWriteback = Effect.promise(() => writeback ?? Promise.resolve()).pipe(
+    Effect.flatMap(() => {
+      const e = writebackError
+      writebackError = undefined
+      return e ? Effect.fail(fromSystemError("sync", staging, e)) : Effect.void
+    })
+  )
+  const closeFd = () =>
+    Effect.promise(async () => {
+      // Never close under an fdatasync: the descriptor number could be reused meanwhile.
+      if (writeback) await writeback
+      if (fd < 0) return
+      const f = fd
+      fd = -1
+      await new Promise<void>((r) => fs.close(f, () => r()))
+    })
   const refuseExisting = io("create", path, async () => {
     if (options.overwrite) return
     const exists = await fs.promises.lstat(path).then(() => true, () => false)
@@ -177,6 +215,7 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
       fd: () => fd,
       extend: (end) => {
         if (end > position) position = end
+        kickWriteback()
       }
     },
     write: (buffers) =>
@@ -190,6 +229,7 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
             if (err) return resume(Effect.fail(fromSystemError("write", staging, err)))
             if (n === left) {
               position = at + total
+              kickWriteback()
               return resume(Effect.void)
             }
             // Short write: skip what was written and continue with the rest.
@@ -209,13 +249,16 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
       }),
     sync: () =>
       durable
-        ? Effect.callback<void, IoError>((resume) => {
+        ? settleWriteback.pipe(Effect.andThen(Effect.callback<void, IoError>((resume) => {
           fs.fdatasync(fd, (err) => resume(err ? Effect.fail(fromSystemError("sync", staging, err)) : Effect.void))
-        })
+        })))
         : Effect.void,
     commit: () =>
       Effect.gen(function*() {
-        if (durable) yield* io("sync", staging, () => new Promise<void>((res, rej) => fs.fsync(fd, (e) => e ? rej(e) : res())))
+        if (durable) {
+          yield* settleWriteback
+          yield* io("sync", staging, () => new Promise<void>((res, rej) => fs.fsync(fd, (e) => e ? rej(e) : res())))
+        }
         yield* closeFd()
         if (options.overwrite) {
           yield* io("rename", path, () => fs.promises.rename(staging, path))
