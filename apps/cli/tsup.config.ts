@@ -13,9 +13,9 @@ export default defineConfig([
   {
     // The `cage` program is one bundled CommonJS file: resolving and compiling a few hundred
     // ES modules of effect and the workspace packages cost ~0.5 s of start-up per command,
-    // and a classic script can use V8's code cache (see src/loader.ts). node-pty stays
+    // and a classic script can use V8's code cache (see src/bin.ts). node-pty stays
     // outside (a native addon, loaded only for passphrases through age).
-    entry: { cli: "src/bin.ts" },
+    entry: { cli: "src/cli.ts" },
     format: ["cjs"],
     outExtension: () => ({ js: ".cjs" }),
     sourcemap: true,
@@ -36,7 +36,7 @@ export default defineConfig([
   {
     // The executable: runs cli.cjs with V8's code cache (written after this build by
     // scripts/write-code-cache.mjs, which is not shipped).
-    entry: { bin: "src/loader.ts" },
+    entry: { bin: "src/bin.ts" },
     format: ["esm"],
     target: "node20",
     platform: "node"

@@ -1,4 +1,4 @@
-// Build step (not shipped): compiles dist/cli.cjs exactly as src/loader.ts does, runs
+// Build step (not shipped): compiles dist/cli.cjs exactly as src/bin.ts does, runs
 // `cage --help` with it (help text discarded by the caller), then writes the V8 code cache
 // to dist/cli.cjs.cache, prefixed with the SHA-256 of the source it belongs to (V8 itself
 // only checks the source's length). The loader never writes anything.

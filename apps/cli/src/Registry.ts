@@ -18,7 +18,7 @@ import type { Settings } from "./Config.js"
 
 /**
  * The `cage` executable runs this program as a `vm.Script` (to use V8's code cache), where
- * `import()` has no module loader to call (see src/loader.ts); it lends its own under this key.
+ * `import()` has no module loader to call (see src/bin.ts); it lends its own under this key.
  */
 export const IMPORT_KEY = Symbol.for("@cage/cli/import")
 const importModule = (url: string): Promise<Record<string, unknown>> => {
