@@ -4,8 +4,9 @@
  * @module
  */
 import { ChunkInput, ChunkOutput, formatBytes, type IoError, parseSize, type RunSummary, type UsageError } from "@cage/core"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import * as fs from "node:fs"
+import type { Settings } from "./Config.js"
 import { markJsonPrinted, usage } from "./Errors.js"
 
 let interruptNoteText = "nothing was published"
@@ -96,3 +97,20 @@ export const describeRun = (verb: string, input: string, output: string, s: RunS
   const rss = formatBytes(process.resourceUsage().maxRSS * 1024)
   return `${verb} ${input} → ${output}: ${formatBytes(plain)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${rate}${resumed}), peak RSS ${rss}`
 }
+
+/** `--limit-rate` (bytes per second), else `limit_rate` from cage.toml, else none. */
+export const resolveLimitRate = (flag: Option.Option<string>, settings: Settings) => {
+  if (Option.isNone(flag)) return Effect.succeed(settings.limitRate.value)
+  const n = parseSize(flag.value)
+  return n === undefined || n <= 0
+    ? usage(`--limit-rate: "${flag.value}" is not a positive size in bytes per second (examples: 100MiB, 50MB, 1048576)`)
+    : Effect.succeed(n)
+}
+
+/** The files an encrypt or decrypt reads, named as the user gave them. */
+export const readFiles = (f: { input: string; key: Option.Option<string>; passphraseFile: Option.Option<string> }): ReadonlyArray<ReadFile> => [
+  ["the input", f.input],
+  ...Option.toArray(f.key).map((p): ReadFile => ["the --key file", p]),
+  ...Option.toArray(f.passphraseFile).map((p): ReadFile => ["the --passphrase-file", p])
+]
+

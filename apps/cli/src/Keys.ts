@@ -18,7 +18,7 @@
  * @module
  */
 import { fromSystemError, type IoError, UsageError } from "@cage/core"
-import { Data, Effect } from "effect"
+import { Data, Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as tty from "node:tty"
@@ -184,3 +184,18 @@ export const promptPassphrase = (options: { readonly confirm: boolean }): Effect
           : `passphrase prompt: ${(e as Error).message}`
       })
   })
+
+export type KeyMaterial = { readonly key: Uint8Array } | { readonly passphrase: Uint8Array }
+
+/** Resolves --key / --passphrase-file / a terminal prompt into key material. */
+export const keyMaterial = (flags: { key: Option.Option<string>; passphraseFile: Option.Option<string> }, confirm: boolean) =>
+  Effect.gen(function*() {
+    if (Option.isSome(flags.key) && Option.isSome(flags.passphraseFile)) return yield* Effect.fail(new UsageError({ detail: "give either --key or --passphrase-file, not both" }))
+    if (Option.isSome(flags.key)) return { key: yield* readKeyFile(flags.key.value) } as KeyMaterial
+    if (Option.isSome(flags.passphraseFile)) return { passphrase: yield* readPassphraseFile(flags.passphraseFile.value) } as KeyMaterial
+    return { passphrase: yield* promptPassphrase({ confirm }) } as KeyMaterial
+  })
+
+/** Zeroes key material once a run is over. */
+export const wipe = (k: KeyMaterial) => Effect.sync(() => ("key" in k ? k.key.fill(0) : k.passphrase.fill(0)))
+

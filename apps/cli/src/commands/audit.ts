@@ -1,35 +1,15 @@
 /**
- * `cage audit summary LOG` and `cage audit report LOG -o report.html`, plus the audit
- * plumbing other commands use (`openAudit`): where the log is (`--audit-log`, else
- * `[audit] log` in cage.toml) and its rotation size (`[audit] max_bytes`).
+ * `cage audit summary LOG` and `cage audit report LOG -o report.html`. The audit trail
+ * other commands write is wired in `../AuditTrail.ts`.
  *
  * @module
  */
-import { type AuditWriter, formatSummary, layer as auditLayer, makeWriter, readLogs, renderReport, type RunContext, summarize } from "@cage/audit"
-import { ChunkOutput, fromSystemError } from "@cage/core"
-import { Effect, Layer, Option } from "effect"
+import { formatSummary, readLogs, renderReport, summarize } from "@cage/audit"
+import { ChunkOutput } from "@cage/core"
+import { Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
-import { loadSettings, type Settings } from "../Config.js"
 import { note, printJson } from "../Io.js"
-
-/** `--audit-log FILE`, shared with the backup commands. */
-export const auditLogFlag = Flag.String("audit-log").pipe(Flag.withDescription("Append audit events (JSON Lines) to FILE (default: [audit] log in cage.toml)"), Flag.optional)
-
-/**
- * Opens the audit writer when a log is configured; `undefined` otherwise. The caller closes it.
- * Fails with `IoError` when the log cannot be opened.
- */
-export const openAudit = (flag: Option.Option<string>, settings: Settings) =>
-  Effect.gen(function*() {
-    const path = Option.getOrUndefined(flag) ?? settings.auditLog.value
-    if (path === undefined) return undefined
-    return yield* Effect.try({ try: () => makeWriter(path, { maxBytes: settings.auditMaxBytes.value }), catch: (e) => fromSystemError("open audit log", path, e) })
-  })
-
-/** Provides core telemetry to `effect` so the run is audited into `writer` (no-op without one). */
-export const audited = <A, E, R>(writer: AuditWriter | undefined, context: RunContext, effect: Effect.Effect<A, E, R>) =>
-  writer ? effect.pipe(Effect.provide(auditLayer(writer, context) as Layer.Layer<never>)) : effect
 
 /** The log and, with `--rotated`, its rotations `LOG.N … LOG.1` first (oldest first). */
 const logFiles = (log: string, rotated: boolean) => {
@@ -80,4 +60,3 @@ export const auditCommand = Command.make("audit").pipe(
   Command.withSubcommands([summaryCommand, reportCommand])
 )
 
-void loadSettings

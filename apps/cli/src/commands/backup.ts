@@ -29,9 +29,10 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as nodePath from "node:path"
 import { loadSettings, type Settings } from "../Config.js"
 import { usage } from "../Errors.js"
-import { note, printJson, setInterruptNote } from "../Io.js"
-import { commonFlags, keyMaterial, resolveLimitRate, wipe } from "./crypt.js"
-import { audited, auditLogFlag, openAudit } from "./audit.js"
+import { audited, auditLogFlag, openAudit } from "../AuditTrail.js"
+import { commonFlags } from "../Flags.js"
+import { note, printJson, resolveLimitRate, setInterruptNote } from "../Io.js"
+import { keyMaterial, wipe } from "../Keys.js"
 
 const file = Argument.String("file").pipe(Argument.withDescription("The source file (as given to backup create)"))
 const dirFlag = Flag.String("dir").pipe(Flag.withDescription("Backup directory (default: [backup] dir in cage.toml, else ./.cage-backups)"), Flag.optional)

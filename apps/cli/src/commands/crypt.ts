@@ -5,44 +5,15 @@
  * @module
  */
 import { agcmDecrypt, agcmEncrypt, decryptRangeTo, DEFAULT_CHUNK_SIZE, inspect, MAX_HEADER_BYTES } from "@cage/agcm"
-import { type ChunkProcessor, ExitCode, exitCodeOf, formatBytes, parseSize, Progress, runPipeline } from "@cage/core"
+import { type ChunkProcessor, ExitCode, exitCodeOf, formatBytes, Progress, runPipeline } from "@cage/core"
 import { Effect, Option } from "effect"
-import { Argument, Flag } from "effect/cli"
 import * as fs from "node:fs"
 import { describe, usage, UserFacing } from "../Errors.js"
-import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson, type ReadFile, setInterruptNote } from "../Io.js"
-import { promptPassphrase, readKeyFile, readPassphraseFile } from "../Keys.js"
+import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson, type ReadFile, readFiles, resolveLimitRate, setInterruptNote } from "../Io.js"
+import { keyMaterial, wipe } from "../Keys.js"
 import { loadSettings, type Settings } from "../Config.js"
 import { resolvePipeline } from "../Registry.js"
-import { audited, openAudit } from "./audit.js"
-
-/** Flags shared by encrypt and decrypt. */
-export const commonFlags = {
-  key: Flag.String("key").pipe(Flag.withDescription("Key file (from `cage keygen`, or 64 hex characters)"), Flag.optional),
-  passphraseFile: Flag.String("passphrase-file").pipe(Flag.withDescription("File whose first line is the passphrase (never pass a passphrase on the command line)"), Flag.optional),
-  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Output file, or - for stdout"), Flag.optional),
-  workers: Flag.Int("workers").pipe(Flag.withDescription("Worker threads (default: available cores; 1 = in-process)"), Flag.optional),
-  noResume: Flag.Boolean("no-resume").pipe(Flag.withDescription("Ignore and discard an existing checkpoint; start over"), Flag.withDefault(false)),
-  noFsync: Flag.Boolean("no-fsync").pipe(Flag.withDescription("Do not fsync the output (survives kill -9, not a power loss; faster on slow disks)"), Flag.withDefault(false)),
-  limitRate: Flag.String("limit-rate").pipe(Flag.withDescription("Cap the input read rate in bytes per second (100MiB, 50MB; default: no limit, or cage.toml limit_rate)"), Flag.optional),
-  checkpointInterval: Flag.Int("checkpoint-interval").pipe(Flag.withDescription("Minimum ms between checkpoints (default 1000)"), Flag.withDefault(1000)),
-  force: Flag.Boolean("force").pipe(Flag.withDescription("Replace an existing output file"), Flag.withDefault(false)),
-  quiet: Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDescription("No progress bar or notes"), Flag.withDefault(false)),
-  json: Flag.Boolean("json").pipe(Flag.withDescription("Print the run summary as JSON on stdout"), Flag.withDefault(false)),
-  backend: Flag.Literals("backend", ["agcm", "age", "age-lib"] as const).pipe(Flag.withDescription("Cipher backend (default agcm, or from cage.toml)"), Flag.optional),
-  input: Argument.String("input").pipe(Argument.withDescription("Input file, or - for stdin"))
-}
-
-export type KeyMaterial = { readonly key: Uint8Array } | { readonly passphrase: Uint8Array }
-
-/** Resolves --key / --passphrase-file / a terminal prompt into key material. */
-export const keyMaterial = (flags: { key: Option.Option<string>; passphraseFile: Option.Option<string> }, confirm: boolean) =>
-  Effect.gen(function*() {
-    if (Option.isSome(flags.key) && Option.isSome(flags.passphraseFile)) return yield* usage("give either --key or --passphrase-file, not both")
-    if (Option.isSome(flags.key)) return { key: yield* readKeyFile(flags.key.value) } as KeyMaterial
-    if (Option.isSome(flags.passphraseFile)) return { passphrase: yield* readPassphraseFile(flags.passphraseFile.value) } as KeyMaterial
-    return { passphrase: yield* promptPassphrase({ confirm }) } as KeyMaterial
-  })
+import { audited, openAudit } from "../AuditTrail.js"
 
 /** Whether the file starts like an age file (binary or armored header). */
 const looksLikeAge = (path: string): boolean => {
@@ -105,25 +76,6 @@ const chunkRange = (path: string, index: number): readonly [number, number] | un
     return undefined
   }
 }
-
-/** `--limit-rate` (bytes per second), else `limit_rate` from cage.toml, else none. */
-export const resolveLimitRate = (flag: Option.Option<string>, settings: Settings) => {
-  if (Option.isNone(flag)) return Effect.succeed(settings.limitRate.value)
-  const n = parseSize(flag.value)
-  return n === undefined || n <= 0
-    ? usage(`--limit-rate: "${flag.value}" is not a positive size in bytes per second (examples: 100MiB, 50MB, 1048576)`)
-    : Effect.succeed(n)
-}
-
-/** The files an encrypt or decrypt reads, named as the user gave them. */
-export const readFiles = (f: { input: string; key: Option.Option<string>; passphraseFile: Option.Option<string> }): ReadonlyArray<ReadFile> => [
-  ["the input", f.input],
-  ...Option.toArray(f.key).map((p): ReadFile => ["the --key file", p]),
-  ...Option.toArray(f.passphraseFile).map((p): ReadFile => ["the --passphrase-file", p])
-]
-
-/** Zeroes key material once a run is over. */
-export const wipe = (k: KeyMaterial) => Effect.sync(() => ("key" in k ? k.key.fill(0) : k.passphrase.fill(0)))
 
 const runWithEngine = (o: {
   verb: string

@@ -8,9 +8,8 @@ import { Effect, Option } from "effect"
 import * as os from "node:os"
 import { loadSettings } from "../Config.js"
 import { usage } from "../Errors.js"
-import { note, printJson } from "../Io.js"
+import { note, printJson, resolveLimitRate } from "../Io.js"
 import { readKeyFile, writeNewKeyFile } from "../Keys.js"
-import { resolveLimitRate } from "./crypt.js"
 import { listProcessors } from "../Registry.js"
 
 export const keygen = (f: { output: string; quiet: boolean }): Effect.Effect<void, unknown> =>
