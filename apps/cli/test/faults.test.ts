@@ -9,18 +9,10 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { BIN, cage, tempDir, writeRandom } from "./helpers.js"
+import { describe, expect, it } from "vitest"
+import { BIN, cage, dir, f, key, useKeyedDir, writeRandom } from "./helpers.js"
 
-let dir: string
-let key: string
-const f = (name: string) => path.join(dir, name)
-beforeEach(() => {
-  dir = tempDir()
-  key = f("k.key")
-  expect(cage(["keygen", "-q", "-o", key]).code).toBe(0)
-})
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
+useKeyedDir()
 
 const MiB = 1 << 20
 const KILLS = 20

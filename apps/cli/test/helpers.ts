@@ -4,6 +4,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { afterEach, beforeEach, expect } from "vitest"
 
 export const BIN = fileURLToPath(new URL("../dist/bin.js", import.meta.url))
 
@@ -38,4 +39,20 @@ export const writeRandom = (file: string, size: number) => {
     left -= n
   }
   fs.closeSync(fd)
+}
+
+/** This test's directory and its key file (`k.key`, from `cage keygen`); see {@link useKeyedDir}. */
+export let dir = ""
+export let key = ""
+/** A path inside this test's directory. */
+export const f = (name: string) => path.join(dir, name)
+
+/** Gives every test of the calling file a fresh directory with a key file, removed afterwards. */
+export const useKeyedDir = () => {
+  beforeEach(() => {
+    dir = tempDir()
+    key = f("k.key")
+    expect(cage(["keygen", "-q", "-o", key]).code).toBe(0)
+  })
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
 }

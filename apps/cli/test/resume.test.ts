@@ -2,18 +2,10 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as pty from "node-pty"
-import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { BIN, cage, cageAsync, tempDir, writeRandom } from "./helpers.js"
+import { describe, expect, it } from "vitest"
+import { BIN, cage, cageAsync, dir, f, key, useKeyedDir, writeRandom } from "./helpers.js"
 
-let dir: string
-let key: string
-const f = (name: string) => path.join(dir, name)
-beforeEach(() => {
-  dir = tempDir()
-  key = f("k.key")
-  expect(cage(["keygen", "-q", "-o", key]).code).toBe(0)
-})
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
+useKeyedDir()
 
 const sha = (file: string) => createHash("sha256").update(fs.readFileSync(file)).digest("hex")
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
