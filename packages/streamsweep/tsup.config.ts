@@ -1,11 +1,4 @@
-import { defineConfig } from "tsup"
+import { library } from "../../tooling/tsup/library.js"
 
-export default defineConfig({
-  // `Validator` is also its own entry (`@cage/streamsweep/validator`): no Effect runtime, no engine.
-  entry: ["src/index.ts", "src/Validator.ts"],
-  format: ["esm"],
-  dts: true,
-  sourcemap: true,
-  clean: true,
-  target: "node20"
-})
+// `Validator` is also its own entry (`@cage/streamsweep/validator`): no Effect runtime, no engine.
+export default library(["src/index.ts", "src/Validator.ts"])

@@ -51,16 +51,17 @@ export const statIdentity = (path: string): Effect.Effect<SourceIdentity, IoErro
   Effect.tryPromise({
     try: () => fs.promises.stat(path, { bigint: true }),
     catch: (e) => fromSystemError("stat", path, e)
-  }).pipe(
-    Effect.map((st) => ({
-      path,
-      size: Number(st.size),
-      mtimeNs: st.mtimeNs.toString(),
-      ctimeNs: st.ctimeNs.toString(),
-      ino: st.ino.toString(),
-      dev: st.dev.toString()
-    }))
-  )
+  }).pipe(Effect.map((st) => identityOf(path, st)))
+
+/** The identity recorded for `path` from its (bigint) stat. */
+const identityOf = (path: string, st: fs.BigIntStats): SourceIdentity => ({
+  path,
+  size: Number(st.size),
+  mtimeNs: st.mtimeNs.toString(),
+  ctimeNs: st.ctimeNs.toString(),
+  ino: st.ino.toString(),
+  dev: st.dev.toString()
+})
 
 /**
  * Opens a regular file for random-access reads.
@@ -84,14 +85,7 @@ export const fromFile = (path: string): Effect.Effect<ChunkInput, IoError> =>
         new IoError({ reason: st.isDirectory() ? "IsDirectory" : "Unknown", operation: "open", path, detail: "not a regular file" })
       )
     }
-    const identity: SourceIdentity = {
-      path,
-      size: Number(st.size),
-      mtimeNs: st.mtimeNs.toString(),
-      ctimeNs: st.ctimeNs.toString(),
-      ino: st.ino.toString(),
-      dev: st.dev.toString()
-    }
+    const identity = identityOf(path, st)
     let closed = false
     const input: ChunkInput = {
       description: path,

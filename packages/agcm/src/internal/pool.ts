@@ -122,6 +122,8 @@ interface Slot {
   readonly jobs: Array<Job>
   timer: NodeJS.Timeout | undefined
   online: boolean
+  /** The uncaught error the worker died of, reported once it has exited. */
+  crash?: string | undefined
 }
 
 export class SegmentPool {
@@ -129,6 +131,8 @@ export class SegmentPool {
   private readonly queue: Array<Job> = []
   private failure: SegmentWorkerError | undefined
   private closed = false
+  /** Settles once close() has stopped every worker and rejected what was in flight. */
+  private stopped: Promise<void> | undefined
   private nextId = 0
   private readonly timeoutMs: number
 
@@ -160,9 +164,14 @@ export class SegmentPool {
         job.settle(m)
         this.dispatch()
       })
-      worker.on("error", (e) => this.fail(slot, "Crashed", e.message))
+      // A crash is judged at "exit", not at "error": replies the worker posted before it
+      // threw may still be queued behind the error event, and until they are handled the
+      // oldest job in `jobs` could be one the worker had finished, not the one it died on.
+      worker.on("error", (e) => {
+        slot.crash = e.message
+      })
       worker.on("exit", (code) => {
-        if (!this.closed) this.fail(slot, "Exited", `worker exited with code ${code}`)
+        if (!this.closed) this.fail(slot, slot.crash !== undefined ? "Crashed" : "Exited", slot.crash ?? `worker exited with code ${code}`)
       })
       this.slots.push(slot)
     }
@@ -225,8 +234,12 @@ export class SegmentPool {
   }
 
   private submit(job: Job) {
-    if (this.failure) return job.reject(this.failure)
-    if (this.closed) return job.reject(new SegmentWorkerError({ reason: "Closed", firstChunk: job.first, chunks: job.chunks, detail: "pool closed" }))
+    // Refused only once every worker has stopped (as close() does for the jobs in flight):
+    // a caller that closes its descriptors on this rejection must find no worker using them.
+    if (this.failure || this.closed) {
+      const why = this.failure ?? new SegmentWorkerError({ reason: "Closed", firstChunk: job.first, chunks: job.chunks, detail: "pool closed" })
+      return void (this.stopped ?? Promise.resolve()).then(() => job.reject(why))
+    }
     this.queue.push(job)
     this.dispatch()
   }
@@ -269,9 +282,14 @@ export class SegmentPool {
    * in flight or queued: only after the threads are gone, so a direct job's promise never
    * settles while its worker may still read or write the caller's descriptors. Idempotent.
    */
-  async close(why?: (job: Job) => SegmentWorkerError): Promise<void> {
-    if (this.closed) return
+  close(why?: (job: Job) => SegmentWorkerError): Promise<void> {
+    if (this.stopped) return this.stopped
     this.closed = true
+    this.stopped = this.stop(why)
+    return this.stopped
+  }
+
+  private async stop(why?: (job: Job) => SegmentWorkerError): Promise<void> {
     const pending = [...this.slots.flatMap((s) => s.jobs.splice(0)), ...this.queue.splice(0)]
     for (const s of this.slots) clearTimeout(s.timer)
     await Promise.all(this.slots.map((s) => {
