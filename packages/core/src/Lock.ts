@@ -178,7 +178,7 @@ export const acquireOrRefuse = (path: string, resource: string, options: { reado
   Effect.suspend((): Effect.Effect<Holder, LockBusy | IoError> => {
     const holder = selfHolder()
     const garbageMs = options.garbageMs ?? 10_000
-    // Two rounds: after breaking a stale lock, another process may win the race to retake it.
+    // A few rounds: after breaking a stale lock, another process may win the race to retake it.
     for (let round = 0; round < 3; round++) {
       let created: boolean
       try {
