@@ -8,8 +8,8 @@ import { decrypt, type Descriptor, descriptorInput, descriptorOutput, encrypt } 
 import { ChunkInput } from "@cage/core"
 import { fingerprint } from "@cage/audit"
 import * as fs from "node:fs"
-import { Progress } from "@cage/core"
 import { Effect, Option } from "effect"
+import * as ProgressBar from "../ProgressBar.js"
 import type { Settings } from "../Config.js"
 import { note, openInput, openOutput, printJson, type ReadFile, readFiles } from "../Io.js"
 import type { IoError } from "@cage/core"
@@ -59,7 +59,7 @@ const strategyOf = (f: { strategy?: Option.Option<"pipe" | "tempfile" | "auto"> 
 
 const withProgress = <A, E>(quiet: boolean, label: string, total: number | undefined, run: (onProgress: (n: number) => void) => Effect.Effect<A, E>) =>
   Effect.suspend(() => {
-    const bar = Progress.terminal({ quiet, label })
+    const bar = ProgressBar.terminal({ quiet, label })
     bar.start(total, 0)
     return run((n) => bar.update(n)).pipe(Effect.ensuring(Effect.sync(() => bar.stop())))
   })

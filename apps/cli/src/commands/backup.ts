@@ -23,8 +23,9 @@ import {
   BackupDamaged,
   type BackupUsageError
 } from "@cage/backup"
-import { formatBytes, parseSize, Progress } from "@cage/core"
+import { formatBytes, parseSize } from "@cage/core"
 import { Effect, Option } from "effect"
+import * as ProgressBar from "../ProgressBar.js"
 import { Argument, Command, Flag } from "effect/cli"
 import * as nodePath from "node:path"
 import { loadSettings, type Settings } from "../Config.js"
@@ -112,8 +113,8 @@ const runCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
     const cipher = agcmCipher(key, { ...(chunkSize !== undefined ? { chunkSize } : {}), ...(w !== undefined ? { workers: w } : {}) })
     const options = {
       source: f.file, dir, cipher, manifestThreshold: threshold, limitRate, ...(f.manifest ? { chunkManifest: true } : {}),
-      ...(w !== undefined ? { hashWorkers: w } : {}), progress: Progress.terminal({ quiet: f.quiet || f.json, label: `backup ${mode}` }),
-      hashProgress: Progress.terminal({ quiet: f.quiet || f.json, label: "manifest" })
+      ...(w !== undefined ? { hashWorkers: w } : {}), progress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: `backup ${mode}` }),
+      hashProgress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: "manifest" })
     }
     const r = yield* withAudit(f, settings, mode, f.file, (writer) =>
       audited(writer, { operation: `backup-${mode}`, strategy: "native" }, mode === "create" ? create(options) : resume(options)),
@@ -199,7 +200,7 @@ const restoreCommand = Command.make("restore", {
       audited(writer, { operation: "backup-restore", strategy: "native" }, restore({
         dir, source: f.file, cipher: agcmCipher(key, w !== undefined ? { workers: w } : {}), output, overwrite: f.force,
         ...(Option.isSome(f.generation) ? { generation: f.generation.value } : {}), ...(range ? { range } : {}),
-        progress: Progress.terminal({ quiet: f.quiet || f.json, label: "restore" }), limitRate
+        progress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: "restore" }), limitRate
       })),
       (r) => ({ generation: r.generation, bytes: r.bytes })
     ).pipe(Effect.ensuring(wipe(key)))

@@ -5,8 +5,9 @@
  * @module
  */
 import { agcmDecrypt, agcmEncrypt, decryptRangeTo, DEFAULT_CHUNK_SIZE, inspect, MAX_HEADER_BYTES } from "@cage/agcm"
-import { type ChunkProcessor, ExitCode, exitCodeOf, formatBytes, Progress, runPipeline } from "@cage/core"
+import { type ChunkProcessor, ExitCode, exitCodeOf, formatBytes, runPipeline } from "@cage/core"
 import { Effect, Option } from "effect"
+import * as ProgressBar from "../ProgressBar.js"
 import * as fs from "node:fs"
 import { describe, usage, UserFacing } from "../Errors.js"
 import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson, type ReadFile, readFiles, resolveLimitRate, setInterruptNote } from "../Io.js"
@@ -109,7 +110,7 @@ const runWithEngine = (o: {
       chunkBytes: o.chunkBytes,
       checkpoint,
       limitRate: o.limitRate,
-      progress: Progress.terminal({ quiet: o.quiet, label: o.verb })
+      progress: ProgressBar.terminal({ quiet: o.quiet, label: o.verb })
     })).pipe(Effect.ensuring(input.close()), Effect.ensuring(Effect.sync(() => audit?.close())))
     const peakRssBytes = process.resourceUsage().maxRSS * 1024
     if (o.json) yield* printJson({ operation: o.verb, input: o.inputPath, output: o.outputPath, ...summary, peakRssBytes })
