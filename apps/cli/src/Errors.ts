@@ -13,6 +13,7 @@
  */
 import { ExitCode, exitCodeOf, UsageError } from "@cage/core"
 import { Data, Effect } from "effect"
+import { hintFor } from "./Hints.js"
 
 export { ExitCode, UsageError }
 
@@ -60,11 +61,13 @@ export const report = (error: unknown): Effect.Effect<void> =>
     }
     if (jsonErrors()) {
       const kind = (error as { _tag?: unknown } | undefined)?._tag
-      process.stdout.write(JSON.stringify({ error: describe(error), exitCode: code, kind: typeof kind === "string" ? kind : "Error" }) + "\n")
+      const hint = hintFor(error)
+      process.stdout.write(JSON.stringify({ error: describe(error), exitCode: code, kind: typeof kind === "string" ? kind : "Error", ...(hint ? { hint } : {}) }) + "\n")
       process.exitCode = code
       return
     }
-    process.stderr.write(`cage: error: ${describe(error)}\n`)
+    const hint = hintFor(error)
+    process.stderr.write(`cage: error: ${describe(error)}${hint ? ` (${hint})` : ""}\n`)
     process.exitCode = code
   })
 
@@ -72,7 +75,7 @@ export const report = (error: unknown): Effect.Effect<void> =>
  * A failure already put in the user's terms (the file, flag or `cage.toml` key they gave)
  * by the command that knows them; keeps the original's exit code.
  */
-export class UserFacing extends Data.TaggedError("UserFacing")<{ readonly detail: string; readonly exitCode: ExitCode }> {
+export class UserFacing extends Data.TaggedError("UserFacing")<{ readonly detail: string; readonly exitCode: ExitCode; readonly cause?: unknown }> {
   override get message() {
     return this.detail
   }

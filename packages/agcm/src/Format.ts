@@ -150,7 +150,7 @@ export const parseHeader = (
     if (b.length < 8) return Effect.fail(new Truncated({ at: b.length, detail: "inside the version field" }))
     const version = u32(b, 4)
     if (version === LEGACY_VERSION) {
-      return Effect.fail(new UnsupportedVersion({ version, detail: "this is a harpocrates v1 stream (insecure: shared nonce, no position or end binding); decrypt it with the legacy v1 reader (--legacy-v1) or migrate it" }))
+      return Effect.fail(new UnsupportedVersion({ version, detail: "this is a harpocrates v1 stream (insecure: shared nonce, no position or end binding), which only the legacy v1 reader opens" }))
     }
     if (version !== VERSION) return Effect.fail(new UnsupportedVersion({ version, detail: `this reader handles version ${VERSION}` }))
     if (b.length < 10) return Effect.fail(new Truncated({ at: b.length, detail: "inside the parameters" }))

@@ -82,7 +82,7 @@ describe("harpocrates v1 vectors", () => {
     const cause = (e as { cause: { _tag: string; version: number; message: string } }).cause
     expect(cause._tag).toBe("UnsupportedVersion")
     expect(cause.version).toBe(1)
-    expect(cause.message).toContain("--legacy-v1")
+    expect(cause.message).toContain("only the legacy v1 reader opens")
   })
 
   it("a wrong key or a flipped byte fails the v1 frame", async () => {

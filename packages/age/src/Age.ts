@@ -380,10 +380,10 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
           const identities: Array<string> = []
           for (const f of identityFiles) identities.push(...await keyLines(f))
           for (const r of [...recipients, ...fileRecipients]) {
-            if (!r.startsWith("age1")) throw new AgeError({ reason: "Unsupported", backend, detail: "the library backend only takes age1... recipients (use --backend age for SSH keys)" })
+            if (!r.startsWith("age1")) throw new AgeError({ reason: "Unsupported", backend, detail: "the library backend only takes age1... recipients, not SSH keys" })
           }
           for (const i of identities) {
-            if (!i.startsWith("AGE-SECRET-KEY-")) throw new AgeError({ reason: "Unsupported", backend, detail: "the library backend only takes AGE-SECRET-KEY-... identities (use --backend age for SSH keys)" })
+            if (!i.startsWith("AGE-SECRET-KEY-")) throw new AgeError({ reason: "Unsupported", backend, detail: "the library backend only takes AGE-SECRET-KEY-... identities, not SSH keys" })
           }
           const r = await runLib({
             operation,

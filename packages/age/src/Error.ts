@@ -76,7 +76,7 @@ const usage: ReadonlySet<AgeErrorReason> = new Set([
 
 /** Install hint shown with `AgeMissing` / `AgeTooOld`. */
 export const AGE_INSTALL_HINT =
-  "install age 1.1 or later (`apt-get install age`), set CAGE_AGE_BIN to its path, or use --backend age-lib"
+  "install age 1.1 or later (`apt-get install age`) or set CAGE_AGE_BIN to its path"
 
 /** An age operation failed. `detail` is safe to show: it never holds a secret or raw terminal output. */
 export class AgeError extends Data.TaggedError("AgeError")<{

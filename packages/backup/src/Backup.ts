@@ -477,7 +477,7 @@ export const findGeneration = (registry: Registry.Registry, sourcePath: string, 
     ? all.filter((x) => x.status === "complete").sort((a, b) => b.generation - a.generation)[0]
     : all.find((x) => x.generation === n)
   if (!g) return Effect.fail(new GenerationNotFound({ source, generation: n }))
-  if (g.status !== "complete") return Effect.fail(new GenerationNotFound({ source, generation: n, detail: "it is incomplete: run `cage backup resume` first" }))
+  if (g.status !== "complete") return Effect.fail(new GenerationNotFound({ source, generation: n, detail: "it is incomplete" }))
   return Effect.succeed(g)
 }
 

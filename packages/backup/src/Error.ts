@@ -30,8 +30,7 @@ export class RegistryCorrupt extends Data.TaggedError("RegistryCorrupt")<{
   readonly exitCode = ExitCode.Integrity
   override get message() {
     return `${this.path}: the backup registry is corrupt (${this.detail}); it was left untouched. ` +
-      `The previous good registry is ${this.path}.bak and each generation's manifest is in the manifests directory: ` +
-      `run \`cage backup recover --dir ${nodePath.dirname(this.path)}\` to rebuild the registry from them.`
+      `The previous good registry is ${this.path}.bak and each generation's manifest is in the manifests directory ${nodePath.dirname(this.path)}: the registry can be rebuilt from them.`
   }
 }
 
@@ -78,8 +77,7 @@ export class SourceChanged extends Data.TaggedError("SourceChanged")<{
   readonly exitCode = ExitCode.Io
   override get message() {
     return `${this.source}: the source changed after it was encrypted into generation ${this.generation} (${this.detail}); ` +
-      `its manifest cannot be built from it, so that incomplete generation was removed: run \`cage backup create\` again once the file no longer changes ` +
-      `(a file that is always being written needs a snapshot or a copy first)`
+      `its manifest cannot be built from it, so that incomplete generation was removed`
   }
 }
 

@@ -28,7 +28,7 @@ describe("corrupt registry", () => {
       expect(err._tag).toBe("RegistryCorrupt")
       expect(err.exitCode).toBe(3)
       expect(err.message).toContain(".cage_backups.json.bak")
-      expect(err.message).toContain("cage backup recover")
+      expect(err.message).toContain("the registry can be rebuilt from them")
     }
     // The corrupt registry was left as it was, for forensics and recovery.
     expect(fs.readFileSync(path, "utf8")).toBe(corrupt)

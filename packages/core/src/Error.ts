@@ -133,7 +133,7 @@ export class ResumeRefused extends Data.TaggedError("ResumeRefused")<{
 }> {
   readonly exitCode: ExitCode = ExitCode.ResumeRefused
   override get message() {
-    return `refusing to resume from ${this.checkpoint}: ${this.detail} (run again with --no-resume to start over)`
+    return `refusing to resume from ${this.checkpoint}: ${this.detail}`
   }
 }
 

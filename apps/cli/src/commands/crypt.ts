@@ -5,7 +5,7 @@
  * @module
  */
 import { agcmDecrypt, agcmEncrypt, decryptRangeTo, DEFAULT_CHUNK_SIZE, inspect, MAX_HEADER_BYTES } from "@cage/agcm"
-import { type ChunkProcessor, ExitCode, exitCodeOf, formatBytes, runPipeline } from "@cage/core"
+import { type ChunkProcessor, ExitCode, exitCodeOf, formatBytes, type Progress, runPipeline } from "@cage/core"
 import { Effect, Option } from "effect"
 import * as ProgressBar from "../ProgressBar.js"
 import * as fs from "node:fs"
@@ -48,14 +48,14 @@ const inUserTerms = (inputPath: string, chunkSizeFrom?: string) => (error: unkno
   const cause = describe(e.cause)
   const causeTag = (e.cause as { _tag?: unknown } | undefined)?._tag
   if (chunkSizeFrom !== undefined && e.phase === "init" && causeTag === "AgcmUsageError" && /chunk size/.test(cause)) {
-    return new UserFacing({ detail: `${chunkSizeFrom}: ${cause}`, exitCode: e.exitCode ?? ExitCode.Usage })
+    return new UserFacing({ detail: `${chunkSizeFrom}: ${cause}`, exitCode: e.exitCode ?? ExitCode.Usage, cause: e.cause })
   }
   let where = ""
   if (typeof e.chunk === "number" && inputPath !== "-" && e.processor !== "agcm-encrypt") {
     const range = chunkRange(inputPath, e.chunk)
     if (range) where = ` (chunk ${e.chunk} is bytes ${range[0]} to ${range[1]} of ${inputPath})`
   }
-  return new UserFacing({ detail: `${inputPath}: ${cause}${where}`, exitCode: e.exitCode ?? ExitCode.Failure })
+  return new UserFacing({ detail: `${inputPath}: ${cause}${where}`, exitCode: e.exitCode ?? ExitCode.Failure, cause: e.cause })
 }
 
 /** Byte range `[start, end)` of sealed chunk `index` in the AGCM file at `path`, from its header. */
@@ -99,9 +99,16 @@ const runWithEngine = (o: {
     yield* setInterruptNote(checkpoint
       ? "run the same command again to resume"
       : `nothing was published; a run ${o.inputPath === "-" ? "reading standard input" : "writing standard output"} cannot be resumed`)
-    if (checkpoint && !o.noResume) {
-      const said = resumeNote(checkpoint.path, input.size)
-      if (said !== undefined) yield* note(o.quiet, said)
+    // Said when the engine starts from the checkpoint (it reports bytes already done), not
+    // before: a checkpoint it refuses is not resumed.
+    const said = checkpoint && !o.noResume ? resumeNote(checkpoint.path, input.size) : undefined
+    const bar = ProgressBar.terminal({ quiet: o.quiet, label: o.verb })
+    const progress: Progress.ProgressReporter = {
+      ...bar,
+      start: (total, done) => {
+        if (done > 0 && said !== undefined && !o.quiet) process.stderr.write(`cage: ${said}\n`)
+        bar.start(total, done)
+      }
     }
     const summary = yield* audited(audit, { operation: o.verb, strategy: "engine" }, runPipeline({
       input,
@@ -110,7 +117,7 @@ const runWithEngine = (o: {
       chunkBytes: o.chunkBytes,
       checkpoint,
       limitRate: o.limitRate,
-      progress: ProgressBar.terminal({ quiet: o.quiet, label: o.verb })
+      progress
     })).pipe(Effect.ensuring(input.close()), Effect.ensuring(Effect.sync(() => audit?.close())))
     const peakRssBytes = process.resourceUsage().maxRSS * 1024
     if (o.json) yield* printJson({ operation: o.verb, input: o.inputPath, output: o.outputPath, ...summary, peakRssBytes })
@@ -230,7 +237,7 @@ export const decrypt = (f: CommonParsed & {
           Effect.onError(() => output.abort({ keepPartial: false })),
           // The cipher's own errors (wrong key, a failed chunk) name no file: name the input.
           Effect.mapError((e) =>
-            e._tag === "IoError" ? e : new UserFacing({ detail: `${f.input}: ${describe(e)}`, exitCode: exitCodeOf(e) })
+            e._tag === "IoError" ? e : new UserFacing({ detail: `${f.input}: ${describe(e)}`, exitCode: exitCodeOf(e), cause: e })
           )
         )
         yield* output.commit()
