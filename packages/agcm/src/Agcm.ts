@@ -37,7 +37,7 @@ import {
   isRawKey
 } from "./Format.js"
 import { commitmentMatches, type DerivedKeys, type DirectOutcome, OPEN, probeTrailing, SEAL, TAG_BYTES, wipeKeys } from "./internal/cobblestone.js"
-import type { PoolFault } from "./internal/pool.js"
+import { faultOf } from "./internal/faults.js"
 import { SegmentCipher } from "./internal/segmentCipher.js"
 import { legacyV1Processor } from "./LegacyV1.js"
 
@@ -60,8 +60,6 @@ export interface AgcmCommonOptions {
    * when driving the processors with buffers you reuse.
    */
   readonly transferInputs?: boolean
-  /** Tests only: inject a worker fault at the segment starting at `atChunk`. */
-  readonly _fault?: { readonly kind: PoolFault; readonly atChunk: number }
 }
 
 /** Options of {@link agcmEncrypt}. */
@@ -216,7 +214,7 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
           workers: options.workers,
           inputBytes: context.inputSize,
           timeoutMs: options.workerTimeoutMs,
-          fault: options._fault,
+          fault: faultOf(options),
           transferInputs: options.transferInputs ?? true
         })
         return {
@@ -380,7 +378,7 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
           workers: options.workers,
           inputBytes: context.inputSize,
           timeoutMs: options.workerTimeoutMs,
-          fault: options._fault,
+          fault: faultOf(options),
           transferInputs: options.transferInputs ?? true
         })
         return { framing: { headerBytes, chunkBytes: chunkSize + TAG_BYTES, shortFinal: true }, direct: { outputChunkBytes: chunkSize } }

@@ -21,6 +21,7 @@ import { AgcmUsageError, Truncated } from "./Error.js"
 import { DEFAULT_CHUNK_SIZE, isAgcm, isRawKey, newParams, openHeader, parseHeader, sealHeader } from "./Format.js"
 import { ByteQueue } from "./internal/byteQueue.js"
 import { type DerivedKeys, SEAL, TAG_BYTES, TRAILING_PROBE_BYTES, wipeKeys } from "./internal/cobblestone.js"
+import { faultOf } from "./internal/faults.js"
 import { SegmentCipher } from "./internal/segmentCipher.js"
 import { type LegacyDecryptor, makeLegacyDecryptor } from "./LegacyV1.js"
 
@@ -83,7 +84,7 @@ export const makeEncryptor = (options: AgcmEncryptOptions): Effect.Effect<Stream
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
     const params = yield* newParams(options, chunkSize)
     const { header, keys } = yield* sealHeader(params, options)
-    const cipher = new SegmentCipher(keys, { workers: options.workers, timeoutMs: options.workerTimeoutMs, fault: options._fault })
+    const cipher = new SegmentCipher(keys, { workers: options.workers, timeoutMs: options.workerTimeoutMs, fault: faultOf(options) })
     const perSegment = Math.max(1, Math.floor(SEGMENT_TARGET_BYTES / chunkSize))
     const ordered = new Ordered(cipher.workers > 1 ? cipher.workers * 2 : 0)
     const queue = new ByteQueue()
@@ -167,7 +168,7 @@ export const makeDecryptor = (options: AgcmDecryptOptions): StreamCipher => {
     chunkSize = h.chunkSize
     headerBytes = h.headerBytes
     queue.take(headerBytes)
-    cipher = new SegmentCipher(keys, { workers: options.workers, timeoutMs: options.workerTimeoutMs, fault: options._fault })
+    cipher = new SegmentCipher(keys, { workers: options.workers, timeoutMs: options.workerTimeoutMs, fault: faultOf(options) })
     ordered = new Ordered(cipher.workers > 1 ? cipher.workers * 2 : 0)
     perSegment = Math.max(1, Math.floor(SEGMENT_TARGET_BYTES / chunkSize))
     return true

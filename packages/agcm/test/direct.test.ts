@@ -27,6 +27,7 @@ import { PassThrough, Readable } from "node:stream"
 import { afterAll, describe, expect, it, vi } from "vitest"
 import { type AgcmDecryptOptions, agcmDecrypt, agcmEncrypt, type AgcmEncryptOptions } from "../src/index.js"
 import { bytes, key32 } from "./helpers.js"
+import { withFault } from "../src/internal/faults.js"
 
 // Every worker thread the pool starts: whether it had stopped when a job failed, which jobs
 // it holds (posted, not answered yet), and how many it held at once.
@@ -421,7 +422,7 @@ describe("direct mode on the worker pool", () => {
     // When a direct job fails, every worker of the pool must have stopped: the engine closes
     // the descriptors right after, and a live worker could still read or write them.
     const stoppedAtFailure: Array<boolean> = []
-    const base = enc(cs, { workers: 2, workerTimeoutMs: 300, _fault: { kind, atChunk } })
+    const base = enc(cs, withFault({ workers: 2, workerTimeoutMs: 300 }, { kind, atChunk }))
     const s = spy({
       ...base,
       processDirect: (c, seg) =>
@@ -496,7 +497,7 @@ describe("direct mode on the worker pool", () => {
   it("a worker fault while decrypting fails the same way", async () => {
     const sealed = await sealDirect(source(), cs, {}, { workers: 1 })
     const out = fresh("fault.out")
-    const s = spy(dec({ workers: 2, workerTimeoutMs: 300, _fault: { kind: "exit", atChunk: 30 } }))
+    const s = spy(dec(withFault({ workers: 2, workerTimeoutMs: 300 }, { kind: "exit", atChunk: 30 })))
     const e = failure((await runFile(sealed.out, ChunkOutput.toFile(out), s.processor)).exit)
     expect(s.calls.direct).toBeGreaterThan(0)
     expect(e._tag).toBe("ProcessorError")
@@ -806,7 +807,7 @@ describe("resume in direct mode", () => {
   it("a worker crash (pool, 9 MiB), then resumed on the pool: byte-identical to one run", async () => {
     const cs = 64 * KiB
     const { plain, src, out, ckpt } = resumeCase(9 * MiB + 999, 10)
-    const s = spy(enc(cs, { workers: 2, _fault: { kind: "exit", atChunk: 96 } }))
+    const s = spy(enc(cs, withFault({ workers: 2 }, { kind: "exit", atChunk: 96 })))
     const e = failure((await runFile(src, ChunkOutput.toFile(out), s.processor, { chunkBytes: cs, checkpoint: { path: ckpt, mode: "fresh", intervalMs: 0 } })).exit)
     expect(s.calls.direct).toBeGreaterThan(0)
     expect((e.cause as AnyError)._tag).toBe("SegmentWorkerError")

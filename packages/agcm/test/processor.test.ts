@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { agcmDecrypt, agcmEncrypt, inspect, isAgcm } from "../src/index.js"
 import { bytes, failureOf, key32 } from "./helpers.js"
+import { withFault } from "../src/internal/faults.js"
 
 const CS = 16 * 1024
 const key = key32(7)
@@ -175,7 +176,7 @@ describe("agcmEncrypt / agcmDecrypt through the engine", () => {
 describe("segment worker failures are structured, never a hang", () => {
   const plain = bytes(9 * 1024 * 1024, 2)
   it.for(["throw", "exit", "hang"] as const)("a worker that does %s fails the run with SegmentWorkerError naming its chunks", async (kind) => {
-    const e = await failureOf(encrypt(plain, { workers: 2, workerTimeoutMs: 500, _fault: { kind, atChunk: 64 } } as never))
+    const e = await failureOf(encrypt(plain, withFault({ workers: 2, workerTimeoutMs: 500 }, { kind, atChunk: 64 }) as never))
     const cause = (e as { cause: { _tag: string; firstChunk: number; chunks: number; reason: string } }).cause
     expect(cause._tag).toBe("SegmentWorkerError")
     expect(cause.reason).toBe(kind === "throw" ? "Crashed" : kind === "exit" ? "Exited" : "Timeout")

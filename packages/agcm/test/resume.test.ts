@@ -6,6 +6,7 @@ import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { agcmDecrypt, agcmEncrypt, type AgcmEncryptOptions } from "../src/index.js"
 import { bytes, key32 } from "./helpers.js"
+import { withFault } from "../src/internal/faults.js"
 
 const key = key32(41)
 const CS = 16 * 1024
@@ -52,7 +53,7 @@ const setup = (name: string) => {
 
 /** Runs with a worker crash at `atChunk`, leaving a checkpoint and a .partial. */
 const interrupted = async (f: ReturnType<typeof setup>, atChunk: number) => {
-  const exit = await run(f.src, f.out, f.ckpt, "fresh", { _fault: { kind: "exit", atChunk } })
+  const exit = await run(f.src, f.out, f.ckpt, "fresh", withFault({}, { kind: "exit", atChunk }))
   expect(Exit.isFailure(exit)).toBe(true)
   expect(fs.existsSync(f.out)).toBe(false)
   expect(fs.existsSync(`${f.out}.partial`)).toBe(true)
@@ -74,7 +75,7 @@ describe("resume after a worker crash", () => {
     const f = setup(`ok${atChunk}`)
     await interrupted(f, atChunk)
     // A second interruption of the resumed run, further on.
-    const again = await run(f.src, f.out, f.ckpt, "resume", { _fault: { kind: "throw", atChunk: atChunk + 64 } })
+    const again = await run(f.src, f.out, f.ckpt, "resume", withFault({}, { kind: "throw", atChunk: atChunk + 64 }))
     expect(Exit.isFailure(again)).toBe(true)
     const done = await run(f.src, f.out, f.ckpt, "resume")
     expect(Exit.isSuccess(done)).toBe(true)

@@ -1,0 +1,22 @@
+/**
+ * Test seam: a worker fault injected into the pool a processor or stream creates. Not part
+ * of the package's API (`internal/` is hidden by its exports); options carry it under a
+ * symbol that only this module (and the tests importing it) can name.
+ *
+ * @module
+ */
+import type { PoolFault } from "./pool.js"
+
+/** Where and how a pool's worker fails: at the segment starting at chunk `atChunk`. */
+export interface InjectedFault {
+  readonly kind: PoolFault
+  readonly atChunk: number
+}
+
+const FAULT = Symbol("@cage/agcm/fault")
+
+/** `options` with a fault to inject (tests). */
+export const withFault = <O extends object>(options: O, fault: InjectedFault): O => ({ ...options, [FAULT]: fault })
+
+/** The fault `options` carry, if any. */
+export const faultOf = (options: object): InjectedFault | undefined => (options as { [FAULT]?: InjectedFault })[FAULT]
