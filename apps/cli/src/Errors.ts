@@ -60,7 +60,9 @@ export const report = (error: unknown): Effect.Effect<void> =>
       return
     }
     if (jsonErrors()) {
-      const kind = (error as { _tag?: unknown } | undefined)?._tag
+      // A failure reworded by its command is still of its original kind.
+      const e = error as { _tag?: unknown; cause?: { _tag?: unknown } } | undefined
+      const kind = e?._tag === "UserFacing" && typeof e.cause?._tag === "string" ? e.cause._tag : e?._tag
       const hint = hintFor(error)
       process.stdout.write(JSON.stringify({ error: describe(error), exitCode: code, kind: typeof kind === "string" ? kind : "Error", ...(hint ? { hint } : {}) }) + "\n")
       process.exitCode = code
