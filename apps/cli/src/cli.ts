@@ -23,7 +23,7 @@ const cliTags = { UnrecognizedOption: 1, DuplicateOption: 1, MissingOption: 1, M
 const program = cli(process.argv.slice(2)).pipe(
   Effect.catch((error: unknown) =>
     isCliError(error)
-      // effect/cli already printed the help and the parse error.
+      // main.ts already printed the parse error and a line of usage (or the help asked for).
       ? Effect.sync(() => { process.exitCode = 2 })
       : report(error)
   ),

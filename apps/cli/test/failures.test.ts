@@ -159,6 +159,24 @@ const rows: ReadonlyArray<Row> = [
     files: ["in", "k.key", "ten"]
   },
   {
+    name: "migrate of a v1 file rewritten mid-run: exit 4, nothing published",
+    setup: () => {
+      const vectors = path.resolve(__dirname, "../../../../shared/vectors/harpocrates-v1")
+      const v = (JSON.parse(fs.readFileSync(path.join(vectors, "vectors.json"), "utf8")) as Array<{ name: string; key: string; file: string }>)
+        .find((x) => x.name === "v1_12_cs4096_len1048576")!
+      fs.copyFileSync(path.join(vectors, v.file), f("v1.agcm"))
+      fs.writeFileSync(f("v1.key"), `${v.key}\n`, { mode: 0o600 })
+    },
+    args: ["migrate", "v1.agcm", "-o", "m.agcm", "--key", "v1.key", "--limit-rate", "512KiB", "-q"],
+    watch: "m.agcm.partial",
+    atBytes: 256 * 1024,
+    // A byte already read: the stream stays readable, only the file's identity tells.
+    during: () => flipByte(f("v1.agcm"), 100),
+    code: 4,
+    stderr: /^cage: error: v1\.agcm changed while it was being read \(modification time/,
+    files: ["in", "k.key", "v1.agcm", "v1.key"]
+  },
+  {
     name: "decrypt of a file tampered in the middle: exit 3, no partial plaintext, no checkpoint; after repair it succeeds",
     setup: () => {
       expect(cage(["encrypt", "--key", "k.key", "-q", "in"], { cwd: dir }).code).toBe(0)

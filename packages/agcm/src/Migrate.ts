@@ -60,11 +60,10 @@ export const migrateV1File = (inPath: string, outPath: string, options: MigrateO
     })
     const file = fs.createReadStream(inPath, { highWaterMark: options.limitRate !== undefined ? Math.max(16 * 1024, Math.min(1024 * 1024, Math.floor(options.limitRate / 10))) : 1024 * 1024 })
     const input = options.limitRate !== undefined ? file.pipe(throttled(RateLimit.make(options.limitRate))) : file
-    const unchanged = ChunkInput.statIdentity(inPath).pipe(Effect.flatMap((now) =>
-      now.size === before.size && now.mtimeNs === before.mtimeNs && now.ctimeNs === before.ctimeNs && now.ino === before.ino
-        ? Effect.void
-        : Effect.fail(new InputChanged({ path: inPath, detail: `size ${before.size} → ${now.size}, or its times or inode` }))
-    ))
+    const unchanged = ChunkInput.statIdentity(inPath).pipe(Effect.flatMap((now) => {
+      const change = ChunkInput.changeOf(before, now)
+      return change === undefined ? Effect.void : Effect.fail(new InputChanged({ path: inPath, detail: change }))
+    }))
     yield* migrateV1ToV2(input, writer, options).pipe(
       Effect.andThen(unchanged),
       Effect.tapError(() => out.abort({ keepPartial: false }))

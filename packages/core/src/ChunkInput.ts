@@ -53,6 +53,20 @@ export const statIdentity = (path: string): Effect.Effect<SourceIdentity, IoErro
     catch: (e) => fromSystemError("stat", path, e)
   }).pipe(Effect.map((st) => identityOf(path, st)))
 
+/**
+ * What differs between two identities of one source (`size in bytes: was 8, now 3,
+ * modification time`), or `undefined` when it is the same version: size, mtime, ctime,
+ * inode and device.
+ */
+export const changeOf = (was: SourceIdentity, now: SourceIdentity): string | undefined => {
+  const changes: Array<string> = []
+  if (now.size !== was.size) changes.push(`size in bytes: was ${was.size}, now ${now.size}`)
+  if (now.mtimeNs !== was.mtimeNs) changes.push("modification time")
+  if (now.ctimeNs !== was.ctimeNs) changes.push("status change time")
+  if (now.ino !== was.ino || now.dev !== was.dev) changes.push("it is another file (inode or device)")
+  return changes.length === 0 ? undefined : changes.join(", ")
+}
+
 /** The identity recorded for `path` from its (bigint) stat. */
 const identityOf = (path: string, st: fs.BigIntStats): SourceIdentity => ({
   path,
@@ -107,11 +121,8 @@ export const fromFile = (path: string): Effect.Effect<ChunkInput, IoError> =>
         Effect.callback<fs.BigIntStats, IoError>((resume) => {
           fs.fstat(fd, { bigint: true }, (e, s) => resume(e ? Effect.fail(fromSystemError("stat", path, e)) : Effect.succeed(s)))
         }).pipe(Effect.flatMap((now) => {
-          const changes: Array<string> = []
-          if (Number(now.size) !== identity.size) changes.push(`size in bytes: was ${identity.size}, now ${now.size}`)
-          if (now.mtimeNs.toString() !== identity.mtimeNs) changes.push("modification time")
-          if (now.ctimeNs.toString() !== identity.ctimeNs) changes.push("status change time")
-          return changes.length === 0 ? Effect.void : Effect.fail(new InputChanged({ path, detail: changes.join(", ") }))
+          const change = changeOf(identity, identityOf(path, now))
+          return change === undefined ? Effect.void : Effect.fail(new InputChanged({ path, detail: change }))
         })),
       close: () => Effect.suspend(() => {
         if (closed) return Effect.void
