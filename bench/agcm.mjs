@@ -153,7 +153,9 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
   })
 }
 fs.mkdirSync(DIR, { recursive: true, mode: 0o700 })
-const rm = (...ps) => ps.forEach((p) => fs.rmSync(p, { force: true }))
+const rm = (...ps) => {
+  for (const p of ps) fs.rmSync(p, { force: true })
+}
 const makeInput = (file, size) => {
   if (fs.existsSync(file) && fs.statSync(file).size === size) return
   const fd = fs.openSync(file, "w", 0o600)

@@ -57,7 +57,11 @@ const targetsOf = (pkg) => {
   else for (const [name, file] of Object.entries(pkg.bin ?? {})) add(`bin.${name}`, file)
   const walk = (where, value) => {
     if (typeof value === "string") add(where, value)
-    else if (Array.isArray(value)) value.forEach((v, i) => walk(`${where}[${i}]`, v))
+    else if (Array.isArray(value)) {
+      value.forEach((v, i) => {
+        walk(`${where}[${i}]`, v)
+      })
+    }
     // null marks a blocked subpath ("./internal/*": null): nothing to find.
     else if (value && typeof value === "object") for (const [k, v] of Object.entries(value)) walk(`${where}["${k}"]`, v)
   }

@@ -1,3 +1,4 @@
 import { library } from "../../tooling/tsup/library.js"
 
-export default library()
+// The segment worker is its own entry: the pool starts dist/worker.js (src/internal/pool.ts).
+export default library({ index: "src/index.ts", worker: "src/internal/worker.ts" })

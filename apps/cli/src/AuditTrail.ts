@@ -7,7 +7,7 @@
  */
 import { type AuditWriter, layer as auditLayer, makeWriter, type RunContext } from "@cage/audit"
 import { fromSystemError } from "@cage/core"
-import { Effect, Layer, Option } from "effect"
+import { Effect, type Layer, Option } from "effect"
 import { Flag } from "effect/cli"
 import type { Settings } from "./Config.js"
 

@@ -34,21 +34,22 @@
  * @module
  */
 import { parsePolicy } from "@cage/backup"
-import { parseSize, UsageError } from "@cage/core"
+import { Size, UsageError } from "@cage/core"
 import { Effect, Schema } from "effect"
 import { Toml } from "effect/encoding"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 
-const Size = Schema.Union([Schema.Number, Schema.String])
+/** A size as written in the file: bytes, or a string with a unit ("64KiB"). */
+const SizeSetting = Schema.Union([Schema.Number, Schema.String])
 const Names = Schema.Array(Schema.String)
 
 /** The file schema (snake_case keys as written in TOML). Unknown keys are errors. */
 export const ConfigFile = Schema.Struct({
-  chunk_size: Schema.optionalKey(Size),
+  chunk_size: Schema.optionalKey(SizeSetting),
   workers: Schema.optionalKey(Schema.Int),
-  limit_rate: Schema.optionalKey(Size),
+  limit_rate: Schema.optionalKey(SizeSetting),
   backend: Schema.optionalKey(Schema.Literals(["agcm", "age", "age-lib"])),
   streaming_strategy: Schema.optionalKey(Schema.Literals(["pipe", "tempfile", "auto"])),
   plugins: Schema.optionalKey(Names),
@@ -57,11 +58,11 @@ export const ConfigFile = Schema.Struct({
   backup: Schema.optionalKey(Schema.Struct({
     dir: Schema.optionalKey(Schema.String),
     retention: Schema.optionalKey(Schema.String),
-    manifest_threshold: Schema.optionalKey(Size)
+    manifest_threshold: Schema.optionalKey(SizeSetting)
   })),
   audit: Schema.optionalKey(Schema.Struct({
     log: Schema.optionalKey(Schema.String),
-    max_bytes: Schema.optionalKey(Size)
+    max_bytes: Schema.optionalKey(SizeSetting)
   }))
 })
 export type ConfigFile = typeof ConfigFile.Type
@@ -94,7 +95,7 @@ export interface Settings {
 }
 
 /** A configuration file is unreadable or invalid. Exit code 2. */
-export const configError = (file: string, detail: string) => new UsageError({ detail: `${file}: ${detail}` })
+export const configError = (file: string, detail: string) => new UsageError({ reason: "Config", detail: `${file}: ${detail}` })
 
 const decodeFile = (file: string) =>
   Effect.gen(function*() {
@@ -172,7 +173,7 @@ export const findConfigFiles = (cwd = process.cwd(), env = process.env): Readonl
 const sizeOf = (file: string, key: string, v: number | string) =>
   typeof v === "number"
     ? Effect.succeed(v)
-    : Effect.fromNullishOr(parseSize(v)).pipe(Effect.mapError(() => configError(file, `${key}: "${v}" is not a size (examples: 65536, "64KiB", "500MB")`)))
+    : Effect.fromNullishOr(Size.parse(v)).pipe(Effect.mapError(() => configError(file, `${key}: "${v}" is not a size (examples: 65536, "64KiB", "500MB")`)))
 
 const positiveSizeOf = (file: string, key: string, v: number | string) =>
   Effect.flatMap(sizeOf(file, key, v), (n) => n > 0 ? Effect.succeed(n) : Effect.fail(configError(file, `${key}: expected a positive size, got ${JSON.stringify(v)}`)))

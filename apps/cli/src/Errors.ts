@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { ExitCode, exitCodeOf, UsageError } from "@cage/core"
+import { ExitCode, exitCodeOf, UsageError, type UsageReason } from "@cage/core"
 import { Data, Effect } from "effect"
 import { hintFor } from "./Hints.js"
 
@@ -84,4 +84,4 @@ export class UserFacing extends Data.TaggedError("UserFacing")<{ readonly detail
 }
 
 /** Fails with a usage error (exit 2). */
-export const usage = (detail: string) => Effect.fail(new UsageError({ detail }))
+export const usage = (reason: UsageReason, detail: string) => Effect.fail(new UsageError({ reason, detail }))

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { ChunkInput, ChunkOutput, formatBytes, type IoError, parseSize, type RunSummary, type UsageError } from "@cage/core"
+import { ChunkInput, ChunkOutput, type IoError, type RunSummary, Size, type UsageError } from "@cage/core"
 import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import type { Settings } from "./Config.js"
@@ -45,14 +45,14 @@ const fileId = (path: string) => {
 export const openOutput = (path: string, overwrite: boolean, fsync = true, reads: ReadonlyArray<ReadFile> = []): Effect.Effect<ChunkOutput.ChunkOutput, UsageError> => {
   if (path === "-") {
     return process.stdout.isTTY
-      ? usage("refusing to write binary output to a terminal: use -o FILE or a pipe")
+      ? usage("Output", "refusing to write binary output to a terminal: use -o FILE or a pipe")
       : Effect.succeed(ChunkOutput.toStream(process.stdout, "stdout"))
   }
   for (const target of [path, ChunkOutput.partialPath(path)]) {
     const id = fileId(target)
     if (id === undefined) continue
     const same = reads.find(([, p]) => p !== "-" && fileId(p) === id)
-    if (same) return usage(`refusing to write ${path}: it is ${same[0]} ${same[1]}${target === path ? "" : ` (its staging file ${target})`}, which this command reads; name another output with -o`)
+    if (same) return usage("Output", `refusing to write ${path}: it is ${same[0]} ${same[1]}${target === path ? "" : ` (its staging file ${target})`}, which this command reads; name another output with -o`)
   }
   return Effect.succeed(ChunkOutput.toFile(path, { overwrite, fsync }))
 }
@@ -62,18 +62,18 @@ export const checkpointPathFor = (output: string) => `${output}.cage-checkpoint`
 
 /** Parses `--chunk-size` (bytes, or with a unit: 64KiB, 1MiB). */
 export const parseChunkSize = (text: string) => {
-  const n = parseSize(text)
+  const n = Size.parse(text)
   // The cipher judges the value (its own range); here only what is not a size at all.
-  return n === undefined ? usage(`--chunk-size: "${text}" is not a size (examples: 65536, 64KiB, 1MiB)`) : Effect.succeed(n)
+  return n === undefined ? usage("Option", `--chunk-size: "${text}" is not a size (examples: 65536, 64KiB, 1MiB)`) : Effect.succeed(n)
 }
 
 /** Parses `START:END` byte offsets (END exclusive; either side may use units). */
 export const parseRange = (text: string) => {
   const m = /^([^:]+):([^:]+)$/.exec(text)
-  const start = m ? parseSize(m[1]) : undefined
-  const end = m ? parseSize(m[2]) : undefined
+  const start = m ? Size.parse(m[1]) : undefined
+  const end = m ? Size.parse(m[2]) : undefined
   return start === undefined || end === undefined || end < start
-    ? usage(`--range: "${text}" is not START:END with 0 <= START <= END (bytes, END exclusive)`)
+    ? usage("Option", `--range: "${text}" is not START:END with 0 <= START <= END (bytes, END exclusive)`)
     : Effect.succeed({ start, end })
 }
 
@@ -92,18 +92,18 @@ export const describeRun = (verb: string, input: string, output: string, s: RunS
   // The size a user knows is the plaintext's: what an encryption read, what a decryption
   // wrote (the ciphertext is larger by its header and tags).
   const plain = verb === "decrypt" ? s.outputBytes : s.bytesProcessed
-  const rate = s.durationMs > 0 ? `${formatBytes(plain / (s.durationMs / 1000))}/s` : "-"
+  const rate = s.durationMs > 0 ? `${Size.format(plain / (s.durationMs / 1000))}/s` : "-"
   const resumed = s.resumedFrom > 0 ? `, resumed at chunk ${s.resumedFrom}` : ""
-  const rss = formatBytes(process.resourceUsage().maxRSS * 1024)
-  return `${verb} ${input} → ${output}: ${formatBytes(plain)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${rate}${resumed}), peak RSS ${rss}`
+  const rss = Size.format(process.resourceUsage().maxRSS * 1024)
+  return `${verb} ${input} → ${output}: ${Size.format(plain)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${rate}${resumed}), peak RSS ${rss}`
 }
 
 /** `--limit-rate` (bytes per second), else `limit_rate` from cage.toml, else none. */
 export const resolveLimitRate = (flag: Option.Option<string>, settings: Settings) => {
   if (Option.isNone(flag)) return Effect.succeed(settings.limitRate.value)
-  const n = parseSize(flag.value)
+  const n = Size.parse(flag.value)
   return n === undefined || n <= 0
-    ? usage(`--limit-rate: "${flag.value}" is not a positive size in bytes per second (examples: 100MiB, 50MB, 1048576)`)
+    ? usage("Option", `--limit-rate: "${flag.value}" is not a positive size in bytes per second (examples: 100MiB, 50MB, 1048576)`)
     : Effect.succeed(n)
 }
 

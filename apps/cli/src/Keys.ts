@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { type KeyMaterial, wipeKey } from "@cage/agcm"
 import { fromSystemError, type IoError, UsageError } from "@cage/core"
 import { Data, Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
@@ -179,23 +180,22 @@ export const promptPassphrase = (options: { readonly confirm: boolean }): Effect
     },
     catch: (e) =>
       new UsageError({
+        reason: "Key",
         detail: (e as NodeJS.ErrnoException).code
           ? "no key given: use --key FILE or --passphrase-file FILE (no terminal to prompt for a passphrase)"
           : `passphrase prompt: ${(e as Error).message}`
       })
   })
 
-export type KeyMaterial = { readonly key: Uint8Array } | { readonly passphrase: Uint8Array }
-
 /** Resolves --key / --passphrase-file / a terminal prompt into key material. */
 export const keyMaterial = (flags: { key: Option.Option<string>; passphraseFile: Option.Option<string> }, confirm: boolean) =>
   Effect.gen(function*() {
-    if (Option.isSome(flags.key) && Option.isSome(flags.passphraseFile)) return yield* Effect.fail(new UsageError({ detail: "give either --key or --passphrase-file, not both" }))
+    if (Option.isSome(flags.key) && Option.isSome(flags.passphraseFile)) return yield* Effect.fail(new UsageError({ reason: "Conflict", detail: "give either --key or --passphrase-file, not both" }))
     if (Option.isSome(flags.key)) return { key: yield* readKeyFile(flags.key.value) } as KeyMaterial
     if (Option.isSome(flags.passphraseFile)) return { passphrase: yield* readPassphraseFile(flags.passphraseFile.value) } as KeyMaterial
     return { passphrase: yield* promptPassphrase({ confirm }) } as KeyMaterial
   })
 
 /** Zeroes key material once a run is over. */
-export const wipe = (k: KeyMaterial) => Effect.sync(() => ("key" in k ? k.key.fill(0) : k.passphrase.fill(0)))
+export const wipe = (k: KeyMaterial) => Effect.sync(() => wipeKey(k))
 

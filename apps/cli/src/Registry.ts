@@ -36,7 +36,7 @@ export interface ProcessorInfo {
 }
 
 /** A plugin could not be loaded. Exit code 2. */
-const pluginError = (name: string, detail: string) => new UsageError({ detail: `processor plugin ${name}: ${detail}` })
+const pluginError = (name: string, detail: string) => new UsageError({ reason: "Processor", detail: `processor plugin ${name}: ${detail}` })
 
 /** Finds `node_modules/<name>` from `dir` upwards, and its ESM entry point. */
 export const resolvePackageEntry = (name: string, dir: string): string | undefined => {
@@ -116,7 +116,7 @@ export const resolvePipeline = (settings: Settings, operation: string, cipher: C
     if (!names) return [cipher]
     const where = `${settings.pipelines.source}: pipelines.${operation}`
     if (names.filter((n) => n === cipher.name).length !== 1) {
-      return yield* Effect.fail(new UsageError({ detail: `${where} must name ${cipher.name} exactly once (got ${JSON.stringify(names)})` }))
+      return yield* Effect.fail(new UsageError({ reason: "Pipeline", detail: `${where} must name ${cipher.name} exactly once (got ${JSON.stringify(names)})` }))
     }
     const out: Array<ChunkProcessor> = []
     for (const name of names) {
@@ -127,12 +127,12 @@ export const resolvePipeline = (settings: Settings, operation: string, cipher: C
       const options = settings.processorOptions.value[name] ?? {}
       const builtin = builtinFactories.find((b) => b.factory.name === name)
       if (builtin) {
-        if (builtin.keyed) return yield* Effect.fail(new UsageError({ detail: `${where}: ${name} needs a key and cannot be used in a ${operation} pipeline` }))
+        if (builtin.keyed) return yield* Effect.fail(new UsageError({ reason: "Pipeline", detail: `${where}: ${name} needs a key and cannot be used in a ${operation} pipeline` }))
         out.push(yield* instantiate(name, builtin.factory, options))
         continue
       }
       if (!settings.plugins.value.includes(name)) {
-        return yield* Effect.fail(new UsageError({ detail: `${where}: unknown processor "${name}" (built-ins: ${builtinFactories.map((b) => b.factory.name).join(", ")}; list npm packages under plugins = [...])` }))
+        return yield* Effect.fail(new UsageError({ reason: "Config", detail: `${where}: unknown processor "${name}" (built-ins: ${builtinFactories.map((b) => b.factory.name).join(", ")}; list npm packages under plugins = [...])` }))
       }
       const { factory } = yield* loadPlugin(name, settings.projectDir)
       out.push(yield* instantiate(name, factory, options))

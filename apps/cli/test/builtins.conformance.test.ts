@@ -1,18 +1,11 @@
-// Every built-in processor `cage` ships runs @cage/testkit's conformance suite on itself.
-import { agcmDecrypt, agcmEncrypt } from "@cage/agcm"
+// Every built-in processor `cage` ships runs @cage/testkit's conformance suite on itself
+// (AGCM's ciphers in packages/agcm/test/conformance.test.ts).
 import { digest } from "@cage/core"
 import { jsonIndex, jsonValidate } from "@cage/streamsweep"
 import { describeProcessorConformance } from "@cage/testkit"
 
-const key = new Uint8Array(32).fill(7)
 const small = { largeInputBytes: 64 << 20 } as const
 
-describeProcessorConformance("agcm-encrypt (in-process)", () => agcmEncrypt({ key, chunkSize: 16 * 1024, workers: 1 }), {
-  ...small,
-  deterministic: false, // a fresh salt per run
-  inverse: () => agcmDecrypt({ key, workers: 1 }),
-  inverseRejectsTampering: true
-})
 describeProcessorConformance("digest", () => digest(), small)
 
 // JSON processors need JSON input: NDJSON lines that any chunking keeps valid as a whole.

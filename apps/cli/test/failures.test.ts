@@ -22,8 +22,28 @@ interface Outcome {
   readonly stdout: Buffer
 }
 
-/** Runs `cage args` (through `bash -c` when `shell`), doing `during` once `watch` holds `atBytes`. */
-const run = async (row: { args: ReadonlyArray<string>; shell?: string; watch?: string; atBytes?: number; during?: (pid: number) => void }): Promise<Outcome> => {
+/**
+ * How far the process `pid` has read the file `name` (its open descriptor's offset, from
+ * /proc/PID/fdinfo), or -1 while it has no such file open.
+ */
+const readOffset = (pid: number, name: string): number => {
+  try {
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      if (path.basename(fs.readlinkSync(`/proc/${pid}/fd/${fd}`)) !== name) continue
+      const pos = /^pos:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"))
+      if (pos) return Number(pos[1])
+    }
+  } catch {
+    // the process is starting or gone
+  }
+  return -1
+}
+
+/**
+ * Runs `cage args` (through `bash -c` when `shell`), doing `during` once `watch` holds
+ * `atBytes`, or once the process has read `atBytes` of the file `watchRead`.
+ */
+const run = async (row: { args: ReadonlyArray<string>; shell?: string; watch?: string; watchRead?: string; atBytes?: number; during?: (pid: number) => void }): Promise<Outcome> => {
   const child = row.shell
     ? spawn("bash", ["-c", row.shell], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] })
     : spawn(process.execPath, [BIN, ...row.args], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] })
@@ -36,10 +56,14 @@ const run = async (row: { args: ReadonlyArray<string>; shell?: string; watch?: s
     let fired = false
     while (child.exitCode === null) {
       let size = -1
-      try {
-        size = fs.statSync(path.join(dir, row.watch!)).size
-      } catch {
-        // not there yet
+      if (row.watchRead !== undefined) {
+        size = readOffset(child.pid!, row.watchRead)
+      } else {
+        try {
+          size = fs.statSync(path.join(dir, row.watch!)).size
+        } catch {
+          // not there yet
+        }
       }
       if (size >= (row.atBytes ?? 0)) {
         row.during(child.pid!)
@@ -63,6 +87,8 @@ interface Row {
   readonly args: ReadonlyArray<string>
   readonly shell?: string
   readonly watch?: string
+  /** Instead of `watch`: a file the command reads, watched by its read offset. */
+  readonly watchRead?: string
   readonly atBytes?: number
   readonly during?: (pid: number) => void
   readonly code: number
@@ -168,7 +194,10 @@ const rows: ReadonlyArray<Row> = [
       fs.writeFileSync(f("v1.key"), `${v.key}\n`, { mode: 0o600 })
     },
     args: ["migrate", "v1.agcm", "-o", "m.agcm", "--key", "v1.key", "--limit-rate", "512KiB", "-q"],
-    watch: "m.agcm.partial",
+    // The v2 encryptor writes 2 MiB segments, so this 1 MiB file's output appears only at
+    // the end: "mid-run" is judged by how far the input was read (the rate limit leaves
+    // at least 1.5 s of reading after it).
+    watchRead: "v1.agcm",
     atBytes: 256 * 1024,
     // A byte already read: the stream stays readable, only the file's identity tells.
     during: () => flipByte(f("v1.agcm"), 100),
@@ -226,7 +255,7 @@ const rows: ReadonlyArray<Row> = [
     name: "a chunk size the cipher refuses names the flag it came from",
     args: ["encrypt", "--key", "k.key", "--chunk-size", "5", "in"],
     code: 2,
-    stderr: /^cage: error: --chunk-size 5: chunk size must be a power of two from 16 KiB to 4 MiB, got 5 bytes$/,
+    stderr: /^cage: error: --chunk-size 5: a chunk size must be a power of two from 16 KiB to 4 MiB, got 5 bytes$/,
     files: ["in", "k.key"]
   },
   {
@@ -234,8 +263,15 @@ const rows: ReadonlyArray<Row> = [
     setup: () => fs.writeFileSync(f("cage.toml"), 'chunk_size = "0"\n'),
     args: ["encrypt", "--key", "k.key", "in"],
     code: 2,
-    stderr: /^cage: error: chunk_size in \S+cage\.toml: chunk size must be a power of two from 16 KiB to 4 MiB, got 0 bytes$/,
+    stderr: /^cage: error: chunk_size in \S+cage\.toml: a chunk size must be a power of two from 16 KiB to 4 MiB, got 0 bytes$/,
     files: ["cage.toml", "in", "k.key"]
+  },
+  {
+    name: "chunk plan checks the size as encrypt does (AGCM owns it), with the same message",
+    args: ["chunk", "plan", "--chunk-size", "0", "in"],
+    code: 2,
+    stderr: /^cage: error: --chunk-size 0: a chunk size must be a power of two from 16 KiB to 4 MiB, got 0 bytes$/,
+    files: ["in", "k.key"]
   },
   ...([
     [["encrypt", "--key", "k.key", "-a", "in"], "-a/--armor is an age feature: add --backend age (AGCM output is binary)"],

@@ -6,7 +6,6 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
-import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { BIN, cage, dir, f, key, useKeyedDir, writeRandom } from "./helpers.js"
 

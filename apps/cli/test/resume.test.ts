@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
-import * as path from "node:path"
 import * as pty from "node-pty"
 import { describe, expect, it } from "vitest"
 import { BIN, cage, cageAsync, dir, f, key, useKeyedDir, writeRandom } from "./helpers.js"

@@ -7,28 +7,22 @@
  * every chunk's offset is arithmetic and resume and range reads need no index.
  *
  * Segments go to a pool of worker threads (`workers`, default: available cores); 1 runs
- * in-process. Inputs under 8 MiB never start a pool.
+ * in-process. Inputs under 8 MiB never start a pool. `agcmEncryptFactory` and
+ * `agcmDecryptFactory` offer both as `ProcessorFactory`s (for registries that list
+ * processors by name).
  *
  * @module
  */
-import type { Chunk as ChunkSpec, ChunkProcessor, DirectSegment, InitContext, JsonValue } from "@cage/core"
-import { fromSystemError, InputChanged, IoError, PROCESSOR_API_VERSION } from "@cage/core"
+import type { ChunkProcessor, ChunkSpec, DirectSegment, InitContext, JsonValue, ProcessorFactory } from "@cage/core"
+import { fromSystemError, InputChanged, type IoError, PROCESSOR_API_VERSION } from "@cage/core"
 import * as fs from "node:fs"
 import { Effect } from "effect"
+import { AgcmUsageError, HeaderAuthFailed } from "./Error.js"
 import {
-  AgcmUsageError,
-  ChunkAuthFailed,
-  HeaderAuthFailed,
-  TrailingData,
-  Truncated
-} from "./Error.js"
-import {
-  checkChunkSize,
   DEFAULT_CHUNK_SIZE,
-  type DecryptKey,
-  type EncryptKey,
   LEGACY_V1_WARNING,
   MAX_HEADER_BYTES,
+  encryptFraming,
   newParams,
   openHeader,
   parseHeader,
@@ -36,45 +30,16 @@ import {
   type HeaderParams,
   isRawKey
 } from "./Format.js"
-import { commitmentMatches, type DerivedKeys, type DirectOutcome, OPEN, probeTrailing, SEAL, TAG_BYTES, wipeKeys } from "./internal/cobblestone.js"
+import { commitmentMatches, type DerivedKeys, OPEN, SEAL, TAG_BYTES, wipeKeys } from "./internal/cobblestone.js"
+import type { DirectOutcome } from "./internal/direct.js"
 import { faultOf } from "./internal/faults.js"
+import { firstMalformed, openFailure, openSegment, truncated } from "./internal/open.js"
 import { SegmentCipher } from "./internal/segmentCipher.js"
 import { legacyV1Processor } from "./LegacyV1.js"
+import type { AgcmCommonOptions, AgcmDecryptOptions, AgcmEncryptOptions } from "./Options.js"
 
 /** Version of this package's processors, recorded in checkpoints. */
 export const PROCESSOR_VERSION = "2.0.0"
-
-/** Options shared by both processors. */
-export interface AgcmCommonOptions {
-  /**
-   * Worker threads that seal/open segments. Default `os.availableParallelism()`;
-   * 1 runs in-process with no pool. Inputs under 8 MiB always run in-process.
-   */
-  readonly workers?: number
-  /** A worker that does not answer a segment within this many ms fails the run. Default 120000. */
-  readonly workerTimeoutMs?: number
-  /**
-   * Let segment buffers move to workers uncopied. Only when the caller never touches a
-   * segment's buffer after `processSegment` (`@cage/core`'s engine allocates one per
-   * segment: "a processor may transfer it to a worker thread"). Default true; set false
-   * when driving the processors with buffers you reuse.
-   */
-  readonly transferInputs?: boolean
-}
-
-/** Options of {@link agcmEncrypt}. */
-export type AgcmEncryptOptions = EncryptKey & AgcmCommonOptions & {
-  /** Plaintext bytes per chunk: a power of two from 16 KiB to 4 MiB. Default 64 KiB. */
-  readonly chunkSize?: number
-}
-
-/** Options of {@link agcmDecrypt}. */
-export type AgcmDecryptOptions = DecryptKey & AgcmCommonOptions & {
-  /** Accept harpocrates AGCM v1 input (insecure; prints {@link LEGACY_V1_WARNING} every time). Default false. */
-  readonly legacyV1?: boolean
-  /** Where the v1 warning goes. Default: standard error. */
-  readonly onWarning?: (message: string) => void
-}
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex")
 const unhex = (s: unknown): Buffer | undefined => (typeof s === "string" && /^([0-9a-f]{2})*$/.test(s) ? Buffer.from(s, "hex") : undefined)
@@ -99,14 +64,13 @@ const readSnapshot = (resume: JsonValue): EncryptSnapshot | undefined => {
 }
 
 /** JSON-able non-secret options recorded in checkpoints (no key, no passphrase). */
-const publicOptions = (o: AgcmCommonOptions & { chunkSize?: number; legacyV1?: boolean }, keyMode: "raw" | "scrypt"): { [k: string]: JsonValue } => ({
+const publicOptions = (o: AgcmCommonOptions & { legacyV1?: boolean }, keyMode: "raw" | "scrypt"): { [k: string]: JsonValue } => ({
   keyMode,
-  ...(o.chunkSize !== undefined ? { chunkSize: o.chunkSize } : {}),
   ...(o.legacyV1 !== undefined ? { legacyV1: o.legacyV1 } : {})
 })
 
 /** The segment's input bytes and its direct job, from the chunk specs alone (no data yet). */
-const directJob = (op: number, specs: ReadonlyArray<ChunkSpec>, segment: DirectSegment) => {
+const directJob = (op: number, specs: ReadonlyArray<ChunkSpec.ChunkSpec>, segment: DirectSegment) => {
   const lengths = specs.map((c) => c.length)
   let inputBytes = 0
   for (const n of lengths) inputBytes += n
@@ -139,7 +103,7 @@ const directIoFailure = (outcome: DirectOutcome, segment: DirectSegment, inputBy
 const checkWorkers = (workers: number | undefined) =>
   workers === undefined || (Number.isInteger(workers) && workers >= 1 && workers <= 256)
     ? Effect.void
-    : Effect.fail(new AgcmUsageError({ detail: `workers must be an integer from 1 to 256, got ${workers}` }))
+    : Effect.fail(new AgcmUsageError({ reason: "Workers", detail: `workers must be an integer from 1 to 256, got ${workers}` }))
 
 /**
  * The AGCM v2 encryptor as a chunk processor (`"agcm-encrypt"`, transform, unordered).
@@ -160,7 +124,7 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
   let snapshot: EncryptSnapshot | undefined
   let chunks = 0
 
-  const seal = (specs: ReadonlyArray<ChunkSpec>, data: ReadonlyArray<Uint8Array>) =>
+  const seal = (specs: ReadonlyArray<ChunkSpec.ChunkSpec>, data: ReadonlyArray<Uint8Array>) =>
     Effect.gen(function*() {
       if (!cipher) return yield* Effect.die(new Error("internal error: agcm-encrypt used before init"))
       const defect = sealFramingDefect(specs, (k) => data[k].length, chunkSize)
@@ -178,15 +142,18 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
     options: publicOptions(options, isRawKey(options) ? "raw" : "scrypt"),
     init: (context: InitContext) =>
       Effect.gen(function*() {
-        yield* checkChunkSize(chunkSize)
+        const framing = yield* encryptFraming(chunkSize)
         yield* checkWorkers(options.workers)
         let params: HeaderParams
         const resumed = context.resume === undefined || context.resume === null ? undefined : readSnapshot(context.resume)
         if (context.resume !== undefined && context.resume !== null && !resumed) {
-          return yield* new AgcmUsageError({ detail: "the checkpoint's agcm-encrypt snapshot is not readable" })
+          return yield* new AgcmUsageError({ reason: "Checkpoint", detail: "the checkpoint's agcm-encrypt snapshot is not readable" })
         }
         if (resumed) {
-          if (resumed.chunkSize !== chunkSize) return yield* new AgcmUsageError({ detail: `the checkpoint used chunk size ${resumed.chunkSize}, not ${chunkSize}` })
+          // The engine owns this refusal (ResumeRefused "ChunkSizeChanged", against the size
+          // its checkpoint recorded) once the framing is declared; rebuilding the header
+          // under another size would only fail the key check with the wrong reason.
+          if (resumed.chunkSize !== chunkSize) return { framing }
           params = yield* newParams(options, chunkSize, {
             salt: unhex(resumed.salt)!,
             ...(resumed.scryptSalt ? { scryptSalt: unhex(resumed.scryptSalt)! } : {}),
@@ -218,7 +185,7 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
           transferInputs: options.transferInputs ?? true
         })
         return {
-          framing: { headerBytes: 0, chunkBytes: chunkSize, shortFinal: true },
+          framing,
           header: sealed.header,
           direct: { outputChunkBytes: chunkSize + TAG_BYTES }
         }
@@ -252,7 +219,7 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
 }
 
 /** Cobblestone: every chunk but the last holds exactly `chunkSize` bytes, the last strictly fewer. */
-const sealFramingDefect = (specs: ReadonlyArray<ChunkSpec>, lengthOf: (k: number) => number, chunkSize: number): Error | undefined => {
+const sealFramingDefect = (specs: ReadonlyArray<ChunkSpec.ChunkSpec>, lengthOf: (k: number) => number, chunkSize: number): Error | undefined => {
   for (let k = 0; k < specs.length; k++) {
     const n = lengthOf(k)
     if (specs[k].final ? n >= chunkSize : n !== chunkSize) {
@@ -261,64 +228,6 @@ const sealFramingDefect = (specs: ReadonlyArray<ChunkSpec>, lengthOf: (k: number
   }
   return undefined
 }
-
-/** The first sealed chunk that cannot be valid by its length alone, or `specs.length`. */
-const firstMalformed = (specs: ReadonlyArray<ChunkSpec>, lengthOf: (k: number) => number, chunkSize: number): number => {
-  const sealedChunk = chunkSize + TAG_BYTES
-  for (let k = 0; k < specs.length; k++) {
-    const n = lengthOf(k)
-    if (!(specs[k].final ? n >= TAG_BYTES && n < sealedChunk : n === sealedChunk)) return k
-  }
-  return specs.length
-}
-
-/** A chunk too short to hold its tag (or a missing final chunk), `length` bytes at its place. */
-const truncated = (headerBytes: number, spec: ChunkSpec, length: number) =>
-  new Truncated({
-    at: headerBytes + spec.start + length,
-    detail: length === 0
-      ? `the final chunk (chunk ${spec.index}) is missing`
-      : `chunk ${spec.index} is ${length} bytes, shorter than its 16-byte tag`
-  })
-
-/**
- * Why chunk `spec` failed to open: bytes appended after a valid end (`TrailingData`, probed
- * only near the end, with the chunk's sealed bytes from `sealed`), else `ChunkAuthFailed`.
- */
-const openFailure = <E>(keys: DerivedKeys, chunkSize: number, spec: ChunkSpec, regionBytes: number | undefined, sealed: Effect.Effect<Uint8Array, E>) =>
-  Effect.gen(function*() {
-    const bytesToEnd = regionBytes !== undefined ? regionBytes - spec.start : spec.final ? spec.length : undefined
-    if (bytesToEnd !== undefined && bytesToEnd <= chunkSize + TAG_BYTES - 1 + 256) {
-      const trailing = probeTrailing(keys, spec.index, yield* sealed, bytesToEnd, chunkSize)
-      if (trailing !== undefined) return yield* new TrailingData({ bytes: trailing })
-    }
-    return yield* new ChunkAuthFailed({ chunk: spec.index, final: spec.final })
-  })
-
-/**
- * Checks and opens a segment of sealed chunks; shared by the processor and the file readers.
- * Reports the first bad chunk: authentication failure (after probing for trailing data
- * when near the end), or a structurally impossible chunk (Truncated).
- */
-export const openSegment = (
-  cipher: SegmentCipher,
-  keys: DerivedKeys,
-  chunkSize: number,
-  specs: ReadonlyArray<ChunkSpec>,
-  data: ReadonlyArray<Uint8Array>,
-  /** Bytes of the chunked region (ciphertext after the header), when known. */
-  regionBytes: number | undefined,
-  headerBytes: number
-) =>
-  Effect.gen(function*() {
-    const bad = firstMalformed(specs, (k) => data[k].length, chunkSize)
-    const out = bad > 0 ? yield* cipher.run(OPEN, specs[0].index, data.slice(0, bad)) : { outputs: [], inputs: [], failedAt: -1 }
-    if (out.failedAt >= 0) {
-      return yield* openFailure(keys, chunkSize, specs[out.failedAt], regionBytes, Effect.succeed(out.inputs[out.failedAt]))
-    }
-    if (bad < specs.length) return yield* truncated(headerBytes, specs[bad], data[bad].length)
-    return out.outputs
-  })
 
 /**
  * The AGCM v2 decryptor as a chunk processor (`"agcm-decrypt"`, transform, unordered).
@@ -344,7 +253,7 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
   let plaintextBytes = 0
   let legacy: ChunkProcessor | undefined
 
-  const open = (specs: ReadonlyArray<ChunkSpec>, data: ReadonlyArray<Uint8Array>) =>
+  const open = (specs: ReadonlyArray<ChunkSpec.ChunkSpec>, data: ReadonlyArray<Uint8Array>) =>
     Effect.gen(function*() {
       if (!cipher || !keys) return yield* Effect.die(new Error("internal error: agcm-decrypt used before init"))
       const outputs = yield* openSegment(cipher, keys, chunkSize, specs, data, regionBytes, headerBytes)
@@ -364,7 +273,7 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
         yield* checkWorkers(options.workers)
         const head = yield* context.readHeader(MAX_HEADER_BYTES)
         if (options.legacyV1 && head.length >= 8 && Buffer.from(head.buffer, head.byteOffset, 8).readUInt32LE(4) === 1) {
-          if (!isRawKey(options)) return yield* new AgcmUsageError({ detail: "AGCM v1 files use a raw 32-byte key, not a passphrase" })
+          if (!isRawKey(options)) return yield* new AgcmUsageError({ reason: "Key", detail: "AGCM v1 files use a raw 32-byte key, not a passphrase" })
           legacy = legacyV1Processor({ key: options.key, onWarning: options.onWarning })
           // The header is already read (the engine allows one read): hand the v1 reader those bytes.
           return yield* legacy.init({ ...context, readHeader: (n) => Effect.succeed(head.subarray(0, n)) })
@@ -431,3 +340,18 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
       })
   }
 }
+
+/** A processor maker as a factory: both AGCM processors are resumable (the default) transforms, in any order. */
+const asFactory = <O>(name: string, description: string, make: (options: O) => ChunkProcessor): ProcessorFactory<O> => ({
+  name,
+  apiVersion: PROCESSOR_API_VERSION,
+  description,
+  capabilities: { kind: "transform", ordered: false },
+  make
+})
+
+/** {@link agcmEncrypt} as a `ProcessorFactory` (`"agcm-encrypt"`). */
+export const agcmEncryptFactory: ProcessorFactory<AgcmEncryptOptions> = asFactory("agcm-encrypt", "AGCM v2 encryption (AES-256-GCM, C2SP chunked encryption)", agcmEncrypt)
+
+/** {@link agcmDecrypt} as a `ProcessorFactory` (`"agcm-decrypt"`). */
+export const agcmDecryptFactory: ProcessorFactory<AgcmDecryptOptions> = asFactory("agcm-decrypt", "AGCM v2 decryption (and v1 with legacyV1)", agcmDecrypt)

@@ -48,7 +48,7 @@ export class InvalidHeader extends Data.TaggedError("InvalidHeader")<{ readonly 
  * byte (magic, version, parameters, salt, commitment) was edited. Checked before any chunk
  * is opened. Exit code 3.
  */
-export class HeaderAuthFailed extends Data.TaggedError("HeaderAuthFailed")<{}> {
+export class HeaderAuthFailed extends Data.TaggedError("HeaderAuthFailed")<Record<never, never>> {
   readonly exitCode: ExitCode = ExitCode.Integrity
   override get message() {
     return "wrong key or passphrase, or the header was tampered with (commitment mismatch)"
@@ -100,8 +100,25 @@ export class KdfCostTooHigh extends Data.TaggedError("KdfCostTooHigh")<{ readonl
   }
 }
 
-/** Bad options: key length, chunk size, range bounds, worker count. Exit code 2. */
-export class AgcmUsageError extends Data.TaggedError("AgcmUsageError")<{ readonly detail: string }> {
+/** What was wrong in an {@link AgcmUsageError}. */
+export type AgcmUsageReason =
+  /** A chunk size that is not a power of two from 16 KiB to 4 MiB, or not the one a resumed checkpoint used. */
+  | "ChunkSize"
+  /** A worker count that is not an integer from 1 to 256. */
+  | "Workers"
+  /** Key material that does not fit: a key that is not 32 bytes, an empty passphrase, or the other kind than the file's (key or passphrase). */
+  | "Key"
+  /** A scrypt cost (`scryptLogN`) outside 10..20. */
+  | "ScryptCost"
+  /** A resumed checkpoint's agcm-encrypt snapshot that is unreadable (or holds a salt of the wrong size). */
+  | "Checkpoint"
+  /** Range bounds that are invalid or end past the plaintext. */
+  | "Range"
+  /** An incremental encryptor written to after its end. */
+  | "WriteAfterEnd"
+
+/** Bad options or calls: see {@link AgcmUsageReason}; `detail` holds the facts. Exit code 2. */
+export class AgcmUsageError extends Data.TaggedError("AgcmUsageError")<{ readonly reason: AgcmUsageReason; readonly detail: string }> {
   readonly exitCode: ExitCode = ExitCode.Usage
   override get message() {
     return this.detail

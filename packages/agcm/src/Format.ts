@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { ChunkSpec } from "@cage/core"
 import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import { AgcmUsageError, HeaderAuthFailed, InvalidHeader, KdfCostTooHigh, NotAgcm, Truncated, UnsupportedVersion } from "./Error.js"
@@ -57,15 +58,24 @@ export const MAX_HEADER_BYTES = SCRYPT_HEADER_BYTES
 /** v1 header: magic, version, 12-byte nonce, chunk size u32 LE. */
 export const LEGACY_HEADER_BYTES = 24
 
-/** Key material for encryption. Never stored, logged or sent to a checkpoint. */
-export type EncryptKey =
+/**
+ * Key material: a raw 32-byte key, or a passphrase (scrypt). Never stored, logged or put in
+ * a checkpoint; {@link wipeKey} zero-fills it once it is no longer needed.
+ *
+ * - `scryptLogN`: log2 of the scrypt cost N used when encrypting (10..20, default 17).
+ * - `maxScryptLogN`: the highest cost a header may ask for when decrypting (default 18);
+ *   a higher one fails with `KdfCostTooHigh` before any work.
+ */
+export type KeyMaterial =
   | { readonly key: Uint8Array }
-  | { readonly passphrase: Uint8Array; readonly scryptLogN?: number }
+  | { readonly passphrase: Uint8Array; readonly scryptLogN?: number; readonly maxScryptLogN?: number }
 
-/** Key material for decryption. `maxScryptLogN` (default 18) caps the cost a header may ask for. */
-export type DecryptKey =
-  | { readonly key: Uint8Array }
-  | { readonly passphrase: Uint8Array; readonly maxScryptLogN?: number }
+/** Zero-fills the key or passphrase bytes of `k` (best effort: copies made elsewhere stay). */
+export const wipeKey = (k: KeyMaterial): void => {
+  const m = k as { key?: Uint8Array; passphrase?: Uint8Array }
+  m.key?.fill(0)
+  m.passphrase?.fill(0)
+}
 
 /** Non-secret parameters of a v2 file. */
 export interface HeaderParams {
@@ -96,7 +106,7 @@ export interface LegacyHeader {
 }
 
 /** True when the key material is a raw key (tolerates `{ key: undefined, passphrase }`). */
-export const isRawKey = (m: EncryptKey | DecryptKey): m is { readonly key: Uint8Array } =>
+export const isRawKey = (m: KeyMaterial): m is { readonly key: Uint8Array } =>
   (m as { key?: unknown }).key !== undefined
 
 /** True when `bytes` start with the AGCM magic (any version). */
@@ -104,13 +114,21 @@ export const isAgcm = (bytes: Uint8Array): boolean =>
   bytes.length >= MAGIC.length && Buffer.from(bytes.buffer, bytes.byteOffset, MAGIC.length).equals(MAGIC)
 
 const log2 = (n: number) => Math.log2(n)
-const isPowerOfTwo = (n: number) => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0
 
-/** Validates a chunk size option (bytes). */
-export const checkChunkSize = (chunkSize: number): Effect.Effect<number, AgcmUsageError> =>
-  isPowerOfTwo(chunkSize) && chunkSize >= MIN_CHUNK_SIZE && chunkSize <= MAX_CHUNK_SIZE
-    ? Effect.succeed(chunkSize)
-    : Effect.fail(new AgcmUsageError({ detail: `chunk size must be a power of two from 16 KiB to 4 MiB, got ${chunkSize} bytes` }))
+/** The chunk sizes AGCM v2 accepts (FORMAT.md): powers of two from 16 KiB to 4 MiB. */
+export const CHUNK_SIZE_RULE: ChunkSpec.ChunkSizeRule = { min: MIN_CHUNK_SIZE, max: MAX_CHUNK_SIZE, powerOfTwo: true }
+
+/**
+ * How encryption cuts plaintext: chunks of `chunkSize` bytes (default 64 KiB), no header,
+ * C2SP's short final chunk. The one check of an AGCM chunk size (against
+ * {@link CHUNK_SIZE_RULE}, with core's message); fails with `AgcmUsageError` (`"ChunkSize"`).
+ */
+export const encryptFraming = (chunkSize: number = DEFAULT_CHUNK_SIZE): Effect.Effect<ChunkSpec.Framing, AgcmUsageError> => {
+  const problem = ChunkSpec.checkChunkBytes(chunkSize, CHUNK_SIZE_RULE)
+  return problem === undefined
+    ? Effect.succeed({ headerBytes: 0, chunkBytes: chunkSize, shortFinal: true })
+    : Effect.fail(new AgcmUsageError({ reason: "ChunkSize", detail: problem }))
+}
 
 /** The context bytes (everything before the salt) for `params`. */
 export const encodeContext = (params: Omit<HeaderParams, "salt">): Buffer => {
@@ -211,39 +229,38 @@ const scrypt = (passphrase: Uint8Array, salt: Uint8Array, logN: number) =>
 /** The Cobblestone key (32 bytes) for a header: the raw key, or scrypt of the passphrase. */
 export const fileKey = (
   params: Pick<HeaderParams, "keyMode" | "scrypt">,
-  material: EncryptKey | DecryptKey,
+  material: KeyMaterial,
   maxLogN = MAX_SCRYPT_LOG_N
 ): Effect.Effect<Buffer, AgcmUsageError | KdfCostTooHigh> =>
   Effect.suspend((): Effect.Effect<Buffer, AgcmUsageError | KdfCostTooHigh> => {
     if (params.keyMode === "raw") {
-      if (!isRawKey(material)) return Effect.fail(new AgcmUsageError({ detail: "this file was encrypted with a raw key, not a passphrase" }))
-      if (material.key.length !== KEY_BYTES) return Effect.fail(new AgcmUsageError({ detail: `the key must be ${KEY_BYTES} bytes, got ${material.key.length}` }))
+      if (!isRawKey(material)) return Effect.fail(new AgcmUsageError({ reason: "Key", detail: "this file was encrypted with a raw key, not a passphrase" }))
+      if (material.key.length !== KEY_BYTES) return Effect.fail(new AgcmUsageError({ reason: "Key", detail: `the key must be ${KEY_BYTES} bytes, got ${material.key.length}` }))
       return Effect.succeed(Buffer.from(material.key))
     }
-    if (isRawKey(material) || !(material as { passphrase?: unknown }).passphrase) return Effect.fail(new AgcmUsageError({ detail: "this file was encrypted with a passphrase, not a raw key" }))
-    if ((material as { passphrase: Uint8Array }).passphrase.length === 0) return Effect.fail(new AgcmUsageError({ detail: "the passphrase is empty" }))
+    if (isRawKey(material) || !material.passphrase) return Effect.fail(new AgcmUsageError({ reason: "Key", detail: "this file was encrypted with a passphrase, not a raw key" }))
+    if (material.passphrase.length === 0) return Effect.fail(new AgcmUsageError({ reason: "Key", detail: "the passphrase is empty" }))
     const { logN, salt } = params.scrypt!
     if (logN > maxLogN) return Effect.fail(new KdfCostTooHigh({ logN, maxLogN }))
-    return scrypt((material as { passphrase: Uint8Array }).passphrase, salt, logN)
+    return scrypt(material.passphrase, salt, logN)
   })
 
-/** Non-secret parameters for a new file (fresh salts), validating options. */
+/** Non-secret parameters for a new file (fresh salts), validating the key options; `chunkSize` was checked by {@link encryptFraming}. */
 export const newParams = (
-  material: EncryptKey,
+  material: KeyMaterial,
   chunkSize: number,
   salts?: { readonly salt: Uint8Array; readonly scryptSalt?: Uint8Array; readonly scryptLogN?: number }
 ): Effect.Effect<HeaderParams, AgcmUsageError> =>
   Effect.gen(function*() {
-    yield* checkChunkSize(chunkSize)
     const salt = salts?.salt ?? crypto.randomBytes(SALT_BYTES)
-    if (salt.length !== SALT_BYTES) return yield* new AgcmUsageError({ detail: `salt must be ${SALT_BYTES} bytes` })
+    if (salt.length !== SALT_BYTES) return yield* new AgcmUsageError({ reason: "Checkpoint", detail: `salt must be ${SALT_BYTES} bytes` })
     if (isRawKey(material)) {
-      if (material.key.length !== KEY_BYTES) return yield* new AgcmUsageError({ detail: `the key must be ${KEY_BYTES} bytes, got ${material.key.length}` })
+      if (material.key.length !== KEY_BYTES) return yield* new AgcmUsageError({ reason: "Key", detail: `the key must be ${KEY_BYTES} bytes, got ${material.key.length}` })
       return { chunkSize, keyMode: "raw", salt } as const
     }
-    const logN = salts?.scryptLogN ?? (material as { scryptLogN?: number }).scryptLogN ?? DEFAULT_SCRYPT_LOG_N
+    const logN = salts?.scryptLogN ?? material.scryptLogN ?? DEFAULT_SCRYPT_LOG_N
     if (!Number.isInteger(logN) || logN < MIN_SCRYPT_LOG_N || logN > MAX_SCRYPT_LOG_N) {
-      return yield* new AgcmUsageError({ detail: `scrypt log2(N) must be from ${MIN_SCRYPT_LOG_N} to ${MAX_SCRYPT_LOG_N}, got ${logN}` })
+      return yield* new AgcmUsageError({ reason: "ScryptCost", detail: `scrypt log2(N) must be from ${MIN_SCRYPT_LOG_N} to ${MAX_SCRYPT_LOG_N}, got ${logN}` })
     }
     const scryptSalt = salts?.scryptSalt ?? crypto.randomBytes(SCRYPT_SALT_BYTES)
     return { chunkSize, keyMode: "scrypt", scrypt: { logN, salt: scryptSalt }, salt } as const
@@ -252,7 +269,7 @@ export const newParams = (
 /** Derives the per-file keys for `params` and returns them with the encoded header. */
 export const sealHeader = (
   params: HeaderParams,
-  material: EncryptKey
+  material: KeyMaterial
 ): Effect.Effect<{ readonly header: Uint8Array; readonly keys: DerivedKeys }, AgcmUsageError | KdfCostTooHigh> =>
   Effect.gen(function*() {
     const key = yield* fileKey(params, material)
@@ -268,10 +285,10 @@ export const sealHeader = (
  */
 export const openHeader = (
   header: ParsedHeader,
-  material: DecryptKey
+  material: KeyMaterial
 ): Effect.Effect<DerivedKeys, HeaderAuthFailed | AgcmUsageError | KdfCostTooHigh> =>
   Effect.gen(function*() {
-    const maxLogN = "maxScryptLogN" in material && material.maxScryptLogN !== undefined ? material.maxScryptLogN : DEFAULT_MAX_SCRYPT_LOG_N
+    const maxLogN = (isRawKey(material) ? undefined : material.maxScryptLogN) ?? DEFAULT_MAX_SCRYPT_LOG_N
     const key = yield* fileKey(header, material, maxLogN)
     const keys = deriveKeys(key, header.salt, header.context)
     key.fill(0)

@@ -41,7 +41,7 @@ const defaultWarn = (m: string) => {
 }
 
 const checkKey = (key: Uint8Array) =>
-  key.length === 32 ? Effect.void : Effect.fail(new AgcmUsageError({ detail: `the v1 key must be 32 bytes, got ${key.length}` }))
+  key.length === 32 ? Effect.void : Effect.fail(new AgcmUsageError({ reason: "Key", detail: `the v1 key must be 32 bytes, got ${key.length}` }))
 
 /** Options of the v1 reader. */
 export interface LegacyV1Options {
@@ -160,7 +160,7 @@ export const makeLegacyDecryptor = (options: LegacyV1Options): LegacyDecryptor =
     if (failure) throw failure
     const out: Array<Uint8Array> = []
     try {
-      if (options.key.length !== 32) throw new AgcmUsageError({ detail: `the v1 key must be 32 bytes, got ${options.key.length}` })
+      if (options.key.length !== 32) throw new AgcmUsageError({ reason: "Key", detail: `the v1 key must be 32 bytes, got ${options.key.length}` })
       f(out)
       return out
     } catch (e) {

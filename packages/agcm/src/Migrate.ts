@@ -9,9 +9,9 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import { type Readable, Transform, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
-import type { AgcmEncryptOptions } from "./Agcm.js"
 import type { AgcmError } from "./Error.js"
 import { createLegacyDecryptStream } from "./LegacyV1.js"
+import type { AgcmEncryptOptions } from "./Options.js"
 import { createEncryptStream } from "./Stream.js"
 
 /** Options of {@link migrateV1ToV2}. */

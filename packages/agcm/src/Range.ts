@@ -12,8 +12,9 @@ import { fromSystemError, type IoError } from "@cage/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import { AgcmUsageError, ChunkAuthFailed, type AgcmError, TrailingData, Truncated } from "./Error.js"
-import { type DecryptKey, MAX_HEADER_BYTES, openHeader, parseHeader } from "./Format.js"
-import { type DerivedKeys, openChunk, probeTrailing, TAG_BYTES, wipeKeys } from "./internal/cobblestone.js"
+import { type KeyMaterial, MAX_HEADER_BYTES, openHeader, parseHeader } from "./Format.js"
+import { type DerivedKeys, openChunk, TAG_BYTES, wipeKeys } from "./internal/cobblestone.js"
+import { probeTrailing } from "./internal/open.js"
 
 /** Counters of one range read, for tests and benchmarks. */
 export interface RangeStats {
@@ -50,7 +51,7 @@ export const decryptRangeWithStats = (
   path: string,
   start: number,
   end: number,
-  key: DecryptKey,
+  key: KeyMaterial,
   stats: RangeStats = { chunksOpened: 0, bytesRead: 0, plaintextBytes: 0 }
 ): Effect.Effect<Uint8Array, AgcmError | IoError> => {
   let out: Uint8Array | undefined
@@ -72,7 +73,7 @@ export const decryptRangeTo = <E>(
   path: string,
   start: number,
   end: number,
-  key: DecryptKey,
+  key: KeyMaterial,
   sink: (bytes: Uint8Array) => Effect.Effect<void, E>,
   stats: RangeStats = { chunksOpened: 0, bytesRead: 0, plaintextBytes: 0 }
 ): Effect.Effect<void, AgcmError | IoError | E> =>
@@ -81,7 +82,7 @@ export const decryptRangeTo = <E>(
     (handle) =>
       Effect.gen(function*() {
         if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
-          return yield* new AgcmUsageError({ detail: `invalid range ${start}:${end} (need 0 <= START <= END)` })
+          return yield* new AgcmUsageError({ reason: "Range", detail: `invalid range ${start}:${end} (need 0 <= START <= END)` })
         }
         const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: (e) => fromSystemError("stat", path, e) })).size
         const fd = handle.fd
@@ -117,7 +118,7 @@ export const decryptRangeTo = <E>(
           const plaintextBytes = finalIndex * cs + finalPlain.length
           stats.plaintextBytes = plaintextBytes
           if (end > plaintextBytes) {
-            return yield* new AgcmUsageError({ detail: `range ${start}:${end} ends past the plaintext (${plaintextBytes} bytes)` })
+            return yield* new AgcmUsageError({ reason: "Range", detail: `range ${start}:${end} ends past the plaintext (${plaintextBytes} bytes)` })
           }
           if (end === start) return
           const first = Math.floor(start / cs)
@@ -146,5 +147,5 @@ export const decryptRangeTo = <E>(
  * end exclusive), opening only the covering chunks and the final chunk.
  * Errors: see {@link decryptRangeWithStats}.
  */
-export const decryptRange = (path: string, start: number, end: number, key: DecryptKey): Effect.Effect<Uint8Array, AgcmError | IoError> =>
+export const decryptRange = (path: string, start: number, end: number, key: KeyMaterial): Effect.Effect<Uint8Array, AgcmError | IoError> =>
   decryptRangeWithStats(path, start, end, key)

@@ -12,18 +12,19 @@
  *
  * @module
  */
-import type { Chunk as ChunkSpec } from "@cage/core"
+import type { ChunkSpec } from "@cage/core"
 import { Effect, Stream } from "effect"
 import { Transform } from "node:stream"
-import { type AgcmDecryptOptions, type AgcmEncryptOptions, openSegment } from "./Agcm.js"
 import type { AgcmError } from "./Error.js"
 import { AgcmUsageError, Truncated } from "./Error.js"
-import { DEFAULT_CHUNK_SIZE, isAgcm, isRawKey, newParams, openHeader, parseHeader, sealHeader } from "./Format.js"
+import { encryptFraming, isAgcm, isRawKey, newParams, openHeader, parseHeader, sealHeader } from "./Format.js"
 import { ByteQueue } from "./internal/byteQueue.js"
-import { type DerivedKeys, SEAL, TAG_BYTES, TRAILING_PROBE_BYTES, wipeKeys } from "./internal/cobblestone.js"
+import { type DerivedKeys, SEAL, TAG_BYTES, wipeKeys } from "./internal/cobblestone.js"
 import { faultOf } from "./internal/faults.js"
+import { openSegment, TRAILING_PROBE_BYTES } from "./internal/open.js"
 import { SegmentCipher } from "./internal/segmentCipher.js"
 import { type LegacyDecryptor, makeLegacyDecryptor } from "./LegacyV1.js"
+import type { AgcmDecryptOptions, AgcmEncryptOptions } from "./Options.js"
 
 /** Target bytes per segment handed to a worker. */
 const SEGMENT_TARGET_BYTES = 1024 * 1024
@@ -65,8 +66,8 @@ export interface StreamCipher {
   readonly close: () => Promise<void>
 }
 
-const specsFor = (first: number, firstStart: number, lengths: ReadonlyArray<number>, finalLast: boolean): Array<ChunkSpec> => {
-  const specs: Array<ChunkSpec> = []
+const specsFor = (first: number, firstStart: number, lengths: ReadonlyArray<number>, finalLast: boolean): Array<ChunkSpec.ChunkSpec> => {
+  const specs: Array<ChunkSpec.ChunkSpec> = []
   let start = firstStart
   for (let k = 0; k < lengths.length; k++) {
     specs.push({ index: first + k, start, end: start + lengths[k], length: lengths[k], final: finalLast && k === lengths.length - 1 })
@@ -81,7 +82,7 @@ const specsFor = (first: number, firstStart: number, lengths: ReadonlyArray<numb
  */
 export const makeEncryptor = (options: AgcmEncryptOptions): Effect.Effect<StreamCipher, AgcmError> =>
   Effect.gen(function*() {
-    const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
+    const { chunkBytes: chunkSize } = yield* encryptFraming(options.chunkSize)
     const params = yield* newParams(options, chunkSize)
     const { header, keys } = yield* sealHeader(params, options)
     const cipher = new SegmentCipher(keys, { workers: options.workers, timeoutMs: options.workerTimeoutMs, fault: faultOf(options) })
@@ -103,7 +104,7 @@ export const makeEncryptor = (options: AgcmEncryptOptions): Effect.Effect<Stream
     }
     return {
       write: async (bytes) => {
-        if (done) throw new AgcmUsageError({ detail: "write after end" })
+        if (done) throw new AgcmUsageError({ reason: "WriteAfterEnd", detail: "write after end" })
         queue.push(bytes)
         // Full chunks are never final in Cobblestone, so a full segment can go at once.
         while (queue.length >= perSegment * chunkSize) {
@@ -151,7 +152,7 @@ export const makeDecryptor = (options: AgcmDecryptOptions): StreamCipher => {
     if (queue.length < 10 && !atEnd) return false
     const head = queue.peek(queue.length)
     if (options.legacyV1 && head.length >= 8 && isAgcm(head) && Buffer.from(head.buffer, head.byteOffset, 8).readUInt32LE(4) === 1) {
-      if (!isRawKey(options)) throw new AgcmUsageError({ detail: "AGCM v1 files use a raw 32-byte key, not a passphrase" })
+      if (!isRawKey(options)) throw new AgcmUsageError({ reason: "Key", detail: "AGCM v1 files use a raw 32-byte key, not a passphrase" })
       legacy = makeLegacyDecryptor({ key: options.key, onWarning: options.onWarning })
       return true
     }

@@ -7,23 +7,26 @@
  */
 export * from "./Error.js"
 export {
+  CHUNK_SIZE_RULE,
   DEFAULT_CHUNK_SIZE,
   DEFAULT_MAX_SCRYPT_LOG_N,
   DEFAULT_SCRYPT_LOG_N,
-  type DecryptKey,
-  type EncryptKey,
+  encryptFraming,
   type HeaderDescription,
   inspect,
   isAgcm,
+  type KeyMaterial,
   LEGACY_V1_WARNING,
   MAX_CHUNK_SIZE,
   MAX_HEADER_BYTES,
   MAX_SCRYPT_LOG_N,
   MIN_CHUNK_SIZE,
   MIN_SCRYPT_LOG_N,
-  VERSION
+  VERSION,
+  wipeKey
 } from "./Format.js"
-export { agcmDecrypt, type AgcmDecryptOptions, agcmEncrypt, type AgcmEncryptOptions, PROCESSOR_VERSION } from "./Agcm.js"
+export { agcmDecrypt, agcmDecryptFactory, agcmEncrypt, agcmEncryptFactory, PROCESSOR_VERSION } from "./Agcm.js"
+export type { AgcmDecryptOptions, AgcmEncryptOptions } from "./Options.js"
 export {
   createDecryptStream,
   createEncryptStream,

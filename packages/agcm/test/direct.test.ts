@@ -8,15 +8,14 @@
  * memory out), which the other test files cover in depth.
  */
 import {
-  type Chunk,
   ChunkInput,
   ChunkOutput,
   type ChunkProcessor,
+  type ChunkSpec,
   type DirectSegment,
   type JsonValue,
   PROCESSOR_API_VERSION,
   type RunOptions,
-  type RunSummary,
   runPipeline
 } from "@cage/core"
 import { Cause, Effect, Exit, Fiber } from "effect"
@@ -110,7 +109,7 @@ interface Calls {
   segments: Array<{ first: number; chunks: number; segment: DirectSegment }>
 }
 
-type Hook = (chunks: ReadonlyArray<Chunk>, segment: DirectSegment) => Effect.Effect<DirectSegment | undefined, unknown>
+type Hook = (chunks: ReadonlyArray<ChunkSpec.ChunkSpec>, segment: DirectSegment) => Effect.Effect<DirectSegment | undefined, unknown>
 
 /** Wraps a processor to count which entry point the engine uses; `hook` runs before each direct segment. */
 const spy = (p: ChunkProcessor, hook?: Hook) => {

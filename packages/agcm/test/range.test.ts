@@ -75,8 +75,8 @@ describe("decryptRange", () => {
   })
 
   it("refuses bad ranges and wrong keys", async () => {
-    expect(await failureOf(decryptRange(file, 5, 4, { key }))).toMatchObject({ _tag: "AgcmUsageError", exitCode: 2 })
-    expect(await failureOf(decryptRange(file, 0, plain.length + 1, { key }))).toMatchObject({ _tag: "AgcmUsageError" })
+    expect(await failureOf(decryptRange(file, 5, 4, { key }))).toMatchObject({ _tag: "AgcmUsageError", reason: "Range", exitCode: 2 })
+    expect(await failureOf(decryptRange(file, 0, plain.length + 1, { key }))).toMatchObject({ _tag: "AgcmUsageError", reason: "Range" })
     expect(await failureOf(decryptRange(file, 0, 1, { key: key32(0) }))).toMatchObject({ _tag: "HeaderAuthFailed" })
     expect(await failureOf(decryptRange(path.join(tmp, "missing"), 0, 1, { key }))).toMatchObject({ _tag: "IoError", exitCode: 4 })
     expect((await Effect.runPromise(decryptRange(file, 7, 7, { key }))).length).toBe(0)

@@ -3,14 +3,12 @@
  * nothing else is ever detached (slices, pooled buffers, shared memory).
  */
 import * as crypto from "node:crypto"
-import * as v8 from "node:v8"
-import * as vm from "node:vm"
 import { Worker } from "node:worker_threads"
 import { describe, expect, it } from "vitest"
-import { bufferReleaser } from "../src/internal/cobblestone.js"
+import { bufferReleaser } from "../src/internal/memory.js"
 
 describe("bufferReleaser", () => {
-  const release = bufferReleaser(v8, vm)!
+  const release = bufferReleaser()!
 
   it("is available on this Node (V8 11.3 behind a flag, built in from 11.4)", () => {
     expect(release).toBeTypeOf("function")
@@ -42,7 +40,7 @@ describe("bufferReleaser", () => {
   })
 
   it("a large output it cannot detach marks it unhealthy (callers then scavenge often again)", () => {
-    const r = bufferReleaser(v8, vm)!
+    const r = bufferReleaser()!
     const big = Buffer.allocUnsafeSlow(1 << 20)
     r(big.subarray(0, 65536))
     expect(big.buffer.byteLength).toBe(1 << 20)

@@ -74,7 +74,7 @@ describe("Node stream transforms", () => {
   it("rejects a write after end", async () => {
     const e = await Effect.runPromise(makeEncryptor({ key, workers: 1 }))
     await e.end()
-    await expect(e.write(new Uint8Array(1))).rejects.toMatchObject({ _tag: "AgcmUsageError" })
+    await expect(e.write(new Uint8Array(1))).rejects.toMatchObject({ _tag: "AgcmUsageError", reason: "WriteAfterEnd" })
     await e.close()
   })
 

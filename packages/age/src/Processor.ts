@@ -52,7 +52,9 @@ const queueInput = () => {
   let position = 0
   const readers: Array<() => void> = []
   const writers: Array<() => void> = []
-  const wake = (list: Array<() => void>) => list.splice(0).forEach((f) => f())
+  const wake = (list: Array<() => void>) => list.splice(0).forEach((f) => {
+    f()
+  })
   const input: ChunkInput = {
     description: "engine",
     size: undefined,

@@ -5,7 +5,7 @@ import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import { afterAll, describe, expect, it } from "vitest"
-import { AgeError, ageDecrypt, ageEncrypt } from "../src/index.js"
+import { type AgeError, ageDecrypt, ageEncrypt } from "../src/index.js"
 import { failureOf, keygen, requireAge, runExit, tempDir, digestOf } from "./helpers.js"
 
 requireAge()
@@ -27,7 +27,7 @@ const drive = (p: ChunkProcessor, pieces: ReadonlyArray<Uint8Array>) =>
       if (r) out.push(r)
     }
     const f = yield* p.finalize({ plan: undefined as never, inputBytes: start })
-    if (f && f.trailer) out.push(f.trailer)
+    if (f?.trailer) out.push(f.trailer)
     return Buffer.concat(out)
   }).pipe(Effect.ensuring(p.close?.() ?? Effect.void))
 

@@ -7,8 +7,18 @@
 import { ExitCode } from "@cage/core"
 import { Data } from "effect"
 
-/** Bad options: a non-positive rotation size, an unknown anomaly threshold. Exit code 2. */
-export class AuditUsageError extends Data.TaggedError("AuditUsageError")<{ readonly detail: string }> {
+/**
+ * Which argument {@link AuditUsageError} refuses:
+ * - `Option`: a writer option out of range (`maxBytes` not a positive integer, `maxFiles`
+ *   not a whole number).
+ */
+export type AuditUsageReason = "Option"
+
+/** Bad options (see {@link AuditUsageReason}); `detail` says what was wrong. Exit code 2. */
+export class AuditUsageError extends Data.TaggedError("AuditUsageError")<{
+  readonly reason: AuditUsageReason
+  readonly detail: string
+}> {
   readonly exitCode = ExitCode.Usage
   override get message() {
     return this.detail

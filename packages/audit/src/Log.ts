@@ -9,7 +9,7 @@
  * @module
  */
 import { Telemetry, type TelemetryEvent } from "@cage/core"
-import { Effect, Layer, Schema, Stream } from "effect"
+import { Effect, type Layer, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import { type AnomalyOptions, makeDetector } from "./Anomaly.js"
 import { AuditUsageError } from "./Error.js"
@@ -42,8 +42,8 @@ const encode = Schema.encodeSync(AuditEvent)
 export const makeWriter = (path: string, options: WriterOptions = {}): AuditWriter => {
   const maxBytes = options.maxBytes ?? 10 << 20
   const maxFiles = options.maxFiles ?? 5
-  if (!(Number.isSafeInteger(maxBytes) && maxBytes > 0)) throw new AuditUsageError({ detail: `maxBytes must be a positive integer, got ${maxBytes}` })
-  if (!(Number.isSafeInteger(maxFiles) && maxFiles >= 0)) throw new AuditUsageError({ detail: `maxFiles must be a whole number, got ${maxFiles}` })
+  if (!(Number.isSafeInteger(maxBytes) && maxBytes > 0)) throw new AuditUsageError({ reason: "Option", detail: `maxBytes must be a positive integer, got ${maxBytes}` })
+  if (!(Number.isSafeInteger(maxFiles) && maxFiles >= 0)) throw new AuditUsageError({ reason: "Option", detail: `maxFiles must be a whole number, got ${maxFiles}` })
   let fd = fs.openSync(path, "a", 0o600)
   let size = fs.fstatSync(fd).size
   const rotate = () => {

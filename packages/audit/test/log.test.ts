@@ -153,6 +153,8 @@ describe("rotation", () => {
   it("rejects bad options", () => {
     expect(() => makeWriter(nodePath.join(tempDir(), "x"), { maxBytes: 0 })).toThrow(/maxBytes/)
     expect(() => makeWriter(nodePath.join(tempDir(), "x"), { maxFiles: -1 })).toThrow(/maxFiles/)
+    expect(Effect.runSync(Effect.flip(Effect.try({ try: () => makeWriter(nodePath.join(tempDir(), "x"), { maxBytes: 0 }), catch: (e) => e }))))
+      .toMatchObject({ _tag: "AuditUsageError", reason: "Option", exitCode: 2, message: "maxBytes must be a positive integer, got 0" })
   })
 
   it("a line longer than maxBytes gets a file of its own", () => {

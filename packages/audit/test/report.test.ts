@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import { pathToFileURL } from "node:url"
 import { describe, expect, it } from "vitest"
-import { AUDIT_VERSION, type AuditEvent, formatSummary, makeTranslator, makeWriter, readLogs, renderReport, summarize } from "../src/index.js"
+import { AUDIT_VERSION, formatSummary, makeTranslator, makeWriter, readLogs, renderReport, summarize } from "../src/index.js"
 import { durations, syntheticRun, tempDir } from "./helpers.js"
 
 /** Writes a log with two runs (anomalies at chunks 40 and 77 of the first), a failure, backup and verify outcomes. */

@@ -5,13 +5,8 @@
  *
  * @module
  */
-import { agcmDecrypt, agcmEncrypt } from "@cage/agcm"
+import { agcmDecrypt, agcmEncrypt, type KeyMaterial } from "@cage/agcm"
 import type { BackupCipher } from "./Backup.js"
-
-/** Key material: a raw 32-byte key, or a passphrase (scrypt). Kept in memory only. */
-export type AgcmKey =
-  | { readonly key: Uint8Array }
-  | { readonly passphrase: Uint8Array; readonly scryptLogN?: number; readonly maxScryptLogN?: number }
 
 /** Options of {@link agcmCipher}. */
 export interface AgcmCipherOptions {
@@ -22,7 +17,7 @@ export interface AgcmCipherOptions {
 }
 
 /** AGCM v2 as a {@link BackupCipher}. */
-export const agcmCipher = (key: AgcmKey, options: AgcmCipherOptions = {}): BackupCipher => {
+export const agcmCipher = (key: KeyMaterial, options: AgcmCipherOptions = {}): BackupCipher => {
   const workers = options.workers === undefined ? {} : { workers: options.workers }
   return {
     name: "agcm",

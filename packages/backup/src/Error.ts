@@ -9,8 +9,21 @@ import { ExitCode } from "@cage/core"
 import { Data } from "effect"
 import * as nodePath from "node:path"
 
-/** Bad arguments: an unknown retention policy, a generation that does not exist, a bad range. Exit code 2. */
-export class BackupUsageError extends Data.TaggedError("BackupUsageError")<{ readonly detail: string }> {
+/**
+ * Which argument {@link BackupUsageError} refuses:
+ * - `Retention`: a retention policy that is unknown or whose numbers are not whole numbers ≥ 1;
+ * - `Range`: a restore range that does not parse, is empty, or lies outside the backup;
+ * - `Cipher`: a cipher backups cannot use (it writes a trailer, or has direct mode but
+ *   declares no direct output chunks, so its ciphertext chunk layout is unknown);
+ * - `Key`: the operation needs the key and none was given (deep verify).
+ */
+export type BackupUsageReason = "Retention" | "Range" | "Cipher" | "Key"
+
+/** Bad arguments: a retention policy, a range, a cipher or a missing key (see {@link BackupUsageReason}). `detail` says what was wrong. Exit code 2. */
+export class BackupUsageError extends Data.TaggedError("BackupUsageError")<{
+  readonly reason: BackupUsageReason
+  readonly detail: string
+}> {
   readonly exitCode = ExitCode.Usage
   override get message() {
     return this.detail

@@ -77,7 +77,7 @@ export const withLock = <A, E, R>(
     }
   })
   const release = (holder: Lock.Holder) => Effect.sync(() => Lock.release(path, holder))
-  return Effect.acquireUseRelease(acquire, (holder) => {
+  return Effect.acquireUseRelease(acquire, (_holder) => {
     // Touch the lock while held so a long holder is not judged stale by age.
     const timer = setInterval(() => {
       try {

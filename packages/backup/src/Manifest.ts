@@ -31,7 +31,7 @@
  *
  * @module
  */
-import { type Chunk as ChunkSpec, type ChunkPlan, type ChunkProcessor, type FinalizeContext, type Framing, planRegion } from "@cage/core"
+import { type ChunkProcessor, ChunkSpec, type FinalizeContext } from "@cage/core"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import { BackupUsageError } from "./Error.js"
@@ -72,7 +72,7 @@ export const withManifest = (inner: ChunkProcessor, pool: HashPool): ManifestCol
   let header: Uint8Array = new Uint8Array(0)
   let chunkBytes = 0
 
-  const segment = (chunks: ReadonlyArray<ChunkSpec>, data: ReadonlyArray<Uint8Array>) =>
+  const segment = (chunks: ReadonlyArray<ChunkSpec.ChunkSpec>, data: ReadonlyArray<Uint8Array>) =>
     Effect.gen(function*() {
       const plainDigests = hashPromise(pool, data)
       // Keep the promise observed so a failure before we await it is not "unhandled".
@@ -129,7 +129,7 @@ const refusingTrailer = (inner: ChunkProcessor) => (context: FinalizeContext) =>
   Effect.gen(function*() {
     const r = (yield* inner.finalize(context)) ?? {}
     if (r.trailer && r.trailer.length > 0) {
-      return yield* Effect.fail(new BackupUsageError({ detail: `${inner.name} writes a trailer; backups support ciphers without trailers only` }))
+      return yield* Effect.fail(new BackupUsageError({ reason: "Cipher", detail: `${inner.name} writes a trailer; backups support ciphers without trailers only` }))
     }
     return r
   })
@@ -143,7 +143,7 @@ const refusingTrailer = (inner: ChunkProcessor) => (context: FinalizeContext) =>
  */
 export interface CipherLayout {
   /** How the source is cut (for an encryptor: no header, the cipher's chunk size, its final-chunk rule). */
-  readonly framing: Framing
+  readonly framing: ChunkSpec.Framing
   /** Bytes of the cipher's header at the start of the backup file. */
   readonly headerBytes: number
   /** Ciphertext bytes of every non-final chunk (`InitResult.direct.outputChunkBytes`). */
@@ -171,7 +171,7 @@ export const withLayoutRecord = <E>(inner: ChunkProcessor, record: (layout: Ciph
       const r = (yield* inner.init(context)) ?? {}
       yield* Effect.gen(function*() {
         if (!r.direct) {
-          return yield* Effect.fail(new BackupUsageError({ detail: `${inner.name} has processDirect but declared no direct output chunks in init; backups need its ciphertext chunk layout` }))
+          return yield* Effect.fail(new BackupUsageError({ reason: "Cipher", detail: `${inner.name} has processDirect but declared no direct output chunks in init; backups need its ciphertext chunk layout` }))
         }
         yield* record({
           framing: r.framing ?? { headerBytes: 0, chunkBytes: context.chunkBytes, shortFinal: false },
@@ -191,11 +191,11 @@ export const withLayoutRecord = <E>(inner: ChunkProcessor, record: (layout: Ciph
 })
 
 /** Byte range `[start, length]` of plaintext chunk `c`'s ciphertext in the backup file (the direct-mode rule). */
-const cipherRange = (layout: CipherLayout, c: ChunkSpec): readonly [number, number] =>
+const cipherRange = (layout: CipherLayout, c: ChunkSpec.ChunkSpec): readonly [number, number] =>
   [layout.headerBytes + c.index * layout.outputChunkBytes, c.final ? c.length + layout.outputChunkBytes - layout.framing.chunkBytes : layout.outputChunkBytes]
 
 /** Byte range `[start, length]` of each chunk `[from, to)`: plaintext in the source, ciphertext in the backup file. */
-const rangesOf = (layout: CipherLayout, plan: ChunkPlan, from: number, to: number) => {
+const rangesOf = (layout: CipherLayout, plan: ChunkSpec.ChunkPlan, from: number, to: number) => {
   const plain: Array<readonly [number, number]> = []
   const cipher: Array<readonly [number, number]> = []
   for (const c of plan.chunks(from, to)) {
@@ -206,8 +206,8 @@ const rangesOf = (layout: CipherLayout, plan: ChunkPlan, from: number, to: numbe
 }
 
 /** The chunk plan of a source of `sourceBytes` bytes and the backup file's expected size, bytes. */
-export const planOf = (layout: CipherLayout, sourceBytes: number) => {
-  const plan = planRegion(sourceBytes - layout.framing.headerBytes, layout.framing)
+export const planOf = (layout: CipherLayout, sourceBytes: number): { readonly plan: ChunkSpec.ChunkPlan; readonly cipherBytes: number } => {
+  const plan = ChunkSpec.planRegion(sourceBytes - layout.framing.headerBytes, layout.framing)
   const last = plan.totalChunks > 0 ? cipherRange(layout, plan.chunkAt(plan.totalChunks - 1)) : undefined
   return { plan, cipherBytes: last ? last[0] + last[1] : layout.headerBytes }
 }

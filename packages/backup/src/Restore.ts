@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { ChunkInput, ChunkOutput, type EngineError, parseSize, Progress, RateLimit, runPipeline } from "@cage/core"
+import { ChunkInput, ChunkOutput, type EngineError, type Progress, RateLimit, runPipeline, Size } from "@cage/core"
 import { Effect } from "effect"
 import * as nodePath from "node:path"
 import { BackupUsageError, type GenerationNotFound, type RegistryCorrupt } from "./Error.js"
@@ -23,10 +23,10 @@ export interface ByteRange {
  */
 export const parseRange = (text: string): Effect.Effect<{ readonly start: number; readonly end: number | undefined }, BackupUsageError> => {
   const m = /^([^:]*):([^:]*)$/.exec(text.trim())
-  const start = m ? (m[1] === "" ? 0 : parseSize(m[1])) : undefined
-  const end = m && m[2] !== "" ? parseSize(m[2]) : undefined
+  const start = m ? (m[1] === "" ? 0 : Size.parse(m[1])) : undefined
+  const end = m && m[2] !== "" ? Size.parse(m[2]) : undefined
   if (!m || start === undefined || (m[2] !== "" && end === undefined) || (end !== undefined && end <= start)) {
-    return Effect.fail(new BackupUsageError({ detail: `bad range "${text}": use START:END with END > START (bytes, e.g. 0:1MiB)` }))
+    return Effect.fail(new BackupUsageError({ reason: "Range", detail: `bad range "${text}": use START:END with END > START (bytes, e.g. 0:1MiB)` }))
   }
   return Effect.succeed({ start, end })
 }
@@ -78,7 +78,7 @@ export const restore = (options: RestoreOptions): Effect.Effect<RestoreResult, E
     const start = options.range.start
     const end = options.range.end ?? g.plainBytes
     if (end > g.plainBytes || start >= end) {
-      return yield* Effect.fail(new BackupUsageError({ detail: `range ${start}:${end} is outside the backup's ${g.plainBytes} bytes` }))
+      return yield* Effect.fail(new BackupUsageError({ reason: "Range", detail: `range ${start}:${end} is outside the backup's ${g.plainBytes} bytes` }))
     }
     const cs = g.chunkBytes
     const reader = yield* openReader(file, options.cipher.decrypt(), cs)

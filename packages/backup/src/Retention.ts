@@ -26,7 +26,7 @@ const DAY_MS = 86_400_000
 
 const positive = (text: string, what: string, policy: string): number => {
   if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
-    throw new BackupUsageError({ detail: `retention policy "${policy}": ${what} must be a whole number ≥ 1, got "${text}"` })
+    throw new BackupUsageError({ reason: "Retention", detail: `retention policy "${policy}": ${what} must be a whole number ≥ 1, got "${text}"` })
   }
   return Number(text)
 }
@@ -48,7 +48,7 @@ export const parsePolicy = (text: string): RetentionPolicy => {
       if (more.length === 0) return { _tag: "KeepLastAndDays", last: positive(n, "N", t), days: positive(d, "D", t) }
     }
   }
-  throw new BackupUsageError({ detail: `unknown retention policy "${text}": use keep_all, keep_last:N, keep_days:D or keep_last_and_days:N,D` })
+  throw new BackupUsageError({ reason: "Retention", detail: `unknown retention policy "${text}": use keep_all, keep_last:N, keep_days:D or keep_last_and_days:N,D` })
 }
 
 /** Formats a policy back to its text form. */
@@ -65,13 +65,15 @@ export const formatPolicy = (p: RetentionPolicy): string =>
 export const kept = (policy: RetentionPolicy, generations: ReadonlyArray<Generation>, now: number): Set<string> => {
   const newestFirst = [...generations].filter((g) => g.status === "complete").sort((a, b) => b.generation - a.generation)
   const keep = new Set<string>()
-  const byLast = (n: number) => newestFirst.slice(0, n).forEach((g) => keep.add(g.id))
+  const byLast = (n: number) => {
+    for (const g of newestFirst.slice(0, n)) keep.add(g.id)
+  }
   const byDays = (d: number) => newestFirst.forEach((g) => {
     if (now - Date.parse(g.createdAt) < d * DAY_MS) keep.add(g.id)
   })
   switch (policy._tag) {
     case "KeepAll":
-      newestFirst.forEach((g) => keep.add(g.id))
+      for (const g of newestFirst) keep.add(g.id)
       break
     case "KeepLast":
       byLast(policy.last)

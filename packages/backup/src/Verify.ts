@@ -80,7 +80,7 @@ export const verifyReport = (options: VerifyOptions) =>
       damage.push({ kind: "file", start: 0, end: size, detail: "the whole-file digest does not match (no per-chunk manifest: the damage cannot be located)" })
     }
     if (options.deep) {
-      if (!options.cipher) return yield* Effect.fail(new BackupUsageError({ detail: "deep verify needs the key" }))
+      if (!options.cipher) return yield* Effect.fail(new BackupUsageError({ reason: "Key", detail: "deep verify needs the key" }))
       yield* deepCheck(file, g, m, options.cipher, damage)
     }
     return {
@@ -113,7 +113,9 @@ const deepCheck = (file: string, g: Registry.Generation, m: Registry.Manifest, c
         const to = Math.min(reader.plan.totalChunks, from + BATCH)
         const out = yield* Effect.result(reader.read(from, to))
         if (out._tag === "Success") {
-          out.success.forEach((p, k) => (plain[from + k] = sha256(p)))
+          out.success.forEach((p, k) => {
+            plain[from + k] = sha256(p)
+          })
           continue
         }
         // A failed batch: decrypt chunk by chunk to name every bad one.

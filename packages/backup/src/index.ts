@@ -11,6 +11,5 @@ export type { Generation, Manifest, Registry as RegistryDocument } from "./Regis
 export * as Retention from "./Retention.js"
 export { formatPolicy, parsePolicy, type RetentionPolicy } from "./Retention.js"
 export { LOCK_FILE, type LockOptions, withLock } from "./Lock.js"
-export { chunkRanges, expectedSize, layoutOf, rootOf, withManifest } from "./Manifest.js"
-export { HashPool, hashFileRangesHere, sha256 } from "./internal/hashPool.js"
-export { type AgcmCipherOptions, type AgcmKey, agcmCipher } from "./Agcm.js"
+export { chunkRanges, expectedSize, layoutOf, rootOf } from "./Manifest.js"
+export { type AgcmCipherOptions, agcmCipher } from "./Agcm.js"

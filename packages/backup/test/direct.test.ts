@@ -1,9 +1,10 @@
-import { type ChunkProcessor, type JsonValue, planRegion } from "@cage/core"
+import { type ChunkProcessor, ChunkSpec, type JsonValue } from "@cage/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import { describe, expect, it } from "vitest"
-import { type BackupCipher, chunkRanges, create, HashPool, list, recover, Registry, resume, verify } from "../src/index.js"
+import { type BackupCipher, chunkRanges, create, list, recover, Registry, resume, verify } from "../src/index.js"
+import { HashPool } from "../src/internal/hashPool.js"
 import { hashFromFiles, withLayoutRecord } from "../src/Manifest.js"
 import { cipher, CHUNK, expectIntact, fail, failingAt, makeSource, run, tempDir } from "./helpers.js"
 
@@ -175,7 +176,7 @@ describe("direct-mode ciphers: manifest hashed from the files", () => {
     } finally {
       await pool.close()
     }
-    expect(planRegion(src.bytes.length, layout.framing).totalChunks).toBe(10)
+    expect(ChunkSpec.planRegion(src.bytes.length, layout.framing).totalChunks).toBe(10)
   })
 })
 

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { HashPool, hashFileRangesHere, sha256 } from "../src/index.js"
+import { HashPool, hashFileRangesHere, sha256 } from "../src/internal/hashPool.js"
 import { tempDir } from "./helpers.js"
 
 const ref = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")

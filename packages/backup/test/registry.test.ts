@@ -87,6 +87,8 @@ describe("retention", () => {
     for (const bad of ["", "keep", "keep_last", "keep_last:0", "keep_last:-1", "keep_last:1.5", "keep_days:x", "keep_last_and_days:3", "keep_last_and_days:3,", "keep_last:3:4", "keep_all:1"]) {
       expect(() => parsePolicy(bad)).toThrow(/retention policy/)
     }
+    expect(Effect.runSync(Effect.flip(Effect.try({ try: () => parsePolicy("keep_last:0"), catch: (e) => e }))))
+      .toMatchObject({ _tag: "BackupUsageError", reason: "Retention", exitCode: 2 })
   })
 
   const gen = (n: number, daysAgo: number, now: number) => ({

@@ -19,6 +19,7 @@ import { Context, Effect, Layer, Option, Schema } from "effect"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import type { ChunkProcessor, JsonValue, SourceIdentity } from "./ChunkProcessor.js"
+import type { Framing } from "./ChunkSpec.js"
 import { fromSystemError, type IoError, ResumeRefused } from "./Error.js"
 import { syncDirectory } from "./ChunkOutput.js"
 
@@ -47,6 +48,7 @@ export const CheckpointSchema = Schema.Struct({
   version: Schema.Literal(CHECKPOINT_VERSION),
   source: SourceIdentitySchema,
   output: Schema.String,
+  /** The chunk size the run planned with, in bytes (the framing's). */
   chunkBytes: Schema.Number,
   pipeline: Schema.Array(ProcessorRecord),
   /** Completed chunk indices as half-open ranges `[from, to)`, sorted and disjoint. */
@@ -156,14 +158,15 @@ export const completedPrefix = (c: Checkpoint): number => {
 
 /**
  * Checks that a checkpoint belongs to this run. Fails with `ResumeRefused` naming what
- * changed: the source (size, mtime, ctime, inode, device), the chunk size, or the pipeline.
- * Resuming over a changed source would re-encrypt different plaintext under nonces already
- * used, so every identity field must match exactly.
+ * changed: the source (size, mtime, ctime, inode, device), the output, or the pipeline
+ * (processors, versions, options). Resuming over a changed source would re-encrypt different
+ * plaintext under nonces already used, so every identity field must match exactly. The chunk
+ * size is checked once the processors declared the run's framing ({@link validateFraming}).
  */
 export const validate = (
   path: string,
   c: Checkpoint,
-  run: { readonly source: SourceIdentity; readonly output: string; readonly chunkBytes: number; readonly pipeline: ReadonlyArray<ChunkProcessor> }
+  run: { readonly source: SourceIdentity; readonly output: string; readonly pipeline: ReadonlyArray<ChunkProcessor> }
 ): Effect.Effect<void, ResumeRefused> => {
   const refuse = (reason: ResumeRefused["reason"], detail: string) => Effect.fail(new ResumeRefused({ reason, checkpoint: path, detail }))
   const fields: ReadonlyArray<[keyof SourceIdentity, string]> = [
@@ -182,9 +185,6 @@ export const validate = (
   if (nodePath.resolve(c.output) !== nodePath.resolve(run.output)) {
     return refuse("OutputChanged", `the checkpoint is for output ${c.output}, not ${run.output}`)
   }
-  if (c.chunkBytes !== run.chunkBytes) {
-    return refuse("ChunkSizeChanged", `the chunk size changed (was ${c.chunkBytes} bytes, now ${run.chunkBytes})`)
-  }
   const now = describePipeline(run.pipeline)
   const was = c.pipeline
   if (was.length !== now.length) {
@@ -202,3 +202,13 @@ export const validate = (
   }
   return Effect.void
 }
+
+/**
+ * Checks that the run plans with the chunk size the checkpoint recorded (the framing's, as
+ * declared by the processor that owns it, or the plain chunk size). Fails with
+ * `ResumeRefused` (`"ChunkSizeChanged"`).
+ */
+export const validateFraming = (path: string, c: Checkpoint, framing: Framing): Effect.Effect<void, ResumeRefused> =>
+  c.chunkBytes === framing.chunkBytes
+    ? Effect.void
+    : Effect.fail(new ResumeRefused({ reason: "ChunkSizeChanged", checkpoint: path, detail: `the chunk size changed (was ${c.chunkBytes} bytes, now ${framing.chunkBytes})` }))

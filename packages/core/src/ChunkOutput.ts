@@ -123,6 +123,7 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
   const claim = () =>
     Effect.suspend(() => held !== undefined ? Effect.void : Lock.acquireOrRefuse(lockPath(path), path).pipe(Effect.map((h) => {
       held = h
+      return undefined
     })))
   const release = () =>
     Effect.sync(() => {

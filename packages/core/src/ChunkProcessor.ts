@@ -107,7 +107,10 @@ export interface InitContext {
   readonly input: string
   /** Input size in bytes, or `undefined` for a stream of unknown length. */
   readonly inputSize: number | undefined
-  /** The configured chunk size in bytes (the processor may override it through `framing`). */
+  /**
+   * The size of plain chunks, in bytes: the run's `chunkBytes` or 64 KiB. The input is cut
+   * into these unless a processor declares its own `framing`, which then decides.
+   */
   readonly chunkBytes: number
   /**
    * Reads the first `length` bytes of the input (a format header). Only for the first
@@ -179,6 +182,7 @@ export interface ChunkProcessor {
   readonly capabilities: ProcessorCapabilities
   /** Non-secret options, recorded in checkpoints; a change refuses resume. */
   readonly options: { readonly [k: string]: JsonValue }
+  // biome-ignore lint/suspicious/noConfusingVoidType: a processor with nothing to declare ends init with Effect.void
   readonly init: (context: InitContext) => Effect.Effect<InitResult | void, unknown>
   /** Processes one chunk. Transforms return the output bytes; observers return `undefined`. */
   readonly process: (chunk: ChunkSpec, data: Uint8Array) => Effect.Effect<Uint8Array | undefined, unknown>
@@ -198,6 +202,7 @@ export interface ChunkProcessor {
    * or write should fail with core's `IoError`, which the engine reports as is.
    */
   readonly processDirect?: (chunks: ReadonlyArray<ChunkSpec>, segment: DirectSegment) => Effect.Effect<void, unknown>
+  // biome-ignore lint/suspicious/noConfusingVoidType: a processor with no result ends finalize with Effect.void
   readonly finalize: (context: FinalizeContext) => Effect.Effect<FinalizeResult | void, unknown>
   /**
    * Optional, transforms only: called with a segment's outputs once they have been written

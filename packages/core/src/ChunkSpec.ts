@@ -7,6 +7,9 @@
  *
  * @module
  */
+import { Effect } from "effect"
+import { UsageError } from "./Error.js"
+import { format as formatBytes } from "./Size.js"
 
 /** One chunk of a source. All fields are byte offsets into the *input* of the pipeline. */
 export interface ChunkSpec {
@@ -22,10 +25,41 @@ export interface ChunkSpec {
   readonly final: boolean
 }
 
-/** Smallest chunk size accepted by {@link planChunks}, in bytes. */
-export const MIN_CHUNK_SIZE = 1
-/** Largest chunk size accepted by {@link planChunks}: 1 GiB, so a chunk always fits one Buffer. */
-export const MAX_CHUNK_SIZE = 1 << 30
+/**
+ * The chunk sizes a framing accepts, in bytes. The processor that declares a framing owns
+ * its chunk size and its rule (AGCM: powers of two from 16 KiB to 4 MiB, per its FORMAT.md);
+ * {@link checkChunkBytes} is the one check and the one message for every rule.
+ */
+export interface ChunkSizeRule {
+  /** Smallest accepted size, in bytes. */
+  readonly min: number
+  /** Largest accepted size, in bytes. */
+  readonly max: number
+  /** True when only powers of two are accepted. */
+  readonly powerOfTwo?: boolean
+}
+
+/**
+ * Plain chunks (no processor declares a framing): any size from 1 byte to 1 GiB, so a
+ * chunk always fits one Buffer.
+ */
+export const PLAIN_CHUNKS: ChunkSizeRule = { min: 1, max: 1 << 30 }
+
+/** The chunk size of plain chunks when the caller names none: 64 KiB. */
+export const DEFAULT_CHUNK_BYTES = 64 * 1024
+
+/**
+ * Checks a chunk size against the rule of its owner. Returns `undefined` when `bytes` is
+ * acceptable, else the reason in words (the owner wraps it in its own tagged error with
+ * reason `"ChunkSize"`), e.g. `"a chunk size must be a power of two from 16 KiB to 4 MiB, got 100 bytes"`.
+ */
+export const checkChunkBytes = (bytes: number, rule: ChunkSizeRule): string | undefined => {
+  const pow2 = rule.powerOfTwo === true
+  if (Number.isSafeInteger(bytes) && bytes >= rule.min && bytes <= rule.max && (!pow2 || (bytes & (bytes - 1)) === 0)) return undefined
+  const exact = Number.isSafeInteger(bytes) && bytes >= 1024 && !formatBytes(bytes).includes(".")
+  const got = exact ? formatBytes(bytes) : `${bytes} bytes`
+  return `a chunk size must be ${pow2 ? "a power of two" : "a whole number of bytes"} from ${formatBytes(rule.min)} to ${formatBytes(rule.max)}, got ${got}`
+}
 
 /**
  * How the chunked region of a source is laid out.
@@ -66,13 +100,26 @@ const assertSize = (what: string, n: number, min: number, max: number) => {
 }
 
 /**
+ * The framing of plain chunks of `chunkBytes` bytes (default 64 KiB) without a header: what a
+ * run uses when no processor declares a framing. Fails with `UsageError` (`"ChunkSize"`)
+ * outside {@link PLAIN_CHUNKS}.
+ */
+export const plainFraming = (chunkBytes: number = DEFAULT_CHUNK_BYTES): Effect.Effect<Framing, UsageError> => {
+  const problem = checkChunkBytes(chunkBytes, PLAIN_CHUNKS)
+  return problem === undefined
+    ? Effect.succeed({ headerBytes: 0, chunkBytes, shortFinal: false })
+    : Effect.fail(new UsageError({ reason: "ChunkSize", detail: problem }))
+}
+
+/**
  * Plans a region of `regionBytes` bytes laid out with `framing`.
  *
  * @throws RangeError when a size is negative, fractional or beyond 2^53-1.
  */
 export const planRegion = (regionBytes: number, framing: Framing): ChunkPlan => {
   assertSize("region size", regionBytes, 0, Number.MAX_SAFE_INTEGER)
-  assertSize("chunk size", framing.chunkBytes, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)
+  // An invariant, not the user's check: the framing's owner validated its chunk size.
+  assertSize("chunk size", framing.chunkBytes, PLAIN_CHUNKS.min, PLAIN_CHUNKS.max)
   const cs = framing.chunkBytes
   const totalChunks = framing.shortFinal
     ? Math.floor(regionBytes / cs) + 1
@@ -109,29 +156,3 @@ export const planChunks = (
   chunkSize: number,
   options: { readonly shortFinal?: boolean } = {}
 ): ChunkPlan => planRegion(size, { headerBytes: 0, chunkBytes: chunkSize, shortFinal: options.shortFinal ?? false })
-
-const SIZE_RE = /^(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i
-const UNIT: Record<string, number> = { b: 1, k: 1024, kb: 1000, kib: 1024, m: 1 << 20, mb: 1e6, mib: 1 << 20, g: 1 << 30, gb: 1e9, gib: 1 << 30 }
-
-/**
- * Parses a human size: `65536`, `64k`, `64KiB` (1024-based), `64KB` (1000-based), `4MiB`, `1G`.
- * Returns bytes, or `undefined` when the text is not a size.
- */
-export const parseSize = (text: string): number | undefined => {
-  const m = SIZE_RE.exec(text.trim())
-  if (!m) return undefined
-  const n = Number(m[1]) * UNIT[(m[2] ?? "b").toLowerCase()]
-  return Number.isSafeInteger(n) ? n : undefined
-}
-
-/** Formats bytes with binary units for humans: `65536` → `64 KiB`. */
-export const formatBytes = (n: number): string => {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"]
-  let v = n
-  let u = 0
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024
-    u++
-  }
-  return u === 0 ? `${n} B` : `${Number.isInteger(v) ? v : v.toFixed(2)} ${units[u]}`
-}

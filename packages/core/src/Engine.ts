@@ -22,7 +22,7 @@ import { randomUUID } from "node:crypto"
 import type { ChunkInput } from "./ChunkInput.js"
 import type { ChunkOutput } from "./ChunkOutput.js"
 import type { ChunkProcessor, JsonValue } from "./ChunkProcessor.js"
-import { planRegion } from "./ChunkSpec.js"
+import { DEFAULT_CHUNK_BYTES, planRegion } from "./ChunkSpec.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type { EngineError } from "./Error.js"
 import { checkpointTarget, checkResumedPlan, cleanUpAfterFailure, initialWritten, loadResume, makeCheckpointWriter, openOutput } from "./internal/checkpointing.js"
@@ -49,8 +49,13 @@ export interface RunOptions {
   readonly output?: ChunkOutput | undefined
   /** Processors in order; chunk bytes flow from each transform to the next processor. */
   readonly pipeline: ReadonlyArray<ChunkProcessor>
-  /** Chunk size in bytes (the first processor may override it through its framing). */
-  readonly chunkBytes: number
+  /**
+   * Size of plain chunks, in bytes, for a pipeline in which no processor declares a framing
+   * (default 64 KiB; 1 byte to 1 GiB, else `UsageError` `"ChunkSize"`). A processor that
+   * declares a framing owns its chunk size (a cipher's option, or its file header) and
+   * checks it: `chunkBytes` then plays no part (leave it out).
+   */
+  readonly chunkBytes?: number | undefined
   /** Target bytes per segment (default 1 MiB; at least one chunk). */
   readonly segmentBytes?: number | undefined
   /** Segments in flight (default 4, at least 1). */
@@ -118,9 +123,10 @@ const runClaimed = (options: RunOptions): Effect.Effect<RunSummary, EngineError>
     yield* checkPipeline(pipeline)
 
     const cp = checkpointTarget(options.checkpoint, input, output, DEFAULT_CHECKPOINT_INTERVAL_MS)
-    const resumed = cp ? yield* loadResume(store, cp, options.chunkBytes, pipeline) : undefined
-    const { inits, headerRead } = yield* initProcessors(pipeline, input, options.chunkBytes, resumed)
+    const resumed = cp ? yield* loadResume(store, cp, pipeline) : undefined
+    const { inits, headerRead } = yield* initProcessors(pipeline, input, options.chunkBytes ?? DEFAULT_CHUNK_BYTES, resumed)
     const framing = yield* checkFraming(pipeline, inits, options.chunkBytes)
+    if (cp && resumed) yield* Checkpoint.validateFraming(cp.path, resumed, framing)
     const cs = framing.chunkBytes
     const direct = yield* chooseDirect(pipeline, inits, input, output)
     // Output chunk i starts at (header bytes) + i × outputChunkBytes, resumed or not.
@@ -137,7 +143,7 @@ const runClaimed = (options: RunOptions): Effect.Effect<RunSummary, EngineError>
     if (output) yield* openOutput(output, resumed, cp)
 
     const written = initialWritten(pipeline, resumed, startChunk, framing.headerBytes)
-    const checkpoints = cp ? makeCheckpointWriter({ store, cp, input, chunkBytes: options.chunkBytes, pipeline, written, startChunk }) : undefined
+    const checkpoints = cp ? makeCheckpointWriter({ store, cp, input, chunkBytes: cs, pipeline, written, startChunk }) : undefined
 
     const run = Effect.gen(function*() {
       yield* telemetry.publish({

@@ -137,8 +137,24 @@ export class ResumeRefused extends Data.TaggedError("ResumeRefused")<{
   }
 }
 
-/** Bad arguments or configuration. Exit code 2. */
-export class UsageError extends Data.TaggedError("UsageError")<{ readonly detail: string }> {
+/**
+ * Why a {@link UsageError} was raised:
+ * - `"Pipeline"`: the processors cannot run as composed (none, two framers, a framer or a
+ *   header writer in the wrong place);
+ * - `"Processor"`: a processor broke the plugin contract (another API version, reading the
+ *   input header twice or when not first, a bad direct-mode declaration);
+ * - `"ChunkSize"`: a chunk size its owner does not accept, or given two ways;
+ * - `"Option"`: an option value is not valid (a size, a range, a list);
+ * - `"Conflict"`: options that exclude each other or do not apply together;
+ * - `"Input"`: the input is not what the operation reads (not a regular file, another format);
+ * - `"Output"`: the output cannot be written as asked (a terminal, a file the run reads);
+ * - `"Config"`: a configuration file or one of its settings is not valid;
+ * - `"Key"`: key material is missing or cannot be obtained.
+ */
+export type UsageReason = "Pipeline" | "Processor" | "ChunkSize" | "Option" | "Conflict" | "Input" | "Output" | "Config" | "Key"
+
+/** Bad arguments or configuration; `detail` says what, in the caller's terms. Exit code 2. */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason: UsageReason; readonly detail: string }> {
   readonly exitCode: ExitCode = ExitCode.Usage
   override get message() {
     return this.detail

@@ -3,9 +3,10 @@
  *
  * @module
  */
+// One way to import each concept: its module as a namespace (`ChunkSpec.planRegion`,
+// `ChunkSpec.Framing`, `Size.parse`), as effect does (`Option.Option`).
 export * as ChunkSpec from "./ChunkSpec.js"
-export type { ChunkPlan, ChunkSpec as Chunk, Framing } from "./ChunkSpec.js"
-export { formatBytes, parseSize, planChunks, planRegion } from "./ChunkSpec.js"
+export * as Size from "./Size.js"
 export * from "./ChunkProcessor.js"
 export * as ChunkInput from "./ChunkInput.js"
 export * as ChunkOutput from "./ChunkOutput.js"

@@ -1,12 +1,12 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { formatBytes, parseSize, planChunks } from "../src/index.js"
+import { ChunkSpec, Size } from "../src/index.js"
 
-describe("planChunks", () => {
+describe("ChunkSpec.planChunks", () => {
   for (const n of [1, 7, 16, 4096, 65536]) {
     const sizes = [0, 1, n - 1, n, n + 1, 2 * n - 1, 2 * n, 2 * n + 1].filter((s) => s >= 0)
     it.for(sizes)(`chunk size ${n}, size %i: chunks tile the input exactly`, (size) => {
-      const plan = planChunks(size, n)
+      const plan = ChunkSpec.planChunks(size, n)
       const chunks = Array.from(plan.chunks())
       expect(chunks.length).toBe(Math.ceil(size / n))
       let at = 0
@@ -22,7 +22,7 @@ describe("planChunks", () => {
       expect(chunks.filter((c) => c.final).length).toBe(chunks.length ? 1 : 0)
     })
     it.for(sizes)(`chunk size ${n}, size %i, shortFinal: the final chunk is shorter than a full chunk`, (size) => {
-      const plan = planChunks(size, n, { shortFinal: true })
+      const plan = ChunkSpec.planChunks(size, n, { shortFinal: true })
       expect(plan.totalChunks).toBe(Math.floor(size / n) + 1)
       const last = plan.chunkAt(plan.totalChunks - 1)
       expect(last.length).toBeLessThan(n)
@@ -31,20 +31,20 @@ describe("planChunks", () => {
   }
   it("any chunk is found by any offset in it", () => {
     fc.assert(fc.property(fc.integer({ min: 1, max: 1e9 }), fc.integer({ min: 1, max: 1e6 }), fc.double({ min: 0, max: 1, noNaN: true }), (size, cs, f) => {
-      const plan = planChunks(size, cs)
+      const plan = ChunkSpec.planChunks(size, cs)
       const off = Math.min(size - 1, Math.floor(f * size))
       const c = plan.chunkAt(plan.chunkIndexOf(off))
       return c.start <= off && off < c.end
     }))
   })
   it("rejects bad sizes and indices", () => {
-    expect(() => planChunks(-1, 4)).toThrow(RangeError)
-    expect(() => planChunks(10, 0)).toThrow(RangeError)
-    expect(() => planChunks(1.5, 4)).toThrow(RangeError)
-    expect(() => planChunks(10, 4).chunkAt(3)).toThrow(RangeError)
+    expect(() => ChunkSpec.planChunks(-1, 4)).toThrow(RangeError)
+    expect(() => ChunkSpec.planChunks(10, 0)).toThrow(RangeError)
+    expect(() => ChunkSpec.planChunks(1.5, 4)).toThrow(RangeError)
+    expect(() => ChunkSpec.planChunks(10, 4).chunkAt(3)).toThrow(RangeError)
   })
   it("is lazy for huge inputs", () => {
-    const plan = planChunks(50e9, 65536)
+    const plan = ChunkSpec.planChunks(50e9, 65536)
     expect(plan.totalChunks).toBe(Math.ceil(50e9 / 65536))
     expect(plan.chunkAt(plan.totalChunks - 1).end).toBe(50e9)
   })
@@ -53,10 +53,30 @@ describe("planChunks", () => {
 describe("sizes", () => {
   it.for([
     ["65536", 65536], ["64k", 65536], ["64KiB", 65536], ["64KB", 64000], ["4MiB", 4194304], ["1g", 1073741824]
-  ] as const)("parses %s", ([text, n]) => expect(parseSize(text)).toBe(n))
-  it.for(["", "abc", "-1", "1.5k", "10 parsecs"])("rejects %j", (t) => expect(parseSize(t)).toBeUndefined())
+  ] as const)("parses %s", ([text, n]) => expect(Size.parse(text)).toBe(n))
+  it.for(["", "abc", "-1", "1.5k", "10 parsecs"])("rejects %j", (t) => expect(Size.parse(t)).toBeUndefined())
   it("formats", () => {
-    expect(formatBytes(65536)).toBe("64 KiB")
-    expect(formatBytes(12)).toBe("12 B")
+    expect(Size.format(65536)).toBe("64 KiB")
+    expect(Size.format(12)).toBe("12 B")
+  })
+})
+
+describe("ChunkSpec.checkChunkBytes: one check and one message for every owner's rule", () => {
+  const agcmLike = { min: 16 * 1024, max: 4 * 1024 * 1024, powerOfTwo: true }
+  it("accepts exactly the sizes of the rule", () => {
+    for (const n of [16 * 1024, 64 * 1024, 4 * 1024 * 1024]) expect(ChunkSpec.checkChunkBytes(n, agcmLike)).toBeUndefined()
+    for (const n of [1, 7, 65536, 2 ** 30]) expect(ChunkSpec.checkChunkBytes(n, ChunkSpec.PLAIN_CHUNKS)).toBeUndefined()
+  })
+  it("names the rule and the size given, in bytes or an exact unit", () => {
+    expect(ChunkSpec.checkChunkBytes(8 * 1024, agcmLike)).toBe("a chunk size must be a power of two from 16 KiB to 4 MiB, got 8 KiB")
+    expect(ChunkSpec.checkChunkBytes(65537, agcmLike)).toBe("a chunk size must be a power of two from 16 KiB to 4 MiB, got 65537 bytes")
+    expect(ChunkSpec.checkChunkBytes(96 * 1024, agcmLike)).toBe("a chunk size must be a power of two from 16 KiB to 4 MiB, got 96 KiB")
+    expect(ChunkSpec.checkChunkBytes(0, ChunkSpec.PLAIN_CHUNKS)).toBe("a chunk size must be a whole number of bytes from 1 B to 1 GiB, got 0 bytes")
+  })
+  it("agrees with the rule for any number", () => {
+    fc.assert(fc.property(fc.oneof(fc.integer({ min: -10, max: 2 ** 31 }), fc.double()), (n) => {
+      const ok = Number.isSafeInteger(n) && n >= 1 && n <= 2 ** 30
+      expect(ChunkSpec.checkChunkBytes(n, ChunkSpec.PLAIN_CHUNKS) === undefined).toBe(ok)
+    }))
   })
 })

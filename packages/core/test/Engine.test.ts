@@ -192,6 +192,21 @@ describe("runPipeline: checkpoints and resume", () => {
     const err = failureOf(await attempt(src, out, ckpt, [xorTransform()], "resume", 200)) as ResumeRefused
     expect(err.reason).toBe("ChunkSizeChanged")
   })
+  it("refuses when a framer declares another chunk size than the checkpoint recorded, after init", async () => {
+    const { src, out, ckpt } = await interrupted()
+    // The framer owns the size (its own option), the run passes none: the checkpoint's record
+    // is what the resumed run is compared with.
+    const sized = (chunkBytes: number): ChunkProcessor => ({ ...xorTransform(), init: () => Effect.succeed({ framing: { headerBytes: 0, chunkBytes, shortFinal: false } }) })
+    const run = (p: ChunkProcessor) =>
+      runExit(Effect.gen(function*() {
+        const input = yield* ChunkInput.fromFile(src)
+        return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline: [p], segmentBytes: 500, inFlight: 2, checkpoint: { path: ckpt, mode: "resume", intervalMs: 0 } })
+      }))
+    const err = failureOf(await run(sized(300))) as ResumeRefused
+    expect(err.reason).toBe("ChunkSizeChanged")
+    expect(err.message).toContain("was 100 bytes, now 300")
+    expect(Exit.isSuccess(await run(sized(100)))).toBe(true)
+  })
   it("refuses when the pipeline's options changed", async () => {
     const { src, out, ckpt } = await interrupted()
     const err = failureOf(await attempt(src, out, ckpt, [xorTransform(0x11)])) as ResumeRefused
@@ -270,6 +285,20 @@ describe("framing", () => {
     expect(two).toMatchObject({ _tag: "UsageError" })
     const late = failureOf(await runExit(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(10)), pipeline: [sha256Observer(), framer(2)], chunkBytes: 4 })))
     expect((late as Error).message).toContain("must come first")
+  })
+  it("the chunk size has one owner: a framer's size decides, a plain size is checked once", async () => {
+    const input = () => ChunkInput.fromBytes(new Uint8Array(10))
+    const own: ChunkProcessor = { ...xorTransform(), init: () => Effect.succeed({ framing: { headerBytes: 0, chunkBytes: 8, shortFinal: true } }) }
+    expect((await run(runPipeline({ input: input(), output: ChunkOutput.toMemory(), pipeline: [own] }))).totalChunks).toBe(2)
+    // A plain size given beside a framer is not checked or used: the framer owns the size.
+    expect((await run(runPipeline({ input: input(), output: ChunkOutput.toMemory(), pipeline: [own], chunkBytes: 0 }))).totalChunks).toBe(2)
+    for (const bad of [0, -1, 1.5, 2 ** 30 + 1]) {
+      const e = failureOf(await runExit(runPipeline({ input: input(), pipeline: [sha256Observer()], chunkBytes: bad })))
+      expect(e).toMatchObject({ _tag: "UsageError", reason: "ChunkSize" })
+      expect((e as Error).message).toBe(`a chunk size must be a whole number of bytes from 1 B to 1 GiB, got ${bad} bytes`)
+    }
+    const plain = await run(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(200_000)), pipeline: [sha256Observer()] }))
+    expect(plain.totalChunks).toBe(4) // 64 KiB plain chunks by default
   })
   it("a processor built for another API version is refused before anything is read", async () => {
     const old = { ...xorTransform(), apiVersion: 0 }

@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { ChunkInput, ChunkOutput, type ChunkProcessor, Lock, PROCESSOR_API_VERSION, RateLimit, runPipeline } from "../src/index.js"
+import { ChunkInput, ChunkOutput, type ChunkProcessor, Lock, RateLimit, runPipeline } from "../src/index.js"
 import { pseudoRandom, xorReference, xorTransform } from "./helpers.js"
 
 let dir: string

@@ -41,7 +41,7 @@ describe("background write-back of file outputs", () => {
     let calls = 0
     let inFlight = 0
     let maxInFlight = 0
-    const exit = await withFdatasync(((fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => {
+    const exit = await withFdatasync(((_fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => {
       calls++
       inFlight++
       maxInFlight = Math.max(maxInFlight, inFlight)
@@ -59,7 +59,7 @@ describe("background write-back of file outputs", () => {
   it("a background fdatasync failure fails the commit (it would be lost to the final fsync), naming the file; nothing is published", async () => {
     const data = pseudoRandom(200_000, 8)
     let failed = false
-    const exit = await withFdatasync(((fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => {
+    const exit = await withFdatasync(((_fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => {
       if (!failed) {
         failed = true
         return setImmediate(() => cb(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" })))
@@ -76,7 +76,7 @@ describe("background write-back of file outputs", () => {
 
   it("without fsync there is no write-back", async () => {
     let calls = 0
-    const exit = await withFdatasync(((fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => {
+    const exit = await withFdatasync(((_fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => {
       calls++
       setImmediate(() => cb(null))
     }) as typeof fs.fdatasync, () => runTo(ChunkOutput.toFile(path.join(dir, "out"), { fsync: false, writebackBytes: 1 }), pseudoRandom(50_000, 9)))

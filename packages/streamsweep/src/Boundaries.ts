@@ -82,7 +82,7 @@ export interface BoundaryPlan {
 }
 
 const badFormat = (format: unknown) =>
-  new StreamSweepUsageError({ detail: `unknown format ${String(format)} (use auto, array, ndjson or sequence)` })
+  new StreamSweepUsageError({ reason: "Format", detail: `unknown format ${String(format)} (use auto, array, ndjson or sequence)` })
 
 /** Scanner mode before the first value, and the element depth it implies. */
 const startMode = (format: PlanFormat): number =>
@@ -202,7 +202,7 @@ export const plan = (
   Effect.gen(function*() {
     const { targetBytes } = options
     if (!Number.isSafeInteger(targetBytes) || targetBytes < 1) {
-      return yield* Effect.fail(new StreamSweepUsageError({ detail: `target size must be a positive number of bytes, got ${targetBytes}` }))
+      return yield* Effect.fail(new StreamSweepUsageError({ reason: "Option", detail: `target size must be a positive number of bytes, got ${targetBytes}` }))
     }
     const format = options.format ?? "auto"
     if (!["auto", "array", "ndjson", "sequence"].includes(format)) return yield* Effect.fail(badFormat(format))
@@ -317,7 +317,7 @@ export const checkCuts = (
     const maxDepth = yield* checkDepth(options.maxDepth)
     for (const o of offsets) {
       if (!Number.isSafeInteger(o) || o < 0 || (input.size !== undefined && o > input.size)) {
-        return yield* Effect.fail(new StreamSweepUsageError({ detail: `cut offset ${o} is outside the input (0..${input.size ?? "end"})` }))
+        return yield* Effect.fail(new StreamSweepUsageError({ reason: "Offset", detail: `cut offset ${o} is outside the input (0..${input.size ?? "end"})` }))
       }
     }
     const sorted = [...new Set(offsets)].sort((a, b) => a - b)
@@ -386,7 +386,7 @@ export const checkCuts = (
     if (pendingNumber !== undefined) settlePending(undefined)
     while (next < sorted.length) {
       const o = sorted[next++]
-      if (o > bytes) return yield* Effect.fail(new StreamSweepUsageError({ detail: `cut offset ${o} is beyond the end of the input (${bytes} bytes)` }))
+      if (o > bytes) return yield* Effect.fail(new StreamSweepUsageError({ reason: "Offset", detail: `cut offset ${o} is beyond the end of the input (${bytes} bytes)` }))
       verdicts.push({ offset: o, safe: true, inside: "edge", depth: 0, path: "$", line: scanner.line, column: o - scanner.lineStart + 1 })
     }
     const unsafe = verdicts.filter((v) => !v.safe).length

@@ -46,8 +46,20 @@ export class JsonSyntaxError extends Data.TaggedError("JsonSyntaxError")<{
   }
 }
 
-/** Bad options: a non-positive target size, a cut outside the input, an unknown format. Exit code 2. */
-export class StreamSweepUsageError extends Data.TaggedError("StreamSweepUsageError")<{ readonly detail: string }> {
+/**
+ * Which argument {@link StreamSweepUsageError} refuses:
+ * - `Option`: a numeric option out of range (a target size that is not a positive number of
+ *   bytes, a depth limit that is not a positive integer, a negative inspect limit);
+ * - `Format`: a format name the operation does not know;
+ * - `Offset`: a cut offset outside the input.
+ */
+export type StreamSweepUsageReason = "Option" | "Format" | "Offset"
+
+/** Bad options: an option out of range, an unknown format, a cut outside the input (see {@link StreamSweepUsageReason}). `detail` says what was wrong. Exit code 2. */
+export class StreamSweepUsageError extends Data.TaggedError("StreamSweepUsageError")<{
+  readonly reason: StreamSweepUsageReason
+  readonly detail: string
+}> {
   readonly exitCode: ExitCode = USAGE
   override get message() {
     return this.detail

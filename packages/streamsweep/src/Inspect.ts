@@ -109,11 +109,11 @@ export const resolveLimits = (o: InspectOptions): Effect.Effect<InspectLimits, S
   }
   for (const [k, v] of Object.entries(limits)) {
     if (!Number.isSafeInteger(v) || v < (k === "maxDepth" || k === "sketchCapacity" ? 1 : 0)) {
-      return Effect.fail(new StreamSweepUsageError({ detail: `${k} must be a non-negative integer, got ${v}` }))
+      return Effect.fail(new StreamSweepUsageError({ reason: "Option", detail: `${k} must be a non-negative integer, got ${v}` }))
     }
   }
   if (o.format !== undefined && !["auto", "document", "array", "ndjson", "sequence"].includes(o.format)) {
-    return Effect.fail(new StreamSweepUsageError({ detail: `unknown format ${o.format} (use auto, document, array, ndjson or sequence)` }))
+    return Effect.fail(new StreamSweepUsageError({ reason: "Format", detail: `unknown format ${o.format} (use auto, document, array, ndjson or sequence)` }))
   }
   return Effect.succeed(limits)
 }

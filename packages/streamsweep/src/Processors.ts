@@ -63,7 +63,7 @@ export const jsonValidate = (options: JsonValidateOptions = {}): ChunkProcessor 
       Effect.gen(function*() {
         yield* checkDepth(maxDepth)
         if (!["document", "sequence", "ndjson"].includes(format)) {
-          return yield* Effect.fail(new StreamSweepUsageError({ detail: `unknown format ${format} (use document, sequence or ndjson)` }))
+          return yield* Effect.fail(new StreamSweepUsageError({ reason: "Format", detail: `unknown format ${format} (use document, sequence or ndjson)` }))
         }
         input = context.input
         scanner = new Scanner({ mode: modeOf(format), maxDepth })

@@ -30,7 +30,7 @@ export const checkDepth = (maxDepth: number | undefined): Effect.Effect<number, 
   const d = maxDepth ?? DEFAULT_MAX_DEPTH
   return Number.isSafeInteger(d) && d >= 1
     ? Effect.succeed(d)
-    : Effect.fail(new StreamSweepUsageError({ detail: `maxDepth must be a positive integer, got ${maxDepth}` }))
+    : Effect.fail(new StreamSweepUsageError({ reason: "Option", detail: `maxDepth must be a positive integer, got ${maxDepth}` }))
 }
 
 /**

@@ -98,8 +98,8 @@ describe("checkCuts", () => {
   it("fails on invalid JSON, on an offset beyond the end, and on a non-array with format array", () => {
     const flip = <A, E>(e: Effect.Effect<A, E>) => Effect.runSync(Effect.flip(e))
     expect(flip(checkCuts(ChunkInput.fromBytes(enc("[1,]")), [1]))).toMatchObject({ _tag: "JsonSyntaxError", offset: 3 })
-    expect(flip(checkCuts(ChunkInput.fromBytes(enc("[1]")), [4]))).toMatchObject({ _tag: "StreamSweepUsageError", exitCode: 2 })
-    expect(flip(checkCuts(ChunkInput.fromBytes(enc("[1]")), [-1]))).toMatchObject({ _tag: "StreamSweepUsageError" })
+    expect(flip(checkCuts(ChunkInput.fromBytes(enc("[1]")), [4]))).toMatchObject({ _tag: "StreamSweepUsageError", reason: "Offset", exitCode: 2 })
+    expect(flip(checkCuts(ChunkInput.fromBytes(enc("[1]")), [-1]))).toMatchObject({ _tag: "StreamSweepUsageError", reason: "Offset" })
     expect(flip(checkCuts(ChunkInput.fromBytes(enc("\n  {}")), [1], { format: "array" }))).toMatchObject({ _tag: "JsonSyntaxError", offset: 3, line: 2, column: 3 })
     expect(flip(checkCuts(ChunkInput.fromBytes(enc("[1] [2]")), [1]))).toMatchObject({ _tag: "JsonSyntaxError", reason: "TrailingData", offset: 4 })
   })
@@ -168,9 +168,9 @@ describe("plan", () => {
   it("rejects a bad target size, a bad format, and invalid JSON", () => {
     const flip = <A, E>(e: Effect.Effect<A, E>) => Effect.runSync(Effect.flip(e))
     const input = () => ChunkInput.fromBytes(enc("[1]"))
-    expect(flip(plan(input(), { targetBytes: 0 }))).toMatchObject({ _tag: "StreamSweepUsageError", exitCode: 2 })
-    expect(flip(plan(input(), { targetBytes: 1.5 }))).toMatchObject({ _tag: "StreamSweepUsageError" })
-    expect(flip(plan(input(), { targetBytes: 1, format: "xml" as PlanFormat }))).toMatchObject({ _tag: "StreamSweepUsageError" })
+    expect(flip(plan(input(), { targetBytes: 0 }))).toMatchObject({ _tag: "StreamSweepUsageError", reason: "Option", exitCode: 2 })
+    expect(flip(plan(input(), { targetBytes: 1.5 }))).toMatchObject({ _tag: "StreamSweepUsageError", reason: "Option" })
+    expect(flip(plan(input(), { targetBytes: 1, format: "xml" as PlanFormat }))).toMatchObject({ _tag: "StreamSweepUsageError", reason: "Format" })
     expect(flip(plan(ChunkInput.fromBytes(enc("[1,{]")), { targetBytes: 1 }))).toMatchObject({ _tag: "JsonSyntaxError", offset: 4, exitCode: 3 })
     expect(flip(plan(ChunkInput.fromBytes(enc(" \n 1")), { targetBytes: 1, format: "array" }))).toMatchObject({ _tag: "JsonSyntaxError", offset: 3, line: 2, column: 2 })
   })

@@ -108,7 +108,7 @@ describe("inspect", () => {
     const io = Effect.runSync(Effect.flip(inspect(ChunkInput.fromBytes(enc("1")), { indexPath: "/nonexistent-dir/x.idx" })))
     expect(io).toMatchObject({ _tag: "IoError", exitCode: 4 })
     const usage = Effect.runSync(Effect.flip(inspect(ChunkInput.fromBytes(enc("1")), { sketchCapacity: 0 })))
-    expect(usage).toMatchObject({ _tag: "StreamSweepUsageError", exitCode: 2 })
+    expect(usage).toMatchObject({ _tag: "StreamSweepUsageError", reason: "Option", exitCode: 2 })
   })
 
   it("accepts format document: one value, which is the one element", () => {

@@ -1,4 +1,4 @@
-import { ChunkInput, type ChunkProcessor, planChunks, ProcessorError, runPipeline } from "@cage/core"
+import { ChunkInput, type ChunkProcessor, ChunkSpec, ProcessorError, runPipeline } from "@cage/core"
 import { describeProcessorConformance } from "@cage/testkit"
 import { Effect } from "effect"
 import * as fs from "node:fs"
@@ -28,8 +28,8 @@ const vectors = fileURLToPath(new URL("../../../../shared/vectors/jsontestsuite/
 const drive = (p: ChunkProcessor, data: Uint8Array, chunkBytes: number) =>
   Effect.runSync(Effect.gen(function*() {
     yield* p.init({ input: "mem", inputSize: data.length, chunkBytes, readHeader: () => Effect.succeed(new Uint8Array(0)), resume: undefined })
-    for (const c of planChunks(data.length, chunkBytes).chunks()) yield* p.process(c, data.slice(c.start, c.end))
-    return (yield* p.finalize({ plan: planChunks(data.length, chunkBytes), inputBytes: data.length }))?.result
+    for (const c of ChunkSpec.planChunks(data.length, chunkBytes).chunks()) yield* p.process(c, data.slice(c.start, c.end))
+    return (yield* p.finalize({ plan: ChunkSpec.planChunks(data.length, chunkBytes), inputBytes: data.length }))?.result
   }).pipe(Effect.result))
 
 describe("json-validate", () => {
@@ -61,9 +61,9 @@ describe("json-validate", () => {
   it("refuses bad options with usage errors", () => {
     const init = (p: ChunkProcessor, resume: unknown) =>
       Effect.runSync(Effect.flip(p.init({ input: "mem", inputSize: 1, chunkBytes: 1, readHeader: () => Effect.succeed(new Uint8Array(0)), resume: resume as never })))
-    expect(init(jsonValidate({ maxDepth: -1 }), undefined)).toMatchObject({ _tag: "StreamSweepUsageError", exitCode: 2 })
-    expect(init(jsonValidate({ format: "xml" as never }), undefined)).toMatchObject({ _tag: "StreamSweepUsageError" })
-    expect(init(jsonIndex({ exactKeyLimit: -1 }), undefined)).toMatchObject({ _tag: "StreamSweepUsageError" })
+    expect(init(jsonValidate({ maxDepth: -1 }), undefined)).toMatchObject({ _tag: "StreamSweepUsageError", reason: "Option", exitCode: 2 })
+    expect(init(jsonValidate({ format: "xml" as never }), undefined)).toMatchObject({ _tag: "StreamSweepUsageError", reason: "Format" })
+    expect(init(jsonIndex({ exactKeyLimit: -1 }), undefined)).toMatchObject({ _tag: "StreamSweepUsageError", reason: "Option" })
   })
 
   it("exports factories", () => {

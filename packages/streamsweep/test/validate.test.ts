@@ -265,7 +265,7 @@ describe("validate / validateFile", () => {
   })
   it("fails with a usage error (exit code 2) for a bad depth limit", async () => {
     const r = await Effect.runPromise(Effect.flip(validate(ChunkInput.fromBytes(enc("1")), { maxDepth: 0 })))
-    expect(r).toMatchObject({ _tag: "StreamSweepUsageError", exitCode: 2 })
+    expect(r).toMatchObject({ _tag: "StreamSweepUsageError", reason: "Option", exitCode: 2 })
   })
   it("validates a valid file", async () => {
     const file = path.join(dir, "ok.ndjson")

@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { ChunkInput, ChunkOutput, type ChunkProcessor, type Framing, IoError, type JsonValue, planRegion, PROCESSOR_API_VERSION, ProcessorError, runPipeline } from "@cage/core"
+import { ChunkInput, ChunkOutput, type ChunkProcessor, ChunkSpec, IoError, type JsonValue, PROCESSOR_API_VERSION, ProcessorError, runPipeline } from "@cage/core"
 import { Data, Effect, Exit } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -134,7 +134,7 @@ const settle = (make: () => ChunkProcessor, options: ConformanceOptions): Settin
 })
 
 /** Chunks in the plan of an input of `inputBytes` bytes laid out with `framing`. */
-const chunkCount = (framing: Framing, inputBytes: number) => planRegion(inputBytes - framing.headerBytes, framing).totalChunks
+const chunkCount = (framing: ChunkSpec.Framing, inputBytes: number) => ChunkSpec.planRegion(inputBytes - framing.headerBytes, framing).totalChunks
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex")
 const sameBytes = (actual: Uint8Array, expected: Uint8Array, what: string) => {
@@ -186,7 +186,7 @@ export const effectiveChunkBytes = async (make: () => ChunkProcessor, chunkBytes
   }))
   if (p.close) await Effect.runPromise(p.close())
   // A processor whose init needs more than the sample (a decryptor) keeps the asked size.
-  return Exit.isSuccess(exit) && exit.value && exit.value.framing ? exit.value.framing.chunkBytes : chunkBytes
+  return Exit.isSuccess(exit) && exit.value?.framing ? exit.value.framing.chunkBytes : chunkBytes
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
  * @module
  */
 import { decrypt, type Descriptor, descriptorInput, descriptorOutput, encrypt } from "@cage/age"
-import { ChunkInput } from "@cage/core"
+import type { ChunkInput } from "@cage/core"
 import { fingerprint } from "@cage/audit"
 import * as fs from "node:fs"
 import { Effect, Option } from "effect"
@@ -26,7 +26,7 @@ const absolute = (p: string) => (p === "-" ? p : nodePath.resolve(p))
 const ageInput = (p: string): Effect.Effect<ChunkInput.ChunkInput | Descriptor, IoError> =>
   p === "-" ? Effect.succeed(descriptorInput(0)) : openInput(absolute(p))
 const ageOutput = (p: string, force: boolean, fsync: boolean, reads: ReadonlyArray<ReadFile>) =>
-  p === "-" ? (process.stdout.isTTY ? usage("refusing to write binary output to a terminal: use -o FILE or a pipe") : Effect.succeed(descriptorOutput(1))) : openOutput(absolute(p), force, fsync, reads)
+  p === "-" ? (process.stdout.isTTY ? usage("Output", "refusing to write binary output to a terminal: use -o FILE or a pipe") : Effect.succeed(descriptorOutput(1))) : openOutput(absolute(p), force, fsync, reads)
 const closeInput = (input: ChunkInput.ChunkInput | Descriptor) => ("_tag" in input ? Effect.void : input.close())
 const sizeOf = (input: ChunkInput.ChunkInput | Descriptor) => ("_tag" in input ? undefined : input.size)
 
@@ -75,10 +75,10 @@ export const ageEncryptCommand = (f: AgeFlags & {
   readonly strategy: Option.Option<"pipe" | "tempfile" | "auto">
 }) =>
   Effect.gen(function*() {
-    if (Option.isSome(f.key)) return yield* usage("--key is an AGCM key; with --backend age use -r/-R recipients or --passphrase-file")
-    if (Option.isSome(f.limitRate)) return yield* usage("--limit-rate needs the AGCM backend (the age CLI reads its input itself)")
+    if (Option.isSome(f.key)) return yield* usage("Conflict", "--key is an AGCM key; with --backend age use -r/-R recipients or --passphrase-file")
+    if (Option.isSome(f.limitRate)) return yield* usage("Conflict", "--limit-rate needs the AGCM backend (the age CLI reads its input itself)")
     const hasRecipients = f.recipient.length + f.recipientsFile.length > 0
-    if (hasRecipients === Option.isSome(f.passphraseFile)) return yield* usage("with --backend age give recipients (-r/-R) or --passphrase-file, not both and not neither")
+    if (hasRecipients === Option.isSome(f.passphraseFile)) return yield* usage("Conflict", "with --backend age give recipients (-r/-R) or --passphrase-file, not both and not neither")
     const outputPath = Option.getOrElse(f.output, () => (f.input === "-" ? "-" : `${f.input}.age`))
     const pass = yield* passphrase(f)
     const audit = yield* openAudit(f.auditLog, f.settings)
@@ -113,12 +113,12 @@ export const ageEncryptCommand = (f: AgeFlags & {
 /** `cage decrypt --backend age|age-lib`: identities (`-i`) or a passphrase file. */
 export const ageDecryptCommand = (f: AgeFlags & { readonly identity: ReadonlyArray<string>; readonly range: Option.Option<string> }) =>
   Effect.gen(function*() {
-    if (Option.isSome(f.key)) return yield* usage("--key is an AGCM key; with --backend age use -i IDENTITY or --passphrase-file")
-    if (Option.isSome(f.limitRate)) return yield* usage("--limit-rate needs the AGCM backend (the age CLI reads its input itself)")
-    if (Option.isSome(f.range)) return yield* usage("--range is an AGCM feature (age files are not seekable here)")
-    if ((f.identity.length > 0) === Option.isSome(f.passphraseFile)) return yield* usage("with --backend age give -i IDENTITY or --passphrase-file, not both and not neither")
+    if (Option.isSome(f.key)) return yield* usage("Conflict", "--key is an AGCM key; with --backend age use -i IDENTITY or --passphrase-file")
+    if (Option.isSome(f.limitRate)) return yield* usage("Conflict", "--limit-rate needs the AGCM backend (the age CLI reads its input itself)")
+    if (Option.isSome(f.range)) return yield* usage("Conflict", "--range is an AGCM feature (age files are not seekable here)")
+    if ((f.identity.length > 0) === Option.isSome(f.passphraseFile)) return yield* usage("Conflict", "with --backend age give -i IDENTITY or --passphrase-file, not both and not neither")
     const outputPath = Option.isSome(f.output) ? f.output.value : f.input === "-" ? "-" : f.input.endsWith(".age") ? f.input.slice(0, -4) : undefined
-    if (outputPath === undefined) return yield* usage(`${f.input} does not end in .age: name the output with -o FILE`)
+    if (outputPath === undefined) return yield* usage("Output", `${f.input} does not end in .age: name the output with -o FILE`)
     const pass = yield* passphrase(f)
     const audit = yield* openAudit(f.auditLog, f.settings)
     const input = yield* ageInput(f.input)

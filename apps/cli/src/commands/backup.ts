@@ -23,7 +23,7 @@ import {
   BackupDamaged,
   type BackupUsageError
 } from "@cage/backup"
-import { formatBytes, parseSize } from "@cage/core"
+import { Size } from "@cage/core"
 import { Effect, Option } from "effect"
 import * as ProgressBar from "../ProgressBar.js"
 import { Argument, Command, Flag } from "effect/cli"
@@ -102,10 +102,10 @@ const runCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
   Effect.gen(function*() {
     const settings = yield* loadSettings
     const dir = backupDir(f.dir, settings)
-    const chunkSize = Option.isSome(f.chunkSize) ? parseSize(f.chunkSize.value) : settings.chunkSize.value
-    if (Option.isSome(f.chunkSize) && chunkSize === undefined) return yield* usage(`--chunk-size: "${f.chunkSize.value}" is not a size`)
-    const threshold = Option.isSome(f.manifestThreshold) ? parseSize(f.manifestThreshold.value) : settings.manifestThreshold.value
-    if (threshold === undefined) return yield* usage(`--manifest-threshold: "${Option.getOrElse(f.manifestThreshold, () => "")}" is not a size`)
+    const chunkSize = Option.isSome(f.chunkSize) ? Size.parse(f.chunkSize.value) : settings.chunkSize.value
+    if (Option.isSome(f.chunkSize) && chunkSize === undefined) return yield* usage("Option", `--chunk-size: "${f.chunkSize.value}" is not a size`)
+    const threshold = Option.isSome(f.manifestThreshold) ? Size.parse(f.manifestThreshold.value) : settings.manifestThreshold.value
+    if (threshold === undefined) return yield* usage("Option", `--manifest-threshold: "${Option.getOrElse(f.manifestThreshold, () => "")}" is not a size`)
     const w = Option.getOrUndefined(f.workers) ?? settings.workers.value
     const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, mode === "create")
@@ -123,7 +123,7 @@ const runCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
     if (f.json) yield* printJson({ operation: `backup-${mode}`, generation: r.generation, summary: r.summary })
     else {
       const g = r.generation
-      yield* note(f.quiet, `${mode === "create" ? "created" : "resumed and completed"} generation ${g.generation} of ${g.source}: ${nodePath.join(dir, g.file)} (${formatBytes(g.plainBytes)} → ${formatBytes(g.cipherBytes ?? 0)}, ${r.summary.totalChunks} chunks${g.chunked ? ", per-chunk manifest" : ""})`)
+      yield* note(f.quiet, `${mode === "create" ? "created" : "resumed and completed"} generation ${g.generation} of ${g.source}: ${nodePath.join(dir, g.file)} (${Size.format(g.plainBytes)} → ${Size.format(g.cipherBytes ?? 0)}, ${r.summary.totalChunks} chunks${g.chunked ? ", per-chunk manifest" : ""})`)
     }
   })
 
@@ -164,7 +164,7 @@ const verifyCommand = Command.make("verify", {
     )
     if (f.json) yield* printJson(report)
     else if (report.ok) {
-      yield* note(f.quiet, `generation ${report.generation} of ${report.source} verifies: ${report.chunks} chunks, ${formatBytes(report.bytes)}${report.deep ? ", decrypted and checked" : ""} in ${report.durationMs} ms`)
+      yield* note(f.quiet, `generation ${report.generation} of ${report.source} verifies: ${report.chunks} chunks, ${Size.format(report.bytes)}${report.deep ? ", decrypted and checked" : ""} in ${report.durationMs} ms`)
     } else {
       for (const d of report.damage) {
         yield* Effect.sync(() => process.stdout.write(`damaged ${d.kind}${d.chunk === undefined ? "" : ` ${d.chunk}`}: bytes ${d.start}..${d.end} of ${report.file}: ${d.detail}\n`))
@@ -205,12 +205,12 @@ const restoreCommand = Command.make("restore", {
       (r) => ({ generation: r.generation, bytes: r.bytes })
     ).pipe(Effect.ensuring(wipe(key)))
     if (f.json) yield* printJson({ operation: "backup-restore", ...r })
-    else yield* note(f.quiet, `restored generation ${r.generation} of ${f.file} → ${r.output} (${formatBytes(r.bytes)}, ${r.chunks} chunks)`)
+    else yield* note(f.quiet, `restored generation ${r.generation} of ${f.file} → ${r.output} (${Size.format(r.bytes)}, ${r.chunks} chunks)`)
   })
 ).pipe(Command.withDescription("Decrypt a generation (or a byte range of it) to a file"))
 
 const row = (g: Generation) => [
-  String(g.generation), g.status, g.createdAt.replace("T", " ").slice(0, 19), formatBytes(g.plainBytes), g.cipherBytes === null ? "-" : formatBytes(g.cipherBytes), g.chunked ? "chunks" : "root", g.file
+  String(g.generation), g.status, g.createdAt.replace("T", " ").slice(0, 19), Size.format(g.plainBytes), g.cipherBytes === null ? "-" : Size.format(g.cipherBytes), g.chunked ? "chunks" : "root", g.file
 ]
 
 const listCommand = Command.make("list", {

@@ -3,30 +3,35 @@
  *
  * @module
  */
-import { inspect as inspectAgcm, isAgcm } from "@cage/agcm"
-import { Checkpoint, formatBytes, fromSystemError, planChunks } from "@cage/core"
+import { encryptFraming, inspect as inspectAgcm, isAgcm } from "@cage/agcm"
+import { Checkpoint, ChunkSpec, fromSystemError, Size } from "@cage/core"
 import { Effect, Option } from "effect"
 import * as fs from "node:fs"
-import { usage } from "../Errors.js"
+import { usage, UserFacing } from "../Errors.js"
 import { parseChunkSize, printJson } from "../Io.js"
 
 const statSize = (path: string) =>
   Effect.tryPromise({ try: () => fs.promises.stat(path), catch: (e) => fromSystemError("stat", path, e) }).pipe(
-    Effect.flatMap((st) => (st.isFile() ? Effect.succeed(st.size) : usage(`${path} is not a regular file`)))
+    Effect.flatMap((st) => (st.isFile() ? Effect.succeed(st.size) : usage("Input", `${path} is not a regular file`)))
   )
 
 /** Prints the chunk plan of a file: reads no data, only its size. */
 export const plan = (f: { input: string; chunkSize: Option.Option<string>; json: boolean; limit: number }) =>
   Effect.gen(function*() {
     const size = yield* statSize(f.input)
-    const cs = Option.isSome(f.chunkSize) ? yield* parseChunkSize(f.chunkSize.value) : 64 * 1024
-    // The plan `cage encrypt` runs: AGCM's rule ends every file with a short final chunk,
-    // empty when the size is a multiple of the chunk size (C2SP chunked encryption).
-    const p = planChunks(size, cs, { shortFinal: true })
+    const asked = Option.isSome(f.chunkSize) ? yield* parseChunkSize(f.chunkSize.value) : undefined
+    // The plan `cage encrypt` runs, so AGCM owns the size (its rule, its default) and its
+    // framing ends every file with a short final chunk, empty when the size is a multiple
+    // of the chunk size (C2SP chunked encryption).
+    const framing = yield* encryptFraming(asked).pipe(
+      Effect.mapError((e) => new UserFacing({ detail: `--chunk-size ${Option.getOrElse(f.chunkSize, () => "")}: ${e.message}`, exitCode: e.exitCode, cause: e }))
+    )
+    const cs = framing.chunkBytes
+    const p = ChunkSpec.planRegion(size, framing)
     if (f.json) {
       return yield* printJson({ input: f.input, size, chunkSize: cs, totalChunks: p.totalChunks, chunks: Array.from(p.chunks(0, f.limit > 0 ? f.limit : p.totalChunks)) })
     }
-    const lines = [`${f.input}: ${size} bytes (${formatBytes(size)}) in ${p.totalChunks} chunks of ${cs} bytes (${formatBytes(cs)})`, "index\tstart\tend\tlength"]
+    const lines = [`${f.input}: ${size} bytes (${Size.format(size)}) in ${p.totalChunks} chunks of ${cs} bytes (${Size.format(cs)})`, "index\tstart\tend\tlength"]
     const shown = f.limit > 0 ? Math.min(f.limit, p.totalChunks) : p.totalChunks
     for (const c of p.chunks(0, shown)) lines.push(`${c.index}\t${c.start}\t${c.end}\t${c.length}${c.final ? "\tfinal" : ""}`)
     if (shown < p.totalChunks) lines.push(`… ${p.totalChunks - shown} more (--limit 0 shows all)`)
@@ -54,7 +59,7 @@ export const inspect = (f: { file: string; json: boolean }) =>
       return yield* f.json ? printJson({ file: f.file, kind: "agcm", ...d }) : Effect.sync(() => process.stdout.write(`${f.file}: AGCM\n${Object.entries(d).map(([k, v]) => `  ${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("\n")}\n`))
     }
     if (!head.toString("utf8").includes('"cage-checkpoint"')) {
-      return yield* usage(`${f.file}: neither an AGCM file nor a Cage checkpoint`)
+      return yield* usage("Input", `${f.file}: neither an AGCM file nor a Cage checkpoint`)
     }
     const c = yield* Checkpoint.makeFileStore().load(f.file)
     if (Option.isSome(c)) {
@@ -73,5 +78,5 @@ export const inspect = (f: { file: string; json: boolean }) =>
       }
       return yield* f.json ? printJson(summary) : Effect.sync(() => process.stdout.write(`${f.file}: Cage checkpoint\n${Object.entries(summary).slice(2).map(([k, v]) => `  ${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("\n")}\n`))
     }
-    return yield* usage(`${f.file}: neither an AGCM file nor a Cage checkpoint`)
+    return yield* usage("Input", `${f.file}: neither an AGCM file nor a Cage checkpoint`)
   })

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { agcmDecrypt, agcmEncrypt, decryptRangeTo, DEFAULT_CHUNK_SIZE, inspect, MAX_HEADER_BYTES } from "@cage/agcm"
-import { type ChunkProcessor, ExitCode, exitCodeOf, formatBytes, type Progress, runPipeline } from "@cage/core"
+import { agcmDecrypt, agcmEncrypt, decryptRangeTo, inspect, MAX_HEADER_BYTES } from "@cage/agcm"
+import { type ChunkProcessor, ExitCode, exitCodeOf, type Progress, runPipeline, Size } from "@cage/core"
 import { Effect, Option } from "effect"
 import * as ProgressBar from "../ProgressBar.js"
 import * as fs from "node:fs"
@@ -46,8 +46,8 @@ const inUserTerms = (inputPath: string, chunkSizeFrom?: string) => (error: unkno
   const e = error as { _tag?: unknown; processor?: unknown; phase?: unknown; chunk?: unknown; cause?: unknown; exitCode?: ExitCode }
   if (e?._tag !== "ProcessorError" || !BUILT_IN.has(String(e.processor))) return error
   const cause = describe(e.cause)
-  const causeTag = (e.cause as { _tag?: unknown } | undefined)?._tag
-  if (chunkSizeFrom !== undefined && e.phase === "init" && causeTag === "AgcmUsageError" && /chunk size/.test(cause)) {
+  const c = e.cause as { _tag?: unknown; reason?: unknown } | undefined
+  if (chunkSizeFrom !== undefined && e.phase === "init" && c?._tag === "AgcmUsageError" && c.reason === "ChunkSize") {
     return new UserFacing({ detail: `${chunkSizeFrom}: ${cause}`, exitCode: e.exitCode ?? ExitCode.Usage, cause: e.cause })
   }
   let where = ""
@@ -83,7 +83,6 @@ const runWithEngine = (o: {
   inputPath: string
   outputPath: string
   pipeline: ReadonlyArray<ChunkProcessor>
-  chunkBytes: number
   settings: Settings
   limitRate: number | undefined
   /** Files the command reads (never its output, even with --force). */
@@ -114,7 +113,6 @@ const runWithEngine = (o: {
       input,
       output,
       pipeline: o.pipeline,
-      chunkBytes: o.chunkBytes,
       checkpoint,
       limitRate: o.limitRate,
       progress
@@ -140,8 +138,8 @@ const resumeNote = (path: string, inputSize: number | undefined): string | undef
     const c = JSON.parse(text) as { completed?: Array<[number, number]>; inputBytes?: number }
     const chunk = c.completed?.[0]?.[0] === 0 ? c.completed[0][1] : 0
     const done = typeof c.inputBytes === "number" ? c.inputBytes : 0
-    const share = inputSize ? ` of ${formatBytes(inputSize)} (${Math.floor((done / inputSize) * 100)}%)` : ""
-    return `resuming from ${path}: at chunk ${chunk}, ${formatBytes(done)}${share} already done`
+    const share = inputSize ? ` of ${Size.format(inputSize)} (${Math.floor((done / inputSize) * 100)}%)` : ""
+    return `resuming from ${path}: at chunk ${chunk}, ${Size.format(done)}${share} already done`
   } catch {
     return `resuming from ${path}`
   }
@@ -177,15 +175,16 @@ export const encrypt = (f: CommonParsed & {
     const settings = yield* loadSettings
     const backend = Option.getOrElse(f.backend, () => settings.backend.value)
     if (backend !== "agcm") {
-      if (Option.isSome(f.chunkSize)) return yield* usage(`--chunk-size applies to AGCM; --backend ${backend} writes age's fixed 64 KiB chunks`)
+      if (Option.isSome(f.chunkSize)) return yield* usage("Conflict", `--chunk-size applies to AGCM; --backend ${backend} writes age's fixed 64 KiB chunks`)
       const { ageEncryptCommand } = yield* Effect.promise(() => import("./age.js"))
       return yield* ageEncryptCommand({ ...f, backend, settings })
     }
-    if (f.armor) return yield* usage("-a/--armor is an age feature: add --backend age (AGCM output is binary)")
-    if (f.recipient.length + f.recipientsFile.length > 0) return yield* usage("-r/-R recipients are an age feature: add --backend age (AGCM uses --key or --passphrase-file)")
-    if (Option.isSome(f.strategy)) return yield* usage("--strategy applies to --backend age with a passphrase")
+    if (f.armor) return yield* usage("Conflict", "-a/--armor is an age feature: add --backend age (AGCM output is binary)")
+    if (f.recipient.length + f.recipientsFile.length > 0) return yield* usage("Conflict", "-r/-R recipients are an age feature: add --backend age (AGCM uses --key or --passphrase-file)")
+    if (Option.isSome(f.strategy)) return yield* usage("Conflict", "--strategy applies to --backend age with a passphrase")
     const outputPath = Option.getOrElse(f.output, () => (f.input === "-" ? "-" : `${f.input}.agcm`))
-    const chunkBytes = Option.isSome(f.chunkSize) ? yield* parseChunkSize(f.chunkSize.value) : settings.chunkSize.value ?? DEFAULT_CHUNK_SIZE
+    // The cipher owns the chunk size (its format's rule, its default): it is given only to it.
+    const chunkSize = Option.isSome(f.chunkSize) ? yield* parseChunkSize(f.chunkSize.value) : settings.chunkSize.value
     const chunkSizeFrom = Option.isSome(f.chunkSize)
       ? `--chunk-size ${f.chunkSize.value}`
       : settings.chunkSize.value !== undefined ? `chunk_size in ${settings.chunkSize.source}` : "the default chunk size"
@@ -194,9 +193,9 @@ export const encrypt = (f: CommonParsed & {
     const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, true)
     return yield* Effect.gen(function*() {
-      const cipher = agcmEncrypt({ ...key, chunkSize: chunkBytes, workers })
+      const cipher = agcmEncrypt({ ...key, ...(chunkSize === undefined ? {} : { chunkSize }), workers })
       const pipeline = yield* resolvePipeline(settings, "encrypt", cipher)
-      return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, chunkBytes, limitRate, reads: readFiles(f), noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
+      return yield* runWithEngine({ verb: "encrypt", inputPath: f.input, outputPath, pipeline, limitRate, reads: readFiles(f), noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
     }).pipe(Effect.mapError(inUserTerms(f.input, chunkSizeFrom)), Effect.ensuring(wipe(key)))
   })
 
@@ -210,26 +209,26 @@ export const decrypt = (f: CommonParsed & {
     const settings = yield* loadSettings
     const backend = Option.getOrElse(f.backend, () => settings.backend.value)
     if (backend !== "agcm") {
-      if (f.legacyV1) return yield* usage(`--legacy-v1 reads harpocrates AGCM v1 files, not age files (--backend ${backend})`)
+      if (f.legacyV1) return yield* usage("Conflict", `--legacy-v1 reads harpocrates AGCM v1 files, not age files (--backend ${backend})`)
       const { ageDecryptCommand } = yield* Effect.promise(() => import("./age.js"))
       return yield* ageDecryptCommand({ ...f, backend, settings })
     }
-    if (f.identity.length > 0) return yield* usage("-i identities are an age feature: add --backend age (AGCM uses --key or --passphrase-file)")
+    if (f.identity.length > 0) return yield* usage("Conflict", "-i identities are an age feature: add --backend age (AGCM uses --key or --passphrase-file)")
     if (f.input !== "-" && looksLikeAge(f.input)) {
-      return yield* usage(`${f.input} is an age file, not AGCM: decrypt it with --backend age -i IDENTITY (or --passphrase-file)`)
+      return yield* usage("Input", `${f.input} is an age file, not AGCM: decrypt it with --backend age -i IDENTITY (or --passphrase-file)`)
     }
     const outputPath = Option.isSome(f.output)
       ? f.output.value
       : f.input === "-" ? "-" : f.input.endsWith(".agcm") ? f.input.slice(0, -".agcm".length) : undefined
-    if (outputPath === undefined) return yield* usage(`${f.input} does not end in .agcm: name the output with -o FILE (or -o - for stdout)`)
+    if (outputPath === undefined) return yield* usage("Output", `${f.input} does not end in .agcm: name the output with -o FILE (or -o - for stdout)`)
     const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value
     const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, false)
     return yield* Effect.gen(function*() {
       if (Option.isSome(f.range)) {
-        if (f.input === "-") return yield* usage("--range needs a file input (it seeks)")
+        if (f.input === "-") return yield* usage("Conflict", "--range needs a file input (it seeks)")
         // A range reads only its own chunks; limit_rate from cage.toml does not apply to it.
-        if (Option.isSome(f.limitRate)) return yield* usage("--limit-rate applies to whole-file decryption, not to --range (which reads only the chunks it needs)")
+        if (Option.isSome(f.limitRate)) return yield* usage("Conflict", "--limit-rate applies to whole-file decryption, not to --range (which reads only the chunks it needs)")
         const { start, end } = yield* parseRange(f.range.value)
         const output = yield* openOutput(outputPath, f.force, !f.noFsync, readFiles(f))
         yield* output.open()
@@ -247,6 +246,6 @@ export const decrypt = (f: CommonParsed & {
       }
       const cipher = agcmDecrypt({ ...key, workers, legacyV1: f.legacyV1 })
       const pipeline = yield* resolvePipeline(settings, "decrypt", cipher)
-      yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, chunkBytes: DEFAULT_CHUNK_SIZE, limitRate, reads: readFiles(f), noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
+      yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, limitRate, reads: readFiles(f), noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
     }).pipe(Effect.mapError(inUserTerms(f.input)), Effect.ensuring(wipe(key)))
   })

@@ -4,7 +4,7 @@
  * @module
  */
 import { checkCuts, formatMetadata, inspect, plan, validate } from "@cage/streamsweep"
-import { type ChunkInput, parseSize } from "@cage/core"
+import { type ChunkInput, Size } from "@cage/core"
 import { Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { usage } from "../Errors.js"
@@ -42,8 +42,8 @@ const planCommand = Command.make("plan", {
   targetSize: Flag.String("target-size").pipe(Flag.withDescription("About this many bytes per chunk (e.g. 64MiB)"), Flag.withDefault("64MiB"))
 }, (f) =>
   Effect.gen(function*() {
-    const targetBytes = parseSize(f.targetSize)
-    if (!targetBytes) return yield* usage(`--target-size: "${f.targetSize}" is not a size`)
+    const targetBytes = Size.parse(f.targetSize)
+    if (!targetBytes) return yield* usage("Option", `--target-size: "${f.targetSize}" is not a size`)
     const p = yield* over(f.file, (i) => plan(i, { targetBytes, format: f.format, maxDepth: Option.getOrUndefined(f.maxDepth) }))
     if (f.json) return yield* printJson(p)
     const lines = [`${f.file}: ${p.format}, ${p.bytes} bytes, ${p.elements} top-level elements, ${p.totalChunks} chunks of about ${targetBytes} bytes`, "index\tstart\tend\tlength\telements"]
@@ -58,8 +58,8 @@ const checkCutsCommand = Command.make("check-cuts", {
   at: Flag.String("at").pipe(Flag.withDescription("Comma-separated byte offsets (e.g. from cage chunk plan)"))
 }, (f) =>
   Effect.gen(function*() {
-    const offsets = f.at.split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => parseSize(s))
-    if (offsets.length === 0 || offsets.some((n) => n === undefined)) return yield* usage(`--at: "${f.at}" is not a list of byte offsets`)
+    const offsets = f.at.split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => Size.parse(s))
+    if (offsets.length === 0 || offsets.some((n) => n === undefined)) return yield* usage("Option", `--at: "${f.at}" is not a list of byte offsets`)
     const r = yield* over(f.file, (i) => checkCuts(i, offsets as Array<number>, { format: f.format }))
     if (f.json) yield* printJson(r)
     else {

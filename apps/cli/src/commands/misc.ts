@@ -16,7 +16,7 @@ export const keygen = (f: { output: string; quiet: boolean }): Effect.Effect<voi
   f.output === "-"
     // A secret key on standard output ends up in terminals, scrollback and logs, without
     // the 0600 mode a key file gets.
-    ? usage("cage keygen writes a new key file with mode 0600: give it a path (-o FILE); it never writes a key to standard output")
+    ? usage("Output", "cage keygen writes a new key file with mode 0600: give it a path (-o FILE); it never writes a key to standard output")
     : writeNewKeyFile(f.output).pipe(Effect.andThen(note(f.quiet, `wrote a new key to ${f.output} (mode 0600). Keep it secret: without it nothing encrypted with it can be decrypted.`)))
 
 /** Rewrites an AGCM v1 stream as v2; the new file uses `--new-key` or the same key. */

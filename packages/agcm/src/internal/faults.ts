@@ -5,7 +5,8 @@
  *
  * @module
  */
-import type { PoolFault } from "./pool.js"
+/** How a worker fails: throws, exits, or stops answering. */
+export type PoolFault = "throw" | "exit" | "hang"
 
 /** Where and how a pool's worker fails: at the segment starting at chunk `atChunk`. */
 export interface InjectedFault {

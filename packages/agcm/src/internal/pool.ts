@@ -1,6 +1,6 @@
 /**
- * A pool of worker threads that seal or open whole segments (runs of consecutive chunks)
- * with {@link cipherSegment}. Inputs and outputs move by transfer (the caller copies engine
+ * A pool of worker threads (worker.ts) that seal or open whole segments (runs of
+ * consecutive chunks). Inputs and outputs move by transfer (the caller copies engine
  * buffers once into a transferable ArrayBuffer, since the engine reuses its own); results
  * come back per job, and the caller keeps them in chunk order.
  *
@@ -8,21 +8,24 @@
  * job and every other job in flight with a {@link SegmentWorkerError} naming its chunks,
  * and the pool stays failed (no silent respawn in the middle of a file).
  */
+import * as fs from "node:fs"
+import { createRequire } from "node:module"
+import * as path from "node:path"
+import { pathToFileURL } from "node:url"
 import { Worker } from "node:worker_threads"
 import { SegmentWorkerError } from "../Error.js"
-import { bufferReleaser, cipherSegment, type DirectJob, type DirectOutcome, directSegment, raiseMallocThresholds } from "./cobblestone.js"
-
-/** Fault injection for tests of the failure paths (never set in production). */
-export type PoolFault = "throw" | "exit" | "hang"
+import type { DirectJob, DirectOutcome } from "./direct.js"
+import type { InjectedFault } from "./faults.js"
+import type { SegmentReply, WorkerJob, WorkerMessage, WorkerReply, WorkerSetup } from "./worker.js"
 
 export interface PoolOptions {
   readonly size: number
   readonly aeadKey: Uint8Array
   readonly baseNonce: Uint8Array
   /** A job not answered within this many ms fails the run (default 120000). */
-  readonly timeoutMs?: number
+  readonly timeoutMs?: number | undefined
   /** Tests only: make the worker fail on the job whose first chunk is `atChunk`. */
-  readonly fault?: { readonly kind: PoolFault; readonly atChunk: number }
+  readonly fault?: InjectedFault | undefined
 }
 
 export interface SegmentResult {
@@ -35,78 +38,36 @@ export interface SegmentResult {
   readonly inPlace: boolean
 }
 
-const WORKER_SOURCE = `
-"use strict";
-const { parentPort, workerData } = require("node:worker_threads");
-const nodeCrypto = require("node:crypto");
-const nodeFs = require("node:fs");
-const cipherSegment = ${cipherSegment.toString()};
-const directSegment = ${directSegment.toString()};
-// Direct jobs read and write through these, reused from job to job.
-const buffers = {};
-const aeadKey = new Uint8Array(workerData.aeadKey);
-const baseNonce = new Uint8Array(workerData.baseNonce);
-const fault = workerData.fault;
-// Every chunk's cipher.update() allocates its output outside the V8 heap, and V8 collects
-// those only after tens of MiB of growth. Each output is freed right after its copy where
-// ArrayBuffers can be detached (see bufferReleaser); else they all die young, and a
-// scavenge every MiB (well under a millisecond) keeps each worker's RSS flat. With release,
-// a rare scavenge still collects the cipher objects. V8's gc() is enabled at run time.
-const bufferReleaser = ${bufferReleaser.toString()};
-const release = bufferReleaser(require("node:v8"), require("node:vm"));
-let scavenge = null;
-try {
-  if (typeof globalThis.gc !== "function") require("node:v8").setFlagsFromString("--expose-gc");
-  scavenge = typeof globalThis.gc === "function" ? globalThis.gc : require("node:vm").runInNewContext("gc");
-} catch {}
-let sinceGc = 0;
-// Rare scavenges only while outputs are really being detached (see BufferReleaser.healthy).
-const gcEvery = () => (release && release.healthy ? 16777216 : 1048576);
-const raiseMallocThresholds = ${raiseMallocThresholds.toString()};
-if (scavenge) raiseMallocThresholds(() => scavenge({ type: "minor" }));
-parentPort.on("message", (job) => {
-  if (job.close) { aeadKey.fill(0); baseNonce.fill(0); process.exit(0); }
-  if (fault && fault.atChunk === job.first) {
-    if (fault.kind === "throw") throw new Error("injected fault");
-    if (fault.kind === "exit") process.exit(7);
-    if (fault.kind === "hang") return;
+/**
+ * The worker's file: `worker.js` beside this module in `dist/` (its own tsup entry), else
+ * the installed package's `dist/worker.js`, found through its exported package.json. The
+ * second serves programs that bundle this package (the `cage` CLI's single file) and vitest,
+ * which runs this module from `src/`, where Node cannot start a TypeScript worker
+ * (test/builtWorker.ts refuses a stale build). When neither exists, the worker fails to
+ * start and the pool reports SegmentWorkerError "Crashed" naming the missing file.
+ */
+const workerFile = (): URL => {
+  const beside = new URL("./worker.js", import.meta.url)
+  if (fs.existsSync(beside)) return beside
+  try {
+    const pkg = createRequire(import.meta.url).resolve("@cage/agcm/package.json")
+    const built = path.join(path.dirname(pkg), "dist", "worker.js")
+    if (fs.existsSync(built)) return pathToFileURL(built)
+  } catch {
+    // Not installed under its name: report the file beside this module.
   }
-  if (job.direct) {
-    const outcome = directSegment(nodeFs, nodeCrypto, cipherSegment, aeadKey, baseNonce, job, buffers, release);
-    parentPort.postMessage({ id: job.id, direct: outcome });
-  } else {
-  const input = new Uint8Array(job.input, job.inputOffset, job.inputBytes);
-  // Opening shrinks every chunk by its tag, so plaintext can overwrite the ciphertext it
-  // came from (each chunk's output starts at or before its input): no output allocation.
-  const inPlace = job.op === 1;
-  const output = inPlace ? new Uint8Array(job.input, job.inputOffset, job.outputBytes) : new Uint8Array(job.output || Buffer.allocUnsafeSlow(job.outputBytes).buffer, 0, job.outputBytes);
-  const failedAt = cipherSegment(nodeCrypto, job.op, aeadKey, baseNonce, job.first, input, job.lengths, output, release);
-  if (inPlace) parentPort.postMessage({ id: job.id, failedAt, inPlace: true, input: job.input }, [job.input]);
-  else parentPort.postMessage({ id: job.id, failedAt, output: output.buffer, input: job.input }, [output.buffer, job.input]);
-  }
-  sinceGc += job.inputBytes;
-  if (scavenge && sinceGc >= gcEvery()) { sinceGc = 0; scavenge({ type: "minor" }); }
-});
-`
-
-/** What a worker answers. */
-interface Reply {
-  readonly id: number
-  readonly failedAt: number
-  readonly inPlace?: boolean
-  readonly output?: ArrayBuffer
-  readonly input: ArrayBuffer
-  readonly direct?: DirectOutcome
+  return beside
 }
+let resolvedWorkerFile: URL | undefined
 
 interface Job {
   readonly id: number
   readonly first: number
   readonly chunks: number
-  /** The message posted to the worker, and what it transfers. */
-  readonly message: object
+  /** What the worker is posted (with `id`), and what that transfers. */
+  readonly message: WorkerJob
   readonly transfer: ReadonlyArray<ArrayBuffer>
-  readonly settle: (reply: Reply) => void
+  readonly settle: (reply: WorkerReply) => void
   readonly reject: (e: SegmentWorkerError) => void
 }
 
@@ -138,14 +99,15 @@ export class SegmentPool {
 
   constructor(options: PoolOptions) {
     this.timeoutMs = options.timeoutMs ?? 120_000
-    const workerData = {
+    const workerData: WorkerSetup = {
       aeadKey: Uint8Array.from(options.aeadKey),
       baseNonce: Uint8Array.from(options.baseNonce),
       fault: options.fault
     }
+    resolvedWorkerFile ??= workerFile()
     for (let i = 0; i < options.size; i++) {
       // Workers hold no long-lived objects: a small young generation keeps their RSS down.
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 } })
+      const worker = new Worker(resolvedWorkerFile, { workerData, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 } })
       // Workers must not keep the process alive once the run is over.
       worker.unref()
       const slot: Slot = { worker, jobs: [], timer: undefined, online: false }
@@ -154,7 +116,7 @@ export class SegmentPool {
         slot.online = true
         if (slot.jobs.length > 0) this.arm(slot)
       })
-      worker.on("message", (m: Reply) => {
+      worker.on("message", (m: WorkerReply) => {
         const job = slot.jobs[0]
         if (!job || job.id !== m.id) return
         clearTimeout(slot.timer)
@@ -191,12 +153,16 @@ export class SegmentPool {
         chunks: lengths.length,
         message: { op, first, lengths, input, inputOffset, inputBytes, outputBytes, output },
         transfer: output ? [input, output] : [input],
-        settle: (m) => resolve({
-          output: m.inPlace ? new Uint8Array(m.input, inputOffset, outputBytes) : new Uint8Array(m.output!, 0, outputBytes),
-          failedAt: m.failedAt,
-          input: m.input,
-          inPlace: m.inPlace === true
-        }),
+        settle: (reply) => {
+          // A segment job is answered with a SegmentReply.
+          const m = reply as SegmentReply
+          resolve({
+            output: m.inPlace ? new Uint8Array(m.input, inputOffset, outputBytes) : new Uint8Array(m.output!, 0, outputBytes),
+            failedAt: m.failedAt,
+            input: m.input,
+            inPlace: m.inPlace === true
+          })
+        },
         reject
       })
     })
@@ -215,7 +181,7 @@ export class SegmentPool {
         chunks: job.lengths.length,
         message: { ...job, lengths: Array.from(job.lengths), direct: true },
         transfer: [],
-        settle: (m) => resolve(m.direct!),
+        settle: (reply) => resolve((reply as { readonly direct: DirectOutcome }).direct),
         reject
       })
     })
@@ -252,7 +218,7 @@ export class SegmentPool {
         const job = this.queue.shift()!
         slot.jobs.push(job)
         if (slot.online && slot.jobs.length === 1) this.arm(slot)
-        slot.worker.postMessage({ id: job.id, ...job.message }, job.transfer as Array<ArrayBuffer>)
+        slot.worker.postMessage({ id: job.id, ...job.message } satisfies WorkerMessage, job.transfer as Array<ArrayBuffer>)
       }
     }
   }
@@ -293,7 +259,7 @@ export class SegmentPool {
     const pending = [...this.slots.flatMap((s) => s.jobs.splice(0)), ...this.queue.splice(0)]
     for (const s of this.slots) clearTimeout(s.timer)
     await Promise.all(this.slots.map((s) => {
-      s.worker.postMessage({ close: true })
+      s.worker.postMessage({ close: true } satisfies WorkerMessage)
       return s.worker.terminate().catch(() => undefined)
     }))
     for (const j of pending) {

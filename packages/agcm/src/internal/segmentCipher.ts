@@ -3,14 +3,13 @@
  * deciding per segment: small inputs never pay for spinning up a pool.
  */
 import { Effect } from "effect"
-import * as crypto from "node:crypto"
 import * as os from "node:os"
-import * as v8 from "node:v8"
-import * as vm from "node:vm"
 import type { SegmentWorkerError } from "../Error.js"
-import * as fs from "node:fs"
-import { bufferReleaser, type BufferReleaser, cipherSegment, type DerivedKeys, type DirectJob, type DirectOutcome, directSegment, raiseMallocThresholds, SEAL, TAG_BYTES } from "./cobblestone.js"
-import { type PoolFault, SegmentPool } from "./pool.js"
+import { cipherSegment, type DerivedKeys, SEAL, TAG_BYTES } from "./cobblestone.js"
+import { type DirectBuffers, type DirectJob, type DirectOutcome, directSegment } from "./direct.js"
+import type { InjectedFault } from "./faults.js"
+import { releaser, Scavenger } from "./memory.js"
+import { SegmentPool } from "./pool.js"
 
 /** Inputs smaller than this (bytes) run in-process even with workers: a pool costs ~30 ms to start. */
 export const POOL_MIN_INPUT_BYTES = 8 * 1024 * 1024
@@ -23,7 +22,7 @@ export interface SegmentCipherOptions {
   /** Total input bytes when known, to skip the pool for small inputs. */
   readonly inputBytes?: number | undefined
   readonly timeoutMs?: number | undefined
-  readonly fault?: { readonly kind: PoolFault; readonly atChunk: number } | undefined
+  readonly fault?: InjectedFault | undefined
   /**
    * True when the caller hands over segment buffers it will not touch again (the engine
    * allocates a fresh buffer per segment), so they can be transferred to a worker uncopied.
@@ -56,38 +55,6 @@ export interface SegmentOutcome {
 
 export const defaultWorkers = (): number =>
   typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length
-
-/**
- * Frees each in-process cipher output right after its copy (see `bufferReleaser`), set up
- * on first use; `null` where not available.
- */
-let releaseFn: BufferReleaser | null | undefined
-const release = (): BufferReleaser | undefined => {
-  if (releaseFn === undefined) releaseFn = bufferReleaser(v8, vm) ?? null
-  return releaseFn ?? undefined
-}
-
-/** Bytes between scavenges: rare while outputs are detached at once, else every 2 MiB. */
-const scavengeEveryBytes = () => (release()?.healthy ? 16 : 2) * 1024 * 1024
-
-/**
- * V8's minor GC, enabled on first use (`--expose-gc` at run time, as the workers do), after
- * raising glibc's malloc thresholds once (see `raiseMallocThresholds`).
- */
-let minorGcFn: (() => void) | null | undefined
-const minorGc = (): (() => void) | undefined => {
-  if (minorGcFn !== undefined) return minorGcFn ?? undefined
-  try {
-    const g = globalThis as { gc?: (o?: { type: string }) => void }
-    if (typeof g.gc !== "function") v8.setFlagsFromString("--expose-gc")
-    const gc = typeof g.gc === "function" ? g.gc : vm.runInNewContext("gc") as (o?: { type: string }) => void
-    minorGcFn = () => gc({ type: "minor" })
-    raiseMallocThresholds(minorGcFn)
-  } catch {
-    minorGcFn = null
-  }
-  return minorGcFn ?? undefined
-}
 
 /** Free buffers kept for reuse; more than this goes to the GC. */
 const MAX_FREE_BUFFERS = 8
@@ -127,7 +94,7 @@ export class SegmentCipher {
   private startPool(size = this.workers): SegmentPool {
     this.pooledOnce = true
     // Set up first: workers started after it find ArrayBuffer transfer built in.
-    release()
+    releaser()
     this.pool ??= new SegmentPool({
       size,
       aeadKey: this.keys.aeadKey,
@@ -138,20 +105,8 @@ export class SegmentCipher {
     return this.pool
   }
 
-  private sinceScavenge = 0
-  /**
-   * Every in-process chunk's cipher.update() allocates its output outside the V8 heap, and
-   * V8 only collects such garbage after ~64 MiB of it. Outputs are detached right after
-   * their copy where possible (see `release`); otherwise, a young-generation GC every 2 MiB
-   * (well under a millisecond, as in the workers) keeps RSS flat. A rare one collects the
-   * cipher objects either way.
-   */
-  private scavenge(bytes: number) {
-    this.sinceScavenge += bytes
-    if (this.sinceScavenge < scavengeEveryBytes()) return
-    this.sinceScavenge = 0
-    minorGc()?.()
-  }
+  /** The calling thread scavenges every 2 MiB when it cannot free outputs at once (memory.ts). */
+  private readonly scavenger = new Scavenger(2 * 1024 * 1024)
 
   /** A buffer of at least `bytes`, recycled when one is free. */
   private take(bytes: number): ArrayBuffer {
@@ -207,8 +162,8 @@ export class SegmentCipher {
         // The engine hands a segment as back-to-back views over one buffer: use it as is.
         const input = inputs.length === 1 ? inputs[0] : contiguous(inputs) ?? Buffer.concat(inputs)
         const output = new Uint8Array(this.lend(this.take(outputBytes)), 0, outputBytes)
-        const failedAt = cipherSegment(crypto, op, this.keys.aeadKey, this.keys.baseNonce, first, input, lengths, output, release())
-        this.scavenge(inputBytes)
+        const failedAt = cipherSegment(op, this.keys.aeadKey, this.keys.baseNonce, first, input, lengths, output, releaser())
+        this.scavenger.count(inputBytes)
         return split(output, failedAt)
       })
     }
@@ -255,7 +210,7 @@ export class SegmentCipher {
   }
 
   /** Reusable buffers of in-process direct jobs. */
-  private readonly directBuffers: { input?: Uint8Array; output?: Uint8Array } = {}
+  private readonly directBuffers: DirectBuffers = {}
 
   /**
    * Seals or opens a segment straight from `job.inFd` to `job.outFd` (direct mode): on the
@@ -264,8 +219,8 @@ export class SegmentCipher {
    */
   runDirect(job: DirectJob): Effect.Effect<DirectOutcome, SegmentWorkerError> {
     const inProcess = Effect.sync(() => {
-      const outcome = directSegment(fs, crypto, cipherSegment, this.keys.aeadKey, this.keys.baseNonce, job, this.directBuffers, release())
-      this.scavenge(job.inputBytes)
+      const outcome = directSegment(this.keys.aeadKey, this.keys.baseNonce, job, this.directBuffers, releaser())
+      this.scavenger.count(job.inputBytes)
       return outcome
     })
     if (!this.usePool(job.inputBytes)) return inProcess

@@ -471,7 +471,7 @@ const runWithPassphrase = async (request: CliRequest): Promise<CliResult> => {
     const args = request.operation === "encrypt"
       ? ["-p", ...(request.armor ? ["-a"] : []), ...outputArgs, inPath]
       : ["-d", ...outputArgs, inPath]
-    let stopWatch = () => undefined as void
+    let stopWatch = (): void => undefined
     const outcome = await runInTerminal(request, args, request.operation === "encrypt" ? 2 : 1, (p) => {
       pid = p
       if (prepared.relay !== undefined) stopWatch = watchRelay(() => relayed, prepared.relay.head.length, request.onProgress)

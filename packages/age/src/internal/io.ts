@@ -11,7 +11,7 @@ import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import type * as net from "node:net"
 import * as nodePath from "node:path"
-import type { Readable, Writable } from "node:stream"
+import type { Writable } from "node:stream"
 
 /** Runs an effect with no requirements as a promise that rejects with the typed failure itself. */
 export const run = async <A, E>(effect: Effect.Effect<A, E>): Promise<A> => {

@@ -3,11 +3,20 @@
  *
  * @internal
  */
-import { ChunkInput, type ChunkProcessor, type Framing, planRegion, ProcessorError } from "@cage/core"
+import { ChunkInput, type ChunkProcessor, ChunkSpec, type IoError, ProcessorError } from "@cage/core"
 import { Effect } from "effect"
 
+/** A backup file opened for random chunk access. @internal */
+export interface Reader {
+  readonly plan: ChunkSpec.ChunkPlan
+  readonly framing: ChunkSpec.Framing
+  /** Decrypts chunks `[from, to)`; fails with ProcessorError naming the chunk. */
+  readonly read: (from: number, to: number) => Effect.Effect<Array<Uint8Array>, ProcessorError | IoError>
+  readonly close: Effect.Effect<void>
+}
+
 /** Opens a backup file with a decrypt processor driven directly (random chunk access). @internal */
-export const openReader = (path: string, decrypt: ChunkProcessor, chunkBytes: number) =>
+export const openReader = (path: string, decrypt: ChunkProcessor, chunkBytes: number): Effect.Effect<Reader, ProcessorError | IoError> =>
   Effect.gen(function*() {
     const input = yield* ChunkInput.fromFile(path)
     const wrap = (phase: ProcessorError["phase"], chunk?: number) => (cause: unknown) =>
@@ -23,8 +32,8 @@ export const openReader = (path: string, decrypt: ChunkProcessor, chunkBytes: nu
       }),
       resume: undefined
     }).pipe(Effect.mapError(wrap("init")))) ?? {}
-    const framing: Framing = r.framing ?? { headerBytes: 0, chunkBytes, shortFinal: false }
-    const plan = planRegion(input.size! - framing.headerBytes, framing)
+    const framing: ChunkSpec.Framing = r.framing ?? { headerBytes: 0, chunkBytes, shortFinal: false }
+    const plan = ChunkSpec.planRegion(input.size! - framing.headerBytes, framing)
     /** Decrypts chunks `[from, to)`; fails with ProcessorError naming the chunk. */
     const read = (from: number, to: number) =>
       Effect.gen(function*() {

@@ -29,7 +29,7 @@ export const checkpointTarget = (
   output: ChunkOutput | undefined,
   defaultIntervalMs: number
 ): CheckpointTarget | undefined =>
-  checkpoint !== undefined && input.identity !== undefined && output !== undefined && output.resumable
+  checkpoint !== undefined && input.identity !== undefined && output?.resumable
     ? { path: checkpoint.path, mode: checkpoint.mode, intervalMs: checkpoint.intervalMs ?? defaultIntervalMs, source: input.identity, output }
     : undefined
 
@@ -37,7 +37,7 @@ export const checkpointTarget = (
  * With `mode: "resume"`, the checkpoint to continue (validated against this run), or
  * `undefined` when there is none; with `"fresh"`, removes any checkpoint.
  */
-export const loadResume = (store: Checkpoint.CheckpointStore, cp: CheckpointTarget, chunkBytes: number, pipeline: ReadonlyArray<ChunkProcessor>) =>
+export const loadResume = (store: Checkpoint.CheckpointStore, cp: CheckpointTarget, pipeline: ReadonlyArray<ChunkProcessor>) =>
   Effect.gen(function*() {
     if (cp.mode !== "resume") {
       yield* store.remove(cp.path)
@@ -45,7 +45,7 @@ export const loadResume = (store: Checkpoint.CheckpointStore, cp: CheckpointTarg
     }
     const loaded = yield* store.load(cp.path)
     if (Option.isNone(loaded)) return undefined
-    yield* Checkpoint.validate(cp.path, loaded.value, { source: cp.source, output: cp.output.description, chunkBytes, pipeline })
+    yield* Checkpoint.validate(cp.path, loaded.value, { source: cp.source, output: cp.output.description, pipeline })
     // Replaying chunks through a transform that cannot snapshot itself would rebuild its
     // state, but not necessarily its output (an age stream picks a new file key per run).
     const stuck = pipeline.find((p) => p.capabilities.kind === "transform" && p.capabilities.resumable === false && p.capabilities.deterministic !== true)

@@ -39,7 +39,7 @@ export const chooseDirect = (
     ? { outputChunkBytes: inits[0].direct.outputChunkBytes, process: lone.processDirect, fd: input.fd, out: directOut }
     : undefined
   if (direct && !(Number.isSafeInteger(direct.outputChunkBytes) && direct.outputChunkBytes > 0)) {
-    return Effect.fail(new UsageError({ detail: `${lone!.name} declared direct output chunks of ${direct.outputChunkBytes} bytes; a positive integer is needed` }))
+    return Effect.fail(new UsageError({ reason: "Processor", detail: `${lone!.name} declared direct output chunks of ${direct.outputChunkBytes} bytes; a positive integer is needed` }))
   }
   return Effect.succeed(direct)
 }

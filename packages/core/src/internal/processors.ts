@@ -35,7 +35,7 @@ export const initProcessors = (pipeline: ReadonlyArray<ChunkProcessor>, input: C
     let headerRead: Uint8Array | undefined
     const readHeader = (length: number) =>
       Effect.gen(function*() {
-        if (headerRead) return yield* Effect.fail(new UsageError({ detail: "readHeader may be called once" }))
+        if (headerRead) return yield* Effect.fail(new UsageError({ reason: "Processor", detail: "readHeader may be called once" }))
         const buf = new Uint8Array(length)
         const n = yield* input.read(0, buf, 0, length)
         headerRead = buf.subarray(0, n)
@@ -50,7 +50,7 @@ export const initProcessors = (pipeline: ReadonlyArray<ChunkProcessor>, input: C
           input: input.description,
           inputSize: input.size,
           chunkBytes,
-          readHeader: i === 0 ? readHeader : () => Effect.fail(new UsageError({ detail: `${p.name}: only the first processor may read the input header` })),
+          readHeader: i === 0 ? readHeader : () => Effect.fail(new UsageError({ reason: "Processor", detail: `${p.name}: only the first processor may read the input header` })),
           resume: resume as JsonValue | undefined
         }))) ?? {}
       )

@@ -111,7 +111,6 @@ export class Inspector implements ScanEvents {
   private buf: Uint8Array = new Uint8Array(0)
   private bufPos = 0
   private bufFrom = 0
-  private bufTo = 0
 
   readonly counts = [0, 0, 0, 0, 0, 0, 0]
   elements = 0
@@ -159,7 +158,6 @@ export class Inspector implements ScanEvents {
     this.buf = buf
     this.bufPos = this.scanner.pos
     this.bufFrom = from
-    this.bufTo = to
     const ok = this.scanner.write(buf, from, to)
     const s = this.scanner
     // A value token continues into the next write: keep its first bytes for the preview,

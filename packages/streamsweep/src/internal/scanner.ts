@@ -252,7 +252,7 @@ const defineScanner = () => class Scanner {
     const buf = bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     const ev = this.events
     const evDepth = ev === null ? -1 : ev.eventDepth
-    const wantKeys = ev !== null && ev.wantKeys
+    const wantKeys = ev?.wantKeys
     const delta = this.pos - from // absolute offset of buf[i] is delta + i
     let i = from
     let state = this.state
@@ -274,6 +274,7 @@ const defineScanner = () => class Scanner {
           c = buf[i]
         }
         switch (state) {
+          // biome-ignore lint/suspicious/noFallthroughSwitchClause: a value after a complete top-level one starts the next value (falls through on purpose, see below)
           case S_AFTER: {
             if (depth > 0) {
               const isObject = stack[depth] === 1

@@ -4,19 +4,7 @@
  *
  * @internal
  */
-import {
-  type Chunk,
-  ChunkInput,
-  ChunkOutput,
-  type ChunkProcessor,
-  type EngineError,
-  type Framing,
-  type JsonValue,
-  planRegion,
-  runPipeline,
-  type RunOptions,
-  type RunSummary
-} from "@cage/core"
+import { ChunkInput, ChunkOutput, type ChunkProcessor, ChunkSpec, type EngineError, type JsonValue, type RunOptions, runPipeline, type RunSummary } from "@cage/core"
 import { Effect, Exit } from "effect"
 
 /** The outcome of one run: the whole output (header, chunks, trailer) and the summary. */
@@ -95,7 +83,7 @@ export const driveDirect = async (
   chunkBytes: number,
   order: "in-order" | ReadonlyArray<number>,
   concurrency: number
-): Promise<RunResult & { readonly framing: Framing }> => {
+): Promise<RunResult & { readonly framing: ChunkSpec.Framing }> => {
   const init = (await Effect.runPromise(p.init({
     input: "conformance",
     inputSize: input.length,
@@ -103,9 +91,9 @@ export const driveDirect = async (
     readHeader: (length) => Effect.sync(() => input.slice(0, length)),
     resume: undefined
   }))) ?? {}
-  const framing: Framing = init.framing ?? { headerBytes: 0, chunkBytes, shortFinal: false }
-  const plan = planRegion(input.length - framing.headerBytes, framing)
-  const chunks: Array<Chunk> = Array.from(plan.chunks())
+  const framing: ChunkSpec.Framing = init.framing ?? { headerBytes: 0, chunkBytes, shortFinal: false }
+  const plan = ChunkSpec.planRegion(input.length - framing.headerBytes, framing)
+  const chunks: Array<ChunkSpec.ChunkSpec> = Array.from(plan.chunks())
   const indices = order === "in-order" ? chunks.map((c) => c.index) : order
   if (indices.length !== chunks.length) throw new Error(`internal error: order has ${indices.length} entries for ${chunks.length} chunks`)
   const outs: Array<Uint8Array | undefined> = new Array(chunks.length)
