@@ -5,6 +5,11 @@
  */
 import { Argument, Flag } from "effect/cli"
 
+/** `--json` of the commands that print a result: machine-readable JSON on stdout. */
+export const jsonFlag = Flag.Boolean("json").pipe(Flag.withDescription("Machine-readable JSON on stdout"), Flag.withDefault(false))
+/** `-q/--quiet` of the commands without a progress bar: no notes on stderr. */
+export const quietFlag = Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDescription("No notes on stderr"), Flag.withDefault(false))
+
 /** Flags shared by encrypt and decrypt (and, some of them, by migrate and the backup commands). */
 export const commonFlags = {
   key: Flag.String("key").pipe(Flag.withDescription("Key file (from `cage keygen`, or 64 hex characters)"), Flag.optional),

@@ -8,76 +8,15 @@ import { jsonErrors } from "./Errors.js"
 import { format } from "node:util"
 import { execFile } from "node:child_process"
 import { createRequire } from "node:module"
-import { Argument, Command, Flag } from "effect/cli"
-import * as chunk from "./commands/chunk.js"
-import { decrypt, encrypt } from "./commands/crypt.js"
-import { commonFlags } from "./Flags.js"
-import { auditLogFlag } from "./AuditTrail.js"
-import { configShow, keygen, migrate, processorsList } from "./commands/misc.js"
+import { Command } from "effect/cli"
+import { chunkCommand } from "./commands/chunk.js"
+import { decryptCommand, encryptCommand } from "./commands/crypt.js"
+import { configCommand, keygenCommand, migrateCommand, processorsCommand } from "./commands/misc.js"
 import { auditCommand } from "./commands/audit.js"
 import { backupCommand } from "./commands/backup.js"
 import { jsonCommand } from "./commands/json.js"
 
 export const VERSION = "0.1.0"
-
-const json = Flag.Boolean("json").pipe(Flag.withDescription("Machine-readable JSON on stdout"), Flag.withDefault(false))
-const quiet = Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDescription("No notes on stderr"), Flag.withDefault(false))
-
-const ageFlags = {
-  recipient: Flag.String("recipient").pipe(Flag.withAlias("r"), Flag.withDescription("age backend: recipient (age1…, ssh-ed25519 …); repeatable"), Flag.atLeast(0)),
-  recipientsFile: Flag.String("recipients-file").pipe(Flag.withAlias("R"), Flag.withDescription("age backend: file of recipients; repeatable"), Flag.atLeast(0)),
-  armor: Flag.Boolean("armor").pipe(Flag.withAlias("a"), Flag.withDescription("age backend: ASCII armor"), Flag.withDefault(false)),
-  strategy: Flag.Literals("strategy", ["pipe", "tempfile", "auto"] as const).pipe(Flag.withDescription("age backend with a passphrase: how data reaches age (default auto)"), Flag.optional)
-}
-
-const encryptCommand = Command.make("encrypt", {
-  ...commonFlags,
-  ...ageFlags,
-  auditLog: auditLogFlag,
-  chunkSize: Flag.String("chunk-size").pipe(Flag.withDescription("Plaintext bytes per chunk: a power of two from 16KiB to 4MiB (default 64KiB)"), Flag.optional)
-}, encrypt).pipe(Command.withDescription("Encrypt a file (AGCM v2 by default; resumable)"))
-
-const decryptCommand = Command.make("decrypt", {
-  ...commonFlags,
-  auditLog: auditLogFlag,
-  range: Flag.String("range").pipe(Flag.withDescription("Only plaintext bytes START:END (END exclusive)"), Flag.optional),
-  legacyV1: Flag.Boolean("legacy-v1").pipe(Flag.withDescription("Accept insecure harpocrates AGCM v1 input"), Flag.withDefault(false)),
-  identity: Flag.String("identity").pipe(Flag.withAlias("i"), Flag.withDescription("age backend: identity file; repeatable"), Flag.atLeast(0))
-}, decrypt).pipe(Command.withDescription("Decrypt a file (never publishes unauthenticated plaintext under the final name)"))
-
-const keygenCommand = Command.make("keygen", {
-  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Key file to create (mode 0600; never overwritten)")),
-  quiet
-}, keygen).pipe(Command.withDescription("Create a new random 256-bit key file"))
-
-const chunkCommand = Command.make("chunk").pipe(
-  Command.withDescription("Chunk plans and file inspection"),
-  Command.withSubcommands([
-    Command.make("plan", {
-      input: Argument.String("input"),
-      chunkSize: Flag.String("chunk-size").pipe(Flag.withDescription("Chunk size (default 64KiB)"), Flag.optional),
-      limit: Flag.Int("limit").pipe(Flag.withDescription("Chunks to list (0 = all)"), Flag.withDefault(20)),
-      json
-    }, chunk.plan).pipe(Command.withDescription("Print the chunk plan of a file (reads no data)")),
-    Command.make("inspect", { file: Argument.String("file"), json }, chunk.inspect).pipe(Command.withDescription("Describe an AGCM header or a checkpoint"))
-  ])
-)
-
-const migrateCommand = Command.make("migrate", {
-  input: Argument.String("input"),
-  output: Flag.String("output").pipe(Flag.withAlias("o")),
-  key: Flag.String("key").pipe(Flag.withDescription("Key file of the v1 stream")),
-  newKey: Flag.String("new-key").pipe(Flag.withDescription("Key file for the v2 output (default: the same key)"), Flag.optional),
-  limitRate: commonFlags.limitRate,
-  quiet
-}, migrate).pipe(Command.withDescription("Rewrite a legacy AGCM v1 stream as AGCM v2"))
-
-const processorsCommand = Command.make("processors").pipe(
-  Command.withSubcommands([Command.make("list", { json }, processorsList).pipe(Command.withDescription("Built-in and configured processors"))])
-)
-const configCommand = Command.make("config").pipe(
-  Command.withSubcommands([Command.make("show", { json }, configShow).pipe(Command.withDescription("The effective configuration and where each value comes from"))])
-)
 
 export const root = Command.make("cage").pipe(
   Command.withDescription("Bounded-memory, resumable, chunked file encryption"),

@@ -6,8 +6,10 @@
 import { encryptFraming, inspect as inspectAgcm, isAgcm } from "@cage/agcm"
 import { Checkpoint, ChunkSpec, fromSystemError, Size } from "@cage/core"
 import { Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
 import { usage, UserFacing } from "../Errors.js"
+import { jsonFlag } from "../Flags.js"
 import { parseChunkSize, printJson } from "../Io.js"
 
 const statSize = (path: string) =>
@@ -80,3 +82,17 @@ export const inspect = (f: { file: string; json: boolean }) =>
     }
     return yield* usage("Input", `${f.file}: neither an AGCM file nor a Cage checkpoint`)
   })
+
+/** `cage chunk plan|inspect`. */
+export const chunkCommand = Command.make("chunk").pipe(
+  Command.withDescription("Chunk plans and file inspection"),
+  Command.withSubcommands([
+    Command.make("plan", {
+      input: Argument.String("input"),
+      chunkSize: Flag.String("chunk-size").pipe(Flag.withDescription("Chunk size, as cage encrypt takes it: a power of two from 16KiB to 4MiB (default 64KiB)"), Flag.optional),
+      limit: Flag.Int("limit").pipe(Flag.withDescription("Chunks to list (0 = all)"), Flag.withDefault(20)),
+      json: jsonFlag
+    }, plan).pipe(Command.withDescription("Print the chunk plan of a file (reads no data)")),
+    Command.make("inspect", { file: Argument.String("file"), json: jsonFlag }, inspect).pipe(Command.withDescription("Describe an AGCM header or a checkpoint"))
+  ])
+)

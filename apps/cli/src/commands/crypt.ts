@@ -7,6 +7,7 @@
 import { agcmDecrypt, agcmEncrypt, decryptRangeTo, inspect, MAX_HEADER_BYTES } from "@cage/agcm"
 import { type ChunkProcessor, ExitCode, exitCodeOf, type Progress, runPipeline, Size } from "@cage/core"
 import { Effect, Option } from "effect"
+import { Command, Flag } from "effect/cli"
 import * as ProgressBar from "../ProgressBar.js"
 import * as fs from "node:fs"
 import { describe, usage, UserFacing } from "../Errors.js"
@@ -14,7 +15,8 @@ import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunk
 import { keyMaterial, wipe } from "../Keys.js"
 import { loadSettings, type Settings } from "../Config.js"
 import { resolvePipeline } from "../Registry.js"
-import { audited, openAudit } from "../AuditTrail.js"
+import { audited, auditLogFlag, openAudit } from "../AuditTrail.js"
+import { commonFlags } from "../Flags.js"
 
 /** Whether the file starts like an age file (binary or armored header). */
 const looksLikeAge = (path: string): boolean => {
@@ -145,32 +147,11 @@ const resumeNote = (path: string, inputSize: number | undefined): string | undef
   }
 }
 
-/** What `commonFlags` (plus the audit flag) parse into. */
-interface CommonParsed {
-  key: Option.Option<string>
-  passphraseFile: Option.Option<string>
-  output: Option.Option<string>
-  workers: Option.Option<number>
-  noResume: boolean
-  noFsync: boolean
-  checkpointInterval: number
-  limitRate: Option.Option<string>
-  force: boolean
-  quiet: boolean
-  json: boolean
-  auditLog: Option.Option<string>
-  backend: Option.Option<"agcm" | "age" | "age-lib">
-  input: string
-}
+/** What `commonFlags` and the audit flag parse into. */
+type CommonParsed = Command.Command.Config.Infer<typeof commonFlags & { readonly auditLog: typeof auditLogFlag }>
 
 /** `cage encrypt` handler. */
-export const encrypt = (f: CommonParsed & {
-  chunkSize: Option.Option<string>
-  recipient: ReadonlyArray<string>
-  recipientsFile: ReadonlyArray<string>
-  armor: boolean
-  strategy: Option.Option<"pipe" | "tempfile" | "auto">
-}) =>
+export const encrypt = (f: Command.Command.Config.Infer<typeof encryptFlags>) =>
   Effect.gen(function*() {
     const settings = yield* loadSettings
     const backend = Option.getOrElse(f.backend, () => settings.backend.value)
@@ -200,11 +181,7 @@ export const encrypt = (f: CommonParsed & {
   })
 
 /** `cage decrypt` handler. */
-export const decrypt = (f: CommonParsed & {
-  range: Option.Option<string>
-  legacyV1: boolean
-  identity: ReadonlyArray<string>
-}) =>
+export const decrypt = (f: Command.Command.Config.Infer<typeof decryptFlags>) =>
   Effect.gen(function*() {
     const settings = yield* loadSettings
     const backend = Option.getOrElse(f.backend, () => settings.backend.value)
@@ -249,3 +226,34 @@ export const decrypt = (f: CommonParsed & {
       yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, limitRate, reads: readFiles(f), noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
     }).pipe(Effect.mapError(inUserTerms(f.input)), Effect.ensuring(wipe(key)))
   })
+
+/** The age backend's flags (`cage encrypt --backend age`). */
+const ageFlags = {
+  recipient: Flag.String("recipient").pipe(Flag.withAlias("r"), Flag.withDescription("age backend: recipient (age1…, ssh-ed25519 …); repeatable"), Flag.atLeast(0)),
+  recipientsFile: Flag.String("recipients-file").pipe(Flag.withAlias("R"), Flag.withDescription("age backend: file of recipients; repeatable"), Flag.atLeast(0)),
+  armor: Flag.Boolean("armor").pipe(Flag.withAlias("a"), Flag.withDescription("age backend: ASCII armor"), Flag.withDefault(false)),
+  strategy: Flag.Literals("strategy", ["pipe", "tempfile", "auto"] as const).pipe(Flag.withDescription("age backend with a passphrase: how data reaches age (default auto)"), Flag.optional)
+}
+
+/** `cage encrypt`'s flags. */
+const encryptFlags = {
+  ...commonFlags,
+  ...ageFlags,
+  auditLog: auditLogFlag,
+  chunkSize: Flag.String("chunk-size").pipe(Flag.withDescription("Plaintext bytes per chunk: a power of two from 16KiB to 4MiB (default 64KiB)"), Flag.optional)
+}
+
+/** `cage decrypt`'s flags. */
+const decryptFlags = {
+  ...commonFlags,
+  auditLog: auditLogFlag,
+  range: Flag.String("range").pipe(Flag.withDescription("Only plaintext bytes START:END (END exclusive)"), Flag.optional),
+  legacyV1: Flag.Boolean("legacy-v1").pipe(Flag.withDescription("Accept insecure harpocrates AGCM v1 input"), Flag.withDefault(false)),
+  identity: Flag.String("identity").pipe(Flag.withAlias("i"), Flag.withDescription("age backend: identity file; repeatable"), Flag.atLeast(0))
+}
+
+/** `cage encrypt`. */
+export const encryptCommand = Command.make("encrypt", encryptFlags, encrypt).pipe(Command.withDescription("Encrypt a file (AGCM v2 by default; resumable)"))
+
+/** `cage decrypt`. */
+export const decryptCommand = Command.make("decrypt", decryptFlags, decrypt).pipe(Command.withDescription("Decrypt a file (never publishes unauthenticated plaintext under the final name)"))

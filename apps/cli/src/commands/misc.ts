@@ -5,9 +5,11 @@
  */
 import { migrateV1File } from "@cage/agcm"
 import { Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
 import * as os from "node:os"
 import { loadSettings } from "../Config.js"
 import { usage } from "../Errors.js"
+import { commonFlags, jsonFlag, quietFlag } from "../Flags.js"
 import { note, printJson, resolveLimitRate } from "../Io.js"
 import { readKeyFile, writeNewKeyFile } from "../Keys.js"
 import { listProcessors } from "../Registry.js"
@@ -72,3 +74,31 @@ export const configShow = (f: { json: boolean }) =>
     for (const [k, v] of entries) lines.push(`${(keys[k]?.[0] ?? k).padEnd(26)} ${shown(k, v.value).padEnd(40)} (${v.source})`)
     yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))
   })
+
+/** `cage keygen`. */
+export const keygenCommand = Command.make("keygen", {
+  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Key file to create (mode 0600; never overwritten)")),
+  quiet: quietFlag
+}, keygen).pipe(Command.withDescription("Create a new random 256-bit key file"))
+
+/** `cage migrate`. */
+export const migrateCommand = Command.make("migrate", {
+  input: Argument.String("input"),
+  output: Flag.String("output").pipe(Flag.withAlias("o")),
+  key: Flag.String("key").pipe(Flag.withDescription("Key file of the v1 stream")),
+  newKey: Flag.String("new-key").pipe(Flag.withDescription("Key file for the v2 output (default: the same key)"), Flag.optional),
+  limitRate: commonFlags.limitRate,
+  quiet: quietFlag
+}, migrate).pipe(Command.withDescription("Rewrite a legacy AGCM v1 stream as AGCM v2"))
+
+/** `cage processors list`. */
+export const processorsCommand = Command.make("processors").pipe(
+  Command.withDescription("The processors a pipeline can name"),
+  Command.withSubcommands([Command.make("list", { json: jsonFlag }, processorsList).pipe(Command.withDescription("Built-in and configured processors"))])
+)
+
+/** `cage config show`. */
+export const configCommand = Command.make("config").pipe(
+  Command.withDescription("The effective cage.toml settings"),
+  Command.withSubcommands([Command.make("show", { json: jsonFlag }, configShow).pipe(Command.withDescription("The effective configuration and where each value comes from"))])
+)
