@@ -69,9 +69,10 @@ export const parseChunkSize = (text: string) => {
 
 /** Parses `START:END` byte offsets (END exclusive; either side may use units). */
 export const parseRange = (text: string) => {
-  const m = /^([^:]+):([^:]+)$/.exec(text)
-  const start = m ? Size.parse(m[1]) : undefined
-  const end = m ? Size.parse(m[2]) : undefined
+  const r = Size.parseRange(text)
+  // Both ends are required here: `decrypt --range` names the bytes it writes.
+  const start = /^\s*:/.test(text) ? undefined : r?.start
+  const end = r?.end
   return start === undefined || end === undefined || end < start
     ? usage("Option", `--range: "${text}" is not START:END with 0 <= START <= END (bytes, END exclusive)`)
     : Effect.succeed({ start, end })

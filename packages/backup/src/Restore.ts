@@ -22,13 +22,11 @@ export interface ByteRange {
  * end of the file). Fails with `BackupUsageError`.
  */
 export const parseRange = (text: string): Effect.Effect<{ readonly start: number; readonly end: number | undefined }, BackupUsageError> => {
-  const m = /^([^:]*):([^:]*)$/.exec(text.trim())
-  const start = m ? (m[1] === "" ? 0 : Size.parse(m[1])) : undefined
-  const end = m && m[2] !== "" ? Size.parse(m[2]) : undefined
-  if (!m || start === undefined || (m[2] !== "" && end === undefined) || (end !== undefined && end <= start)) {
+  const r = Size.parseRange(text)
+  if (r === undefined || (r.end !== undefined && r.end <= r.start)) {
     return Effect.fail(new BackupUsageError({ reason: "Range", detail: `bad range "${text}": use START:END with END > START (bytes, e.g. 0:1MiB)` }))
   }
-  return Effect.succeed({ start, end })
+  return Effect.succeed(r)
 }
 
 /** Options of {@link restore}. */

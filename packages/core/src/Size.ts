@@ -28,3 +28,20 @@ export const format = (n: number): string => {
   }
   return u === 0 ? `${n} B` : `${Number.isInteger(v) ? v : v.toFixed(2)} ${units[u]}`
 }
+
+/**
+ * Parses a byte range `START:END` (half-open: END exclusive; either side may use units, and
+ * may be empty: START defaults to 0, an empty END means "to the end"). Returns `undefined`
+ * when the text is not of that shape; whether the range fits its file is the caller's rule.
+ *
+ * @example parseRange("1MiB:2MiB") // { start: 1048576, end: 2097152 }
+ * @example parseRange("4096:") // { start: 4096, end: undefined }
+ */
+export const parseRange = (text: string): { readonly start: number; readonly end: number | undefined } | undefined => {
+  const m = /^([^:]*):([^:]*)$/.exec(text.trim())
+  if (!m) return undefined
+  const start = m[1].trim() === "" ? 0 : parse(m[1])
+  const end = m[2].trim() === "" ? undefined : parse(m[2])
+  if (start === undefined || (m[2].trim() !== "" && end === undefined)) return undefined
+  return { start, end }
+}

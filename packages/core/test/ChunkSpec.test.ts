@@ -80,3 +80,17 @@ describe("ChunkSpec.checkChunkBytes: one check and one message for every owner's
     }))
   })
 })
+
+describe("Size.parseRange", () => {
+  it("reads START:END with units, empty sides meaning 0 and the end", () => {
+    expect(Size.parseRange("1MiB:2MiB")).toEqual({ start: 1 << 20, end: 2 << 20 })
+    expect(Size.parseRange(" 0:100 ")).toEqual({ start: 0, end: 100 })
+    expect(Size.parseRange(":64KiB")).toEqual({ start: 0, end: 65536 })
+    expect(Size.parseRange("4096:")).toEqual({ start: 4096, end: undefined })
+    expect(Size.parseRange(":")).toEqual({ start: 0, end: undefined })
+  })
+  it("returns undefined for anything else, and leaves the order of the ends to the caller", () => {
+    for (const bad of ["", "12", "1:2:3", "a:b", "1:x", "-1:5", "1.5:2"]) expect(Size.parseRange(bad)).toBeUndefined()
+    expect(Size.parseRange("9:3")).toEqual({ start: 9, end: 3 })
+  })
+})
