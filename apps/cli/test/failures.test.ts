@@ -8,7 +8,7 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { BIN, cage, tempDir, writeRandom } from "./helpers.js"
+import { BIN, cage, readOffset, tempDir, writeRandom } from "./helpers.js"
 
 let dir: string
 const f = (name: string) => path.join(dir, name)
@@ -20,23 +20,6 @@ interface Outcome {
   readonly code: number | null
   readonly stderr: string
   readonly stdout: Buffer
-}
-
-/**
- * How far the process `pid` has read the file `name` (its open descriptor's offset, from
- * /proc/PID/fdinfo), or -1 while it has no such file open.
- */
-const readOffset = (pid: number, name: string): number => {
-  try {
-    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-      if (path.basename(fs.readlinkSync(`/proc/${pid}/fd/${fd}`)) !== name) continue
-      const pos = /^pos:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"))
-      if (pos) return Number(pos[1])
-    }
-  } catch {
-    // the process is starting or gone
-  }
-  return -1
 }
 
 /**

@@ -56,3 +56,30 @@ export const useKeyedDir = () => {
   })
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
 }
+
+/**
+ * How far the process `pid` has read the file `name` (its open descriptor's offset, from
+ * /proc/PID/fdinfo), or -1 while it has no such file open.
+ */
+export const readOffset = (pid: number, name: string): number => {
+  try {
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      if (path.basename(fs.readlinkSync(`/proc/${pid}/fd/${fd}`)) !== name) continue
+      const pos = /^pos:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"))
+      if (pos) return Number(pos[1])
+    }
+  } catch {
+    // the process is starting or gone
+  }
+  return -1
+}
+
+/** Bytes the process `pid` has read through system calls so far (`rchar` of /proc/PID/io; pread included), or -1. */
+export const bytesRead = (pid: number): number => {
+  try {
+    const m = /^rchar:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/io`, "utf8"))
+    return m ? Number(m[1]) : -1
+  } catch {
+    return -1
+  }
+}

@@ -138,7 +138,7 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
     name: "agcm-encrypt",
     version: PROCESSOR_VERSION,
     apiVersion: PROCESSOR_API_VERSION,
-    capabilities: { kind: "transform", ordered: false, resumable: true },
+    capabilities: { kind: "transform", ordered: false, resumable: true, framesInput: true },
     options: publicOptions(options, isRawKey(options) ? "raw" : "scrypt"),
     init: (context: InitContext) =>
       Effect.gen(function*() {
@@ -266,7 +266,7 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
     name: "agcm-decrypt",
     version: PROCESSOR_VERSION,
     apiVersion: PROCESSOR_API_VERSION,
-    capabilities: { kind: "transform", ordered: false, resumable: true },
+    capabilities: { kind: "transform", ordered: false, resumable: true, framesInput: true },
     options: publicOptions(options, isRawKey(options) ? "raw" : "scrypt"),
     init: (context: InitContext) =>
       Effect.gen(function*() {
@@ -341,12 +341,12 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
   }
 }
 
-/** A processor maker as a factory: both AGCM processors are resumable (the default) transforms, in any order. */
+/** A processor maker as a factory: both AGCM processors are resumable (the default) transforms, in any order, that frame their input (a pipeline re-chunks before them). */
 const asFactory = <O>(name: string, description: string, make: (options: O) => ChunkProcessor): ProcessorFactory<O> => ({
   name,
   apiVersion: PROCESSOR_API_VERSION,
   description,
-  capabilities: { kind: "transform", ordered: false },
+  capabilities: { kind: "transform", ordered: false, framesInput: true },
   make
 })
 

@@ -65,7 +65,7 @@ export const legacyV1Processor = (options: LegacyV1Options): ChunkProcessor => {
     name: "agcm-decrypt-v1",
     version: "1.0.0",
     apiVersion: PROCESSOR_API_VERSION,
-    capabilities: { kind: "transform", ordered: true, resumable: true },
+    capabilities: { kind: "transform", ordered: true, resumable: true, framesInput: true },
     options: { legacyV1: true },
     init: (context) =>
       Effect.gen(function*() {

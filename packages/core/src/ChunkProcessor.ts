@@ -86,6 +86,14 @@ export interface ProcessorCapabilities {
    * (an age stream draws a new file key per run).
    */
   readonly deterministic?: boolean
+  /**
+   * True for a processor that declares the framing of its input in `init` (a cipher that
+   * cuts fixed chunks, such as AGCM). Placed after a transform whose output lengths differ
+   * (gzip, a redactor), it starts a new stage: the engine re-chunks the bytes before it into
+   * its framing through a bounded pipe (see `runPipeline`). Default false; a processor that
+   * declares a framing without this flag must come before every transform.
+   */
+  readonly framesInput?: boolean
 }
 
 /** Identity of a source, recorded in checkpoints to detect that it changed. */

@@ -15,6 +15,12 @@
  * otherwise. Nothing is ever published under the final name until every chunk and every
  * `finalize` succeeded.
  *
+ * Stages: a processor that frames its own input (`capabilities.framesInput`, a cipher)
+ * after a transform with other output lengths (gzip) starts a new stage. Stages run at once,
+ * each an engine run of its own, chained by bounded pipes ({@link STAGE_BUFFER_BYTES}); the
+ * summary's `stages` says what each read and wrote. Such a run keeps no checkpoint yet: an
+ * interrupted staged run starts over.
+ *
  * @module
  */
 import { Effect, Exit, Option } from "effect"
@@ -30,6 +36,7 @@ import { checkResumedLayout, chooseDirect } from "./internal/directMode.js"
 import { checkFraming, checkPipeline } from "./internal/pipelineRules.js"
 import { finalizeProcessors, initProcessors } from "./internal/processors.js"
 import { makeSegmentSource, planInput } from "./internal/segments.js"
+import { runStages, type StageSummary, stagesOf } from "./internal/stages.js"
 import { runWorkers } from "./internal/workers.js"
 import { type ProgressReporter, silent } from "./Progress.js"
 import * as RateLimit from "./RateLimit.js"
@@ -37,6 +44,8 @@ import { Telemetry } from "./Telemetry.js"
 
 /** Default target size of a segment, in bytes (1 MiB: large enough to amortise a read/write). */
 export const DEFAULT_SEGMENT_BYTES = 1 << 20
+export { STAGE_BUFFER_BYTES, type StageSummary, stagesOf } from "./internal/stages.js"
+
 /** Default number of segments in flight. */
 export const DEFAULT_IN_FLIGHT = 4
 /** Default minimum time between two checkpoints, in ms. */
@@ -96,6 +105,11 @@ export interface RunSummary extends ChunkProcessingSummary {
   readonly outputBytes: number
   /** `finalize` results keyed by processor name. */
   readonly results: { readonly [name: string]: JsonValue }
+  /**
+   * Per stage, when the pipeline was cut into stages (a processor that frames its input
+   * after a transform): what each read and wrote. Absent for a one-stage run.
+   */
+  readonly stages?: ReadonlyArray<StageSummary>
 }
 
 /**
@@ -113,6 +127,53 @@ export const runPipeline = (options: RunOptions): Effect.Effect<RunSummary, Engi
 }
 
 const runClaimed = (options: RunOptions): Effect.Effect<RunSummary, EngineError> =>
+  Effect.suspend(() => {
+    const stages = stagesOf(options.pipeline)
+    return stages.length > 1 ? runStaged(options, stages) : runStage(options)
+  })
+
+/**
+ * A pipeline of several stages (see `internal/stages.ts`): each stage runs as its own run,
+ * chained through bounded pipes. A later stage reads a stream, so the run keeps no
+ * checkpoint: an interrupted staged run starts over (an existing checkpoint is removed).
+ */
+const runStaged = (options: RunOptions, stages: ReadonlyArray<ReadonlyArray<ChunkProcessor>>): Effect.Effect<RunSummary, EngineError> =>
+  Effect.gen(function*() {
+    const started = Date.now()
+    yield* checkPipeline(options.pipeline)
+    if (options.checkpoint) yield* (yield* Checkpoint.Checkpointer).remove(options.checkpoint.path)
+    const summaries = yield* runStages(stages, {
+      input: options.input,
+      output: options.output,
+      chunkBytes: options.chunkBytes,
+      segmentBytes: options.segmentBytes,
+      inFlight: options.inFlight,
+      limitRate: options.limitRate,
+      progress: options.progress,
+      runStage: (o) => runStage({ ...o })
+    })
+    const first = summaries[0]
+    const last = summaries[summaries.length - 1]
+    return {
+      totalChunks: first.totalChunks,
+      processedChunks: first.processedChunks,
+      bytesProcessed: first.bytesProcessed,
+      failedChunks: 0,
+      resumedFrom: 0,
+      durationMs: Date.now() - started,
+      outputBytes: last.outputBytes,
+      results: Object.assign({}, ...summaries.map((s) => s.results)),
+      stages: summaries.map((s, k) => ({
+        processors: stages[k].map((p) => p.name),
+        inputBytes: s.bytesProcessed,
+        outputBytes: s.outputBytes,
+        totalChunks: s.totalChunks
+      }))
+    }
+  })
+
+/** One stage: the whole run of a pipeline whose processors share one framing. */
+const runStage = (options: RunOptions): Effect.Effect<RunSummary, EngineError> =>
   Effect.gen(function*() {
     const started = Date.now()
     const runId = randomUUID()

@@ -5,7 +5,7 @@
  * @module
  */
 import { agcmDecrypt, agcmEncrypt, decryptRangeTo, inspect, MAX_HEADER_BYTES } from "@cage/agcm"
-import { type ChunkProcessor, ExitCode, exitCodeOf, type Progress, runPipeline, Size } from "@cage/core"
+import { type ChunkProcessor, ExitCode, exitCodeOf, type Progress, runPipeline, Size, stagesOf } from "@cage/core"
 import { Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as ProgressBar from "../ProgressBar.js"
@@ -97,7 +97,11 @@ const runWithEngine = (o: {
     const checkpoint = o.inputPath !== "-" && o.outputPath !== "-"
       ? { path: checkpointPathFor(o.outputPath), mode: o.noResume ? "fresh" as const : "resume" as const, intervalMs: o.checkpointInterval }
       : undefined
-    yield* setInterruptNote(checkpoint
+    // A pipeline cut into stages (a cipher after a plugin transform) keeps no checkpoint yet.
+    const stages = stagesOf(o.pipeline)
+    yield* setInterruptNote(stages.length > 1
+      ? `nothing was published; this pipeline re-chunks between ${stages.map((s) => s.map((p) => p.name).join(" → ")).join(" and ")}, so running it again starts over`
+      : checkpoint
       ? "run the same command again to resume"
       : `nothing was published; a run ${o.inputPath === "-" ? "reading standard input" : "writing standard output"} cannot be resumed`)
     // Said when the engine starts from the checkpoint (it reports bytes already done), not

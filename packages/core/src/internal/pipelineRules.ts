@@ -41,7 +41,7 @@ export const checkFraming = (pipeline: ReadonlyArray<ChunkProcessor>, inits: Rea
   // a transform would receive chunks of whatever size that transform produced.
   const firstTransform = pipeline.findIndex((p) => p.capabilities.kind === "transform")
   if (framers.length === 1 && firstTransform >= 0 && firstTransform < framers[0].i) {
-    return Effect.fail(new UsageError({ reason: "Pipeline", detail: `${pipeline[framers[0].i].name} cuts the input into its own chunks, so it cannot come after the transform ${pipeline[firstTransform].name} (the engine does not re-chunk between stages)` }))
+    return Effect.fail(new UsageError({ reason: "Pipeline", detail: `${pipeline[framers[0].i].name} cuts the input into its own chunks, so it cannot come after the transform ${pipeline[firstTransform].name} unless it declares capabilities.framesInput (then the engine re-chunks between them)` }))
   }
   // Headers go straight to the output; a later transform would never see them.
   for (let i = 0; i < inits.length; i++) {

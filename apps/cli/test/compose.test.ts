@@ -1,0 +1,97 @@
+// A plugin transform before the cipher: `cage encrypt` re-chunks the transform's output into
+// AGCM's chunks (two stages), and `cage decrypt` runs the inverse chain. The plugin is the
+// repository's third-party example, @acme/cage-processor-gzip, loaded from the project's
+// node_modules as a user's would be.
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { bytesRead, cage, cageAsync, dir, f, useKeyedDir } from "./helpers.js"
+
+const GZIP = "@acme/cage-processor-gzip"
+const example = path.resolve(__dirname, "../../../examples/cage-processor-gzip")
+const sha = (file: string) => createHash("sha256").update(fs.readFileSync(file)).digest("hex")
+
+/** SQL-like text (compresses about 10:1), `lines` lines. */
+const writeText = (file: string, lines: number) => {
+  const words = ["alpha", "beta", "gamma", "delta", "select", "insert", "values", "null"]
+  const out: Array<string> = []
+  for (let i = 0; i < lines; i++) out.push(`INSERT INTO t VALUES (${i}, '${words[i % 8]}', '${words[(i * 7) % 8]}', ${(i * 2654435761) % 1000003});\n`)
+  fs.writeFileSync(file, out.join(""))
+}
+
+useKeyedDir()
+const project = () => {
+  fs.mkdirSync(f("node_modules/@acme"), { recursive: true })
+  fs.symlinkSync(example, f(`node_modules/${GZIP}`))
+  fs.writeFileSync(f("cage.toml"), [
+    `plugins = ["${GZIP}", "${GZIP}/gunzip"]`,
+    "[pipelines.encrypt]",
+    `processors = ["digest", "${GZIP}", "agcm-encrypt"]`,
+    "[pipelines.decrypt]",
+    `processors = ["agcm-decrypt", "${GZIP}/gunzip"]`,
+    ""
+  ].join("\n"))
+}
+
+describe("gzip → agcm-encrypt, and agcm-decrypt → gunzip", () => {
+  it("round-trips to the same SHA-256, smaller than plain AGCM, with each stage's bytes in the summary", () => {
+    writeText(f("dump.sql"), 120_000)
+    const plain = cage(["encrypt", "--key", "k.key", "-q", "-o", "plain.agcm", "dump.sql"], { cwd: dir })
+    expect(plain.code).toBe(0)
+    project()
+    const enc = cage(["encrypt", "--key", "k.key", "--json", "dump.sql"], { cwd: dir })
+    expect(enc.stderr).toBe("")
+    expect(enc.code).toBe(0)
+    const summary = JSON.parse(enc.stdout.toString())
+    const size = fs.statSync(f("dump.sql")).size
+    expect(summary.bytesProcessed).toBe(size)
+    expect(summary.results.digest.hex).toBe(sha(f("dump.sql")))
+    expect(summary.stages.map((s: { processors: Array<string> }) => s.processors)).toEqual([["digest", GZIP], ["agcm-encrypt"]])
+    expect(summary.stages[0].inputBytes).toBe(size)
+    expect(summary.stages[1].inputBytes).toBe(summary.stages[0].outputBytes)
+    expect(summary.stages[1].outputBytes).toBe(fs.statSync(f("dump.sql.agcm")).size)
+    expect(fs.statSync(f("dump.sql.agcm")).size).toBeLessThan(fs.statSync(f("plain.agcm")).size / 4)
+    const dec = cage(["decrypt", "--key", "k.key", "-q", "-o", "back.sql", "dump.sql.agcm"], { cwd: dir })
+    expect(dec.stderr).toBe("")
+    expect(dec.code).toBe(0)
+    expect(sha(f("back.sql"))).toBe(sha(f("dump.sql")))
+    // Without the inverse chain the bytes are the gzip stream, not the plaintext.
+    fs.rmSync(f("cage.toml"))
+    expect(cage(["decrypt", "--key", "k.key", "-q", "-o", "gz.out", "dump.sql.agcm"], { cwd: dir }).code).toBe(0)
+    expect(fs.readFileSync(f("gz.out")).subarray(0, 2).toString("hex")).toBe("1f8b")
+  })
+
+  for (const [signal, code] of [["SIGINT", 130], ["SIGKILL", null]] as const) {
+    it(`${signal} mid-run publishes nothing, and running the same command again gives the whole output`, async () => {
+      writeText(f("dump.sql"), 200_000)
+      project()
+      const size = fs.statSync(f("dump.sql")).size
+      // Rate-limited to about 3 s; the signal lands once a third of the input was read:
+      // counted from the moment the output's staging file appears (the run has started, so
+      // what the process read to start up is left out), as the engine preads the input.
+      const child = cageAsync(["encrypt", "--key", "k.key", "--limit-rate", String(Math.ceil(size / 3)), "dump.sql"], dir)
+      let stderr = ""
+      child.stderr!.on("data", (d) => (stderr += d))
+      const closed = new Promise<number | null>((r) => child.on("close", (c) => r(c)))
+      const tick = () => new Promise((r) => setTimeout(r, 5))
+      while (child.exitCode === null && !fs.existsSync(f("dump.sql.agcm.partial"))) await tick()
+      const started = bytesRead(child.pid!)
+      while (child.exitCode === null && bytesRead(child.pid!) - started < size / 3) await tick()
+      expect(child.exitCode, "the signal must land mid-run").toBe(null)
+      child.kill(signal)
+      expect(await closed).toBe(code)
+      expect(fs.existsSync(f("dump.sql.agcm"))).toBe(false)
+      if (signal === "SIGINT") {
+        expect(stderr).toContain("this pipeline re-chunks between digest → @acme/cage-processor-gzip and agcm-encrypt, so running it again starts over")
+        expect(fs.readdirSync(dir).filter((n) => n.startsWith("dump.sql.agcm"))).toEqual([])
+      }
+      const again = cage(["encrypt", "--key", "k.key", "-q", "dump.sql"], { cwd: dir })
+      expect(again.stderr).toBe("")
+      expect(again.code).toBe(0)
+      expect(fs.readdirSync(dir).filter((n) => n.startsWith("dump.sql.agcm"))).toEqual(["dump.sql.agcm"])
+      expect(cage(["decrypt", "--key", "k.key", "-q", "-o", "back.sql", "dump.sql.agcm"], { cwd: dir }).code).toBe(0)
+      expect(sha(f("back.sql"))).toBe(sha(f("dump.sql")))
+    })
+  }
+})

@@ -1,0 +1,102 @@
+/**
+ * Stages: a pipeline cut where a processor that frames its own input (a cipher cutting fixed
+ * chunks, `capabilities.framesInput`) comes after a transform whose output has other
+ * lengths (gzip, a redactor). Each stage is an engine run of its own; the bytes of one flow
+ * into the next through a bounded in-memory pipe, which the next stage reads as a stream and
+ * cuts into its own framing. Order is kept (a stream has one), memory is bounded by the pipe
+ * ({@link STAGE_BUFFER_BYTES}) and each stage's own segments, and backpressure reaches the
+ * first stage's reader: a full pipe holds its writes back.
+ *
+ * Where no such cut is needed the run is one stage and nothing is copied (direct mode and
+ * segment passing stay as they are).
+ *
+ * @internal
+ */
+import { Effect } from "effect"
+import { PassThrough } from "node:stream"
+import type { ChunkProcessor } from "../ChunkProcessor.js"
+import * as ChunkInput from "../ChunkInput.js"
+import * as ChunkOutput from "../ChunkOutput.js"
+import type { EngineError } from "../Error.js"
+import { type ProgressReporter, silent } from "../Progress.js"
+
+/** Bytes the pipe between two stages holds at most before the earlier stage waits: 4 MiB. */
+export const STAGE_BUFFER_BYTES = 4 * 1024 * 1024
+
+/**
+ * The pipeline's stages, in order: it is cut before every processor that frames its input
+ * and follows a transform (of the same stage). One stage when there is no such processor.
+ */
+export const stagesOf = (pipeline: ReadonlyArray<ChunkProcessor>): ReadonlyArray<ReadonlyArray<ChunkProcessor>> => {
+  const stages: Array<Array<ChunkProcessor>> = [[]]
+  for (const p of pipeline) {
+    const current = stages[stages.length - 1]
+    if (p.capabilities.framesInput === true && current.some((q) => q.capabilities.kind === "transform")) stages.push([p])
+    else current.push(p)
+  }
+  return stages
+}
+
+/** What one stage did, in bytes: what it read and what it wrote, and its chunks. */
+export interface StageSummary {
+  /** The stage's processors, by name. */
+  readonly processors: ReadonlyArray<string>
+  /** Bytes the stage read: the run's input for the first stage, the previous stage's output otherwise. */
+  readonly inputBytes: number
+  /** Bytes the stage wrote. */
+  readonly outputBytes: number
+  /** Chunks of the stage's own framing. */
+  readonly totalChunks: number
+}
+
+/** The parts of a run's options a staged run hands to its stages. */
+export interface StagedRun<Summary> {
+  readonly input: ChunkInput.ChunkInput
+  readonly output: ChunkOutput.ChunkOutput | undefined
+  readonly chunkBytes: number | undefined
+  readonly segmentBytes: number | undefined
+  readonly inFlight: number | undefined
+  readonly limitRate: number | undefined
+  readonly progress: ProgressReporter | undefined
+  /** Runs one stage (the engine's own run, with its output already claimed). */
+  readonly runStage: (options: {
+    readonly input: ChunkInput.ChunkInput
+    readonly output: ChunkOutput.ChunkOutput | undefined
+    readonly pipeline: ReadonlyArray<ChunkProcessor>
+    readonly chunkBytes: number | undefined
+    readonly segmentBytes: number | undefined
+    readonly inFlight: number | undefined
+    readonly limitRate: number | undefined
+    readonly progress: ProgressReporter | undefined
+  }) => Effect.Effect<Summary, EngineError>
+}
+
+/**
+ * Runs `stages` one after the other at once, each feeding the next through a pipe. The
+ * first stage reads the run's input (with its rate limit and progress), the last writes the
+ * run's output; a failure of any stage interrupts the others. Returns every stage's summary.
+ */
+export const runStages = <Summary>(stages: ReadonlyArray<ReadonlyArray<ChunkProcessor>>, run: StagedRun<Summary>): Effect.Effect<ReadonlyArray<Summary>, EngineError> =>
+  Effect.suspend(() => {
+    const pipes = stages.slice(1).map(() => new PassThrough({ highWaterMark: STAGE_BUFFER_BYTES }))
+    const names = stages.map((s) => s.map((p) => p.name).join(" → "))
+    const runs = stages.map((pipeline, k) =>
+      run.runStage({
+        input: k === 0 ? run.input : ChunkInput.fromStream(pipes[k - 1], `the output of ${names[k - 1]}`),
+        output: k === stages.length - 1 ? run.output : ChunkOutput.toStream(pipes[k], `the input of ${names[k + 1]}`),
+        pipeline,
+        // Plain chunks are the first stage's; a later stage starts with the processor that frames its input.
+        chunkBytes: k === 0 ? run.chunkBytes : undefined,
+        segmentBytes: run.segmentBytes,
+        inFlight: run.inFlight,
+        limitRate: k === 0 ? run.limitRate : undefined,
+        progress: k === 0 ? run.progress : silent
+      }).pipe(
+        // A stage that stops early must not leave the next one waiting for bytes.
+        Effect.onExit((exit) => Effect.sync(() => {
+          if (exit._tag === "Failure" && k < pipes.length) pipes[k].destroy(new Error(`${names[k]} stopped`))
+        }))
+      )
+    )
+    return Effect.all(runs, { concurrency: "unbounded" })
+  })
