@@ -50,8 +50,12 @@ export interface GunzipOptions {
   readonly maxMemberBytes?: number
 }
 
-/** Capabilities of {@link gzip}: members are independent, so chunks may arrive in any order. */
-export const gzipCapabilities: ProcessorCapabilities = { kind: "transform", ordered: false, resumable: true }
+/**
+ * Capabilities of {@link gzip}: members are independent, so chunks may arrive in any order;
+ * a chunk's member depends only on its bytes and the level (`deterministic`), so a staged
+ * `gzip → agcm-encrypt` run can resume by compressing again from the start.
+ */
+export const gzipCapabilities: ProcessorCapabilities = { kind: "transform", ordered: false, resumable: true, deterministic: true }
 /** Capabilities of {@link gunzip}: members span chunks, so chunks come in order; no snapshot. */
 export const gunzipCapabilities: ProcessorCapabilities = { kind: "transform", ordered: true, resumable: false, deterministic: true }
 

@@ -172,7 +172,7 @@ describe("options and the factory", () => {
     expect(GZIP_NAME).toBe(pkg.name)
     expect(VERSION).toBe(pkg.version)
     expect(factory.apiVersion).toBe(1)
-    expect(factory.capabilities).toEqual({ kind: "transform", ordered: false, resumable: true })
+    expect(factory.capabilities).toEqual({ kind: "transform", ordered: false, resumable: true, deterministic: true })
     const p = factory.make({ level: 3 })
     expect(p.name).toBe(factory.name)
     expect(p.options).toEqual({ level: 3 })

@@ -18,8 +18,9 @@
  * Stages: a processor that frames its own input (`capabilities.framesInput`, a cipher)
  * after a transform with other output lengths (gzip) starts a new stage. Stages run at once,
  * each an engine run of its own, chained by bounded pipes ({@link STAGE_BUFFER_BYTES}); the
- * summary's `stages` says what each read and wrote. Such a run keeps no checkpoint yet: an
- * interrupted staged run starts over.
+ * summary's `stages` says what each read and wrote. It resumes when the transforms before
+ * the last stage are `deterministic` (they run again from the start, the last stage
+ * continues from its checkpoint), and starts over otherwise.
  *
  * @module
  */
@@ -36,7 +37,7 @@ import { checkResumedLayout, chooseDirect } from "./internal/directMode.js"
 import { checkFraming, checkPipeline } from "./internal/pipelineRules.js"
 import { finalizeProcessors, initProcessors } from "./internal/processors.js"
 import { makeSegmentSource, planInput } from "./internal/segments.js"
-import { runStages, type StageSummary, stagesOf } from "./internal/stages.js"
+import { runStages, type StageSummary, stagesOf, stagesResume } from "./internal/stages.js"
 import { runWorkers } from "./internal/workers.js"
 import { type ProgressReporter, silent } from "./Progress.js"
 import * as RateLimit from "./RateLimit.js"
@@ -44,7 +45,7 @@ import { Telemetry } from "./Telemetry.js"
 
 /** Default target size of a segment, in bytes (1 MiB: large enough to amortise a read/write). */
 export const DEFAULT_SEGMENT_BYTES = 1 << 20
-export { STAGE_BUFFER_BYTES, type StageSummary, stagesOf } from "./internal/stages.js"
+export { STAGE_BUFFER_BYTES, type StageSummary, stagesOf, stagesResume } from "./internal/stages.js"
 
 /** Default number of segments in flight. */
 export const DEFAULT_IN_FLIGHT = 4
@@ -134,15 +135,18 @@ const runClaimed = (options: RunOptions): Effect.Effect<RunSummary, EngineError>
 
 /**
  * A pipeline of several stages (see `internal/stages.ts`): each stage runs as its own run,
- * chained through bounded pipes. A later stage reads a stream, so the run keeps no
- * checkpoint: an interrupted staged run starts over (an existing checkpoint is removed).
+ * chained through bounded pipes. The last stage checkpoints when the earlier stages can be
+ * run again to the same bytes (`stagesResume`); otherwise an interrupted staged run starts
+ * over (an existing checkpoint is removed).
  */
 const runStaged = (options: RunOptions, stages: ReadonlyArray<ReadonlyArray<ChunkProcessor>>): Effect.Effect<RunSummary, EngineError> =>
   Effect.gen(function*() {
     const started = Date.now()
     yield* checkPipeline(options.pipeline)
-    if (options.checkpoint) yield* (yield* Checkpoint.Checkpointer).remove(options.checkpoint.path)
+    const resumable = stagesResume(stages)
+    if (options.checkpoint && !resumable) yield* (yield* Checkpoint.Checkpointer).remove(options.checkpoint.path)
     const summaries = yield* runStages(stages, {
+      checkpoint: resumable ? options.checkpoint : undefined,
       input: options.input,
       output: options.output,
       chunkBytes: options.chunkBytes,
@@ -150,7 +154,7 @@ const runStaged = (options: RunOptions, stages: ReadonlyArray<ReadonlyArray<Chun
       inFlight: options.inFlight,
       limitRate: options.limitRate,
       progress: options.progress,
-      runStage: (o) => runStage({ ...o })
+      runStage: runStage
     })
     const first = summaries[0]
     const last = summaries[summaries.length - 1]
@@ -159,7 +163,8 @@ const runStaged = (options: RunOptions, stages: ReadonlyArray<ReadonlyArray<Chun
       processedChunks: first.processedChunks,
       bytesProcessed: first.bytesProcessed,
       failedChunks: 0,
-      resumedFrom: 0,
+      // Where the output continued: the last stage's first chunk (the earlier ones start over).
+      resumedFrom: last.resumedFrom,
       durationMs: Date.now() - started,
       outputBytes: last.outputBytes,
       results: Object.assign({}, ...summaries.map((s) => s.results)),
@@ -173,7 +178,7 @@ const runStaged = (options: RunOptions, stages: ReadonlyArray<ReadonlyArray<Chun
   })
 
 /** One stage: the whole run of a pipeline whose processors share one framing. */
-const runStage = (options: RunOptions): Effect.Effect<RunSummary, EngineError> =>
+const runStage = (options: RunOptions & { readonly recorded?: ReadonlyArray<ChunkProcessor> }): Effect.Effect<RunSummary, EngineError> =>
   Effect.gen(function*() {
     const started = Date.now()
     const runId = randomUUID()
@@ -183,7 +188,7 @@ const runStage = (options: RunOptions): Effect.Effect<RunSummary, EngineError> =
     const progress = options.progress ?? silent
     yield* checkPipeline(pipeline)
 
-    const cp = checkpointTarget(options.checkpoint, input, output, DEFAULT_CHECKPOINT_INTERVAL_MS)
+    const cp = checkpointTarget(options.checkpoint, input, output, DEFAULT_CHECKPOINT_INTERVAL_MS, options.recorded ?? pipeline)
     const resumed = cp ? yield* loadResume(store, cp, pipeline) : undefined
     const { inits, headerRead } = yield* initProcessors(pipeline, input, options.chunkBytes ?? DEFAULT_CHUNK_BYTES, resumed)
     const framing = yield* checkFraming(pipeline, inits, options.chunkBytes)

@@ -5,7 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { ChunkInput, ChunkOutput, type ChunkProcessor, PROCESSOR_API_VERSION, runPipeline, stagesOf } from "../src/index.js"
+import { ChunkInput, ChunkOutput, type ChunkProcessor, PROCESSOR_API_VERSION, runPipeline, stagesOf, stagesResume } from "../src/index.js"
 import { pseudoRandom, sha256Observer, xorTransform } from "./helpers.js"
 
 let dir: string
@@ -15,12 +15,12 @@ beforeEach(() => {
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
 
 /** A variable-length transform: chunk i comes out (i % 3) times, and 0 times every 5th chunk. */
-const stretch = (opts: { failAt?: number } = {}): ChunkProcessor => ({
+const stretch = (opts: { failAt?: number; deterministic?: boolean } = {}): ChunkProcessor => ({
   name: "test-stretch",
   version: "1.0.0",
   apiVersion: PROCESSOR_API_VERSION,
   // Unordered on purpose: segments finish out of order, the pipe must still get them in order.
-  capabilities: { kind: "transform", ordered: false },
+  capabilities: { kind: "transform", ordered: false, deterministic: opts.deterministic ?? false },
   options: {},
   init: () => Effect.void,
   process: (chunk, data) =>
@@ -146,5 +146,47 @@ describe("a framer after a variable-length transform: the engine re-chunks betwe
     expect(Exit.isSuccess(exit)).toBe(true)
     expect(fs.existsSync(ckpt)).toBe(false)
     expect(fs.readFileSync(path.join(dir, "out")).equals(framerReference(stretchReference(data, 64), 100))).toBe(true)
+  })
+  it("resumes when the transforms before the cut are deterministic: the earlier stage runs again, the last continues its output", async () => {
+    const data = pseudoRandom(60_000, 9)
+    const src = path.join(dir, "in")
+    const out = path.join(dir, "out")
+    const ckpt = path.join(dir, "out.ckpt")
+    fs.writeFileSync(src, data)
+    const attempt = (pipeline: ReadonlyArray<ChunkProcessor>) => Effect.runPromiseExit(Effect.gen(function*() {
+      const input = yield* ChunkInput.fromFile(src)
+      return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline, chunkBytes: 64, segmentBytes: 512, inFlight: 2, checkpoint: { path: ckpt, mode: "resume", intervalMs: 0 } }).pipe(Effect.ensuring(input.close()))
+    }))
+    expect(stagesResume(stagesOf([stretch({ deterministic: true }), framer(100)]))).toBe(true)
+    expect(stagesResume(stagesOf([stretch(), framer(100)]))).toBe(false)
+    const first = await attempt([stretch({ deterministic: true }), framer(100, { failAt: 700 })])
+    expect(Exit.isFailure(first)).toBe(true)
+    const saved = JSON.parse(fs.readFileSync(ckpt, "utf8"))
+    // The checkpoint describes the whole pipeline, and the last stage's own progress.
+    expect(saved.pipeline.map((p: { name: string }) => p.name)).toEqual(["test-stretch", "test-framer"])
+    expect(saved.completed[0][1]).toBeGreaterThan(0)
+    const durable = fs.readFileSync(out + ".partial").subarray(0, saved.outputBytes)
+    const second = await attempt([stretch({ deterministic: true }), framer(100)])
+    if (!Exit.isSuccess(second)) throw new Error(String(second.cause))
+    expect(second.value.resumedFrom).toBe(saved.completed[0][1])
+    const whole = fs.readFileSync(out)
+    expect(whole.equals(framerReference(stretchReference(data, 64), 100))).toBe(true)
+    expect(whole.subarray(0, durable.length).equals(durable)).toBe(true)
+    expect(fs.existsSync(ckpt)).toBe(false)
+  })
+  it("refuses to resume when an earlier stage's options changed (its bytes would differ)", async () => {
+    const data = pseudoRandom(60_000, 10)
+    const src = path.join(dir, "in")
+    const out = path.join(dir, "out")
+    const ckpt = path.join(dir, "out.ckpt")
+    fs.writeFileSync(src, data)
+    const attempt = (pipeline: ReadonlyArray<ChunkProcessor>) => Effect.runPromiseExit(Effect.gen(function*() {
+      const input = yield* ChunkInput.fromFile(src)
+      return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline, chunkBytes: 64, segmentBytes: 512, inFlight: 2, checkpoint: { path: ckpt, mode: "resume", intervalMs: 0 } }).pipe(Effect.ensuring(input.close()))
+    }))
+    expect(Exit.isFailure(await attempt([stretch({ deterministic: true }), framer(100, { failAt: 700 })]))).toBe(true)
+    const changed = { ...stretch({ deterministic: true }), options: { level: 9 } }
+    const refused = await attempt([changed, framer(100)])
+    expect(Exit.isFailure(refused) && String(refused.cause)).toContain("the options of test-stretch changed")
   })
 })

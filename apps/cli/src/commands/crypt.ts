@@ -5,7 +5,7 @@
  * @module
  */
 import { agcmDecrypt, agcmEncrypt, decryptRangeTo, inspect, MAX_HEADER_BYTES } from "@cage/agcm"
-import { type ChunkProcessor, ExitCode, exitCodeOf, type Progress, runPipeline, Size, stagesOf } from "@cage/core"
+import { type ChunkProcessor, ExitCode, exitCodeOf, type Progress, runPipeline, Size, stagesOf, stagesResume } from "@cage/core"
 import { Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as ProgressBar from "../ProgressBar.js"
@@ -97,10 +97,11 @@ const runWithEngine = (o: {
     const checkpoint = o.inputPath !== "-" && o.outputPath !== "-"
       ? { path: checkpointPathFor(o.outputPath), mode: o.noResume ? "fresh" as const : "resume" as const, intervalMs: o.checkpointInterval }
       : undefined
-    // A pipeline cut into stages (a cipher after a plugin transform) keeps no checkpoint yet.
+    // A pipeline cut into stages (a cipher after a plugin transform) resumes only when the
+    // transforms before the cipher give the same bytes again (`deterministic`).
     const stages = stagesOf(o.pipeline)
-    yield* setInterruptNote(stages.length > 1
-      ? `nothing was published; this pipeline re-chunks between ${stages.map((s) => s.map((p) => p.name).join(" → ")).join(" and ")}, so running it again starts over`
+    yield* setInterruptNote(stages.length > 1 && !(checkpoint && stagesResume(stages))
+      ? `nothing was published; this pipeline re-chunks between ${stages.map((s) => s.map((p) => p.name).join(" → ")).join(" and ")}, and a processor before the cut is not deterministic, so running it again starts over`
       : checkpoint
       ? "run the same command again to resume"
       : `nothing was published; a run ${o.inputPath === "-" ? "reading standard input" : "writing standard output"} cannot be resumed`)

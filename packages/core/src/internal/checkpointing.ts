@@ -20,6 +20,12 @@ export interface CheckpointTarget {
   readonly intervalMs: number
   readonly source: SourceIdentity
   readonly output: ChunkOutput
+  /**
+   * The processors the checkpoint describes and a resume must find unchanged: the run's
+   * pipeline, or for the last stage of a staged run the whole pipeline (an earlier stage's
+   * options decide the bytes this stage reads).
+   */
+  readonly recorded: ReadonlyArray<ChunkProcessor>
 }
 
 /** Checkpointing applies to a file input and a resumable output only; `undefined` otherwise. */
@@ -27,10 +33,11 @@ export const checkpointTarget = (
   checkpoint: { readonly path: string; readonly mode: "resume" | "fresh"; readonly intervalMs?: number } | undefined,
   input: ChunkInput,
   output: ChunkOutput | undefined,
-  defaultIntervalMs: number
+  defaultIntervalMs: number,
+  recorded: ReadonlyArray<ChunkProcessor>
 ): CheckpointTarget | undefined =>
   checkpoint !== undefined && input.identity !== undefined && output?.resumable
-    ? { path: checkpoint.path, mode: checkpoint.mode, intervalMs: checkpoint.intervalMs ?? defaultIntervalMs, source: input.identity, output }
+    ? { path: checkpoint.path, mode: checkpoint.mode, intervalMs: checkpoint.intervalMs ?? defaultIntervalMs, source: input.identity, output, recorded }
     : undefined
 
 /**
@@ -45,7 +52,7 @@ export const loadResume = (store: Checkpoint.CheckpointStore, cp: CheckpointTarg
     }
     const loaded = yield* store.load(cp.path)
     if (Option.isNone(loaded)) return undefined
-    yield* Checkpoint.validate(cp.path, loaded.value, { source: cp.source, output: cp.output.description, pipeline })
+    yield* Checkpoint.validate(cp.path, loaded.value, { source: cp.source, output: cp.output.description, pipeline: cp.recorded })
     // Replaying chunks through a transform that cannot snapshot itself would rebuild its
     // state, but not necessarily its output (an age stream picks a new file key per run).
     const stuck = pipeline.find((p) => p.capabilities.kind === "transform" && p.capabilities.resumable === false && p.capabilities.deterministic !== true)
@@ -126,7 +133,7 @@ export const makeCheckpointWriter = ({ store, cp, input, chunkBytes, pipeline, w
       source: cp.source,
       output: output.description,
       chunkBytes,
-      pipeline: Checkpoint.describePipeline(pipeline),
+      pipeline: Checkpoint.describePipeline(cp.recorded),
       completed: [[0, written.completed]],
       outputBytes: written.outputAtCompleted,
       inputBytes: written.inputAtCompleted,

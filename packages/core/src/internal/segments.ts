@@ -56,6 +56,27 @@ export const makeSegmentSource = (options: SegmentSourceOptions) =>
     let carry: Uint8Array | undefined = headerRead && headerRead.length > framing.headerBytes ? headerRead.slice(framing.headerBytes) : undefined
     let streamDone = false
     let regionRead = 0
+    // A resumed stream (the later stage of a staged run) starts after the chunks it
+    // completed: read past them once, unless they are replayed.
+    let skip = !plan && !needsReplay ? startChunk * cs : 0
+    const skipCompleted = Effect.gen(function*() {
+      if (carry) {
+        const n = Math.min(carry.length, skip)
+        carry = n < carry.length ? carry.subarray(n) : undefined
+        skip -= n
+        regionRead += n
+      }
+      const scratch = skip > 0 ? Buffer.allocUnsafeSlow(Math.min(skip, 1 << 20)) : undefined
+      while (skip > 0) {
+        const r = yield* input.read(streamPos, scratch!, 0, Math.min(skip, scratch!.length))
+        if (r === 0) {
+          return yield* Effect.fail(new InputChanged({ path: input.description, detail: `it ends ${skip} bytes before the chunks the checkpoint says were completed` }))
+        }
+        streamPos += r
+        skip -= r
+        regionRead += r
+      }
+    })
 
     const nextFileSegment = (): Segment | undefined => {
       if (nextChunk >= plan!.totalChunks) return undefined
@@ -66,6 +87,7 @@ export const makeSegmentSource = (options: SegmentSourceOptions) =>
     }
     const nextStreamSegment = Effect.gen(function*() {
       if (streamDone) return undefined
+      if (skip > 0) yield* skipCompleted
       const want = segChunks * cs
       // One byte of lookahead tells whether the input ends exactly here.
       const buf = Buffer.allocUnsafeSlow(want + 1)

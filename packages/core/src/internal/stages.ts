@@ -10,6 +10,12 @@
  * Where no such cut is needed the run is one stage and nothing is copied (direct mode and
  * segment passing stay as they are).
  *
+ * Resume: only the last stage checkpoints (against the run's source and the whole
+ * pipeline). When every transform before it is `deterministic`, a resumed run starts the
+ * earlier stages over (they write nothing durable), and the last stage reads past the
+ * bytes it had completed and continues its output where the checkpoint left it: the result
+ * is byte-identical to an uninterrupted run. Otherwise the run starts over.
+ *
  * @internal
  */
 import { Effect } from "effect"
@@ -37,6 +43,14 @@ export const stagesOf = (pipeline: ReadonlyArray<ChunkProcessor>): ReadonlyArray
   return stages
 }
 
+/**
+ * True when a staged run can resume: every transform of the stages before the last is
+ * `deterministic`, so running them again from the start gives the same bytes, and the last
+ * stage continues from its checkpoint after the bytes it already completed.
+ */
+export const stagesResume = (stages: ReadonlyArray<ReadonlyArray<ChunkProcessor>>): boolean =>
+  stages.slice(0, -1).every((s) => s.every((p) => p.capabilities.kind === "observer" || p.capabilities.deterministic === true))
+
 /** What one stage did, in bytes: what it read and what it wrote, and its chunks. */
 export interface StageSummary {
   /** The stage's processors, by name. */
@@ -58,6 +72,8 @@ export interface StagedRun<Summary> {
   readonly inFlight: number | undefined
   readonly limitRate: number | undefined
   readonly progress: ProgressReporter | undefined
+  /** The last stage's checkpoint (see {@link stagesResume}); earlier stages start over. */
+  readonly checkpoint: { readonly path: string; readonly mode: "resume" | "fresh"; readonly intervalMs?: number } | undefined
   /** Runs one stage (the engine's own run, with its output already claimed). */
   readonly runStage: (options: {
     readonly input: ChunkInput.ChunkInput
@@ -68,6 +84,9 @@ export interface StagedRun<Summary> {
     readonly inFlight: number | undefined
     readonly limitRate: number | undefined
     readonly progress: ProgressReporter | undefined
+    readonly checkpoint: StagedRun<Summary>["checkpoint"]
+    /** The processors the checkpoint describes (the whole pipeline). */
+    readonly recorded: ReadonlyArray<ChunkProcessor>
   }) => Effect.Effect<Summary, EngineError>
 }
 
@@ -80,9 +99,17 @@ export const runStages = <Summary>(stages: ReadonlyArray<ReadonlyArray<ChunkProc
   Effect.suspend(() => {
     const pipes = stages.slice(1).map(() => new PassThrough({ highWaterMark: STAGE_BUFFER_BYTES }))
     const names = stages.map((s) => s.map((p) => p.name).join(" → "))
+    const last = stages.length - 1
+    const all = stages.flat()
+    // The last stage checkpoints against the run's source: its identity, and the check that
+    // it did not change, are the source's (its bytes come from the source, transformed).
+    const stageInput = (k: number): ChunkInput.ChunkInput => {
+      const stream = ChunkInput.fromStream(pipes[k - 1], `the output of ${names[k - 1]}`)
+      return k === last && run.checkpoint ? { ...stream, identity: run.input.identity, verifyUnchanged: run.input.verifyUnchanged } : stream
+    }
     const runs = stages.map((pipeline, k) =>
       run.runStage({
-        input: k === 0 ? run.input : ChunkInput.fromStream(pipes[k - 1], `the output of ${names[k - 1]}`),
+        input: k === 0 ? run.input : stageInput(k),
         output: k === stages.length - 1 ? run.output : ChunkOutput.toStream(pipes[k], `the input of ${names[k + 1]}`),
         pipeline,
         // Plain chunks are the first stage's; a later stage starts with the processor that frames its input.
@@ -90,7 +117,9 @@ export const runStages = <Summary>(stages: ReadonlyArray<ReadonlyArray<ChunkProc
         segmentBytes: run.segmentBytes,
         inFlight: run.inFlight,
         limitRate: k === 0 ? run.limitRate : undefined,
-        progress: k === 0 ? run.progress : silent
+        progress: k === 0 ? run.progress : silent,
+        checkpoint: k === last ? run.checkpoint : undefined,
+        recorded: all
       }).pipe(
         // A stage that stops early must not leave the next one waiting for bytes.
         Effect.onExit((exit) => Effect.sync(() => {
