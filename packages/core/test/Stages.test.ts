@@ -78,6 +78,19 @@ const runFile = (data: Uint8Array, pipeline: ReadonlyArray<ChunkProcessor>, o: {
     return yield* runPipeline({ input, output: ChunkOutput.toFile(path.join(dir, "out")), pipeline, ...o }).pipe(Effect.ensuring(input.close()))
   }))
 
+/** `data` as the input file, and runs over it that checkpoint after every segment. */
+const checkpointed = (data: Uint8Array) => {
+  const src = path.join(dir, "in")
+  const out = path.join(dir, "out")
+  const ckpt = path.join(dir, "out.ckpt")
+  fs.writeFileSync(src, data)
+  const attempt = (pipeline: ReadonlyArray<ChunkProcessor>) => Effect.runPromiseExit(Effect.gen(function*() {
+    const input = yield* ChunkInput.fromFile(src)
+    return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline, chunkBytes: 64, segmentBytes: 512, inFlight: 2, checkpoint: { path: ckpt, mode: "resume", intervalMs: 0 } }).pipe(Effect.ensuring(input.close()))
+  }))
+  return { out, ckpt, attempt }
+}
+
 describe("stagesOf", () => {
   it("cuts before a processor that frames its input and follows a transform, nowhere else", () => {
     const names = (stages: ReadonlyArray<ReadonlyArray<ChunkProcessor>>) => stages.map((s) => s.map((p) => p.name))
@@ -149,14 +162,7 @@ describe("a framer after a variable-length transform: the engine re-chunks betwe
   })
   it("resumes when the transforms before the cut are deterministic: the earlier stage runs again, the last continues its output", async () => {
     const data = pseudoRandom(60_000, 9)
-    const src = path.join(dir, "in")
-    const out = path.join(dir, "out")
-    const ckpt = path.join(dir, "out.ckpt")
-    fs.writeFileSync(src, data)
-    const attempt = (pipeline: ReadonlyArray<ChunkProcessor>) => Effect.runPromiseExit(Effect.gen(function*() {
-      const input = yield* ChunkInput.fromFile(src)
-      return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline, chunkBytes: 64, segmentBytes: 512, inFlight: 2, checkpoint: { path: ckpt, mode: "resume", intervalMs: 0 } }).pipe(Effect.ensuring(input.close()))
-    }))
+    const { out, ckpt, attempt } = checkpointed(data)
     expect(stagesResume(stagesOf([stretch({ deterministic: true }), framer(100)]))).toBe(true)
     expect(stagesResume(stagesOf([stretch(), framer(100)]))).toBe(false)
     const first = await attempt([stretch({ deterministic: true }), framer(100, { failAt: 700 })])
@@ -176,14 +182,7 @@ describe("a framer after a variable-length transform: the engine re-chunks betwe
   })
   it("refuses to resume when an earlier stage's options changed (its bytes would differ)", async () => {
     const data = pseudoRandom(60_000, 10)
-    const src = path.join(dir, "in")
-    const out = path.join(dir, "out")
-    const ckpt = path.join(dir, "out.ckpt")
-    fs.writeFileSync(src, data)
-    const attempt = (pipeline: ReadonlyArray<ChunkProcessor>) => Effect.runPromiseExit(Effect.gen(function*() {
-      const input = yield* ChunkInput.fromFile(src)
-      return yield* runPipeline({ input, output: ChunkOutput.toFile(out), pipeline, chunkBytes: 64, segmentBytes: 512, inFlight: 2, checkpoint: { path: ckpt, mode: "resume", intervalMs: 0 } }).pipe(Effect.ensuring(input.close()))
-    }))
+    const { out, ckpt, attempt } = checkpointed(data)
     expect(Exit.isFailure(await attempt([stretch({ deterministic: true }), framer(100, { failAt: 700 })]))).toBe(true)
     const changed = { ...stretch({ deterministic: true }), options: { level: 9 } }
     const refused = await attempt([changed, framer(100)])
