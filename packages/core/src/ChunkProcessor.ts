@@ -20,7 +20,10 @@
  *      possibly empty). An `"observer"` returns `undefined`: it must not mutate `data`, and
  *      the next processor receives the same bytes.
  *    - `data` is only valid until the returned effect completes: the engine reuses its read
- *      buffers. Copy what you keep. Returned bytes are owned by the engine. `processSegment`
+ *      buffers. Copy what you keep. Never write into `data`, transforms included: a
+ *      transform returns bytes of its own, or `data` itself unchanged (a processor that
+ *      declares `release` must not return views of `data`). Returned bytes are owned by the
+ *      engine. `processSegment`
  *      may instead take the segment's whole underlying ArrayBuffer (all views of one segment
  *      share it), e.g. to transfer it to a worker thread; the engine then allocates anew.
  *    - Direct mode: an unordered, resumable transform that implements `processDirect` and

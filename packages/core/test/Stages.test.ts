@@ -182,7 +182,7 @@ describe("a framer after a variable-length transform: the engine re-chunks betwe
   })
   it("refuses to resume when an earlier stage's options changed (its bytes would differ)", async () => {
     const data = pseudoRandom(60_000, 10)
-    const { out, ckpt, attempt } = checkpointed(data)
+    const { attempt } = checkpointed(data)
     expect(Exit.isFailure(await attempt([stretch({ deterministic: true }), framer(100, { failAt: 700 })]))).toBe(true)
     const changed = { ...stretch({ deterministic: true }), options: { level: 9 } }
     const refused = await attempt([changed, framer(100)])

@@ -16,7 +16,12 @@
  * - a failure (typed, or a throw inside the effect) in `process` ends the run with a
  *   `ProcessorError` carrying the chunk index, never hangs, publishes no output;
  * - with an `inverse`: round trips, and (opt-in) tampering is rejected with exit code 3;
- * - memory stays bounded on a large streamed input.
+ * - the buffers the engine lends (`data`) come back unchanged, and are detached only by
+ *   `processSegment` (checked on every call the kit makes or watches);
+ * - a transform changes the suite's inputs (else the suite exercises none of its logic);
+ * - opt-in: the output equals a `reference` function's on inputs that cross chunk
+ *   boundaries, and is the same at every chunk size;
+ * - live memory (after a full garbage collection) stays bounded on a large streamed input.
  *
  * Every check is also exported as a plain async function (`checks`) that throws on a
  * violation, so a kit's own tests, or a custom suite, can call them one by one.
@@ -29,8 +34,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import { Readable } from "node:stream"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import { describe, expect, it } from "vitest"
-import { driveDirect, failureOf, permutation, runBytes, runExit, type RunResult, withTimeout } from "./internal/run.js"
+import { driveDirect, failureOf, permutation, runBytes, runExit, type RunResult, watched, withTimeout } from "./internal/run.js"
 
 /** Options of {@link describeProcessorConformance}. Every field is optional. */
 export interface ConformanceOptions {
@@ -56,6 +63,39 @@ export interface ConformanceOptions {
    */
   readonly input?: (size: number, seed: number) => Uint8Array
   /**
+   * Inputs that exercise the processor's logic: for a redactor, texts that contain its
+   * pattern (pseudo-random bytes never do). Either
+   *
+   * - samples (an array): bytes that may be cut and joined freely. The `reference` check runs
+   *   each as is and shifted across chunk boundaries (after 0 to n-1 pseudo-random bytes at
+   *   chunk sizes n up to 64, with the boundary at 16 places of the sample for larger ones);
+   *   the `chunkSizeIndependent` check runs each, and all of them joined; and, unless `input`
+   *   is given, every other check cuts its inputs from the samples repeated, so the whole
+   *   suite exercises the processor;
+   * - or a function of the chunk size that returns the exact inputs to run at that chunk size
+   *   (for a format that cannot be cut or joined); the other checks keep using `input`.
+   */
+  readonly inputs?: ReadonlyArray<Uint8Array> | ((chunkBytes: number) => Iterable<Uint8Array>)
+  /**
+   * The whole output (header, chunk outputs, trailer) expected for an input, computed in one
+   * piece (a redactor: the pattern replaced in the whole input). When given, the output of
+   * the engine must equal it at every chunk size of `chunkSizes` and the default 64 KiB, on
+   * inputs at boundary sizes and on `inputs`. Needs `deterministic`.
+   */
+  readonly reference?: (input: Uint8Array) => Uint8Array
+  /**
+   * True when the output must not depend on the chunk size (a redactor, a compressor of one
+   * stream; not a processor that frames each chunk): the same inputs (one of about twice the
+   * largest chunk size, and `inputs`) run at every chunk size of `chunkSizes` (1 is byte by
+   * byte) and the default 64 KiB must give the same bytes. Needs `deterministic`. Default false.
+   */
+  readonly chunkSizeIndependent?: boolean
+  /**
+   * True for a transform that leaves the suite's inputs unchanged by design (a normaliser fed
+   * normalised input): skips the check that the default input changes the output. Default false.
+   */
+  readonly allowUnchangedOutput?: boolean
+  /**
    * Large-input memory check: about this many bytes streamed through the processor (what
    * `largeInput` yields is what counts). Default 256 MiB;
    * `false` skips the check (only for processors whose memory is checked elsewhere).
@@ -65,7 +105,10 @@ export interface ConformanceOptions {
   readonly largeInput?: (totalBytes: number) => Iterable<Uint8Array> | AsyncIterable<Uint8Array>
   /** Chunk size for the large-input check, in bytes. Default 64 KiB. */
   readonly largeChunkBytes?: number
-  /** Bound on heap + external memory growth during the large run, in bytes. Default 128 MiB. */
+  /**
+   * Bound on the growth of live memory (V8 heap + external, measured after a full garbage
+   * collection) during the large run, in bytes. Default 128 MiB.
+   */
   readonly memoryLimitBytes?: number
   /**
    * True when the inverse authenticates its input (a cipher, a checksummed format): a byte
@@ -116,27 +159,95 @@ export class InjectedFailure extends Data.TaggedError("InjectedFailure")<{ reado
   }
 }
 
+/** Inputs of about `size` bytes cut from `samples` repeated, starting at a place chosen by `seed`. */
+const cutFromSamples = (samples: ReadonlyArray<Uint8Array>) => (size: number, seed: number): Uint8Array => {
+  const out = new Uint8Array(size)
+  let k = seed % samples.length
+  let from = seed % Math.max(1, samples[k].length)
+  for (let at = 0; at < size; k = (k + 1) % samples.length, from = 0) {
+    const piece = samples[k].subarray(from, from + size - at)
+    out.set(piece, at)
+    at += piece.length
+  }
+  return out
+}
+
+/** The samples of `options.inputs` when they are an array with bytes in it. */
+const samplesOf = (options: ConformanceOptions): ReadonlyArray<Uint8Array> | undefined =>
+  typeof options.inputs === "object" && options.inputs.some((b) => b.length > 0) ? options.inputs : undefined
+
 /** {@link ConformanceOptions} with defaults filled in. */
 interface Settings {
   readonly make: () => ChunkProcessor
   readonly inverse: (() => ChunkProcessor) | undefined
   readonly deterministic: boolean
+  /** The inputs of a size the checks use: `input`, else cut from the samples, else pseudo-random. */
   readonly input: (size: number, seed: number) => Uint8Array
+  /** Where `input` comes from, for messages. */
+  readonly inputSource: string
   readonly timeoutMs: number
 }
 
-const settle = (make: () => ChunkProcessor, options: ConformanceOptions): Settings => ({
-  make,
-  inverse: options.inverse,
-  deterministic: options.deterministic ?? true,
-  input: options.input ?? pseudoRandomBytes,
-  timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS
-})
+const sizedInput = (options: ConformanceOptions): { readonly input: (size: number, seed: number) => Uint8Array; readonly source: string } => {
+  if (options.input) return { input: options.input, source: "options.input" }
+  const samples = samplesOf(options)
+  return samples ? { input: cutFromSamples(samples), source: "options.inputs repeated" } : { input: pseudoRandomBytes, source: "pseudo-random bytes" }
+}
+
+const settle = (make: () => ChunkProcessor, options: ConformanceOptions): Settings => {
+  const { input, source } = sizedInput(options)
+  return {
+    make,
+    inverse: options.inverse,
+    deterministic: options.deterministic ?? true,
+    input,
+    inputSource: source,
+    timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  }
+}
+
+/** An input of a check and how messages name it. */
+interface LabeledInput {
+  readonly label: string
+  readonly bytes: Uint8Array
+}
+
+/**
+ * Where a sample starts (bytes of pseudo-random prefix) so that chunk boundaries of size `n`
+ * cross it: every offset for n up to 64, else 16 places spread over the sample.
+ */
+const shiftsAcross = (n: number, length: number): Array<number> => {
+  if (n <= 1) return [0]
+  if (n <= 64) return Array.from({ length: n }, (_, k) => k)
+  const places = Math.min(16, length - 1)
+  const splits = Array.from({ length: Math.max(0, places) }, (_, i) => 1 + Math.floor((i * (length - 1)) / places))
+  return [...new Set([0, ...splits.map((j) => n - j)])].filter((k) => k >= 0)
+}
+
+const prefixed = (shift: number, sample: Uint8Array) => (shift === 0 ? sample : Buffer.concat([pseudoRandomBytes(shift, 7919 + shift), sample]))
+
+/** The `inputs` to run at chunk size `n`: the function's, or each sample at every shift across a boundary. */
+const inputsAt = (options: ConformanceOptions, n: number): Array<LabeledInput> => {
+  const inputs = options.inputs
+  if (inputs === undefined) return []
+  if (typeof inputs === "function") return Array.from(inputs(n), (b, k) => ({ label: `options.inputs(${n})[${k}] (${bytes(b.length)})`, bytes: b }))
+  return inputs.flatMap((sample, k) =>
+    shiftsAcross(n, sample.length).map((shift) => ({
+      label: shift === 0 ? `sample ${k} (${bytes(sample.length)})` : `sample ${k} after ${bytes(shift)} (${bytes(shift + sample.length)})`,
+      bytes: prefixed(shift, sample)
+    }))
+  )
+}
+
+/** The chunk sizes of the `reference` and `chunkSizeIndependent` checks: `chunkSizes` and the engine's default. */
+export const referenceChunkSizes = (options: ConformanceOptions = {}): Array<number> =>
+  [...new Set([...(options.chunkSizes ?? DEFAULT_CHUNK_SIZES), ChunkSpec.DEFAULT_CHUNK_BYTES])].sort((a, b) => a - b)
 
 /** Chunks in the plan of an input of `inputBytes` bytes laid out with `framing`. */
 const chunkCount = (framing: ChunkSpec.Framing, inputBytes: number) => ChunkSpec.planRegion(inputBytes - framing.headerBytes, framing).totalChunks
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex")
+const bytes = (n: number) => `${n} ${n === 1 ? "byte" : "bytes"}`
 const sameBytes = (actual: Uint8Array, expected: Uint8Array, what: string) => {
   if (actual.length !== expected.length || !Buffer.from(actual).equals(Buffer.from(expected))) {
     const at = Array.from({ length: Math.min(actual.length, expected.length) }).findIndex((_, i) => actual[i] !== expected[i])
@@ -176,7 +287,7 @@ const agree = async (s: Settings, kind: ChunkProcessor["capabilities"]["kind"], 
  */
 export const effectiveChunkBytes = async (make: () => ChunkProcessor, chunkBytes: number, options: ConformanceOptions = {}): Promise<number> => {
   const p = make()
-  const sample = (options.input ?? pseudoRandomBytes)(4 * chunkBytes + 64, 1)
+  const sample = sizedInput(options).input(4 * chunkBytes + 64, 1)
   const exit = await Effect.runPromiseExit(p.init({
     input: "conformance probe",
     inputSize: sample.length,
@@ -220,8 +331,8 @@ export const checkBoundary = async (make: () => ChunkProcessor, size: number, ch
   const input = s.input(size, size * 31 + chunkBytes)
   const what = `${input.length} bytes at chunk size ${chunkBytes}`
   const reference = await withTimeout(driveDirect(s.make(), input, chunkBytes, "in-order", 1), s.timeoutMs, `direct run of ${what}`)
-  const engine = await withTimeout(runBytes([s.make()], input, chunkBytes, { segmentBytes: chunkBytes * 3, inFlight: 3 }), s.timeoutMs, `engine run of ${what}`)
-  const oneSegment = await withTimeout(runBytes([s.make()], input, chunkBytes), s.timeoutMs, `engine run of ${what}`)
+  const engine = await watched(s.make, (p) => withTimeout(runBytes([p], input, chunkBytes, { segmentBytes: chunkBytes * 3, inFlight: 3 }), s.timeoutMs, `engine run of ${what}`))
+  const oneSegment = await watched(s.make, (p) => withTimeout(runBytes([p], input, chunkBytes), s.timeoutMs, `engine run of ${what}`))
   const kind = make().capabilities.kind
   await agree(s, kind, reference, engine, input, chunkBytes, `${what}, engine with 3-chunk segments vs direct`)
   await agree(s, kind, reference, oneSegment, input, chunkBytes, `${what}, engine with default segments vs direct`)
@@ -233,12 +344,13 @@ export const checkByteByByte = async (make: () => ChunkProcessor, chunkBytes: nu
   const s = settle(make, options)
   const input = s.input(3 * (await effectiveChunkBytes(make, chunkBytes, options)) + 5, 77)
   const what = `a ${input.length}-byte stream written byte by byte at chunk size ${chunkBytes}`
-  const whole = await withTimeout(runBytes([s.make()], input, chunkBytes), s.timeoutMs, what)
-  const bytewise = await withTimeout(
-    runBytes([s.make()], input, chunkBytes, { input: ChunkInput.fromStream(Readable.from(Array.from(input, (b) => Buffer.of(b))), "byte-by-byte") }),
-    s.timeoutMs,
-    what
-  )
+  const whole = await watched(s.make, (p) => withTimeout(runBytes([p], input, chunkBytes), s.timeoutMs, what))
+  const bytewise = await watched(s.make, (p) =>
+    withTimeout(
+      runBytes([p], input, chunkBytes, { input: ChunkInput.fromStream(Readable.from(Array.from(input, (b) => Buffer.of(b))), "byte-by-byte") }),
+      s.timeoutMs,
+      what
+    ))
   await agree(s, make().capabilities.kind, whole, bytewise, input, chunkBytes, what)
 }
 
@@ -268,7 +380,7 @@ export const checkOutOfOrder = async (make: () => ChunkProcessor, chunkBytes: nu
       ...p,
       process: (c, d) => p.processSegment!([c], [d]).pipe(Effect.map((o) => o[0]))
     }
-    const viaSegments = await withTimeout(driveDirect(segmented, input, chunkBytes, permutation(chunks, 9), 4), s.timeoutMs, `processSegment run of ${what}`)
+    const viaSegments = await withTimeout(driveDirect(segmented, input, chunkBytes, permutation(chunks, 9), 4, "processSegment"), s.timeoutMs, `processSegment run of ${what}`)
     await agree(s, probe.capabilities.kind, inOrder, viaSegments, input, chunkBytes, `${what}, processSegment in shuffled order vs process in order`)
   }
   if (probe.close) await Effect.runPromise(probe.close())
@@ -493,8 +605,126 @@ export const checkTampering = async (make: () => ChunkProcessor, chunkBytes: num
   }
 }
 
-const defaultLargeInput = function*(total: number): Iterable<Uint8Array> {
-  const block = Buffer.from(pseudoRandomBytes(1 << 20, 2024))
+/** The first byte where `a` and `b` differ, or the shorter length when one is a prefix of the other. */
+const firstDifference = (a: Uint8Array, b: Uint8Array) => {
+  const common = Math.min(a.length, b.length)
+  let at = 0
+  while (at < common && a[at] === b[at]) at++
+  return at
+}
+
+/** Up to 8 bytes on each side of `at`, in hex, for messages. */
+const around = (b: Uint8Array, at: number) => `${hex(b.subarray(Math.max(0, at - 8), at))}|${hex(b.subarray(at, at + 8))}`
+
+/** Throws unless `output` equals `expected`, the reference's output, naming how they differ. */
+const sameAsReference = (output: Uint8Array, expected: Uint8Array, what: string) => {
+  const at = firstDifference(output, expected)
+  if (at === output.length && at === expected.length) return
+  if (at === output.length) {
+    throw new Error(`${what}: output is ${bytes(expected.length - output.length)} shorter than the reference (${output.length} vs ${expected.length} bytes, equal up to there): bytes held back to match across chunks were dropped at the end of the input (finalize must return them, in its trailer)`)
+  }
+  if (at === expected.length) {
+    throw new Error(`${what}: output is ${bytes(output.length - expected.length)} longer than the reference (${output.length} vs ${expected.length} bytes, equal up to byte ${at})`)
+  }
+  throw new Error(`${what}: output differs from the reference at byte ${at} (${output.length} vs ${expected.length} bytes; got ${around(output, at)}, expected ${around(expected, at)})`)
+}
+
+/**
+ * With `options.reference`: at chunk size `chunkBytes`, the engine's whole output equals the
+ * reference's for inputs at the boundary sizes and for `options.inputs` (samples shifted
+ * across chunk boundaries, see {@link ConformanceOptions.inputs}). The buffers lent to the
+ * processor are watched as in every engine run of the kit.
+ */
+export const checkReference = async (make: () => ChunkProcessor, chunkBytes: number, options: ConformanceOptions = {}): Promise<void> => {
+  const s = settle(make, options)
+  const reference = options.reference
+  if (!reference) throw new Error("checkReference needs options.reference")
+  const n = await effectiveChunkBytes(make, chunkBytes, options)
+  const inputs: Array<LabeledInput> = [
+    ...inputsAt(options, n),
+    ...boundarySizes(n).map((size) => {
+      const b = s.input(size, size * 13 + n)
+      return { label: `${bytes(b.length)} of ${s.inputSource}`, bytes: b }
+    })
+  ]
+  for (const input of inputs) {
+    const what = `chunk size ${chunkBytes}, ${input.label}`
+    const run = await watched(s.make, (p) => withTimeout(runBytes([p], input.bytes, chunkBytes), s.timeoutMs, what))
+    sameAsReference(run.output, reference(input.bytes), what)
+  }
+}
+
+/**
+ * The output does not depend on the chunk size: the same inputs (one of about twice the
+ * largest chunk size below the default, each sample of `options.inputs`, and the samples
+ * joined) run at every chunk size of {@link referenceChunkSizes} give the bytes they give at
+ * the largest. For deterministic processors that declare it (`chunkSizeIndependent`).
+ */
+export const checkChunkSizeIndependence = async (make: () => ChunkProcessor, options: ConformanceOptions = {}): Promise<void> => {
+  const s = settle(make, options)
+  const sizes = referenceChunkSizes(options)
+  const largest = sizes[sizes.length - 1]
+  const span = Math.max(64, ...sizes.filter((n) => n < largest))
+  const inputs: Array<LabeledInput> = []
+  const samples = samplesOf(options)
+  if (samples) {
+    inputs.push(...samples.map((b, k) => ({ label: `sample ${k} (${bytes(b.length)})`, bytes: b })))
+    const joined = Buffer.concat(samples.flatMap((b, k) => [pseudoRandomBytes(k % 7 + 1, 31 + k), b]))
+    inputs.push({ label: `the samples joined, each after a few pseudo-random bytes (${bytes(joined.length)})`, bytes: joined })
+  } else if (typeof options.inputs === "function") {
+    const seen = new Set<string>()
+    for (const n of sizes) {
+      for (const input of inputsAt(options, n)) {
+        const key = hex(input.bytes)
+        if (!seen.has(key)) (seen.add(key), inputs.push(input))
+      }
+    }
+  }
+  const sized = s.input(2 * span + 5, 4242)
+  inputs.push({ label: `${bytes(sized.length)} of ${s.inputSource}`, bytes: sized })
+  for (const input of inputs) {
+    const outputs = new Map<number, Uint8Array>()
+    for (const n of sizes) {
+      const what = `${input.label} at chunk size ${n}`
+      outputs.set(n, (await watched(s.make, (p) => withTimeout(runBytes([p], input.bytes, n), s.timeoutMs, what))).output)
+    }
+    const expected = outputs.get(largest)!
+    for (const n of sizes) {
+      const output = outputs.get(n)!
+      const at = firstDifference(output, expected)
+      if (at < output.length || at < expected.length) {
+        throw new Error(`output differs at chunk size ${n} from chunk size ${largest} at byte ${at} (${input.label}; ${output.length} vs ${expected.length} bytes out; got ${around(output, at)}, expected ${around(expected, at)}): the output must not depend on where the input is cut (a match split across two chunks, bytes held back between them)`)
+      }
+    }
+  }
+}
+
+/**
+ * For a transform: at least one of the inputs the suite's checks use (those of the
+ * byte-by-byte, resume and failure checks, from {@link Settings.input}) comes out changed.
+ * When none does, the suite exercises none of the transform's logic (a redactor fed
+ * pseudo-random bytes that never contain its pattern), and this check fails saying so.
+ * Skipped with `options.allowUnchangedOutput`.
+ */
+export const checkInputChangesOutput = async (make: () => ChunkProcessor, options: ConformanceOptions = {}): Promise<void> => {
+  const s = settle(make, options)
+  const probe = make()
+  if (probe.close) await Effect.runPromise(probe.close())
+  if (probe.capabilities.kind !== "transform") throw new Error(`${probe.name} is an observer: it never changes its input`)
+  if (options.allowUnchangedOutput) return
+  const n = await effectiveChunkBytes(make, 64, options)
+  const cases: Array<readonly [number, number]> = [[3 * n + 5, 77], [CHECK_CHUNKS * n + 3, 4321], [CHECK_CHUNKS * n, 99]]
+  for (const [size, seed] of cases) {
+    const input = s.input(size, seed)
+    const run = await withTimeout(runBytes([s.make()], input, 64), s.timeoutMs, `${input.length} bytes of ${s.inputSource}`)
+    if (!Buffer.from(run.output).equals(Buffer.from(input))) return
+  }
+  const sizes = cases.map(([size]) => size).join(", ")
+  throw new Error(`the default input does not change the output: ${cases.length} inputs of ${s.inputSource} (${sizes} bytes), those the other checks run, came out of ${probe.name} exactly as they went in, so the suite exercises none of the transform's logic. Give options.inputs, samples the transform changes (e.g. texts that contain what it replaces), or options.input; or set options.allowUnchangedOutput: true if leaving such input unchanged is the point`)
+}
+
+const defaultLargeInput = (piece: Uint8Array) => function*(total: number): Iterable<Uint8Array> {
+  const block = Buffer.from(piece)
   for (let sent = 0; sent < total; sent += block.length) {
     yield sent + block.length <= total ? block : block.subarray(0, total - sent)
   }
@@ -504,34 +734,71 @@ const defaultLargeInput = function*(total: number): Iterable<Uint8Array> {
 export interface MemoryReport {
   readonly inputBytes: number
   readonly outputBytes: number
-  /** Peak growth of V8 heap + external memory (Buffers) over the baseline, in bytes. */
+  /**
+   * Largest growth of live memory (V8 heap + external memory, i.e. Buffers) over the
+   * baseline, each measured after a full garbage collection: what the run retained, not
+   * garbage waiting for a collection.
+   */
   readonly peakGrowthBytes: number
-  /** Peak RSS growth over the baseline, in bytes (informative: RSS does not shrink). */
+  /** Each measure: after a quarter, half and three quarters of the input, after the last chunk (before `finalize`) and after the run. */
+  readonly samples: ReadonlyArray<{ readonly inputBytes: number; readonly growthBytes: number }>
+  /** Peak RSS growth over the baseline at the same points, in bytes (informative: RSS does not shrink). */
   readonly rssGrowthBytes: number
 }
 
+let collector: (() => void) | undefined
+/**
+ * A full garbage collection: node's `gc` when it runs with `--expose-gc`, else V8's own,
+ * taken once from a fresh context with the flag set for that moment (as jest's leak detector
+ * does). Throws if neither is available.
+ */
+const fullGc = (): (() => void) => {
+  if (collector) return collector
+  const exposed = (globalThis as { gc?: unknown }).gc
+  if (typeof exposed === "function") return (collector = exposed as () => void)
+  v8.setFlagsFromString("--expose-gc")
+  let gc: unknown
+  try {
+    gc = vm.runInNewContext("gc")
+  } finally {
+    v8.setFlagsFromString("--no-expose-gc")
+  }
+  if (typeof gc !== "function") throw new Error("the memory check needs a full garbage collection: run node with --expose-gc")
+  return (collector = gc as () => void)
+}
+
+/**
+ * Live memory: V8 heap + external after full collections. Three of them: the ArrayBuffer
+ * memory a collection frees is swept concurrently and only accounted once the next one
+ * starts.
+ */
+const liveMemory = () => {
+  const gc = fullGc()
+  gc()
+  gc()
+  gc()
+  const m = process.memoryUsage()
+  return { live: m.heapUsed + m.external, rss: m.rss }
+}
+
+const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`
+
 /**
  * Streams `largeInputBytes` (default 256 MiB) through the processor from a stream into a
- * counting sink that keeps nothing, and checks that heap + external memory never grows
- * more than `memoryLimitBytes` (default 128 MiB) over the baseline.
+ * counting sink that keeps nothing, and checks that live memory never grows more than
+ * `memoryLimitBytes` (default 128 MiB) over the baseline.
+ *
+ * Live memory is measured after full garbage collections (so garbage not yet collected,
+ * which depends on load and timing, never counts): before the run, at a quarter, half and
+ * three quarters of the input, after its last chunk (before `finalize`) and after the run,
+ * with the processor still referenced. What a processor keeps of its input shows in full at
+ * the end; the engine's own buffers in flight are a few segments.
  */
 export const checkMemory = async (make: () => ChunkProcessor, options: ConformanceOptions = {}): Promise<MemoryReport> => {
   const s = settle(make, options)
   const total = options.largeInputBytes === false ? 0 : options.largeInputBytes ?? DEFAULT_LARGE_BYTES
   const limit = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT
   const cs = options.largeChunkBytes ?? DEFAULT_LARGE_CHUNK
-  const gc = (globalThis as { gc?: () => void }).gc
-  gc?.()
-  const used = () => {
-    const m = process.memoryUsage()
-    return { live: m.heapUsed + m.external, rss: m.rss }
-  }
-  const base = used()
-  let peak = base
-  const sample = () => {
-    const m = used()
-    peak = { live: Math.max(peak.live, m.live), rss: Math.max(peak.rss, m.rss) }
-  }
   let outputBytes = 0
   const sink: ChunkOutput.ChunkOutput = {
     description: "counting sink",
@@ -545,28 +812,58 @@ export const checkMemory = async (make: () => ChunkProcessor, options: Conforman
   }
   // Count what the generator yields: a format with framing (gzip members) may not hit `total` exactly.
   let inputBytes = 0
-  const pieces = (options.largeInput ?? defaultLargeInput)(total)
+  let inputEnded = false
+  // The default large input: a 1 MiB block, cut from the samples when they make the inputs.
+  const block = samplesOf(options) && !options.input ? s.input(1 << 20, 2024) : pseudoRandomBytes(1 << 20, 2024)
+  const pieces = (options.largeInput ?? defaultLargeInput(block))(total)
   const counted = async function*() {
     for await (const piece of pieces) {
       inputBytes += piece.length
       yield piece
     }
+    inputEnded = true
   }
   const source = Readable.from(counted(), { objectMode: false })
+  // Referenced until the last measure, so what it retains counts after the run too.
+  const processor = s.make()
+  const base = liveMemory()
+  const measures: Array<{ readonly inputBytes: number; readonly growthBytes: number }> = []
+  let rssPeak = base.rss
+  const measure = (at: number) => {
+    const m = liveMemory()
+    measures.push({ inputBytes: at, growthBytes: m.live - base.live })
+    rssPeak = Math.max(rssPeak, m.rss)
+  }
+  const marks = [1, 2, 3].map((k) => Math.floor((total * k) / 4))
+  let nextMark = 0
+  let measuredLast = false
+  const update = (done: number) => {
+    if (nextMark < marks.length && done >= marks[nextMark]) {
+      while (nextMark < marks.length && done >= marks[nextMark]) nextMark++
+      measure(done)
+    }
+    if (inputEnded && done === inputBytes && !measuredLast) {
+      measuredLast = true
+      measure(done)
+    }
+  }
   const summary = await withTimeout(
     Effect.runPromise(runPipeline({
       input: ChunkInput.fromStream(source, "large stream"),
       output: sink,
-      pipeline: [s.make()],
+      pipeline: [processor],
       chunkBytes: cs,
-      progress: { start: sample, update: sample, stop: sample }
+      progress: { start: () => {}, update, stop: () => {} }
     })),
     Math.max(s.timeoutMs, 600_000),
     `streaming ${total} bytes`
   )
-  expect(summary.bytesProcessed, "every input byte must be processed").toBe(inputBytes)
-  const report: MemoryReport = { inputBytes, outputBytes, peakGrowthBytes: peak.live - base.live, rssGrowthBytes: peak.rss - base.rss }
-  expect(report.peakGrowthBytes, `heap + external memory grew by ${report.peakGrowthBytes} bytes on a ${total}-byte input (bound ${limit})`).toBeLessThan(limit)
+  measure(inputBytes)
+  expect(summary.bytesProcessed, `every input byte of ${processor.name} must be processed`).toBe(inputBytes)
+  const peak = Math.max(0, ...measures.map((m) => m.growthBytes))
+  const report: MemoryReport = { inputBytes, outputBytes, peakGrowthBytes: peak, samples: measures, rssGrowthBytes: rssPeak - base.rss }
+  const trace = measures.map((m) => `${m.growthBytes >= 0 ? "+" : ""}${mib(m.growthBytes)} at ${mib(m.inputBytes)} of input`).join(", ")
+  expect(peak, `live memory (heap + external, after a full garbage collection) grew by ${peak} bytes on a ${inputBytes}-byte input (bound ${limit}): ${trace}`).toBeLessThan(limit)
   return report
 }
 
@@ -580,6 +877,9 @@ export const checks = {
   resume: checkResume,
   failure: checkFailure,
   tampering: checkTampering,
+  reference: checkReference,
+  chunkSizeIndependence: checkChunkSizeIndependence,
+  inputChangesOutput: checkInputChangesOutput,
   memory: checkMemory
 } as const
 
@@ -606,6 +906,12 @@ export const describeProcessorConformance = (name: string, makeProcessor: () => 
   if (options.inverseRejectsTampering && !options.inverse) {
     throw new Error(`describeProcessorConformance(${name}): inverseRejectsTampering needs options.inverse`)
   }
+  if (!deterministic && (options.reference || options.chunkSizeIndependent)) {
+    throw new Error(`describeProcessorConformance(${name}): reference and chunkSizeIndependent compare bytes, so they need a deterministic processor`)
+  }
+  if (options.inputs !== undefined && typeof options.inputs !== "function" && !samplesOf(options)) {
+    throw new Error(`describeProcessorConformance(${name}): options.inputs holds no bytes`)
+  }
   const sizes = options.chunkSizes ?? DEFAULT_CHUNK_SIZES
   const timeout = (options.timeoutMs ?? DEFAULT_TIMEOUT_MS) * 4
   describe(`${name}: ChunkProcessor conformance`, () => {
@@ -629,6 +935,15 @@ export const describeProcessorConformance = (name: string, makeProcessor: () => 
     it.for(["fail", "throw"] as const)("a %s in process surfaces as ProcessorError with the chunk index, never hangs", { timeout }, (how) => checkFailure(makeProcessor, 64, how, options))
     if (options.inverseRejectsTampering) {
       it("the inverse rejects tampered output with exit code 3", () => checkTampering(makeProcessor, 64, options), timeout)
+    }
+    if (probe.capabilities.kind === "transform" && !options.allowUnchangedOutput) {
+      it("the default input changes the output (the suite exercises the transform's logic)", () => checkInputChangesOutput(makeProcessor, options), timeout)
+    }
+    if (options.reference) {
+      it.for(referenceChunkSizes(options))("chunk size %i: the output equals options.reference (boundary sizes, inputs shifted across chunk boundaries)", { timeout }, (n) => checkReference(makeProcessor, n, options))
+    }
+    if (options.chunkSizeIndependent) {
+      it(`the output is the same at every chunk size (${referenceChunkSizes(options).join(", ")})`, () => checkChunkSizeIndependence(makeProcessor, options), timeout)
     }
     if (options.largeInputBytes !== false) {
       it(`memory stays bounded on a ${options.largeInputBytes ?? DEFAULT_LARGE_BYTES}-byte streamed input`, () => checkMemory(makeProcessor, options).then(() => undefined), 600_000)

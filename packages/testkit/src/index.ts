@@ -7,10 +7,13 @@ export {
   boundarySizes,
   checkBoundary,
   checkByteByByte,
+  checkChunkSizeIndependence,
   checkFailure,
   checkIdentity,
+  checkInputChangesOutput,
   checkMemory,
   checkOutOfOrder,
+  checkReference,
   checkResume,
   checks,
   checkTampering,
@@ -20,5 +23,6 @@ export {
   InjectedFailure,
   type Interruption,
   type MemoryReport,
-  pseudoRandomBytes
+  pseudoRandomBytes,
+  referenceChunkSizes
 } from "./Conformance.js"

@@ -183,3 +183,141 @@ export const xorDirect = (skew = 0): ChunkProcessor => {
       })
   }
 }
+
+// ---- a streaming redactor (a third party's transform) and broken copies of it ----
+
+/** What the redactors replace, and the samples that exercise them (matches everywhere, partial ones at the ends). */
+export const PATTERN = Buffer.from("secret")
+export const REDACT_SAMPLES: ReadonlyArray<Uint8Array> = [
+  "my secret is out, the secret is safe; no secrets here",
+  "secretsecret secsecret ssecret secrecy secre",
+  "secret",
+  "a line without it, then at the very end: secre",
+  `${"x".repeat(70)}secret${"y".repeat(57)}secret${"z".repeat(131)}secret`
+].map((t) => Buffer.from(t))
+
+const STAR = 0x2a
+
+const matchesAt = (buf: Uint8Array, pattern: Uint8Array, at: number) => {
+  for (let j = 0; j < pattern.length; j++) if (buf[at + j] !== pattern[j]) return false
+  return true
+}
+
+/** Replaces, in `buf`, every match of `pattern` that fits in it, left to right, by as many `*`. */
+const redactIn = (buf: Uint8Array, pattern: Uint8Array) => {
+  for (let i = 0; i + pattern.length <= buf.length;) {
+    if (matchesAt(buf, pattern, i)) {
+      buf.fill(STAR, i, i + pattern.length)
+      i += pattern.length
+    } else {
+      i++
+    }
+  }
+}
+
+/** The reference: the whole input redacted in one piece. */
+export const redactAll = (input: Uint8Array): Uint8Array => {
+  const out = Uint8Array.from(input)
+  redactIn(out, PATTERN)
+  return out
+}
+
+interface RedactFlaws {
+  /** Redacts each chunk alone: misses matches split across chunks. */
+  readonly perChunk?: boolean
+  /** Forgets the held-back bytes in finalize. */
+  readonly dropsHeld?: boolean
+  /** "Wipes" the secret from the engine's read buffer too: writes the redacted bytes back into `data`. */
+  readonly scrubsInput?: boolean
+}
+
+/**
+ * A streaming redactor: holds back `pattern.length - 1` bytes per chunk so that a match split
+ * across chunks is seen whole, and emits them in finalize's trailer. Ordered, not resumable
+ * (its state is data, which must not go into a checkpoint), deterministic (a replay rebuilds it).
+ */
+const redactor = (name: string, flaws: RedactFlaws): ChunkProcessor => {
+  const keepBytes = PATTERN.length - 1
+  let held: Uint8Array = new Uint8Array(0)
+  const process = (_c: unknown, data: Uint8Array) =>
+    Effect.sync(() => {
+      if (flaws.perChunk) {
+        const out = Uint8Array.from(data)
+        redactIn(out, PATTERN)
+        return out
+      }
+      const buf = Buffer.concat([held, data])
+      redactIn(buf, PATTERN)
+      if (flaws.scrubsInput) data.set(buf.subarray(held.length))
+      const keep = Math.min(buf.length, keepBytes)
+      held = Uint8Array.prototype.slice.call(buf, buf.length - keep)
+      return buf.subarray(0, buf.length - keep)
+    })
+  return {
+    ...base,
+    name,
+    capabilities: { kind: "transform", ordered: true, resumable: false, deterministic: true },
+    options: { pattern: PATTERN.toString() },
+    init: () => Effect.sync(() => { held = new Uint8Array(0) }),
+    process,
+    // The engine's batch form, so that its calls are watched too.
+    processSegment: (chunks, data) => Effect.forEach(chunks, (c, k) => process(c, data[k])),
+    finalize: () => Effect.sync(() => (flaws.dropsHeld || flaws.perChunk ? {} : { trailer: held }))
+  }
+}
+
+/** The correct redactor. */
+export const redact = (): ChunkProcessor => redactor("fixture-redact", {})
+/** Broken: its output depends on the chunk size (each chunk redacted alone). */
+export const redactPerChunk = (): ChunkProcessor => redactor("broken-redact-per-chunk", { perChunk: true })
+/** Broken: drops the bytes it held back at the end of the input. */
+export const redactDropsHeld = (): ChunkProcessor => redactor("broken-redact-drops-held", { dropsHeld: true })
+/** Broken: changes its input buffer in place (its output is right). */
+export const redactInPlace = (): ChunkProcessor => redactor("broken-redact-in-place", { scrubsInput: true })
+
+// ---- what a processor may do with the buffers the engine lends it ----
+
+/** Allowed: a transform that returns its input itself, unchanged (the engine owns both). */
+export const passThrough = (): ChunkProcessor => ({
+  ...base,
+  name: "fixture-pass-through",
+  capabilities: { kind: "transform", ordered: false },
+  options: {},
+  process: (_c, data) => Effect.succeed(data)
+})
+
+/** Allowed: processSegment takes the segment's whole ArrayBuffer (as a worker-thread transfer would), inverting its bytes. */
+export const takesSegment = (): ChunkProcessor => ({
+  ...base,
+  name: "fixture-takes-segment",
+  capabilities: { kind: "transform", ordered: false },
+  options: {},
+  process: (_c, data) => Effect.sync(() => data.map((b) => b ^ 0xff)),
+  processSegment: (_chunks, data) =>
+    Effect.sync(() => {
+      if (data.length === 0) return []
+      const views = data.map((d) => [d.byteOffset, d.length] as const)
+      const moved = structuredClone(data[0].buffer, { transfer: [data[0].buffer as ArrayBuffer] })
+      return views.map(([offset, length]) => new Uint8Array(moved, offset, length).map((b) => b ^ 0xff))
+    })
+})
+
+/** Broken: `process` takes the chunk's ArrayBuffer (only processSegment may take a segment's buffer). */
+export const detachesInProcess = (): ChunkProcessor => ({
+  ...base,
+  name: "broken-detaches-in-process",
+  capabilities: { kind: "transform", ordered: false },
+  options: {},
+  process: (_c, data) =>
+    Effect.sync(() => {
+      const moved = structuredClone(data.buffer, { transfer: [data.buffer as ArrayBuffer] })
+      return new Uint8Array(moved, data.byteOffset, data.length).map((b) => b ^ 0xff)
+    })
+})
+
+/** Broken: returns its input as output and declares `release`, so it would reuse the engine's read buffer. */
+export const releasesInput = (): ChunkProcessor => ({
+  ...passThrough(),
+  name: "broken-releases-input",
+  release: () => {}
+})

@@ -68,21 +68,135 @@ export const permutation = (n: number, seed: number): Array<number> => {
 /** Pattern written over a chunk buffer once `process` completed, as the engine may reuse it. */
 export const SCRIBBLE = 0xa5
 
+const byteHex = (b: number | undefined) => (b === undefined ? "none" : `0x${b.toString(16).padStart(2, "0")}`)
+
+/** True when two views share bytes of one ArrayBuffer. */
+const overlaps = (a: Uint8Array, b: Uint8Array) =>
+  a.buffer === b.buffer && a.length > 0 && b.length > 0 && a.byteOffset < b.byteOffset + b.length && b.byteOffset < a.byteOffset + a.length
+
+/**
+ * What the contract (`ChunkProcessor.ts`, `data`) lets a processor do with the buffers the
+ * engine lends it, checked after `process` (`how === "process"`, one chunk) or
+ * `processSegment` completed. `before` holds copies of `data` taken before the call, `outputs`
+ * what it returned. Returns the first violation, described, or `undefined`:
+ *
+ * - `data` must hold the same bytes after the call: the engine lends its read buffers, for
+ *   observers and transforms alike (a transform writes its output into bytes of its own).
+ * - `processSegment` may take the segment's whole ArrayBuffer (transfer it to a worker
+ *   thread), which detaches every view of it; `process` may not (the other chunks of its
+ *   segment are views of the same buffer).
+ * - A transform may return `data` itself, or a view of it, unchanged: the engine owns both,
+ *   and consumes the output before it reuses its buffer. Not when it declares `release`,
+ *   which would hand the engine's read buffer to it for reuse.
+ */
+export const lentBufferViolation = (
+  p: ChunkProcessor,
+  how: "process" | "processSegment",
+  chunks: ReadonlyArray<ChunkSpec.ChunkSpec>,
+  data: ReadonlyArray<Uint8Array>,
+  before: ReadonlyArray<Uint8Array>,
+  outputs: ReadonlyArray<Uint8Array | undefined> | undefined
+): string | undefined => {
+  for (let k = 0; k < data.length; k++) {
+    const d = data[k]
+    const b = before[k]
+    const index = chunks[k]?.index ?? k
+    if (b.length > 0 && d.buffer.byteLength === 0) {
+      if (how === "processSegment") continue
+      return `processor ${p.name} detached the input buffer of chunk ${index} in process (transferred its ArrayBuffer): only processSegment may take a segment's buffer (the other chunks of a segment are views of it)`
+    }
+    if (d.length !== b.length || !Buffer.from(d.buffer, d.byteOffset, d.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length))) {
+      let at = 0
+      while (at < b.length && d[at] === b[at]) at++
+      return `processor ${p.name} modified its input buffer at chunk ${index}: byte ${at} of ${b.length} changed from ${byteHex(b[at])} to ${byteHex(d[at])} (the engine lends data read-only, to observers and transforms alike: write the output into bytes of your own)`
+    }
+  }
+  if (p.release && p.capabilities.kind === "transform" && outputs) {
+    for (let k = 0; k < outputs.length; k++) {
+      const o = outputs[k]
+      if (o && data.some((d) => overlaps(o, d))) {
+        return `processor ${p.name} returned its input buffer (or a view of it) as the output of chunk ${chunks[k]?.index ?? k} and declares release(): release would hand the engine's read buffer to it for reuse (return bytes of your own, or drop release)`
+      }
+    }
+  }
+  return undefined
+}
+
+/** A copy of `data` in an ArrayBuffer of its own. */
+const copyOf = (data: Uint8Array) => {
+  const c = new Uint8Array(data.length)
+  c.set(data)
+  return c
+}
+
+/**
+ * `p` with its `process` and `processSegment` watched (see {@link lentBufferViolation}): the
+ * first violation is kept, for `violation()` to report once the run is over.
+ */
+export const watchLentBuffers = (p: ChunkProcessor): { readonly processor: ChunkProcessor; readonly violation: () => string | undefined } => {
+  let first: string | undefined
+  const note = (v: string | undefined) => {
+    if (v && !first) first = v
+  }
+  const processor: ChunkProcessor = {
+    ...p,
+    process: (c, d) => {
+      const before = [copyOf(d)]
+      return Effect.map(p.process(c, d), (out) => {
+        note(lentBufferViolation(p, "process", [c], [d], before, [out]))
+        return out
+      })
+    },
+    processSegment: p.processSegment
+      ? (cs, ds) => {
+        const before = ds.map(copyOf)
+        return Effect.map(p.processSegment!(cs, ds), (outs) => {
+          note(lentBufferViolation(p, "processSegment", cs, ds, before, outs))
+          return outs
+        })
+      }
+      : undefined
+  }
+  return { processor, violation: () => first }
+}
+
+/**
+ * Runs `run` over a watched fresh processor (see {@link watchLentBuffers}): a violation is
+ * reported in place of the run's outcome, since it may be what made the run fail.
+ */
+export const watched = async <A>(make: () => ChunkProcessor, run: (p: ChunkProcessor) => Promise<A>): Promise<A> => {
+  const w = watchLentBuffers(make())
+  let outcome: { ok: true; value: A } | { ok: false; error: unknown }
+  try {
+    outcome = { ok: true, value: await run(w.processor) }
+  } catch (error) {
+    outcome = { ok: false, error }
+  }
+  const v = w.violation()
+  if (v) throw new Error(v)
+  if (!outcome.ok) throw outcome.error
+  return outcome.value
+}
+
 /**
  * Drives one processor by hand, without the engine: `init`, then `process` for every chunk
  * in `order` (indices) with up to `concurrency` calls in flight, then `finalize` and `close`.
  *
- * Each chunk gets a fresh copy of its bytes, which is overwritten with {@link SCRIBBLE}
- * as soon as `process` completed: a processor that keeps a reference to `data` instead of
- * copying it produces wrong output here. Observers must return `undefined` and leave
- * `data` untouched.
+ * Each chunk gets a copy of its bytes in an ArrayBuffer of its own, which is overwritten with
+ * {@link SCRIBBLE} as soon as `process` completed: a processor that keeps a reference to
+ * `data` instead of copying it produces wrong output here. Before that, the lent buffer is
+ * checked ({@link lentBufferViolation}): unchanged, not detached, and for a processor with
+ * `release` not returned. Observers must return `undefined`. `lent` says which call
+ * `p.process` stands for: `"processSegment"` when it hands the chunk to `processSegment` as a
+ * segment of one (which may then take its buffer).
  */
 export const driveDirect = async (
   p: ChunkProcessor,
   input: Uint8Array,
   chunkBytes: number,
   order: "in-order" | ReadonlyArray<number>,
-  concurrency: number
+  concurrency: number,
+  lent: "process" | "processSegment" = "process"
 ): Promise<RunResult & { readonly framing: ChunkSpec.Framing }> => {
   const init = (await Effect.runPromise(p.init({
     input: "conformance",
@@ -101,20 +215,22 @@ export const driveDirect = async (
     Effect.forEach(indices, (i) =>
       Effect.gen(function*() {
         const c = chunks[i]
-        const data = Buffer.from(input.subarray(framing.headerBytes + c.start, framing.headerBytes + c.end))
-        const before = Buffer.from(data)
+        const data = copyOf(input.subarray(framing.headerBytes + c.start, framing.headerBytes + c.end))
+        const before = copyOf(data)
         const out = yield* p.process(c, data)
+        const violation = lentBufferViolation(p, lent, [c], [data], [before], [out])
+        if (violation) throw new Error(violation)
         if (p.capabilities.kind === "observer") {
           if (out !== undefined) throw new Error(`observer ${p.name} returned bytes for chunk ${i}; observers must return undefined`)
-          if (!before.equals(data)) throw new Error(`observer ${p.name} modified the bytes of chunk ${i}; observers must not mutate data`)
           outs[i] = before
         } else {
           if (!(out instanceof Uint8Array)) throw new Error(`transform ${p.name} returned ${String(out)} for chunk ${i}; transforms must return bytes`)
-          // Returning `data` itself is allowed (the engine owns both); anything else is kept as is,
-          // so a processor that reuses its output buffers is caught too.
-          outs[i] = out.buffer === data.buffer ? Buffer.from(out) : out
+          // Returning `data` itself is allowed (the engine owns both): keep its bytes before
+          // they are overwritten. Anything else is kept as is, so a processor that reuses its
+          // output buffers is caught too.
+          outs[i] = overlaps(out, data) ? copyOf(out) : out
         }
-        data.fill(SCRIBBLE)
+        if (data.buffer.byteLength > 0) data.fill(SCRIBBLE)
       }), { concurrency, discard: true })
   )
   const fin = (await Effect.runPromise(p.finalize({ plan, inputBytes: input.length }))) ?? {}
