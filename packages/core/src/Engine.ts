@@ -145,17 +145,7 @@ const runStaged = (options: RunOptions, stages: ReadonlyArray<ReadonlyArray<Chun
     yield* checkPipeline(options.pipeline)
     const resumable = stagesResume(stages)
     if (options.checkpoint && !resumable) yield* (yield* Checkpoint.Checkpointer).remove(options.checkpoint.path)
-    const summaries = yield* runStages(stages, {
-      checkpoint: resumable ? options.checkpoint : undefined,
-      input: options.input,
-      output: options.output,
-      chunkBytes: options.chunkBytes,
-      segmentBytes: options.segmentBytes,
-      inFlight: options.inFlight,
-      limitRate: options.limitRate,
-      progress: options.progress,
-      runStage: runStage
-    })
+    const summaries = yield* runStages(stages, { ...options, checkpoint: resumable ? options.checkpoint : undefined, runStage })
     const first = summaries[0]
     const last = summaries[summaries.length - 1]
     return {

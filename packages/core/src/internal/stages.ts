@@ -24,7 +24,8 @@ import type { ChunkProcessor } from "../ChunkProcessor.js"
 import * as ChunkInput from "../ChunkInput.js"
 import * as ChunkOutput from "../ChunkOutput.js"
 import type { EngineError } from "../Error.js"
-import { type ProgressReporter, silent } from "../Progress.js"
+import type { RunOptions, RunSummary } from "../Engine.js"
+import { silent } from "../Progress.js"
 
 /** Bytes the pipe between two stages holds at most before the earlier stage waits: 4 MiB. */
 export const STAGE_BUFFER_BYTES = 4 * 1024 * 1024
@@ -63,31 +64,10 @@ export interface StageSummary {
   readonly totalChunks: number
 }
 
-/** The parts of a run's options a staged run hands to its stages. */
-export interface StagedRun<Summary> {
-  readonly input: ChunkInput.ChunkInput
-  readonly output: ChunkOutput.ChunkOutput | undefined
-  readonly chunkBytes: number | undefined
-  readonly segmentBytes: number | undefined
-  readonly inFlight: number | undefined
-  readonly limitRate: number | undefined
-  readonly progress: ProgressReporter | undefined
-  /** The last stage's checkpoint (see {@link stagesResume}); earlier stages start over. */
-  readonly checkpoint: { readonly path: string; readonly mode: "resume" | "fresh"; readonly intervalMs?: number } | undefined
-  /** Runs one stage (the engine's own run, with its output already claimed). */
-  readonly runStage: (options: {
-    readonly input: ChunkInput.ChunkInput
-    readonly output: ChunkOutput.ChunkOutput | undefined
-    readonly pipeline: ReadonlyArray<ChunkProcessor>
-    readonly chunkBytes: number | undefined
-    readonly segmentBytes: number | undefined
-    readonly inFlight: number | undefined
-    readonly limitRate: number | undefined
-    readonly progress: ProgressReporter | undefined
-    readonly checkpoint: StagedRun<Summary>["checkpoint"]
-    /** The processors the checkpoint describes (the whole pipeline). */
-    readonly recorded: ReadonlyArray<ChunkProcessor>
-  }) => Effect.Effect<Summary, EngineError>
+/** A staged run: the run's options (its `checkpoint` is the last stage's) and how to run one stage. */
+export interface StagedRun extends RunOptions {
+  /** Runs one stage (the engine's own run, with its output already claimed); `recorded` is what its checkpoint describes. */
+  readonly runStage: (options: RunOptions & { readonly recorded: ReadonlyArray<ChunkProcessor> }) => Effect.Effect<RunSummary, EngineError>
 }
 
 /**
@@ -95,7 +75,7 @@ export interface StagedRun<Summary> {
  * first stage reads the run's input (with its rate limit and progress), the last writes the
  * run's output; a failure of any stage interrupts the others. Returns every stage's summary.
  */
-export const runStages = <Summary>(stages: ReadonlyArray<ReadonlyArray<ChunkProcessor>>, run: StagedRun<Summary>): Effect.Effect<ReadonlyArray<Summary>, EngineError> =>
+export const runStages = (stages: ReadonlyArray<ReadonlyArray<ChunkProcessor>>, run: StagedRun): Effect.Effect<ReadonlyArray<RunSummary>, EngineError> =>
   Effect.suspend(() => {
     const pipes = stages.slice(1).map(() => new PassThrough({ highWaterMark: STAGE_BUFFER_BYTES }))
     const names = stages.map((s) => s.map((p) => p.name).join(" → "))
@@ -110,7 +90,7 @@ export const runStages = <Summary>(stages: ReadonlyArray<ReadonlyArray<ChunkProc
     const runs = stages.map((pipeline, k) =>
       run.runStage({
         input: k === 0 ? run.input : stageInput(k),
-        output: k === stages.length - 1 ? run.output : ChunkOutput.toStream(pipes[k], `the input of ${names[k + 1]}`),
+        output: k === last ? run.output : ChunkOutput.toStream(pipes[k], `the input of ${names[k + 1]}`),
         pipeline,
         // Plain chunks are the first stage's; a later stage starts with the processor that frames its input.
         chunkBytes: k === 0 ? run.chunkBytes : undefined,
