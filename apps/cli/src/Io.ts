@@ -96,7 +96,9 @@ export const describeRun = (verb: string, input: string, output: string, s: RunS
   const rate = s.durationMs > 0 ? `${Size.format(plain / (s.durationMs / 1000))}/s` : "-"
   const resumed = s.resumedFrom > 0 ? `, resumed at chunk ${s.resumedFrom}` : ""
   const rss = Size.format(process.resourceUsage().maxRSS * 1024)
-  return `${verb} ${input} → ${output}: ${Size.format(plain)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${rate}${resumed}), peak RSS ${rss}`
+  // A staged run (gzip, then the cipher) says what each stage read and wrote.
+  const stages = s.stages ? `; ${s.stages.map((t) => `${t.processors.join(" → ")} ${Size.format(t.inputBytes)} → ${Size.format(t.outputBytes)}`).join(", ")}` : ""
+  return `${verb} ${input} → ${output}: ${Size.format(plain)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${rate}${resumed}), peak RSS ${rss}${stages}`
 }
 
 /** `--limit-rate` (bytes per second), else `limit_rate` from cage.toml, else none. */

@@ -32,6 +32,8 @@ export const terminal = (options: { readonly quiet?: boolean; readonly label?: s
   let base = 0
   let known = true
   let total: number | undefined
+  // A staged run (gzip → agcm-encrypt): input, then each stage's output so far, in MiB.
+  let flow = ""
   return {
     start: (totalBytes, doneBytes) => {
       startedAt = Date.now()
@@ -44,21 +46,25 @@ export const terminal = (options: { readonly quiet?: boolean; readonly label?: s
           hideCursor: true,
           clearOnComplete: false,
           format: known
-            ? `${label} {bar} {percentage}% | {doneMiB}/{totalMiB} MiB | {speed} MiB/s | ETA {etaText}`
-            : `${label} {doneMiB} MiB | {speed} MiB/s`,
+            ? `${label} {bar} {percentage}% | {doneMiB}/{totalMiB} MiB | {speed} MiB/s | ETA {etaText}{flow}`
+            : `${label} {doneMiB} MiB | {speed} MiB/s{flow}`,
           formatValue: (v, _o, type) => (type === "percentage" ? String(v).padStart(3) : String(v))
         },
         cliProgress.Presets.shades_classic
       )
       total = totalBytes
-      bar.start(totalBytes ?? 0, doneBytes, { doneMiB: mib(doneBytes), totalMiB: mib(totalBytes ?? 0), speed: "0.0", etaText: eta(undefined) })
+      bar.start(totalBytes ?? 0, doneBytes, { doneMiB: mib(doneBytes), totalMiB: mib(totalBytes ?? 0), speed: "0.0", etaText: eta(undefined), flow })
     },
     update: (doneBytes) => {
       const seconds = (Date.now() - startedAt) / 1000
       const rate = seconds > 0 ? (doneBytes - base) / seconds : 0
       // No estimate until this run has processed something: "ETA 0s" at 0% would be a lie.
       const left = total !== undefined && rate > 0 ? (total - doneBytes) / rate : undefined
-      bar?.update(doneBytes, { doneMiB: mib(doneBytes), speed: mib(rate), etaText: eta(left) })
+      bar?.update(doneBytes, { doneMiB: mib(doneBytes), speed: mib(rate), etaText: eta(left), flow })
+    },
+    stages: (stages) => {
+      flow = ` | stages ${[stages[0].inputBytes, ...stages.map((s) => s.outputBytes)].map(mib).join(" → ")} MiB`
+      bar?.update({ flow })
     },
     stop: () => {
       bar?.stop()

@@ -53,11 +53,15 @@ export interface GunzipOptions {
 /**
  * Capabilities of {@link gzip}: members are independent, so chunks may arrive in any order;
  * a chunk's member depends only on its bytes and the level (`deterministic`), so a staged
- * `gzip → agcm-encrypt` run can resume by compressing again from the start.
+ * `gzip → agcm-encrypt` run can resume by compressing again from the start. Its output
+ * is an encoding (`reversible`): a cipher after it records it, so decrypting asks for gunzip.
  */
-export const gzipCapabilities: ProcessorCapabilities = { kind: "transform", ordered: false, resumable: true, deterministic: true }
-/** Capabilities of {@link gunzip}: members span chunks, so chunks come in order; no snapshot. */
-export const gunzipCapabilities: ProcessorCapabilities = { kind: "transform", ordered: true, resumable: false, deterministic: true }
+export const gzipCapabilities: ProcessorCapabilities = { kind: "transform", ordered: false, resumable: true, deterministic: true, reversible: true }
+/**
+ * Capabilities of {@link gunzip}: members span chunks, so chunks come in order; no
+ * snapshot. It `undoes` gzip, which lets `agcm-decrypt` check a file's recorded gzip is undone.
+ */
+export const gunzipCapabilities: ProcessorCapabilities = { kind: "transform", ordered: true, resumable: false, deterministic: true, undoes: GZIP_NAME }
 
 const badOption = (detail: string) => new GzipError({ reason: "BadOption", detail })
 

@@ -172,12 +172,14 @@ describe("options and the factory", () => {
     expect(GZIP_NAME).toBe(pkg.name)
     expect(VERSION).toBe(pkg.version)
     expect(factory.apiVersion).toBe(1)
-    expect(factory.capabilities).toEqual({ kind: "transform", ordered: false, resumable: true, deterministic: true })
+    expect(factory.capabilities).toEqual({ kind: "transform", ordered: false, resumable: true, deterministic: true, reversible: true })
     const p = factory.make({ level: 3 })
     expect(p.name).toBe(factory.name)
     expect(p.options).toEqual({ level: 3 })
     expect(factory.inverse).toBe(gunzipFactory)
     expect(gunzipFactory.make({}).capabilities).toEqual(gunzipFactory.capabilities)
+    // What lets agcm-decrypt check that a file's recorded gzip is undone.
+    expect(gunzipFactory.capabilities.undoes).toBe(factory.name)
   })
   it("options and snapshots carry no data: gzip options are just the level", async () => {
     const p = gzip()

@@ -17,7 +17,7 @@ import type { ChunkProcessor, ChunkSpec, DirectSegment, InitContext, JsonValue, 
 import { fromSystemError, InputChanged, type IoError, PROCESSOR_API_VERSION } from "@cage/core"
 import * as fs from "node:fs"
 import { Effect } from "effect"
-import { AgcmUsageError, HeaderAuthFailed } from "./Error.js"
+import { AgcmUsageError, HeaderAuthFailed, TransformsNotUndone } from "./Error.js"
 import {
   DEFAULT_CHUNK_SIZE,
   LEGACY_V1_WARNING,
@@ -100,6 +100,27 @@ const directIoFailure = (outcome: DirectOutcome, segment: DirectSegment, inputBy
   return undefined
 }
 
+/**
+ * The reversible transforms the bytes went through before this processor, by name, in
+ * order (what the header records): the run's transforms before it that declare `reversible`.
+ */
+const transformsBefore = (context: InitContext): ReadonlyArray<string> =>
+  (context.pipeline?.before ?? []).filter((e) => e.capabilities.kind === "transform" && e.capabilities.reversible === true).map((e) => e.name)
+
+/**
+ * Fails with `TransformsNotUndone` unless the transforms right after the decryptor undo the
+ * header's `recorded` list, last first. A context without `pipeline` (made by hand) has
+ * nothing after the decryptor.
+ */
+const checkUndone = (recorded: ReadonlyArray<string> | undefined, context: InitContext): Effect.Effect<void, TransformsNotUndone> => {
+  if (recorded === undefined || recorded.length === 0) return Effect.void
+  const undone = (context.pipeline?.after ?? []).filter((e) => e.capabilities.kind === "transform").map((e) => e.capabilities.undoes)
+  const needed = [...recorded].reverse()
+  return needed.every((t, j) => undone[j] === t)
+    ? Effect.void
+    : Effect.fail(new TransformsNotUndone({ recorded, undone: undone.filter((u): u is string => u !== undefined) }))
+}
+
 const checkWorkers = (workers: number | undefined) =>
   workers === undefined || (Number.isInteger(workers) && workers >= 1 && workers <= 256)
     ? Effect.void
@@ -158,9 +179,9 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
             salt: unhex(resumed.salt)!,
             ...(resumed.scryptSalt ? { scryptSalt: unhex(resumed.scryptSalt)! } : {}),
             ...(resumed.scryptLogN !== undefined ? { scryptLogN: resumed.scryptLogN } : {})
-          })
+          }, transformsBefore(context))
         } else {
-          params = yield* newParams(options, chunkSize)
+          params = yield* newParams(options, chunkSize, undefined, transformsBefore(context))
         }
         const sealed = yield* sealHeader(params, options)
         if (resumed && !commitmentMatches(unhex(resumed.commitment)!, sealed.keys.commitment)) {
@@ -280,6 +301,8 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
         }
         const header = yield* parseHeader(head)
         keys = yield* openHeader(header, options)
+        // Checked once the header is authentic: the list is then the encryptor's own.
+        yield* checkUndone(header.transforms, context).pipe(Effect.tapError(() => Effect.sync(() => wipeKeys(keys))))
         chunkSize = header.chunkSize
         headerBytes = header.headerBytes
         regionBytes = context.inputSize === undefined ? undefined : context.inputSize - headerBytes

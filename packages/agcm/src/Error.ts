@@ -116,12 +116,33 @@ export type AgcmUsageReason =
   | "Range"
   /** An incremental encryptor written to after its end. */
   | "WriteAfterEnd"
+  /** A transform before the cipher whose name the header cannot record (see `HeaderParams.transforms`). */
+  | "Transforms"
 
 /** Bad options or calls: see {@link AgcmUsageReason}; `detail` holds the facts. Exit code 2. */
 export class AgcmUsageError extends Data.TaggedError("AgcmUsageError")<{ readonly reason: AgcmUsageReason; readonly detail: string }> {
   readonly exitCode: ExitCode = ExitCode.Usage
   override get message() {
     return this.detail
+  }
+}
+
+/**
+ * The file records reversible transforms applied before encryption (gzip…), and the
+ * processors right after `agcm-decrypt` do not undo them, last first: decrypting would
+ * publish their output (compressed bytes) as if it were the data. `recorded` is the
+ * header's list in the order applied; `undone` what the following processors declare they
+ * undo, in pipeline order. Exit code 2.
+ */
+export class TransformsNotUndone extends Data.TaggedError("TransformsNotUndone")<{
+  readonly recorded: ReadonlyArray<string>
+  readonly undone: ReadonlyArray<string>
+}> {
+  readonly exitCode: ExitCode = ExitCode.Usage
+  override get message() {
+    const needed = [...this.recorded].reverse()
+    return `the plaintext went through ${this.recorded.join(", then ")} before encryption: after agcm-decrypt the pipeline must undo ${needed.join(", then ")}` +
+      (this.undone.length > 0 ? ` (it undoes ${this.undone.join(", then ")})` : " (nothing after agcm-decrypt undoes a transform)")
   }
 }
 

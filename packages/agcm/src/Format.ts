@@ -9,6 +9,8 @@
  * 9      1     key mode: 0 = raw 256-bit key, 1 = scrypt passphrase
  * 10     1     (scrypt only) log2(N), r = 8, p = 1
  * 11     16    (scrypt only) scrypt salt
+ * ..     2+L   (flag 0x80 of the key mode only) u16 LE L, then L bytes: the names of the
+ *              reversible transforms applied before encryption, in order, "\n"-separated
  * ..     24    Cobblestone salt
  * ..     32    Cobblestone commitment
  * ```
@@ -50,11 +52,17 @@ const SCRYPT_LABEL = Buffer.from("cage.dev/agcm/v2/scrypt", "latin1")
 
 export const KEY_MODE_RAW = 0
 export const KEY_MODE_SCRYPT = 1
-/** Header length of a raw-key file (66 bytes) and of a passphrase file (83 bytes). */
+/** Set in the key mode byte when the header records transforms (see {@link HeaderParams}). */
+export const TRANSFORMS_FLAG = 0x80
+/** Header length of a raw-key file (66 bytes) and of a passphrase file (83 bytes), without transforms. */
 export const RAW_HEADER_BYTES = 10 + SALT_BYTES + COMMITMENT_BYTES
 export const SCRYPT_HEADER_BYTES = 10 + 1 + SCRYPT_SALT_BYTES + SALT_BYTES + COMMITMENT_BYTES
-/** Enough bytes to parse any v2 header. */
-export const MAX_HEADER_BYTES = SCRYPT_HEADER_BYTES
+/** Most bytes the transforms list may take (its UTF-8 names and separators), 1 KiB. */
+export const MAX_TRANSFORMS_BYTES = 1024
+/** Enough bytes to parse any v2 header: a passphrase header with the longest transforms list (1109). */
+export const MAX_HEADER_BYTES = SCRYPT_HEADER_BYTES + 2 + MAX_TRANSFORMS_BYTES
+/** A transform's name as the header stores it: printable ASCII without spaces (npm names, `a/b` subpaths). */
+const TRANSFORM_NAME = /^[\x21-\x7e]{1,214}$/
 /** v1 header: magic, version, 12-byte nonce, chunk size u32 LE. */
 export const LEGACY_HEADER_BYTES = 24
 
@@ -85,12 +93,19 @@ export interface HeaderParams {
   readonly scrypt?: { readonly logN: number; readonly salt: Uint8Array }
   /** Cobblestone salt, 24 bytes. */
   readonly salt: Uint8Array
+  /**
+   * The reversible transforms (gzip…) the plaintext went through before encryption, in
+   * order, by processor name: decrypting gives their output back, which processors that
+   * undo them turn into the data. Stored in the header (not secret: readable without the
+   * key, and authenticated by the commitment like every header byte). Absent or empty: none.
+   */
+  readonly transforms?: ReadonlyArray<string>
 }
 
 /** A parsed (not yet authenticated) v2 header. */
 export interface ParsedHeader extends HeaderParams {
   readonly version: 2
-  /** Header length in bytes (66 raw, 83 scrypt). */
+  /** Header length in bytes (66 raw, 83 scrypt, plus 2 + the list's bytes with transforms). */
   readonly headerBytes: number
   /** The bytes before the salt: the Cobblestone context. */
   readonly context: Uint8Array
@@ -130,15 +145,35 @@ export const encryptFraming = (chunkSize: number = DEFAULT_CHUNK_SIZE): Effect.E
     : Effect.fail(new AgcmUsageError({ reason: "ChunkSize", detail: problem }))
 }
 
-/** The context bytes (everything before the salt) for `params`. */
+/**
+ * The transforms list as the header stores it, or a problem with it: each name printable
+ * ASCII without spaces, 1 to 214 bytes, the whole list at most {@link MAX_TRANSFORMS_BYTES}.
+ */
+export const encodeTransforms = (transforms: ReadonlyArray<string>): Buffer | string => {
+  const bad = transforms.find((t) => !TRANSFORM_NAME.test(t))
+  if (bad !== undefined) return `a transform name must be 1 to 214 printable ASCII characters without spaces, got ${JSON.stringify(bad)}`
+  const list = Buffer.from(transforms.join("\n"), "latin1")
+  return list.length > MAX_TRANSFORMS_BYTES ? `the transforms list takes ${list.length} bytes, more than ${MAX_TRANSFORMS_BYTES}` : list
+}
+
+/** The context bytes (everything before the salt) for `params` (its transforms were checked by {@link newParams}). */
 export const encodeContext = (params: Omit<HeaderParams, "salt">): Buffer => {
+  const transforms = params.transforms ?? []
   const fixed = Buffer.alloc(10)
   MAGIC.copy(fixed, 0)
   fixed.writeUInt32LE(VERSION, 4)
   fixed[8] = log2(params.chunkSize)
-  fixed[9] = params.keyMode === "raw" ? KEY_MODE_RAW : KEY_MODE_SCRYPT
-  if (params.keyMode === "raw") return fixed
-  return Buffer.concat([fixed, Buffer.of(params.scrypt!.logN), params.scrypt!.salt])
+  fixed[9] = (params.keyMode === "raw" ? KEY_MODE_RAW : KEY_MODE_SCRYPT) | (transforms.length > 0 ? TRANSFORMS_FLAG : 0)
+  const parts: Array<Uint8Array> = [fixed]
+  if (params.keyMode === "scrypt") parts.push(Buffer.of(params.scrypt!.logN), Buffer.from(params.scrypt!.salt))
+  if (transforms.length > 0) {
+    const list = encodeTransforms(transforms)
+    if (typeof list === "string") throw new Error(`internal error: ${list}`)
+    const length = Buffer.alloc(2)
+    length.writeUInt16LE(list.length)
+    parts.push(length, list)
+  }
+  return Buffer.concat(parts)
 }
 
 /** Encodes a complete header with `commitment`. */
@@ -176,13 +211,25 @@ export const parseHeader = (
     if (logChunk < log2(MIN_CHUNK_SIZE) || logChunk > log2(MAX_CHUNK_SIZE)) {
       return Effect.fail(new InvalidHeader({ field: "chunk size", detail: `2^${logChunk} is outside 16 KiB..4 MiB` }))
     }
-    const mode = b[9]
+    const mode = b[9] & ~TRANSFORMS_FLAG
+    const hasTransforms = (b[9] & TRANSFORMS_FLAG) !== 0
     if (mode !== KEY_MODE_RAW && mode !== KEY_MODE_SCRYPT) {
-      return Effect.fail(new InvalidHeader({ field: "key mode", detail: `unknown key mode ${mode}` }))
+      return Effect.fail(new InvalidHeader({ field: "key mode", detail: `unknown key mode ${b[9]}` }))
     }
-    const headerBytes = mode === KEY_MODE_RAW ? RAW_HEADER_BYTES : SCRYPT_HEADER_BYTES
+    let contextBytes = mode === KEY_MODE_RAW ? RAW_HEADER_BYTES - SALT_BYTES - COMMITMENT_BYTES : SCRYPT_HEADER_BYTES - SALT_BYTES - COMMITMENT_BYTES
+    let transforms: ReadonlyArray<string> = []
+    if (hasTransforms) {
+      if (b.length < contextBytes + 2) return Effect.fail(new Truncated({ at: b.length, detail: "inside the transforms list's length" }))
+      const length = b.readUInt16LE(contextBytes)
+      if (length === 0 || length > MAX_TRANSFORMS_BYTES) return Effect.fail(new InvalidHeader({ field: "transforms", detail: `a list of ${length} bytes is outside 1..${MAX_TRANSFORMS_BYTES}` }))
+      if (b.length < contextBytes + 2 + length) return Effect.fail(new Truncated({ at: b.length, detail: "inside the transforms list" }))
+      transforms = b.subarray(contextBytes + 2, contextBytes + 2 + length).toString("latin1").split("\n")
+      const bad = transforms.find((t) => !TRANSFORM_NAME.test(t))
+      if (bad !== undefined) return Effect.fail(new InvalidHeader({ field: "transforms", detail: `${JSON.stringify(bad)} is not a processor name` }))
+      contextBytes += 2 + length
+    }
+    const headerBytes = contextBytes + SALT_BYTES + COMMITMENT_BYTES
     if (b.length < headerBytes) return Effect.fail(new Truncated({ at: b.length, detail: `inside the ${headerBytes}-byte header` }))
-    const contextBytes = headerBytes - SALT_BYTES - COMMITMENT_BYTES
     let scrypt: ParsedHeader["scrypt"]
     if (mode === KEY_MODE_SCRYPT) {
       const logN = b[10]
@@ -194,6 +241,7 @@ export const parseHeader = (
       chunkSize: 2 ** logChunk,
       keyMode: mode === KEY_MODE_RAW ? "raw" : "scrypt",
       ...(scrypt ? { scrypt } : {}),
+      ...(transforms.length > 0 ? { transforms } : {}),
       headerBytes,
       context: Uint8Array.from(b.subarray(0, contextBytes)),
       salt: Uint8Array.from(b.subarray(contextBytes, contextBytes + SALT_BYTES)),
@@ -249,21 +297,25 @@ export const fileKey = (
 export const newParams = (
   material: KeyMaterial,
   chunkSize: number,
-  salts?: { readonly salt: Uint8Array; readonly scryptSalt?: Uint8Array; readonly scryptLogN?: number }
+  salts?: { readonly salt: Uint8Array; readonly scryptSalt?: Uint8Array; readonly scryptLogN?: number },
+  transforms: ReadonlyArray<string> = []
 ): Effect.Effect<HeaderParams, AgcmUsageError> =>
   Effect.gen(function*() {
     const salt = salts?.salt ?? crypto.randomBytes(SALT_BYTES)
     if (salt.length !== SALT_BYTES) return yield* new AgcmUsageError({ reason: "Checkpoint", detail: `salt must be ${SALT_BYTES} bytes` })
+    const list = encodeTransforms(transforms)
+    if (typeof list === "string") return yield* new AgcmUsageError({ reason: "Transforms", detail: list })
+    const recorded = transforms.length > 0 ? { transforms } : {}
     if (isRawKey(material)) {
       if (material.key.length !== KEY_BYTES) return yield* new AgcmUsageError({ reason: "Key", detail: `the key must be ${KEY_BYTES} bytes, got ${material.key.length}` })
-      return { chunkSize, keyMode: "raw", salt } as const
+      return { chunkSize, keyMode: "raw", salt, ...recorded } as const
     }
     const logN = salts?.scryptLogN ?? material.scryptLogN ?? DEFAULT_SCRYPT_LOG_N
     if (!Number.isInteger(logN) || logN < MIN_SCRYPT_LOG_N || logN > MAX_SCRYPT_LOG_N) {
       return yield* new AgcmUsageError({ reason: "ScryptCost", detail: `scrypt log2(N) must be from ${MIN_SCRYPT_LOG_N} to ${MAX_SCRYPT_LOG_N}, got ${logN}` })
     }
     const scryptSalt = salts?.scryptSalt ?? crypto.randomBytes(SCRYPT_SALT_BYTES)
-    return { chunkSize, keyMode: "scrypt", scrypt: { logN, salt: scryptSalt }, salt } as const
+    return { chunkSize, keyMode: "scrypt", scrypt: { logN, salt: scryptSalt }, salt, ...recorded } as const
   })
 
 /** Derives the per-file keys for `params` and returns them with the encoded header. */
@@ -311,6 +363,8 @@ export interface HeaderDescription {
   readonly scrypt?: { readonly logN: number; readonly r: number; readonly p: number }
   /** Ciphertext bytes per full chunk (with tag, and for v1 with its length prefix). */
   readonly sealedChunkBytes: number
+  /** The reversible transforms applied before encryption, in order (v2; absent when none). */
+  readonly transforms?: ReadonlyArray<string>
   readonly warning?: string
 }
 
@@ -346,6 +400,7 @@ export const inspect = (
       chunkSize: h.chunkSize,
       keyMode: h.keyMode,
       ...(h.scrypt ? { scrypt: { logN: h.scrypt.logN, r: SCRYPT_R, p: SCRYPT_P } } : {}),
-      sealedChunkBytes: h.chunkSize + 16
+      sealedChunkBytes: h.chunkSize + 16,
+      ...(h.transforms ? { transforms: h.transforms } : {})
     })))
   })

@@ -24,7 +24,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { PassThrough, Readable } from "node:stream"
 import { afterAll, describe, expect, it, vi } from "vitest"
-import { type AgcmDecryptOptions, agcmDecrypt, agcmEncrypt, type AgcmEncryptOptions } from "../src/index.js"
+import { type AgcmDecryptOptions, agcmDecrypt, agcmEncrypt, type AgcmEncryptOptions, MAX_HEADER_BYTES } from "../src/index.js"
 import { bytes, key32 } from "./helpers.js"
 import { withFault } from "../src/internal/faults.js"
 
@@ -230,9 +230,9 @@ const openDirect = async (src: string, o: RunExtra = {}, extra: Partial<AgcmDecr
   expect(s.calls.direct).toBeGreaterThan(0)
   expect(s.calls.segment).toBe(0)
   expect(s.calls.process).toBe(0)
-  // Only the header went through the engine's reads (init's readHeader, 83 bytes at most).
+  // Only the header went through the engine's reads (init's readHeader, MAX_HEADER_BYTES at most).
   expect(reads.calls).toBe(1)
-  expect(reads.bytes).toBeLessThanOrEqual(83)
+  expect(reads.bytes).toBeLessThanOrEqual(MAX_HEADER_BYTES)
   expect(fs.existsSync(`${out}.partial`)).toBe(false)
   return { out, plain: fs.readFileSync(out), summary, calls: s.calls }
 }

@@ -443,6 +443,7 @@ const execute = (operation: "encrypt" | "decrypt", o: EncryptOptions & DecryptOp
             at: Date.now(),
             ok: exit._tag === "Success",
             bytes: exit._tag === "Success" ? exit.value.bytesIn ?? 0 : 0,
+            outputBytes: exit._tag === "Success" ? exit.value.bytesOut ?? 0 : 0,
             chunks: 0,
             durationMs: performance.now() - started,
             ...(exit._tag === "Failure" ? { error: String(Cause.squash(exit.cause)) } : {})

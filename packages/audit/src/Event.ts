@@ -38,7 +38,12 @@ export const RunStart = Schema.Struct({
   chunkBytes: Schema.Number,
   resumedFrom: Schema.Number,
   /** Recipient fingerprints `sha256:<64 hex>`. */
-  recipients: Schema.Array(Schema.String)
+  recipients: Schema.Array(Schema.String),
+  /**
+   * In a run cut into stages (gzip, then a cipher), which stage this run is (`index` from 0
+   * to `of - 1`; each stage has its own `runId`). Absent for a one-stage run.
+   */
+  stage: Schema.optional(Schema.Struct({ index: Schema.Number, of: Schema.Number }))
 })
 
 export const Chunk = Schema.Struct({
@@ -86,7 +91,10 @@ export const RunComplete = Schema.Struct({
   type: Schema.Literal("run_complete"),
   runId: Schema.String,
   ok: Schema.Boolean,
+  /** Input bytes processed. */
   bytes: Schema.Number,
+  /** Output bytes written (absent in logs written before it was recorded). */
+  outputBytes: Schema.optional(Schema.Number),
   chunks: Schema.Number,
   durationMs: Schema.Number,
   throughputMBps: nullableNumber,

@@ -125,7 +125,7 @@ export const makeTranslator = (context: RunContext, emit: (event: Event) => void
         emit({
           ...common, type: "run_start", operation: context.operation, strategy: context.strategy ?? null, input: e.input, output: e.output,
           pipeline: [...e.pipeline], totalBytes: e.totalBytes, totalChunks: e.totalChunks, chunkBytes: e.chunkBytes, resumedFrom: e.resumedFrom,
-          recipients: [...(context.recipients ?? [])]
+          recipients: [...(context.recipients ?? [])], ...(e.stage ? { stage: e.stage } : {})
         })
         return
       case "chunk_start":
@@ -149,7 +149,7 @@ export const makeTranslator = (context: RunContext, emit: (event: Event) => void
         flush(e.runId)
         detectors.delete(e.runId)
         emit({
-          ...common, type: "run_complete", ok: e.ok, bytes: e.bytes, chunks: e.chunks, durationMs: e.durationMs,
+          ...common, type: "run_complete", ok: e.ok, bytes: e.bytes, outputBytes: e.outputBytes, chunks: e.chunks, durationMs: e.durationMs,
           throughputMBps: mbps(e.bytes, e.durationMs), error: e.error ?? null
         })
     }

@@ -28,7 +28,7 @@ export const syntheticRun = (runId: string, chunks: number, bytes: number, durat
     total += durationOf(i)
     events.push({ type: "chunk_complete", runId, at: t, chunk: i, bytes, outputBytes: bytes + 16, durationMs: durationOf(i) })
   }
-  events.push({ type: "run_complete", runId, at: t, ok: true, bytes: chunks * bytes, chunks, durationMs: total })
+  events.push({ type: "run_complete", runId, at: t, ok: true, bytes: chunks * bytes, outputBytes: chunks * bytes, chunks, durationMs: total })
   return events
 }
 

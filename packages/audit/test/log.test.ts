@@ -107,7 +107,7 @@ describe("audit log from core telemetry", () => {
       t += segMs
       for (let k = 0; k < 16; k++) translate({ type: "chunk_complete", runId: "s", at: t, chunk: seg * 16 + k, bytes: chunkBytes, outputBytes: chunkBytes, durationMs: segMs / 16 })
     }
-    translate({ type: "run_complete", runId: "s", at: t, ok: true, bytes: 40 * 16 * chunkBytes, chunks: 640, durationMs: t })
+    translate({ type: "run_complete", runId: "s", at: t, ok: true, bytes: 40 * 16 * chunkBytes, outputBytes: 0, chunks: 640, durationMs: t })
     const anomalies = out.filter((e): e is AuditEventOf<"chunk_anomaly"> => e.type === "chunk_anomaly")
     expect(anomalies.map((a) => [a.chunk, a.span])).toEqual([[480, 16]])
     expect(anomalies[0].throughputMBps).toBeCloseTo((16 * chunkBytes) / 80 / 1000, 6)

@@ -231,7 +231,7 @@ const hashCommitted = (options: CreateOptions, entry: Registry.Generation, layou
       const pool = new HashPool(options.hashWorkers)
       const bar = options.hashProgress ?? Progress.silent
       bar.start(layout.source.size, 0)
-      const digests = yield* hashFromFiles(pool, entry.source, layout.source.size, file, layout, { onProgress: bar.update }).pipe(
+      const digests = yield* hashFromFiles(pool, entry.source, layout.source.size, file, layout, { onProgress: (hashed) => bar.update(hashed, 0) }).pipe(
         Effect.ensuring(Effect.sync(() => bar.stop())),
         Effect.ensuring(Effect.promise(() => pool.close()))
       )

@@ -97,6 +97,26 @@ export interface ProcessorCapabilities {
    * declares a framing without this flag must come before every transform.
    */
   readonly framesInput?: boolean
+  /**
+   * A transform whose output is an encoding of its input (gzip, base64), not new content:
+   * getting the data back needs a processor that undoes it (one declaring {@link undoes}).
+   * A cipher after it records it (AGCM writes it in its header), so that decrypting later
+   * can say which processor is missing. Leave it unset for a lossy transform (a redactor):
+   * its output is the data. Default false.
+   */
+  readonly reversible?: boolean
+  /**
+   * The name of the reversible transform whose output this processor turns back (a gunzip
+   * declares `"@acme/cage-processor-gzip"`). Lets a decrypting pipeline check that it
+   * undoes what the encrypting one recorded. Default: none.
+   */
+  readonly undoes?: string
+}
+
+/** A processor of the run as its neighbours see it: name and capabilities, nothing else. */
+export interface PipelineEntry {
+  readonly name: string
+  readonly capabilities: ProcessorCapabilities
 }
 
 /** Identity of a source, recorded in checkpoints to detect that it changed. */
@@ -130,6 +150,12 @@ export interface InitContext {
   readonly readHeader: (length: number) => Effect.Effect<Uint8Array, unknown>
   /** The processor's `snapshot()` from the checkpoint, when resuming. */
   readonly resume: JsonValue | undefined
+  /**
+   * Where the processor sits in the run's whole pipeline (all stages): the processors
+   * before it, in order (what its input bytes went through), and after it. The engine
+   * always sets it; a context made by hand (a test) may leave it out, which means "alone".
+   */
+  readonly pipeline?: { readonly before: ReadonlyArray<PipelineEntry>; readonly after: ReadonlyArray<PipelineEntry> }
 }
 
 /** What `init` returns. Every field is optional. */

@@ -168,7 +168,9 @@ const runStaged = (options: RunOptions, stages: ReadonlyArray<ReadonlyArray<Chun
   })
 
 /** One stage: the whole run of a pipeline whose processors share one framing. */
-const runStage = (options: RunOptions & { readonly recorded?: ReadonlyArray<ChunkProcessor> }): Effect.Effect<RunSummary, EngineError> =>
+const runStage = (
+  options: RunOptions & { readonly recorded?: ReadonlyArray<ChunkProcessor>; readonly stage?: { readonly index: number; readonly of: number } }
+): Effect.Effect<RunSummary, EngineError> =>
   Effect.gen(function*() {
     const started = Date.now()
     const runId = randomUUID()
@@ -180,7 +182,7 @@ const runStage = (options: RunOptions & { readonly recorded?: ReadonlyArray<Chun
 
     const cp = checkpointTarget(options.checkpoint, input, output, DEFAULT_CHECKPOINT_INTERVAL_MS, options.recorded ?? pipeline)
     const resumed = cp ? yield* loadResume(store, cp, pipeline) : undefined
-    const { inits, headerRead } = yield* initProcessors(pipeline, input, options.chunkBytes ?? DEFAULT_CHUNK_BYTES, resumed)
+    const { inits, headerRead } = yield* initProcessors(pipeline, input, options.chunkBytes ?? DEFAULT_CHUNK_BYTES, resumed, options.recorded ?? pipeline)
     const framing = yield* checkFraming(pipeline, inits, options.chunkBytes)
     if (cp && resumed) yield* Checkpoint.validateFraming(cp.path, resumed, framing)
     const cs = framing.chunkBytes
@@ -205,7 +207,7 @@ const runStage = (options: RunOptions & { readonly recorded?: ReadonlyArray<Chun
       yield* telemetry.publish({
         type: "run_start", runId, at: Date.now(), input: input.description, output: output?.description ?? null,
         pipeline: pipeline.map((p) => p.name), totalBytes: input.size ?? null, totalChunks: plan?.totalChunks ?? null,
-        chunkBytes: cs, resumedFrom: startChunk
+        chunkBytes: cs, resumedFrom: startChunk, ...(options.stage ? { stage: options.stage } : {})
       })
       progress.start(input.size, written.inputAtCompleted)
       if (output && !resumed) {
@@ -254,9 +256,9 @@ const runStage = (options: RunOptions & { readonly recorded?: ReadonlyArray<Chun
             const chunk = Option.isSome(failure) ? (failure.value as { chunk?: unknown }).chunk : undefined
             if (typeof chunk === "number") yield* telemetry.publish({ type: "chunk_failed", runId, at: Date.now(), chunk, error })
             yield* cleanUpAfterFailure(failure, input, output, checkpoints)
-            yield* telemetry.publish({ type: "run_complete", runId, at: Date.now(), ok: false, bytes: 0, chunks: written.completed, durationMs: Date.now() - started, error })
+            yield* telemetry.publish({ type: "run_complete", runId, at: Date.now(), ok: false, bytes: 0, outputBytes: 0, chunks: written.completed, durationMs: Date.now() - started, error })
           } else {
-            yield* telemetry.publish({ type: "run_complete", runId, at: Date.now(), ok: true, bytes: exit.value.bytesProcessed, chunks: exit.value.totalChunks, durationMs: exit.value.durationMs })
+            yield* telemetry.publish({ type: "run_complete", runId, at: Date.now(), ok: true, bytes: exit.value.bytesProcessed, outputBytes: exit.value.outputBytes, chunks: exit.value.totalChunks, durationMs: exit.value.durationMs })
           }
           for (const p of pipeline) if (p.close) yield* p.close()
         })

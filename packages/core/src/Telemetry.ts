@@ -31,6 +31,11 @@ export type TelemetryEvent =
     readonly chunkBytes: number
     /** First chunk index processed (> 0 when resuming). */
     readonly resumedFrom: number
+    /**
+     * In a run cut into stages (see `runPipeline`), which stage this run is: `index` from 0
+     * to `of - 1`, each with its own `runId`. Absent for a one-stage run.
+     */
+    readonly stage?: { readonly index: number; readonly of: number }
   }
   | Base & { readonly type: "chunk_start"; readonly chunk: number; readonly bytes: number }
   | Base & { readonly type: "chunk_complete"; readonly chunk: number; readonly bytes: number; readonly outputBytes: number; readonly durationMs: number }
@@ -38,7 +43,10 @@ export type TelemetryEvent =
   | Base & {
     readonly type: "run_complete"
     readonly ok: boolean
+    /** Input bytes processed by this run. */
     readonly bytes: number
+    /** Output bytes written (header included; 0 without output, or when the run failed). */
+    readonly outputBytes: number
     readonly chunks: number
     readonly durationMs: number
     readonly error?: string

@@ -5,7 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { ChunkInput, ChunkOutput, type ChunkProcessor, PROCESSOR_API_VERSION, runPipeline, stagesOf, stagesResume } from "../src/index.js"
+import { ChunkInput, ChunkOutput, type ChunkProcessor, type Progress, PROCESSOR_API_VERSION, runPipeline, stagesOf, stagesResume, Telemetry } from "../src/index.js"
 import { pseudoRandom, sha256Observer, xorTransform } from "./helpers.js"
 
 let dir: string
@@ -187,5 +187,74 @@ describe("a framer after a variable-length transform: the engine re-chunks betwe
     const changed = { ...stretch({ deterministic: true }), options: { level: 9 } }
     const refused = await attempt([changed, framer(100)])
     expect(Exit.isFailure(refused) && String(refused.cause)).toContain("the options of test-stretch changed")
+  })
+})
+
+describe("what a staged run tells its processors, its progress reporter and its telemetry", () => {
+  it("init sees the whole pipeline: the processors before and after it, across stages", async () => {
+    const seen: Record<string, { before: Array<string>; after: Array<string> }> = {}
+    const spying = (p: ChunkProcessor): ChunkProcessor => ({
+      ...p,
+      init: (context) => {
+        seen[p.name] = { before: (context.pipeline?.before ?? []).map((e) => e.name), after: (context.pipeline?.after ?? []).map((e) => e.name) }
+        return p.init(context)
+      }
+    })
+    const exit = await runFile(pseudoRandom(5000), [spying(stretch()), spying(sha256Observer()), spying(framer(100)), spying({ ...sha256Observer(), name: "tail" })], { chunkBytes: 64 })
+    if (!Exit.isSuccess(exit)) throw new Error(String(exit.cause))
+    expect(seen).toEqual({
+      "test-stretch": { before: [], after: ["test-sha256", "test-framer", "tail"] },
+      "test-sha256": { before: ["test-stretch"], after: ["test-framer", "tail"] },
+      "test-framer": { before: ["test-stretch", "test-sha256"], after: ["tail"] },
+      tail: { before: ["test-stretch", "test-sha256", "test-framer"], after: [] }
+    })
+  })
+
+  it("reports every stage's input and output bytes as they advance, ending at the summary's figures", async () => {
+    const data = pseudoRandom(40_000, 3)
+    const reports: Array<ReadonlyArray<Progress.StageProgress>> = []
+    const updates: Array<[number, number]> = []
+    const exit = await Effect.runPromiseExit(Effect.gen(function*() {
+      const src = path.join(dir, "in")
+      fs.writeFileSync(src, data)
+      const input = yield* ChunkInput.fromFile(src)
+      return yield* runPipeline({
+        input,
+        output: ChunkOutput.toFile(path.join(dir, "out")),
+        pipeline: [stretch(), framer(100)],
+        chunkBytes: 64,
+        segmentBytes: 512,
+        progress: { start: () => {}, update: (done, written) => void updates.push([done, written]), stop: () => {}, stages: (s) => void reports.push(s.map((x) => ({ ...x }))) }
+      }).pipe(Effect.ensuring(input.close()))
+    }))
+    if (!Exit.isSuccess(exit)) throw new Error(String(exit.cause))
+    const last = reports.at(-1)!
+    expect(last.map((s) => s.processors)).toEqual([["test-stretch"], ["test-framer"]])
+    // Each stage's final figures are the summary's; the reporter's own update is the first stage's input.
+    expect(last.map((s) => [s.inputBytes, s.outputBytes])).toEqual(exit.value.stages!.map((s) => [s.inputBytes, s.outputBytes]))
+    expect(updates.at(-1)).toEqual([data.length, exit.value.stages![0].outputBytes])
+    for (let k = 0; k < 2; k++) {
+      const series = reports.map((r) => r[k].inputBytes)
+      expect(series.every((v, i) => i === 0 || v >= series[i - 1])).toBe(true)
+    }
+  })
+
+  it("publishes one run per stage, each naming its stage, with its input and output bytes", async () => {
+    const events: Array<Telemetry.TelemetryEvent> = []
+    const exit = await Effect.runPromiseExit(Effect.gen(function*() {
+      const src = path.join(dir, "in")
+      fs.writeFileSync(src, pseudoRandom(9000, 4))
+      const input = yield* ChunkInput.fromFile(src)
+      return yield* runPipeline({ input, output: ChunkOutput.toFile(path.join(dir, "out")), pipeline: [stretch(), framer(100)], chunkBytes: 64 }).pipe(Effect.ensuring(input.close()))
+    }).pipe(Effect.provide(Telemetry.layerCallback((e) => events.push(e)))))
+    if (!Exit.isSuccess(exit)) throw new Error(String(exit.cause))
+    const starts = events.filter((e) => e.type === "run_start")
+    expect(starts.map((e) => [e.pipeline, e.stage])).toEqual(expect.arrayContaining([[["test-stretch"], { index: 0, of: 2 }], [["test-framer"], { index: 1, of: 2 }]]))
+    expect(starts).toHaveLength(2)
+    const ends = new Map(events.flatMap((e) => (e.type === "run_complete" ? [[e.runId, e] as const] : [])))
+    for (const [k, start] of starts.sort((a, b) => (a.stage?.index ?? 0) - (b.stage?.index ?? 0)).entries()) {
+      const end = ends.get(start.runId)!
+      expect([end.ok, end.bytes, end.outputBytes]).toEqual([true, exit.value.stages![k].inputBytes, exit.value.stages![k].outputBytes])
+    }
   })
 })

@@ -61,7 +61,7 @@ const withProgress = <A, E>(quiet: boolean, label: string, total: number | undef
   Effect.suspend(() => {
     const bar = ProgressBar.terminal({ quiet, label })
     bar.start(total, 0)
-    return run((n) => bar.update(n)).pipe(Effect.ensuring(Effect.sync(() => bar.stop())))
+    return run((n) => bar.update(n, 0)).pipe(Effect.ensuring(Effect.sync(() => bar.stop())))
   })
 
 const passphrase = (f: AgeFlags) =>

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { agcmDecrypt, agcmEncrypt, decryptRangeTo, inspect, MAX_HEADER_BYTES } from "@cage/agcm"
+import { agcmDecrypt, agcmEncrypt, decryptRangeTo, type HeaderDescription, inspect, MAX_HEADER_BYTES, type TransformsNotUndone } from "@cage/agcm"
 import { type ChunkProcessor, ExitCode, exitCodeOf, type Progress, runPipeline, Size, stagesOf, stagesResume } from "@cage/core"
 import { Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -14,7 +14,7 @@ import { describe, usage, UserFacing } from "../Errors.js"
 import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson, type ReadFile, readFiles, resolveLimitRate, setInterruptNote } from "../Io.js"
 import { keyMaterial, wipe } from "../Keys.js"
 import { loadSettings, type Settings } from "../Config.js"
-import { resolvePipeline } from "../Registry.js"
+import { listProcessors, resolvePipeline } from "../Registry.js"
 import { audited, auditLogFlag, openAudit } from "../AuditTrail.js"
 import { commonFlags } from "../Flags.js"
 
@@ -44,11 +44,14 @@ const BUILT_IN = new Set(["agcm-encrypt", "agcm-decrypt", "agcm-legacy-v1"])
  * `chunkSizeFrom` names where an encryption's chunk size came from (`--chunk-size 5`, or
  * `chunk_size in ./cage.toml`) for a chunk size the cipher refuses.
  */
-const inUserTerms = (inputPath: string, chunkSizeFrom?: string) => (error: unknown): unknown => {
+const inUserTerms = (inputPath: string, chunkSizeFrom?: string, undoing?: UndoHint) => (error: unknown): unknown => {
   const e = error as { _tag?: unknown; processor?: unknown; phase?: unknown; chunk?: unknown; cause?: unknown; exitCode?: ExitCode }
   if (e?._tag !== "ProcessorError" || !BUILT_IN.has(String(e.processor))) return error
   const cause = describe(e.cause)
   const c = e.cause as { _tag?: unknown; reason?: unknown } | undefined
+  if (undoing !== undefined && c?._tag === "TransformsNotUndone") {
+    return new UserFacing({ detail: notUndone(inputPath, (e.cause as TransformsNotUndone).recorded, undoing), exitCode: ExitCode.Usage, cause: e.cause })
+  }
   if (chunkSizeFrom !== undefined && e.phase === "init" && c?._tag === "AgcmUsageError" && c.reason === "ChunkSize") {
     return new UserFacing({ detail: `${chunkSizeFrom}: ${cause}`, exitCode: e.exitCode ?? ExitCode.Usage, cause: e.cause })
   }
@@ -60,24 +63,61 @@ const inUserTerms = (inputPath: string, chunkSizeFrom?: string) => (error: unkno
   return new UserFacing({ detail: `${inputPath}: ${cause}${where}`, exitCode: e.exitCode ?? ExitCode.Failure, cause: e.cause })
 }
 
-/** Byte range `[start, end)` of sealed chunk `index` in the AGCM file at `path`, from its header. */
-const chunkRange = (path: string, index: number): readonly [number, number] | undefined => {
+/** What a decrypt's "undo these transforms" message draws on: where the pipeline is configured, and what undoes what. */
+interface UndoHint {
+  /** `./cage.toml` (the file that sets `[pipelines.decrypt]`), or where one would go. */
+  readonly config: string
+  /** The processors the project can name (built-ins and `plugins`), with what each undoes. */
+  readonly processors: ReadonlyArray<{ readonly name: string; readonly undoes?: string | undefined }>
+}
+
+const undoHint = (settings: Settings): Effect.Effect<UndoHint> =>
+  listProcessors(settings).pipe(
+    Effect.orElseSucceed(() => []),
+    Effect.map((rows) => ({
+      config: settings.pipelines.value.decrypt ? settings.pipelines.source : (settings.files.at(-1) ?? "cage.toml"),
+      processors: rows.map((r) => ({ name: r.name, undoes: r.capabilities.undoes }))
+    }))
+  )
+
+/**
+ * `x.agcm was made from the output of gzip (its header records it): ...`, naming the
+ * `[pipelines.decrypt]` line that would undo it, or what is missing for one.
+ */
+const notUndone = (inputPath: string, recorded: ReadonlyArray<string>, hint: UndoHint): string => {
+  const needed = [...recorded].reverse()
+  const found = needed.map((t) => hint.processors.find((p) => p.undoes === t)?.name)
+  const head = `${inputPath} holds the output of ${recorded.join(", then ")} (recorded in its header), so decrypting it alone would give those bytes, not your data`
+  if (found.every((n) => n !== undefined)) {
+    return `${head}: set processors = [${["agcm-decrypt", ...found].map((n) => JSON.stringify(n)).join(", ")}] under [pipelines.decrypt] in ${hint.config}`
+  }
+  const missing = needed.filter((_, j) => found[j] === undefined)
+  return `${head}: no processor listed in plugins of ${hint.config} undoes ${missing.join(" or ")}; add the package that does to plugins, then name it after "agcm-decrypt" under [pipelines.decrypt]`
+}
+
+/** The AGCM header of the file at `path` and the file's size, or undefined when it has none or cannot be read (the run then says why). */
+const headerOf = (path: string): (HeaderDescription & { readonly fileBytes: number }) | undefined => {
   try {
     const fd = fs.openSync(path, "r")
     try {
       const head = Buffer.alloc(MAX_HEADER_BYTES)
       const n = fs.readSync(fd, head, 0, head.length, 0)
-      const size = fs.fstatSync(fd).size
       const h = Effect.runSync(Effect.option(inspect(head.subarray(0, n))))
-      if (h._tag === "None") return undefined
-      const start = h.value.headerBytes + index * h.value.sealedChunkBytes
-      return [start, Math.min(size, start + h.value.sealedChunkBytes)]
+      return h._tag === "None" ? undefined : { ...h.value, fileBytes: fs.fstatSync(fd).size }
     } finally {
       fs.closeSync(fd)
     }
   } catch {
     return undefined
   }
+}
+
+/** Byte range `[start, end)` of sealed chunk `index` in the AGCM file at `path`, from its header. */
+const chunkRange = (path: string, index: number): readonly [number, number] | undefined => {
+  const h = headerOf(path)
+  if (h === undefined) return undefined
+  const start = h.headerBytes + index * h.sealedChunkBytes
+  return [start, Math.min(h.fileBytes, start + h.sealedChunkBytes)]
 }
 
 const runWithEngine = (o: {
@@ -212,6 +252,10 @@ export const decrypt = (f: Command.Command.Config.Infer<typeof decryptFlags>) =>
         // A range reads only its own chunks; limit_rate from cage.toml does not apply to it.
         if (Option.isSome(f.limitRate)) return yield* usage("Conflict", "--limit-rate applies to whole-file decryption, not to --range (which reads only the chunks it needs)")
         const { start, end } = yield* parseRange(f.range.value)
+        const recorded = headerOf(f.input)?.transforms
+        if (recorded !== undefined) {
+          return yield* usage("Input", `${f.input} holds the output of ${recorded.join(", then ")} (recorded in its header): --range would read bytes of that output, not of your data; decrypt the whole file`)
+        }
         const output = yield* openOutput(outputPath, f.force, !f.noFsync, readFiles(f))
         yield* output.open()
         yield* decryptRangeTo(f.input, start, end, key, (bytes) => output.write([bytes])).pipe(
@@ -229,7 +273,15 @@ export const decrypt = (f: Command.Command.Config.Infer<typeof decryptFlags>) =>
       const cipher = agcmDecrypt({ ...key, workers, legacyV1: f.legacyV1 })
       const pipeline = yield* resolvePipeline(settings, "decrypt", cipher)
       yield* runWithEngine({ verb: "decrypt", inputPath: f.input, outputPath, pipeline, limitRate, reads: readFiles(f), noResume: f.noResume, noFsync: f.noFsync, checkpointInterval: f.checkpointInterval, force: f.force, quiet: f.quiet, json: f.json, auditLog: f.auditLog, settings })
-    }).pipe(Effect.mapError(inUserTerms(f.input)), Effect.ensuring(wipe(key)))
+    }).pipe(
+      // The hint loads the project's plugins: only for the failure that needs it.
+      Effect.catch((e) =>
+        (e as { cause?: { _tag?: unknown } }).cause?._tag === "TransformsNotUndone"
+          ? undoHint(settings).pipe(Effect.flatMap((hint) => Effect.fail(inUserTerms(f.input, undefined, hint)(e))))
+          : Effect.fail(inUserTerms(f.input)(e))
+      ),
+      Effect.ensuring(wipe(key))
+    )
   })
 
 /** The age backend's flags (`cage encrypt --backend age`). */

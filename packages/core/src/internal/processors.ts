@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect"
 import type { ChunkInput } from "../ChunkInput.js"
-import type { ChunkProcessor, InitResult, JsonValue } from "../ChunkProcessor.js"
+import type { ChunkProcessor, InitResult, JsonValue, PipelineEntry } from "../ChunkProcessor.js"
 import type { ChunkPlan } from "../ChunkSpec.js"
 import * as Checkpoint from "../Checkpoint.js"
 import { type EngineError, type InputChanged, type IoError, ProcessorError, UsageError } from "../Error.js"
@@ -29,7 +29,13 @@ export const guard = <A>(p: ChunkProcessor, phase: ProcessorError["phase"], chun
  * Initialises the processors in order, each with its checkpointed state when resuming.
  * Returns their results and the input header the first one read, if any.
  */
-export const initProcessors = (pipeline: ReadonlyArray<ChunkProcessor>, input: ChunkInput, chunkBytes: number, resumed: Checkpoint.Checkpoint | undefined) =>
+export const initProcessors = (
+  pipeline: ReadonlyArray<ChunkProcessor>,
+  input: ChunkInput,
+  chunkBytes: number,
+  resumed: Checkpoint.Checkpoint | undefined,
+  whole: ReadonlyArray<ChunkProcessor> = pipeline
+) =>
   Effect.gen(function*() {
     // The first processor may read the input's header to learn the framing (a decrypt).
     let headerRead: Uint8Array | undefined
@@ -42,8 +48,11 @@ export const initProcessors = (pipeline: ReadonlyArray<ChunkProcessor>, input: C
         return headerRead
       })
     const inits: Array<InitResult> = []
+    const entry = (q: ChunkProcessor): PipelineEntry => ({ name: q.name, capabilities: q.capabilities })
     for (let i = 0; i < pipeline.length; i++) {
       const p = pipeline[i]
+      // Its place in the whole pipeline: a staged run's later stage sees the earlier stages too.
+      const at = whole.indexOf(p)
       const resume = resumed?.state[Checkpoint.stateKey(i, p)]
       inits.push(
         (yield* guard(p, "init", undefined, p.init({
@@ -51,7 +60,8 @@ export const initProcessors = (pipeline: ReadonlyArray<ChunkProcessor>, input: C
           inputSize: input.size,
           chunkBytes,
           readHeader: i === 0 ? readHeader : () => Effect.fail(new UsageError({ reason: "Processor", detail: `${p.name}: only the first processor may read the input header` })),
-          resume: resume as JsonValue | undefined
+          resume: resume as JsonValue | undefined,
+          pipeline: { before: whole.slice(0, at).map(entry), after: whole.slice(at + 1).map(entry) }
         }))) ?? {}
       )
     }

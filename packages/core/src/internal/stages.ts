@@ -25,7 +25,7 @@ import * as ChunkInput from "../ChunkInput.js"
 import * as ChunkOutput from "../ChunkOutput.js"
 import type { EngineError } from "../Error.js"
 import type { RunOptions, RunSummary } from "../Engine.js"
-import { silent } from "../Progress.js"
+import type { ProgressReporter, StageProgress } from "../Progress.js"
 
 /** Bytes the pipe between two stages holds at most before the earlier stage waits: 4 MiB. */
 export const STAGE_BUFFER_BYTES = 4 * 1024 * 1024
@@ -67,7 +67,7 @@ export interface StageSummary {
 /** A staged run: the run's options (its `checkpoint` is the last stage's) and how to run one stage. */
 export interface StagedRun extends RunOptions {
   /** Runs one stage (the engine's own run, with its output already claimed); `recorded` is what its checkpoint describes. */
-  readonly runStage: (options: RunOptions & { readonly recorded: ReadonlyArray<ChunkProcessor> }) => Effect.Effect<RunSummary, EngineError>
+  readonly runStage: (options: RunOptions & { readonly recorded: ReadonlyArray<ChunkProcessor>; readonly stage: { readonly index: number; readonly of: number } }) => Effect.Effect<RunSummary, EngineError>
 }
 
 /**
@@ -81,6 +81,21 @@ export const runStages = (stages: ReadonlyArray<ReadonlyArray<ChunkProcessor>>, 
     const names = stages.map((s) => s.map((p) => p.name).join(" → "))
     const last = stages.length - 1
     const all = stages.flat()
+    // Every stage's bytes so far, handed to the run's reporter whenever one advances.
+    const progress: Array<StageProgress> = stages.map((s) => ({ processors: s.map((p) => p.name), inputBytes: 0, outputBytes: 0 }))
+    const reporter = (k: number): ProgressReporter => ({
+      start: (total, done) => {
+        if (k === 0) run.progress?.start(total, done)
+      },
+      update: (done, written) => {
+        progress[k] = { ...progress[k], inputBytes: done, outputBytes: written }
+        if (k === 0) run.progress?.update(done, written)
+        run.progress?.stages?.(progress)
+      },
+      stop: () => {
+        if (k === 0) run.progress?.stop()
+      }
+    })
     // The last stage checkpoints against the run's source: its identity, and the check that
     // it did not change, are the source's (its bytes come from the source, transformed).
     const stageInput = (k: number): ChunkInput.ChunkInput => {
@@ -97,9 +112,10 @@ export const runStages = (stages: ReadonlyArray<ReadonlyArray<ChunkProcessor>>, 
         segmentBytes: run.segmentBytes,
         inFlight: run.inFlight,
         limitRate: k === 0 ? run.limitRate : undefined,
-        progress: k === 0 ? run.progress : silent,
+        progress: reporter(k),
         checkpoint: k === last ? run.checkpoint : undefined,
-        recorded: all
+        recorded: all,
+        stage: { index: k, of: stages.length }
       }).pipe(
         // A stage that stops early must not leave the next one waiting for bytes.
         Effect.onExit((exit) => Effect.sync(() => {

@@ -104,7 +104,7 @@ export const runWorkers = (ctx: WorkerContext) =>
           written.inputAtCompleted = framing.headerBytes + last.end
           processedChunks += seg.chunks.length
           bytesProcessed += segBytes
-          progress.update(written.inputAtCompleted)
+          progress.update(written.inputAtCompleted, written.outputAtCompleted)
           if (telemetry.enabled) {
             const t1 = Date.now()
             const per = (t1 - t0) / seg.chunks.length
