@@ -58,7 +58,12 @@ class Ordered {
 
 /** An incremental cipher: bytes in, bytes out, in order. */
 export interface StreamCipher {
-  /** Feeds bytes; resolves with output ready so far (may be empty). Rejects with an AgcmError. */
+  /**
+   * Feeds bytes; resolves with output ready so far (may be empty). Rejects with an
+   * AgcmError. `bytes` must stay unchanged until the promise settles; after that the
+   * cipher holds no view of it (bytes not yet sealed or opened are copied), so a read loop
+   * may refill one buffer.
+   */
   readonly write: (bytes: Uint8Array) => Promise<Array<Uint8Array>>
   /** Ends input; resolves with the remaining output. Rejects with an AgcmError. */
   readonly end: () => Promise<Array<Uint8Array>>
@@ -112,6 +117,7 @@ export const makeEncryptor = (options: AgcmEncryptOptions): Effect.Effect<Stream
           for (let k = 0; k < perSegment; k++) chunks.push(queue.take(chunkSize))
           submit(chunks)
         }
+        queue.own()
         return [...takeHeader(), ...(await ordered.drain())]
       },
       end: async () => {
@@ -195,7 +201,10 @@ export const makeDecryptor = (options: AgcmDecryptOptions): StreamCipher => {
       guard(async () => {
         if (legacy) return legacy.write(bytes)
         queue.push(bytes)
-        if (!keys && !(await readHeader(false))) return []
+        if (!keys && !(await readHeader(false))) {
+          queue.own()
+          return []
+        }
         if (legacy) return (legacy as LegacyDecryptor).write(queue.take(queue.length))
         const sealed = chunkSize + TAG_BYTES
         // Keep one sealed chunk plus the probe window in hand: those bytes may be the tail.
@@ -204,6 +213,7 @@ export const makeDecryptor = (options: AgcmDecryptOptions): StreamCipher => {
           for (let k = 0; k < perSegment; k++) chunks.push(queue.take(sealed))
           submit(chunks, false, undefined)
         }
+        queue.own()
         return ordered.drain()
       }),
     end: () =>

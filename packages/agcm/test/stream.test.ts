@@ -93,6 +93,26 @@ describe("Node stream transforms", () => {
     expect(released).toBe(plain.length)
     await d.close()
   })
+
+  it.for([7, 100, 4097, CS + 16, 3 * CS + 5])("a caller may refill its one buffer once write resolves (a read loop), %i bytes at a time", async (piece) => {
+    const plain = bytes(4 * CS + 123, 6)
+    /** Feeds `data` through `c` from one reused buffer, scribbled over after every write. */
+    const feed = async (c: ReturnType<typeof makeDecryptor>, data: Uint8Array) => {
+      const buffer = Buffer.alloc(piece)
+      const out: Array<Uint8Array> = []
+      for (let i = 0; i < data.length; i += piece) {
+        const n = Math.min(piece, data.length - i)
+        buffer.set(data.subarray(i, i + n))
+        out.push(...(await c.write(buffer.subarray(0, n))).map((o) => Buffer.from(o)))
+        buffer.fill(0xee)
+      }
+      out.push(...await c.end())
+      await c.close()
+      return Buffer.concat(out)
+    }
+    const sealed = await feed(await Effect.runPromise(makeEncryptor({ key, chunkSize: CS, workers: 1 })), plain)
+    expect(await feed(makeDecryptor({ key, workers: 1 }), sealed)).toEqual(Buffer.from(plain))
+  })
 })
 
 describe("Effect streams", () => {

@@ -2,6 +2,7 @@
 export class ByteQueue {
   private parts: Array<Uint8Array> = []
   private head = 0
+  private readonly mine = new WeakSet<Uint8Array>()
   length = 0
 
   push(b: Uint8Array): void {
@@ -28,6 +29,24 @@ export class ByteQueue {
     }
     this.length -= n
     return out
+  }
+
+  /**
+   * Replaces what is left with one copy of its own, so the queue no longer holds views of
+   * buffers it was given: a caller may reuse its buffer once `write` resolves (a read loop
+   * refilling one buffer), and the leftover never pins a large buffer of the caller's.
+   */
+  own(): void {
+    // Only the caller's parts are copied (once each: a copy is the queue's own from then on),
+    // so writing in small pieces never copies a leftover over and over.
+    for (let k = 0; k < this.parts.length; k++) {
+      const p = this.parts[k]
+      if (this.mine.has(p)) continue
+      const copy = new Uint8Array(p.subarray(k === 0 ? this.head : 0)) // a copy (Buffer#slice would be a view)
+      this.mine.add(copy)
+      this.parts[k] = copy
+      if (k === 0) this.head = 0
+    }
   }
 
   /** A copy of the first `n` bytes without removing them. */
