@@ -6,6 +6,7 @@
 // One way to import each concept: its module as a namespace (`ChunkSpec.planRegion`,
 // `ChunkSpec.Framing`, `Size.parse`), as effect does (`Option.Option`).
 export * as ChunkSpec from "./ChunkSpec.js"
+export * as ContentDefined from "./ContentDefined.js"
 export * as Size from "./Size.js"
 export * from "./ChunkProcessor.js"
 export * as ChunkInput from "./ChunkInput.js"
