@@ -128,5 +128,47 @@ export class BackupDamaged extends Data.TaggedError("BackupDamaged")<{
   }
 }
 
+/**
+ * A pack file of the chunk store is damaged: its trailer or table, or one chunk (a blob),
+ * which `chunk` names by its id (hex) and `offset` locates in the pack. Exit code 3.
+ */
+export class PackDamaged extends Data.TaggedError("PackDamaged")<{
+  readonly pack: string
+  readonly offset?: number
+  readonly chunk?: string
+  readonly detail: string
+}> {
+  readonly exitCode = ExitCode.Integrity
+  override get message() {
+    const where = this.chunk !== undefined ? ` chunk ${this.chunk.slice(0, 16)}… at byte ${this.offset}` : this.offset !== undefined ? ` at byte ${this.offset}` : ""
+    return `pack ${this.pack.slice(0, 16)}…${where} is damaged: ${this.detail}`
+  }
+}
+
+/**
+ * The chunk store at `dir` cannot be used: `"Key"` (the key does not open it: another key,
+ * or its config was edited), `"Corrupt"` (its config, an index or a snapshot does not parse
+ * or authenticate; `path` names it), `"Missing"` (a snapshot needs a chunk that no index
+ * lists). Exit code 3.
+ */
+export class StoreRefused extends Data.TaggedError("StoreRefused")<{
+  readonly reason: "Key" | "Corrupt" | "Missing"
+  readonly path: string
+  readonly detail: string
+}> {
+  readonly exitCode = ExitCode.Integrity
+  override get message() {
+    return `${this.path}: ${this.detail}`
+  }
+}
+
+/** No snapshot `id` in the store at `dir`. Exit code 2. */
+export class SnapshotNotFound extends Data.TaggedError("SnapshotNotFound")<{ readonly dir: string; readonly id: string }> {
+  readonly exitCode = ExitCode.Usage
+  override get message() {
+    return `no snapshot ${this.id} in the store at ${this.dir}`
+  }
+}
+
 /** Any error of this package (besides core's `IoError`, `ProcessorError`, `ResumeRefused`, `UsageError`). */
-export type BackupError = BackupUsageError | RegistryCorrupt | LockTimeout | GenerationNotFound | BackupDamaged | SourceChanged
+export type BackupError = BackupUsageError | RegistryCorrupt | LockTimeout | GenerationNotFound | BackupDamaged | SourceChanged | PackDamaged | StoreRefused | SnapshotNotFound
