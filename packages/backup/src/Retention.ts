@@ -62,7 +62,7 @@ export const formatPolicy = (p: RetentionPolicy): string =>
  * The generations of ONE source that `policy` keeps, given `now` (ms since the epoch).
  * Partial generations are not considered (prune leaves them alone).
  */
-export const kept = (policy: RetentionPolicy, generations: ReadonlyArray<Generation>, now: number): Set<string> => {
+export const kept = (policy: RetentionPolicy, generations: ReadonlyArray<Pick<Generation, "id" | "generation" | "status" | "createdAt">>, now: number): Set<string> => {
   const newestFirst = [...generations].filter((g) => g.status === "complete").sort((a, b) => b.generation - a.generation)
   const keep = new Set<string>()
   const byLast = (n: number) => {

@@ -25,6 +25,8 @@ import * as nodePath from "node:path"
 import { type PackDamaged, SnapshotNotFound, StoreRefused } from "./Error.js"
 import { chunkId, deriveStoreKeys, type StoreKeys, STORE_ID_BYTES } from "./internal/store/keys.js"
 import { open, openBlob, type PackEntry, PackWriter, seal } from "./internal/store/pack.js"
+import * as Retention from "./Retention.js"
+import type { RetentionPolicy } from "./Retention.js"
 
 /** Default size a pack grows to before it is written, in bytes: 4 MiB. */
 export const DEFAULT_PACK_BYTES = 4 * 1024 * 1024
@@ -165,13 +167,23 @@ export const open_ = (options: {
     if (mac.length !== config.mac.length || !crypto.timingSafeEqual(Buffer.from(mac), Buffer.from(config.mac))) {
       return yield* new StoreRefused({ reason: "Key", path: options.dir, detail: "this key does not open the store (another key, or its config.json was edited)" })
     }
+    const index = yield* loadIndex(options.dir, keys)
+    return { dir: options.dir, storeId: config.storeId, chunker, packBytes: options.packBytes ?? DEFAULT_PACK_BYTES, keys, index }
+  })
+
+/** Every index file's entries (chunk id, base64 → location), and the index files' paths. */
+const loadIndexFiles = (dir: string, keys: StoreKeys): Effect.Effect<{ readonly index: Map<string, Location>; readonly files: ReadonlyArray<string> }, StoreRefused | IoError> =>
+  Effect.gen(function*() {
+    const p = paths(dir)
     const index = new Map<string, Location>()
-    const files = yield* io("read", p.index, () => fs.readdirSync(p.index).filter((n) => !n.endsWith(".partial")))
-    for (const name of files) {
-      const file = nodePath.join(p.index, name)
+    const names = yield* io("read", p.index, () => fs.readdirSync(p.index).filter((n) => !n.endsWith(".partial")).sort())
+    const files = names.map((n) => nodePath.join(p.index, n))
+    for (const file of files) {
       const sealed = yield* io("read", file, () => fs.readFileSync(file))
       const entries = open(keys.index, sealed, INDEX_AAD)
-      if (entries === undefined || entries.length % INDEX_ENTRY_BYTES !== 0) return yield* corrupt(file, "an index file that does not authenticate")
+      if (entries === undefined || entries.length % INDEX_ENTRY_BYTES !== 0) {
+        return yield* new StoreRefused({ reason: "Corrupt", path: file, detail: "an index file that does not authenticate" })
+      }
       for (let at = 0; at < entries.length; at += INDEX_ENTRY_BYTES) {
         index.set(entries.subarray(at, at + 32).toString("base64"), {
           pack: entries.subarray(at + 32, at + 64).toString("hex"),
@@ -181,7 +193,27 @@ export const open_ = (options: {
         })
       }
     }
-    return { dir: options.dir, storeId: config.storeId, chunker, packBytes: options.packBytes ?? DEFAULT_PACK_BYTES, keys, index }
+    return { index, files }
+  })
+
+const loadIndex = (dir: string, keys: StoreKeys) => loadIndexFiles(dir, keys).pipe(Effect.map((r) => r.index))
+
+/** Writes an index file listing `entries` (durably); returns its path and size in bytes. */
+const writeIndex = (dir: string, keys: StoreKeys, entries: ReadonlyMap<string, Location>): Effect.Effect<{ readonly path: string; readonly bytes: number }, IoError> =>
+  Effect.suspend(() => {
+    const bytes = Buffer.alloc(entries.size * INDEX_ENTRY_BYTES)
+    let at = 0
+    for (const [key, loc] of entries) {
+      Buffer.from(key, "base64").copy(bytes, at)
+      Buffer.from(loc.pack, "hex").copy(bytes, at + 32)
+      bytes.writeUInt32LE(loc.offset, at + 64)
+      bytes.writeUInt32LE(loc.sealedBytes, at + 68)
+      bytes.writeUInt32LE(loc.plainBytes, at + 72)
+      at += INDEX_ENTRY_BYTES
+    }
+    const sealed = seal(keys.index, bytes, INDEX_AAD)
+    const path = nodePath.join(paths(dir).index, crypto.createHash("sha256").update(sealed).digest("hex"))
+    return writeDurably(path, sealed).pipe(Effect.as({ path, bytes: sealed.length }))
   })
 
 /** Reads and opens one snapshot file. */
@@ -299,19 +331,7 @@ const backupLocked = (store: Store, options: { readonly source: string; readonly
       })))
       chunks = list
       if (added.size > 0) {
-        const entries = Buffer.alloc(added.size * INDEX_ENTRY_BYTES)
-        let at = 0
-        for (const [key, loc] of added) {
-          Buffer.from(key, "base64").copy(entries, at)
-          Buffer.from(loc.pack, "hex").copy(entries, at + 32)
-          entries.writeUInt32LE(loc.offset, at + 64)
-          entries.writeUInt32LE(loc.sealedBytes, at + 68)
-          entries.writeUInt32LE(loc.plainBytes, at + 72)
-          at += INDEX_ENTRY_BYTES
-        }
-        const sealed = seal(store.keys.index, entries, INDEX_AAD)
-        yield* writeDurably(nodePath.join(p.index, crypto.createHash("sha256").update(sealed).digest("hex")), sealed)
-        storedBytes += sealed.length
+        storedBytes += (yield* writeIndex(store.dir, store.keys, added)).bytes
         for (const [key, loc] of added) store.index.set(key, loc)
       }
     }
@@ -427,5 +447,129 @@ export const check = (store: Store, options: { readonly deep?: boolean } = {}): 
     )
     return { snapshots: all.length, chunks: users.size, problems }
   })
+
+/** Runs `f` holding the store's writer lock (refused at once with `LockBusy` when held). */
+const locked = <A, E>(store: Store, f: Effect.Effect<A, E>): Effect.Effect<A, E | LockBusy | IoError> =>
+  Effect.acquireUseRelease(
+    Lock.acquireOrRefuse(paths(store.dir).lock, store.dir),
+    () => f,
+    (holder) => Effect.sync(() => Lock.release(paths(store.dir).lock, holder))
+  )
+
+/** Deletes `files` and makes their removal durable (directory fsync). */
+const removeDurably = (files: ReadonlyArray<string>): Effect.Effect<void, IoError> =>
+  Effect.gen(function*() {
+    const dirs = new Set<string>()
+    for (const f of files) {
+      yield* io("unlink", f, () => fs.rmSync(f, { force: true }))
+      dirs.add(nodePath.dirname(f))
+    }
+    for (const d of dirs) yield* ChunkOutput.syncDirectory(d)
+  })
+
+/**
+ * Deletes the snapshots `policy` does not keep, per source (the same policies as
+ * generations: `Retention.parsePolicy`), as of `now` (ms since the epoch). The chunks only
+ * they used stay in the store until {@link prune}. Returns the ids removed and kept.
+ */
+export const forget = (store: Store, options: { readonly policy: RetentionPolicy; readonly now?: number }) =>
+  locked(store, Effect.gen(function*() {
+    const all = yield* snapshots(store)
+    const bySource = new Map<string, Array<Snapshot>>()
+    for (const s of all) bySource.set(s.source.path, [...(bySource.get(s.source.path) ?? []), s])
+    const keep = new Set<string>()
+    for (const list of bySource.values()) {
+      const kept = Retention.kept(options.policy, list.map((s, k) => ({ id: s.id, generation: k + 1, status: "complete" as const, createdAt: s.createdAt })), options.now ?? Date.now())
+      for (const id of kept) keep.add(id)
+    }
+    const removed = all.filter((s) => !keep.has(s.id)).map((s) => s.id)
+    yield* removeDurably(removed.map((id) => nodePath.join(paths(store.dir).snapshots, id)))
+    return { removed, kept: all.filter((s) => keep.has(s.id)).map((s) => s.id) }
+  }))
+
+/** What `prune` did. */
+export interface PruneSummary {
+  /** Packs deleted: wholly unreferenced, unindexed (left by an interrupted backup), or repacked. */
+  readonly packsDeleted: number
+  /** Packs whose live chunks were copied into new packs. */
+  readonly packsRepacked: number
+  readonly packsWritten: number
+  /** Chunks no snapshot references any more, now gone. */
+  readonly chunksRemoved: number
+  /** Bytes of packs deleted minus bytes of packs written. */
+  readonly bytesFreed: number
+}
+
+/**
+ * Removes what no snapshot references: packs none of whose chunks is used are deleted, and
+ * packs where at least `repackGarbage` (default 0.5) of the bytes are unused are repacked
+ * (their live chunks copied into new packs). Safe under `kill -9` at any point: new packs
+ * are durable before the one new index file that lists every live chunk, which is durable
+ * before the old index files go, which go before any pack is deleted. Holds the writer lock.
+ */
+export const prune = (store: Store, options: { readonly repackGarbage?: number } = {}): Effect.Effect<PruneSummary, StoreRefused | PackDamaged | LockBusy | IoError> =>
+  locked(store, Effect.gen(function*() {
+    const p = paths(store.dir)
+    const threshold = options.repackGarbage ?? 0.5
+    const live = new Set<string>()
+    for (const s of yield* snapshots(store)) for (const [key] of s.chunks) live.add(key)
+    const { index, files: oldIndexFiles } = yield* loadIndexFiles(store.dir, store.keys)
+    const packFiles = yield* io("read", p.packs, () =>
+      fs.readdirSync(p.packs, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => nodePath.join(e.parentPath, e.name)))
+    const packBytes = new Map<string, number>()
+    for (const f of packFiles) if (!f.endsWith(".partial")) packBytes.set(nodePath.basename(f), yield* io("stat", f, () => fs.statSync(f).size))
+    // Per pack: the bytes of its blobs still used (each chunk counts in the one pack the index points to).
+    const usedBytes = new Map<string, number>()
+    let chunksRemoved = 0
+    for (const [key, loc] of index) {
+      if (live.has(key)) usedBytes.set(loc.pack, (usedBytes.get(loc.pack) ?? 0) + loc.sealedBytes)
+      else chunksRemoved++
+    }
+    const repack = [...packBytes].filter(([id, size]) => (usedBytes.get(id) ?? 0) > 0 && 1 - (usedBytes.get(id) ?? 0) / size >= threshold).map(([id]) => id)
+    const repacking = new Set(repack)
+    // The live chunks, where they will be: unchanged, or copied into new packs.
+    const next = new Map<string, Location>()
+    let pack = new PackWriter(store.keys)
+    let written = 0
+    let writtenBytes = 0
+    const flush = Effect.suspend(() => {
+      if (pack.count === 0) return Effect.void
+      const finished = pack.finish()
+      pack = new PackWriter(store.keys)
+      return writeDurably(p.pack(finished.packId), finished.bytes).pipe(Effect.tap(() => {
+        written++
+        writtenBytes += finished.bytes.length
+        for (const e of finished.entries) next.set(e.id.toString("base64"), { pack: finished.packId, offset: e.offset, sealedBytes: e.sealedBytes, plainBytes: e.plainBytes })
+        return Effect.void
+      }))
+    })
+    yield* withFds((fds) =>
+      Effect.gen(function*() {
+        for (const [key, loc] of index) {
+          if (!live.has(key)) continue
+          if (!repacking.has(loc.pack)) {
+            next.set(key, loc)
+            continue
+          }
+          pack.add(Buffer.from(key, "base64"), yield* readChunk(store, key, fds))
+          if (pack.bytes >= store.packBytes) yield* flush
+        }
+        yield* flush
+      })
+    )
+    // One index file lists every live chunk; then the old ones go; then the packs.
+    const changed = repack.length > 0 || chunksRemoved > 0 || oldIndexFiles.length > 1
+    if (changed) {
+      const fresh = yield* writeIndex(store.dir, store.keys, next)
+      yield* removeDurably(oldIndexFiles.filter((f) => f !== fresh.path))
+    }
+    const stillUsed = new Set([...next.values()].map((l) => l.pack))
+    const doomed = packFiles.filter((f) => f.endsWith(".partial") || !stillUsed.has(nodePath.basename(f)))
+    const freed = doomed.reduce((n, f) => n + (packBytes.get(nodePath.basename(f)) ?? 0), 0)
+    yield* removeDurably(doomed)
+    store.index.clear()
+    for (const [key, loc] of next) store.index.set(key, loc)
+    return { packsDeleted: doomed.filter((f) => !f.endsWith(".partial")).length, packsRepacked: repack.length, packsWritten: written, chunksRemoved, bytesFreed: freed - writtenBytes } satisfies PruneSummary
+  }))
 
 export { open_ as open }

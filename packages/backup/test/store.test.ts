@@ -7,7 +7,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { Store } from "../src/index.js"
+import { parsePolicy, Store } from "../src/index.js"
 
 const key = crypto.createHash("sha256").update("store key").digest()
 // Small chunks keep the files small: 16 KiB minimum, 64 KiB average, 256 KiB maximum.
@@ -193,5 +193,53 @@ describe("a source that changes while it is read", () => {
     expect(await run(Store.snapshots(store))).toEqual([])
     expect(fs.readdirSync(path.join(store.dir, "packs"), { recursive: true, withFileTypes: true }).filter((f) => f.isFile())).toEqual([])
     expect(fs.readdirSync(path.join(store.dir, "index"))).toEqual([])
+  })
+})
+
+describe("forget and prune", () => {
+  it("forget drops the snapshots a policy does not keep; prune then frees their chunks and repacks, and what is kept restores", async () => {
+    const store = await openStore()
+    const source = path.join(dir, "f")
+    const versions: Array<Buffer> = []
+    for (let g = 0; g < 4; g++) {
+      // Each generation: new random bytes (nothing shared) so forgetting frees whole chunks.
+      versions.push(crypto.randomBytes(1 << 20))
+      fs.writeFileSync(source, versions[g])
+      await run(Store.backup(store, { source }))
+    }
+    const before = await run(Store.snapshots(store))
+    const f = await run(Store.forget(store, { policy: parsePolicy("keep_last:2") }))
+    expect(f.removed).toEqual(before.slice(0, 2).map((s) => s.id))
+    expect(f.kept).toEqual(before.slice(2).map((s) => s.id))
+    // Forgotten snapshots' chunks stay until prune; prune removes them and repacks mixed packs.
+    expect((await run(Store.check(store, { deep: true }))).problems).toEqual([])
+    const pruned = await run(Store.prune(store))
+    expect(pruned.chunksRemoved).toBeGreaterThan(0)
+    expect(pruned.bytesFreed).toBeGreaterThan(1 << 20)
+    expect(pruned.packsDeleted).toBeGreaterThan(0)
+    for (const [k, s] of before.slice(2).entries()) {
+      const out = path.join(dir, `kept-${k}`)
+      await run(Store.restore(store, { snapshot: s.id, output: out }))
+      expect(fs.readFileSync(out).equals(versions[k + 2])).toBe(true)
+    }
+    expect(fs.readdirSync(path.join(store.dir, "index"))).toHaveLength(1)
+    // Nothing left to do, and a reopened store agrees.
+    expect(await run(Store.prune(await openStore()))).toMatchObject({ chunksRemoved: 0, packsDeleted: 0, packsRepacked: 0 })
+    expect((await run(Store.check(await openStore(), { deep: true }))).problems).toEqual([])
+  })
+
+  it("prune deletes packs a crashed backup wrote but never indexed", async () => {
+    const store = await openStore()
+    const source = path.join(dir, "f")
+    fs.writeFileSync(source, crypto.randomBytes(1 << 20))
+    await run(Store.backup(store, { source }))
+    const stray = path.join(store.dir, "packs", "ab", "ab".padEnd(64, "0"))
+    fs.mkdirSync(path.dirname(stray), { recursive: true })
+    fs.writeFileSync(stray, "left by a killed backup")
+    fs.writeFileSync(`${stray}.partial`, "half")
+    const pruned = await run(Store.prune(store))
+    expect(pruned.packsDeleted).toBe(1)
+    expect(fs.existsSync(stray) || fs.existsSync(`${stray}.partial`)).toBe(false)
+    expect((await run(Store.check(store, { deep: true }))).problems).toEqual([])
   })
 })
