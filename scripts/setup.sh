@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine that has only Node 20 and npm: pnpm, the age CLI and Chromium
-# (Debian packages, for the age adapter's and the audit report's tests), the workspace's
-# dependencies from the lockfile, and a build of every package.
+# (Debian packages, for the age adapter's and the audit report's tests), restic (for
+# `pnpm bench` only: the chunk store is compared with it; no test needs it), the
+# workspace's dependencies from the lockfile, and a build of every package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,13 +14,14 @@ fi
 missing=()
 command -v age >/dev/null 2>&1 || missing+=(age)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v restic >/dev/null 2>&1 || missing+=(restic)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} with apt-get" >&2
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: warning: ${missing[*]} missing and apt-get unavailable (needed by the age and audit tests)" >&2
+    echo "setup: warning: ${missing[*]} missing and apt-get unavailable (age and chromium are needed by the age and audit tests, restic by pnpm bench)" >&2
   fi
 fi
 

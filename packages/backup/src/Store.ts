@@ -31,6 +31,8 @@ import type { RetentionPolicy } from "./Retention.js"
 /** Default size a pack grows to before it is written, in bytes: 4 MiB. */
 export const DEFAULT_PACK_BYTES = 4 * 1024 * 1024
 const READ_BYTES = 1024 * 1024
+/** Pack writes (write, fsync, rename) a backup keeps going at once: libuv runs 4 file operations in parallel. */
+const WRITES_IN_FLIGHT = 3
 const INDEX_AAD = Buffer.from("cage.dev/backup/store/v1/index", "latin1")
 const SNAPSHOT_AAD = Buffer.from("cage.dev/backup/store/v1/snapshot", "latin1")
 const INDEX_ENTRY_BYTES = 32 + 32 + 12
@@ -89,26 +91,29 @@ export interface BackupSummary {
 const io = <A>(operation: string, path: string, f: () => A): Effect.Effect<A, IoError> =>
   Effect.try({ try: f, catch: (e) => fromSystemError(operation, path, e) })
 
-/** Writes `bytes` to `path` durably: `<path>.partial` (0600), fsync, rename, directory fsync. */
+/** Writes `bytes` to `path` durably: `<path>.partial` (0600), fsync, rename, directory fsync. Rejects with the system error. */
+const writeFileDurably = async (path: string, bytes: Uint8Array): Promise<void> => {
+  await fs.promises.mkdir(nodePath.dirname(path), { recursive: true })
+  const partial = `${path}.partial`
+  const h = await fs.promises.open(partial, "w", 0o600)
+  try {
+    await h.writeFile(bytes)
+    await h.sync()
+  } finally {
+    await h.close()
+  }
+  await fs.promises.rename(partial, path)
+  const dir = await fs.promises.open(nodePath.dirname(path), "r")
+  try {
+    await dir.sync()
+  } finally {
+    await dir.close()
+  }
+}
+
+/** {@link writeFileDurably} as an effect (fails with `IoError`). */
 const writeDurably = (path: string, bytes: Uint8Array): Effect.Effect<void, IoError> =>
-  io("write", path, () => {
-    fs.mkdirSync(nodePath.dirname(path), { recursive: true })
-    const partial = `${path}.partial`
-    const fd = fs.openSync(partial, "w", 0o600)
-    try {
-      fs.writeSync(fd, bytes)
-      fs.fsyncSync(fd)
-    } finally {
-      fs.closeSync(fd)
-    }
-    fs.renameSync(partial, path)
-    const dir = fs.openSync(nodePath.dirname(path), "r")
-    try {
-      fs.fsyncSync(dir)
-    } finally {
-      fs.closeSync(dir)
-    }
-  })
+  Effect.tryPromise({ try: () => writeFileDurably(path, bytes), catch: (e) => fromSystemError("write", path, e) })
 
 const paths = (dir: string) => ({
   config: nodePath.join(dir, "config.json"),
@@ -267,56 +272,68 @@ const backupLocked = (store: Store, options: { readonly source: string; readonly
       chunks = previous.chunks
     } else {
       let pack = new PackWriter(store.keys)
-      const flush = Effect.suspend(() => {
-        if (pack.count === 0) return Effect.void
+      // Up to WRITES_IN_FLIGHT pack writes run while the next pack fills: the disk works
+      // (and fsyncs) while the CPU chunks, hashes and seals. Plain promises, so each always
+      // runs to its end (a failed run waits for them before removing what it wrote).
+      const writing: Array<Promise<IoError | undefined>> = []
+      const settle = (keep: number) =>
+        Effect.gen(function*() {
+          while (writing.length > keep) {
+            const error = yield* Effect.promise(() => writing.shift()!)
+            if (error) return yield* error
+          }
+        })
+      const flush = Effect.gen(function*() {
+        if (pack.count === 0) return
         const finished = pack.finish()
         pack = new PackWriter(store.keys)
-        return writeDurably(p.pack(finished.packId), finished.bytes).pipe(Effect.tap(() => {
-          written.push(p.pack(finished.packId))
+        yield* settle(WRITES_IN_FLIGHT - 1)
+        const file = p.pack(finished.packId)
+        written.push(file)
+        writing.push(writeFileDurably(file, finished.bytes).then(() => {
           storedBytes += finished.bytes.length
           for (const e of finished.entries) added.set(e.id.toString("base64"), { pack: finished.packId, offset: e.offset, sealedBytes: e.sealedBytes, plainBytes: e.plainBytes })
-          return Effect.void
-        }))
+          return undefined
+        }, (e: unknown) => fromSystemError("write", file, e)))
       })
       const list: Array<readonly [string, number]> = []
-      // Chunks sealed into the pack being filled: known, but not yet in `added`.
-      const inPack = new Set<string>()
+      // Chunks this run sealed: known before their pack is written and listed in `added`.
+      const sealedIds = new Set<string>()
       const take = (chunk: Buffer) =>
         Effect.gen(function*() {
           const id = chunkId(store.keys, chunk)
           const key = id.toString("base64")
           list.push([key, chunk.length])
-          if (store.index.has(key) || added.has(key) || inPack.has(key)) return
+          if (store.index.has(key) || sealedIds.has(key)) return
           pack.add(id, chunk)
-          inPack.add(key)
+          sealedIds.add(key)
           addedBytes += chunk.length
-          if (pack.bytes >= store.packBytes) {
-            yield* flush
-            inPack.clear()
-          }
+          if (pack.bytes >= store.packBytes) yield* flush
         })
       const run = Effect.gen(function*() {
         const fd = yield* io("open", sourcePath, () => fs.openSync(sourcePath, "r"))
         try {
           const chunker = ContentDefined.make(store.chunker)
-          let pending: Array<Buffer> = []
-          const cut = (length: number): Buffer => {
-            // The chunk is the first `length` bytes of `pending`.
-            const whole = Buffer.concat(pending)
-            pending = whole.length > length ? [whole.subarray(length)] : []
-            return whole.subarray(0, length)
-          }
-          for (;;) {
-            const piece = Buffer.allocUnsafe(READ_BYTES)
+          // One staging buffer, read into in place: what the chunker has not cut yet (less
+          // than a maximum chunk) stays at its front, so reading and cutting allocate nothing.
+          const staging = Buffer.allocUnsafe(store.chunker.maxBytes + READ_BYTES)
+          let filled = 0
+          for (let done = false; !done;) {
             // Asynchronous: a long backup never blocks the event loop (progress, signals).
             const n = yield* Effect.callback<number, IoError>((resume) => {
-              fs.read(fd, piece, 0, READ_BYTES, null, (e, got) => resume(e ? Effect.fail(fromSystemError("read", sourcePath, e)) : Effect.succeed(got)))
+              fs.read(fd, staging, filled, READ_BYTES, null, (e, got) => resume(e ? Effect.fail(fromSystemError("read", sourcePath, e)) : Effect.succeed(got)))
             })
-            if (n === 0) break
-            pending.push(piece.subarray(0, n))
-            for (const length of chunker.push(piece.subarray(0, n))) yield* take(Buffer.from(cut(length)))
+            const cuts = n === 0 ? chunker.end() : chunker.push(staging.subarray(filled, filled + n))
+            filled += n
+            done = n === 0
+            let start = 0
+            for (const length of cuts) {
+              yield* take(staging.subarray(start, start + length))
+              start += length
+            }
+            staging.copyWithin(0, start, filled)
+            filled -= start
           }
-          for (const length of chunker.end()) yield* take(Buffer.from(cut(length)))
           const after = yield* io("stat", sourcePath, () => fs.fstatSync(fd, { bigint: true }))
           const change = ChunkInput.changeOf(before, { ...before, size: Number(after.size), mtimeNs: after.mtimeNs.toString(), ctimeNs: after.ctimeNs.toString() })
           if (change !== undefined) return yield* new InputChanged({ path: options.source, detail: change })
@@ -324,11 +341,15 @@ const backupLocked = (store: Store, options: { readonly source: string; readonly
           fs.closeSync(fd)
         }
         yield* flush
+        yield* settle(0)
       })
-      // A failed run references nothing: remove the packs it wrote (it holds the lock).
-      yield* run.pipe(Effect.tapError(() => Effect.sync(() => {
-        for (const f of written) fs.rmSync(f, { force: true })
-      })))
+      // A failed run references nothing: once its last write ended, remove the packs it
+      // wrote (it holds the lock, so no other run uses them).
+      yield* run.pipe(Effect.onError(() =>
+        Effect.promise(() => Promise.all(writing)).pipe(Effect.andThen(Effect.sync(() => {
+          for (const f of written) for (const g of [f, `${f}.partial`]) fs.rmSync(g, { force: true })
+        })))
+      ))
       chunks = list
       if (added.size > 0) {
         storedBytes += (yield* writeIndex(store.dir, store.keys, added)).bytes

@@ -1,0 +1,85 @@
+// The chunk store (@cage/backup Store, issue 21) against restic 0.14 (Debian's `restic`,
+// a local repository) on the same file in the same run: generation 1 (first backup),
+// generation 2 (file unchanged), generation 3 (1 MiB overwritten in the middle), and the
+// space each repository takes after the three. Each round starts both repositories empty
+// and runs the generations in order, cage then restic, then restic then cage in the next
+// round (interleaved); medians over the rounds. `sync` and a settle pause before each run.
+// Usage: node bench/store.mjs [--reps 3] [--size-mib 1024]. Needs restic on PATH (setup
+// installs it for the benchmarks). JSON in bench/out/store.json.
+import { execFileSync, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { randomFillSync } from "node:crypto"
+import { CAGE, ensureWork, numberOption, ROOT, table, timed, WORK, writeResult } from "./lib.mjs"
+
+if (spawnSync("restic", ["version"]).status !== 0) {
+  console.log("restic is not installed (bash scripts/setup.sh installs it): skipped")
+  process.exit(0)
+}
+const reps = numberOption("--reps", 3)
+const sizeMiB = numberOption("--size-mib", 1024)
+ensureWork()
+const dir = path.join(WORK, `store-${process.pid}`)
+fs.mkdirSync(dir, { recursive: true })
+const o = (n) => path.join(dir, n)
+/**
+ * Truly random bytes (lib's randomFile repeats one block with a counter, which a
+ * deduplicating store would collapse); reused when present.
+ */
+const uniqueFile = (name, bytes) => {
+  const file = path.join(WORK, name)
+  if (fs.existsSync(file) && fs.statSync(file).size === bytes) return file
+  const fd = fs.openSync(file, "w")
+  const block = Buffer.alloc(16 << 20)
+  for (let left = bytes; left > 0; left -= block.length) fs.writeSync(fd, randomFillSync(block), 0, Math.min(left, block.length))
+  fs.closeSync(fd)
+  return file
+}
+const du = (p) => Number(execFileSync("du", ["-sb", p], { encoding: "utf8" }).split(/\s+/)[0])
+try {
+  const pristine = uniqueFile(`store-${sizeMiB}-unique.bin`, sizeMiB * 1048576)
+  const source = o("dump.bin")
+  const key = o("k.key")
+  execFileSync("node", [CAGE, "keygen", "-q", "-o", key])
+  fs.writeFileSync(o("restic.pass"), "bench password\n", { mode: 0o600 })
+  const env = { RESTIC_PASSWORD_FILE: o("restic.pass"), RESTIC_CACHE_DIR: o("restic-cache") }
+  const tools = {
+    cage: { repo: o("cage-store"), backup: () => ["node", path.join(ROOT, "bench/store-worker.mjs"), o("cage-store"), key, source] },
+    restic: { repo: o("restic-repo"), backup: () => ["restic", "-r", o("restic-repo"), "backup", "--quiet", source] }
+  }
+  const times = { cage: [[], [], []], restic: [[], [], []] }
+  const space = { cage: [], restic: [] }
+  for (let r = 0; r < reps; r++) {
+    const order = r % 2 === 0 ? ["cage", "restic"] : ["restic", "cage"]
+    for (const t of Object.values(tools)) fs.rmSync(t.repo, { recursive: true, force: true })
+    execFileSync("restic", ["-r", tools.restic.repo, "init", "--quiet"], { env: { ...process.env, ...env } })
+    fs.copyFileSync(pristine, source)
+    for (let g = 0; g < 3; g++) {
+      if (g === 2) {
+        // 1 MiB overwritten in the middle (new bytes: both tools must store them).
+        const fd = fs.openSync(source, "r+")
+        fs.writeSync(fd, Buffer.alloc(1 << 20, r + 1), 0, 1 << 20, Math.floor(sizeMiB / 2) << 20)
+        fs.closeSync(fd)
+      }
+      for (const name of order) times[name][g].push(timed(tools[name].backup(), { env }))
+    }
+    for (const name of order) space[name].push(du(tools[name].repo))
+  }
+  const median = (xs, f) => [...xs].sort((a, b) => f(a) - f(b))[Math.floor(xs.length / 2)]
+  const rows = [["generation", "cage s", "restic s", "cage / restic", "cage peak RSS MiB"]]
+  const result = {}
+  for (let g = 0; g < 3; g++) {
+    const c = median(times.cage[g], (x) => x.seconds)
+    const rr = median(times.restic[g], (x) => x.seconds)
+    rows.push([["1 (first)", "2 (unchanged)", "3 (1 MiB overwritten)"][g], c.seconds.toFixed(2), rr.seconds.toFixed(2), (c.seconds / rr.seconds).toFixed(2), c.rssMiB.toFixed(0)])
+    result[`generation${g + 1}`] = { cage: c, restic: rr }
+  }
+  const cs = median(space.cage, (x) => x)
+  const rs = median(space.restic, (x) => x)
+  console.log(`${sizeMiB} MiB of random bytes, ${reps} rounds (interleaved), medians`)
+  console.log(table(rows))
+  console.log(table([["space after 3 generations", "MiB"], ["cage store", (cs / 1048576).toFixed(1)], ["restic", (rs / 1048576).toFixed(1)], ["cage / restic", (cs / rs).toFixed(3)]]))
+  writeResult("store", { sizeMiB, reps, ...result, spaceBytes: { cage: cs, restic: rs } })
+} finally {
+  fs.rmSync(dir, { recursive: true, force: true })
+}
