@@ -110,7 +110,7 @@ describe("cage.toml errors in the file's terms", () => {
     ["workers = \"two\"\n", "workers (line 1): expected number, found \"two\" (a string)"],
     ["backend = \"rsa\"\n", "backend (line 1): expected \"agcm\" | \"age\" | \"age-lib\", found \"rsa\" (a string)"],
     ["[pipelines.encrypt]\nprocessors = \"agcm-encrypt\"\n", "pipelines.encrypt.processors (line 2): expected array, found \"agcm-encrypt\" (a string)"],
-    ["[backup]\nretention = \"keep_lots\"\n", "backup.retention (line 2): unknown retention policy \"keep_lots\": use keep_all, keep_last:N, keep_days:D or keep_last_and_days:N,D"],
+    ["[backup]\nretention = \"keep_lots\"\n", "backup.retention (line 2): unknown retention policy \"keep_lots\": use keep_all, keep_last:N, keep_days:D, keep_last_and_days:N,D, keep_hourly:N, keep_daily:N, keep_weekly:N, keep_monthly:N or keep_yearly:N, several joined by +"],
     ["limit_rate = \"0\"\n", "limit_rate: expected a positive size, got \"0\""]
   ])("%j: exit 2 with %s", ([text, message]) => {
     fs.writeFileSync(f("cage.toml"), text)

@@ -24,7 +24,7 @@ import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import { type PackDamaged, SnapshotNotFound, StoreRefused } from "./Error.js"
 import { chunkId, deriveStoreKeys, type StoreKeys, STORE_ID_BYTES } from "./internal/store/keys.js"
-import { open, openBlob, type PackEntry, PackWriter, seal } from "./internal/store/pack.js"
+import { open, openBlob, type PackEntry, PackWriter, readTable, seal } from "./internal/store/pack.js"
 import * as Retention from "./Retention.js"
 import type { RetentionPolicy } from "./Retention.js"
 
@@ -591,6 +591,46 @@ export const prune = (store: Store, options: { readonly repackGarbage?: number }
     store.index.clear()
     for (const [key, loc] of next) store.index.set(key, loc)
     return { packsDeleted: doomed.filter((f) => !f.endsWith(".partial")).length, packsRepacked: repack.length, packsWritten: written, chunksRemoved, bytesFreed: freed - writtenBytes } satisfies PruneSummary
+  }))
+
+/** What `recover` found. */
+export interface RecoverSummary {
+  readonly packs: number
+  readonly chunks: number
+  /** Packs whose table does not read back (their chunks cannot be indexed): pack id and why. */
+  readonly damagedPacks: ReadonlyArray<{ readonly pack: string; readonly detail: string }>
+}
+
+/**
+ * Rebuilds the index from the packs' own tables (for a lost or damaged `index/`): writes one
+ * index file listing every chunk of every pack whose table authenticates, then removes the
+ * old index files. Holds the writer lock.
+ */
+export const recover = (store: Store): Effect.Effect<RecoverSummary, LockBusy | IoError> =>
+  locked(store, Effect.gen(function*() {
+    const p = paths(store.dir)
+    const files = yield* io("read", p.packs, () =>
+      fs.readdirSync(p.packs, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && !e.name.endsWith(".partial")).map((e) => nodePath.join(e.parentPath, e.name)))
+    const next = new Map<string, Location>()
+    const damagedPacks: Array<{ pack: string; detail: string }> = []
+    for (const file of files.sort()) {
+      const pack = nodePath.basename(file)
+      const bytes = yield* io("read", file, () => fs.readFileSync(file))
+      try {
+        for (const e of readTable(pack, bytes, store.keys)) {
+          const key = e.id.toString("base64")
+          if (!next.has(key)) next.set(key, { pack, offset: e.offset, sealedBytes: e.sealedBytes, plainBytes: e.plainBytes })
+        }
+      } catch (e) {
+        damagedPacks.push({ pack, detail: (e as PackDamaged).detail ?? String(e) })
+      }
+    }
+    const old = yield* io("read", p.index, () => fs.readdirSync(p.index).map((n) => nodePath.join(p.index, n)))
+    const fresh = yield* writeIndex(store.dir, store.keys, next)
+    yield* removeDurably(old.filter((f) => f !== fresh.path))
+    store.index.clear()
+    for (const [key, loc] of next) store.index.set(key, loc)
+    return { packs: files.length, chunks: next.size, damagedPacks }
   }))
 
 export { open_ as open }

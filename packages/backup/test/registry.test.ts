@@ -109,6 +109,34 @@ describe("retention", () => {
     expect(ids("keep_last_and_days:4,1")).toEqual(["g2", "g3", "g4", "g5"])
   })
 
+  it("keeps, like restic's --keep-hourly/daily/weekly/monthly/yearly, the newest of each of the last N periods that have one (UTC)", () => {
+    const at = (iso: string, n: number) => ({ ...gen(n, 0, 0), createdAt: iso })
+    // Three a day on 1..3 December 2026 (Tuesday..Thursday), one on 30 November, one a month and a year before.
+    const gens = [
+      at("2025-11-15T10:00:00Z", 1), at("2026-10-31T23:59:59Z", 2), at("2026-11-30T08:00:00Z", 3),
+      at("2026-12-01T01:00:00Z", 4), at("2026-12-01T09:00:00Z", 5), at("2026-12-01T23:00:00Z", 6),
+      at("2026-12-02T00:30:00Z", 7), at("2026-12-02T00:45:00Z", 8), at("2026-12-03T12:00:00Z", 9)
+    ]
+    const now = Date.parse("2026-12-05T00:00:00Z")
+    const ids = (p: string) => [...Retention.kept(parsePolicy(p), gens, now)].sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)))
+    expect(ids("keep_daily:3")).toEqual(["g6", "g8", "g9"])
+    expect(ids("keep_daily:10")).toEqual(["g1", "g2", "g3", "g6", "g8", "g9"])
+    expect(ids("keep_hourly:2")).toEqual(["g8", "g9"])
+    // ISO weeks: 30 Nov..3 Dec 2026 is 2026-W49; 31 Oct 2026 is W44; 15 Nov 2025 is 2025-W46.
+    expect(ids("keep_weekly:2")).toEqual(["g2", "g9"])
+    expect(ids("keep_monthly:3")).toEqual(["g2", "g3", "g9"])
+    expect(ids("keep_yearly:5")).toEqual(["g1", "g9"])
+    expect(ids("keep_last:1+keep_monthly:2")).toEqual(["g3", "g9"])
+    expect(ids("keep_daily:1+keep_yearly:2")).toEqual(["g1", "g9"])
+    for (const [iso, week] of [["2026-12-05T06:00:00Z", "2026-W49"], ["2021-01-03T00:00:00Z", "2020-W53"], ["2024-12-30T00:00:00Z", "2025-W01"], ["2026-01-01T00:00:00Z", "2026-W01"]]) {
+      expect(Retention.periodOf("weekly", Date.parse(iso))).toBe(week)
+    }
+    expect(formatPolicy(parsePolicy("keep_last:2+keep_weekly:4"))).toBe("keep_last:2+keep_weekly:4")
+    for (const bad of ["keep_daily:0", "keep_weekly", "keep_all+keep_daily:1", "keep_daily:1+", "keep_fortnightly:2"]) {
+      expect(() => parsePolicy(bad), bad).toThrow(expect.objectContaining({ _tag: "BackupUsageError", reason: "Retention" }))
+    }
+  })
+
   it("prunes to the policy, registry first, dry run deletes nothing", async () => {
     const dir = tempDir()
     const a = makeSource(dir, 2 * CHUNK, "a")

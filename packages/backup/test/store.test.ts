@@ -243,3 +243,32 @@ describe("forget and prune", () => {
     expect((await run(Store.check(store, { deep: true }))).problems).toEqual([])
   })
 })
+
+describe("recover", () => {
+  it("rebuilds a lost index from the packs' tables: missing chunks are found again, and a damaged pack is named", async () => {
+    const store = await openStore()
+    const source = path.join(dir, "f")
+    const data = crypto.randomBytes(3 << 20)
+    fs.writeFileSync(source, data)
+    const s = await run(Store.backup(store, { source }))
+    for (const f of fs.readdirSync(path.join(store.dir, "index"))) fs.rmSync(path.join(store.dir, "index", f))
+    const lost = await openStore()
+    const before = await run(Store.check(lost))
+    expect(before.problems.length).toBe(before.chunks)
+    expect(before.problems.every((p) => p.kind === "missing")).toBe(true)
+    const r = await run(Store.recover(lost))
+    expect(r).toMatchObject({ chunks: before.chunks, damagedPacks: [] })
+    expect((await run(Store.check(lost, { deep: true }))).problems).toEqual([])
+    await run(Store.restore(await openStore(), { snapshot: s.snapshot, output: path.join(dir, "out") }))
+    expect(fs.readFileSync(path.join(dir, "out")).equals(data)).toBe(true)
+    // A pack whose table is damaged is named, and the others still count.
+    const packs = fs.readdirSync(path.join(store.dir, "packs"), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name))
+    const victim = packs[0]
+    const bytes = fs.readFileSync(victim)
+    bytes[bytes.length - 20] ^= 1
+    fs.writeFileSync(victim, bytes)
+    const again = await run(Store.recover(lost))
+    expect(again.damagedPacks).toEqual([{ pack: path.basename(victim), detail: expect.stringContaining("does not authenticate") }])
+    expect(again.chunks).toBeLessThan(r.chunks)
+  })
+})

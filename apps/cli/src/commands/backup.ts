@@ -233,7 +233,7 @@ const listCommand = Command.make("list", {
 
 const pruneCommand = Command.make("prune", {
   dir: dirFlag,
-  policy: Flag.String("policy").pipe(Flag.withDescription("keep_all | keep_last:N | keep_days:D | keep_last_and_days:N,D (default keep_last:3, or [backup] retention)"), Flag.optional),
+  policy: Flag.String("policy").pipe(Flag.withDescription("keep_all | keep_last:N | keep_days:D | keep_last_and_days:N,D | keep_hourly/daily/weekly/monthly/yearly:N, several joined by + (default keep_last:3, or [backup] retention)"), Flag.optional),
   dryRun: Flag.Boolean("dry-run").pipe(Flag.withDescription("Show what would be deleted; delete nothing"), Flag.withDefault(false)),
   auditLog: auditLogFlag,
   json,
