@@ -10,7 +10,7 @@ const { Store } = await import(path.join(pkg, "dist/index.js"))
 const { Effect } = await import(path.join(pkg, "node_modules/effect/dist/index.js"))
 const key = Buffer.from(/cage-key-1:(\S+)/.exec(fs.readFileSync(keyFile, "utf8"))[1], "base64url")
 const summary = await Effect.runPromise(Effect.gen(function*() {
-  const store = yield* Store.open({ dir, key })
+  const store = yield* Store.open({ dir, key: { key } })
   return yield* Store.backup(store, { source })
 }))
 process.stdout.write(`${JSON.stringify(summary)}\n`)

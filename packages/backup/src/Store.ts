@@ -22,6 +22,7 @@ import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
+import type { KeyMaterial } from "@cage/agcm"
 import { type PackDamaged, SnapshotNotFound, StoreRefused } from "./Error.js"
 import { chunkId, deriveStoreKeys, type StoreKeys, STORE_ID_BYTES } from "./internal/store/keys.js"
 import { open, openBlob, type PackEntry, PackWriter, readTable, seal } from "./internal/store/pack.js"
@@ -124,40 +125,80 @@ const paths = (dir: string) => ({
   pack: (id: string) => nodePath.join(dir, "packs", id.slice(0, 2), id)
 })
 
+/** A passphrase store's KDF: scrypt with r = 8, p = 1, and the cost and salt recorded in its config. */
+interface Kdf {
+  readonly scrypt: { readonly logN: number; readonly salt: string }
+}
+
 /** The config's MAC: HMAC-SHA-256 under the index key of its other fields, in a fixed order. */
-const configMac = (keys: StoreKeys, storeId: string, chunker: ContentDefined.Params) =>
-  crypto.createHmac("sha256", keys.index).update(JSON.stringify(["cage-store", 1, storeId, chunker.minBytes, chunker.avgBytes, chunker.maxBytes])).digest("hex")
+const configMac = (keys: StoreKeys, storeId: string, chunker: ContentDefined.Params, kdf: Kdf | undefined) =>
+  crypto.createHmac("sha256", keys.index)
+    .update(JSON.stringify(["cage-store", 1, storeId, chunker.minBytes, chunker.avgBytes, chunker.maxBytes, kdf?.scrypt.logN ?? null, kdf?.scrypt.salt ?? null]))
+    .digest("hex")
+
+const SCRYPT_LABEL = "cage.dev/backup/store/v1/scrypt"
 
 /**
- * Opens the store at `dir` with the 32-byte master `key`, creating it when `dir` holds no
- * store yet (with `chunker` bounds, default restic's; fixed for the store's life).
+ * The 32-byte master key from key material: the raw key, or scrypt of the passphrase under
+ * the store's recorded cost and salt (refused above `maxScryptLogN`, default 18).
+ */
+const masterKey = (dir: string, material: KeyMaterial, kdf: Kdf | undefined): Effect.Effect<Buffer, StoreRefused> =>
+  Effect.suspend((): Effect.Effect<Buffer, StoreRefused> => {
+    const refuse = (detail: string) => Effect.fail(new StoreRefused({ reason: "Key", path: dir, detail }))
+    const m = material as { key?: Uint8Array; passphrase?: Uint8Array; maxScryptLogN?: number }
+    if (kdf === undefined) {
+      if (m.key === undefined) return refuse("this store is opened with a key file, not a passphrase")
+      return m.key.length === 32 ? Effect.succeed(Buffer.from(m.key)) : refuse(`a store key is 32 bytes, got ${m.key.length}`)
+    }
+    if (m.passphrase === undefined) return refuse("this store is opened with a passphrase, not a key file")
+    if (m.passphrase.length === 0) return refuse("the passphrase is empty")
+    const { logN, salt } = kdf.scrypt
+    const max = m.maxScryptLogN ?? 18
+    if (!Number.isInteger(logN) || logN < 10 || logN > max) return refuse(`the store asks for scrypt cost 2^${logN}, outside 2^10..2^${max}`)
+    const passphrase = m.passphrase
+    return Effect.callback<Buffer, StoreRefused>((resume) => {
+      crypto.scrypt(passphrase, Buffer.concat([Buffer.from(SCRYPT_LABEL), Buffer.from(salt, "hex")]), 32, { N: 2 ** logN, r: 8, p: 1, maxmem: 128 * 2 ** logN * 8 + (16 << 20) }, (e, key) => {
+        resume(e ? Effect.die(e) : Effect.succeed(key))
+      })
+    })
+  })
+
+/**
+ * Opens the store at `dir` with `key` (`@cage/agcm`'s `KeyMaterial`: a 32-byte `{ key }`, or
+ * `{ passphrase }`, stretched with scrypt, cost `scryptLogN`, default 2^17, recorded in the
+ * config), creating it when `dir` holds no store yet (with `chunker` bounds, default
+ * restic's; fixed for the store's life). The key material is not wiped: the caller's.
  *
- * Fails with `StoreRefused` (`"Key"`: the key does not open it; `"Corrupt"`: the config or
- * an index file does not parse or authenticate), `UsageError` (bad chunker bounds) or `IoError`.
+ * Fails with `StoreRefused` (`"Key"`: the key does not open it, or is the other kind;
+ * `"Corrupt"`: the config or an index file does not parse or authenticate), `UsageError`
+ * (bad chunker bounds) or `IoError`.
  */
 export const open_ = (options: {
   readonly dir: string
-  readonly key: Uint8Array
+  readonly key: KeyMaterial
   readonly chunker?: ContentDefined.Params
   readonly packBytes?: number
 }): Effect.Effect<Store, StoreRefused | UsageError | IoError> =>
   Effect.gen(function*() {
     const p = paths(options.dir)
-    if (options.key.length !== 32) return yield* new StoreRefused({ reason: "Key", path: options.dir, detail: `a store key is 32 bytes, got ${options.key.length}` })
     let text = yield* io("read", p.config, () => (fs.existsSync(p.config) ? fs.readFileSync(p.config, "utf8") : undefined))
     if (text === undefined) {
       const chunker = options.chunker ?? ContentDefined.DEFAULT_PARAMS
       yield* Effect.try({ try: () => ContentDefined.make(chunker), catch: (e) => e as UsageError })
       const storeId = crypto.randomBytes(STORE_ID_BYTES).toString("hex")
-      const keys = deriveStoreKeys(options.key, Buffer.from(storeId, "hex"))
+      const m = options.key as { passphrase?: Uint8Array; scryptLogN?: number }
+      const kdf: Kdf | undefined = m.passphrase !== undefined ? { scrypt: { logN: m.scryptLogN ?? 17, salt: crypto.randomBytes(16).toString("hex") } } : undefined
+      const master = yield* masterKey(options.dir, options.key, kdf)
+      const keys = deriveStoreKeys(master, Buffer.from(storeId, "hex"))
+      master.fill(0)
       yield* io("create", options.dir, () => {
         for (const d of [p.packs, p.index, p.snapshots]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
       })
-      text = JSON.stringify({ format: "cage-store", version: 1, storeId, chunker, mac: configMac(keys, storeId, chunker) }, null, 2)
+      text = JSON.stringify({ format: "cage-store", version: 1, storeId, chunker, ...(kdf ? { kdf } : {}), mac: configMac(keys, storeId, chunker, kdf) }, null, 2)
       yield* writeDurably(p.config, Buffer.from(text))
     }
     const corrupt = (path: string, detail: string) => new StoreRefused({ reason: "Corrupt", path, detail })
-    let config: { format?: unknown; version?: unknown; storeId?: unknown; chunker?: ContentDefined.Params; mac?: unknown }
+    let config: { format?: unknown; version?: unknown; storeId?: unknown; chunker?: ContentDefined.Params; kdf?: Kdf; mac?: unknown }
     try {
       config = JSON.parse(text)
     } catch {
@@ -167,8 +208,11 @@ export const open_ = (options: {
       return yield* corrupt(p.config, "not a version 1 Cage store config")
     }
     const chunker: ContentDefined.Params = { minBytes: Number(config.chunker.minBytes), avgBytes: Number(config.chunker.avgBytes), maxBytes: Number(config.chunker.maxBytes) }
-    const keys = deriveStoreKeys(options.key, Buffer.from(config.storeId, "hex"))
-    const mac = configMac(keys, config.storeId, chunker)
+    const kdf: Kdf | undefined = config.kdf?.scrypt ? { scrypt: { logN: Number(config.kdf.scrypt.logN), salt: String(config.kdf.scrypt.salt) } } : undefined
+    const master = yield* masterKey(options.dir, options.key, kdf)
+    const keys = deriveStoreKeys(master, Buffer.from(config.storeId, "hex"))
+    master.fill(0)
+    const mac = configMac(keys, config.storeId, chunker, kdf)
     if (mac.length !== config.mac.length || !crypto.timingSafeEqual(Buffer.from(mac), Buffer.from(config.mac))) {
       return yield* new StoreRefused({ reason: "Key", path: options.dir, detail: "this key does not open the store (another key, or its config.json was edited)" })
     }

@@ -56,7 +56,7 @@ const killAfter = (args: ReadonlyArray<string>, ms: number) =>
 
 /** Every listed snapshot restores to its source's bytes, and a deep check is clean. */
 const consistent = async () => {
-  const store = await run(Store.open({ dir: storeDir, key, chunker }))
+  const store = await run(Store.open({ dir: storeDir, key: { key }, chunker }))
   const report = await run(Store.check(store, { deep: true }))
   expect(report.problems).toEqual([])
   for (const s of await run(Store.snapshots(store))) {
@@ -84,7 +84,7 @@ describe("the chunk store under kill -9", () => {
 
   it("at 20 moments of prune (after forgetting old snapshots): what is kept restores, and the next prune completes", async () => {
     let x = 777
-    const store = await run(Store.open({ dir: storeDir, key, chunker }))
+    const store = await run(Store.open({ dir: storeDir, key: { key }, chunker }))
     for (let k = 0; k < 20; k++) {
       // New garbage each round: a backup, then forget all but the two newest.
       complete(["backup", storeDir, key.toString("hex"), sources[k % sources.length]])
@@ -96,7 +96,7 @@ describe("the chunk store under kill -9", () => {
     complete(["prune", storeDir, key.toString("hex")])
     await consistent()
     // After a complete prune only live chunks remain: a second prune finds nothing to do.
-    const again = await run(Store.prune(await run(Store.open({ dir: storeDir, key, chunker }))))
+    const again = await run(Store.prune(await run(Store.open({ dir: storeDir, key: { key }, chunker }))))
     expect(again).toMatchObject({ chunksRemoved: 0, packsRepacked: 0, packsDeleted: 0 })
     // keep_last:2 per source: two of each of the five versions.
     const bySource = new Map<string, number>()

@@ -27,7 +27,7 @@ const failure = async <A, E>(e: Effect.Effect<A, E>) => {
   return (exit.cause.reasons.find((r) => r._tag === "Fail") as unknown as { error: { _tag: string; reason?: string; message: string } }).error
 }
 const sha = (b: Uint8Array) => crypto.createHash("sha256").update(b).digest("hex")
-const openStore = () => run(Store.open({ dir: path.join(dir, "store"), key, chunker, packBytes }))
+const openStore = () => run(Store.open({ dir: path.join(dir, "store"), key: { key }, chunker, packBytes }))
 
 /** Text-like lines from a seeded generator. */
 const lines = (n: number, seed: number) => {
@@ -128,11 +128,11 @@ describe("a chunk store", () => {
   it("opens only with its key, refuses an edited config, and has one writer at a time", async () => {
     const store = await openStore()
     const other = crypto.createHash("sha256").update("other").digest()
-    expect(await failure(Store.open({ dir: store.dir, key: other }))).toMatchObject({ _tag: "StoreRefused", reason: "Key" })
+    expect(await failure(Store.open({ dir: store.dir, key: { key: other } }))).toMatchObject({ _tag: "StoreRefused", reason: "Key" })
     const config = path.join(store.dir, "config.json")
     const text = fs.readFileSync(config, "utf8")
     fs.writeFileSync(config, text.replace('"avgBytes": 65536', '"avgBytes": 131072'))
-    expect(await failure(Store.open({ dir: store.dir, key }))).toMatchObject({ _tag: "StoreRefused", reason: "Key" })
+    expect(await failure(Store.open({ dir: store.dir, key: { key } }))).toMatchObject({ _tag: "StoreRefused", reason: "Key" })
     fs.writeFileSync(config, text)
     const source = path.join(dir, "f")
     fs.writeFileSync(source, "hello")
@@ -270,5 +270,32 @@ describe("recover", () => {
     const again = await run(Store.recover(lost))
     expect(again.damagedPacks).toEqual([{ pack: path.basename(victim), detail: expect.stringContaining("does not authenticate") }])
     expect(again.chunks).toBeLessThan(r.chunks)
+  })
+})
+
+describe("a passphrase store", () => {
+  it("stretches the passphrase with scrypt under the cost and salt in its config, and opens with that passphrase only", async () => {
+    const passphrase = Buffer.from("correct horse battery staple")
+    const storeDir = path.join(dir, "pstore")
+    const store = await run(Store.open({ dir: storeDir, key: { passphrase, scryptLogN: 10 }, chunker, packBytes }))
+    const config = JSON.parse(fs.readFileSync(path.join(storeDir, "config.json"), "utf8"))
+    expect(config.kdf.scrypt).toMatchObject({ logN: 10, salt: expect.stringMatching(/^[0-9a-f]{32}$/) })
+    const source = path.join(dir, "f")
+    const data = crypto.randomBytes(300_000)
+    fs.writeFileSync(source, data)
+    const s = await run(Store.backup(store, { source }))
+    const again = await run(Store.open({ dir: storeDir, key: { passphrase: Buffer.from("correct horse battery staple") } }))
+    await run(Store.restore(again, { snapshot: s.snapshot, output: path.join(dir, "out") }))
+    expect(fs.readFileSync(path.join(dir, "out")).equals(data)).toBe(true)
+    expect(await failure(Store.open({ dir: storeDir, key: { passphrase: Buffer.from("wrong") } }))).toMatchObject({ _tag: "StoreRefused", reason: "Key", exitCode: 3 })
+    expect((await failure(Store.open({ dir: storeDir, key: { key } }))).message).toContain("opened with a passphrase, not a key file")
+    expect((await failure(Store.open({ dir: path.join(dir, "store2"), key: { key } }).pipe(Effect.andThen(Store.open({ dir: path.join(dir, "store2"), key: { passphrase } }))))).message).toContain("opened with a key file, not a passphrase")
+    // A lower cost written into the config is refused by its MAC; a higher one than allowed before any work.
+    fs.writeFileSync(path.join(storeDir, "config.json"), JSON.stringify({ ...config, kdf: { scrypt: { ...config.kdf.scrypt, logN: 11 } } }))
+    expect(await failure(Store.open({ dir: storeDir, key: { passphrase } }))).toMatchObject({ reason: "Key" })
+    fs.writeFileSync(path.join(storeDir, "config.json"), JSON.stringify({ ...config, kdf: { scrypt: { ...config.kdf.scrypt, logN: 25 } } }))
+    expect((await failure(Store.open({ dir: storeDir, key: { passphrase } }))).message).toContain("outside 2^10..2^18")
+    const files = fs.readdirSync(storeDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile())
+    for (const f of files) expect(fs.readFileSync(path.join(f.parentPath, f.name)).includes(passphrase)).toBe(false)
   })
 })
