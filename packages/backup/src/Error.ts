@@ -15,9 +15,10 @@ import * as nodePath from "node:path"
  * - `Range`: a restore range that does not parse, is empty, or lies outside the backup;
  * - `Cipher`: a cipher backups cannot use (it writes a trailer, or has direct mode but
  *   declares no direct output chunks, so its ciphertext chunk layout is unknown);
- * - `Key`: the operation needs the key and none was given (deep verify).
+ * - `Key`: the operation needs the key and none was given (deep verify);
+ * - `Path`: a path a directory snapshot does not hold, or a path given for a file snapshot.
  */
-export type BackupUsageReason = "Retention" | "Range" | "Cipher" | "Key"
+export type BackupUsageReason = "Retention" | "Range" | "Cipher" | "Key" | "Path"
 
 /** Bad arguments: a retention policy, a range, a cipher or a missing key (see {@link BackupUsageReason}). `detail` says what was wrong. Exit code 2. */
 export class BackupUsageError extends Data.TaggedError("BackupUsageError")<{

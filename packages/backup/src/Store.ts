@@ -23,7 +23,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import type { KeyMaterial } from "@cage/agcm"
-import { type PackDamaged, SnapshotNotFound, StoreRefused } from "./Error.js"
+import { BackupUsageError, type PackDamaged, SnapshotNotFound, StoreRefused } from "./Error.js"
 import { chunkId, deriveStoreKeys, type StoreKeys, STORE_ID_BYTES } from "./internal/store/keys.js"
 import { open, openBlob, type PackEntry, PackWriter, readTable, seal } from "./internal/store/pack.js"
 import * as Retention from "./Retention.js"
@@ -64,15 +64,36 @@ export interface SnapshotSource extends SourceIdentity {
   readonly mode: number
 }
 
-/** A snapshot: one backup of one file. */
+/** A file's chunks in order: id (base64) and plaintext length in bytes. */
+export type ChunkList = ReadonlyArray<readonly [string, number]>
+
+/** One entry of a directory snapshot: a path relative to the root (`/`-separated), with its metadata. */
+export interface TreeEntry extends Omit<SnapshotSource, "path"> {
+  readonly path: string
+  readonly type: "file" | "dir" | "symlink"
+  /** Files: the content. Absent for a file that changed while it was read (see `changed`). */
+  readonly chunks?: ChunkList
+  /** Symlinks: the target, as `readlink` gives it. */
+  readonly target?: string
+  /** Files that changed while they were read: what changed. Such a file is not stored. */
+  readonly changed?: string
+}
+
+/** A snapshot: one backup of one file (`chunks`) or of one directory tree (`tree`). */
 export interface Snapshot {
   readonly id: string
   /** ISO 8601 UTC. */
   readonly createdAt: string
   readonly source: SnapshotSource
-  /** The file's chunks in order: id (base64) and plaintext length in bytes. */
-  readonly chunks: ReadonlyArray<readonly [string, number]>
+  /** A file snapshot: the file's chunks. */
+  readonly chunks?: ChunkList
+  /** A directory snapshot: every entry below the root, parents before children. */
+  readonly tree?: ReadonlyArray<TreeEntry>
 }
+
+/** Every chunk list of a snapshot (one for a file, one per stored file of a tree). */
+const chunkListsOf = (s: Snapshot): ReadonlyArray<ChunkList> =>
+  s.tree !== undefined ? s.tree.flatMap((e) => (e.chunks ? [e.chunks] : [])) : [s.chunks ?? []]
 
 /** What `backup` did, in bytes and chunks. */
 export interface BackupSummary {
@@ -87,6 +108,12 @@ export interface BackupSummary {
   readonly storedBytes: number
   /** True when the source matched its previous snapshot (size, times, inode) and was not read. */
   readonly unchanged: boolean
+  /** Directories: regular files backed up, and those read (the others matched the previous snapshot). */
+  readonly files?: number
+  readonly filesRead?: number
+  /** Directories: files that changed while they were read (not stored), and entries skipped (sockets, devices, FIFOs). */
+  readonly changed?: ReadonlyArray<string>
+  readonly skipped?: ReadonlyArray<string>
 }
 
 const io = <A>(operation: string, path: string, f: () => A): Effect.Effect<A, IoError> =>
@@ -298,123 +325,205 @@ export const backup = (store: Store, options: { readonly source: string; readonl
     (holder) => Effect.sync(() => Lock.release(paths(store.dir).lock, holder))
   )
 
+/** The identity of an lstat (bigint) result. */
+const identityOf = (path: string, st: fs.BigIntStats): SnapshotSource => ({
+  path,
+  size: Number(st.size),
+  mtimeNs: st.mtimeNs.toString(),
+  ctimeNs: st.ctimeNs.toString(),
+  ino: st.ino.toString(),
+  dev: st.dev.toString(),
+  mode: Number(st.mode)
+})
+
+/**
+ * What one backup writes: chunks sealed into packs (up to WRITES_IN_FLIGHT pack writes run
+ * while the next pack fills, so the disk works while the CPU chunks, hashes and seals), and
+ * the index entries of the packs written.
+ */
+const makeWriter = (store: Store) => {
+  const p = paths(store.dir)
+  let pack = new PackWriter(store.keys)
+  const written: Array<string> = []
+  const added = new Map<string, Location>()
+  // Chunks this run sealed: known before their pack is written and listed in `added`.
+  const sealedIds = new Set<string>()
+  const counters = { storedBytes: 0, addedBytes: 0 }
+  // Plain promises, so each write always runs to its end (a failed run waits for them
+  // before removing what it wrote).
+  const writing: Array<Promise<IoError | undefined>> = []
+  const settle = (keep: number) =>
+    Effect.gen(function*() {
+      while (writing.length > keep) {
+        const error = yield* Effect.promise(() => writing.shift()!)
+        if (error) return yield* error
+      }
+    })
+  const flush = Effect.gen(function*() {
+    if (pack.count === 0) return
+    const finished = pack.finish()
+    pack = new PackWriter(store.keys)
+    yield* settle(WRITES_IN_FLIGHT - 1)
+    const file = p.pack(finished.packId)
+    written.push(file)
+    writing.push(writeFileDurably(file, finished.bytes).then(() => {
+      counters.storedBytes += finished.bytes.length
+      for (const e of finished.entries) added.set(e.id.toString("base64"), { pack: finished.packId, offset: e.offset, sealedBytes: e.sealedBytes, plainBytes: e.plainBytes })
+      return undefined
+    }, (e: unknown) => fromSystemError("write", file, e)))
+  })
+  const take = (list: Array<readonly [string, number]>, chunk: Buffer) =>
+    Effect.gen(function*() {
+      const id = chunkId(store.keys, chunk)
+      const key = id.toString("base64")
+      list.push([key, chunk.length])
+      if (store.index.has(key) || sealedIds.has(key)) return
+      pack.add(id, chunk)
+      sealedIds.add(key)
+      counters.addedBytes += chunk.length
+      if (pack.bytes >= store.packBytes) yield* flush
+    })
+  // One staging buffer, read into in place: what the chunker has not cut yet (less than a
+  // maximum chunk) stays at its front, so reading and cutting allocate nothing.
+  const staging = Buffer.allocUnsafe(store.chunker.maxBytes + READ_BYTES)
+  /** The chunks of the file at `path`, or what changed when it is no longer `before`. */
+  const chunkFile = (path: string, before: SnapshotSource) =>
+    Effect.gen(function*() {
+      const list: Array<readonly [string, number]> = []
+      const fd = yield* io("open", path, () => fs.openSync(path, "r"))
+      try {
+        const chunker = ContentDefined.make(store.chunker)
+        let filled = 0
+        for (let done = false; !done;) {
+          // Asynchronous: a long backup never blocks the event loop (progress, signals).
+          const n = yield* Effect.callback<number, IoError>((resume) => {
+            fs.read(fd, staging, filled, READ_BYTES, null, (e, got) => resume(e ? Effect.fail(fromSystemError("read", path, e)) : Effect.succeed(got)))
+          })
+          const cuts = n === 0 ? chunker.end() : chunker.push(staging.subarray(filled, filled + n))
+          filled += n
+          done = n === 0
+          let start = 0
+          for (const length of cuts) {
+            yield* take(list, staging.subarray(start, start + length))
+            start += length
+          }
+          staging.copyWithin(0, start, filled)
+          filled -= start
+        }
+        const after = identityOf(path, yield* io("stat", path, () => fs.fstatSync(fd, { bigint: true })))
+        const change = ChunkInput.changeOf(before, { ...before, size: after.size, mtimeNs: after.mtimeNs, ctimeNs: after.ctimeNs })
+        return change === undefined ? { chunks: list as ChunkList, changed: undefined } : { chunks: undefined, changed: change }
+      } finally {
+        fs.closeSync(fd)
+      }
+    })
+  return {
+    chunkFile,
+    counters,
+    added,
+    /** Writes the last pack and waits for every write. */
+    finish: Effect.andThen(flush, settle(0)),
+    /** After a failure: once the writes ended, removes the packs this run wrote (it holds the lock). */
+    discard: Effect.promise(() => Promise.all(writing)).pipe(Effect.andThen(Effect.sync(() => {
+      for (const f of written) for (const g of [f, `${f}.partial`]) fs.rmSync(g, { force: true })
+    })))
+  }
+}
+
+/** Walks the tree at `root` (sorted, parents first), storing files; `previous` by path lets unchanged files be reused. */
+const backupTree = (root: string, w: ReturnType<typeof makeWriter>, previous: ReadonlyMap<string, TreeEntry>, rehash: boolean) =>
+  Effect.gen(function*() {
+    const tree: Array<TreeEntry> = []
+    const changed: Array<string> = []
+    const skipped: Array<string> = []
+    let files = 0
+    let filesRead = 0
+    const walk = (dir: string, rel: string): Effect.Effect<void, IoError> =>
+      Effect.gen(function*() {
+        const names = yield* io("read", dir, () => fs.readdirSync(dir).sort())
+        for (const name of names) {
+          const full = nodePath.join(dir, name)
+          const path = rel === "" ? name : `${rel}/${name}`
+          const st = yield* io("stat", full, () => fs.lstatSync(full, { bigint: true }))
+          const { path: _, ...meta } = identityOf(full, st)
+          if (st.isDirectory()) {
+            tree.push({ ...meta, path, type: "dir" })
+            yield* walk(full, path)
+          } else if (st.isSymbolicLink()) {
+            tree.push({ ...meta, path, type: "symlink", target: yield* io("readlink", full, () => fs.readlinkSync(full)) })
+          } else if (st.isFile()) {
+            files++
+            const was = previous.get(path)
+            const same = !rehash && was?.type === "file" && was.chunks !== undefined &&
+              ChunkInput.changeOf({ ...was, path: full }, { ...meta, path: full }) === undefined
+            if (same) {
+              tree.push({ ...meta, path, type: "file", chunks: was.chunks })
+              continue
+            }
+            filesRead++
+            const r = yield* w.chunkFile(full, { ...meta, path: full })
+            if (r.changed !== undefined) {
+              changed.push(path)
+              tree.push({ ...meta, path, type: "file", changed: r.changed })
+            } else {
+              tree.push({ ...meta, path, type: "file", chunks: r.chunks })
+            }
+          } else {
+            skipped.push(path)
+          }
+        }
+      })
+    yield* walk(root, "")
+    return { tree, changed, skipped, files, filesRead }
+  })
+
 const backupLocked = (store: Store, options: { readonly source: string; readonly rehash?: boolean }) =>
   Effect.gen(function*() {
     const p = paths(store.dir)
     const sourcePath = nodePath.resolve(options.source)
-    const before = yield* ChunkInput.statIdentity(sourcePath)
-    const mode = yield* io("stat", sourcePath, () => fs.statSync(sourcePath).mode)
+    const source = identityOf(sourcePath, yield* io("stat", sourcePath, () => fs.statSync(sourcePath, { bigint: true })))
+    const isTree = (source.mode & 0o170000) === 0o040000
     const previous = (yield* snapshots(store)).filter((s) => s.source.path === sourcePath).at(-1)
-    const same = previous !== undefined && ChunkInput.changeOf(previous.source, before) === undefined
-    const written: Array<string> = []
-    const added = new Map<string, Location>()
-    let storedBytes = 0
-    let addedBytes = 0
-    let chunks: ReadonlyArray<readonly [string, number]>
-
-    if (same && options.rehash !== true) {
-      chunks = previous.chunks
-    } else {
-      let pack = new PackWriter(store.keys)
-      // Up to WRITES_IN_FLIGHT pack writes run while the next pack fills: the disk works
-      // (and fsyncs) while the CPU chunks, hashes and seals. Plain promises, so each always
-      // runs to its end (a failed run waits for them before removing what it wrote).
-      const writing: Array<Promise<IoError | undefined>> = []
-      const settle = (keep: number) =>
-        Effect.gen(function*() {
-          while (writing.length > keep) {
-            const error = yield* Effect.promise(() => writing.shift()!)
-            if (error) return yield* error
-          }
-        })
-      const flush = Effect.gen(function*() {
-        if (pack.count === 0) return
-        const finished = pack.finish()
-        pack = new PackWriter(store.keys)
-        yield* settle(WRITES_IN_FLIGHT - 1)
-        const file = p.pack(finished.packId)
-        written.push(file)
-        writing.push(writeFileDurably(file, finished.bytes).then(() => {
-          storedBytes += finished.bytes.length
-          for (const e of finished.entries) added.set(e.id.toString("base64"), { pack: finished.packId, offset: e.offset, sealedBytes: e.sealedBytes, plainBytes: e.plainBytes })
-          return undefined
-        }, (e: unknown) => fromSystemError("write", file, e)))
-      })
-      const list: Array<readonly [string, number]> = []
-      // Chunks this run sealed: known before their pack is written and listed in `added`.
-      const sealedIds = new Set<string>()
-      const take = (chunk: Buffer) =>
-        Effect.gen(function*() {
-          const id = chunkId(store.keys, chunk)
-          const key = id.toString("base64")
-          list.push([key, chunk.length])
-          if (store.index.has(key) || sealedIds.has(key)) return
-          pack.add(id, chunk)
-          sealedIds.add(key)
-          addedBytes += chunk.length
-          if (pack.bytes >= store.packBytes) yield* flush
-        })
-      const run = Effect.gen(function*() {
-        const fd = yield* io("open", sourcePath, () => fs.openSync(sourcePath, "r"))
-        try {
-          const chunker = ContentDefined.make(store.chunker)
-          // One staging buffer, read into in place: what the chunker has not cut yet (less
-          // than a maximum chunk) stays at its front, so reading and cutting allocate nothing.
-          const staging = Buffer.allocUnsafe(store.chunker.maxBytes + READ_BYTES)
-          let filled = 0
-          for (let done = false; !done;) {
-            // Asynchronous: a long backup never blocks the event loop (progress, signals).
-            const n = yield* Effect.callback<number, IoError>((resume) => {
-              fs.read(fd, staging, filled, READ_BYTES, null, (e, got) => resume(e ? Effect.fail(fromSystemError("read", sourcePath, e)) : Effect.succeed(got)))
-            })
-            const cuts = n === 0 ? chunker.end() : chunker.push(staging.subarray(filled, filled + n))
-            filled += n
-            done = n === 0
-            let start = 0
-            for (const length of cuts) {
-              yield* take(staging.subarray(start, start + length))
-              start += length
-            }
-            staging.copyWithin(0, start, filled)
-            filled -= start
-          }
-          const after = yield* io("stat", sourcePath, () => fs.fstatSync(fd, { bigint: true }))
-          const change = ChunkInput.changeOf(before, { ...before, size: Number(after.size), mtimeNs: after.mtimeNs.toString(), ctimeNs: after.ctimeNs.toString() })
-          if (change !== undefined) return yield* new InputChanged({ path: options.source, detail: change })
-        } finally {
-          fs.closeSync(fd)
-        }
-        yield* flush
-        yield* settle(0)
-      })
-      // A failed run references nothing: once its last write ended, remove the packs it
-      // wrote (it holds the lock, so no other run uses them).
-      yield* run.pipe(Effect.onError(() =>
-        Effect.promise(() => Promise.all(writing)).pipe(Effect.andThen(Effect.sync(() => {
-          for (const f of written) for (const g of [f, `${f}.partial`]) fs.rmSync(g, { force: true })
-        })))
-      ))
-      chunks = list
-      if (added.size > 0) {
-        storedBytes += (yield* writeIndex(store.dir, store.keys, added)).bytes
-        for (const [key, loc] of added) store.index.set(key, loc)
+    const rehash = options.rehash === true
+    const w = makeWriter(store)
+    let body: { readonly chunks: ChunkList } | Effect.Success<ReturnType<typeof backupTree>> | undefined
+    let unchanged = false
+    const run = Effect.gen(function*() {
+      if (isTree) {
+        body = yield* backupTree(sourcePath, w, new Map((previous?.tree ?? []).map((e) => [e.path, e])), rehash)
+      } else if (!rehash && previous?.chunks !== undefined && ChunkInput.changeOf(previous.source, source) === undefined) {
+        unchanged = true
+        body = { chunks: previous.chunks }
+      } else {
+        const r = yield* w.chunkFile(sourcePath, source)
+        if (r.changed !== undefined) return yield* new InputChanged({ path: options.source, detail: r.changed })
+        body = { chunks: r.chunks }
       }
+      yield* w.finish
+    })
+    // A failed run references nothing: remove the packs it wrote.
+    yield* run.pipe(Effect.onError(() => w.discard))
+    if (w.added.size > 0) {
+      w.counters.storedBytes += (yield* writeIndex(store.dir, store.keys, w.added)).bytes
+      for (const [key, loc] of w.added) store.index.set(key, loc)
     }
     const createdAt = new Date().toISOString()
     const id = `${createdAt.replace(/[-:.]/g, "")}-${crypto.randomBytes(4).toString("hex")}`
-    const snapshot: Snapshot = { id, createdAt, source: { ...before, mode }, chunks }
+    const b = body!
+    const snapshot: Snapshot = "tree" in b ? { id, createdAt, source, tree: b.tree } : { id, createdAt, source, chunks: b.chunks }
     const sealed = seal(store.keys.snapshot, Buffer.from(JSON.stringify(snapshot)), SNAPSHOT_AAD)
     yield* writeDurably(nodePath.join(p.snapshots, id), sealed)
-    storedBytes += sealed.length
+    const lists = chunkListsOf(snapshot)
     return {
       snapshot: id,
       source: options.source,
-      bytes: before.size,
-      chunks: chunks.length,
-      addedChunks: same && options.rehash !== true ? 0 : added.size,
-      addedBytes,
-      storedBytes,
-      unchanged: same && options.rehash !== true
+      bytes: lists.reduce((n, l) => l.reduce((m, c) => m + c[1], n), 0),
+      chunks: lists.reduce((n, l) => n + l.length, 0),
+      addedChunks: w.added.size,
+      addedBytes: w.counters.addedBytes,
+      storedBytes: w.counters.storedBytes + sealed.length,
+      unchanged,
+      ...("tree" in b ? { files: b.files, filesRead: b.filesRead, changed: b.changed, skipped: b.skipped } : {})
     } satisfies BackupSummary
   })
 
@@ -442,26 +551,58 @@ const withFds = <A, E>(f: (fds: Map<string, number>) => Effect.Effect<A, E>) =>
   }))
 
 /**
- * Restores snapshot `id` to `output` (`<output>.partial`, fsync, then published; an
- * existing file is refused unless `force`), or only the bytes `[start, end)` with `range`,
- * reading only the chunks that hold them.
+ * Restores snapshot `id` to `output`.
  *
- * Fails with `SnapshotNotFound`, `PackDamaged` (nothing is published), `StoreRefused`,
- * `IoError`.
+ * - A file snapshot (or `path` naming one file of a tree): `<output>.partial`, fsync, then
+ *   published; an existing file is refused unless `force`. With `range`, only the bytes
+ *   `[start, end)`, reading only the chunks that hold them.
+ * - A directory snapshot (or `path` naming a directory of it): the tree, with modes, mtimes
+ *   and symlinks, built in `<output>.partial/` and renamed to `output` once complete; an
+ *   existing `output` is refused, `force` or not (a directory is never merged into).
+ *   Files that changed while they were backed up were not stored: `notRestored` names them.
+ *
+ * Fails with `SnapshotNotFound`, `BackupUsageError` (`"Path"`, `"Range"`), `PackDamaged`
+ * (nothing is published), `StoreRefused`, `IoError`.
  */
-export const restore = (store: Store, options: { readonly snapshot: string; readonly output: string; readonly range?: { readonly start: number; readonly end: number }; readonly force?: boolean }) =>
+export const restore = (store: Store, options: {
+  readonly snapshot: string
+  readonly output: string
+  readonly range?: { readonly start: number; readonly end: number }
+  readonly path?: string
+  readonly force?: boolean
+}) =>
   Effect.gen(function*() {
     const file = nodePath.join(paths(store.dir).snapshots, options.snapshot)
     if (!/^[0-9A-Za-z-]+$/.test(options.snapshot) || !fs.existsSync(file)) return yield* new SnapshotNotFound({ dir: store.dir, id: options.snapshot })
     const snap = yield* readSnapshot(store, file)
-    const { start, end } = options.range ?? { start: 0, end: snap.source.size }
+    if (snap.tree === undefined) {
+      if (options.path !== undefined) return yield* new BackupUsageError({ reason: "Path", detail: `snapshot ${snap.id} holds one file (${snap.source.path}), not a directory: leave out the path` })
+      return yield* restoreFile(store, snap.id, snap.chunks ?? [], options)
+    }
+    const wanted = options.path?.replace(/^\/+|\/+$/g, "")
+    const entries = wanted === undefined || wanted === "" ? snap.tree : snap.tree.filter((e) => e.path === wanted || e.path.startsWith(`${wanted}/`))
+    if (entries.length === 0) return yield* new BackupUsageError({ reason: "Path", detail: `no ${wanted} in snapshot ${snap.id} of ${snap.source.path}` })
+    const single = entries.length === 1 && entries[0].path === wanted && entries[0].type === "file" ? entries[0] : undefined
+    if (single !== undefined) {
+      if (single.chunks === undefined) return yield* new BackupUsageError({ reason: "Path", detail: `${wanted} changed while it was backed up (${single.changed}): snapshot ${snap.id} did not store it` })
+      return yield* restoreFile(store, snap.id, single.chunks, options)
+    }
+    if (options.range !== undefined) return yield* new BackupUsageError({ reason: "Range", detail: "a range applies to one file: name it with a path" })
+    return yield* restoreTree(store, snap, entries, wanted ?? "", options.output)
+  })
+
+const restoreFile = (store: Store, id: string, chunks: ChunkList, options: { readonly output: string; readonly range?: { readonly start: number; readonly end: number }; readonly force?: boolean }) =>
+  Effect.gen(function*() {
+    const size = chunks.reduce((n, c) => n + c[1], 0)
+    const { start, end } = options.range ?? { start: 0, end: size }
+    if (start < 0 || end > size || start > end) return yield* new BackupUsageError({ reason: "Range", detail: `${start}:${end} is not within the ${size} bytes of the file` })
     const out = ChunkOutput.toFile(options.output, { overwrite: options.force ?? false })
     yield* out.open()
     let chunksRead = 0
     const write = withFds((fds) =>
       Effect.gen(function*() {
         let at = 0
-        for (const [key, length] of snap.chunks) {
+        for (const [key, length] of chunks) {
           const from = at
           at += length
           if (at <= start || from >= end) continue
@@ -473,7 +614,63 @@ export const restore = (store: Store, options: { readonly snapshot: string; read
     )
     yield* write.pipe(Effect.onError(() => out.abort({ keepPartial: false })))
     yield* out.commit()
-    return { snapshot: snap.id, output: options.output, bytes: end - start, chunksRead }
+    return { snapshot: id, output: options.output, bytes: end - start, chunksRead, notRestored: [] as ReadonlyArray<string> }
+  })
+
+const restoreTree = (store: Store, snap: Snapshot, entries: ReadonlyArray<TreeEntry>, base: string, output: string) =>
+  Effect.gen(function*() {
+    if (fs.existsSync(output)) return yield* Effect.fail(fromSystemError("create", output, Object.assign(new Error("exists"), { code: "EEXIST" })))
+    const staging = `${output}.partial`
+    // A leftover staging directory is Cage's own, from an interrupted restore: start it over.
+    yield* io("create", staging, () => {
+      fs.rmSync(staging, { recursive: true, force: true })
+      fs.mkdirSync(staging, { mode: 0o700 })
+    })
+    const under = (e: TreeEntry) => nodePath.join(staging, base === "" ? e.path : e.path.slice(base.length + 1))
+    const notRestored: Array<string> = []
+    let bytes = 0
+    let chunksRead = 0
+    const seconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6
+    const build = withFds((fds) =>
+      Effect.gen(function*() {
+        for (const e of entries) {
+          const target = under(e)
+          if (e.path === base && e.type === "dir") continue // the root: `staging` itself
+          if (e.type === "dir") yield* io("create", target, () => fs.mkdirSync(target, { mode: 0o700 }))
+          else if (e.type === "symlink") yield* io("create", target, () => fs.symlinkSync(e.target ?? "", target))
+          else if (e.chunks === undefined) notRestored.push(e.path)
+          else {
+            const fd = yield* io("create", target, () => fs.openSync(target, "wx", 0o600))
+            try {
+              for (const [key] of e.chunks) {
+                const b = yield* readChunk(store, key, fds)
+                chunksRead++
+                bytes += b.length
+                yield* io("write", target, () => fs.writeSync(fd, b))
+              }
+              yield* io("sync", target, () => fs.fsyncSync(fd))
+            } finally {
+              fs.closeSync(fd)
+            }
+            yield* io("chmod", target, () => fs.chmodSync(target, e.mode & 0o7777))
+            yield* io("utimes", target, () => fs.utimesSync(target, seconds(e.mtimeNs), seconds(e.mtimeNs)))
+          }
+          if (e.type === "symlink") yield* io("utimes", target, () => fs.lutimesSync(target, seconds(e.mtimeNs), seconds(e.mtimeNs)))
+        }
+        // Directories last, deepest first: writing into a directory changes its mtime.
+        const root = entries.find((e) => e.path === base && e.type === "dir")
+        const dirs = entries.filter((e) => e.type === "dir" && e !== root).reverse()
+        for (const d of [...dirs, ...(root ? [root] : [{ ...snap.source, path: "", type: "dir" as const }])]) {
+          const target = d.path === base || d.path === "" ? staging : under(d)
+          yield* io("chmod", target, () => fs.chmodSync(target, d.mode & 0o7777))
+          yield* io("utimes", target, () => fs.utimesSync(target, seconds(d.mtimeNs), seconds(d.mtimeNs)))
+        }
+      })
+    )
+    yield* build.pipe(Effect.onError(() => Effect.sync(() => fs.rmSync(staging, { recursive: true, force: true }))))
+    yield* io("rename", output, () => fs.renameSync(staging, output))
+    yield* ChunkOutput.syncDirectory(nodePath.dirname(nodePath.resolve(output)))
+    return { snapshot: snap.id, output, bytes, chunksRead, notRestored }
   })
 
 /** What `check` found: every damaged or missing chunk, with the snapshots that use it. */
@@ -493,7 +690,7 @@ export const check = (store: Store, options: { readonly deep?: boolean } = {}): 
   Effect.gen(function*() {
     const all = yield* snapshots(store)
     const users = new Map<string, Array<string>>()
-    for (const s of all) for (const [key] of s.chunks) users.set(key, [...new Set([...(users.get(key) ?? []), s.id])])
+    for (const s of all) for (const list of chunkListsOf(s)) for (const [key] of list) users.set(key, [...new Set([...(users.get(key) ?? []), s.id])])
     const problems: Array<CheckReport["problems"][number]> = []
     yield* withFds((fds) =>
       Effect.forEach([...users.keys()], (key) => {
@@ -577,7 +774,7 @@ export const prune = (store: Store, options: { readonly repackGarbage?: number }
     const p = paths(store.dir)
     const threshold = options.repackGarbage ?? 0.5
     const live = new Set<string>()
-    for (const s of yield* snapshots(store)) for (const [key] of s.chunks) live.add(key)
+    for (const s of yield* snapshots(store)) for (const list of chunkListsOf(s)) for (const [key] of list) live.add(key)
     const { index, files: oldIndexFiles } = yield* loadIndexFiles(store.dir, store.keys)
     const packFiles = yield* io("read", p.packs, () =>
       fs.readdirSync(p.packs, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => nodePath.join(e.parentPath, e.name)))
