@@ -343,7 +343,7 @@ const identityOf = (path: string, st: fs.BigIntStats): SnapshotSource => ({
  */
 const makeWriter = (store: Store) => {
   const p = paths(store.dir)
-  let pack = new PackWriter(store.keys)
+  let pack = new PackWriter(store.keys, store.packBytes + 2 * store.chunker.avgBytes)
   const written: Array<string> = []
   const added = new Map<string, Location>()
   // Chunks this run sealed: known before their pack is written and listed in `added`.
@@ -362,7 +362,7 @@ const makeWriter = (store: Store) => {
   const flush = Effect.gen(function*() {
     if (pack.count === 0) return
     const finished = pack.finish()
-    pack = new PackWriter(store.keys)
+    pack = new PackWriter(store.keys, store.packBytes + 2 * store.chunker.avgBytes)
     yield* settle(WRITES_IN_FLIGHT - 1)
     const file = p.pack(finished.packId)
     written.push(file)
@@ -791,13 +791,13 @@ export const prune = (store: Store, options: { readonly repackGarbage?: number }
     const repacking = new Set(repack)
     // The live chunks, where they will be: unchanged, or copied into new packs.
     const next = new Map<string, Location>()
-    let pack = new PackWriter(store.keys)
+    let pack = new PackWriter(store.keys, store.packBytes + 2 * store.chunker.avgBytes)
     let written = 0
     let writtenBytes = 0
     const flush = Effect.suspend(() => {
       if (pack.count === 0) return Effect.void
       const finished = pack.finish()
-      pack = new PackWriter(store.keys)
+      pack = new PackWriter(store.keys, store.packBytes + 2 * store.chunker.avgBytes)
       return writeDurably(p.pack(finished.packId), finished.bytes).pipe(Effect.tap(() => {
         written++
         writtenBytes += finished.bytes.length

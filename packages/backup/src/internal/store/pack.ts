@@ -30,6 +30,7 @@ const NONCE_BYTES = 12
 const TAG_BYTES = 16
 const ENTRY_BYTES = CHUNK_ID_BYTES + 12
 const TRAILER_BYTES = 8
+const UPDATE_BYTES = 64 * 1024
 const MAGIC = Buffer.from("CGP1", "latin1")
 const BLOB_AAD = Buffer.from("cage.dev/backup/store/v1/blob", "latin1")
 const TABLE_AAD = Buffer.from("cage.dev/backup/store/v1/pack-table", "latin1")
@@ -77,11 +78,17 @@ export const open = (key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Buff
 
 /** Collects sealed chunks in memory until the caller finishes the pack (a few MiB: see the store's pack target). */
 export class PackWriter {
-  private readonly blobs: Array<Buffer> = []
+  // One growing buffer for the whole pack: each blob is sealed straight into it (one copy
+  // of the cipher's output, no per-blob buffers to concatenate), which keeps a backup's
+  // memory close to its packs in flight.
+  private buffer: Buffer
   private readonly entries: Array<PackEntry> = []
   private size = 0
 
-  constructor(private readonly keys: StoreKeys) {}
+  /** `expectBytes`: about how large the pack will grow (its buffer starts that size). */
+  constructor(private readonly keys: StoreKeys, expectBytes = 0) {
+    this.buffer = Buffer.allocUnsafe(Math.max(expectBytes, 64 * 1024))
+  }
 
   /** Bytes of blobs so far (the table and trailer add 36 + 44 per blob). */
   get bytes(): number {
@@ -93,15 +100,34 @@ export class PackWriter {
     return this.entries.length
   }
 
+  private reserve(bytes: number): void {
+    if (this.size + bytes <= this.buffer.length) return
+    const grown = Buffer.allocUnsafe(Math.max(this.size + bytes, this.buffer.length * 2))
+    this.buffer.copy(grown, 0, 0, this.size)
+    this.buffer = grown
+  }
+
   /** Seals `plaintext` as the chunk `id` (its {@link chunkId}) and appends it. */
   add(id: Buffer, plaintext: Uint8Array): PackEntry {
     if (id.length !== CHUNK_ID_BYTES) throw new RangeError(`a chunk id is ${CHUNK_ID_BYTES} bytes, got ${id.length}`)
-    const blob = seal(this.keys.blob, plaintext, Buffer.concat([BLOB_AAD, id]))
-    if (this.size + blob.length > MAX_PACK_BYTES - 2 ** 20) throw new RangeError("internal error: a pack grew past its format's 4 GiB")
-    const entry: PackEntry = { id: Buffer.from(id), offset: this.size, sealedBytes: blob.length, plainBytes: plaintext.length }
-    this.blobs.push(blob)
+    const sealedBytes = NONCE_BYTES + plaintext.length + TAG_BYTES
+    if (this.size + sealedBytes > MAX_PACK_BYTES - 2 ** 20) throw new RangeError("internal error: a pack grew past its format's 4 GiB")
+    this.reserve(sealedBytes)
+    const at = this.size
+    const nonce = crypto.randomBytes(NONCE_BYTES)
+    nonce.copy(this.buffer, at)
+    const c = crypto.createCipheriv("aes-256-gcm", this.keys.blob, nonce)
+    c.setAAD(Buffer.concat([BLOB_AAD, id]))
+    let w = at + NONCE_BYTES
+    // In 64 KiB pieces: each output is copied into the pack and dropped at once, so the
+    // cipher's garbage stays small between collections (one output per chunk would be up
+    // to the largest chunk, 8 MiB, each).
+    for (let i = 0; i < plaintext.length; i += UPDATE_BYTES) w += c.update(plaintext.subarray(i, i + UPDATE_BYTES)).copy(this.buffer, w)
+    w += c.final().copy(this.buffer, w)
+    c.getAuthTag().copy(this.buffer, w)
+    const entry: PackEntry = { id: Buffer.from(id), offset: at, sealedBytes, plainBytes: plaintext.length }
     this.entries.push(entry)
-    this.size += blob.length
+    this.size += sealedBytes
     return entry
   }
 
@@ -116,10 +142,12 @@ export class PackWriter {
       table.writeUInt32LE(e.plainBytes, at + CHUNK_ID_BYTES + 8)
     })
     const sealedTable = seal(this.keys.index, table, TABLE_AAD)
-    const trailer = Buffer.alloc(TRAILER_BYTES)
-    trailer.writeUInt32LE(sealedTable.length, 0)
-    MAGIC.copy(trailer, 4)
-    const bytes = Buffer.concat([...this.blobs, sealedTable, trailer])
+    this.reserve(sealedTable.length + TRAILER_BYTES)
+    sealedTable.copy(this.buffer, this.size)
+    const end = this.size + sealedTable.length
+    this.buffer.writeUInt32LE(sealedTable.length, end)
+    MAGIC.copy(this.buffer, end + 4)
+    const bytes = this.buffer.subarray(0, end + TRAILER_BYTES)
     return { packId: crypto.createHash("sha256").update(bytes).digest("hex"), bytes, entries: [...this.entries] }
   }
 }
