@@ -5,7 +5,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 
 const here = path.dirname(new URL(import.meta.url).pathname)
-const all = fs.readdirSync(here).filter((f) => f.endsWith(".mjs") && !["run.mjs", "lib.mjs"].includes(f)).map((f) => f.slice(0, -4)).sort()
+// `*-worker.mjs` files are the child processes of a benchmark, not benchmarks.
+const all = fs.readdirSync(here).filter((f) => f.endsWith(".mjs") && !["run.mjs", "lib.mjs"].includes(f) && !f.endsWith("-worker.mjs")).map((f) => f.slice(0, -4)).sort()
 // Benchmarks that live with their package (the example plugin's own bench).
 const extra = { gzip: path.join(here, "../examples/cage-processor-gzip/bench/gzip.mjs") }
 all.push(...Object.keys(extra))
