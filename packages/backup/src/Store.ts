@@ -34,6 +34,8 @@ export const DEFAULT_PACK_BYTES = 4 * 1024 * 1024
 const READ_BYTES = 1024 * 1024
 /** Pack writes (write, fsync, rename) a backup keeps going at once: libuv runs 4 file operations in parallel. */
 const WRITES_IN_FLIGHT = 3
+/** Pack files a restore or check keeps open at once. */
+const OPEN_PACKS = 32
 const INDEX_AAD = Buffer.from("cage.dev/backup/store/v1/index", "latin1")
 const SNAPSHOT_AAD = Buffer.from("cage.dev/backup/store/v1/snapshot", "latin1")
 const INDEX_ENTRY_BYTES = 32 + 32 + 12
@@ -159,7 +161,7 @@ interface Kdf {
 
 /** The config's MAC: HMAC-SHA-256 under the index key of its other fields, in a fixed order. */
 const configMac = (keys: StoreKeys, storeId: string, chunker: ContentDefined.Params, kdf: Kdf | undefined) =>
-  crypto.createHmac("sha256", keys.index)
+  crypto.createHmac("sha256", keys.config)
     .update(JSON.stringify(["cage-store", 1, storeId, chunker.minBytes, chunker.avgBytes, chunker.maxBytes, kdf?.scrypt.logN ?? null, kdf?.scrypt.salt ?? null]))
     .digest("hex")
 
@@ -218,11 +220,29 @@ export const open_ = (options: {
       const master = yield* masterKey(options.dir, options.key, kdf)
       const keys = deriveStoreKeys(master, Buffer.from(storeId, "hex"))
       master.fill(0)
+      // Every directory a store writes into exists (and is durable) from the start: a pack
+      // is never written into a directory that a crash could still lose.
       yield* io("create", options.dir, () => {
-        for (const d of [p.packs, p.index, p.snapshots]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
+        for (const d of [p.index, p.snapshots]) fs.mkdirSync(d, { recursive: true, mode: 0o700 })
+        for (let b = 0; b < 256; b++) fs.mkdirSync(nodePath.join(p.packs, b.toString(16).padStart(2, "0")), { recursive: true, mode: 0o700 })
       })
-      text = JSON.stringify({ format: "cage-store", version: 1, storeId, chunker, ...(kdf ? { kdf } : {}), mac: configMac(keys, storeId, chunker, kdf) }, null, 2)
-      yield* writeDurably(p.config, Buffer.from(text))
+      for (const d of [p.packs, options.dir, nodePath.dirname(nodePath.resolve(options.dir))]) yield* ChunkOutput.syncDirectory(d)
+      const fresh = JSON.stringify({ format: "cage-store", version: 1, storeId, chunker, ...(kdf ? { kdf } : {}), mac: configMac(keys, storeId, chunker, kdf) }, null, 2)
+      // Published with link(), which fails when the file exists: of two first opens at
+      // once, one config wins and the other process reads it (never two store ids).
+      const staged = `${p.config}.${crypto.randomBytes(8).toString("hex")}`
+      yield* Effect.tryPromise({ try: () => writeFileDurably(staged, Buffer.from(fresh)), catch: (e) => fromSystemError("write", p.config, e) })
+      yield* io("create", p.config, () => {
+        try {
+          fs.linkSync(staged, p.config)
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
+        } finally {
+          fs.rmSync(staged, { force: true })
+        }
+      })
+      yield* ChunkOutput.syncDirectory(options.dir)
+      text = yield* io("read", p.config, () => fs.readFileSync(p.config, "utf8"))
     }
     const corrupt = (path: string, detail: string) => new StoreRefused({ reason: "Corrupt", path, detail })
     let config: { format?: unknown; version?: unknown; storeId?: unknown; chunker?: ContentDefined.Params; kdf?: Kdf; mac?: unknown }
@@ -248,17 +268,21 @@ export const open_ = (options: {
   })
 
 /** Every index file's entries (chunk id, base64 → location), and the index files' paths. */
-const loadIndexFiles = (dir: string, keys: StoreKeys): Effect.Effect<{ readonly index: Map<string, Location>; readonly files: ReadonlyArray<string> }, StoreRefused | IoError> =>
+const loadIndexFiles = (dir: string, keys: StoreKeys): Effect.Effect<{ readonly index: Map<string, Location>; readonly files: ReadonlyArray<string>; readonly bad: ReadonlyArray<string> }, IoError> =>
   Effect.gen(function*() {
     const p = paths(dir)
     const index = new Map<string, Location>()
     const names = yield* io("read", p.index, () => fs.readdirSync(p.index).filter((n) => !n.endsWith(".partial")).sort())
     const files = names.map((n) => nodePath.join(p.index, n))
+    // An index file that does not authenticate is left out (and reported by check), so a
+    // store with a damaged index still opens and `recover` can rebuild it from the packs.
+    const bad: Array<string> = []
     for (const file of files) {
       const sealed = yield* io("read", file, () => fs.readFileSync(file))
       const entries = open(keys.index, sealed, INDEX_AAD)
       if (entries === undefined || entries.length % INDEX_ENTRY_BYTES !== 0) {
-        return yield* new StoreRefused({ reason: "Corrupt", path: file, detail: "an index file that does not authenticate" })
+        bad.push(file)
+        continue
       }
       for (let at = 0; at < entries.length; at += INDEX_ENTRY_BYTES) {
         index.set(entries.subarray(at, at + 32).toString("base64"), {
@@ -269,10 +293,25 @@ const loadIndexFiles = (dir: string, keys: StoreKeys): Effect.Effect<{ readonly 
         })
       }
     }
-    return { index, files }
+    return { index, files, bad }
   })
 
 const loadIndex = (dir: string, keys: StoreKeys) => loadIndexFiles(dir, keys).pipe(Effect.map((r) => r.index))
+
+/**
+ * Reloads the store's index from disk: another process may have written or pruned since
+ * this one opened the store (a stale index could skip storing a chunk a prune removed).
+ */
+const refresh = (store: Store): Effect.Effect<void, IoError> =>
+  Effect.gen(function*() {
+    replaceIndex(store, yield* loadIndex(store.dir, store.keys))
+  })
+
+/** Makes `index` the store's in-memory index. */
+const replaceIndex = (store: Store, index: ReadonlyMap<string, Location>): void => {
+  store.index.clear()
+  for (const [k, v] of index) store.index.set(k, v)
+}
 
 /** Writes an index file listing `entries` (durably); returns its path and size in bytes. */
 const writeIndex = (dir: string, keys: StoreKeys, entries: ReadonlyMap<string, Location>): Effect.Effect<{ readonly path: string; readonly bytes: number }, IoError> =>
@@ -316,9 +355,10 @@ export const snapshots = (store: Store): Effect.Effect<ReadonlyArray<Snapshot>, 
  *
  * Fails with `InputChanged` when the source changed while it was read (nothing is
  * referenced then, and the packs this run wrote are removed), `LockBusy` when another
- * process writes the store, `StoreRefused`, `IoError`.
+ * process writes the store, `BackupUsageError` (`"Path"`: neither a regular file nor a
+ * directory), `StoreRefused`, `IoError`.
  */
-export const backup = (store: Store, options: { readonly source: string; readonly rehash?: boolean }): Effect.Effect<BackupSummary, InputChanged | LockBusy | StoreRefused | IoError> =>
+export const backup = (store: Store, options: { readonly source: string; readonly rehash?: boolean }): Effect.Effect<BackupSummary, InputChanged | LockBusy | StoreRefused | BackupUsageError | IoError> =>
   Effect.acquireUseRelease(
     Lock.acquireOrRefuse(paths(store.dir).lock, store.dir),
     () => backupLocked(store, options),
@@ -411,7 +451,7 @@ const makeWriter = (store: Store) => {
           filled -= start
         }
         const after = identityOf(path, yield* io("stat", path, () => fs.fstatSync(fd, { bigint: true })))
-        const change = ChunkInput.changeOf(before, { ...before, size: after.size, mtimeNs: after.mtimeNs, ctimeNs: after.ctimeNs })
+        const change = ChunkInput.changeOf(before, after)
         return change === undefined ? { chunks: list as ChunkList, changed: undefined } : { chunks: undefined, changed: change }
       } finally {
         fs.closeSync(fd)
@@ -444,7 +484,12 @@ const backupTree = (root: string, w: ReturnType<typeof makeWriter>, previous: Re
         for (const name of names) {
           const full = nodePath.join(dir, name)
           const path = rel === "" ? name : `${rel}/${name}`
-          const st = yield* io("stat", full, () => fs.lstatSync(full, { bigint: true }))
+          // Gone since readdir (normal churn in a live tree): listed as skipped, not a failure.
+          const st = yield* io("stat", full, () => fs.lstatSync(full, { bigint: true, throwIfNoEntry: false }))
+          if (st === undefined) {
+            skipped.push(path)
+            continue
+          }
           const { path: _, ...meta } = identityOf(full, st)
           if (st.isDirectory()) {
             tree.push({ ...meta, path, type: "dir" })
@@ -461,7 +506,9 @@ const backupTree = (root: string, w: ReturnType<typeof makeWriter>, previous: Re
               continue
             }
             filesRead++
-            const r = yield* w.chunkFile(full, { ...meta, path: full })
+            const r = yield* w.chunkFile(full, { ...meta, path: full }).pipe(
+              Effect.catchIf((e): e is IoError => e._tag === "IoError" && e.reason === "NotFound", () => Effect.succeed({ chunks: undefined, changed: "it was removed while the backup ran" }))
+            )
             if (r.changed !== undefined) {
               changed.push(path)
               tree.push({ ...meta, path, type: "file", changed: r.changed })
@@ -481,8 +528,13 @@ const backupLocked = (store: Store, options: { readonly source: string; readonly
   Effect.gen(function*() {
     const p = paths(store.dir)
     const sourcePath = nodePath.resolve(options.source)
+    yield* refresh(store)
     const source = identityOf(sourcePath, yield* io("stat", sourcePath, () => fs.statSync(sourcePath, { bigint: true })))
     const isTree = (source.mode & 0o170000) === 0o040000
+    // A FIFO or a device would block or never end: only regular files and directories.
+    if (!isTree && (source.mode & 0o170000) !== 0o100000) {
+      return yield* new BackupUsageError({ reason: "Path", detail: `${options.source} is neither a regular file nor a directory` })
+    }
     const previous = (yield* snapshots(store)).filter((s) => s.source.path === sourcePath).at(-1)
     const rehash = options.rehash === true
     const w = makeWriter(store)
@@ -535,6 +587,13 @@ const readChunk = (store: Store, key: string, fds: Map<string, number>): Effect.
     const file = paths(store.dir).pack(loc.pack)
     let fd = fds.get(loc.pack)
     if (fd === undefined) {
+      // A few packs open at once (oldest closed first): a deep check of a large store
+      // must not run out of descriptors.
+      if (fds.size >= OPEN_PACKS) {
+        const [oldest, f] = fds.entries().next().value as [string, number]
+        fs.closeSync(f)
+        fds.delete(oldest)
+      }
       fd = yield* io("open", file, () => fs.openSync(file, "r"))
       fds.set(loc.pack, fd)
     }
@@ -575,6 +634,7 @@ export const restore = (store: Store, options: {
     const file = nodePath.join(paths(store.dir).snapshots, options.snapshot)
     if (!/^[0-9A-Za-z-]+$/.test(options.snapshot) || !fs.existsSync(file)) return yield* new SnapshotNotFound({ dir: store.dir, id: options.snapshot })
     const snap = yield* readSnapshot(store, file)
+    yield* refresh(store)
     if (snap.tree === undefined) {
       if (options.path !== undefined) return yield* new BackupUsageError({ reason: "Path", detail: `snapshot ${snap.id} holds one file (${snap.source.path}), not a directory: leave out the path` })
       return yield* restoreFile(store, snap.id, snap.chunks ?? [], options)
@@ -582,6 +642,12 @@ export const restore = (store: Store, options: {
     const wanted = options.path?.replace(/^\/+|\/+$/g, "")
     const entries = wanted === undefined || wanted === "" ? snap.tree : snap.tree.filter((e) => e.path === wanted || e.path.startsWith(`${wanted}/`))
     if (entries.length === 0) return yield* new BackupUsageError({ reason: "Path", detail: `no ${wanted} in snapshot ${snap.id} of ${snap.source.path}` })
+    if (entries.length === 1 && entries[0].path === wanted && entries[0].type === "symlink") {
+      const link = entries[0]
+      // One symlink: made as `output` itself, never over an existing file.
+      yield* io("create", options.output, () => fs.symlinkSync(link.target ?? "", options.output))
+      return { snapshot: snap.id, output: options.output, bytes: 0, chunksRead: 0, notRestored: [] as ReadonlyArray<string> }
+    }
     const single = entries.length === 1 && entries[0].path === wanted && entries[0].type === "file" ? entries[0] : undefined
     if (single !== undefined) {
       if (single.chunks === undefined) return yield* new BackupUsageError({ reason: "Path", detail: `${wanted} changed while it was backed up (${single.changed}): snapshot ${snap.id} did not store it` })
@@ -612,12 +678,21 @@ const restoreFile = (store: Store, id: string, chunks: ChunkList, options: { rea
         }
       })
     )
-    yield* write.pipe(Effect.onError(() => out.abort({ keepPartial: false })))
-    yield* out.commit()
+    yield* Effect.andThen(write, out.commit()).pipe(Effect.onError(() => out.abort({ keepPartial: false })))
     return { snapshot: id, output: options.output, bytes: end - start, chunksRead, notRestored: [] as ReadonlyArray<string> }
   })
 
 const restoreTree = (store: Store, snap: Snapshot, entries: ReadonlyArray<TreeEntry>, base: string, output: string) =>
+  Effect.gen(function*() {
+    // One writer per output, as for files: a second restore to it is refused at once.
+    return yield* Effect.acquireUseRelease(
+      Lock.acquireOrRefuse(ChunkOutput.lockPath(output), output),
+      () => restoreTreeClaimed(store, snap, entries, base, output),
+      (holder) => Effect.sync(() => Lock.release(ChunkOutput.lockPath(output), holder))
+    )
+  })
+
+const restoreTreeClaimed = (store: Store, snap: Snapshot, entries: ReadonlyArray<TreeEntry>, base: string, output: string) =>
   Effect.gen(function*() {
     if (fs.existsSync(output)) return yield* Effect.fail(fromSystemError("create", output, Object.assign(new Error("exists"), { code: "EEXIST" })))
     const staging = `${output}.partial`
@@ -667,8 +742,13 @@ const restoreTree = (store: Store, snap: Snapshot, entries: ReadonlyArray<TreeEn
         }
       })
     )
-    yield* build.pipe(Effect.onError(() => Effect.sync(() => fs.rmSync(staging, { recursive: true, force: true }))))
-    yield* io("rename", output, () => fs.renameSync(staging, output))
+    // Every directory durable (deepest first) before the tree is published under its name.
+    const syncDirs = Effect.gen(function*() {
+      const dirs = entries.filter((e) => e.type === "dir" && e.path !== base).map(under).reverse()
+      for (const d of [...dirs, staging]) yield* ChunkOutput.syncDirectory(d)
+    })
+    const publish = Effect.andThen(syncDirs, io("rename", output, () => fs.renameSync(staging, output)))
+    yield* Effect.andThen(build, publish).pipe(Effect.onError(() => Effect.sync(() => fs.rmSync(staging, { recursive: true, force: true }))))
     yield* ChunkOutput.syncDirectory(nodePath.dirname(nodePath.resolve(output)))
     return { snapshot: snap.id, output, bytes, chunksRead, notRestored }
   })
@@ -676,6 +756,8 @@ const restoreTree = (store: Store, snap: Snapshot, entries: ReadonlyArray<TreeEn
 /** What `check` found: every damaged or missing chunk, with the snapshots that use it. */
 export interface CheckReport {
   readonly snapshots: number
+  /** Index files that do not authenticate (their chunks count as missing; `recover` rebuilds them). */
+  readonly badIndexFiles: ReadonlyArray<string>
   /** Distinct chunks referenced. */
   readonly chunks: number
   readonly problems: ReadonlyArray<{ readonly chunk: string; readonly kind: "missing" | "damaged"; readonly detail: string; readonly snapshots: ReadonlyArray<string> }>
@@ -688,26 +770,37 @@ export interface CheckReport {
  */
 export const check = (store: Store, options: { readonly deep?: boolean } = {}): Effect.Effect<CheckReport, StoreRefused | IoError> =>
   Effect.gen(function*() {
+    const { index, bad } = yield* loadIndexFiles(store.dir, store.keys)
+    replaceIndex(store, index)
     const all = yield* snapshots(store)
-    const users = new Map<string, Array<string>>()
-    for (const s of all) for (const list of chunkListsOf(s)) for (const [key] of list) users.set(key, [...new Set([...(users.get(key) ?? []), s.id])])
+    const users = new Map<string, Set<string>>()
+    for (const s of all) {
+      for (const list of chunkListsOf(s)) {
+        for (const [key] of list) {
+          const set = users.get(key) ?? new Set<string>()
+          set.add(s.id)
+          users.set(key, set)
+        }
+      }
+    }
     const problems: Array<CheckReport["problems"][number]> = []
     yield* withFds((fds) =>
       Effect.forEach([...users.keys()], (key) => {
         const hex = Buffer.from(key, "base64").toString("hex")
-        if (!store.index.has(key)) return Effect.sync(() => problems.push({ chunk: hex, kind: "missing", detail: "in no index", snapshots: users.get(key)! }))
+        const used = [...users.get(key)!]
+        if (!store.index.has(key)) return Effect.sync(() => problems.push({ chunk: hex, kind: "missing", detail: "in no index", snapshots: used }))
         if (options.deep !== true) return Effect.void
         // A damaged blob, or a pack that is gone or unreadable: reported, and the check goes on.
         return readChunk(store, key, fds).pipe(
           Effect.asVoid,
           Effect.catchTags({
-            PackDamaged: (e) => Effect.sync(() => problems.push({ chunk: hex, kind: "damaged", detail: e.message, snapshots: users.get(key)! })),
-            IoError: (e) => Effect.sync(() => problems.push({ chunk: hex, kind: "damaged", detail: e.message, snapshots: users.get(key)! }))
+            PackDamaged: (e) => Effect.sync(() => problems.push({ chunk: hex, kind: "damaged", detail: e.message, snapshots: used })),
+            IoError: (e) => Effect.sync(() => problems.push({ chunk: hex, kind: "damaged", detail: e.message, snapshots: used }))
           })
         )
       }, { discard: true })
     )
-    return { snapshots: all.length, chunks: users.size, problems }
+    return { snapshots: all.length, badIndexFiles: bad, chunks: users.size, problems }
   })
 
 /** Runs `f` holding the store's writer lock (refused at once with `LockBusy` when held). */
@@ -775,7 +868,11 @@ export const prune = (store: Store, options: { readonly repackGarbage?: number }
     const threshold = options.repackGarbage ?? 0.5
     const live = new Set<string>()
     for (const s of yield* snapshots(store)) for (const list of chunkListsOf(s)) for (const [key] of list) live.add(key)
-    const { index, files: oldIndexFiles } = yield* loadIndexFiles(store.dir, store.keys)
+    const { index, files: oldIndexFiles, bad } = yield* loadIndexFiles(store.dir, store.keys)
+    // Packs listed only by an unreadable index file would look unreferenced: never delete
+    // them; `recover` rebuilds the index from the packs first.
+    if (bad.length > 0) return yield* new StoreRefused({ reason: "Corrupt", path: bad[0], detail: `an index file that does not authenticate (${bad.length} in all): run recover before prune` })
+    replaceIndex(store, index)
     const packFiles = yield* io("read", p.packs, () =>
       fs.readdirSync(p.packs, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => nodePath.join(e.parentPath, e.name)))
     const packBytes = new Map<string, number>()
@@ -827,10 +924,13 @@ export const prune = (store: Store, options: { readonly repackGarbage?: number }
     }
     const stillUsed = new Set([...next.values()].map((l) => l.pack))
     const doomed = packFiles.filter((f) => f.endsWith(".partial") || !stillUsed.has(nodePath.basename(f)))
+    // Staging files an interrupted write left (never referenced: only renamed files are).
+    const leftovers = yield* io("read", store.dir, () =>
+      [p.index, p.snapshots].flatMap((d) => fs.readdirSync(d).filter((n) => n.endsWith(".partial")).map((n) => nodePath.join(d, n))))
+    yield* removeDurably(leftovers)
     const freed = doomed.reduce((n, f) => n + (packBytes.get(nodePath.basename(f)) ?? 0), 0)
     yield* removeDurably(doomed)
-    store.index.clear()
-    for (const [key, loc] of next) store.index.set(key, loc)
+    replaceIndex(store, next)
     return { packsDeleted: doomed.filter((f) => !f.endsWith(".partial")).length, packsRepacked: repack.length, packsWritten: written, chunksRemoved, bytesFreed: freed - writtenBytes } satisfies PruneSummary
   }))
 
@@ -854,6 +954,10 @@ export const recover = (store: Store): Effect.Effect<RecoverSummary, LockBusy | 
       fs.readdirSync(p.packs, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && !e.name.endsWith(".partial")).map((e) => nodePath.join(e.parentPath, e.name)))
     const next = new Map<string, Location>()
     const damagedPacks: Array<{ pack: string; detail: string }> = []
+    // What readable index files say stays (for packs still there): a pack whose table is
+    // damaged may still hold intact chunks they locate.
+    const present = new Set(files.map((f) => nodePath.basename(f)))
+    for (const [key, loc] of yield* loadIndex(store.dir, store.keys)) if (present.has(loc.pack)) next.set(key, loc)
     for (const file of files.sort()) {
       const pack = nodePath.basename(file)
       const bytes = yield* io("read", file, () => fs.readFileSync(file))
@@ -869,8 +973,7 @@ export const recover = (store: Store): Effect.Effect<RecoverSummary, LockBusy | 
     const old = yield* io("read", p.index, () => fs.readdirSync(p.index).map((n) => nodePath.join(p.index, n)))
     const fresh = yield* writeIndex(store.dir, store.keys, next)
     yield* removeDurably(old.filter((f) => f !== fresh.path))
-    store.index.clear()
-    for (const [key, loc] of next) store.index.set(key, loc)
+    replaceIndex(store, next)
     return { packs: files.length, chunks: next.size, damagedPacks }
   }))
 

@@ -30,8 +30,8 @@ describe("store keys", () => {
   it("derive one key per purpose, per store: a chunk id depends on the store, never a bare SHA-256", () => {
     const again = deriveStoreKeys(master, storeId)
     const other = deriveStoreKeys(master, Buffer.alloc(16, 8))
-    const all = [keys.chunkId, keys.blob, keys.index, keys.snapshot, other.chunkId, other.blob, other.index, other.snapshot].map((k) => k.toString("hex"))
-    expect(new Set(all).size).toBe(8)
+    const all = [keys, other].flatMap((k) => [k.chunkId, k.blob, k.index, k.snapshot, k.config]).map((k) => k.toString("hex"))
+    expect(new Set(all).size).toBe(10)
     expect(again).toEqual(keys)
     const text = Buffer.from("a guessed file")
     expect(chunkId(keys, text)).toEqual(chunkId(again, text))

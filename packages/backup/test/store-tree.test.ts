@@ -1,6 +1,7 @@
 // Directory snapshots in the chunk store: files, directories, symlinks, modes and mtimes
 // backed up and restored identically (whole, or one path), unchanged files not read again,
 // and a file that changes while it is read reported and not stored as if consistent.
+import { spawnSync } from "node:child_process"
 import { Effect, Exit } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -65,6 +66,16 @@ const describeTree = (root: string) => {
   return out
 }
 
+describe("what a backup refuses", () => {
+  it("a source that is neither a regular file nor a directory (a FIFO would block, a device never end)", async () => {
+    const fifo = path.join(dir, "fifo")
+    expect(spawnSync("mkfifo", [fifo]).status).toBe(0)
+    const store = await run(Store.open({ dir: path.join(dir, "store"), key: { key }, chunker }))
+    expect(await failure(Store.backup(store, { source: fifo }))).toMatchObject({ _tag: "BackupUsageError", reason: "Path" })
+    expect(await failure(Store.backup(store, { source: "/dev/zero" }))).toMatchObject({ _tag: "BackupUsageError", reason: "Path" })
+  })
+})
+
 describe("directory snapshots", () => {
   it("restore a tree of 200 files identically: contents, modes, mtimes, symlinks, empty directories", async () => {
     const src = path.join(dir, "src")
@@ -105,6 +116,8 @@ describe("directory snapshots", () => {
     expect(fs.readFileSync(path.join(dir, "one"))).toHaveLength(0)
     await run(Store.restore(store, { snapshot: s.snapshot, output: path.join(dir, "part"), path: "d0/f7.dat", range: { start: 10, end: 20 } }))
     expect(fs.readFileSync(path.join(dir, "part")).equals(fs.readFileSync(path.join(src, "d0", "f7.dat")).subarray(10, 20))).toBe(true)
+    await run(Store.restore(store, { snapshot: s.snapshot, output: path.join(dir, "a-link"), path: "link-dangling" }))
+    expect(fs.readlinkSync(path.join(dir, "a-link"))).toBe("/nowhere/at/all")
     expect(await failure(Store.restore(store, { snapshot: s.snapshot, output: path.join(dir, "x"), path: "no/such" }))).toMatchObject({ _tag: "BackupUsageError", reason: "Path" })
     expect(await failure(Store.restore(store, { snapshot: s.snapshot, output: path.join(dir, "d2") }))).toMatchObject({ _tag: "IoError" })
     expect(await failure(Store.restore(store, { snapshot: s.snapshot, output: path.join(dir, "d2"), force: true }))).toMatchObject({ _tag: "IoError" })

@@ -26,6 +26,8 @@ export interface StoreKeys {
   readonly index: Buffer
   /** AES-256-GCM key of snapshots (generation manifests). */
   readonly snapshot: Buffer
+  /** HMAC-SHA-256 key of the store's config (so no key serves two primitives). */
+  readonly config: Buffer
 }
 
 const derive = (master: Uint8Array, storeId: Uint8Array, purpose: string): Buffer =>
@@ -39,13 +41,14 @@ export const deriveStoreKeys = (master: Uint8Array, storeId: Uint8Array): StoreK
     chunkId: derive(master, storeId, "chunk-id"),
     blob: derive(master, storeId, "blob"),
     index: derive(master, storeId, "index"),
-    snapshot: derive(master, storeId, "snapshot")
+    snapshot: derive(master, storeId, "snapshot"),
+    config: derive(master, storeId, "config")
   }
 }
 
 /** Zero-fills every derived key. */
 export const wipeStoreKeys = (keys: StoreKeys): void => {
-  for (const k of [keys.chunkId, keys.blob, keys.index, keys.snapshot]) k.fill(0)
+  for (const k of [keys.chunkId, keys.blob, keys.index, keys.snapshot, keys.config]) k.fill(0)
 }
 
 /**
