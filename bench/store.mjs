@@ -4,8 +4,11 @@
 // space each repository takes after the three. Each round starts both repositories empty
 // and runs the generations in order, cage then restic, then restic then cage in the next
 // round (interleaved); medians over the rounds. `sync` and a settle pause before each run.
-// Usage: node bench/store.mjs [--reps 3] [--size-mib 1024]. Needs restic on PATH (setup
-// installs it for the benchmarks). JSON in bench/out/store.json.
+// Then ten generations of a text dump of the same size (SQL-like lines), 1% of its lines
+// changed or inserted between generations in three runs of consecutive lines (as a dump's
+// tables change), backed up by both tools in turn: time per generation and space at the end.
+// Usage: node bench/store.mjs [--reps 3] [--size-mib 1024] [--generations 10]. Needs restic
+// on PATH (setup installs it for the benchmarks). JSON in bench/out/store.json.
 import { execFileSync, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -17,6 +20,7 @@ if (spawnSync("restic", ["version"]).status !== 0) {
   process.exit(0)
 }
 const reps = numberOption("--reps", 3)
+const generations = numberOption("--generations", 10)
 const sizeMiB = numberOption("--size-mib", 1024)
 ensureWork()
 const dir = path.join(WORK, `store-${process.pid}`)
@@ -34,6 +38,28 @@ const uniqueFile = (name, bytes) => {
   for (let left = bytes; left > 0; left -= block.length) fs.writeSync(fd, randomFillSync(block), 0, Math.min(left, block.length))
   fs.closeSync(fd)
   return file
+}
+/** A SQL-dump-like text of `bytes` bytes (seeded: the same every run). */
+const textDump = (bytes) => {
+  const words = ["alpha", "beta", "gamma", "delta", "epsilon", "select", "insert", "update", "values", "null"]
+  const parts = []
+  let x = 0x2545f491
+  for (let n = 0, line = 0; n < bytes; line++) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5
+    const s = `INSERT INTO events VALUES (${line}, '${words[(x >>> 0) % 10]}', ${(x >>> 8) % 100000}, '${(x >>> 0).toString(36)}');\n`
+    parts.push(s)
+    n += s.length
+  }
+  return Buffer.from(parts.join("")).subarray(0, bytes)
+}
+
+/** `dump` with a run of consecutive lines (`share` of its bytes, from a seeded place) changed: every other line replaced, the others followed by an inserted line. */
+const editRun = (dump, seed, share) => {
+  const from = dump.indexOf(10, seed % (dump.length - Math.ceil(dump.length * share) - 1)) + 1
+  const to = dump.indexOf(10, from + Math.ceil(dump.length * share)) + 1
+  const lines = dump.subarray(from, to).toString("latin1").split("\n").slice(0, -1)
+  const edited = lines.map((l, k) => (k % 2 === 0 ? `UPDATE events SET v = ${seed + k} WHERE id = ${k};` : `${l}\n-- inserted ${seed + k}`)).join("\n")
+  return Buffer.concat([dump.subarray(0, from), Buffer.from(`${edited}\n`, "latin1"), dump.subarray(to)])
 }
 const du = (p) => Number(execFileSync("du", ["-sb", p], { encoding: "utf8" }).split(/\s+/)[0])
 try {
@@ -79,7 +105,32 @@ try {
   console.log(`${sizeMiB} MiB of random bytes, ${reps} rounds (interleaved), medians`)
   console.log(table(rows))
   console.log(table([["space after 3 generations", "MiB"], ["cage store", (cs / 1048576).toFixed(1)], ["restic", (rs / 1048576).toFixed(1)], ["cage / restic", (cs / rs).toFixed(3)]]))
-  writeResult("store", { sizeMiB, reps, ...result, spaceBytes: { cage: cs, restic: rs } })
+  // Ten generations of a text dump.
+  let dump = textDump(sizeMiB * 1048576)
+  for (const t of Object.values(tools)) fs.rmSync(t.repo, { recursive: true, force: true })
+  execFileSync("restic", ["-r", tools.restic.repo, "init", "--quiet"], { env: { ...process.env, ...env } })
+  const dumpTimes = { cage: [], restic: [] }
+  let seed = 12345
+  for (let g = 0; g < generations; g++) {
+    if (g > 0) {
+      for (let run = 0; run < 3; run++) {
+        seed = (seed * 1103515245 + 12345) >>> 0
+        dump = editRun(dump, seed, 0.01 / 3)
+      }
+    }
+    fs.writeFileSync(source, dump)
+    for (const name of g % 2 === 0 ? ["cage", "restic"] : ["restic", "cage"]) dumpTimes[name].push(timed(tools[name].backup(), { env }))
+  }
+  const total = (name) => dumpTimes[name].reduce((n, x) => n + x.seconds, 0)
+  const dumpSpace = { cage: du(tools.cage.repo), restic: du(tools.restic.repo) }
+  console.log(`${generations} generations of a ${sizeMiB} MiB text dump, 1% of lines changed or inserted each time (three runs of consecutive lines)`)
+  console.log(table([
+    ["", "cage", "restic", "cage / restic"],
+    ["total time, s", total("cage").toFixed(1), total("restic").toFixed(1), (total("cage") / total("restic")).toFixed(2)],
+    ["space, MiB", (dumpSpace.cage / 1048576).toFixed(1), (dumpSpace.restic / 1048576).toFixed(1), (dumpSpace.cage / dumpSpace.restic).toFixed(3)],
+    ["peak RSS, MiB", Math.max(...dumpTimes.cage.map((x) => x.rssMiB)).toFixed(0), Math.max(...dumpTimes.restic.map((x) => x.rssMiB)).toFixed(0), ""]
+  ]))
+  writeResult("store", { sizeMiB, reps, ...result, spaceBytes: { cage: cs, restic: rs }, dump: { generations, times: dumpTimes, spaceBytes: dumpSpace } })
 } finally {
   fs.rmSync(dir, { recursive: true, force: true })
 }
