@@ -39,18 +39,16 @@ const uniqueFile = (name, bytes) => {
   fs.closeSync(fd)
   return file
 }
-/** A SQL-dump-like text of `bytes` bytes (seeded: the same every run). */
+/** A SQL-dump-like text of `bytes` bytes (seeded: the same every run), written line by line into one buffer. */
 const textDump = (bytes) => {
   const words = ["alpha", "beta", "gamma", "delta", "epsilon", "select", "insert", "update", "values", "null"]
-  const parts = []
+  const out = Buffer.alloc(bytes)
   let x = 0x2545f491
-  for (let n = 0, line = 0; n < bytes; line++) {
+  for (let at = 0, line = 0; at < bytes; line++) {
     x ^= x << 13; x ^= x >>> 17; x ^= x << 5
-    const s = `INSERT INTO events VALUES (${line}, '${words[(x >>> 0) % 10]}', ${(x >>> 8) % 100000}, '${(x >>> 0).toString(36)}');\n`
-    parts.push(s)
-    n += s.length
+    at += out.write(`INSERT INTO events VALUES (${line}, '${words[(x >>> 0) % 10]}', ${(x >>> 8) % 100000}, '${(x >>> 0).toString(36)}');\n`, at, "latin1")
   }
-  return Buffer.from(parts.join("")).subarray(0, bytes)
+  return out
 }
 
 /** `dump` with a run of consecutive lines (`share` of its bytes, from a seeded place) changed: every other line replaced, the others followed by an inserted line. */
