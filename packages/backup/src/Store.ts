@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { ChunkInput, ChunkOutput, ContentDefined, fromSystemError, InputChanged, type IoError, Lock, type LockBusy, type SourceIdentity, type UsageError } from "@cage/core"
+import { ChunkInput, ChunkOutput, ContentDefined, fromSystemError, InputChanged, type IoError, Lock, type LockBusy, Progress, type SourceIdentity, type UsageError } from "@cage/core"
 import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -87,6 +87,17 @@ export interface Snapshot {
   /** ISO 8601 UTC. */
   readonly createdAt: string
   readonly source: SnapshotSource
+  /**
+   * The source's generation number: one more than its newest snapshot's (or
+   * `firstGeneration`), so numbers never repeat for a source while its newest is kept.
+   */
+  readonly generation: number
+  /** Plaintext bytes of the source, chunks it has, and the chunks (and their plaintext bytes) this backup added to the store. */
+  readonly bytes: number
+  readonly chunkCount: number
+  readonly added: { readonly chunks: number; readonly bytes: number }
+  /** Directories: regular files in the tree. */
+  readonly files?: number
   /** A file snapshot: the file's chunks. */
   readonly chunks?: ChunkList
   /** A directory snapshot: every entry below the root, parents before children. */
@@ -100,6 +111,8 @@ const chunkListsOf = (s: Snapshot): ReadonlyArray<ChunkList> =>
 /** What `backup` did, in bytes and chunks. */
 export interface BackupSummary {
   readonly snapshot: string
+  /** The snapshot's generation number for its source. */
+  readonly generation: number
   readonly source: string
   readonly bytes: number
   readonly chunks: number
@@ -348,8 +361,23 @@ export const snapshots = (store: Store): Effect.Effect<ReadonlyArray<Snapshot>, 
     return yield* Effect.forEach(names, (n) => readSnapshot(store, nodePath.join(dir, n)))
   })
 
+/** Options of {@link backup}. */
+export interface BackupOptions {
+  /** A regular file or a directory. */
+  readonly source: string
+  /** Read every file, even those matching the previous snapshot. */
+  readonly rehash?: boolean
+  /**
+   * The lowest generation number this snapshot may get (a caller that numbered the
+   * source's earlier backups elsewhere, such as full-copy generations, continues after them).
+   */
+  readonly firstGeneration?: number
+  /** Told the source's size (undefined for a directory), then bytes read and bytes stored so far. */
+  readonly progress?: Progress.ProgressReporter
+}
+
 /**
- * Backs up the regular file `source` into a new snapshot. Chunks the store holds are not
+ * Backs up the regular file or directory `source` into a new snapshot. Chunks the store holds are not
  * stored again; a source matching its latest snapshot (size, mtime, ctime, inode, device)
  * is not read unless `rehash`.
  *
@@ -358,7 +386,7 @@ export const snapshots = (store: Store): Effect.Effect<ReadonlyArray<Snapshot>, 
  * process writes the store, `BackupUsageError` (`"Path"`: neither a regular file nor a
  * directory), `StoreRefused`, `IoError`.
  */
-export const backup = (store: Store, options: { readonly source: string; readonly rehash?: boolean }): Effect.Effect<BackupSummary, InputChanged | LockBusy | StoreRefused | BackupUsageError | IoError> =>
+export const backup = (store: Store, options: BackupOptions): Effect.Effect<BackupSummary, InputChanged | LockBusy | StoreRefused | BackupUsageError | IoError> =>
   Effect.acquireUseRelease(
     Lock.acquireOrRefuse(paths(store.dir).lock, store.dir),
     () => backupLocked(store, options),
@@ -381,8 +409,9 @@ const identityOf = (path: string, st: fs.BigIntStats): SnapshotSource => ({
  * while the next pack fills, so the disk works while the CPU chunks, hashes and seals), and
  * the index entries of the packs written.
  */
-const makeWriter = (store: Store) => {
+const makeWriter = (store: Store, progress: Progress.ProgressReporter) => {
   const p = paths(store.dir)
+  let readBytes = 0
   let pack = new PackWriter(store.keys, store.packBytes + 2 * store.chunker.avgBytes)
   const written: Array<string> = []
   const added = new Map<string, Location>()
@@ -441,6 +470,8 @@ const makeWriter = (store: Store) => {
           })
           const cuts = n === 0 ? chunker.end() : chunker.push(staging.subarray(filled, filled + n))
           filled += n
+          readBytes += n
+          progress.update(readBytes, counters.storedBytes)
           done = n === 0
           let start = 0
           for (const length of cuts) {
@@ -524,7 +555,7 @@ const backupTree = (root: string, w: ReturnType<typeof makeWriter>, previous: Re
     return { tree, changed, skipped, files, filesRead }
   })
 
-const backupLocked = (store: Store, options: { readonly source: string; readonly rehash?: boolean }) =>
+const backupLocked = (store: Store, options: BackupOptions) =>
   Effect.gen(function*() {
     const p = paths(store.dir)
     const sourcePath = nodePath.resolve(options.source)
@@ -535,9 +566,13 @@ const backupLocked = (store: Store, options: { readonly source: string; readonly
     if (!isTree && (source.mode & 0o170000) !== 0o100000) {
       return yield* new BackupUsageError({ reason: "Path", detail: `${options.source} is neither a regular file nor a directory` })
     }
-    const previous = (yield* snapshots(store)).filter((s) => s.source.path === sourcePath).at(-1)
+    const ofSource = (yield* snapshots(store)).filter((s) => s.source.path === sourcePath)
+    const previous = ofSource.at(-1)
+    const generation = Math.max(options.firstGeneration ?? 1, ...ofSource.map((s) => s.generation + 1))
     const rehash = options.rehash === true
-    const w = makeWriter(store)
+    const progress = options.progress ?? Progress.silent
+    progress.start(isTree ? undefined : source.size, 0)
+    const w = makeWriter(store, progress)
     let body: { readonly chunks: ChunkList } | Effect.Success<ReturnType<typeof backupTree>> | undefined
     let unchanged = false
     const run = Effect.gen(function*() {
@@ -554,7 +589,7 @@ const backupLocked = (store: Store, options: { readonly source: string; readonly
       yield* w.finish
     })
     // A failed run references nothing: remove the packs it wrote.
-    yield* run.pipe(Effect.onError(() => w.discard))
+    yield* run.pipe(Effect.onError(() => w.discard), Effect.ensuring(Effect.sync(() => progress.stop())))
     if (w.added.size > 0) {
       w.counters.storedBytes += (yield* writeIndex(store.dir, store.keys, w.added)).bytes
       for (const [key, loc] of w.added) store.index.set(key, loc)
@@ -562,15 +597,19 @@ const backupLocked = (store: Store, options: { readonly source: string; readonly
     const createdAt = new Date().toISOString()
     const id = `${createdAt.replace(/[-:.]/g, "")}-${crypto.randomBytes(4).toString("hex")}`
     const b = body!
-    const snapshot: Snapshot = "tree" in b ? { id, createdAt, source, tree: b.tree } : { id, createdAt, source, chunks: b.chunks }
+    const lists = "tree" in b ? b.tree.flatMap((e) => (e.chunks ? [e.chunks] : [])) : [b.chunks]
+    const bytes = lists.reduce((n, l) => l.reduce((m, c) => m + c[1], n), 0)
+    const chunkCount = lists.reduce((n, l) => n + l.length, 0)
+    const common = { id, createdAt, source, generation, bytes, chunkCount, added: { chunks: w.added.size, bytes: w.counters.addedBytes } }
+    const snapshot: Snapshot = "tree" in b ? { ...common, files: b.files, tree: b.tree } : { ...common, chunks: b.chunks }
     const sealed = seal(store.keys.snapshot, Buffer.from(JSON.stringify(snapshot)), SNAPSHOT_AAD)
     yield* writeDurably(nodePath.join(p.snapshots, id), sealed)
-    const lists = chunkListsOf(snapshot)
     return {
       snapshot: id,
+      generation,
       source: options.source,
-      bytes: lists.reduce((n, l) => l.reduce((m, c) => m + c[1], n), 0),
-      chunks: lists.reduce((n, l) => n + l.length, 0),
+      bytes,
+      chunks: chunkCount,
       addedChunks: w.added.size,
       addedBytes: w.counters.addedBytes,
       storedBytes: w.counters.storedBytes + sealed.length,
@@ -753,54 +792,83 @@ const restoreTreeClaimed = (store: Store, snap: Snapshot, entries: ReadonlyArray
     return { snapshot: snap.id, output, bytes, chunksRead, notRestored }
   })
 
-/** What `check` found: every damaged or missing chunk, with the snapshots that use it. */
+/** A snapshot that uses a chunk: its id, source, generation, and the path in its tree (absent for a file snapshot). */
+export interface ChunkUse {
+  readonly snapshot: string
+  readonly source: string
+  readonly generation: number
+  readonly path?: string
+}
+
+/** What `check` found: every damaged or missing chunk, with the snapshots (and paths in them) that use it. */
 export interface CheckReport {
+  /** Snapshots checked. */
   readonly snapshots: number
   /** Index files that do not authenticate (their chunks count as missing; `recover` rebuilds them). */
   readonly badIndexFiles: ReadonlyArray<string>
   /** Distinct chunks referenced. */
   readonly chunks: number
-  readonly problems: ReadonlyArray<{ readonly chunk: string; readonly kind: "missing" | "damaged"; readonly detail: string; readonly snapshots: ReadonlyArray<string> }>
+  /** Plaintext bytes of those chunks. */
+  readonly bytes: number
+  readonly problems: ReadonlyArray<{
+    /** The chunk id, hex. */
+    readonly chunk: string
+    readonly kind: "missing" | "damaged"
+    readonly detail: string
+    /** Ids of the snapshots that use it. */
+    readonly snapshots: ReadonlyArray<string>
+    readonly uses: ReadonlyArray<ChunkUse>
+  }>
 }
 
 /**
- * Checks that every chunk a snapshot references is in the index and, with `deep`, that it
- * reads back and authenticates as itself. Reports each problem once, naming the snapshots
- * that use the chunk. Fails only on a store it cannot read (`StoreRefused`, `IoError`).
+ * Checks that every chunk a snapshot references (every snapshot's, or only those whose ids
+ * are in `snapshots`) is in the index and, with `deep`, that it reads back and authenticates
+ * as itself. Reports each problem once, naming the snapshots and the paths in them that use
+ * the chunk. Fails only on a store it cannot read (`StoreRefused`, `IoError`).
  */
-export const check = (store: Store, options: { readonly deep?: boolean } = {}): Effect.Effect<CheckReport, StoreRefused | IoError> =>
+export const check = (store: Store, options: { readonly deep?: boolean; readonly snapshots?: ReadonlyArray<string> } = {}): Effect.Effect<CheckReport, StoreRefused | IoError> =>
   Effect.gen(function*() {
     const { index, bad } = yield* loadIndexFiles(store.dir, store.keys)
     replaceIndex(store, index)
-    const all = yield* snapshots(store)
-    const users = new Map<string, Set<string>>()
+    const only = options.snapshots === undefined ? undefined : new Set(options.snapshots)
+    const all = (yield* snapshots(store)).filter((s) => only === undefined || only.has(s.id))
+    const users = new Map<string, Array<ChunkUse>>()
+    const plainBytes = new Map<string, number>()
+    const use = (key: string, length: number, u: ChunkUse) => {
+      const list = users.get(key)
+      if (list === undefined) {
+        users.set(key, [u])
+        plainBytes.set(key, length)
+      } else if (list.at(-1)?.snapshot !== u.snapshot || list.at(-1)?.path !== u.path) list.push(u)
+    }
     for (const s of all) {
-      for (const list of chunkListsOf(s)) {
-        for (const [key] of list) {
-          const set = users.get(key) ?? new Set<string>()
-          set.add(s.id)
-          users.set(key, set)
-        }
-      }
+      const base = { snapshot: s.id, source: s.source.path, generation: s.generation }
+      if (s.tree === undefined) for (const [key, length] of s.chunks ?? []) use(key, length, base)
+      else for (const e of s.tree) for (const [key, length] of e.chunks ?? []) use(key, length, { ...base, path: e.path })
     }
     const problems: Array<CheckReport["problems"][number]> = []
+    const report = (hex: string, kind: "missing" | "damaged", detail: string, uses: ReadonlyArray<ChunkUse>) =>
+      problems.push({ chunk: hex, kind, detail, snapshots: [...new Set(uses.map((u) => u.snapshot))], uses })
     yield* withFds((fds) =>
       Effect.forEach([...users.keys()], (key) => {
         const hex = Buffer.from(key, "base64").toString("hex")
-        const used = [...users.get(key)!]
-        if (!store.index.has(key)) return Effect.sync(() => problems.push({ chunk: hex, kind: "missing", detail: "in no index", snapshots: used }))
+        const uses = users.get(key)!
+        if (!store.index.has(key)) return Effect.sync(() => report(hex, "missing", "in no index", uses))
         if (options.deep !== true) return Effect.void
         // A damaged blob, or a pack that is gone or unreadable: reported, and the check goes on.
         return readChunk(store, key, fds).pipe(
           Effect.asVoid,
           Effect.catchTags({
-            PackDamaged: (e) => Effect.sync(() => problems.push({ chunk: hex, kind: "damaged", detail: e.message, snapshots: used })),
-            IoError: (e) => Effect.sync(() => problems.push({ chunk: hex, kind: "damaged", detail: e.message, snapshots: used }))
+            PackDamaged: (e) => Effect.sync(() => report(hex, "damaged", e.message, uses)),
+            IoError: (e) => Effect.sync(() => report(hex, "damaged", e.message, uses))
           })
         )
       }, { discard: true })
     )
-    return { snapshots: all.length, badIndexFiles: bad, chunks: users.size, problems }
+    let bytes = 0
+    for (const n of plainBytes.values()) bytes += n
+    return { snapshots: all.length, badIndexFiles: bad, chunks: users.size, bytes, problems }
   })
 
 /** Runs `f` holding the store's writer lock (refused at once with `LockBusy` when held). */
@@ -824,23 +892,30 @@ const removeDurably = (files: ReadonlyArray<string>): Effect.Effect<void, IoErro
 
 /**
  * Deletes the snapshots `policy` does not keep, per source (the same policies as
- * generations: `Retention.parsePolicy`), as of `now` (ms since the epoch). The chunks only
- * they used stay in the store until {@link prune}. Returns the ids removed and kept.
+ * generations: `Retention.parsePolicy`), as of `now` (ms since the epoch). Each source's
+ * newest snapshot is always kept, whatever the policy (as for generations, a source is
+ * never left with no backup). The chunks only the removed snapshots used stay in the
+ * store until {@link prune}. With `dryRun`, reports and deletes nothing. Returns the
+ * snapshots removed and kept.
  */
-export const forget = (store: Store, options: { readonly policy: RetentionPolicy; readonly now?: number }) =>
+export const forget = (store: Store, options: { readonly policy: RetentionPolicy; readonly now?: number; readonly dryRun?: boolean }) =>
   locked(store, Effect.gen(function*() {
     const all = yield* snapshots(store)
     const bySource = new Map<string, Array<Snapshot>>()
     for (const s of all) bySource.set(s.source.path, [...(bySource.get(s.source.path) ?? []), s])
     const keep = new Set<string>()
     for (const list of bySource.values()) {
-      const kept = Retention.kept(options.policy, list.map((s, k) => ({ id: s.id, generation: k + 1, status: "complete" as const, createdAt: s.createdAt })), options.now ?? Date.now())
+      const kept = Retention.kept(options.policy, list.map((s) => ({ id: s.id, generation: s.generation, status: "complete" as const, createdAt: s.createdAt })), options.now ?? Date.now())
       for (const id of kept) keep.add(id)
+      keep.add(list.reduce((a, b) => (b.generation > a.generation ? b : a)).id)
     }
-    const removed = all.filter((s) => !keep.has(s.id)).map((s) => s.id)
-    yield* removeDurably(removed.map((id) => nodePath.join(paths(store.dir).snapshots, id)))
-    return { removed, kept: all.filter((s) => keep.has(s.id)).map((s) => s.id) }
+    const removed = all.filter((s) => !keep.has(s.id))
+    if (options.dryRun !== true) yield* removeDurably(removed.map((s) => nodePath.join(paths(store.dir).snapshots, s.id)))
+    return { removed, kept: all.filter((s) => keep.has(s.id)) }
   }))
+
+/** True when `dir` holds a chunk store (its `config.json`); needs no key. */
+export const exists = (dir: string): boolean => fs.existsSync(paths(dir).config)
 
 /** What `prune` did. */
 export interface PruneSummary {

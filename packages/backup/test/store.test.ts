@@ -161,6 +161,14 @@ describe("a chunk store", () => {
     const report = await run(Store.check(store, { deep: true }))
     expect(report.problems).toHaveLength(1)
     expect(report.problems[0]).toMatchObject({ kind: "damaged", snapshots: [a.snapshot, b.snapshot] })
+    expect(report.problems[0].uses).toEqual([
+      { snapshot: a.snapshot, source, generation: 1 },
+      { snapshot: b.snapshot, source, generation: 2 }
+    ])
+    // Checking only the first snapshot names only it.
+    const one = await run(Store.check(store, { deep: true, snapshots: [a.snapshot] }))
+    expect(one).toMatchObject({ snapshots: 1 })
+    expect(one.problems[0].snapshots).toEqual([a.snapshot])
     expect(report.problems[0].detail).toContain("does not authenticate")
     // A restore that needs it publishes nothing.
     expect(await failure(Store.restore(store, { snapshot: a.snapshot, output: path.join(dir, "out") }))).toMatchObject({ _tag: "PackDamaged" })
@@ -209,8 +217,8 @@ describe("forget and prune", () => {
     }
     const before = await run(Store.snapshots(store))
     const f = await run(Store.forget(store, { policy: parsePolicy("keep_last:2") }))
-    expect(f.removed).toEqual(before.slice(0, 2).map((s) => s.id))
-    expect(f.kept).toEqual(before.slice(2).map((s) => s.id))
+    expect(f.removed.map((s) => s.id)).toEqual(before.slice(0, 2).map((s) => s.id))
+    expect(f.kept.map((s) => s.id)).toEqual(before.slice(2).map((s) => s.id))
     // Forgotten snapshots' chunks stay until prune; prune removes them and repacks mixed packs.
     expect((await run(Store.check(store, { deep: true }))).problems).toEqual([])
     const pruned = await run(Store.prune(store))
@@ -226,6 +234,28 @@ describe("forget and prune", () => {
     // Nothing left to do, and a reopened store agrees.
     expect(await run(Store.prune(await openStore()))).toMatchObject({ chunksRemoved: 0, packsDeleted: 0, packsRepacked: 0 })
     expect((await run(Store.check(await openStore(), { deep: true }))).problems).toEqual([])
+  })
+
+  it("generations number per source (from firstGeneration up); forget always keeps each source's newest, and a dry run deletes nothing", async () => {
+    const store = await openStore()
+    const a = path.join(dir, "a")
+    const b = path.join(dir, "b")
+    fs.writeFileSync(a, crypto.randomBytes(100_000))
+    fs.writeFileSync(b, crypto.randomBytes(100_000))
+    const a1 = await run(Store.backup(store, { source: a, firstGeneration: 4 }))
+    const b1 = await run(Store.backup(store, { source: b }))
+    const a2 = await run(Store.backup(store, { source: a, firstGeneration: 2 }))
+    expect([a1.generation, b1.generation, a2.generation]).toEqual([4, 1, 5])
+    const snaps = await run(Store.snapshots(store))
+    expect(snaps.map((s) => [s.generation, s.bytes, s.chunkCount, s.added.bytes])).toEqual([[4, 100_000, 2, 100_000], [1, 100_000, 2, 100_000], [5, 100_000, 2, 0]])
+    // Ten days on, keep_days:1 keeps nothing by age; each source's newest stays anyway.
+    const now = Date.now() + 10 * 86_400_000
+    const dry = await run(Store.forget(store, { policy: parsePolicy("keep_days:1"), now, dryRun: true }))
+    expect(dry.removed.map((s) => s.id)).toEqual([a1.snapshot])
+    expect(await run(Store.snapshots(store))).toHaveLength(3)
+    const done = await run(Store.forget(store, { policy: parsePolicy("keep_days:1"), now }))
+    expect(done.kept.map((s) => s.id).sort()).toEqual([b1.snapshot, a2.snapshot].sort())
+    expect((await run(Store.snapshots(store))).map((s) => s.id).sort()).toEqual([b1.snapshot, a2.snapshot].sort())
   })
 
   it("prune deletes packs a crashed backup wrote but never indexed", async () => {
