@@ -1,3 +1,4 @@
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
@@ -14,9 +15,9 @@ beforeEach(() => {
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
 
 describe("cage backup and cage audit", () => {
-  it("create, verify, damage one chunk, verify names it (exit 3), restore a clean range, audit summary", () => {
+  it("full copies (--copy): create, verify, damage one chunk, verify names it (exit 3), restore a clean range, audit summary", () => {
     writeRandom(f("data.bin"), 300_000)
-    const create = run(["backup", "create", "-q", "--key", "k.key", "--manifest", "--chunk-size", "16KiB", "--audit-log", "audit.jsonl", "data.bin"])
+    const create = run(["backup", "create", "--copy", "-q", "--key", "k.key", "--manifest", "--chunk-size", "16KiB", "--audit-log", "audit.jsonl", "data.bin"])
     expect(create.code).toBe(0)
     expect(run(["backup", "verify", "-q", "data.bin"]).code).toBe(0)
     expect(run(["backup", "list", "--json", "data.bin"]).stdout.toString()).toContain("complete")
@@ -50,5 +51,122 @@ describe("cage backup and cage audit", () => {
     expect(lines[0]).toMatchObject({ type: "run_start", operation: "encrypt" })
     expect(lines.at(-1)).toMatchObject({ type: "run_complete" })
     expect(fs.statSync(f("a.jsonl")).mode & 0o777).toBe(0o600)
+  })
+
+  it("the chunk store: generations of a file store only new chunks, a directory restores whole or by path, list shows what each added, and -o - writes to standard output", () => {
+    // Seeded bytes: the chunk cuts, and so the bytes an edit adds, are the same on every run.
+    fs.writeFileSync(f("db.dump"), crypto.createCipheriv("aes-256-ctr", Buffer.alloc(32, 1), Buffer.alloc(16)).update(Buffer.alloc(8 * 1024 * 1024)))
+    const first = run(["backup", "create", "--json", "--key", "k.key", "db.dump"])
+    expect(first.code, first.stderr).toBe(0)
+    expect(JSON.parse(first.stdout.toString())).toMatchObject({ format: "store", generation: 1, unchanged: false, bytes: 8 * 1024 * 1024 })
+    // Unchanged: not read. Then 64 KiB overwritten in the middle: only the chunks around it are new.
+    expect(JSON.parse(run(["backup", "create", "--json", "--key", "k.key", "db.dump"]).stdout.toString())).toMatchObject({ generation: 2, unchanged: true, addedBytes: 0 })
+    const data = fs.readFileSync(f("db.dump"))
+    const v1 = Buffer.from(data)
+    data.fill(7, 4_000_000, 4_000_000 + 65536)
+    fs.writeFileSync(f("db.dump"), data)
+    const third = JSON.parse(run(["backup", "create", "--json", "--key", "k.key", "db.dump"]).stdout.toString())
+    expect(third.generation).toBe(3)
+    expect(third.addedBytes).toBeGreaterThan(0)
+    expect(third.addedBytes).toBeLessThan(4 * 1024 * 1024)
+    // A directory: files, an empty directory, a symlink.
+    fs.mkdirSync(f("site/empty"), { recursive: true })
+    fs.mkdirSync(f("site/conf"))
+    fs.writeFileSync(f("site/conf/app.toml"), "port = 80\n")
+    fs.writeFileSync(f("site/index.html"), "<p>hi</p>\n")
+    fs.symlinkSync("conf/app.toml", f("site/current"))
+    const tree = JSON.parse(run(["backup", "create", "--json", "--key", "k.key", "site"]).stdout.toString())
+    expect(tree).toMatchObject({ generation: 1, files: 2, filesRead: 2 })
+    const list = JSON.parse(run(["backup", "list", "--json", "--key", "k.key"]).stdout.toString()) as Array<{ source: string; generation: number; kind: string; added: { bytes: number }; files?: number }>
+    expect(list.map((g) => [path.basename(g.source), g.generation, g.kind])).toEqual([["db.dump", 1, "file"], ["db.dump", 2, "file"], ["db.dump", 3, "file"], ["site", 1, "directory"]])
+    expect(list[1].added.bytes).toBe(0)
+    expect(list[3].files).toBe(2)
+    const table = run(["backup", "list", "--key", "k.key", "db.dump"]).stdout.toString()
+    expect(table).toMatch(/^3 +store +complete/m)
+    // Restores: the newest, an older one by number, a range to standard output, the tree, one path of it.
+    expect(run(["backup", "restore", "-q", "--key", "k.key", "-o", "now.bin", "db.dump"]).code).toBe(0)
+    expect(fs.readFileSync(f("now.bin")).equals(data)).toBe(true)
+    expect(run(["backup", "restore", "-q", "--key", "k.key", "-g", "1", "-o", "then.bin", "db.dump"]).code).toBe(0)
+    expect(fs.readFileSync(f("then.bin")).equals(v1)).toBe(true)
+    const piece = run(["backup", "restore", "-q", "--key", "k.key", "--range", "3999990:4000010", "-o", "-", "db.dump"])
+    expect(piece.stdout.equals(data.subarray(3_999_990, 4_000_010))).toBe(true)
+    expect(run(["backup", "restore", "-q", "--key", "k.key", "-o", "site2", "site"]).code).toBe(0)
+    expect(fs.readFileSync(f("site2/conf/app.toml"), "utf8")).toBe("port = 80\n")
+    expect(fs.readlinkSync(f("site2/current"))).toBe("conf/app.toml")
+    expect(fs.statSync(f("site2/empty")).isDirectory()).toBe(true)
+    expect(run(["backup", "restore", "-q", "--key", "k.key", "--path", "conf", "-o", "conf2", "site"]).code).toBe(0)
+    expect(fs.readdirSync(f("conf2"))).toEqual(["app.toml"])
+    // The source itself is never the target of --force.
+    const clobber = run(["backup", "restore", "--force", "--key", "k.key", "db.dump"])
+    expect(clobber.code).toBe(2)
+    expect(clobber.stderr).toContain("-o db.dump is the backed-up source itself")
+    expect(fs.readFileSync(f("db.dump")).equals(data)).toBe(true)
+    // Verify, whole store and one generation, deep.
+    expect(run(["backup", "verify", "-q", "--deep", "--key", "k.key"]).code).toBe(0)
+    expect(run(["backup", "verify", "-q", "--deep", "--key", "k.key", "-g", "1", "db.dump"]).code).toBe(0)
+  })
+
+  it("the chunk store refuses in the user's terms: another key, full-copy flags, standard input, a missing generation; a flipped pack byte is named with the generations and paths that use it", () => {
+    writeRandom(f("a.bin"), 1024 * 1024)
+    fs.mkdirSync(f("d"))
+    fs.copyFileSync(f("a.bin"), f("d/copy.bin"))
+    expect(run(["backup", "create", "-q", "--key", "k.key", "a.bin"]).code).toBe(0)
+    expect(run(["backup", "create", "-q", "--key", "k.key", "d"]).code).toBe(0)
+    expect(run(["keygen", "-q", "-o", "other.key"]).code).toBe(0)
+    const other = run(["backup", "list", "--key", "other.key"])
+    expect(other.code).toBe(3)
+    expect(other.stderr).toBe("cage: error: other.key does not open the backup store in .cage-backups (it was made with another key or passphrase)\n")
+    const flag = run(["backup", "create", "--key", "k.key", "--chunk-size", "64KiB", "a.bin"])
+    expect(flag.code).toBe(2)
+    expect(flag.stderr).toContain("--chunk-size applies to full copies: add --copy")
+    const stdin = run(["backup", "create", "--key", "k.key", "-"])
+    expect(stdin.code).toBe(2)
+    expect(stdin.stderr).toContain("not standard input")
+    const missing = run(["backup", "restore", "--key", "k.key", "-g", "9", "-o", "x", "a.bin"])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain("no generation 9")
+    expect(missing.stderr).toContain("has generations 1")
+    // Flip one byte inside a pack's first blob.
+    const packs = fs.readdirSync(f(".cage-backups/packs"), { recursive: true, withFileTypes: true }).filter((e) => e.isFile())
+    expect(packs.length).toBeGreaterThan(0)
+    const victim = path.join(packs[0].parentPath, packs[0].name)
+    const bytes = fs.readFileSync(victim)
+    bytes[200] ^= 1
+    fs.writeFileSync(victim, bytes)
+    expect(run(["backup", "verify", "-q", "--key", "k.key"]).code).toBe(0) // shallow: every chunk is indexed
+    const deep = run(["backup", "verify", "--deep", "--key", "k.key"])
+    expect(deep.code).toBe(3)
+    const out = deep.stdout.toString()
+    expect(out).toMatch(/^damaged chunk [0-9a-f]{16}: pack [0-9a-f]{16}… chunk [0-9a-f]{16}… at byte \d+ is damaged: .*; used by generation 1 of \S+a\.bin, generation 1 of \S+\/d \(copy\.bin\)$/m)
+    expect(deep.stderr).toContain("1 damaged or missing chunk")
+    const json = JSON.parse(run(["backup", "verify", "--json", "--deep", "--key", "k.key"]).stdout.toString())
+    expect(json).toMatchObject({ ok: false, format: "store" })
+    expect(json.problems[0].uses.map((u: { path?: string }) => u.path ?? null)).toEqual([null, "copy.bin"])
+    // A restore that needs the chunk publishes nothing.
+    expect(run(["backup", "restore", "-q", "--key", "k.key", "-o", "r.bin", "a.bin"]).code).toBe(3)
+    expect(fs.existsSync(f("r.bin"))).toBe(false)
+  })
+
+  it("prune on the store: forgets by policy (never a source's newest), frees the chunks only those used, and a dry run changes nothing", () => {
+    for (let g = 0; g < 4; g++) {
+      writeRandom(f("a.bin"), 600_000)
+      expect(run(["backup", "create", "-q", "--key", "k.key", "a.bin"]).code).toBe(0)
+    }
+    const packs = () => fs.readdirSync(f(".cage-backups/packs"), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length
+    const before = packs()
+    const dry = run(["backup", "prune", "--dry-run", "--json", "--key", "k.key", "--policy", "keep_last:2"])
+    expect(dry.code, dry.stderr).toBe(0)
+    expect(JSON.parse(dry.stdout.toString()).store.deleted.map((g: { generation: number }) => g.generation)).toEqual([1, 2])
+    expect(packs()).toBe(before)
+    const real = run(["backup", "prune", "--key", "k.key", "--policy", "keep_last:2"])
+    expect(real.code, real.stderr).toBe(0)
+    expect(real.stderr).toContain("deleted generation 1 of")
+    expect(real.stderr).toMatch(/store: \d+ chunks no generation uses removed/)
+    expect(packs()).toBeLessThan(before)
+    const list = JSON.parse(run(["backup", "list", "--json", "--key", "k.key"]).stdout.toString()) as Array<{ generation: number }>
+    expect(list.map((g) => g.generation)).toEqual([3, 4])
+    expect(run(["backup", "verify", "-q", "--deep", "--key", "k.key"]).code).toBe(0)
+    expect(run(["backup", "restore", "-q", "--key", "k.key", "-o", "r.bin", "a.bin"]).code).toBe(0)
+    expect(fs.readFileSync(f("r.bin")).equals(fs.readFileSync(f("a.bin")))).toBe(true)
   })
 })

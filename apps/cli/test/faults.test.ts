@@ -84,7 +84,7 @@ describe("kill -9 at 20 random moments, then resume", () => {
   it("backup create, then backup resume: a complete generation that verifies and restores to the source", async () => {
     writeRandom(f("in"), 8 * MiB)
     const bdir = f("b")
-    const common = ["--key", key, "--dir", bdir, "--limit-rate", "16MiB", "-q", f("in")]
+    const common = ["--copy", "--key", key, "--dir", bdir, "--limit-rate", "16MiB", "-q", f("in")]
     // The generation's staging file: its size is the encryption's progress.
     const progress = () => {
       if (!fs.existsSync(bdir)) return 0
@@ -126,13 +126,13 @@ describe("kill -9 at 20 random moments, then resume", () => {
 })
 
 describe("backups under contention and on a full disk", () => {
-  it("8 backup creates of one file on one registry at once, 20 rounds: no generation lost, the registry parses", async () => {
+  it("8 full-copy backup creates of one file on one registry at once, 20 rounds: no generation lost, the registry parses", async () => {
     writeRandom(f("in"), 256 * 1024)
     const bdir = f("b")
     let expected = 0
     for (let round = 0; round < 20; round++) {
       const runs = Array.from({ length: 8 }, () => {
-        const child = spawn(process.execPath, [BIN, "backup", "create", "-q", "--key", key, "--dir", bdir, f("in")], { stdio: ["ignore", "ignore", "pipe"] })
+        const child = spawn(process.execPath, [BIN, "backup", "create", "--copy", "-q", "--key", key, "--dir", bdir, f("in")], { stdio: ["ignore", "ignore", "pipe"] })
         let stderr = ""
         child.stderr!.on("data", (d) => (stderr += d))
         return new Promise<{ code: number | null; stderr: string }>((r) => child.on("close", (code) => r({ code, stderr })))
@@ -148,31 +148,66 @@ describe("backups under contention and on a full disk", () => {
     expect(cage(["backup", "verify", "--dir", bdir, f("in")]).code).toBe(0)
   }, 300_000)
 
-  it("backup create onto a full filesystem: exit 4 naming the file, the previous generation intact; after space is freed it succeeds", () => {
-    const mnt = f("mnt")
-    fs.mkdirSync(mnt)
-    const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=12m", "tmpfs", mnt], { encoding: "utf8" })
-    expect(m.status, `mount: ${m.stderr}`).toBe(0)
-    try {
-      writeRandom(f("small"), 4 * MiB)
-      const bdir = path.join(mnt, "b")
-      expect(cage(["backup", "create", "-q", "--key", key, "--dir", bdir, f("small")]).code).toBe(0)
-      writeRandom(f("small"), 10 * MiB) // the next generation no longer fits
-      const r = cage(["backup", "create", "-q", "--key", key, "--dir", bdir, f("small")])
-      expect(r.code).toBe(4)
-      expect(r.stderr.split("\n")[0]).toMatch(new RegExp(`^cage: error: ${bdir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/\\S+: \\S+ failed: no space left on device$`))
-      const list = JSON.parse(cage(["backup", "list", "--json", "--dir", bdir]).stdout.toString()) as Array<{ generation: number; status: string }>
-      expect(list.find((g) => g.generation === 1)?.status).toBe("complete")
-      expect(cage(["backup", "verify", "--generation", "1", "--dir", bdir, f("small")]).code).toBe(0)
-      expect(spawnSync("mount", ["-o", "remount,size=64m", mnt]).status).toBe(0)
-      const again = cage(["backup", "resume", "-q", "--key", key, "--dir", bdir, f("small")])
-      const ok = again.code === 0 ? again : cage(["backup", "create", "-q", "--key", key, "--dir", bdir, f("small")])
-      expect(ok.stderr).toBe("")
-      expect(ok.code).toBe(0)
-      expect(cage(["backup", "restore", "-q", "--key", key, "--dir", bdir, "-o", f("restored"), f("small")]).code).toBe(0)
-      expect(sha(f("restored"))).toBe(sha(f("small")))
-    } finally {
-      spawnSync("umount", [mnt])
+  it("4 store backup creates at once, 10 rounds: each one completes or is refused at once (exit 6, naming the store and the other process); none is lost, numbers never repeat", async () => {
+    const bdir = f("b")
+    let expected = 0
+    for (let round = 0; round < 10; round++) {
+      writeRandom(f("in"), 2 * MiB)
+      const runs = Array.from({ length: 4 }, () => {
+        const child = spawn(process.execPath, [BIN, "backup", "create", "-q", "--key", key, "--dir", bdir, f("in")], { stdio: ["ignore", "ignore", "pipe"] })
+        let stderr = ""
+        child.stderr!.on("data", (d) => (stderr += d))
+        return new Promise<{ code: number | null; stderr: string }>((r) => child.on("close", (code) => r({ code, stderr })))
+      })
+      for (const r of await Promise.all(runs)) {
+        if (r.code === 0) expected++
+        else {
+          expect(r.code, r.stderr).toBe(6)
+          expect(r.stderr).toContain(`${bdir} is being written by another cage process`)
+        }
+      }
+      const list = cage(["backup", "list", "--json", "--key", key, "--dir", bdir])
+      expect(list.code).toBe(0)
+      const gens = JSON.parse(list.stdout.toString()) as Array<{ generation: number; format: string }>
+      expect(gens.map((g) => g.generation)).toEqual(Array.from({ length: expected }, (_, i) => i + 1))
     }
-  })
+    expect(expected).toBeGreaterThanOrEqual(10)
+    expect(cage(["backup", "verify", "--deep", "--key", key, "--dir", bdir]).code).toBe(0)
+  }, 300_000)
+
+  for (const kind of ["copy", "store"] as const) {
+    it(`backup create${kind === "copy" ? " --copy" : ""} onto a full filesystem: exit 4 naming the file, the previous generation intact; after space is freed it succeeds`, () => {
+      const mnt = f("mnt")
+      fs.mkdirSync(mnt)
+      const m = spawnSync("mount", ["-t", "tmpfs", "-o", "size=12m", "tmpfs", mnt], { encoding: "utf8" })
+      expect(m.status, `mount: ${m.stderr}`).toBe(0)
+      try {
+        const flags = kind === "copy" ? ["--copy"] : []
+        writeRandom(f("small"), 4 * MiB)
+        const bdir = path.join(mnt, "b")
+        expect(cage(["backup", "create", ...flags, "-q", "--key", key, "--dir", bdir, f("small")]).code).toBe(0)
+        writeRandom(f("small"), 10 * MiB) // the next generation no longer fits
+        const r = cage(["backup", "create", ...flags, "-q", "--key", key, "--dir", bdir, f("small")])
+        expect(r.code).toBe(4)
+        expect(r.stderr.split("\n")[0]).toMatch(new RegExp(`^cage: error: ${bdir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/\\S+: \\S+ failed: no space left on device$`))
+        const list = JSON.parse(cage(["backup", "list", "--json", "--key", key, "--dir", bdir]).stdout.toString()) as Array<{ generation: number; status?: string }>
+        expect(list.map((g) => g.generation)).toEqual(kind === "copy" ? [1, 2] : [1])
+        expect(cage(["backup", "verify", "--deep", "--key", key, "--generation", "1", "--dir", bdir, f("small")]).code).toBe(0)
+        expect(spawnSync("mount", ["-o", "remount,size=64m", mnt]).status).toBe(0)
+        const again = cage(["backup", kind === "copy" ? "resume" : "create", "-q", "--key", key, "--dir", bdir, f("small")])
+        const ok = again.code === 0 ? again : cage(["backup", "create", ...flags, "-q", "--key", key, "--dir", bdir, f("small")])
+        expect(ok.stderr).toBe("")
+        expect(ok.code).toBe(0)
+        expect(cage(["backup", "restore", "-q", "--key", key, "--dir", bdir, "-o", f("restored"), f("small")]).code).toBe(0)
+        expect(sha(f("restored"))).toBe(sha(f("small")))
+        if (kind === "store") {
+          // The failed run left no pack behind: the store holds what the two generations need.
+          const used = Number(spawnSync("du", ["-sb", path.join(bdir, "packs")], { encoding: "utf8" }).stdout.split("\t")[0])
+          expect(used).toBeLessThan(15 * MiB)
+        }
+      } finally {
+        spawnSync("umount", [mnt])
+      }
+    })
+  }
 })

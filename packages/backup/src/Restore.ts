@@ -34,7 +34,7 @@ export interface RestoreOptions extends CommonOptions {
   readonly source: string
   readonly generation?: number
   readonly cipher: BackupCipher
-  /** Output file (written as `<output>.partial`, published on success; never clobbers unless `overwrite`). */
+  /** Output file (written as `<output>.partial`, published on success; never clobbers unless `overwrite`), or `-` for standard output. */
   readonly output: string
   readonly overwrite?: boolean
   /** Restore only plaintext bytes `[start, end)`: only the chunks covering it are read and decrypted. */
@@ -65,7 +65,7 @@ export const restore = (options: RestoreOptions): Effect.Effect<RestoreResult, E
     const registry = yield* Registry.load(options.dir)
     const g = yield* findGeneration(registry, options.source, options.generation)
     const file = nodePath.join(options.dir, g.file)
-    const sink = ChunkOutput.toFile(options.output, { overwrite: options.overwrite ?? false })
+    const sink = options.output === "-" ? ChunkOutput.toStream(process.stdout) : ChunkOutput.toFile(options.output, { overwrite: options.overwrite ?? false })
     if (!options.range) {
       const input = yield* ChunkInput.fromFile(file)
       const summary = yield* runPipeline({ input, output: sink, pipeline: [options.cipher.decrypt()], chunkBytes: g.chunkBytes, progress: options.progress, limitRate: options.limitRate }).pipe(

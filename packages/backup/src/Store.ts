@@ -652,7 +652,7 @@ const withFds = <A, E>(f: (fds: Map<string, number>) => Effect.Effect<A, E>) =>
  * Restores snapshot `id` to `output`.
  *
  * - A file snapshot (or `path` naming one file of a tree): `<output>.partial`, fsync, then
- *   published; an existing file is refused unless `force`. With `range`, only the bytes
+ *   published; an existing file is refused unless `force`; `-` writes to standard output. With `range`, only the bytes
  *   `[start, end)`, reading only the chunks that hold them.
  * - A directory snapshot (or `path` naming a directory of it): the tree, with modes, mtimes
  *   and symlinks, built in `<output>.partial/` and renamed to `output` once complete; an
@@ -665,9 +665,11 @@ const withFds = <A, E>(f: (fds: Map<string, number>) => Effect.Effect<A, E>) =>
 export const restore = (store: Store, options: {
   readonly snapshot: string
   readonly output: string
-  readonly range?: { readonly start: number; readonly end: number }
+  readonly range?: { readonly start: number; readonly end?: number | undefined }
   readonly path?: string
   readonly force?: boolean
+  /** Told the bytes to restore, then the bytes written so far. */
+  readonly progress?: Progress.ProgressReporter
 }) =>
   Effect.gen(function*() {
     const file = nodePath.join(paths(store.dir).snapshots, options.snapshot)
@@ -693,17 +695,27 @@ export const restore = (store: Store, options: {
       return yield* restoreFile(store, snap.id, single.chunks, options)
     }
     if (options.range !== undefined) return yield* new BackupUsageError({ reason: "Range", detail: "a range applies to one file: name it with a path" })
-    return yield* restoreTree(store, snap, entries, wanted ?? "", options.output)
+    if (options.output === "-") return yield* new BackupUsageError({ reason: "Path", detail: "a directory cannot be written to standard output: give an output directory" })
+    return yield* restoreTree(store, snap, entries, wanted ?? "", options.output, options.progress ?? Progress.silent)
   })
 
-const restoreFile = (store: Store, id: string, chunks: ChunkList, options: { readonly output: string; readonly range?: { readonly start: number; readonly end: number }; readonly force?: boolean }) =>
+const restoreFile = (store: Store, id: string, chunks: ChunkList, options: {
+  readonly output: string
+  readonly range?: { readonly start: number; readonly end?: number | undefined }
+  readonly force?: boolean
+  readonly progress?: Progress.ProgressReporter
+}) =>
   Effect.gen(function*() {
     const size = chunks.reduce((n, c) => n + c[1], 0)
-    const { start, end } = options.range ?? { start: 0, end: size }
+    const start = options.range?.start ?? 0
+    const end = options.range?.end ?? size
+    const progress = options.progress ?? Progress.silent
     if (start < 0 || end > size || start > end) return yield* new BackupUsageError({ reason: "Range", detail: `${start}:${end} is not within the ${size} bytes of the file` })
-    const out = ChunkOutput.toFile(options.output, { overwrite: options.force ?? false })
+    const out = options.output === "-" ? ChunkOutput.toStream(process.stdout) : ChunkOutput.toFile(options.output, { overwrite: options.force ?? false })
     yield* out.open()
     let chunksRead = 0
+    let written = 0
+    progress.start(end - start, 0)
     const write = withFds((fds) =>
       Effect.gen(function*() {
         let at = 0
@@ -713,26 +725,30 @@ const restoreFile = (store: Store, id: string, chunks: ChunkList, options: { rea
           if (at <= start || from >= end) continue
           const bytes = yield* readChunk(store, key, fds)
           chunksRead++
-          yield* out.write([bytes.subarray(Math.max(0, start - from), Math.min(length, end - from))])
+          const piece = bytes.subarray(Math.max(0, start - from), Math.min(length, end - from))
+          yield* out.write([piece])
+          written += piece.length
+          progress.update(written, written)
         }
       })
     )
-    yield* Effect.andThen(write, out.commit()).pipe(Effect.onError(() => out.abort({ keepPartial: false })))
+    yield* Effect.andThen(write, out.commit()).pipe(Effect.onError(() => out.abort({ keepPartial: false })), Effect.ensuring(Effect.sync(() => progress.stop())))
     return { snapshot: id, output: options.output, bytes: end - start, chunksRead, notRestored: [] as ReadonlyArray<string> }
   })
 
-const restoreTree = (store: Store, snap: Snapshot, entries: ReadonlyArray<TreeEntry>, base: string, output: string) =>
+const restoreTree = (store: Store, snap: Snapshot, entries: ReadonlyArray<TreeEntry>, base: string, output: string, progress: Progress.ProgressReporter) =>
   Effect.gen(function*() {
     // One writer per output, as for files: a second restore to it is refused at once.
     return yield* Effect.acquireUseRelease(
       Lock.acquireOrRefuse(ChunkOutput.lockPath(output), output),
-      () => restoreTreeClaimed(store, snap, entries, base, output),
+      () => restoreTreeClaimed(store, snap, entries, base, output, progress).pipe(Effect.ensuring(Effect.sync(() => progress.stop()))),
       (holder) => Effect.sync(() => Lock.release(ChunkOutput.lockPath(output), holder))
     )
   })
 
-const restoreTreeClaimed = (store: Store, snap: Snapshot, entries: ReadonlyArray<TreeEntry>, base: string, output: string) =>
+const restoreTreeClaimed = (store: Store, snap: Snapshot, entries: ReadonlyArray<TreeEntry>, base: string, output: string, progress: Progress.ProgressReporter) =>
   Effect.gen(function*() {
+    progress.start(entries.reduce((n, e) => (e.chunks ?? []).reduce((m, c) => m + c[1], n), 0), 0)
     if (fs.existsSync(output)) return yield* Effect.fail(fromSystemError("create", output, Object.assign(new Error("exists"), { code: "EEXIST" })))
     const staging = `${output}.partial`
     // A leftover staging directory is Cage's own, from an interrupted restore: start it over.
@@ -761,6 +777,7 @@ const restoreTreeClaimed = (store: Store, snap: Snapshot, entries: ReadonlyArray
                 chunksRead++
                 bytes += b.length
                 yield* io("write", target, () => fs.writeSync(fd, b))
+                progress.update(bytes, bytes)
               }
               yield* io("sync", target, () => fs.fsyncSync(fd))
             } finally {
@@ -895,12 +912,13 @@ const removeDurably = (files: ReadonlyArray<string>): Effect.Effect<void, IoErro
  * generations: `Retention.parsePolicy`), as of `now` (ms since the epoch). Each source's
  * newest snapshot is always kept, whatever the policy (as for generations, a source is
  * never left with no backup). The chunks only the removed snapshots used stay in the
- * store until {@link prune}. With `dryRun`, reports and deletes nothing. Returns the
- * snapshots removed and kept.
+ * store until {@link prune}. With `dryRun`, reports and deletes nothing; with `source`, only
+ * that source's snapshots are considered. Returns the snapshots removed and kept.
  */
-export const forget = (store: Store, options: { readonly policy: RetentionPolicy; readonly now?: number; readonly dryRun?: boolean }) =>
+export const forget = (store: Store, options: { readonly policy: RetentionPolicy; readonly now?: number; readonly dryRun?: boolean; readonly source?: string }) =>
   locked(store, Effect.gen(function*() {
-    const all = yield* snapshots(store)
+    const only = options.source === undefined ? undefined : nodePath.resolve(options.source)
+    const all = (yield* snapshots(store)).filter((s) => only === undefined || s.source.path === only)
     const bySource = new Map<string, Array<Snapshot>>()
     for (const s of all) bySource.set(s.source.path, [...(bySource.get(s.source.path) ?? []), s])
     const keep = new Set<string>()

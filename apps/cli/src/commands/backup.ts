@@ -1,9 +1,16 @@
 /**
- * `cage backup create|resume|verify|restore|list|prune|recover`: encrypted generations in
- * a backup directory (see @cage/backup). Key options as for `cage encrypt` (`--key FILE`,
- * `--passphrase-file FILE`, or a terminal prompt); verify, list and prune need no key.
+ * `cage backup create|resume|verify|restore|list|prune|recover`: backups in a backup
+ * directory (see @cage/backup).
  *
- * Settings from cage.toml: `[backup] dir`, `retention`, `manifest_threshold`; `[audit] log`.
+ * Two kinds of generation live there, numbered together per source:
+ * - the chunk store (the default since issue 21): each distinct content-defined chunk is
+ *   stored once, so a generation costs only what changed; files and directory trees; every
+ *   command on it needs the key (its snapshots are sealed);
+ * - full copies (`backup create --copy`, the format before the store): one AGCM file per
+ *   generation with a chunk manifest; still listed, verified, restored and pruned.
+ *
+ * Key options as for `cage encrypt` (`--key FILE`, `--passphrase-file FILE`, or a terminal
+ * prompt). Settings from cage.toml: `[backup] dir`, `retention`, `manifest_threshold`; `[audit] log`.
  *
  * @module
  */
@@ -12,6 +19,7 @@ import {
   agcmCipher,
   create,
   type Generation,
+  GenerationNotFound,
   list,
   parsePolicy,
   parseRange,
@@ -19,6 +27,7 @@ import {
   recover,
   restore,
   resume,
+  Store,
   verifyReport,
   BackupDamaged,
   type BackupUsageError
@@ -27,9 +36,10 @@ import { Size } from "@cage/core"
 import { Effect, Option } from "effect"
 import * as ProgressBar from "../ProgressBar.js"
 import { Argument, Command, Flag } from "effect/cli"
+import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import { loadSettings, type Settings } from "../Config.js"
-import { usage } from "../Errors.js"
+import { ExitCode, usage, UserFacing } from "../Errors.js"
 import { audited, auditLogFlag, openAudit } from "../AuditTrail.js"
 import { commonFlags } from "../Flags.js"
 import { note, printJson, resolveLimitRate, setInterruptNote } from "../Io.js"
@@ -72,15 +82,17 @@ const keyFlags = { key: commonFlags.key, passphraseFile: commonFlags.passphraseF
 const createFlags = {
   ...keyFlags,
   dir: dirFlag,
-  chunkSize: Flag.String("chunk-size").pipe(Flag.withDescription("Plaintext bytes per chunk (AGCM: power of two, 16KiB..4MiB; default 64KiB)"), Flag.optional),
-  manifest: Flag.Boolean("manifest").pipe(Flag.withDescription("Write per-chunk digests whatever the size"), Flag.withDefault(false)),
-  manifestThreshold: Flag.String("manifest-threshold").pipe(Flag.withDescription("Per-chunk digests from this source size up (default 0: every source; or [backup] manifest_threshold)"), Flag.optional),
+  copy: Flag.Boolean("copy").pipe(Flag.withDescription("Write a full encrypted copy (one AGCM file with a chunk manifest, the format before the chunk store) instead of storing only new chunks"), Flag.withDefault(false)),
+  rehash: Flag.Boolean("rehash").pipe(Flag.withDescription("Read every file, even those whose size, times and inode match the previous generation"), Flag.withDefault(false)),
+  chunkSize: Flag.String("chunk-size").pipe(Flag.withDescription("--copy: plaintext bytes per chunk (AGCM: power of two, 16KiB..4MiB; default 64KiB)"), Flag.optional),
+  manifest: Flag.Boolean("manifest").pipe(Flag.withDescription("--copy: write per-chunk digests whatever the size"), Flag.withDefault(false)),
+  manifestThreshold: Flag.String("manifest-threshold").pipe(Flag.withDescription("--copy: per-chunk digests from this source size up (default 0: every source; or [backup] manifest_threshold)"), Flag.optional),
   workers,
   limitRate: commonFlags.limitRate,
   auditLog: auditLogFlag,
   json,
   quiet,
-  file
+  file: Argument.String("path").pipe(Argument.withDescription("The file or directory to back up"))
 }
 
 type CreateFlags = {
@@ -88,6 +100,8 @@ type CreateFlags = {
   key: Option.Option<string>
   passphraseFile: Option.Option<string>
   dir: Option.Option<string>
+  copy: boolean
+  rehash: boolean
   chunkSize: Option.Option<string>
   manifest: boolean
   manifestThreshold: Option.Option<string>
@@ -98,10 +112,76 @@ type CreateFlags = {
   file: string
 }
 
+/** The complete full-copy generations of `source` (an empty list when there are none). */
+const copiesOf = (dir: string, source: string) =>
+  list({ dir, source }).pipe(Effect.map((gs) => gs.filter((g) => g.status === "complete")))
+
+/**
+ * Opens the chunk store in `dir` with the key the flags give (prompting on a terminal; twice
+ * when the store is created with a passphrase). The key material is wiped once open.
+ */
+const openStore = (dir: string, f: { key: Option.Option<string>; passphraseFile: Option.Option<string> }) =>
+  Effect.gen(function*() {
+    const key = yield* keyMaterial(f, !Store.exists(dir))
+    return yield* Store.open({ dir, key }).pipe(
+      Effect.mapError((e) =>
+        e._tag === "StoreRefused" && e.reason === "Key"
+          ? new UserFacing({ detail: `${Option.getOrElse(f.key, () => Option.getOrElse(f.passphraseFile, () => "the passphrase"))} does not open the backup store in ${dir} (it was made with another key or passphrase)`, exitCode: ExitCode.Integrity, cause: e })
+          : e
+      ),
+      Effect.ensuring(wipe(key))
+    )
+  })
+
 const runCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
+  Effect.gen(function*() {
+    if (mode === "create" && !f.copy) yield* runStoreCreate(f)
+    else yield* runCopyCreate(mode)(f)
+  })
+
+/** `backup create PATH`: a generation in the chunk store. */
+const runStoreCreate = (f: CreateFlags) =>
   Effect.gen(function*() {
     const settings = yield* loadSettings
     const dir = backupDir(f.dir, settings)
+    for (const [given, flag] of [[Option.isSome(f.chunkSize), "--chunk-size"], [f.manifest, "--manifest"], [Option.isSome(f.manifestThreshold), "--manifest-threshold"], [Option.isSome(f.limitRate), "--limit-rate"], [Option.isSome(f.workers), "--workers"]] as const) {
+      if (given) return yield* usage("Option", `${flag} applies to full copies: add --copy, or leave it out (the chunk store cuts content-defined chunks of 512 KiB to 8 MiB)`)
+    }
+    if (f.file === "-") return yield* usage("Option", "backup create reads a file or a directory, not standard input: save the stream to a file first (the store skips unchanged files by their size, times and inode)")
+    const st = yield* Effect.try({ try: () => fs.statSync(f.file), catch: () => new UserFacing({ detail: `${f.file}: no such file or directory`, exitCode: ExitCode.Io }) })
+    if (!st.isFile() && !st.isDirectory()) return yield* usage("Input", `${f.file} is neither a regular file nor a directory`)
+    const copies = yield* copiesOf(dir, f.file)
+    const store = yield* openStore(dir, f)
+    const started = Date.now()
+    const r = yield* withAudit(f, settings, "create", f.file, () =>
+      Store.backup(store, {
+        source: f.file, rehash: f.rehash, firstGeneration: Math.max(0, ...copies.map((g) => g.generation)) + 1,
+        progress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: "backup" })
+      }),
+      (r) => ({ generation: r.generation, bytes: r.storedBytes })
+    )
+    if (f.json) yield* printJson({ operation: "backup-create", format: "store", dir, durationMs: Date.now() - started, ...r })
+    else {
+      const what = r.files !== undefined
+        ? `${r.files} file${r.files === 1 ? "" : "s"}${r.filesRead === r.files ? "" : ` (${r.filesRead} read, ${r.files - (r.filesRead ?? 0)} unchanged and not read)`}, ${Size.format(r.bytes)}`
+        : r.unchanged ? `${Size.format(r.bytes)}, unchanged since the previous generation (not read)` : Size.format(r.bytes)
+      yield* note(f.quiet, `stored generation ${r.generation} of ${f.file} in ${dir}: ${what}; ${r.chunks} chunks, ${r.addedChunks} new (${Size.format(r.addedBytes)} of new data, ${Size.format(r.storedBytes)} written) in ${Date.now() - started} ms`)
+      for (const p of r.skipped ?? []) yield* note(f.quiet, `skipped ${nodePath.join(f.file, p)}: not a regular file, directory or symlink (or gone)`)
+    }
+    if (r.changed !== undefined && r.changed.length > 0) {
+      const names = r.changed.slice(0, 10).map((p) => nodePath.join(f.file, p)).join(", ")
+      return yield* new UserFacing({
+        detail: `generation ${r.generation} is stored, but ${r.changed.length} file${r.changed.length === 1 ? "" : "s"} changed while being read and ${r.changed.length === 1 ? "was" : "were"} not stored: ${names}${r.changed.length > 10 ? ", …" : ""} (back them up again once they no longer change)`,
+        exitCode: ExitCode.Io
+      })
+    }
+  })
+
+const runCopyCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
+  Effect.gen(function*() {
+    const settings = yield* loadSettings
+    const dir = backupDir(f.dir, settings)
+    if (f.rehash) return yield* usage("Option", "--rehash applies to the chunk store: a full copy reads the whole file anyway")
     const chunkSize = Option.isSome(f.chunkSize) ? Size.parse(f.chunkSize.value) : settings.chunkSize.value
     if (Option.isSome(f.chunkSize) && chunkSize === undefined) return yield* usage("Option", `--chunk-size: "${f.chunkSize.value}" is not a size`)
     const threshold = Option.isSome(f.manifestThreshold) ? Size.parse(f.manifestThreshold.value) : settings.manifestThreshold.value
@@ -116,11 +196,12 @@ const runCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
       ...(w !== undefined ? { hashWorkers: w } : {}), progress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: `backup ${mode}` }),
       hashProgress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: "manifest" })
     }
+    // Numbers continue after the store's generations of the same source, if the store is open to this key.
     const r = yield* withAudit(f, settings, mode, f.file, (writer) =>
       audited(writer, { operation: `backup-${mode}`, strategy: "native" }, mode === "create" ? create(options) : resume(options)),
       (r) => ({ generation: r.generation.generation, bytes: r.summary.outputBytes })
     ).pipe(Effect.ensuring(wipe(key)))
-    if (f.json) yield* printJson({ operation: `backup-${mode}`, generation: r.generation, summary: r.summary })
+    if (f.json) yield* printJson({ operation: `backup-${mode}`, format: "copy", generation: r.generation, summary: r.summary })
     else {
       const g = r.generation
       yield* note(f.quiet, `${mode === "create" ? "created" : "resumed and completed"} generation ${g.generation} of ${g.source}: ${nodePath.join(dir, g.file)} (${Size.format(g.plainBytes)} → ${Size.format(g.cipherBytes ?? 0)}, ${r.summary.totalChunks} chunks${g.chunked ? ", per-chunk manifest" : ""})`)
@@ -128,31 +209,85 @@ const runCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
   })
 
 const createCommand = Command.make("create", createFlags, runCreate("create")).pipe(
-  Command.withDescription("Back up FILE as a new encrypted generation (AGCM) with a manifest")
+  Command.withDescription("Back up a file or directory as a new generation: only chunks the store does not hold yet are written (--copy: a full encrypted copy)")
 )
 const resumeCommand = Command.make("resume", createFlags, runCreate("resume")).pipe(
-  Command.withDescription("Complete an interrupted backup of FILE from its checkpoint (same key)")
+  Command.withDescription("Complete an interrupted full-copy backup (--copy) of FILE from its checkpoint (same key); an interrupted store backup is simply run again")
 )
+
+/** Which generation of `source` a command means: the given number, or the newest; in the store or a full copy. */
+const pick = (dir: string, source: string, generation: Option.Option<number>, f: { key: Option.Option<string>; passphraseFile: Option.Option<string> }, needStoreKey: boolean) =>
+  Effect.gen(function*() {
+    const copies = yield* copiesOf(dir, source)
+    const wanted = Option.getOrUndefined(generation)
+    const copy = wanted === undefined ? copies.at(-1) : copies.find((g) => g.generation === wanted)
+    // A full copy asked for by number needs no store (nor its key).
+    if (copy !== undefined && wanted !== undefined) return { kind: "copy" as const, generation: copy.generation }
+    if (!Store.exists(dir) || (!needStoreKey && copy !== undefined && Option.isNone(f.key) && Option.isNone(f.passphraseFile))) {
+      if (copy !== undefined) return { kind: "copy" as const, generation: copy.generation }
+      return yield* new GenerationNotFound({ source: nodePath.resolve(source), generation: wanted, detail: `nothing in ${dir}` })
+    }
+    const store = yield* openStore(dir, f)
+    const path = nodePath.resolve(source)
+    const snaps = (yield* Store.snapshots(store)).filter((s) => s.source.path === path)
+    const snap = wanted === undefined ? snaps.reduce<Store.Snapshot | undefined>((a, b) => (a === undefined || b.generation > a.generation ? b : a), undefined) : snaps.find((s) => s.generation === wanted)
+    if (snap !== undefined && (copy === undefined || snap.generation > copy.generation)) return { kind: "store" as const, generation: snap.generation, store, snapshot: snap }
+    if (copy !== undefined) return { kind: "copy" as const, generation: copy.generation, store }
+    const have = [...copies.map((g) => g.generation), ...snaps.map((s) => s.generation)].sort((a, b) => a - b)
+    return yield* new GenerationNotFound({ source: path, generation: wanted, detail: have.length === 0 ? `nothing in ${dir}` : `${dir} has generations ${have.join(", ")}` })
+  })
+
+const describeUse = (u: Store.ChunkUse) => `generation ${u.generation} of ${u.source}${u.path === undefined ? "" : ` (${u.path})`}`
+
+/** Prints a store check: each problem with the generations and paths using the chunk; fails with exit 3 on any. */
+const reportCheck = (r: Store.CheckReport & { readonly deep: boolean }, f: { json: boolean; quiet: boolean }, what: string, durationMs: number) =>
+  Effect.gen(function*() {
+    const ok = r.problems.length === 0 && r.badIndexFiles.length === 0
+    if (f.json) yield* printJson({ ok, format: "store", ...r, durationMs })
+    else if (ok) yield* note(f.quiet, `${what} verifies: ${r.snapshots} generation${r.snapshots === 1 ? "" : "s"}, ${r.chunks} chunks, ${Size.format(r.bytes)}${r.deep ? ", every chunk read and authenticated" : " (add --deep to read and authenticate every chunk)"} in ${durationMs} ms`)
+    else {
+      for (const b of r.badIndexFiles) yield* Effect.sync(() => process.stdout.write(`damaged index file ${b} (run cage backup recover)\n`))
+      for (const p of r.problems) {
+        yield* Effect.sync(() => process.stdout.write(`${p.kind} chunk ${p.chunk.slice(0, 16)}: ${p.detail}; used by ${p.uses.slice(0, 5).map(describeUse).join(", ")}${p.uses.length > 5 ? ` and ${p.uses.length - 5} more` : ""}\n`))
+      }
+    }
+    if (!ok) {
+      return yield* new UserFacing({ detail: `${what}: ${r.problems.length} damaged or missing chunk${r.problems.length === 1 ? "" : "s"}${r.badIndexFiles.length > 0 ? `, ${r.badIndexFiles.length} damaged index file(s)` : ""}`, exitCode: ExitCode.Integrity })
+    }
+  })
 
 const verifyCommand = Command.make("verify", {
   ...keyFlags,
   dir: dirFlag,
   generation: generationFlag,
-  deep: Flag.Boolean("deep").pipe(Flag.withDescription("Also decrypt every chunk and check plaintext digests (needs the key)"), Flag.withDefault(false)),
+  deep: Flag.Boolean("deep").pipe(Flag.withDescription("Also decrypt every chunk and check it (full copies: needs the key; the store always needs it)"), Flag.withDefault(false)),
   workers,
   auditLog: auditLogFlag,
   json,
   quiet,
-  file
+  file: Argument.String("file").pipe(Argument.withDescription("The source (as given to backup create); without it, every generation in the store"), Argument.optional)
 }, (f) =>
   Effect.gen(function*() {
     const settings = yield* loadSettings
     const dir = backupDir(f.dir, settings)
+    const started = Date.now()
+    if (Option.isNone(f.file)) {
+      if (!Store.exists(dir)) return yield* usage("Option", `${dir} holds no chunk store: name the source to verify its full-copy generations`)
+      const store = yield* openStore(dir, f)
+      const r = yield* Store.check(store, { deep: f.deep })
+      return yield* reportCheck({ ...r, deep: f.deep }, f, `the store in ${dir}`, Date.now() - started)
+    }
+    const source = f.file.value
+    const target = yield* pick(dir, source, f.generation, f, false)
+    if (target.kind === "store") {
+      const r = yield* Store.check(target.store, { deep: f.deep, snapshots: [target.snapshot.id] })
+      return yield* reportCheck({ ...r, deep: f.deep }, f, `generation ${target.generation} of ${source}`, Date.now() - started)
+    }
     const key = f.deep ? yield* keyMaterial(f, false) : undefined
     const w = Option.getOrUndefined(f.workers) ?? settings.workers.value
     const writer = yield* openAudit(f.auditLog, settings)
     const report = yield* verifyReport({
-      dir, source: f.file, deep: f.deep, ...(Option.isSome(f.generation) ? { generation: f.generation.value } : {}),
+      dir, source, deep: f.deep, generation: target.generation,
       ...(key ? { cipher: agcmCipher(key, w !== undefined ? { workers: w } : {}) } : {}), ...(w !== undefined ? { hashWorkers: w } : {})
     }).pipe(
       Effect.tap((r) => Effect.sync(() => writer && record(writer, {
@@ -172,14 +307,15 @@ const verifyCommand = Command.make("verify", {
     }
     if (!report.ok) return yield* Effect.fail(new BackupDamaged({ file: report.file, generation: report.generation, damage: report.damage }))
   })
-).pipe(Command.withDescription("Re-read a backup and name every damaged chunk (exit 3 when damaged)"))
+).pipe(Command.withDescription("Re-read a generation (or, without FILE, the whole store) and name every damaged chunk (exit 3 when damaged)"))
 
 const restoreCommand = Command.make("restore", {
   ...keyFlags,
   dir: dirFlag,
   generation: generationFlag,
-  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Output file (default: the original path; never overwritten without --force)"), Flag.optional),
-  range: Flag.String("range").pipe(Flag.withDescription("Only plaintext bytes START:END (END exclusive; units allowed; START: means to the end)"), Flag.optional),
+  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Output file or directory, or - for standard output (default: the original path; a file is never overwritten without --force, a directory never)"), Flag.optional),
+  path: Flag.String("path").pipe(Flag.withDescription("A directory backup: only this file or directory in it (relative to the backed-up directory)"), Flag.optional),
+  range: Flag.String("range").pipe(Flag.withDescription("Only plaintext bytes START:END of a file (END exclusive; units allowed; START: means to the end)"), Flag.optional),
   force: Flag.Boolean("force").pipe(Flag.withDescription("Replace an existing output file"), Flag.withDefault(false)),
   limitRate: commonFlags.limitRate,
   workers,
@@ -193,45 +329,83 @@ const restoreCommand = Command.make("restore", {
     const dir = backupDir(f.dir, settings)
     const range = Option.isSome(f.range) ? yield* parseRange(f.range.value) : undefined
     const output = Option.getOrElse(f.output, () => f.file)
+    for (const p of [nodePath.resolve(f.file)]) {
+      if (output !== "-" && nodePath.resolve(output) === p && f.force && fs.existsSync(p)) {
+        // --force replaces outputs, never the backed-up source while it still exists: it may be newer than the backup.
+        return yield* usage("Option", `-o ${output} is the backed-up source itself, which exists: restore elsewhere with -o, or move it aside first`)
+      }
+    }
+    const target = yield* pick(dir, f.file, f.generation, f, true)
+    if (target.kind === "store") {
+      if (Option.isSome(f.limitRate) || Option.isSome(f.workers)) return yield* usage("Option", `${Option.isSome(f.limitRate) ? "--limit-rate" : "--workers"} applies to full copies; generation ${target.generation} of ${f.file} is in the chunk store`)
+      const r = yield* withAudit(f, settings, "restore", f.file, () =>
+        Store.restore(target.store, {
+          snapshot: target.snapshot.id, output, force: f.force, ...(range ? { range } : {}), ...(Option.isSome(f.path) ? { path: f.path.value } : {}),
+          progress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: "restore" })
+        }),
+        (r) => ({ generation: target.generation, bytes: r.bytes })
+      )
+      if (f.json) return yield* printJson({ operation: "backup-restore", format: "store", generation: target.generation, ...r })
+      yield* note(f.quiet, `restored generation ${target.generation} of ${f.file}${Option.isSome(f.path) ? ` (${f.path.value})` : ""} → ${output === "-" ? "standard output" : r.output} (${Size.format(r.bytes)}, ${r.chunksRead} chunk${r.chunksRead === 1 ? "" : "s"})`)
+      for (const p of r.notRestored) yield* note(f.quiet, `not restored: ${p} changed while it was backed up, so this generation did not store it`)
+      return
+    }
+    if (Option.isSome(f.path)) return yield* usage("Option", `--path applies to directory backups; generation ${target.generation} of ${f.file} is a full copy of one file`)
     const w = Option.getOrUndefined(f.workers) ?? settings.workers.value
     const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, false)
     const r = yield* withAudit(f, settings, "restore", f.file, (writer) =>
       audited(writer, { operation: "backup-restore", strategy: "native" }, restore({
-        dir, source: f.file, cipher: agcmCipher(key, w !== undefined ? { workers: w } : {}), output, overwrite: f.force,
-        ...(Option.isSome(f.generation) ? { generation: f.generation.value } : {}), ...(range ? { range } : {}),
+        dir, source: f.file, cipher: agcmCipher(key, w !== undefined ? { workers: w } : {}), output, overwrite: f.force, generation: target.generation,
+        ...(range ? { range } : {}),
         progress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: "restore" }), limitRate
       })),
       (r) => ({ generation: r.generation, bytes: r.bytes })
     ).pipe(Effect.ensuring(wipe(key)))
-    if (f.json) yield* printJson({ operation: "backup-restore", ...r })
-    else yield* note(f.quiet, `restored generation ${r.generation} of ${f.file} → ${r.output} (${Size.format(r.bytes)}, ${r.chunks} chunks)`)
+    if (f.json) yield* printJson({ operation: "backup-restore", format: "copy", ...r })
+    else yield* note(f.quiet, `restored generation ${r.generation} of ${f.file} → ${output === "-" ? "standard output" : r.output} (${Size.format(r.bytes)}, ${r.chunks} chunks)`)
   })
-).pipe(Command.withDescription("Decrypt a generation (or a byte range of it) to a file"))
+).pipe(Command.withDescription("Restore a generation (a file, a byte range of it, a directory tree or one path in it)"))
 
 const row = (g: Generation) => [
-  String(g.generation), g.status, g.createdAt.replace("T", " ").slice(0, 19), Size.format(g.plainBytes), g.cipherBytes === null ? "-" : Size.format(g.cipherBytes), g.chunked ? "chunks" : "root", g.file
+  String(g.generation), "copy", g.status, g.createdAt.replace("T", " ").slice(0, 19), Size.format(g.plainBytes), "-", g.cipherBytes === null ? "-" : Size.format(g.cipherBytes), g.file
+]
+const storeRow = (s: Store.Snapshot) => [
+  String(s.generation), s.tree !== undefined ? "store dir" : "store", "complete", s.createdAt.replace("T", " ").slice(0, 19), Size.format(s.bytes), s.files === undefined ? "-" : String(s.files), Size.format(s.added.bytes), s.id
 ]
 
 const listCommand = Command.make("list", {
+  ...keyFlags,
   dir: dirFlag,
   json,
   file: Argument.String("file").pipe(Argument.withDescription("Only this source"), Argument.optional)
 }, (f) =>
   Effect.gen(function*() {
     const settings = yield* loadSettings
-    const gens = yield* list({ dir: backupDir(f.dir, settings), ...(Option.isSome(f.file) ? { source: f.file.value } : {}) })
-    if (f.json) return yield* printJson(gens)
-    const bySource = new Map<string, Array<Generation>>()
-    for (const g of gens) bySource.set(g.source, [...(bySource.get(g.source) ?? []), g])
+    const dir = backupDir(f.dir, settings)
+    const gens = yield* list({ dir, ...(Option.isSome(f.file) ? { source: f.file.value } : {}) })
+    const only = Option.isSome(f.file) ? nodePath.resolve(f.file.value) : undefined
+    const snaps = Store.exists(dir) ? (yield* Store.snapshots(yield* openStore(dir, f))).filter((s) => only === undefined || s.source.path === only) : []
+    if (f.json) {
+      return yield* printJson([
+        ...gens.map((g) => ({ format: "copy", ...g })),
+        ...snaps.map(({ chunks: _, tree, ...s }) => ({ format: "store", ...s, source: s.source.path, kind: tree !== undefined ? "directory" : "file" }))
+      ])
+    }
+    const bySource = new Map<string, Array<{ generation: number; cells: Array<string> }>>()
+    const add = (source: string, generation: number, cells: Array<string>) => bySource.set(source, [...(bySource.get(source) ?? []), { generation, cells }])
+    for (const g of gens) add(g.source, g.generation, row(g))
+    for (const s of snaps) add(s.source.path, s.generation, storeRow(s))
     if (bySource.size === 0) return yield* Effect.sync(() => process.stdout.write("no backups\n"))
-    for (const [source, gs] of bySource) {
-      yield* Effect.sync(() => process.stdout.write(`${source}\n${table([["gen", "status", "created (UTC)", "size", "backup", "manifest", "file"], ...gs.map(row)])}\n\n`))
+    for (const [source, rows] of [...bySource].sort((a, b) => a[0].localeCompare(b[0]))) {
+      const sorted = rows.sort((a, b) => a.generation - b.generation).map((r) => r.cells)
+      yield* Effect.sync(() => process.stdout.write(`${source}\n${table([["gen", "kind", "status", "created (UTC)", "size", "files", "added", "stored as"], ...sorted])}\n\n`))
     }
   })
-).pipe(Command.withDescription("List generations (all sources, or FILE's)"))
+).pipe(Command.withDescription("List generations (all sources, or FILE's): size, files, bytes each added"))
 
 const pruneCommand = Command.make("prune", {
+  ...keyFlags,
   dir: dirFlag,
   policy: Flag.String("policy").pipe(Flag.withDescription("keep_all | keep_last:N | keep_days:D | keep_last_and_days:N,D | keep_hourly/daily/weekly/monthly/yearly:N, several joined by + (default keep_last:3, or [backup] retention)"), Flag.optional),
   dryRun: Flag.Boolean("dry-run").pipe(Flag.withDescription("Show what would be deleted; delete nothing"), Flag.withDefault(false)),
@@ -242,32 +416,59 @@ const pruneCommand = Command.make("prune", {
 }, (f) =>
   Effect.gen(function*() {
     const settings = yield* loadSettings
+    const dir = backupDir(f.dir, settings)
     const policyText = Option.getOrElse(f.policy, () => settings.retention.value)
     const policy = yield* Effect.try({ try: () => parsePolicy(policyText), catch: (e) => e as BackupUsageError })
     const source = Option.getOrElse(f.file, () => "*")
+    const store = Store.exists(dir) ? yield* openStore(dir, f) : undefined
     const r = yield* withAudit(f, settings, f.dryRun ? "prune-dry-run" : "prune", source, () =>
-      prune({ dir: backupDir(f.dir, settings), policy, dryRun: f.dryRun, ...(Option.isSome(f.file) ? { source: f.file.value } : {}) }),
+      prune({ dir, policy, dryRun: f.dryRun, ...(Option.isSome(f.file) ? { source: f.file.value } : {}) }),
       (r) => ({ generation: null, bytes: r.deleted.reduce((s, g) => s + (g.cipherBytes ?? 0), 0) })
     )
-    if (f.json) return yield* printJson(r)
+    const s = store === undefined ? undefined : yield* withAudit(f, settings, f.dryRun ? "store-prune-dry-run" : "store-prune", source, () =>
+      Effect.gen(function*() {
+        const forgot = yield* Store.forget(store, { policy, dryRun: f.dryRun, ...(Option.isSome(f.file) ? { source: f.file.value } : {}) })
+        const swept = f.dryRun ? undefined : yield* Store.prune(store)
+        return { forgot, swept }
+      }),
+      (x) => ({ generation: null, bytes: x.swept?.bytesFreed ?? null })
+    )
+    if (f.json) {
+      return yield* printJson({
+        ...r,
+        ...(s ? { store: { deleted: s.forgot.removed.map((x) => ({ source: x.source.path, generation: x.generation, id: x.id })), kept: s.forgot.kept.length, ...(s.swept ? { prune: s.swept } : {}) } } : {})
+      })
+    }
     const verb = f.dryRun ? "would delete" : "deleted"
     for (const g of r.deleted) yield* note(f.quiet, `${verb} generation ${g.generation} of ${g.source} (${g.file})`)
     for (const g of r.damaged) yield* note(f.quiet, `warning: generation ${g.generation} of ${g.source} does not verify`)
-    yield* note(f.quiet, `${policyText}: ${verb} ${r.deleted.length}, kept ${r.kept.length}; newest verified generation kept: ${r.protectedGenerations.map((g) => `${nodePath.basename(g.source)}#${g.generation}`).join(", ") || "none"}`)
+    if (s) for (const x of s.forgot.removed) yield* note(f.quiet, `${verb} generation ${x.generation} of ${x.source.path} (store)`)
+    const deleted = r.deleted.length + (s?.forgot.removed.length ?? 0)
+    const kept = r.kept.length + (s?.forgot.kept.length ?? 0)
+    yield* note(f.quiet, `${policyText}: ${verb} ${deleted}, kept ${kept}${r.protectedGenerations.length > 0 ? `; newest verified full copy kept: ${r.protectedGenerations.map((g) => `${nodePath.basename(g.source)}#${g.generation}`).join(", ")}` : ""}`)
+    if (s?.swept) yield* note(f.quiet, `store: ${s.swept.chunksRemoved} chunks no generation uses removed, ${s.swept.packsDeleted} packs deleted, ${s.swept.packsRepacked} repacked, ${Size.format(Math.max(0, s.swept.bytesFreed))} freed`)
   })
-).pipe(Command.withDescription("Delete generations outside the retention policy (never the newest that verifies)"))
+).pipe(Command.withDescription("Delete generations outside the retention policy (never a source's newest), then the chunks no generation uses"))
 
-const recoverCommand = Command.make("recover", { dir: dirFlag, json, quiet }, (f) =>
+const recoverCommand = Command.make("recover", { ...keyFlags, dir: dirFlag, json, quiet }, (f) =>
   Effect.gen(function*() {
     const settings = yield* loadSettings
-    const r = yield* recover({ dir: backupDir(f.dir, settings) })
-    if (f.json) return yield* printJson(r)
-    yield* note(f.quiet, `rebuilt the registry: ${r.generations} generations (${r.fromManifests} from manifests, ${r.fromBackup} partial from .bak)${r.corruptMovedTo ? `; the corrupt registry is kept as ${r.corruptMovedTo}` : ""}`)
+    const dir = backupDir(f.dir, settings)
+    const hasCopies = [".cage_backups.json", ".cage_backups.json.bak", ".cage_backups.d"].some((n) => fs.existsSync(nodePath.join(dir, n)))
+    if (!hasCopies && !Store.exists(dir)) return yield* usage("Option", `${dir} holds no backups to recover`)
+    const r = hasCopies ? yield* recover({ dir }) : undefined
+    const s = Store.exists(dir) ? yield* Store.recover(yield* openStore(dir, f)) : undefined
+    if (f.json) return yield* printJson({ ...(r ?? {}), ...(s ? { store: s } : {}) })
+    if (r) yield* note(f.quiet, `rebuilt the registry: ${r.generations} generations (${r.fromManifests} from manifests, ${r.fromBackup} partial from .bak)${r.corruptMovedTo ? `; the corrupt registry is kept as ${r.corruptMovedTo}` : ""}`)
+    if (s) {
+      yield* note(f.quiet, `rebuilt the store's index from ${s.packs} packs: ${s.chunks} chunks`)
+      for (const d of s.damagedPacks) yield* note(f.quiet, `damaged pack ${d.pack}: ${d.detail} (its chunks are missing; cage backup verify names the generations that use them)`)
+    }
   })
-).pipe(Command.withDescription("Rebuild a corrupt registry from the manifests and the previous good registry"))
+).pipe(Command.withDescription("Rebuild a corrupt registry from the manifests, and the store's index from its packs"))
 
 /** `cage backup …` */
 export const backupCommand = Command.make("backup").pipe(
-  Command.withDescription("Encrypted backup generations: create, verify, restore, retention"),
+  Command.withDescription("Backups: generations that store each chunk once (or full encrypted copies), verify, restore, retention"),
   Command.withSubcommands([createCommand, resumeCommand, verifyCommand, restoreCommand, listCommand, pruneCommand, recoverCommand])
 )
