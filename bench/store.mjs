@@ -1,4 +1,4 @@
-// The chunk store (@cage/backup Store, issue 21) against restic 0.14 (Debian's `restic`,
+// The chunk store (`cage backup create`, issue 21) against restic 0.14 (Debian's `restic`,
 // a local repository) on the same file in the same run: generation 1 (first backup),
 // generation 2 (file unchanged), generation 3 (1 MiB overwritten in the middle), and the
 // space each repository takes after the three. Each round starts both repositories empty
@@ -68,7 +68,7 @@ try {
   fs.writeFileSync(o("restic.pass"), "bench password\n", { mode: 0o600 })
   const env = { RESTIC_PASSWORD_FILE: o("restic.pass"), RESTIC_CACHE_DIR: o("restic-cache") }
   const tools = {
-    cage: { repo: o("cage-store"), backup: () => ["node", path.join(ROOT, "bench/store-worker.mjs"), o("cage-store"), key, source] },
+    cage: { repo: o("cage-store"), backup: () => ["node", CAGE, "backup", "create", "-q", "--key", key, "--dir", o("cage-store"), source] },
     restic: { repo: o("restic-repo"), backup: () => ["restic", "-r", o("restic-repo"), "backup", "--quiet", source] }
   }
   const times = { cage: [[], [], []], restic: [[], [], []] }

@@ -83,8 +83,9 @@ describe("pack files", () => {
   })
 
   it("a blob opens only as the chunk it was sealed for, under this store's keys", () => {
-    const a = Buffer.alloc(40, 1)
-    const b = Buffer.alloc(40, 2)
+    // Random bytes: stored uncompressed, so both blobs have the same length.
+    const a = crypto.randomBytes(40)
+    const b = crypto.randomBytes(40)
     const pack = packOf([a, b])
     const [ea, eb] = pack.entries
     const blobB = pack.bytes.subarray(eb.offset, eb.offset + eb.sealedBytes)
@@ -95,6 +96,21 @@ describe("pack files", () => {
     expect(() => openBlob(pack.packId, ea, blobB.subarray(1), keys)).toThrow(expect.objectContaining({ detail: expect.stringContaining("expected 68 bytes, got 67") }))
     const otherStore = deriveStoreKeys(master, Buffer.alloc(16, 9))
     expect(() => readTable(pack.packId, pack.bytes, otherStore)).toThrow(expect.objectContaining({ detail: expect.stringContaining("another store's key") }))
+  })
+
+  it("compresses a chunk only when that makes it smaller, and an entry whose length lies is refused", () => {
+    const text = Buffer.from("INSERT INTO t VALUES (1, 'alpha');\n".repeat(4000))
+    const noise = crypto.randomBytes(200_000)
+    const pack = packOf([text, noise, Buffer.from("ab")])
+    const [et, en, es] = pack.entries
+    expect(et.sealedBytes).toBeLessThan(text.length / 10)
+    expect(en.sealedBytes).toBe(noise.length + 28)
+    expect(es.sealedBytes).toBe(2 + 28)
+    expect(readAll(pack.packId, pack.bytes)).toEqual([text, noise, Buffer.from("ab")])
+    // A compressed body never inflates past the length its entry records.
+    const blob = pack.bytes.subarray(et.offset, et.offset + et.sealedBytes)
+    expect(() => openBlob(pack.packId, { ...et, plainBytes: text.length - 1 }, blob, keys)).toThrow(expect.objectContaining({ _tag: "PackDamaged", detail: "the chunk's compressed body does not decompress" }))
+    expect(() => openBlob(pack.packId, { ...et, plainBytes: text.length + 1 }, blob, keys)).toThrow(expect.objectContaining({ detail: `the chunk holds ${text.length} bytes, its entry says ${text.length + 1}` }))
   })
 
   it("never reuses a nonce: sealing the same chunk twice gives different blobs", () => {
