@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { randomFillSync } from "node:crypto"
-import { CAGE, ensureWork, numberOption, ROOT, table, timed, WORK, writeResult } from "./lib.mjs"
+import { CAGE, ensureWork, numberOption, table, timed, WORK, writeResult } from "./lib.mjs"
 
 if (spawnSync("restic", ["version"]).status !== 0) {
   console.log("restic is not installed (bash scripts/setup.sh installs it): skipped")
