@@ -121,7 +121,10 @@ describe("cage backup and cage audit", () => {
     expect(flag.stderr).toContain("--chunk-size applies to full copies: add --copy")
     const stdin = run(["backup", "create", "--key", "k.key", "-"])
     expect(stdin.code).toBe(2)
-    expect(stdin.stderr).toContain("not standard input")
+    expect(stdin.stderr).toContain("backup create - reads standard input: give --name NAME")
+    const copyStdin = run(["backup", "create", "--copy", "--key", "k.key", "-", "--name", "x"])
+    expect(copyStdin.code).toBe(2)
+    expect(copyStdin.stderr).toContain("a full copy (--copy) reads a file, not standard input")
     const missing = run(["backup", "restore", "--key", "k.key", "-g", "9", "-o", "x", "a.bin"])
     expect(missing.code).toBe(2)
     expect(missing.stderr).toContain("no generation 9")
@@ -145,6 +148,27 @@ describe("cage backup and cage audit", () => {
     // A restore that needs the chunk publishes nothing.
     expect(run(["backup", "restore", "-q", "--key", "k.key", "-o", "r.bin", "a.bin"]).code).toBe(3)
     expect(fs.existsSync(f("r.bin"))).toBe(false)
+  })
+
+  it("standard input: generations under --name, only new chunks stored, restored byte for byte", () => {
+    const dump = crypto.createCipheriv("aes-256-ctr", Buffer.alloc(32, 2), Buffer.alloc(16)).update(Buffer.alloc(6 * 1024 * 1024))
+    const first = cage(["backup", "create", "--json", "--key", "k.key", "-", "--name", "db.sql"], { cwd: dir, env: env(), input: dump })
+    expect(first.code, first.stderr).toBe(0)
+    expect(JSON.parse(first.stdout.toString())).toMatchObject({ generation: 1, bytes: dump.length, addedBytes: dump.length })
+    const edited = Buffer.from(dump)
+    edited.fill(1, 3_000_000, 3_000_100)
+    const second = JSON.parse(cage(["backup", "create", "--json", "--key", "k.key", "-", "--name", "db.sql"], { cwd: dir, env: env(), input: edited }).stdout.toString())
+    expect(second.generation).toBe(2)
+    expect(second.addedBytes).toBeLessThan(dump.length / 2)
+    const list = JSON.parse(run(["backup", "list", "--json", "--key", "k.key", "db.sql"]).stdout.toString()) as Array<{ generation: number; bytes: number; source: string }>
+    expect(list.map((g) => [g.generation, g.bytes, g.source])).toEqual([[1, dump.length, f("db.sql")], [2, dump.length, f("db.sql")]])
+    expect(run(["backup", "restore", "-q", "--key", "k.key", "-g", "1", "-o", "one.sql", "db.sql"]).code).toBe(0)
+    expect(fs.readFileSync(f("one.sql")).equals(dump)).toBe(true)
+    const out = run(["backup", "restore", "-q", "--key", "k.key", "-o", "-", "db.sql"])
+    expect(out.stdout.equals(edited)).toBe(true)
+    const named = run(["backup", "create", "--key", "k.key", "--name", "x", "one.sql"])
+    expect(named.code).toBe(2)
+    expect(named.stderr).toContain("--name names standard input")
   })
 
   it("prune on the store: forgets by policy (never a source's newest), frees the chunks only those used, and a dry run changes nothing", () => {

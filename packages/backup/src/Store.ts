@@ -374,6 +374,13 @@ export interface BackupOptions {
   readonly firstGeneration?: number
   /** Told the source's size (undefined for a directory), then bytes read and bytes stored so far. */
   readonly progress?: Progress.ProgressReporter
+  /**
+   * Back up this stream (standard input: `pg_dump | cage backup create - --name db.sql`)
+   * to its end instead of reading `source`, which then only names it: its generations are
+   * listed and restored under that path (resolved), as a file's would be. A stream has no
+   * identity to compare, so it is always read.
+   */
+  readonly input?: NodeJS.ReadableStream
 }
 
 /**
@@ -455,41 +462,68 @@ const makeWriter = (store: Store, progress: Progress.ProgressReporter) => {
   // One staging buffer, read into in place: what the chunker has not cut yet (less than a
   // maximum chunk) stays at its front, so reading and cutting allocate nothing.
   const staging = Buffer.allocUnsafe(store.chunker.maxBytes + READ_BYTES)
+  /** Cuts everything `read` gives (into `staging` at an offset, at most READ_BYTES; 0 at the end) into chunks, stored as they come. */
+  const chunkAll = (read: (at: number) => Effect.Effect<number, IoError>) =>
+    Effect.gen(function*() {
+      const list: Array<readonly [string, number]> = []
+      const chunker = ContentDefined.make(store.chunker)
+      let filled = 0
+      for (let done = false; !done;) {
+        const n = yield* read(filled)
+        const cuts = n === 0 ? chunker.end() : chunker.push(staging.subarray(filled, filled + n))
+        filled += n
+        readBytes += n
+        progress.update(readBytes, counters.storedBytes)
+        done = n === 0
+        let start = 0
+        for (const length of cuts) {
+          yield* take(list, staging.subarray(start, start + length))
+          start += length
+        }
+        staging.copyWithin(0, start, filled)
+        filled -= start
+      }
+      return list as ChunkList
+    })
   /** The chunks of the file at `path`, or what changed when it is no longer `before`. */
   const chunkFile = (path: string, before: SnapshotSource) =>
     Effect.gen(function*() {
-      const list: Array<readonly [string, number]> = []
       const fd = yield* io("open", path, () => fs.openSync(path, "r"))
       try {
-        const chunker = ContentDefined.make(store.chunker)
-        let filled = 0
-        for (let done = false; !done;) {
-          // Asynchronous: a long backup never blocks the event loop (progress, signals).
-          const n = yield* Effect.callback<number, IoError>((resume) => {
-            fs.read(fd, staging, filled, READ_BYTES, null, (e, got) => resume(e ? Effect.fail(fromSystemError("read", path, e)) : Effect.succeed(got)))
+        // Asynchronous: a long backup never blocks the event loop (progress, signals).
+        const list = yield* chunkAll((at) =>
+          Effect.callback<number, IoError>((resume) => {
+            fs.read(fd, staging, at, READ_BYTES, null, (e, got) => resume(e ? Effect.fail(fromSystemError("read", path, e)) : Effect.succeed(got)))
           })
-          const cuts = n === 0 ? chunker.end() : chunker.push(staging.subarray(filled, filled + n))
-          filled += n
-          readBytes += n
-          progress.update(readBytes, counters.storedBytes)
-          done = n === 0
-          let start = 0
-          for (const length of cuts) {
-            yield* take(list, staging.subarray(start, start + length))
-            start += length
-          }
-          staging.copyWithin(0, start, filled)
-          filled -= start
-        }
+        )
         const after = identityOf(path, yield* io("stat", path, () => fs.fstatSync(fd, { bigint: true })))
         const change = ChunkInput.changeOf(before, after)
-        return change === undefined ? { chunks: list as ChunkList, changed: undefined } : { chunks: undefined, changed: change }
+        return change === undefined ? { chunks: list, changed: undefined } : { chunks: undefined, changed: change }
       } finally {
         fs.closeSync(fd)
       }
     })
+  /** The chunks of a stream (standard input), read to its end; `name` names it in errors. */
+  const chunkStream = (stream: NodeJS.ReadableStream, name: string) =>
+    Effect.suspend(() => {
+      const pieces = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>
+      let pending: Buffer | undefined
+      return chunkAll((at) =>
+        Effect.gen(function*() {
+          while (pending === undefined || pending.length === 0) {
+            const next = yield* Effect.tryPromise({ try: () => pieces.next(), catch: (e) => fromSystemError("read", name, e) })
+            if (next.done === true) return 0
+            pending = typeof next.value === "string" ? Buffer.from(next.value) : next.value
+          }
+          const n = pending.copy(staging, at, 0, Math.min(pending.length, READ_BYTES))
+          pending = pending.subarray(n)
+          return n
+        })
+      )
+    })
   return {
     chunkFile,
+    chunkStream,
     counters,
     added,
     /** Writes the last pack and waits for every write. */
@@ -560,7 +594,12 @@ const backupLocked = (store: Store, options: BackupOptions) =>
     const p = paths(store.dir)
     const sourcePath = nodePath.resolve(options.source)
     yield* refresh(store)
-    const source = identityOf(sourcePath, yield* io("stat", sourcePath, () => fs.statSync(sourcePath, { bigint: true })))
+    const stream = options.input
+    // A stream's identity: its name, a regular file's mode, the time it was read (filled in with its size below).
+    const now = BigInt(Date.now()) * 1_000_000n
+    let source: SnapshotSource = stream !== undefined
+      ? { path: sourcePath, size: 0, mtimeNs: now.toString(), ctimeNs: now.toString(), ino: "0", dev: "0", mode: 0o100600 }
+      : identityOf(sourcePath, yield* io("stat", sourcePath, () => fs.statSync(sourcePath, { bigint: true })))
     const isTree = (source.mode & 0o170000) === 0o040000
     // A FIFO or a device would block or never end: only regular files and directories.
     if (!isTree && (source.mode & 0o170000) !== 0o100000) {
@@ -571,12 +610,16 @@ const backupLocked = (store: Store, options: BackupOptions) =>
     const generation = Math.max(options.firstGeneration ?? 1, ...ofSource.map((s) => s.generation + 1))
     const rehash = options.rehash === true
     const progress = options.progress ?? Progress.silent
-    progress.start(isTree ? undefined : source.size, 0)
+    progress.start(isTree || stream !== undefined ? undefined : source.size, 0)
     const w = makeWriter(store, progress)
     let body: { readonly chunks: ChunkList } | Effect.Success<ReturnType<typeof backupTree>> | undefined
     let unchanged = false
     const run = Effect.gen(function*() {
-      if (isTree) {
+      if (stream !== undefined) {
+        const chunks = yield* w.chunkStream(stream, options.source)
+        source = { ...source, size: chunks.reduce((n, c) => n + c[1], 0) }
+        body = { chunks }
+      } else if (isTree) {
         body = yield* backupTree(sourcePath, w, new Map((previous?.tree ?? []).map((e) => [e.path, e])), rehash)
       } else if (!rehash && previous?.chunks !== undefined && ChunkInput.changeOf(previous.source, source) === undefined) {
         unchanged = true

@@ -6,6 +6,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { Readable } from "node:stream"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { parsePolicy, Store } from "../src/index.js"
 
@@ -256,6 +257,36 @@ describe("forget and prune", () => {
     const done = await run(Store.forget(store, { policy: parsePolicy("keep_days:1"), now }))
     expect(done.kept.map((s) => s.id).sort()).toEqual([b1.snapshot, a2.snapshot].sort())
     expect((await run(Store.snapshots(store))).map((s) => s.id).sort()).toEqual([b1.snapshot, a2.snapshot].sort())
+  })
+
+  it("a stream backs up to the same chunks as the file, however its pieces are cut (byte by byte, random sizes), and restores byte for byte", async () => {
+    const store = await openStore()
+    const bytes = crypto.createCipheriv("aes-256-ctr", Buffer.alloc(32, 3), Buffer.alloc(16)).update(Buffer.alloc(700_000))
+    const file = path.join(dir, "dump")
+    fs.writeFileSync(file, bytes)
+    await run(Store.backup(store, { source: file }))
+    const [fromFile] = await run(Store.snapshots(store))
+    let seed = 7
+    const cuts: Record<string, () => number> = { bytes: () => 1, random: () => ((seed = (seed * 1103515245 + 12345) >>> 0) % 200_000) + 1 }
+    for (const [how, next] of Object.entries(cuts)) {
+      const pieces: Array<Buffer> = []
+      for (let at = 0; at < bytes.length;) {
+        const n = Math.min(next(), bytes.length - at)
+        pieces.push(bytes.subarray(at, at + n))
+        at += n
+      }
+      const s = await run(Store.backup(store, { source: path.join(dir, `stream-${how}`), input: Readable.from(pieces) }))
+      expect(s).toMatchObject({ bytes: bytes.length, addedChunks: 0, unchanged: false })
+      const snap = (await run(Store.snapshots(store))).find((x) => x.id === s.snapshot)!
+      expect(snap.chunks, how).toEqual(fromFile.chunks)
+      expect(snap.source).toMatchObject({ path: path.join(dir, `stream-${how}`), size: bytes.length, ino: "0" })
+      const out = path.join(dir, `out-${how}`)
+      await run(Store.restore(store, { snapshot: s.snapshot, output: out }))
+      expect(fs.readFileSync(out).equals(bytes)).toBe(true)
+    }
+    // An empty stream is an empty generation.
+    const empty = await run(Store.backup(store, { source: path.join(dir, "nothing"), input: Readable.from([]) }))
+    expect(empty).toMatchObject({ bytes: 0, chunks: 0 })
   })
 
   it("prune deletes packs a crashed backup wrote but never indexed", async () => {

@@ -84,6 +84,7 @@ const createFlags = {
   dir: dirFlag,
   copy: Flag.Boolean("copy").pipe(Flag.withDescription("Write a full encrypted copy (one AGCM file with a chunk manifest, the format before the chunk store) instead of storing only new chunks"), Flag.withDefault(false)),
   rehash: Flag.Boolean("rehash").pipe(Flag.withDescription("Read every file, even those whose size, times and inode match the previous generation"), Flag.withDefault(false)),
+  name: Flag.String("name").pipe(Flag.withDescription("With - (standard input): the name its generations are listed and restored under, e.g. db.sql"), Flag.optional),
   chunkSize: Flag.String("chunk-size").pipe(Flag.withDescription("--copy: plaintext bytes per chunk (AGCM: power of two, 16KiB..4MiB; default 64KiB)"), Flag.optional),
   manifest: Flag.Boolean("manifest").pipe(Flag.withDescription("--copy: write per-chunk digests whatever the size"), Flag.withDefault(false)),
   manifestThreshold: Flag.String("manifest-threshold").pipe(Flag.withDescription("--copy: per-chunk digests from this source size up (default 0: every source; or [backup] manifest_threshold)"), Flag.optional),
@@ -102,6 +103,7 @@ type CreateFlags = {
   dir: Option.Option<string>
   copy: boolean
   rehash: boolean
+  name: Option.Option<string>
   chunkSize: Option.Option<string>
   manifest: boolean
   manifestThreshold: Option.Option<string>
@@ -147,16 +149,22 @@ const runStoreCreate = (f: CreateFlags) =>
     for (const [given, flag] of [[Option.isSome(f.chunkSize), "--chunk-size"], [f.manifest, "--manifest"], [Option.isSome(f.manifestThreshold), "--manifest-threshold"], [Option.isSome(f.limitRate), "--limit-rate"], [Option.isSome(f.workers), "--workers"]] as const) {
       if (given) return yield* usage("Option", `${flag} applies to full copies: add --copy, or leave it out (the chunk store cuts content-defined chunks of 512 KiB to 8 MiB)`)
     }
-    if (f.file === "-") return yield* usage("Option", "backup create reads a file or a directory, not standard input: save the stream to a file first (the store skips unchanged files by their size, times and inode)")
-    const st = yield* Effect.try({ try: () => fs.statSync(f.file), catch: () => new UserFacing({ detail: `${f.file}: no such file or directory`, exitCode: ExitCode.Io }) })
-    if (!st.isFile() && !st.isDirectory()) return yield* usage("Input", `${f.file} is neither a regular file nor a directory`)
-    const copies = yield* copiesOf(dir, f.file)
+    const stdin = f.file === "-"
+    if (stdin && Option.isNone(f.name)) return yield* usage("Option", "backup create - reads standard input: give --name NAME, the name its generations are listed and restored under (e.g. --name db.sql)")
+    if (!stdin && Option.isSome(f.name)) return yield* usage("Option", `--name names standard input (backup create - --name NAME); ${f.file} is backed up under its own path`)
+    const source = stdin ? Option.getOrThrow(f.name) : f.file
+    if (!stdin) {
+      const st = yield* Effect.try({ try: () => fs.statSync(f.file), catch: () => new UserFacing({ detail: `${f.file}: no such file or directory`, exitCode: ExitCode.Io }) })
+      if (!st.isFile() && !st.isDirectory()) return yield* usage("Input", `${f.file} is neither a regular file nor a directory`)
+    }
+    const copies = yield* copiesOf(dir, source)
     const store = yield* openStore(dir, f)
     const started = Date.now()
-    const r = yield* withAudit(f, settings, "create", f.file, () =>
+    const r = yield* withAudit(f, settings, "create", source, () =>
       Store.backup(store, {
-        source: f.file, rehash: f.rehash, firstGeneration: Math.max(0, ...copies.map((g) => g.generation)) + 1,
-        progress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: "backup" })
+        source, rehash: f.rehash, firstGeneration: Math.max(0, ...copies.map((g) => g.generation)) + 1,
+        progress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: "backup" }),
+        ...(stdin ? { input: process.stdin } : {})
       }),
       (r) => ({ generation: r.generation, bytes: r.storedBytes })
     )
@@ -165,7 +173,7 @@ const runStoreCreate = (f: CreateFlags) =>
       const what = r.files !== undefined
         ? `${r.files} file${r.files === 1 ? "" : "s"}${r.filesRead === r.files ? "" : ` (${r.filesRead} read, ${r.files - (r.filesRead ?? 0)} unchanged and not read)`}, ${Size.format(r.bytes)}`
         : r.unchanged ? `${Size.format(r.bytes)}, unchanged since the previous generation (not read)` : Size.format(r.bytes)
-      yield* note(f.quiet, `stored generation ${r.generation} of ${f.file} in ${dir}: ${what}; ${r.chunks} chunks, ${r.addedChunks} new (${Size.format(r.addedBytes)} of new data, ${Size.format(r.storedBytes)} written) in ${Date.now() - started} ms`)
+      yield* note(f.quiet, `stored generation ${r.generation} of ${stdin ? `standard input as ${source}` : f.file} in ${dir}: ${what}; ${r.chunks} chunks, ${r.addedChunks} new (${Size.format(r.addedBytes)} of new data, ${Size.format(r.storedBytes)} written) in ${Date.now() - started} ms`)
       for (const p of r.skipped ?? []) yield* note(f.quiet, `skipped ${nodePath.join(f.file, p)}: not a regular file, directory or symlink (or gone)`)
     }
     if (r.changed !== undefined && r.changed.length > 0) {
@@ -182,6 +190,7 @@ const runCopyCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
     const settings = yield* loadSettings
     const dir = backupDir(f.dir, settings)
     if (f.rehash) return yield* usage("Option", "--rehash applies to the chunk store: a full copy reads the whole file anyway")
+    if (Option.isSome(f.name) || f.file === "-") return yield* usage("Option", "a full copy (--copy) reads a file, not standard input: leave out --copy to back up standard input into the store (with --name NAME)")
     const chunkSize = Option.isSome(f.chunkSize) ? Size.parse(f.chunkSize.value) : settings.chunkSize.value
     if (Option.isSome(f.chunkSize) && chunkSize === undefined) return yield* usage("Option", `--chunk-size: "${f.chunkSize.value}" is not a size`)
     const threshold = Option.isSome(f.manifestThreshold) ? Size.parse(f.manifestThreshold.value) : settings.manifestThreshold.value
