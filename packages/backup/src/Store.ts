@@ -419,7 +419,12 @@ const identityOf = (path: string, st: fs.BigIntStats): SnapshotSource => ({
 const makeWriter = (store: Store, progress: Progress.ProgressReporter) => {
   const p = paths(store.dir)
   let readBytes = 0
-  let pack = new PackWriter(store.keys, store.packBytes + 2 * store.chunker.avgBytes)
+  // Buffers of packs already written, for the next packs: the same few buffers cycle
+  // through a whole backup, so no pack buffer waits for the collector (6 MiB each, four
+  // of them, would otherwise pile up as garbage between collections).
+  const spare: Array<Buffer> = []
+  const newPack = () => new PackWriter(store.keys, store.packBytes + 2 * store.chunker.avgBytes, spare.pop())
+  let pack = newPack()
   const written: Array<string> = []
   const added = new Map<string, Location>()
   // Chunks this run sealed: known before their pack is written and listed in `added`.
@@ -438,11 +443,12 @@ const makeWriter = (store: Store, progress: Progress.ProgressReporter) => {
   const flush = Effect.gen(function*() {
     if (pack.count === 0) return
     const finished = pack.finish()
-    pack = new PackWriter(store.keys, store.packBytes + 2 * store.chunker.avgBytes)
     yield* settle(WRITES_IN_FLIGHT - 1)
+    pack = newPack()
     const file = p.pack(finished.packId)
     written.push(file)
     writing.push(writeFileDurably(file, finished.bytes).then(() => {
+      spare.push(finished.buffer)
       counters.storedBytes += finished.bytes.length
       for (const e of finished.entries) added.set(e.id.toString("base64"), { pack: finished.packId, offset: e.offset, sealedBytes: e.sealedBytes, plainBytes: e.plainBytes })
       return undefined

@@ -84,6 +84,8 @@ export interface FinishedPack {
   readonly packId: string
   readonly bytes: Buffer
   readonly entries: ReadonlyArray<PackEntry>
+  /** The whole buffer `bytes` lies in: once `bytes` is written, it can be handed to the next {@link PackWriter}. */
+  readonly buffer: Buffer
 }
 
 /** AES-256-GCM with a random nonce: nonce ‖ ciphertext ‖ tag. */
@@ -116,9 +118,14 @@ export class PackWriter {
   private readonly entries: Array<PackEntry> = []
   private size = 0
 
-  /** `expectBytes`: about how large the pack will grow (its buffer starts that size). */
-  constructor(private readonly keys: StoreKeys, expectBytes = 0) {
-    this.buffer = Buffer.allocUnsafe(Math.max(expectBytes, 64 * 1024))
+  /**
+   * `expectBytes`: about how large the pack will grow (its buffer starts that size).
+   * `reuse`: a finished pack's buffer whose bytes were written, used when large enough (a
+   * backup cycles a few buffers instead of leaving one for the collector per pack).
+   */
+  constructor(private readonly keys: StoreKeys, expectBytes = 0, reuse?: Buffer) {
+    const want = Math.max(expectBytes, 64 * 1024)
+    this.buffer = reuse !== undefined && reuse.length >= want ? reuse : Buffer.allocUnsafe(want)
   }
 
   /** Bytes of blobs so far (the table and trailer add 36 + 44 per blob). */
@@ -180,7 +187,7 @@ export class PackWriter {
     this.buffer.writeUInt32LE(sealedTable.length, end)
     MAGIC.copy(this.buffer, end + 4)
     const bytes = this.buffer.subarray(0, end + TRAILER_BYTES)
-    return { packId: crypto.createHash("sha256").update(bytes).digest("hex"), bytes, entries: [...this.entries] }
+    return { packId: crypto.createHash("sha256").update(bytes).digest("hex"), bytes, entries: [...this.entries], buffer: this.buffer }
   }
 }
 
