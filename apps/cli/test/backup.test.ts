@@ -171,6 +171,34 @@ describe("cage backup and cage audit", () => {
     expect(named.stderr).toContain("--name names standard input")
   })
 
+  it("full copies and store generations of one source: numbered together, each restored from where it lives, and one retention policy over both (old copies age out)", () => {
+    writeRandom(f("a.bin"), 200_000)
+    const versions: Array<Buffer> = []
+    for (const flags of [["--copy"], ["--copy"], [], []]) {
+      writeRandom(f("a.bin"), 200_000)
+      versions.push(fs.readFileSync(f("a.bin")))
+      const r = run(["backup", "create", ...flags, "-q", "--key", "k.key", "a.bin"])
+      expect(r.code, r.stderr).toBe(0)
+    }
+    const list = JSON.parse(run(["backup", "list", "--json", "--key", "k.key", "a.bin"]).stdout.toString()) as Array<{ generation: number; format: string }>
+    expect(list.map((g) => [g.generation, g.format])).toEqual([[1, "copy"], [2, "copy"], [3, "store"], [4, "store"]])
+    for (const g of [1, 2, 3, 4]) {
+      expect(run(["backup", "restore", "-q", "--key", "k.key", "-g", String(g), "-o", `r${g}`, "a.bin"]).code).toBe(0)
+      expect(fs.readFileSync(f(`r${g}`)).equals(versions[g - 1])).toBe(true)
+    }
+    // A full copy asked for by number verifies without the key; the newest (in the store) needs it.
+    expect(run(["backup", "verify", "-q", "-g", "2", "a.bin"]).code).toBe(0)
+    expect(run(["backup", "verify", "-q", "--key", "k.key", "a.bin"]).code).toBe(0)
+    // keep_last:2 over both kinds: the two full copies go, although the newest copy verifies.
+    const pruned = run(["backup", "prune", "--json", "--key", "k.key", "--policy", "keep_last:2"])
+    expect(pruned.code, pruned.stderr).toBe(0)
+    const report = JSON.parse(pruned.stdout.toString())
+    expect(report.deleted.map((g: { generation: number }) => g.generation)).toEqual([2, 1])
+    expect(report.store.deleted).toEqual([])
+    expect((JSON.parse(run(["backup", "list", "--json", "--key", "k.key"]).stdout.toString()) as Array<{ generation: number }>).map((g) => g.generation)).toEqual([3, 4])
+    expect(fs.readdirSync(f(".cage-backups")).filter((n) => n.endsWith(".cage"))).toEqual([])
+  })
+
   it("prune on the store: forgets by policy (never a source's newest), frees the chunks only those used, and a dry run changes nothing", () => {
     for (let g = 0; g < 4; g++) {
       writeRandom(f("a.bin"), 600_000)

@@ -33,6 +33,13 @@ export interface PruneOptions extends CommonOptions {
   readonly source?: string
   /** Clock, ms since the epoch (tests). */
   readonly now?: number
+  /**
+   * Generations of the same sources kept elsewhere (the chunk store), by resolved source
+   * path: the policy counts them with the full copies (keep_last:3 keeps the three newest
+   * of either kind), they are never deleted here, and when a source's newest generation is
+   * among them its full copies need no protection (so old copies age out).
+   */
+  readonly elsewhere?: ReadonlyMap<string, ReadonlyArray<{ readonly id: string; readonly generation: number; readonly createdAt: string }>>
 }
 
 /** What {@link prune} did (or would do). */
@@ -48,7 +55,8 @@ export interface PruneReport {
 
 /**
  * Applies a retention policy. Per source, the newest generation that verifies (ciphertext
- * digests against its manifest) is kept whatever the policy says. The registry update is
+ * digests against its manifest) is kept whatever the policy says, unless a newer one is
+ * kept `elsewhere`. The registry update is
  * made durable before any file is deleted; a crash in between leaves only unlisted files.
  * Partial generations are left alone.
  */
@@ -65,8 +73,11 @@ export const prune = (options: PruneOptions) =>
     const damaged: Array<Registry.Generation> = []
     for (const source of sources) {
       const gens = registry.generations.filter((g) => g.source === source && g.status === "complete").sort((a, b) => b.generation - a.generation)
-      const keep = kept(policy, gens, now)
-      for (const g of gens) {
+      const others = (options.elsewhere?.get(source) ?? []).map((o) => ({ ...o, status: "complete" as const }))
+      const keep = kept(policy, [...gens, ...others], now)
+      // The newest generation lives elsewhere: it protects the source, not a full copy.
+      const newestElsewhere = others.some((o) => o.generation > (gens[0]?.generation ?? 0))
+      for (const g of newestElsewhere ? [] : gens) {
         const r = yield* Effect.result(verifyReport({ dir: options.dir, source, generation: g.generation, hashWorkers: options.hashWorkers }))
         if (r._tag === "Success" && r.success.ok) {
           protectedGenerations.push(g)

@@ -964,15 +964,23 @@ const removeDurably = (files: ReadonlyArray<string>): Effect.Effect<void, IoErro
  * store until {@link prune}. With `dryRun`, reports and deletes nothing; with `source`, only
  * that source's snapshots are considered. Returns the snapshots removed and kept.
  */
-export const forget = (store: Store, options: { readonly policy: RetentionPolicy; readonly now?: number; readonly dryRun?: boolean; readonly source?: string }) =>
+export const forget = (store: Store, options: {
+  readonly policy: RetentionPolicy
+  readonly now?: number
+  readonly dryRun?: boolean
+  readonly source?: string
+  /** Generations of the same sources kept elsewhere (full copies), by resolved path: counted by the policy, never deleted here. */
+  readonly elsewhere?: ReadonlyMap<string, ReadonlyArray<{ readonly id: string; readonly generation: number; readonly createdAt: string }>>
+}) =>
   locked(store, Effect.gen(function*() {
     const only = options.source === undefined ? undefined : nodePath.resolve(options.source)
     const all = (yield* snapshots(store)).filter((s) => only === undefined || s.source.path === only)
     const bySource = new Map<string, Array<Snapshot>>()
     for (const s of all) bySource.set(s.source.path, [...(bySource.get(s.source.path) ?? []), s])
     const keep = new Set<string>()
-    for (const list of bySource.values()) {
-      const kept = Retention.kept(options.policy, list.map((s) => ({ id: s.id, generation: s.generation, status: "complete" as const, createdAt: s.createdAt })), options.now ?? Date.now())
+    for (const [source, list] of bySource) {
+      const others = (options.elsewhere?.get(source) ?? []).map((o) => ({ ...o, status: "complete" as const }))
+      const kept = Retention.kept(options.policy, [...list.map((s) => ({ id: s.id, generation: s.generation, status: "complete" as const, createdAt: s.createdAt })), ...others], options.now ?? Date.now())
       for (const id of kept) keep.add(id)
       keep.add(list.reduce((a, b) => (b.generation > a.generation ? b : a)).id)
     }

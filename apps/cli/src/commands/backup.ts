@@ -225,14 +225,15 @@ const resumeCommand = Command.make("resume", createFlags, runCreate("resume")).p
 )
 
 /** Which generation of `source` a command means: the given number, or the newest; in the store or a full copy. */
-const pick = (dir: string, source: string, generation: Option.Option<number>, f: { key: Option.Option<string>; passphraseFile: Option.Option<string> }, needStoreKey: boolean) =>
+const pick = (dir: string, source: string, generation: Option.Option<number>, f: { key: Option.Option<string>; passphraseFile: Option.Option<string> }) =>
   Effect.gen(function*() {
     const copies = yield* copiesOf(dir, source)
     const wanted = Option.getOrUndefined(generation)
     const copy = wanted === undefined ? copies.at(-1) : copies.find((g) => g.generation === wanted)
     // A full copy asked for by number needs no store (nor its key).
     if (copy !== undefined && wanted !== undefined) return { kind: "copy" as const, generation: copy.generation }
-    if (!Store.exists(dir) || (!needStoreKey && copy !== undefined && Option.isNone(f.key) && Option.isNone(f.passphraseFile))) {
+    // With a store present, the newest generation may be there: open it (its key is needed) rather than pick an older full copy.
+    if (!Store.exists(dir)) {
       if (copy !== undefined) return { kind: "copy" as const, generation: copy.generation }
       return yield* new GenerationNotFound({ source: nodePath.resolve(source), generation: wanted, detail: `nothing in ${dir}` })
     }
@@ -287,7 +288,7 @@ const verifyCommand = Command.make("verify", {
       return yield* reportCheck({ ...r, deep: f.deep }, f, `the store in ${dir}`, Date.now() - started)
     }
     const source = f.file.value
-    const target = yield* pick(dir, source, f.generation, f, false)
+    const target = yield* pick(dir, source, f.generation, f)
     if (target.kind === "store") {
       const r = yield* Store.check(target.store, { deep: f.deep, snapshots: [target.snapshot.id] })
       return yield* reportCheck({ ...r, deep: f.deep }, f, `generation ${target.generation} of ${source}`, Date.now() - started)
@@ -344,7 +345,7 @@ const restoreCommand = Command.make("restore", {
         return yield* usage("Option", `-o ${output} is the backed-up source itself, which exists: restore elsewhere with -o, or move it aside first`)
       }
     }
-    const target = yield* pick(dir, f.file, f.generation, f, true)
+    const target = yield* pick(dir, f.file, f.generation, f)
     if (target.kind === "store") {
       if (Option.isSome(f.limitRate) || Option.isSome(f.workers)) return yield* usage("Option", `${Option.isSome(f.limitRate) ? "--limit-rate" : "--workers"} applies to full copies; generation ${target.generation} of ${f.file} is in the chunk store`)
       const r = yield* withAudit(f, settings, "restore", f.file, () =>
@@ -430,13 +431,21 @@ const pruneCommand = Command.make("prune", {
     const policy = yield* Effect.try({ try: () => parsePolicy(policyText), catch: (e) => e as BackupUsageError })
     const source = Option.getOrElse(f.file, () => "*")
     const store = Store.exists(dir) ? yield* openStore(dir, f) : undefined
+    // One policy over both kinds, per source: each counts the other's generations.
+    const bySource = <A extends { readonly generation: number; readonly createdAt: string }>(items: ReadonlyArray<A>, path: (a: A) => string, id: (a: A) => string) => {
+      const m = new Map<string, Array<{ id: string; generation: number; createdAt: string }>>()
+      for (const a of items) m.set(path(a), [...(m.get(path(a)) ?? []), { id: id(a), generation: a.generation, createdAt: a.createdAt }])
+      return m
+    }
+    const snaps = store === undefined ? [] : yield* Store.snapshots(store)
+    const copies = (yield* list({ dir })).filter((g) => g.status === "complete")
     const r = yield* withAudit(f, settings, f.dryRun ? "prune-dry-run" : "prune", source, () =>
-      prune({ dir, policy, dryRun: f.dryRun, ...(Option.isSome(f.file) ? { source: f.file.value } : {}) }),
+      prune({ dir, policy, dryRun: f.dryRun, elsewhere: bySource(snaps, (s) => s.source.path, (s) => `store:${s.id}`), ...(Option.isSome(f.file) ? { source: f.file.value } : {}) }),
       (r) => ({ generation: null, bytes: r.deleted.reduce((s, g) => s + (g.cipherBytes ?? 0), 0) })
     )
     const s = store === undefined ? undefined : yield* withAudit(f, settings, f.dryRun ? "store-prune-dry-run" : "store-prune", source, () =>
       Effect.gen(function*() {
-        const forgot = yield* Store.forget(store, { policy, dryRun: f.dryRun, ...(Option.isSome(f.file) ? { source: f.file.value } : {}) })
+        const forgot = yield* Store.forget(store, { policy, dryRun: f.dryRun, elsewhere: bySource(copies, (g) => g.source, (g) => `copy:${g.id}`), ...(Option.isSome(f.file) ? { source: f.file.value } : {}) })
         const swept = f.dryRun ? undefined : yield* Store.prune(store)
         return { forgot, swept }
       }),
