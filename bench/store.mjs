@@ -73,6 +73,10 @@ try {
   }
   const times = { cage: [[], [], []], restic: [[], [], []] }
   const space = { cage: [], restic: [] }
+  // Bytes each generation added to the repository (generations 2 and 3).
+  const added = { cage: [[], [], []], restic: [[], [], []] }
+  const sizeAfter1 = {}
+  const sizeAfter2 = {}
   for (let r = 0; r < reps; r++) {
     const order = r % 2 === 0 ? ["cage", "restic"] : ["restic", "cage"]
     for (const t of Object.values(tools)) fs.rmSync(t.repo, { recursive: true, force: true })
@@ -85,7 +89,12 @@ try {
         fs.writeSync(fd, Buffer.alloc(1 << 20, r + 1), 0, 1 << 20, Math.floor(sizeMiB / 2) << 20)
         fs.closeSync(fd)
       }
-      for (const name of order) times[name][g].push(timed(tools[name].backup(), { env }))
+      for (const name of order) {
+        times[name][g].push(timed(tools[name].backup(), { env }))
+        if (g >= 1) added[name][g].push(du(tools[name].repo) - (g === 1 ? sizeAfter1[name] : sizeAfter2[name]))
+        if (g === 0) sizeAfter1[name] = du(tools[name].repo)
+        if (g === 1) sizeAfter2[name] = du(tools[name].repo)
+      }
     }
     for (const name of order) space[name].push(du(tools[name].repo))
   }
@@ -102,6 +111,8 @@ try {
   const rs = median(space.restic, (x) => x)
   console.log(`${sizeMiB} MiB of random bytes, ${reps} rounds (interleaved), medians`)
   console.log(table(rows))
+  const addedMiB = (name, g) => (median(added[name][g], (x) => x) / 1048576).toFixed(2)
+  console.log(table([["space each generation added", "cage MiB", "restic MiB"], ["2 (unchanged)", addedMiB("cage", 1), addedMiB("restic", 1)], ["3 (1 MiB overwritten)", addedMiB("cage", 2), addedMiB("restic", 2)]]))
   console.log(table([["space after 3 generations", "MiB"], ["cage store", (cs / 1048576).toFixed(1)], ["restic", (rs / 1048576).toFixed(1)], ["cage / restic", (cs / rs).toFixed(3)]]))
   // Ten generations of a text dump.
   let dump = textDump(sizeMiB * 1048576)
@@ -128,7 +139,7 @@ try {
     ["space, MiB", (dumpSpace.cage / 1048576).toFixed(1), (dumpSpace.restic / 1048576).toFixed(1), (dumpSpace.cage / dumpSpace.restic).toFixed(3)],
     ["peak RSS, MiB", Math.max(...dumpTimes.cage.map((x) => x.rssMiB)).toFixed(0), Math.max(...dumpTimes.restic.map((x) => x.rssMiB)).toFixed(0), ""]
   ]))
-  writeResult("store", { sizeMiB, reps, ...result, spaceBytes: { cage: cs, restic: rs }, dump: { generations, times: dumpTimes, spaceBytes: dumpSpace } })
+  writeResult("store", { sizeMiB, reps, ...result, spaceBytes: { cage: cs, restic: rs }, addedBytes: added, dump: { generations, times: dumpTimes, spaceBytes: dumpSpace } })
 } finally {
   fs.rmSync(dir, { recursive: true, force: true })
 }

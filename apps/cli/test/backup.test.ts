@@ -150,6 +150,48 @@ describe("cage backup and cage audit", () => {
     expect(fs.existsSync(f("r.bin"))).toBe(false)
   })
 
+  it("a directory of 200 files from 0 bytes to 64 MiB, symlinks and empty directories restores identically (contents, modes, mtimes); unchanged files are not read again", () => {
+    let x = 5
+    const next = () => (x = (x * 1103515245 + 12345) >>> 0)
+    const sizes = (i: number) => (i === 0 ? 0 : i === 1 ? 1 : i === 2 ? 64 * 1024 * 1024 : i % 40 === 3 ? 3 * 1024 * 1024 + (next() % 1000) : next() % 50_000)
+    for (let i = 0; i < 200; i++) {
+      const sub = f(`tree/d${i % 6}${i % 4 === 0 ? `/e${i % 3}` : ""}`)
+      fs.mkdirSync(sub, { recursive: true })
+      const file = path.join(sub, `f${i}`)
+      writeRandom(file, sizes(i))
+      fs.chmodSync(file, [0o644, 0o600, 0o755, 0o640][i % 4])
+      fs.utimesSync(file, 1_700_000_000 + i, 1_700_000_000 + i * 13)
+    }
+    fs.mkdirSync(f("tree/empty/deeper"), { recursive: true })
+    fs.symlinkSync("d1/f1", f("tree/link"))
+    fs.symlinkSync("/nowhere", f("tree/dangling"))
+    fs.utimesSync(f("tree/empty"), 1_600_000_000, 1_600_000_000)
+    const describe = (root: string) => {
+      const out: Array<string> = []
+      const walk = (d: string, rel: string) => {
+        for (const name of fs.readdirSync(d).sort()) {
+          const full = path.join(d, name)
+          const st = fs.lstatSync(full)
+          const r = `${rel}/${name}`
+          if (st.isSymbolicLink()) out.push(`${r} -> ${fs.readlinkSync(full)}`)
+          else if (st.isDirectory()) {
+            out.push(`${r}/ ${(st.mode & 0o7777).toString(8)} ${Math.floor(st.mtimeMs)}`)
+            walk(full, r)
+          } else out.push(`${r} ${(st.mode & 0o7777).toString(8)} ${Math.floor(st.mtimeMs)} ${crypto.createHash("sha256").update(fs.readFileSync(full)).digest("hex")}`)
+        }
+      }
+      walk(root, "")
+      return out
+    }
+    const want = describe(f("tree"))
+    const first = JSON.parse(run(["backup", "create", "--json", "--key", "k.key", "tree"]).stdout.toString())
+    expect(first).toMatchObject({ files: 200, filesRead: 200, changed: [], skipped: [] })
+    const again = JSON.parse(run(["backup", "create", "--json", "--key", "k.key", "tree"]).stdout.toString())
+    expect(again).toMatchObject({ generation: 2, files: 200, filesRead: 0, addedBytes: 0 })
+    expect(run(["backup", "restore", "-q", "--key", "k.key", "-o", "back", "tree"]).code).toBe(0)
+    expect(describe(f("back"))).toEqual(want)
+  }, 120_000)
+
   it("standard input: generations under --name, only new chunks stored, restored byte for byte", () => {
     const dump = crypto.createCipheriv("aes-256-ctr", Buffer.alloc(32, 2), Buffer.alloc(16)).update(Buffer.alloc(6 * 1024 * 1024))
     const first = cage(["backup", "create", "--json", "--key", "k.key", "-", "--name", "db.sql"], { cwd: dir, env: env(), input: dump })
