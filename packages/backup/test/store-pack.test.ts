@@ -107,6 +107,13 @@ describe("pack files", () => {
     expect(en.sealedBytes).toBe(noise.length + 28)
     expect(es.sealedBytes).toBe(2 + 28)
     expect(readAll(pack.packId, pack.bytes)).toEqual([text, noise, Buffer.from("ab")])
+    // Random bytes with a run of zeros in the middle or at the end: compressed, although their start is not.
+    for (const at of [300_000, 600_000 - 65_536]) {
+      const mixed = crypto.randomBytes(600_000)
+      mixed.fill(0, at, at + 65_536)
+      const [e] = packOf([mixed]).entries
+      expect(e.sealedBytes, `zeros at ${at}`).toBeLessThan(600_000 - 60_000)
+    }
     // A compressed body never inflates past the length its entry records.
     const blob = pack.bytes.subarray(et.offset, et.offset + et.sealedBytes)
     expect(() => openBlob(pack.packId, { ...et, plainBytes: text.length - 1 }, blob, keys)).toThrow(expect.objectContaining({ _tag: "PackDamaged", detail: "the chunk's compressed body does not decompress" }))

@@ -54,12 +54,18 @@ const brotli = (bytes: Uint8Array) =>
   })
 
 /**
- * The Brotli compression of `chunk`, or undefined when it would not be smaller. A probe of
- * the first 64 KiB decides first, so incompressible chunks (already compressed or
- * encrypted data) cost one small compression, not a whole one.
+ * The Brotli compression of `chunk`, or undefined when it would not be smaller. Probes of
+ * 64 KiB at its start, middle and end decide first, so incompressible chunks (already
+ * compressed or encrypted data) cost three small compressions, not a whole one; a chunk
+ * only partly compressible (a run of zeros written into random data) is still compressed
+ * when any probe shrinks.
  */
 export const compress = (chunk: Uint8Array): Buffer | undefined => {
-  if (chunk.length > PROBE_BYTES && brotli(chunk.subarray(0, PROBE_BYTES)).length > PROBE_BYTES * PROBE_RATIO) return undefined
+  if (chunk.length > 3 * PROBE_BYTES) {
+    const middle = Math.floor((chunk.length - PROBE_BYTES) / 2)
+    const worth = [0, middle, chunk.length - PROBE_BYTES].some((at) => brotli(chunk.subarray(at, at + PROBE_BYTES)).length <= PROBE_BYTES * PROBE_RATIO)
+    if (!worth) return undefined
+  } else if (chunk.length > PROBE_BYTES && brotli(chunk.subarray(0, PROBE_BYTES)).length > PROBE_BYTES * PROBE_RATIO) return undefined
   const packed = brotli(chunk)
   return packed.length < chunk.length ? packed : undefined
 }
