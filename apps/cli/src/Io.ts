@@ -48,13 +48,23 @@ export const openOutput = (path: string, overwrite: boolean, fsync = true, reads
       ? usage("Output", "refusing to write binary output to a terminal: use -o FILE or a pipe")
       : Effect.succeed(ChunkOutput.toStream(process.stdout, "stdout"))
   }
+  return Effect.as(refuseReadFiles(path, reads), ChunkOutput.toFile(path, { overwrite, fsync }))
+}
+
+/**
+ * Refuses (`UsageError` "Output") an output `path` that is, or whose staging `.partial` is,
+ * one of `reads` (same device and inode, also through links): `--force` never replaces a
+ * file the command reads. `-` passes.
+ */
+export const refuseReadFiles = (path: string, reads: ReadonlyArray<ReadFile>): Effect.Effect<void, UsageError> => {
+  if (path === "-") return Effect.void
   for (const target of [path, ChunkOutput.partialPath(path)]) {
     const id = fileId(target)
     if (id === undefined) continue
     const same = reads.find(([, p]) => p !== "-" && fileId(p) === id)
     if (same) return usage("Output", `refusing to write ${path}: it is ${same[0]} ${same[1]}${target === path ? "" : ` (its staging file ${target})`}, which this command reads; name another output with -o`)
   }
-  return Effect.succeed(ChunkOutput.toFile(path, { overwrite, fsync }))
+  return Effect.void
 }
 
 /** The checkpoint kept beside a file output. */

@@ -115,7 +115,7 @@ describe("cage backup and cage audit", () => {
     expect(run(["keygen", "-q", "-o", "other.key"]).code).toBe(0)
     const other = run(["backup", "list", "--key", "other.key"])
     expect(other.code).toBe(3)
-    expect(other.stderr).toBe("cage: error: other.key does not open the backup store in .cage-backups (it was made with another key or passphrase)\n")
+    expect(other.stderr).toBe("cage: error: other.key does not open the backup store in .cage-backups: this key does not open the store (another key, or its config.json was edited)\n")
     const flag = run(["backup", "create", "--key", "k.key", "--chunk-size", "64KiB", "a.bin"])
     expect(flag.code).toBe(2)
     expect(flag.stderr).toContain("--chunk-size applies to full copies: add --copy")
@@ -125,6 +125,15 @@ describe("cage backup and cage audit", () => {
     const copyStdin = run(["backup", "create", "--copy", "--key", "k.key", "-", "--name", "x"])
     expect(copyStdin.code).toBe(2)
     expect(copyStdin.stderr).toContain("a full copy (--copy) reads a file, not standard input")
+    // Never over a file the command reads, --force or not; never into the backup directory; no bytes to a --json stdout.
+    const overKey = run(["backup", "restore", "--force", "--key", "k.key", "-o", "k.key", "a.bin"])
+    expect(overKey.code).toBe(2)
+    expect(overKey.stderr).toContain("refusing to write k.key: it is --key k.key, which this command reads")
+    const intoDir = run(["backup", "restore", "--force", "--key", "k.key", "-o", ".cage-backups/config.json", "a.bin"])
+    expect(intoDir.code).toBe(2)
+    expect(intoDir.stderr).toContain("refusing to restore into the backup directory .cage-backups")
+    expect(run(["backup", "restore", "--json", "--key", "k.key", "-o", "-", "a.bin"]).code).toBe(2)
+    expect(run(["backup", "verify", "--key", "k.key", "-g", "1"]).stderr).toContain("--generation needs the source it numbers")
     const missing = run(["backup", "restore", "--key", "k.key", "-g", "9", "-o", "x", "a.bin"])
     expect(missing.code).toBe(2)
     expect(missing.stderr).toContain("no generation 9")
@@ -231,14 +240,46 @@ describe("cage backup and cage audit", () => {
     // A full copy asked for by number verifies without the key; the newest (in the store) needs it.
     expect(run(["backup", "verify", "-q", "-g", "2", "a.bin"]).code).toBe(0)
     expect(run(["backup", "verify", "-q", "--key", "k.key", "a.bin"]).code).toBe(0)
+    // A full copy after store generations is numbered after them.
+    writeRandom(f("a.bin"), 200_000)
+    versions.push(fs.readFileSync(f("a.bin")))
+    expect(run(["backup", "create", "--copy", "-q", "--key", "k.key", "a.bin"]).code).toBe(0)
+    expect(run(["backup", "restore", "-q", "--key", "k.key", "-o", "r5", "a.bin"]).code).toBe(0)
+    expect(fs.readFileSync(f("r5")).equals(versions[4])).toBe(true)
+    // keep_last:4 over both kinds: the oldest copy goes.
+    expect((JSON.parse(run(["backup", "list", "--json", "--key", "k.key", "a.bin"]).stdout.toString()) as Array<{ generation: number; format: string }>).map((g) => [g.generation, g.format]))
+      .toEqual([[1, "copy"], [2, "copy"], [3, "store"], [4, "store"], [5, "copy"]])
+    expect(run(["backup", "prune", "-q", "--key", "k.key", "--policy", "keep_last:4", "a.bin"]).code).toBe(0)
     // keep_last:2 over both kinds: the two full copies go, although the newest copy verifies.
     const pruned = run(["backup", "prune", "--json", "--key", "k.key", "--policy", "keep_last:2"])
     expect(pruned.code, pruned.stderr).toBe(0)
     const report = JSON.parse(pruned.stdout.toString())
-    expect(report.deleted.map((g: { generation: number }) => g.generation)).toEqual([2, 1])
-    expect(report.store.deleted).toEqual([])
-    expect((JSON.parse(run(["backup", "list", "--json", "--key", "k.key"]).stdout.toString()) as Array<{ generation: number }>).map((g) => g.generation)).toEqual([3, 4])
-    expect(fs.readdirSync(f(".cage-backups")).filter((n) => n.endsWith(".cage"))).toEqual([])
+    expect(report.deleted.map((g: { generation: number }) => g.generation)).toEqual([2])
+    expect(report.store.deleted.map((g: { generation: number }) => g.generation)).toEqual([3])
+    expect((JSON.parse(run(["backup", "list", "--json", "--key", "k.key"]).stdout.toString()) as Array<{ generation: number }>).map((g) => g.generation)).toEqual([4, 5])
+  })
+
+  it("prune never takes the newest full copy that verifies when the newer store generation is damaged, nor packs a lost index no longer lists", () => {
+    writeRandom(f("a.bin"), 300_000)
+    expect(run(["backup", "create", "--copy", "-q", "--key", "k.key", "a.bin"]).code).toBe(0)
+    writeRandom(f("a.bin"), 300_000)
+    expect(run(["backup", "create", "-q", "--key", "k.key", "a.bin"]).code).toBe(0)
+    // The store loses its index: generation 2's chunks are in no index.
+    for (const n of fs.readdirSync(f(".cage-backups/index"))) fs.rmSync(f(`.cage-backups/index/${n}`))
+    // The full copy is kept; the store's prune refuses to delete packs that may hold the lost chunks.
+    const r = run(["backup", "prune", "--key", "k.key", "--policy", "keep_last:1"])
+    expect(r.code).toBe(3)
+    expect(r.stderr).toContain("in no index: run recover before prune")
+    const list = JSON.parse(run(["backup", "list", "--json", "--key", "k.key"]).stdout.toString()) as Array<{ generation: number; format: string }>
+    expect(list.map((g) => [g.generation, g.format])).toEqual([[1, "copy"], [2, "store"]])
+    expect(run(["backup", "verify", "-q", "--key", "k.key", "-g", "2", "a.bin"]).code).toBe(3)
+    // recover rebuilds the index from the packs: generation 2 is whole again, and prune goes on.
+    expect(run(["backup", "recover", "-q", "--key", "k.key"]).code).toBe(0)
+    expect(run(["backup", "verify", "-q", "--deep", "--key", "k.key", "-g", "2", "a.bin"]).code).toBe(0)
+    const again = JSON.parse(run(["backup", "prune", "--json", "--key", "k.key", "--policy", "keep_last:1"]).stdout.toString())
+    expect(again.deleted.map((g: { generation: number }) => g.generation)).toEqual([1])
+    expect(run(["backup", "restore", "-q", "--key", "k.key", "-o", "back", "a.bin"]).code).toBe(0)
+    expect(fs.readFileSync(f("back")).equals(fs.readFileSync(f("a.bin")))).toBe(true)
   })
 
   it("prune on the store: forgets by policy (never a source's newest), frees the chunks only those used, and a dry run changes nothing", () => {

@@ -63,6 +63,11 @@ export interface CreateOptions extends CommonOptions {
   readonly manifestThreshold?: number
   /** Force (true) or suppress (false) per-chunk digests regardless of size. */
   readonly chunkManifest?: boolean
+  /**
+   * The lowest number the new generation may get (a caller that numbers the source's
+   * generations kept elsewhere, such as the chunk store's, continues after them).
+   */
+  readonly firstGeneration?: number
   /** Chunk size passed to the engine, bytes (the cipher's own framing wins; AGCM: its `chunkSize`). */
   readonly chunkBytes?: number
   /** Engine tuning (see `runPipeline`). */
@@ -356,7 +361,7 @@ export const create = (options: CreateOptions): Effect.Effect<CreateResult, Crea
     yield* ensureDirs(options.dir)
     const st = yield* ChunkInput.statIdentity(source)
     const entry = yield* update(options, (r) => {
-      const n = Math.max(0, ...r.generations.filter((g) => g.source === source).map((g) => g.generation)) + 1
+      const n = Math.max(options.firstGeneration ?? 1, ...r.generations.filter((g) => g.source === source).map((g) => g.generation + 1))
       const g: Registry.Generation = {
         id: randomUUID(),
         source,

@@ -519,7 +519,9 @@ const makeWriter = (store: Store, progress: Progress.ProgressReporter) => {
           while (pending === undefined || pending.length === 0) {
             const next = yield* Effect.tryPromise({ try: () => pieces.next(), catch: (e) => fromSystemError("read", name, e) })
             if (next.done === true) return 0
-            pending = typeof next.value === "string" ? Buffer.from(next.value) : next.value
+            const v = next.value as Uint8Array | string
+            // Bytes as they come (a Buffer, or any Uint8Array); text only from a stream given an encoding.
+            pending = typeof v === "string" ? Buffer.from(v, (stream as { readableEncoding?: BufferEncoding | null }).readableEncoding ?? "utf8") : Buffer.from(v.buffer, v.byteOffset, v.length)
           }
           const n = pending.copy(staging, at, 0, Math.min(pending.length, READ_BYTES))
           pending = pending.subarray(n)
@@ -732,6 +734,12 @@ export const restore = (store: Store, options: {
     const wanted = options.path?.replace(/^\/+|\/+$/g, "")
     const entries = wanted === undefined || wanted === "" ? snap.tree : snap.tree.filter((e) => e.path === wanted || e.path.startsWith(`${wanted}/`))
     if (entries.length === 0) return yield* new BackupUsageError({ reason: "Path", detail: `no ${wanted} in snapshot ${snap.id} of ${snap.source.path}` })
+    if (options.output === "-" && !(entries.length === 1 && entries[0].path === wanted && entries[0].type === "file")) {
+      return yield* new BackupUsageError({ reason: "Path", detail: `only a file can be written to standard output; ${wanted ?? snap.source.path} is not one: give an output path` })
+    }
+    if (options.range !== undefined && !(entries.length === 1 && entries[0].path === wanted && entries[0].type === "file")) {
+      return yield* new BackupUsageError({ reason: "Range", detail: "a range applies to one file: name it with a path" })
+    }
     if (entries.length === 1 && entries[0].path === wanted && entries[0].type === "symlink") {
       const link = entries[0]
       // One symlink: made as `output` itself, never over an existing file.
@@ -743,8 +751,6 @@ export const restore = (store: Store, options: {
       if (single.chunks === undefined) return yield* new BackupUsageError({ reason: "Path", detail: `${wanted} changed while it was backed up (${single.changed}): snapshot ${snap.id} did not store it` })
       return yield* restoreFile(store, snap.id, single.chunks, options)
     }
-    if (options.range !== undefined) return yield* new BackupUsageError({ reason: "Range", detail: "a range applies to one file: name it with a path" })
-    if (options.output === "-") return yield* new BackupUsageError({ reason: "Path", detail: "a directory cannot be written to standard output: give an output directory" })
     return yield* restoreTree(store, snap, entries, wanted ?? "", options.output, options.progress ?? Progress.silent)
   })
 
@@ -1022,6 +1028,11 @@ export const prune = (store: Store, options: { readonly repackGarbage?: number }
     // Packs listed only by an unreadable index file would look unreferenced: never delete
     // them; `recover` rebuilds the index from the packs first.
     if (bad.length > 0) return yield* new StoreRefused({ reason: "Corrupt", path: bad[0], detail: `an index file that does not authenticate (${bad.length} in all): run recover before prune` })
+    // Nor when a chunk a snapshot uses is in no index: its pack would look unreferenced and
+    // be deleted, where `recover` can still find it.
+    let missing = 0
+    for (const key of live) if (!index.has(key)) missing++
+    if (missing > 0) return yield* new StoreRefused({ reason: "Missing", path: p.index, detail: `${missing} chunk${missing === 1 ? "" : "s"} that snapshots use ${missing === 1 ? "is" : "are"} in no index: run recover before prune (it rebuilds the index from the packs)` })
     replaceIndex(store, index)
     const packFiles = yield* io("read", p.packs, () =>
       fs.readdirSync(p.packs, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => nodePath.join(e.parentPath, e.name)))

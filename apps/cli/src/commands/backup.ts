@@ -32,7 +32,8 @@ import {
   BackupDamaged,
   type BackupUsageError
 } from "@cage/backup"
-import { Size } from "@cage/core"
+import type { KeyMaterial } from "@cage/agcm"
+import { fromSystemError, Size } from "@cage/core"
 import { Effect, Option } from "effect"
 import * as ProgressBar from "../ProgressBar.js"
 import { Argument, Command, Flag } from "effect/cli"
@@ -42,7 +43,7 @@ import { loadSettings, type Settings } from "../Config.js"
 import { ExitCode, usage, UserFacing } from "../Errors.js"
 import { audited, auditLogFlag, openAudit } from "../AuditTrail.js"
 import { commonFlags } from "../Flags.js"
-import { note, printJson, resolveLimitRate, setInterruptNote } from "../Io.js"
+import { note, printJson, refuseReadFiles, resolveLimitRate, setInterruptNote } from "../Io.js"
 import { keyMaterial, wipe } from "../Keys.js"
 
 const file = Argument.String("file").pipe(Argument.withDescription("The source file (as given to backup create)"))
@@ -118,6 +119,20 @@ type CreateFlags = {
 const copiesOf = (dir: string, source: string) =>
   list({ dir, source }).pipe(Effect.map((gs) => gs.filter((g) => g.status === "complete")))
 
+/** Which flag gave the key, for messages: the key file, the passphrase file, or the prompt. */
+const keySource = (f: { key: Option.Option<string>; passphraseFile: Option.Option<string> }) =>
+  Option.getOrElse(f.key, () => Option.getOrElse(f.passphraseFile, () => "the passphrase"))
+
+/** Opens the chunk store in `dir` with `key` (not wiped here: the caller's). */
+const openStoreWith = (dir: string, key: KeyMaterial, f: { key: Option.Option<string>; passphraseFile: Option.Option<string> }) =>
+  Store.open({ dir, key }).pipe(
+    Effect.mapError((e) =>
+      e._tag === "StoreRefused" && e.reason === "Key"
+        ? new UserFacing({ detail: `${keySource(f)} does not open the backup store in ${dir}: ${e.detail}`, exitCode: ExitCode.Integrity, cause: e })
+        : e
+    )
+  )
+
 /**
  * Opens the chunk store in `dir` with the key the flags give (prompting on a terminal; twice
  * when the store is created with a passphrase). The key material is wiped once open.
@@ -125,14 +140,16 @@ const copiesOf = (dir: string, source: string) =>
 const openStore = (dir: string, f: { key: Option.Option<string>; passphraseFile: Option.Option<string> }) =>
   Effect.gen(function*() {
     const key = yield* keyMaterial(f, !Store.exists(dir))
-    return yield* Store.open({ dir, key }).pipe(
-      Effect.mapError((e) =>
-        e._tag === "StoreRefused" && e.reason === "Key"
-          ? new UserFacing({ detail: `${Option.getOrElse(f.key, () => Option.getOrElse(f.passphraseFile, () => "the passphrase"))} does not open the backup store in ${dir} (it was made with another key or passphrase)`, exitCode: ExitCode.Integrity, cause: e })
-          : e
-      ),
-      Effect.ensuring(wipe(key))
-    )
+    return yield* openStoreWith(dir, key, f).pipe(Effect.ensuring(wipe(key)))
+  })
+
+/** The highest generation number of `source` anywhere in `dir` (full copies, partial ones too, and the store's), 0 when none. */
+const newestNumber = (dir: string, source: string, store: Store.Store | undefined) =>
+  Effect.gen(function*() {
+    const path = nodePath.resolve(source)
+    const copies = (yield* list({ dir, source })).map((g) => g.generation)
+    const stored = store === undefined ? [] : (yield* Store.snapshots(store)).filter((s) => s.source.path === path).map((s) => s.generation)
+    return Math.max(0, ...copies, ...stored)
   })
 
 const runCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
@@ -152,17 +169,20 @@ const runStoreCreate = (f: CreateFlags) =>
     const stdin = f.file === "-"
     if (stdin && Option.isNone(f.name)) return yield* usage("Option", "backup create - reads standard input: give --name NAME, the name its generations are listed and restored under (e.g. --name db.sql)")
     if (!stdin && Option.isSome(f.name)) return yield* usage("Option", `--name names standard input (backup create - --name NAME); ${f.file} is backed up under its own path`)
+    if (stdin && Option.getOrElse(f.name, () => "").trim() === "") return yield* usage("Option", "--name: give a non-empty name, e.g. --name db.sql")
+    if (stdin && f.rehash) return yield* usage("Option", "--rehash applies to files: standard input is always read")
     const source = stdin ? Option.getOrThrow(f.name) : f.file
     if (!stdin) {
-      const st = yield* Effect.try({ try: () => fs.statSync(f.file), catch: () => new UserFacing({ detail: `${f.file}: no such file or directory`, exitCode: ExitCode.Io }) })
+      const st = yield* Effect.try({ try: () => fs.statSync(f.file), catch: (e) => fromSystemError("stat", f.file, e) })
       if (!st.isFile() && !st.isDirectory()) return yield* usage("Input", `${f.file} is neither a regular file nor a directory`)
     }
-    const copies = yield* copiesOf(dir, source)
     const store = yield* openStore(dir, f)
+    // After every generation of the source, full copies included (also an interrupted one, which resume may still complete).
+    const firstGeneration = (yield* newestNumber(dir, source, undefined)) + 1
     const started = Date.now()
     const r = yield* withAudit(f, settings, "create", source, () =>
       Store.backup(store, {
-        source, rehash: f.rehash, firstGeneration: Math.max(0, ...copies.map((g) => g.generation)) + 1,
+        source, rehash: f.rehash, firstGeneration,
         progress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: "backup" }),
         ...(stdin ? { input: process.stdin } : {})
       }),
@@ -197,15 +217,20 @@ const runCopyCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
     if (threshold === undefined) return yield* usage("Option", `--manifest-threshold: "${Option.getOrElse(f.manifestThreshold, () => "")}" is not a size`)
     const w = Option.getOrUndefined(f.workers) ?? settings.workers.value
     const limitRate = yield* resolveLimitRate(f.limitRate, settings)
-    const key = yield* keyMaterial(f, mode === "create")
+    const key = yield* keyMaterial(f, mode === "create" && !Store.exists(dir))
+    // A new full copy is numbered after the store's generations of the source too: the
+    // store opens with the same key (one key per backup directory).
+    const firstGeneration = mode === "create" && Store.exists(dir)
+      ? (yield* newestNumber(dir, f.file, yield* openStoreWith(dir, key, f).pipe(Effect.tapError(() => wipe(key))))) + 1
+      : undefined
     yield* setInterruptNote(`run \`cage backup resume ${f.file}\` (same key and --dir) to complete the generation`)
     const cipher = agcmCipher(key, { ...(chunkSize !== undefined ? { chunkSize } : {}), ...(w !== undefined ? { workers: w } : {}) })
     const options = {
       source: f.file, dir, cipher, manifestThreshold: threshold, limitRate, ...(f.manifest ? { chunkManifest: true } : {}),
+      ...(firstGeneration !== undefined ? { firstGeneration } : {}),
       ...(w !== undefined ? { hashWorkers: w } : {}), progress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: `backup ${mode}` }),
       hashProgress: ProgressBar.terminal({ quiet: f.quiet || f.json, label: "manifest" })
     }
-    // Numbers continue after the store's generations of the same source, if the store is open to this key.
     const r = yield* withAudit(f, settings, mode, f.file, (writer) =>
       audited(writer, { operation: `backup-${mode}`, strategy: "native" }, mode === "create" ? create(options) : resume(options)),
       (r) => ({ generation: r.generation.generation, bytes: r.summary.outputBytes })
@@ -235,7 +260,7 @@ const pick = (dir: string, source: string, generation: Option.Option<number>, f:
     // With a store present, the newest generation may be there: open it (its key is needed) rather than pick an older full copy.
     if (!Store.exists(dir)) {
       if (copy !== undefined) return { kind: "copy" as const, generation: copy.generation }
-      return yield* new GenerationNotFound({ source: nodePath.resolve(source), generation: wanted, detail: `nothing in ${dir}` })
+      return yield* new GenerationNotFound({ source: nodePath.resolve(source), generation: wanted, detail: copies.length === 0 ? `nothing in ${dir}` : `${dir} has generations ${copies.map((g) => g.generation).join(", ")}` })
     }
     const store = yield* openStore(dir, f)
     const path = nodePath.resolve(source)
@@ -282,6 +307,7 @@ const verifyCommand = Command.make("verify", {
     const dir = backupDir(f.dir, settings)
     const started = Date.now()
     if (Option.isNone(f.file)) {
+      if (Option.isSome(f.generation)) return yield* usage("Option", "--generation needs the source it numbers: cage backup verify -g N FILE")
       if (!Store.exists(dir)) return yield* usage("Option", `${dir} holds no chunk store: name the source to verify its full-copy generations`)
       const store = yield* openStore(dir, f)
       const r = yield* Store.check(store, { deep: f.deep })
@@ -290,6 +316,7 @@ const verifyCommand = Command.make("verify", {
     const source = f.file.value
     const target = yield* pick(dir, source, f.generation, f)
     if (target.kind === "store") {
+      if (Option.isSome(f.workers)) return yield* usage("Option", `--workers applies to full copies; generation ${target.generation} of ${source} is in the chunk store`)
       const r = yield* Store.check(target.store, { deep: f.deep, snapshots: [target.snapshot.id] })
       return yield* reportCheck({ ...r, deep: f.deep }, f, `generation ${target.generation} of ${source}`, Date.now() - started)
     }
@@ -339,11 +366,20 @@ const restoreCommand = Command.make("restore", {
     const dir = backupDir(f.dir, settings)
     const range = Option.isSome(f.range) ? yield* parseRange(f.range.value) : undefined
     const output = Option.getOrElse(f.output, () => f.file)
-    for (const p of [nodePath.resolve(f.file)]) {
-      if (output !== "-" && nodePath.resolve(output) === p && f.force && fs.existsSync(p)) {
-        // --force replaces outputs, never the backed-up source while it still exists: it may be newer than the backup.
-        return yield* usage("Option", `-o ${output} is the backed-up source itself, which exists: restore elsewhere with -o, or move it aside first`)
-      }
+    if (output === "-" && f.json) return yield* usage("Option", "-o - writes the restored bytes to standard output: leave out --json (or restore to a file)")
+    if (output === "-" && process.stdout.isTTY) return yield* usage("Output", "refusing to write binary output to a terminal: use -o FILE or a pipe")
+    if (output !== "-" && f.force && fs.existsSync(output) && nodePath.resolve(output) === nodePath.resolve(f.file)) {
+      // --force replaces outputs, never the backed-up source while it still exists: it may be newer than the backup.
+      return yield* usage("Option", `-o ${output} is the backed-up source itself, which exists: restore elsewhere with -o, or move it aside first`)
+    }
+    // Nor, --force or not, a file this command reads: the key, or anything in the backup directory.
+    yield* refuseReadFiles(output, [
+      ...Option.toArray(f.key).map((k) => ["--key", k] as const),
+      ...Option.toArray(f.passphraseFile).map((k) => ["--passphrase-file", k] as const)
+    ])
+    const inside = nodePath.relative(nodePath.resolve(dir), nodePath.resolve(output))
+    if (output !== "-" && inside !== ".." && !inside.startsWith(`..${nodePath.sep}`) && !nodePath.isAbsolute(inside)) {
+      return yield* usage("Output", `refusing to restore into the backup directory ${dir}: name an output outside it with -o`)
     }
     const target = yield* pick(dir, f.file, f.generation, f)
     if (target.kind === "store") {
@@ -397,10 +433,11 @@ const listCommand = Command.make("list", {
     const only = Option.isSome(f.file) ? nodePath.resolve(f.file.value) : undefined
     const snaps = Store.exists(dir) ? (yield* Store.snapshots(yield* openStore(dir, f))).filter((s) => only === undefined || s.source.path === only) : []
     if (f.json) {
-      return yield* printJson([
+      const rows = [
         ...gens.map((g) => ({ format: "copy", ...g })),
-        ...snaps.map(({ chunks: _, tree, ...s }) => ({ format: "store", ...s, source: s.source.path, kind: tree !== undefined ? "directory" : "file" }))
-      ])
+        ...snaps.map(({ chunks: _, tree, ...s }) => ({ format: "store", status: "complete", ...s, source: s.source.path, kind: tree !== undefined ? "directory" : "file" }))
+      ]
+      return yield* printJson(rows.sort((a, b) => a.source.localeCompare(b.source) || a.generation - b.generation))
     }
     const bySource = new Map<string, Array<{ generation: number; cells: Array<string> }>>()
     const add = (source: string, generation: number, cells: Array<string>) => bySource.set(source, [...(bySource.get(source) ?? []), { generation, cells }])
@@ -437,7 +474,11 @@ const pruneCommand = Command.make("prune", {
       for (const a of items) m.set(path(a), [...(m.get(path(a)) ?? []), { id: id(a), generation: a.generation, createdAt: a.createdAt }])
       return m
     }
-    const snaps = store === undefined ? [] : yield* Store.snapshots(store)
+    // Only store generations whose chunks are all indexed stand in for full copies: a damaged
+    // newest store generation must not let prune delete the newest copy that verifies.
+    const checked = store === undefined ? undefined : yield* Store.check(store)
+    const unsound = new Set(checked?.problems.flatMap((p) => p.snapshots) ?? [])
+    const snaps = store === undefined || (checked?.badIndexFiles.length ?? 0) > 0 ? [] : (yield* Store.snapshots(store)).filter((s) => !unsound.has(s.id))
     const copies = (yield* list({ dir })).filter((g) => g.status === "complete")
     const r = yield* withAudit(f, settings, f.dryRun ? "prune-dry-run" : "prune", source, () =>
       prune({ dir, policy, dryRun: f.dryRun, elsewhere: bySource(snaps, (s) => s.source.path, (s) => `store:${s.id}`), ...(Option.isSome(f.file) ? { source: f.file.value } : {}) }),
