@@ -146,8 +146,12 @@ describe("cage backup and cage audit", () => {
     bytes[200] ^= 1
     fs.writeFileSync(victim, bytes)
     expect(run(["backup", "verify", "-q", "--key", "k.key"]).code).toBe(0) // shallow: every chunk is indexed
-    const deep = run(["backup", "verify", "--deep", "--key", "k.key"])
+    const deep = run(["backup", "verify", "--deep", "--key", "k.key", "--audit-log", "audit.jsonl"])
     expect(deep.code).toBe(3)
+    const audited = JSON.parse(fs.readFileSync(f("audit.jsonl"), "utf8").trim().split("\n").at(-1)!)
+    expect(audited).toMatchObject({ type: "verify", source: f(".cage-backups"), generation: null, ok: false, deep: true })
+    expect(audited.damage[0]).toMatch(/^damaged chunk [0-9a-f]{16}: /)
+    expect(run(["audit", "summary", "audit.jsonl"]).code).toBe(0)
     const out = deep.stdout.toString()
     expect(out).toMatch(/^damaged chunk [0-9a-f]{16}: pack [0-9a-f]{16}… chunk [0-9a-f]{16}… at byte \d+ is damaged: .*; used by generation 1 of \S+a\.bin, generation 1 of \S+\/d \(copy\.bin\)$/m)
     expect(deep.stderr).toContain("1 damaged or missing chunk")

@@ -117,8 +117,9 @@ export const BackupOutcome = Schema.Struct({
 export const VerifyOutcome = Schema.Struct({
   ...base,
   type: Schema.Literal("verify"),
+  /** The verified source; for a whole chunk store, the store's directory (and `generation` null). */
   source: Schema.String,
-  generation: Schema.Number,
+  generation: Schema.NullOr(Schema.Number),
   ok: Schema.Boolean,
   deep: Schema.Boolean,
   bytes: Schema.Number,

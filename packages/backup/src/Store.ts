@@ -24,7 +24,7 @@ import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import type { KeyMaterial } from "@cage/agcm"
 import { BackupUsageError, type PackDamaged, SnapshotNotFound, StoreRefused } from "./Error.js"
-import { chunkId, deriveStoreKeys, type StoreKeys, STORE_ID_BYTES } from "./internal/store/keys.js"
+import { chunkId, deriveStoreKeys, type StoreKeys, STORE_ID_BYTES, wipeStoreKeys } from "./internal/store/keys.js"
 import { open, openBlob, type PackEntry, PackWriter, readTable, seal } from "./internal/store/pack.js"
 import * as Retention from "./Retention.js"
 import type { RetentionPolicy } from "./Retention.js"
@@ -274,9 +274,10 @@ export const open_ = (options: {
     master.fill(0)
     const mac = configMac(keys, config.storeId, chunker, kdf)
     if (mac.length !== config.mac.length || !crypto.timingSafeEqual(Buffer.from(mac), Buffer.from(config.mac))) {
+      wipeStoreKeys(keys)
       return yield* new StoreRefused({ reason: "Key", path: options.dir, detail: "this key does not open the store (another key, or its config.json was edited)" })
     }
-    const index = yield* loadIndex(options.dir, keys)
+    const index = yield* loadIndex(options.dir, keys).pipe(Effect.tapError(() => Effect.sync(() => wipeStoreKeys(keys))))
     return { dir: options.dir, storeId: config.storeId, chunker, packBytes: options.packBytes ?? DEFAULT_PACK_BYTES, keys, index }
   })
 
@@ -994,6 +995,9 @@ export const forget = (store: Store, options: {
     if (options.dryRun !== true) yield* removeDurably(removed.map((s) => nodePath.join(paths(store.dir).snapshots, s.id)))
     return { removed, kept: all.filter((s) => keep.has(s.id)) }
   }))
+
+/** Wipes the store's derived keys (zeroes them): `store` cannot be used afterwards. */
+export const close = (store: Store): void => wipeStoreKeys(store.keys)
 
 /** True when `dir` holds a chunk store (its `config.json`); needs no key. */
 export const exists = (dir: string): boolean => fs.existsSync(paths(dir).config)

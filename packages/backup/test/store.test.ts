@@ -141,6 +141,10 @@ describe("a chunk store", () => {
     expect(await failure(Store.backup(store, { source }))).toMatchObject({ _tag: "LockBusy" })
     Lock.release(path.join(store.dir, "lock"), holder)
     expect((await run(Store.backup(store, { source }))).bytes).toBe(5)
+    // close zeroes the derived keys.
+    const closing = await openStore()
+    Store.close(closing)
+    expect([closing.keys.blob, closing.keys.index, closing.keys.snapshot, closing.keys.chunkId, closing.keys.config].every((k) => k.every((b) => b === 0))).toBe(true)
     // Nothing secret on disk: no key bytes in any file of the store.
     const files = fs.readdirSync(store.dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile())
     for (const f of files) expect(fs.readFileSync(path.join(f.parentPath, f.name)).includes(key)).toBe(false)

@@ -126,6 +126,7 @@ const keySource = (f: { key: Option.Option<string>; passphraseFile: Option.Optio
 /** Opens the chunk store in `dir` with `key` (not wiped here: the caller's). */
 const openStoreWith = (dir: string, key: KeyMaterial, f: { key: Option.Option<string>; passphraseFile: Option.Option<string> }) =>
   Store.open({ dir, key }).pipe(
+    Effect.tap((store) => Effect.sync(() => opened.push(store))),
     Effect.mapError((e) =>
       e._tag === "StoreRefused" && e.reason === "Key"
         ? new UserFacing({ detail: `${keySource(f)} does not open the backup store in ${dir}: ${e.detail}`, exitCode: ExitCode.Integrity, cause: e })
@@ -143,6 +144,15 @@ const openStore = (dir: string, f: { key: Option.Option<string>; passphraseFile:
     return yield* openStoreWith(dir, key, f).pipe(Effect.ensuring(wipe(key)))
   })
 
+// Stores this run opened: their derived keys are wiped when the command ends (`closingStores`).
+const opened: Array<Store.Store> = []
+
+/** Runs a command's body, then wipes the keys of every store it opened, whatever the outcome. */
+const closingStores = <A, E, R>(body: Effect.Effect<A, E, R>) =>
+  body.pipe(Effect.ensuring(Effect.sync(() => {
+    for (const s of opened.splice(0)) Store.close(s)
+  })))
+
 /** The highest generation number of `source` anywhere in `dir` (full copies, partial ones too, and the store's), 0 when none. */
 const newestNumber = (dir: string, source: string, store: Store.Store | undefined) =>
   Effect.gen(function*() {
@@ -153,10 +163,10 @@ const newestNumber = (dir: string, source: string, store: Store.Store | undefine
   })
 
 const runCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
-  Effect.gen(function*() {
+  closingStores(Effect.gen(function*() {
     if (mode === "create" && !f.copy) yield* runStoreCreate(f)
     else yield* runCopyCreate(mode)(f)
-  })
+  }))
 
 /** `backup create PATH`: a generation in the chunk store. */
 const runStoreCreate = (f: CreateFlags) =>
@@ -291,6 +301,20 @@ const reportCheck = (r: Store.CheckReport & { readonly deep: boolean }, f: { jso
     }
   })
 
+/** Records a store check in the audit log, if any: damaged chunks are named by id in `damage` (`damagedChunks` holds chunk indices, which a store has not). */
+const auditCheck = (f: { auditLog: Option.Option<string>; deep: boolean }, settings: Settings, source: string, generation: number | null, r: Store.CheckReport, durationMs: number) =>
+  Effect.gen(function*() {
+    const writer = yield* openAudit(f.auditLog, settings)
+    yield* Effect.sync(() => {
+      if (writer === undefined) return
+      record(writer, {
+        v: AUDIT_VERSION, at: now(), type: "verify", source, generation, ok: r.problems.length === 0 && r.badIndexFiles.length === 0, deep: f.deep, bytes: r.bytes, durationMs,
+        damagedChunks: [], damage: r.problems.slice(0, 100).map((p) => `${p.kind} chunk ${p.chunk.slice(0, 16)}: ${p.detail}`)
+      })
+      writer.close()
+    })
+  })
+
 const verifyCommand = Command.make("verify", {
   ...keyFlags,
   dir: dirFlag,
@@ -302,7 +326,7 @@ const verifyCommand = Command.make("verify", {
   quiet,
   file: Argument.String("file").pipe(Argument.withDescription("The source (as given to backup create); without it, every generation in the store"), Argument.optional)
 }, (f) =>
-  Effect.gen(function*() {
+  closingStores(Effect.gen(function*() {
     const settings = yield* loadSettings
     const dir = backupDir(f.dir, settings)
     const started = Date.now()
@@ -311,6 +335,7 @@ const verifyCommand = Command.make("verify", {
       if (!Store.exists(dir)) return yield* usage("Option", `${dir} holds no chunk store: name the source to verify its full-copy generations`)
       const store = yield* openStore(dir, f)
       const r = yield* Store.check(store, { deep: f.deep })
+      yield* auditCheck(f, settings, nodePath.resolve(dir), null, r, Date.now() - started)
       return yield* reportCheck({ ...r, deep: f.deep }, f, `the store in ${dir}`, Date.now() - started)
     }
     const source = f.file.value
@@ -318,6 +343,7 @@ const verifyCommand = Command.make("verify", {
     if (target.kind === "store") {
       if (Option.isSome(f.workers)) return yield* usage("Option", `--workers applies to full copies; generation ${target.generation} of ${source} is in the chunk store`)
       const r = yield* Store.check(target.store, { deep: f.deep, snapshots: [target.snapshot.id] })
+      yield* auditCheck(f, settings, nodePath.resolve(source), target.generation, r, Date.now() - started)
       return yield* reportCheck({ ...r, deep: f.deep }, f, `generation ${target.generation} of ${source}`, Date.now() - started)
     }
     const key = f.deep ? yield* keyMaterial(f, false) : undefined
@@ -343,7 +369,7 @@ const verifyCommand = Command.make("verify", {
       }
     }
     if (!report.ok) return yield* Effect.fail(new BackupDamaged({ file: report.file, generation: report.generation, damage: report.damage }))
-  })
+  }))
 ).pipe(Command.withDescription("Re-read a generation (or, without FILE, the whole store) and name every damaged chunk (exit 3 when damaged)"))
 
 const restoreCommand = Command.make("restore", {
@@ -361,7 +387,7 @@ const restoreCommand = Command.make("restore", {
   quiet,
   file
 }, (f) =>
-  Effect.gen(function*() {
+  closingStores(Effect.gen(function*() {
     const settings = yield* loadSettings
     const dir = backupDir(f.dir, settings)
     const range = Option.isSome(f.range) ? yield* parseRange(f.range.value) : undefined
@@ -410,7 +436,7 @@ const restoreCommand = Command.make("restore", {
     ).pipe(Effect.ensuring(wipe(key)))
     if (f.json) yield* printJson({ operation: "backup-restore", format: "copy", ...r })
     else yield* note(f.quiet, `restored generation ${r.generation} of ${f.file} → ${output === "-" ? "standard output" : r.output} (${Size.format(r.bytes)}, ${r.chunks} chunks)`)
-  })
+  }))
 ).pipe(Command.withDescription("Restore a generation (a file, a byte range of it, a directory tree or one path in it)"))
 
 const row = (g: Generation) => [
@@ -426,7 +452,7 @@ const listCommand = Command.make("list", {
   json,
   file: Argument.String("file").pipe(Argument.withDescription("Only this source"), Argument.optional)
 }, (f) =>
-  Effect.gen(function*() {
+  closingStores(Effect.gen(function*() {
     const settings = yield* loadSettings
     const dir = backupDir(f.dir, settings)
     const gens = yield* list({ dir, ...(Option.isSome(f.file) ? { source: f.file.value } : {}) })
@@ -448,7 +474,7 @@ const listCommand = Command.make("list", {
       const sorted = rows.sort((a, b) => a.generation - b.generation).map((r) => r.cells)
       yield* Effect.sync(() => process.stdout.write(`${source}\n${table([["gen", "kind", "status", "created (UTC)", "size", "files", "added", "stored as"], ...sorted])}\n\n`))
     }
-  })
+  }))
 ).pipe(Command.withDescription("List generations (all sources, or FILE's): size, files, bytes each added"))
 
 const pruneCommand = Command.make("prune", {
@@ -461,7 +487,7 @@ const pruneCommand = Command.make("prune", {
   quiet,
   file: Argument.String("file").pipe(Argument.withDescription("Only this source"), Argument.optional)
 }, (f) =>
-  Effect.gen(function*() {
+  closingStores(Effect.gen(function*() {
     const settings = yield* loadSettings
     const dir = backupDir(f.dir, settings)
     const policyText = Option.getOrElse(f.policy, () => settings.retention.value)
@@ -506,11 +532,11 @@ const pruneCommand = Command.make("prune", {
     const kept = r.kept.length + (s?.forgot.kept.length ?? 0)
     yield* note(f.quiet, `${policyText}: ${verb} ${deleted}, kept ${kept}${r.protectedGenerations.length > 0 ? `; newest verified full copy kept: ${r.protectedGenerations.map((g) => `${nodePath.basename(g.source)}#${g.generation}`).join(", ")}` : ""}`)
     if (s?.swept) yield* note(f.quiet, `store: ${s.swept.chunksRemoved} chunks no generation uses removed, ${s.swept.packsDeleted} packs deleted, ${s.swept.packsRepacked} repacked, ${Size.format(Math.max(0, s.swept.bytesFreed))} freed`)
-  })
+  }))
 ).pipe(Command.withDescription("Delete generations outside the retention policy (never a source's newest), then the chunks no generation uses"))
 
 const recoverCommand = Command.make("recover", { ...keyFlags, dir: dirFlag, json, quiet }, (f) =>
-  Effect.gen(function*() {
+  closingStores(Effect.gen(function*() {
     const settings = yield* loadSettings
     const dir = backupDir(f.dir, settings)
     const hasCopies = [".cage_backups.json", ".cage_backups.json.bak", ".cage_backups.d"].some((n) => fs.existsSync(nodePath.join(dir, n)))
@@ -523,7 +549,7 @@ const recoverCommand = Command.make("recover", { ...keyFlags, dir: dirFlag, json
       yield* note(f.quiet, `rebuilt the store's index from ${s.packs} packs: ${s.chunks} chunks`)
       for (const d of s.damagedPacks) yield* note(f.quiet, `damaged pack ${d.pack}: ${d.detail} (its chunks are missing; cage backup verify names the generations that use them)`)
     }
-  })
+  }))
 ).pipe(Command.withDescription("Rebuild a corrupt registry from the manifests, and the store's index from its packs"))
 
 /** `cage backup …` */
