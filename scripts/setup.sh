@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine that has only Node 20 and npm: pnpm, the age CLI and Chromium
-# (Debian packages, for the age adapter's and the audit report's tests), restic (for
+# Sets up a fresh machine that has only Node 20 and npm: pnpm, the age CLI, Chromium and
+# PostgreSQL (Debian packages, for the age adapter's, the audit report's and the cluster's
+# tests; the cluster tests start a throwaway server themselves), restic (for
 # `pnpm bench` only: the chunk store is compared with it; no test needs it), the
 # workspace's dependencies from the lockfile, and a build of every package.
 set -euo pipefail
@@ -15,13 +16,15 @@ missing=()
 command -v age >/dev/null 2>&1 || missing+=(age)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v restic >/dev/null 2>&1 || missing+=(restic)
+# PostgreSQL's server binaries live off PATH, under /usr/lib/postgresql/<major>/bin.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]} with apt-get" >&2
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: warning: ${missing[*]} missing and apt-get unavailable (age and chromium are needed by the age and audit tests, restic by pnpm bench)" >&2
+    echo "setup: warning: ${missing[*]} missing and apt-get unavailable (age, chromium and postgresql are needed by the age, audit and cluster tests, restic by pnpm bench)" >&2
   fi
 fi
 

@@ -1,0 +1,7 @@
+/**
+ * @cage/cluster: one Cage job across many machines on Effect Cluster with PostgreSQL (issue
+ * 16, in progress). See README.md for the design and what exists so far.
+ *
+ * @module
+ */
+export * as Plan from "./Plan.js"
