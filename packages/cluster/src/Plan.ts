@@ -6,6 +6,9 @@
  * segments never touch the same bytes: each runner can `pwrite` its own range of the shared
  * `OUT.partial`, and running a segment again writes the same bytes to the same place.
  *
+ * Chunk counts follow core's `ChunkSpec.planRegion` for the cipher's framing (AGCM: the
+ * final chunk is always short, so a file of whole chunks ends with an empty final chunk).
+ *
  * Pure: no I/O, no cluster. The cluster layer (not built yet) turns each segment into one
  * activity; the database then holds one row per segment, never one per chunk.
  *
@@ -18,11 +21,17 @@ export interface JobFile {
   readonly size: number
 }
 
-/** How the output is laid out: header bytes, plaintext chunk bytes and the bytes each sealed chunk adds (AES-GCM tag: 16). */
+import { ChunkSpec } from "@cage/core"
+
+/**
+ * How the output is laid out: header bytes, plaintext chunk bytes, the bytes each sealed
+ * chunk adds (AES-GCM tag: 16), and whether the final chunk is always short (AGCM: true).
+ */
 export interface Layout {
   readonly headerBytes: number
   readonly chunkBytes: number
   readonly overheadBytes: number
+  readonly shortFinal: boolean
 }
 
 /** One unit of work: chunks `[firstChunk, firstChunk + chunks)` of file `file`. Offsets in bytes, ranges half-open. */
@@ -54,11 +63,9 @@ export interface JobPlan {
   readonly outputBytes: number
 }
 
-/**
- * The chunk count of a `size`-byte file: AGCM v2 always has a final chunk (an empty file is
- * one empty final chunk; a file of whole chunks ends with a full final chunk).
- */
-export const chunkCount = (size: number, chunkBytes: number): number => Math.max(1, Math.ceil(size / chunkBytes))
+/** The chunk count of a `size`-byte file under `layout` (core's rule: `ChunkSpec.planRegion`). */
+export const chunkCount = (size: number, layout: Layout): number =>
+  ChunkSpec.planRegion(size, { headerBytes: 0, chunkBytes: layout.chunkBytes, shortFinal: layout.shortFinal }).totalChunks
 
 /**
  * Cuts every file into segments of `segmentBytes` of plaintext (rounded down to whole
@@ -79,7 +86,7 @@ export const planJob = (files: ReadonlyArray<JobFile>, layout: Layout, segmentBy
   let outputBytes = 0
   files.forEach((f, file) => {
     if (!Number.isSafeInteger(f.size) || f.size < 0) throw new RangeError(`${f.path}: size must be a whole number of bytes, got ${f.size}`)
-    const chunks = chunkCount(f.size, layout.chunkBytes)
+    const chunks = chunkCount(f.size, layout)
     const out = layout.headerBytes + f.size + chunks * layout.overheadBytes
     for (let first = 0, index = 0; first < chunks; first += segmentChunks, index++) {
       const n = Math.min(segmentChunks, chunks - first)

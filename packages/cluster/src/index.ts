@@ -5,3 +5,4 @@
  * @module
  */
 export * as Plan from "./Plan.js"
+export * as Segment from "./Segment.js"

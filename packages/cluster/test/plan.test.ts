@@ -5,7 +5,7 @@ import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { Plan } from "../src/index.js"
 
-const layout = { headerBytes: 66, chunkBytes: 65536, overheadBytes: 16 }
+const layout = { headerBytes: 66, chunkBytes: 65536, overheadBytes: 16, shortFinal: true }
 const MiB = 1 << 20
 
 /** Every property a plan must have, checked from first principles. */
@@ -14,7 +14,8 @@ const checkPlan = (files: ReadonlyArray<Plan.JobFile>, segmentBytes: number) => 
   const cs = layout.chunkBytes
   files.forEach((f, i) => {
     const segs = plan.segments.filter((s) => s.file === i)
-    const chunks = Math.max(1, Math.ceil(f.size / cs))
+    // AGCM's rule: the final chunk is always short (0 to chunk − 1 bytes).
+    const chunks = Math.floor(f.size / cs) + 1
     const out = layout.headerBytes + f.size + chunks * layout.overheadBytes
     expect(plan.files[i]).toEqual({ path: f.path, size: f.size, chunks, outputBytes: out })
     // Chunks, plaintext and output each tiled in order, without gaps or overlaps.
@@ -52,9 +53,10 @@ describe("planJob", () => {
     const plan = checkPlan(sizes.map((size, i) => ({ path: `f${i}`, size })), segment)
     // An empty file is one empty final chunk, like a single-machine encrypt writes it.
     expect(plan.segments.filter((s) => s.file === 0)).toEqual([{ file: 0, index: 0, firstChunk: 0, chunks: 1, plainStart: 0, plainEnd: 0, outStart: 66, outEnd: 82, final: true }])
-    // A file of exactly one segment: one segment; one byte more: a second, one chunk long.
-    expect(plan.segments.filter((s) => s.file === 7).map((s) => s.chunks)).toEqual([4])
-    expect(plan.segments.filter((s) => s.file === 8).map((s) => s.chunks)).toEqual([4, 1])
+    // One byte short of a segment: one segment of 4 chunks; a whole segment: 4 chunks and an empty final one.
+    expect(plan.segments.filter((s) => s.file === 6).map((s) => s.chunks)).toEqual([4])
+    expect(plan.segments.filter((s) => s.file === 7).map((s) => s.chunks)).toEqual([4, 1])
+    expect(plan.segments.filter((s) => s.file === 7).at(-1)).toMatchObject({ plainStart: segment, plainEnd: segment, final: true })
   })
 
   it("tiles any set of files at any segment size (fast-check)", () => {
@@ -82,7 +84,7 @@ describe("estimate", () => {
     const plan = Plan.planJob(files, layout, 64 * MiB)
     const e = Plan.estimate(plan)
     expect(plan.segmentChunks).toBe(1024)
-    expect(e.segments).toBe(1000 * Math.ceil(Math.ceil(10_000_000_000 / 65536) / 1024))
+    expect(e.segments).toBe(1000 * Math.ceil((Math.floor(10_000_000_000 / 65536) + 1) / 1024))
     expect(e.segments).toBe(150_000)
     expect(e.messages).toBe(2 * 150_000 + 2)
     expect(e.replies).toBe(e.messages)

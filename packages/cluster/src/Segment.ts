@@ -1,0 +1,116 @@
+/**
+ * One segment of a distributed AGCM encryption (issue 16): what a runner's activity does.
+ * The job writes the header once ({@link startOutput}); each segment then seals its chunks
+ * straight into the shared `OUT.partial` at their positions ({@link encryptSegment}), with
+ * the same salt (the header's, carried in the job as `agcm-encrypt`'s non-secret snapshot:
+ * salt and key commitment, never the key). A segment run twice, or on another runner,
+ * writes the same bytes to the same place; every segment done gives the bytes a
+ * single-machine `cage encrypt` with that key and salt gives.
+ *
+ * @module
+ */
+import { agcmEncrypt, type KeyMaterial } from "@cage/agcm"
+import { ChunkInput, ChunkSpec, fromSystemError, InputChanged, type IoError, type JsonValue, type SourceIdentity } from "@cage/core"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import type { Segment } from "./Plan.js"
+
+/** What every segment of a file needs besides the key: the header's non-secret snapshot (salt, commitment), the chunk size, the header length. */
+export interface FileSeal {
+  readonly snapshot: JsonValue
+  readonly chunkSize: number
+  readonly headerBytes: number
+}
+
+const initOf = (key: KeyMaterial, chunkSize: number, source: string, size: number, resume: JsonValue | undefined) =>
+  Effect.gen(function*() {
+    // One worker: a runner runs several segments at once, each on its own core.
+    const p = agcmEncrypt({ ...key, chunkSize, workers: 1 } as Parameters<typeof agcmEncrypt>[0])
+    const init = (yield* p.init({ input: source, inputSize: size, chunkBytes: chunkSize, readHeader: () => Effect.succeed(new Uint8Array(0)), resume })) ?? {}
+    return { p, init }
+  })
+
+/**
+ * Creates `output` (the job's `OUT.partial`, mode 0600, never over an existing file) with
+ * the AGCM v2 header for `key` and a fresh salt, or the salt of `resume` (another file's
+ * snapshot: tests compare with a single-machine run). Returns what the segments need.
+ */
+export const startOutput = (options: { readonly source: string; readonly size: number; readonly output: string; readonly key: KeyMaterial; readonly chunkSize: number; readonly resume?: JsonValue }) =>
+  Effect.gen(function*() {
+    const { p, init } = yield* initOf(options.key, options.chunkSize, options.source, options.size, options.resume)
+    const header = init.header ?? new Uint8Array(0)
+    const snapshot = p.snapshot?.() ?? null
+    yield* p.close?.() ?? Effect.void
+    yield* Effect.try({
+      try: () => {
+        const fd = fs.openSync(options.output, "wx", 0o600)
+        try {
+          fs.writeSync(fd, header, 0, header.length, 0)
+        } finally {
+          fs.closeSync(fd)
+        }
+      },
+      catch: (e) => fromSystemError("create", options.output, e)
+    })
+    return { snapshot, chunkSize: options.chunkSize, headerBytes: header.length } satisfies FileSeal
+  })
+
+/**
+ * Seals `segment`'s chunks of `source` into `output` at their positions. The source must
+ * still be the file the job planned (`identity`: size, mtime, ctime, inode, device), before
+ * and after: otherwise `InputChanged`, and what this segment wrote must not be published
+ * (the job fails: sealing a changed source under the same nonces would reuse them).
+ *
+ * Fails with `InputChanged`, `IoError`, or the cipher's errors (`HeaderAuthFailed` when
+ * `key` is not the key the header was made with).
+ */
+export const encryptSegment = (options: {
+  readonly source: string
+  readonly identity: SourceIdentity
+  readonly output: string
+  readonly key: KeyMaterial
+  readonly seal: FileSeal
+  readonly segment: Segment
+}) =>
+  Effect.gen(function*() {
+    const { source, identity, output, seal, segment } = options
+    const check = Effect.gen(function*() {
+      const now = yield* ChunkInput.statIdentity(source)
+      const change = ChunkInput.changeOf(identity, now)
+      if (change !== undefined) return yield* new InputChanged({ path: source, detail: change })
+    })
+    yield* check
+    const { p, init } = yield* initOf(options.key, seal.chunkSize, source, identity.size, seal.snapshot)
+    const plan = ChunkSpec.planRegion(identity.size, { headerBytes: 0, chunkBytes: seal.chunkSize, shortFinal: true })
+    const specs = [...plan.chunks(segment.firstChunk, segment.firstChunk + segment.chunks)]
+    const direct = p.processDirect
+    if (direct === undefined || init.direct === undefined) return yield* Effect.die(new Error("internal error: agcm-encrypt has no direct mode"))
+    const fds = yield* Effect.try({
+      try: () => {
+        const input = fs.openSync(source, "r")
+        try {
+          return { input, out: fs.openSync(output, "r+") }
+        } catch (e) {
+          fs.closeSync(input)
+          throw e
+        }
+      },
+      catch: (e) => fromSystemError("open", output, e) as IoError
+    })
+    yield* direct(specs, {
+      inputFd: fds.input,
+      inputOffset: segment.plainStart,
+      outputFd: fds.out,
+      outputOffset: seal.headerBytes + segment.firstChunk * init.direct.outputChunkBytes,
+      input: source,
+      output
+    }).pipe(
+      Effect.andThen(Effect.try({ try: () => fs.fdatasyncSync(fds.out), catch: (e) => fromSystemError("sync", output, e) })),
+      Effect.ensuring(Effect.sync(() => {
+        fs.closeSync(fds.input)
+        fs.closeSync(fds.out)
+      })),
+      Effect.ensuring(p.close?.() ?? Effect.void)
+    )
+    yield* check
+  })

@@ -1,0 +1,81 @@
+// One segment of a distributed encryption (issue 16): segments run in any order, on fresh
+// processors (as on different runners), one of them twice, give exactly the bytes of a
+// single-machine encryption with the same key and salt; a changed source or another key
+// is refused.
+import { agcmEncrypt } from "@cage/agcm"
+import { ChunkInput, ChunkOutput, runPipeline } from "@cage/core"
+import { Effect, Exit } from "effect"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { Plan, Segment } from "../src/index.js"
+
+const key = crypto.randomBytes(32)
+const chunkSize = 16 * 1024
+let dir: string
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "cage-cluster-"))
+})
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+/** A single-machine encryption through the engine: the output's bytes and agcm-encrypt's snapshot (salt, commitment). */
+const singleMachine = async (source: string, output: string) => {
+  const p = agcmEncrypt({ key, chunkSize, workers: 1 })
+  await Effect.runPromise(Effect.gen(function*() {
+    const input = yield* ChunkInput.fromFile(source)
+    yield* runPipeline({ input, output: ChunkOutput.toFile(output), pipeline: [p] }).pipe(Effect.ensuring(input.close()))
+  }))
+  return { bytes: fs.readFileSync(output), snapshot: p.snapshot!() }
+}
+
+const shuffled = <A>(xs: ReadonlyArray<A>, seed: number) => {
+  const a = [...xs]
+  let x = seed
+  for (let i = a.length - 1; i > 0; i--) {
+    x = (x * 1103515245 + 12345) >>> 0
+    const j = x % (i + 1)
+    ;[a[i], a[j]] = [a[j], a[i]]
+  }
+  return a
+}
+
+describe("encryptSegment", () => {
+  for (const size of [0, 1, chunkSize - 1, chunkSize, chunkSize + 1, 4 * chunkSize, 4 * chunkSize + 1, 13 * chunkSize + 777]) {
+    it(`${size} bytes: segments in any order, one run twice, equal a single-machine encryption with the same salt`, async () => {
+      const source = path.join(dir, "in")
+      fs.writeFileSync(source, crypto.randomBytes(size))
+      const ref = await singleMachine(source, path.join(dir, "ref.agcm"))
+      const output = path.join(dir, "out.agcm.partial")
+      const identity = await Effect.runPromise(ChunkInput.statIdentity(source))
+      const seal = await Effect.runPromise(Segment.startOutput({ source, size, output, key: { key }, chunkSize, resume: ref.snapshot }))
+      const plan = Plan.planJob([{ path: source, size }], { headerBytes: seal.headerBytes, chunkBytes: chunkSize, overheadBytes: 16, shortFinal: true }, 4 * chunkSize)
+      expect(plan.outputBytes).toBe(ref.bytes.length)
+      const order = shuffled(plan.segments, size + 1)
+      for (const segment of [...order, order[0]]) {
+        await Effect.runPromise(Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment }))
+      }
+      expect(fs.readFileSync(output).equals(ref.bytes)).toBe(true)
+      expect(fs.statSync(output).mode & 0o777).toBe(0o600)
+    })
+  }
+
+  it("refuses a source that changed since the plan, another key, and an existing output", async () => {
+    const source = path.join(dir, "in")
+    fs.writeFileSync(source, crypto.randomBytes(5 * chunkSize))
+    const identity = await Effect.runPromise(ChunkInput.statIdentity(source))
+    const output = path.join(dir, "out.partial")
+    const seal = await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output, key: { key }, chunkSize }))
+    const [segment] = Plan.planJob([{ path: source, size: identity.size }], { headerBytes: seal.headerBytes, chunkBytes: chunkSize, overheadBytes: 16, shortFinal: true }, chunkSize).segments
+    const failure = async (e: Effect.Effect<unknown, unknown>) => {
+      const exit = await Effect.runPromiseExit(e)
+      if (Exit.isSuccess(exit)) throw new Error("expected a failure")
+      return (exit.cause.reasons.find((r) => r._tag === "Fail") as unknown as { error: { _tag: string; message: string } }).error
+    }
+    expect(await failure(Segment.encryptSegment({ source, identity, output, key: { key: crypto.randomBytes(32) }, seal, segment }))).toMatchObject({ _tag: "HeaderAuthFailed" })
+    expect(await failure(Segment.startOutput({ source, size: identity.size, output, key: { key }, chunkSize }))).toMatchObject({ _tag: "IoError" })
+    fs.appendFileSync(source, "more")
+    expect(await failure(Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment }))).toMatchObject({ _tag: "InputChanged" })
+  })
+})
