@@ -1,3 +1,3 @@
 import { library } from "../../tooling/tsup/library.js"
 
-export default library()
+export default library(["src/index.ts", "src/runner.ts"])

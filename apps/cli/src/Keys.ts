@@ -17,17 +17,15 @@
  *
  * @module
  */
-import { type KeyMaterial, wipeKey } from "@cage/agcm"
+import { KEY_FILE_BYTES, KEY_PREFIX, type KeyMaterial, parseKeyText, wipeKey } from "@cage/agcm"
 import { fromSystemError, type IoError, UsageError } from "@cage/core"
 import { Data, Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as tty from "node:tty"
 
-/** Prefix of a key line in a Cage key file. */
-export const KEY_PREFIX = "cage-key-1:"
 /** Key length in bytes (AES-256). */
-export const KEY_BYTES = 32
+export const KEY_BYTES = KEY_FILE_BYTES
 
 /** A key or passphrase file is unusable. Exit code 2 (a usage problem, not an integrity failure). */
 export class KeyFileError extends Data.TaggedError("KeyFileError")<{ readonly path: string; readonly detail: string }> {
@@ -45,19 +43,7 @@ const readSecretFile = (path: string, what: string) =>
     catch: (e) => fromSystemError(`read ${what}`, path, e)
   })
 
-/** Parses key-file text; `undefined` when it holds no valid key. */
-export const parseKeyText = (text: string): Uint8Array | undefined => {
-  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"))
-  if (lines.length !== 1) return undefined
-  let body = lines[0]
-  if (body.startsWith(KEY_PREFIX)) body = body.slice(KEY_PREFIX.length)
-  if (/^[0-9a-fA-F]{64}$/.test(body)) return Buffer.from(body, "hex")
-  if (/^[A-Za-z0-9_-]{43}$/.test(body)) {
-    const b = Buffer.from(body, "base64url")
-    return b.length === KEY_BYTES ? b : undefined
-  }
-  return undefined
-}
+export { KEY_PREFIX, parseKeyText }
 
 /** Reads a 32-byte key from `path`. The caller zeroes it after use. */
 export const readKeyFile = (path: string): Effect.Effect<Uint8Array, KeyFileError | IoError> =>

@@ -26,6 +26,7 @@ export {
   VERSION,
   wipeKey
 } from "./Format.js"
+export { KEY_FILE_BYTES, KEY_PREFIX, parseKeyText } from "./KeyFile.js"
 export { agcmDecrypt, agcmDecryptFactory, agcmEncrypt, agcmEncryptFactory, PROCESSOR_VERSION } from "./Agcm.js"
 export type { AgcmDecryptOptions, AgcmEncryptOptions } from "./Options.js"
 export {

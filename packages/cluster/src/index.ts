@@ -6,3 +6,4 @@
  */
 export * as Plan from "./Plan.js"
 export * as Segment from "./Segment.js"
+export * as Cluster from "./Cluster.js"

@@ -1,0 +1,119 @@
+/**
+ * The cluster side of a distributed AGCM encryption (issue 16, first cut): a job workflow
+ * that plans the file into segments and runs each as its own child workflow (so segments
+ * spread over runners: a workflow's activities all run on the runner owning its shard), and
+ * a segment workflow whose one activity seals the segment in place ({@link encryptSegment}).
+ *
+ * Payloads are plain JSON in PostgreSQL: paths, sizes, the source's identity, the header's
+ * non-secret snapshot (salt, key commitment), never a key. Each runner reads the key file
+ * named in the payload itself.
+ *
+ * @module
+ */
+import { parseKeyText } from "@cage/agcm"
+import { NodeClusterSocket } from "@effect/platform-node"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Option, Schema } from "effect"
+import { ClusterWorkflowEngine, RunnerAddress } from "effect/cluster"
+import { Activity, Workflow } from "effect/workflow"
+import * as fs from "node:fs"
+import * as Plan from "./Plan.js"
+import { encryptSegment } from "./Segment.js"
+
+const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
+
+/** What a job carries: everything a runner needs to seal any of its segments, and no secret. */
+export const JobPayload = Schema.Struct({
+  job: Schema.String,
+  source: Schema.String,
+  identity: Identity,
+  output: Schema.String,
+  keyFile: Schema.String,
+  chunkSize: Schema.Number,
+  headerBytes: Schema.Number,
+  snapshot: Schema.Unknown,
+  segmentBytes: Schema.Number
+})
+export type JobPayload = typeof JobPayload.Type
+
+const SegmentPayload = Schema.Struct({ ...JobPayload.fields, index: Schema.Number })
+
+/** Reads a Cage key file (as `cage keygen` writes it). The key never leaves this runner. */
+const readKey = (path: string) =>
+  Effect.try({
+    try: () => {
+      const key = parseKeyText(fs.readFileSync(path, "utf8"))
+      if (key === undefined) throw new Error(`${path}: not a key file`)
+      return key
+    },
+    catch: (e) => (e as Error).message
+  })
+
+const planOf = (p: JobPayload) =>
+  Plan.planJob([{ path: p.source, size: p.identity.size }], { headerBytes: p.headerBytes, chunkBytes: p.chunkSize, overheadBytes: 16, shortFinal: true }, p.segmentBytes)
+
+/** One segment: sealed by one activity, on whichever runner owns the segment's shard. */
+export const SegmentWorkflow = Workflow.make("cage/segment", {
+  payload: SegmentPayload,
+  success: Schema.Number,
+  error: Schema.String,
+  idempotencyKey: (p) => `${p.job}/${p.index}`
+})
+
+/** A job: its segments, each a child workflow, all at once; succeeds with the segment count. */
+export const JobWorkflow = Workflow.make("cage/job", {
+  payload: JobPayload,
+  success: Schema.Number,
+  error: Schema.String,
+  idempotencyKey: (p) => p.job
+})
+
+const segmentLayer = SegmentWorkflow.toLayer((p) =>
+  Activity.make({
+    name: "seal",
+    success: Schema.Number,
+    error: Schema.String,
+    execute: Effect.gen(function*() {
+      const segment = planOf(p).segments[p.index]
+      const key = yield* readKey(p.keyFile)
+      yield* encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment }).pipe(
+        Effect.mapError((e) => `segment ${p.index} (chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}): ${(e as { message?: string }).message ?? String(e)}`),
+        Effect.ensuring(Effect.sync(() => key.fill(0)))
+      )
+      return segment.plainEnd - segment.plainStart
+    })
+  })
+)
+
+const jobLayer = JobWorkflow.toLayer((p) =>
+  Effect.gen(function*() {
+    const segments = planOf(p).segments
+    yield* Effect.forEach(segments, (_, index) => SegmentWorkflow.execute({ ...p, index }), { concurrency: "unbounded", discard: true })
+    return segments.length
+  })
+)
+
+/** The workflows every process registers (runners execute them; clients only submit). */
+export const workflows = Layer.mergeAll(jobLayer, segmentLayer)
+
+/** Lock settings every process must share: a dead runner's shards move after about 5 s. */
+const sharding = { shardLockRefreshInterval: "1 second", shardLockExpiration: "5 seconds" } as const
+
+/** PostgreSQL at `db` (`{ host, port, username, database }`). */
+const pg = (db: { readonly host: string; readonly port: number; readonly username: string; readonly database: string }) => PgClient.layer(db)
+
+/** A runner listening on `listen` (host, port), storing shards, messages and runners in PostgreSQL. */
+export const runnerLayer = (listen: { readonly host: string; readonly port: number }, db: Parameters<typeof pg>[0]) =>
+  workflows.pipe(
+    Layer.provideMerge(ClusterWorkflowEngine.layer),
+    Layer.provideMerge(NodeClusterSocket.layer({ storage: "sql", shardingConfig: { runnerAddress: Option.some(RunnerAddress.make(listen.host, listen.port)), ...sharding } })),
+    Layer.provide(pg(db))
+  )
+
+/** A client: submits jobs and waits for them; runs no segment itself. */
+export const clientLayer = (db: Parameters<typeof pg>[0]) =>
+  workflows.pipe(
+    Layer.provideMerge(ClusterWorkflowEngine.layer),
+    Layer.provideMerge(NodeClusterSocket.layer({ storage: "sql", clientOnly: true, shardingConfig: sharding })),
+    Layer.provide(pg(db))
+  )

@@ -1,0 +1,26 @@
+/**
+ * A cluster runner process (issue 16, first cut; the `cage cluster runner` command will wrap
+ * it): `node dist/runner.js --listen HOST:PORT --db HOST:PORT[/DATABASE] [--user NAME]`.
+ * Registers with the runners table, takes shards, and runs segments until SIGTERM or
+ * SIGINT (graceful); `kill -9` is survived by the others once its shard locks expire.
+ *
+ * @module
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Layer } from "effect"
+import { runnerLayer } from "./Cluster.js"
+
+const arg = (name: string) => {
+  const i = process.argv.indexOf(name)
+  return i < 0 ? undefined : process.argv[i + 1]
+}
+const listen = /^(.+):(\d+)$/.exec(arg("--listen") ?? "")
+const db = /^(.+):(\d+)(?:\/(.+))?$/.exec(arg("--db") ?? "")
+if (listen === null || db === null) {
+  process.stderr.write("usage: runner --listen HOST:PORT --db HOST:PORT[/DATABASE] [--user NAME]\n")
+  process.exit(2)
+}
+NodeRuntime.runMain(Layer.launch(runnerLayer(
+  { host: listen[1], port: Number(listen[2]) },
+  { host: db[1], port: Number(db[2]), username: arg("--user") ?? "cage", database: db[3] ?? "postgres" }
+)))

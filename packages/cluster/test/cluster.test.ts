@@ -1,0 +1,88 @@
+// A distributed encryption on a real cluster (issue 16, first cut): a throwaway PostgreSQL,
+// two runner processes on loopback, a job submitted by this process as a client; the output
+// is byte-identical to a single-machine encryption with the same key and salt, and no table
+// holds the key.
+import { agcmEncrypt } from "@cage/agcm"
+import { ChunkInput, ChunkOutput, runPipeline } from "@cage/core"
+import { Effect } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { Cluster, Segment } from "../src/index.js"
+import { type Postgres, startPostgres } from "./postgres.js"
+
+const RUNNER = fileURLToPath(new URL("../dist/runner.js", import.meta.url))
+const chunkSize = 64 * 1024
+let pg: Postgres
+let dir: string
+const runners: Array<ChildProcess> = []
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
+
+const startRunner = async () => {
+  const port = await freePort()
+  const child = spawn(process.execPath, [RUNNER, "--listen", `127.0.0.1:${port}`, "--db", `${pg.host}:${pg.port}`], { stdio: ["ignore", "ignore", "pipe"] })
+  let stderr = ""
+  child.stderr!.on("data", (d) => (stderr += d))
+  child.on("exit", (code, signal) => {
+    if (code !== 0 && signal === null) process.stderr.write(`runner on ${port} exited ${code}: ${stderr}\n`)
+  })
+  runners.push(child)
+  return child
+}
+
+beforeAll(async () => {
+  pg = await startPostgres()
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "cage-cluster-job-"))
+}, 60_000)
+afterAll(async () => {
+  for (const r of runners) r.kill("SIGKILL")
+  pg?.stop()
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+describe("a job on two runners", () => {
+  it("encrypts a file segment by segment, byte-identical to a single-machine run with the same key and salt; no table holds the key", async () => {
+    await startRunner()
+    await startRunner()
+    const key = crypto.randomBytes(32)
+    const keyFile = path.join(dir, "k.key")
+    fs.writeFileSync(keyFile, `cage-key-1:${key.toString("base64url")}\n`, { mode: 0o600 })
+    const source = path.join(dir, "in.bin")
+    fs.writeFileSync(source, crypto.randomBytes(5 * 1024 * 1024 + 12345))
+    // The single-machine reference, and its salt.
+    const p = agcmEncrypt({ key, chunkSize, workers: 1 })
+    await Effect.runPromise(Effect.gen(function*() {
+      const input = yield* ChunkInput.fromFile(source)
+      yield* runPipeline({ input, output: ChunkOutput.toFile(path.join(dir, "ref.agcm")), pipeline: [p] }).pipe(Effect.ensuring(input.close()))
+    }))
+    const identity = await Effect.runPromise(ChunkInput.statIdentity(source))
+    const output = path.join(dir, "out.agcm.partial")
+    const seal = await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output, key: { key }, chunkSize, resume: p.snapshot!() }))
+    const payload = {
+      job: `job-${crypto.randomUUID()}`, source, identity, output, keyFile,
+      chunkSize, headerBytes: seal.headerBytes, snapshot: seal.snapshot, segmentBytes: 512 * 1024
+    }
+    const segments = await Effect.runPromise(Cluster.JobWorkflow.execute(payload).pipe(
+      Effect.provide(Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })),
+      Effect.timeout("120 seconds")
+    ))
+    expect(segments).toBe(11)
+    expect(fs.readFileSync(output).equals(fs.readFileSync(path.join(dir, "ref.agcm")))).toBe(true)
+    // Every table, dumped: no key bytes in any form.
+    const dump = pg.run("pg_dump", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "--data-only", pg.database])
+    expect(dump).toContain(payload.job)
+    for (const form of [key.toString("hex"), key.toString("base64url"), key.toString("base64")]) expect(dump).not.toContain(form)
+  }, 180_000)
+})
