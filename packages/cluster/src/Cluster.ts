@@ -68,12 +68,18 @@ export const JobWorkflow = Workflow.make("cage/job", {
   idempotencyKey: (p) => p.job
 })
 
-const segmentLayer = SegmentWorkflow.toLayer((p) =>
+/** Runner options. `segmentDelayMs`: a pause before each segment, for tests that must kill a runner while segments run. */
+export interface RunnerOptions {
+  readonly segmentDelayMs?: number
+}
+
+const segmentLayer = (options: RunnerOptions) => SegmentWorkflow.toLayer((p) =>
   Activity.make({
     name: "seal",
     success: Schema.Number,
     error: Schema.String,
     execute: Effect.gen(function*() {
+      if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
       const segment = planOf(p).segments[p.index]
       const key = yield* readKey(p.keyFile)
       yield* encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment }).pipe(
@@ -94,7 +100,7 @@ const jobLayer = JobWorkflow.toLayer((p) =>
 )
 
 /** The workflows every process registers (runners execute them; clients only submit). */
-export const workflows = Layer.mergeAll(jobLayer, segmentLayer)
+const workflows = (options: RunnerOptions = {}) => Layer.mergeAll(jobLayer, segmentLayer(options))
 
 /** Lock settings every process must share: a dead runner's shards move after about 5 s. */
 const sharding = { shardLockRefreshInterval: "1 second", shardLockExpiration: "5 seconds" } as const
@@ -103,8 +109,8 @@ const sharding = { shardLockRefreshInterval: "1 second", shardLockExpiration: "5
 const pg = (db: { readonly host: string; readonly port: number; readonly username: string; readonly database: string }) => PgClient.layer(db)
 
 /** A runner listening on `listen` (host, port), storing shards, messages and runners in PostgreSQL. */
-export const runnerLayer = (listen: { readonly host: string; readonly port: number }, db: Parameters<typeof pg>[0]) =>
-  workflows.pipe(
+export const runnerLayer = (listen: { readonly host: string; readonly port: number }, db: Parameters<typeof pg>[0], options: RunnerOptions = {}) =>
+  workflows(options).pipe(
     Layer.provideMerge(ClusterWorkflowEngine.layer),
     Layer.provideMerge(NodeClusterSocket.layer({ storage: "sql", shardingConfig: { runnerAddress: Option.some(RunnerAddress.make(listen.host, listen.port)), ...sharding } })),
     Layer.provide(pg(db))
@@ -112,7 +118,7 @@ export const runnerLayer = (listen: { readonly host: string; readonly port: numb
 
 /** A client: submits jobs and waits for them; runs no segment itself. */
 export const clientLayer = (db: Parameters<typeof pg>[0]) =>
-  workflows.pipe(
+  workflows().pipe(
     Layer.provideMerge(ClusterWorkflowEngine.layer),
     Layer.provideMerge(NodeClusterSocket.layer({ storage: "sql", clientOnly: true, shardingConfig: sharding })),
     Layer.provide(pg(db))

@@ -30,9 +30,9 @@ const freePort = () =>
     })
   })
 
-const startRunner = async () => {
+const startRunner = async (extra: ReadonlyArray<string> = []) => {
   const port = await freePort()
-  const child = spawn(process.execPath, [RUNNER, "--listen", `127.0.0.1:${port}`, "--db", `${pg.host}:${pg.port}`], { stdio: ["ignore", "ignore", "pipe"] })
+  const child = spawn(process.execPath, [RUNNER, "--listen", `127.0.0.1:${port}`, "--db", `${pg.host}:${pg.port}`, ...extra], { stdio: ["ignore", "ignore", "pipe"] })
   let stderr = ""
   child.stderr!.on("data", (d) => (stderr += d))
   child.on("exit", (code, signal) => {
@@ -41,6 +41,32 @@ const startRunner = async () => {
   runners.push(child)
   return child
 }
+
+/** A file, its single-machine encryption (the reference) and a job payload with the same salt. */
+const prepare = async (name: string, size: number, segmentBytes: number) => {
+  const key = crypto.randomBytes(32)
+  const keyFile = path.join(dir, `${name}.key`)
+  fs.writeFileSync(keyFile, `cage-key-1:${key.toString("base64url")}\n`, { mode: 0o600 })
+  const source = path.join(dir, `${name}.bin`)
+  fs.writeFileSync(source, crypto.randomBytes(size))
+  const reference = path.join(dir, `${name}.ref.agcm`)
+  const p = agcmEncrypt({ key, chunkSize, workers: 1 })
+  await Effect.runPromise(Effect.gen(function*() {
+    const input = yield* ChunkInput.fromFile(source)
+    yield* runPipeline({ input, output: ChunkOutput.toFile(reference), pipeline: [p] }).pipe(Effect.ensuring(input.close()))
+  }))
+  const identity = await Effect.runPromise(ChunkInput.statIdentity(source))
+  const output = path.join(dir, `${name}.agcm.partial`)
+  const seal = await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output, key: { key }, chunkSize, resume: p.snapshot!() }))
+  const payload = { job: `job-${crypto.randomUUID()}`, source, identity, output, keyFile, chunkSize, headerBytes: seal.headerBytes, snapshot: seal.snapshot, segmentBytes }
+  return { key, payload, output, reference }
+}
+
+const submit = (payload: Cluster.JobPayload) =>
+  Effect.runPromise(Cluster.JobWorkflow.execute(payload).pipe(
+    Effect.provide(Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })),
+    Effect.timeout("150 seconds")
+  ))
 
 beforeAll(async () => {
   pg = await startPostgres()
@@ -56,33 +82,31 @@ describe("a job on two runners", () => {
   it("encrypts a file segment by segment, byte-identical to a single-machine run with the same key and salt; no table holds the key", async () => {
     await startRunner()
     await startRunner()
-    const key = crypto.randomBytes(32)
-    const keyFile = path.join(dir, "k.key")
-    fs.writeFileSync(keyFile, `cage-key-1:${key.toString("base64url")}\n`, { mode: 0o600 })
-    const source = path.join(dir, "in.bin")
-    fs.writeFileSync(source, crypto.randomBytes(5 * 1024 * 1024 + 12345))
-    // The single-machine reference, and its salt.
-    const p = agcmEncrypt({ key, chunkSize, workers: 1 })
-    await Effect.runPromise(Effect.gen(function*() {
-      const input = yield* ChunkInput.fromFile(source)
-      yield* runPipeline({ input, output: ChunkOutput.toFile(path.join(dir, "ref.agcm")), pipeline: [p] }).pipe(Effect.ensuring(input.close()))
-    }))
-    const identity = await Effect.runPromise(ChunkInput.statIdentity(source))
-    const output = path.join(dir, "out.agcm.partial")
-    const seal = await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output, key: { key }, chunkSize, resume: p.snapshot!() }))
-    const payload = {
-      job: `job-${crypto.randomUUID()}`, source, identity, output, keyFile,
-      chunkSize, headerBytes: seal.headerBytes, snapshot: seal.snapshot, segmentBytes: 512 * 1024
-    }
-    const segments = await Effect.runPromise(Cluster.JobWorkflow.execute(payload).pipe(
-      Effect.provide(Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })),
-      Effect.timeout("120 seconds")
-    ))
+    const { key, payload, output, reference } = await prepare("a", 5 * 1024 * 1024 + 12345, 512 * 1024)
+    const segments = await submit(payload)
     expect(segments).toBe(11)
-    expect(fs.readFileSync(output).equals(fs.readFileSync(path.join(dir, "ref.agcm")))).toBe(true)
+    expect(fs.readFileSync(output).equals(fs.readFileSync(reference))).toBe(true)
     // Every table, dumped: no key bytes in any form.
     const dump = pg.run("pg_dump", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "--data-only", pg.database])
     expect(dump).toContain(payload.job)
     for (const form of [key.toString("hex"), key.toString("base64url"), key.toString("base64")]) expect(dump).not.toContain(form)
+  }, 180_000)
+
+  it("survives kill -9 of a runner mid-job: another runner is started, the job completes, byte-identical", async () => {
+    // Segments pause 1.5 s first, so the kill lands while they run; a killed runner's shards
+    // move once their locks expire (5 s); its unfinished segments run again elsewhere.
+    // The first test's runners go: only these slow ones take part.
+    for (const r of runners.splice(0)) r.kill("SIGKILL")
+    const slow = ["--segment-delay-ms", "1500"]
+    const victim = await startRunner(slow)
+    await startRunner(slow)
+    await startRunner(slow)
+    const { payload, output, reference } = await prepare("b", 3 * 1024 * 1024 + 777, 128 * 1024)
+    const job = submit(payload)
+    await new Promise((r) => setTimeout(r, 1000))
+    victim.kill("SIGKILL")
+    await startRunner(slow)
+    expect(await job).toBe(Math.ceil((3 * 1024 * 1024 + 777 + 1) / (128 * 1024)))
+    expect(fs.readFileSync(output).equals(fs.readFileSync(reference))).toBe(true)
   }, 180_000)
 })
