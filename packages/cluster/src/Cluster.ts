@@ -16,7 +16,9 @@ import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Option, Schema } from "effect"
 import { ClusterWorkflowEngine, RunnerAddress } from "effect/cluster"
 import { Activity, Workflow } from "effect/workflow"
+import { ChunkInput } from "@cage/core"
 import * as fs from "node:fs"
+import * as nodePath from "node:path"
 import * as Plan from "./Plan.js"
 import { encryptSegment } from "./Segment.js"
 
@@ -60,7 +62,7 @@ export const SegmentWorkflow = Workflow.make("cage/segment", {
   idempotencyKey: (p) => `${p.job}/${p.index}`
 })
 
-/** A job: its segments, each a child workflow, all at once; succeeds with the segment count. */
+/** A job: its segments, each a child workflow, all at once, then the output published; succeeds with the segment count. */
 export const JobWorkflow = Workflow.make("cage/job", {
   payload: JobPayload,
   success: Schema.Number,
@@ -91,10 +93,55 @@ const segmentLayer = (options: RunnerOptions) => SegmentWorkflow.toLayer((p) =>
   })
 )
 
+/**
+ * Publishes a job's output once every segment is done: the source must still be the file
+ * the job planned, then `OUT.partial` is fsynced and linked to its final name (never over
+ * an existing file), the partial name removed and the directory fsynced. Idempotent: run
+ * again after a crash, it finds the output already published.
+ */
+const publish = (p: JobPayload) =>
+  Activity.make({
+    name: "publish",
+    success: Schema.String,
+    error: Schema.String,
+    execute: Effect.gen(function*() {
+      const final = finalName(p.output)
+      if (final === p.output) return yield* Effect.fail(`the job's output ${p.output} must be named OUT.partial (it is published as OUT)`)
+      const now = yield* ChunkInput.statIdentity(p.source).pipe(Effect.mapError((e) => e.message))
+      const change = ChunkInput.changeOf(p.identity, now)
+      if (change !== undefined) return yield* Effect.fail(`${p.source} changed while the job ran (${change}): nothing published`)
+      return yield* Effect.try({
+        try: () => {
+          if (!fs.existsSync(p.output) && fs.existsSync(final)) return final
+          const fd = fs.openSync(p.output, "r")
+          try {
+            fs.fsyncSync(fd)
+          } finally {
+            fs.closeSync(fd)
+          }
+          fs.linkSync(p.output, final)
+          fs.unlinkSync(p.output)
+          const d = fs.openSync(nodePath.dirname(final), "r")
+          try {
+            fs.fsyncSync(d)
+          } finally {
+            fs.closeSync(d)
+          }
+          return final
+        },
+        catch: (e) => `publish ${final}: ${(e as Error).message}`
+      })
+    })
+  })
+
+/** The final name of a job output staged as `OUT.partial`. */
+export const finalName = (output: string) => output.replace(/\.partial$/, "")
+
 const jobLayer = JobWorkflow.toLayer((p) =>
   Effect.gen(function*() {
     const segments = planOf(p).segments
     yield* Effect.forEach(segments, (_, index) => SegmentWorkflow.execute({ ...p, index }), { concurrency: "unbounded", discard: true })
+    yield* publish(p)
     return segments.length
   })
 )
