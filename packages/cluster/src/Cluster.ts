@@ -170,3 +170,24 @@ export const clientLayer = (db: Parameters<typeof pg>[0]) =>
     Layer.provideMerge(NodeClusterSocket.layer({ storage: "sql", clientOnly: true, shardingConfig: sharding })),
     Layer.provide(pg(db))
   )
+
+/**
+ * Starts `payload`'s job (or joins it: the job id is its idempotency key) and returns its
+ * execution id at once, for {@link waitFor} or a later status query.
+ */
+export const submit = (payload: JobPayload) => JobWorkflow.execute(payload, { discard: true })
+
+/**
+ * Waits for a job by polling its durable result every `intervalMs` (default 500): each poll
+ * is a fresh request to whichever runner owns the job now, so a runner that dies while
+ * the job runs cannot strand the wait. Succeeds with the segment count, fails with the
+ * job's error.
+ */
+export const waitFor = (executionId: string, intervalMs = 500) =>
+  Effect.gen(function*() {
+    for (;;) {
+      const result = yield* JobWorkflow.poll(executionId)
+      if (Option.isSome(result) && result.value._tag === "Complete") return yield* result.value.exit
+      yield* Effect.sleep(intervalMs)
+    }
+  })

@@ -63,7 +63,7 @@ const prepare = async (name: string, size: number, segmentBytes: number) => {
 }
 
 const submit = (payload: Cluster.JobPayload) =>
-  Effect.runPromise(Cluster.JobWorkflow.execute(payload).pipe(
+  Effect.runPromise(Effect.flatMap(Cluster.submit(payload), (id) => Cluster.waitFor(id)).pipe(
     Effect.provide(Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })),
     Effect.timeout("150 seconds")
   ))
@@ -94,21 +94,29 @@ describe("a job on two runners", () => {
     for (const form of [key.toString("hex"), key.toString("base64url"), key.toString("base64")]) expect(dump).not.toContain(form)
   }, 180_000)
 
-  it("survives kill -9 of a runner mid-job: another runner is started, the job completes, byte-identical", async () => {
-    // Segments pause 1.5 s first, so the kill lands while they run; a killed runner's shards
+  it("survives kill -9 of a runner at 5 moments of 5 jobs: each time another runner is started, the job completes, byte-identical", async () => {
+    // Segments pause 1.5 s first, so the kills land while they run; a killed runner's shards
     // move once their locks expire (5 s); its unfinished segments run again elsewhere.
     // The first test's runners go: only these slow ones take part.
     for (const r of runners.splice(0)) r.kill("SIGKILL")
     const slow = ["--segment-delay-ms", "1500"]
-    const victim = await startRunner(slow)
-    await startRunner(slow)
-    await startRunner(slow)
-    const { payload, output, reference } = await prepare("b", 3 * 1024 * 1024 + 777, 128 * 1024)
-    const job = submit(payload)
-    await new Promise((r) => setTimeout(r, 1000))
-    victim.kill("SIGKILL")
-    await startRunner(slow)
-    expect(await job).toBe(Math.ceil((3 * 1024 * 1024 + 777 + 1) / (128 * 1024)))
-    expect(fs.readFileSync(Cluster.finalName(output)).equals(fs.readFileSync(reference))).toBe(true)
-  }, 180_000)
+    const live = [await startRunner(slow), await startRunner(slow), await startRunner(slow)]
+    let x = 2024
+    const next = (n: number) => ((x = (x * 1103515245 + 12345) >>> 0) % n)
+    for (let round = 0; round < 5; round++) {
+      const size = 1024 * 1024 + next(2 * 1024 * 1024)
+      const { payload, output, reference } = await prepare(`k${round}`, size, 128 * 1024)
+      const job = submit(payload)
+      // A moment from 0.2 to 2.2 s in: before, while or after the first segments end.
+      const wait = 200 + next(2000)
+      await new Promise((r) => setTimeout(r, wait))
+      const victim = live.splice(next(live.length), 1)[0]
+      victim.kill("SIGKILL")
+      live.push(await startRunner(slow))
+      const done = await job
+      expect(done, `round ${round}: killed at ${wait} ms`).toBe(Math.ceil((size + 1) / (128 * 1024)))
+      expect(fs.existsSync(output)).toBe(false)
+      expect(fs.readFileSync(Cluster.finalName(output)).equals(fs.readFileSync(reference)), `round ${round}`).toBe(true)
+    }
+  }, 300_000)
 })
