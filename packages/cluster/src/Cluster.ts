@@ -13,7 +13,7 @@
 import { parseKeyText } from "@cage/agcm"
 import { NodeClusterSocket } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Cause, Effect, Layer, Option, Schema } from "effect"
 import { ClusterWorkflowEngine, RunnerAddress } from "effect/cluster"
 import { Activity, Workflow } from "effect/workflow"
 import { ChunkInput } from "@cage/core"
@@ -137,10 +137,38 @@ const publish = (p: JobPayload) =>
 /** The final name of a job output staged as `OUT.partial`. */
 export const finalName = (output: string) => output.replace(/\.partial$/, "")
 
+/**
+ * How often a job looks at its segments' results (ms). The job starts every segment as a
+ * detached child workflow and then polls their stored results instead of awaiting them:
+ * a job waiting on children could not be interrupted when its shard moved to another
+ * runner (effect 4.0.6), so the old owner never released the shard and the job stalled.
+ */
+const pollIntervalMs = 500
+/** Segment results read per poll (one storage read each). */
+const pollBatch = 64
+
 const jobLayer = JobWorkflow.toLayer((p) =>
   Effect.gen(function*() {
     const segments = planOf(p).segments
-    yield* Effect.forEach(segments, (_, index) => SegmentWorkflow.execute({ ...p, index }), { concurrency: "unbounded", discard: true })
+    const ids = yield* Effect.forEach(segments, (_, index) => SegmentWorkflow.execute({ ...p, index }, { discard: true, detached: true }), { concurrency: 16 })
+    // Pending segments in plan order; each poll reads the first `pollBatch` of them.
+    let pending = ids.map((id, index) => ({ id, index }))
+    while (pending.length > 0) {
+      const batch = pending.slice(0, pollBatch)
+      const done = new Set<number>()
+      for (const { id, index } of batch) {
+        const result = yield* SegmentWorkflow.poll(id)
+        if (Option.isNone(result) || result.value._tag !== "Complete") continue
+        const exit = result.value.exit
+        if (exit._tag === "Failure") {
+          const error = Cause.findErrorOption(exit.cause)
+          return yield* Effect.fail(Option.isSome(error) ? error.value : `segment ${index}: ${Cause.pretty(exit.cause)}`)
+        }
+        done.add(index)
+      }
+      pending = pending.filter(({ index }) => !done.has(index))
+      if (done.size < batch.length) yield* Effect.sleep(pollIntervalMs)
+    }
     yield* publish(p)
     return segments.length
   })
