@@ -64,7 +64,9 @@ fiber.addObserver((exit) => {
   } else {
     // Typed failures were reported above; what is left is a defect: a bug, said as such.
     const defect = Cause.squash(exit.cause)
-    process.stderr.write(`cage: internal error: ${defect instanceof Error ? defect.stack ?? defect.message : String(defect)}\n`)
+    // No stack trace for users (it can echo paths and input); CAGE_DEBUG=1 shows it.
+    const where = process.env.CAGE_DEBUG === "1" && defect instanceof Error ? `\n${defect.stack}` : ""
+    process.stderr.write(`cage: internal error: ${defect instanceof Error ? defect.message : String(defect)} (a bug in cage; CAGE_DEBUG=1 shows where)${where}\n`)
     code = 1
   }
   process.exit(code)

@@ -15,12 +15,13 @@ import { configCommand, keygenCommand, migrateCommand, processorsCommand } from 
 import { auditCommand } from "./commands/audit.js"
 import { backupCommand } from "./commands/backup.js"
 import { jsonCommand } from "./commands/json.js"
+import { clusterCommand } from "./commands/cluster.js"
 
 export const VERSION = "0.1.0"
 
 export const root = Command.make("cage").pipe(
   Command.withDescription("Bounded-memory, resumable, chunked file encryption"),
-  Command.withSubcommands([encryptCommand, decryptCommand, keygenCommand, chunkCommand, migrateCommand, jsonCommand, backupCommand, auditCommand, processorsCommand, configCommand])
+  Command.withSubcommands([encryptCommand, decryptCommand, keygenCommand, chunkCommand, migrateCommand, jsonCommand, backupCommand, auditCommand, processorsCommand, configCommand, clusterCommand])
 )
 
 /**

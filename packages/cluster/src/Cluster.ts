@@ -40,8 +40,8 @@ export type JobPayload = typeof JobPayload.Type
 
 const SegmentPayload = Schema.Struct({ ...JobPayload.fields, index: Schema.Number })
 
-/** Reads a Cage key file (as `cage keygen` writes it). The key never leaves this runner. */
-const readKey = (path: string) =>
+/** Reads a Cage key file (as `cage keygen` writes it). The key never leaves this runner; the caller zeroes it. Fails with a message naming the file. */
+export const readKey = (path: string) =>
   Effect.try({
     try: () => {
       const key = parseKeyText(fs.readFileSync(path, "utf8"))
@@ -51,7 +51,8 @@ const readKey = (path: string) =>
     catch: (e) => (e as Error).message
   })
 
-const planOf = (p: JobPayload) =>
+/** A job's segments, rebuilt from its payload (the same on every runner). */
+export const planOf = (p: JobPayload) =>
   Plan.planJob([{ path: p.source, size: p.identity.size }], { headerBytes: p.headerBytes, chunkBytes: p.chunkSize, overheadBytes: 16, shortFinal: true }, p.segmentBytes)
 
 /** One segment: sealed by one activity, on whichever runner owns the segment's shard. */
@@ -171,8 +172,20 @@ const jobLayer = JobWorkflow.toLayer((p) =>
     }
     yield* publish(p)
     return segments.length
-  })
+  }).pipe(
+    // A job that failed cannot be resumed: its staged output goes (ciphertext only).
+    Effect.tapError(() => discard(p))
+  )
 )
+
+/** Removes a failed job's `OUT.partial`. */
+const discard = (p: JobPayload) =>
+  Activity.make({
+    name: "discard",
+    success: Schema.Void,
+    error: Schema.String,
+    execute: Effect.sync(() => fs.rmSync(p.output, { force: true }))
+  })
 
 /** The workflows every process registers (runners execute them; clients only submit). */
 const workflows = (options: RunnerOptions = {}) => Layer.mergeAll(jobLayer, segmentLayer(options))
@@ -196,7 +209,8 @@ export const clientLayer = (db: Parameters<typeof pg>[0]) =>
   workflows().pipe(
     Layer.provideMerge(ClusterWorkflowEngine.layer),
     Layer.provideMerge(NodeClusterSocket.layer({ storage: "sql", clientOnly: true, shardingConfig: sharding })),
-    Layer.provide(pg(db))
+    // Kept in the output: status reads a job's request from the cluster's tables.
+    Layer.provideMerge(pg(db))
   )
 
 /**

@@ -8,13 +8,12 @@ import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Cluster, Segment } from "../src/index.js"
-import { type Postgres, startPostgres } from "./postgres.js"
+import { freePort, type Postgres, startPostgres } from "../src/Postgres.js"
 
 const RUNNER = fileURLToPath(new URL("../dist/runner.js", import.meta.url))
 const chunkSize = 64 * 1024
@@ -22,13 +21,6 @@ let pg: Postgres
 let dir: string
 const runners: Array<ChildProcess> = []
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
 
 const startRunner = async (extra: ReadonlyArray<string> = []) => {
   const port = await freePort()

@@ -8,7 +8,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type Postgres, startPostgres } from "./postgres.js"
+import { type Postgres, startPostgres } from "../src/Postgres.js"
 
 let pg: Postgres
 beforeAll(async () => {

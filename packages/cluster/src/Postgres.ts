@@ -5,7 +5,8 @@
  * authentication on 127.0.0.1 only; the socket lives in the data directory. `stop()` shuts
  * it down at once and removes the directory.
  *
- * @internal
+ * For tests and the demo, and for trying a cluster by hand (`startPostgres()` from a
+ * script); not a way to run a production database.
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -21,8 +22,8 @@ export const binDir = (): string | undefined => {
   return versions.length > 0 ? path.join(root, versions[0], "bin") : undefined
 }
 
-/** A free TCP port on 127.0.0.1 (the kernel's choice; released before the server takes it). */
-const freePort = () =>
+/** A free TCP port on 127.0.0.1 (the kernel's choice; released before the caller takes it: a server, a runner). */
+export const freePort = () =>
   new Promise<number>((resolve, reject) => {
     const s = net.createServer()
     s.once("error", reject)

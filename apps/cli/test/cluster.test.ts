@@ -1,0 +1,106 @@
+// `cage cluster` end to end (issue 16): a throwaway PostgreSQL, two `cage cluster runner`
+// processes on loopback, jobs submitted, watched and cancelled through the CLI; outputs read
+// back by the single-machine `cage decrypt`; refusals in the user's terms.
+import { Postgres } from "@cage/cluster"
+import type { ChildProcess } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { cage, cageAsync, tempDir, writeRandom } from "./helpers.js"
+
+let pg: Postgres.Postgres
+let db: string
+let dir: string
+const runners: Array<ChildProcess> = []
+
+
+beforeAll(async () => {
+  pg = await Postgres.startPostgres()
+  db = `postgres://${pg.username}@${pg.host}:${pg.port}/${pg.database}`
+  dir = tempDir()
+  for (let i = 0; i < 2; i++) runners.push(cageAsync(["cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", db]))
+  expect(cage(["keygen", "-o", path.join(dir, "k.key"), "-q"]).code).toBe(0)
+}, 60_000)
+
+afterAll(() => {
+  for (const r of runners) r.kill("SIGKILL")
+  pg?.stop()
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+describe("cage cluster", () => {
+  it("submit --wait encrypts across the runners; cage decrypt reads the output; status reports the job; the database never holds the key", () => {
+    const src = path.join(dir, "a.bin")
+    writeRandom(src, 9 * 1024 * 1024 + 4321)
+    const key = path.join(dir, "k.key")
+    const r = cage(["cluster", "submit", "encrypt", src, "--key", key, "--db", db, "--segment-size", "1MiB", "--wait", "--json"])
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+    const result = JSON.parse(r.stdout.toString())
+    expect(result).toMatchObject({ state: "done", segments: 10, done: 10, failed: [], output: `${src}.agcm` })
+    expect(fs.existsSync(`${src}.agcm.partial`)).toBe(false)
+    expect(fs.statSync(`${src}.agcm`).mode & 0o777).toBe(0o600)
+    expect(cage(["decrypt", `${src}.agcm`, "-o", path.join(dir, "a.out"), "--key", key, "-q"]).code).toBe(0)
+    expect(fs.readFileSync(path.join(dir, "a.out")).equals(fs.readFileSync(src))).toBe(true)
+    const s = cage(["cluster", "status", result.job, "--db", db])
+    expect(s.code).toBe(0)
+    expect(s.stdout.toString()).toContain("done, published")
+    expect(s.stdout.toString()).toContain("segments 10/10 done")
+    const keyText = fs.readFileSync(key, "utf8")
+    const dump = pg.run("pg_dump", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "--data-only", pg.database])
+    expect(dump).toContain(result.job)
+    for (const line of keyText.split("\n").filter((l) => l.startsWith("cage-key-1:"))) {
+      const b64 = line.slice("cage-key-1:".length).trim()
+      const raw = Buffer.from(b64, "base64url")
+      for (const form of [b64, raw.toString("hex"), raw.toString("base64")]) expect(dump).not.toContain(form)
+    }
+  }, 120_000)
+
+  it("refuses in the user's terms: an output that exists or is being written, a bad key file, a missing input, a bad --db, an unknown job", () => {
+    const src = path.join(dir, "b.bin")
+    writeRandom(src, 100_000)
+    const key = path.join(dir, "k.key")
+    fs.writeFileSync(path.join(dir, "b.bin.agcm"), "mine")
+    let r = cage(["cluster", "submit", "encrypt", src, "--key", key, "--db", db])
+    expect([r.code, r.stderr]).toEqual([2, `cage: error: ${path.join(dir, "b.bin.agcm")} exists (cluster jobs never replace a file)\n`])
+    expect(fs.readFileSync(path.join(dir, "b.bin.agcm"), "utf8")).toBe("mine")
+    fs.writeFileSync(path.join(dir, "c.agcm.partial"), "another job's")
+    r = cage(["cluster", "submit", "encrypt", src, "-o", path.join(dir, "c.agcm"), "--key", key, "--db", db])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain("c.agcm.partial exists: another job writes")
+    expect(fs.readFileSync(path.join(dir, "c.agcm.partial"), "utf8")).toBe("another job's")
+    r = cage(["cluster", "submit", "encrypt", src, "-o", path.join(dir, "d.agcm"), "--key", src, "--db", db])
+    expect([r.code, r.stderr]).toEqual([2, `cage: error: --key ${src}: not a key file\n`])
+    r = cage(["cluster", "submit", "encrypt", path.join(dir, "none"), "--key", key, "--db", db])
+    expect(r.code).toBe(4)
+    expect(r.stderr).toContain(`${path.join(dir, "none")}: `)
+    r = cage(["cluster", "status", "0123456789abcdef", "--db", db])
+    expect([r.code, r.stderr]).toEqual([3, "cage: error: no job 0123456789abcdef in this cluster\n"])
+    r = cage(["cluster", "status", "0123456789abcdef", "--db", `postgres://cage:secret@${pg.host}:${pg.port}/postgres`])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain("a password on the command line")
+    expect(r.stderr).not.toContain("secret")
+    for (const out of ["d.agcm", "d.agcm.partial", "none.agcm.partial"]) expect(fs.existsSync(path.join(dir, out))).toBe(false)
+  }, 60_000)
+
+  it("cancel stops a job and removes its staged output; nothing is published", async () => {
+    // No runner while the job is submitted and cancelled: it cannot have finished first.
+    for (const r of runners.splice(0)) r.kill("SIGTERM")
+    const src = path.join(dir, "e.bin")
+    writeRandom(src, 4 * 1024 * 1024)
+    const key = path.join(dir, "k.key")
+    const r = cage(["cluster", "submit", "encrypt", src, "--key", key, "--db", db, "--segment-size", "1MiB"])
+    expect(r.code).toBe(0)
+    const job = r.stdout.toString().trim()
+    expect(fs.existsSync(`${src}.agcm.partial`)).toBe(true)
+    const c = cage(["cluster", "cancel", job, "--db", db])
+    expect([c.code, c.stderr]).toEqual([0, `cage: job ${job} cancelled; ${src}.agcm.partial removed, nothing published\n`])
+    expect(fs.existsSync(`${src}.agcm.partial`)).toBe(false)
+    // Runners started after the cancel find nothing to run for it, and publish nothing.
+    for (let i = 0; i < 2; i++) runners.push(cageAsync(["cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", db]))
+    await new Promise((r) => setTimeout(r, 8000))
+    expect(fs.existsSync(`${src}.agcm`)).toBe(false)
+    const s = cage(["cluster", "status", job, "--db", db, "--json"])
+    expect(JSON.parse(s.stdout.toString())).toMatchObject({ state: "failed" })
+  }, 60_000)
+})

@@ -1,0 +1,168 @@
+/**
+ * Jobs as a user sees them (what `cage cluster submit|status|cancel` call): start an
+ * encryption job, read its progress from the cluster's storage, cancel it.
+ *
+ * A job's id is its workflow execution id (a hex string the cluster derives from the job's
+ * idempotency key). Everything here needs the client layer (`Cluster.clientLayer`), so a
+ * `SqlClient` to the cluster's PostgreSQL.
+ *
+ * @module
+ */
+import { DEFAULT_CHUNK_SIZE } from "@cage/agcm"
+import { ChunkInput } from "@cage/core"
+import { Data, Effect, Option, Schema } from "effect"
+import { SqlClient } from "effect/sql"
+import { randomUUID } from "node:crypto"
+import * as fs from "node:fs"
+import * as nodePath from "node:path"
+import { finalName, JobPayload, JobWorkflow, planOf, readKey, SegmentWorkflow } from "./Cluster.js"
+import { startOutput } from "./Segment.js"
+
+/** A job request the user got wrong, or a job that does not exist. `exitCode` 2 (usage), 3 (not found). */
+export class JobError extends Data.TaggedError("JobError")<{ readonly detail: string; readonly exitCode: number }> {
+  override get message() {
+    return this.detail
+  }
+}
+
+/** Default segment size: 64 MiB of plaintext, one activity each. */
+export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+
+/**
+ * Starts encrypting `source` into `output` (published as `output` once every segment is
+ * done; staged as `output.partial`, 0600, header written here). `keyFile` is read here to
+ * write the header, and by each runner for its segments: it must be the same path on every
+ * machine. Refuses at once (JobError, exit 2) when `output` or `output.partial` exists: one
+ * writer per output. Returns the job id and its payload (no secret in it).
+ */
+export const startEncrypt = (options: {
+  readonly source: string
+  readonly output: string
+  readonly keyFile: string
+  readonly chunkSize?: number
+  readonly segmentBytes?: number
+  /** An AGCM snapshot whose salt to reuse (tests and the demo compare with a single-machine run). */
+  readonly resume?: unknown
+}) =>
+  Effect.gen(function*() {
+    const source = nodePath.resolve(options.source)
+    const output = nodePath.resolve(options.output)
+    const keyFile = nodePath.resolve(options.keyFile)
+    if (fs.existsSync(output)) return yield* new JobError({ detail: `${options.output} exists (cluster jobs never replace a file)`, exitCode: 2 })
+    if (output === source || output === keyFile) return yield* new JobError({ detail: `${options.output} is a file this job reads`, exitCode: 2 })
+    const identity = yield* ChunkInput.statIdentity(source).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: 4 })))
+    const key = yield* readKey(keyFile).pipe(Effect.mapError((detail) => new JobError({ detail: `--key ${detail}`, exitCode: 2 })))
+    const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
+    const partial = `${output}.partial`
+    const seal = yield* startOutput({ source, size: identity.size, output: partial, key: { key }, chunkSize, ...(options.resume === undefined ? {} : { resume: options.resume as never }) }).pipe(
+      Effect.mapError((e) => new JobError({ detail: (e as { code?: string }).code === "EEXIST" || fs.existsSync(partial) ? `${options.output}.partial exists: another job writes ${options.output} (or an earlier one was cancelled: remove it)` : (e as Error).message, exitCode: 2 })),
+      Effect.ensuring(Effect.sync(() => key.fill(0)))
+    )
+    const payload: JobPayload = {
+      job: randomUUID(),
+      source,
+      identity,
+      output: partial,
+      keyFile,
+      chunkSize,
+      headerBytes: seal.headerBytes,
+      snapshot: seal.snapshot,
+      segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES
+    }
+    const id = yield* JobWorkflow.execute(payload, { discard: true })
+    return { id, payload }
+  })
+
+/** Where a job stands. `done`/`failed` count segments; `result` is set once the job ended. */
+export interface JobStatus {
+  readonly id: string
+  readonly source: string
+  readonly output: string
+  readonly bytes: number
+  readonly segments: number
+  readonly done: number
+  readonly doneBytes: number
+  readonly failed: ReadonlyArray<{ readonly segment: number; readonly chunks: string; readonly error: string }>
+  readonly result: { readonly ok: true } | { readonly ok: false; readonly error: string } | undefined
+  /** The header's public values (salt, key commitment): nothing secret. */
+  readonly snapshot: unknown
+}
+
+const decodePayload = Schema.decodeUnknownEffect(Schema.fromJsonString(JobPayload))
+
+/**
+ * The payload a job was submitted with, read from the cluster's message table (the run
+ * request of `Workflow/cage/job/ID`). Fails with JobError (exit 3) when there is no such job.
+ */
+export const payloadOf = (id: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if (!/^[0-9a-f]{8,64}$/.test(id)) return yield* new JobError({ detail: `${id} is not a job id (hex, as cage cluster submit printed it)`, exitCode: 2 })
+    const rows = yield* sql<{ payload: string }>`SELECT payload FROM cluster_messages WHERE message_id = ${`Workflow/cage/job/${id}/run/`}`.pipe(
+      Effect.mapError((e) => new JobError({ detail: `reading the cluster's tables: ${e.message}`, exitCode: 4 }))
+    )
+    if (rows.length === 0) return yield* new JobError({ detail: `no job ${id} in this cluster`, exitCode: 3 })
+    return yield* decodePayload(rows[0].payload).pipe(Effect.mapError(() => new JobError({ detail: `job ${id}: its stored request is not a Cage job this version reads`, exitCode: 3 })))
+  })
+
+/** Reads a job's progress: each segment's stored result, then the job's own. */
+export const status = (id: string, payload?: JobPayload) =>
+  Effect.gen(function*() {
+    const p = payload ?? (yield* payloadOf(id))
+    const segments = planOf(p).segments
+    let done = 0
+    let doneBytes = 0
+    const failed: Array<JobStatus["failed"][number]> = []
+    for (const s of segments) {
+      const segmentId = yield* SegmentWorkflow.executionId({ ...p, index: s.index })
+      const r = yield* SegmentWorkflow.poll(segmentId)
+      if (Option.isNone(r) || r.value._tag !== "Complete") continue
+      const exit = r.value.exit
+      if (exit._tag === "Success") {
+        done++
+        doneBytes += s.plainEnd - s.plainStart
+      } else failed.push({ segment: s.index, chunks: `${s.firstChunk}..${s.firstChunk + s.chunks - 1}`, error: errorText(exit) })
+    }
+    const job = yield* JobWorkflow.poll(id)
+    const result: JobStatus["result"] = Option.isNone(job) || job.value._tag !== "Complete"
+      ? undefined
+      : job.value.exit._tag === "Success"
+      ? { ok: true }
+      : { ok: false, error: errorText(job.value.exit) }
+    return {
+      id,
+      source: p.source,
+      output: finalName(p.output),
+      bytes: p.identity.size,
+      segments: segments.length,
+      done,
+      doneBytes,
+      failed,
+      result,
+      snapshot: p.snapshot
+    } satisfies JobStatus
+  })
+
+const errorText = (exit: { readonly _tag: "Failure"; readonly cause: unknown } | { readonly _tag: string; readonly cause?: unknown }): string => {
+  const cause = exit.cause as { reasons?: ReadonlyArray<{ _tag: string; error?: unknown; defect?: unknown }> } | undefined
+  const first = cause?.reasons?.[0]
+  if (first === undefined) return "interrupted"
+  if (first._tag === "Fail") return String(first.error)
+  if (first._tag === "Interrupt") return "cancelled"
+  return `internal error: ${String((first.defect as Error | undefined)?.message ?? first.defect)}`
+}
+
+/**
+ * Cancels a job: interrupts the job and each of its segments (segments run detached, so
+ * each is interrupted itself), then removes `OUT.partial` (ciphertext only; nothing is
+ * published). A segment a runner is sealing at that moment may still finish writing into
+ * the removed file.
+ */
+export const cancel = (id: string) =>
+  Effect.gen(function*() {
+    const p = yield* payloadOf(id)
+    yield* JobWorkflow.interrupt(id)
+    for (const s of planOf(p).segments) yield* SegmentWorkflow.interrupt(yield* SegmentWorkflow.executionId({ ...p, index: s.index }))
+    yield* Effect.sync(() => fs.rmSync(p.output, { force: true }))
+    return p
+  })
