@@ -40,3 +40,31 @@ describe("pnpm demo", () => {
     expect(fs.readdirSync(dir)).toEqual(["small.bin"])
   }, 60_000)
 })
+
+const DEMO_CLUSTER = fileURLToPath(new URL("../../../scripts/demo-cluster.mjs", import.meta.url))
+
+describe("pnpm demo:cluster", () => {
+  it("encrypts 512 MiB on 3 runners with one kill -9 mid-job, byte-identical to a single-machine run, and stops everything it started", () => {
+    const r = spawnSync(process.execPath, [DEMO_CLUSTER], { encoding: "utf8", maxBuffer: 1 << 26 })
+    expect(r.stderr).toBe("")
+    expect(r.status).toBe(0)
+    const lines = r.stdout.trim().split("\n")
+    expect(lines.at(-1)).toMatch(/^cluster demo: OK \{"bytes":536870912,"segments":33,/)
+    const kill = lines.find((l) => l.startsWith("== kill -9 runner"))
+    const m = /^== kill -9 runner 127\.0\.0\.1:(\d+) at [\d.]+ s \((\d+)\/33 segments done\)$/.exec(kill ?? "")
+    expect(m, kill).not.toBeNull()
+    expect(Number(m![2])).toBeGreaterThanOrEqual(1)
+    expect(Number(m![2])).toBeLessThan(33)
+    const sums = lines.filter((l) => l.startsWith("== SHA-256")).map((l) => /[0-9a-f]{64}/.exec(l)?.[0])
+    expect(sums).toHaveLength(2)
+    expect(sums[0]).toMatch(/^[0-9a-f]{64}$/)
+    expect(sums[0]).toBe(sums[1])
+    // Its temp directory (input, outputs, key) is gone, and so are the runners and the server.
+    const work = /in (\S+cage-cluster-demo-\S+)$/.exec(lines[0])![1]
+    expect(fs.existsSync(work)).toBe(false)
+    const ports = [...r.stdout.matchAll(/127\.0\.0\.1:(\d+)/g)].map((x) => x[1])
+    const listening = spawnSync("ss", ["-ltnH"], { encoding: "utf8" }).stdout
+    for (const port of ports) expect(listening).not.toContain(`127.0.0.1:${port} `)
+  }, 180_000)
+})
+

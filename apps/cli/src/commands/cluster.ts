@@ -135,10 +135,13 @@ const summary = (s: import("@cage/cluster").Job.JobStatus) => ({
 const statusCommand = Command.make("status", {
   job: Argument.String("job").pipe(Argument.withDescription("Job id (as submit printed it)")),
   db,
-  json
+  wait: Flag.Boolean("wait").pipe(Flag.withDescription("Show the job's progress until it ends and exit with its exit code"), Flag.withDefault(false)),
+  json,
+  quiet
 }, (f) =>
   asClient(f.db, (c) =>
     Effect.gen(function*() {
+      if (f.wait) return yield* waitAndReport(c, f.job, yield* c.Job.payloadOf(f.job), f)
       const s = yield* c.Job.status(f.job)
       if (f.json) return yield* printJson(summary(s))
       const state = s.result === undefined ? "running" : s.result.ok ? "done, published" : `failed: ${s.result.error}`
