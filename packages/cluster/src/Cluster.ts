@@ -16,11 +16,10 @@ import { PgClient } from "@effect/sql-pg"
 import { Cause, Effect, Layer, Option, Schema } from "effect"
 import { ClusterWorkflowEngine, RunnerAddress } from "effect/cluster"
 import { Activity, Workflow } from "effect/workflow"
-import { ChunkInput } from "@cage/core"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import * as Plan from "./Plan.js"
-import { encryptSegment } from "./Segment.js"
+import { encryptSegment, sourceUnchanged } from "./Segment.js"
 
 const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
 
@@ -108,12 +107,20 @@ const publish = (p: JobPayload) =>
     execute: Effect.gen(function*() {
       const final = finalName(p.output)
       if (final === p.output) return yield* Effect.fail(`the job's output ${p.output} must be named OUT.partial (it is published as OUT)`)
-      const now = yield* ChunkInput.statIdentity(p.source).pipe(Effect.mapError((e) => e.message))
-      const change = ChunkInput.changeOf(p.identity, now)
-      if (change !== undefined) return yield* Effect.fail(`${p.source} changed while the job ran (${change}): nothing published`)
+      yield* sourceUnchanged(p.source, p.identity).pipe(
+        Effect.mapError((e) => e._tag === "InputChanged" ? `${p.source} changed while the job ran (${e.detail}): nothing published` : e.message)
+      )
       return yield* Effect.try({
         try: () => {
+          // Run again after a crash: already published (the partial name gone), or crashed
+          // between link and unlink (both names, one file).
           if (!fs.existsSync(p.output) && fs.existsSync(final)) return final
+          if (fs.existsSync(final)) {
+            const [a, b] = [fs.statSync(p.output), fs.statSync(final)]
+            if (a.ino !== b.ino || a.dev !== b.dev) throw new Error(`${final} exists: it is not this job's output, and is left as it is`)
+            fs.unlinkSync(p.output)
+            return final
+          }
           const fd = fs.openSync(p.output, "r")
           try {
             fs.fsyncSync(fd)

@@ -56,6 +56,18 @@ export const startOutput = (options: { readonly source: string; readonly size: n
   })
 
 /**
+ * Fails with `InputChanged` unless `source` is still the file `identity` describes: same
+ * size, modification and status-change times, inode. The device number is not compared: on
+ * a shared filesystem (NFS, CephFS) each machine numbers the mount differently.
+ */
+export const sourceUnchanged = (source: string, identity: SourceIdentity) =>
+  Effect.gen(function*() {
+    const now = yield* ChunkInput.statIdentity(source)
+    const change = ChunkInput.changeOf(identity, { ...now, dev: identity.dev })
+    if (change !== undefined) return yield* new InputChanged({ path: source, detail: change })
+  })
+
+/**
  * Seals `segment`'s chunks of `source` into `output` at their positions. The source must
  * still be the file the job planned (`identity`: size, mtime, ctime, inode, device), before
  * and after: otherwise `InputChanged`, and what this segment wrote must not be published
@@ -74,13 +86,29 @@ export const encryptSegment = (options: {
 }) =>
   Effect.gen(function*() {
     const { source, identity, output, seal, segment } = options
-    const check = Effect.gen(function*() {
-      const now = yield* ChunkInput.statIdentity(source)
-      const change = ChunkInput.changeOf(identity, now)
-      if (change !== undefined) return yield* new InputChanged({ path: source, detail: change })
-    })
+    const check = sourceUnchanged(source, identity)
     yield* check
     const { p, init } = yield* initOf(options.key, seal.chunkSize, source, identity.size, seal.snapshot)
+    // The header on disk must be the one this job's snapshot makes (same salt, key
+    // commitment, chunk size): sealing under a header the file does not carry would give
+    // chunks no reader can open.
+    const header = init.header ?? new Uint8Array(0)
+    const onDisk = yield* Effect.try({
+      try: () => {
+        const fd = fs.openSync(output, "r")
+        try {
+          const b = Buffer.alloc(header.length)
+          return b.subarray(0, fs.readSync(fd, b, 0, b.length, 0))
+        } finally {
+          fs.closeSync(fd)
+        }
+      },
+      catch: (e) => fromSystemError("open", output, e) as IoError
+    }).pipe(Effect.tapError(() => p.close?.() ?? Effect.void))
+    if (!onDisk.equals(header)) {
+      yield* p.close?.() ?? Effect.void
+      return yield* new InputChanged({ path: output, detail: "its header is not the one this job wrote (another job's output, or a damaged file)" })
+    }
     const plan = ChunkSpec.planRegion(identity.size, { headerBytes: 0, chunkBytes: seal.chunkSize, shortFinal: true })
     const specs = [...plan.chunks(segment.firstChunk, segment.firstChunk + segment.chunks)]
     const direct = p.processDirect

@@ -61,7 +61,7 @@ describe("encryptSegment", () => {
     })
   }
 
-  it("refuses a source that changed since the plan, another key, and an existing output", async () => {
+  it("refuses a source that changed since the plan, another key, an existing output and an output with another header; ignores the device number", async () => {
     const source = path.join(dir, "in")
     fs.writeFileSync(source, crypto.randomBytes(5 * chunkSize))
     const identity = await Effect.runPromise(ChunkInput.statIdentity(source))
@@ -75,6 +75,14 @@ describe("encryptSegment", () => {
     }
     expect(await failure(Segment.encryptSegment({ source, identity, output, key: { key: crypto.randomBytes(32) }, seal, segment }))).toMatchObject({ _tag: "HeaderAuthFailed" })
     expect(await failure(Segment.startOutput({ source, size: identity.size, output, key: { key }, chunkSize }))).toMatchObject({ _tag: "IoError" })
+    // Another job's output under this name (same key, another salt): its header is not this job's.
+    const other = path.join(dir, "other.partial")
+    await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output: other, key: { key }, chunkSize }))
+    const wrong = await failure(Segment.encryptSegment({ source, identity, output: other, key: { key }, seal, segment }))
+    expect(wrong).toMatchObject({ _tag: "InputChanged" })
+    expect(wrong.message).toContain("its header is not the one this job wrote")
+    // The device number is not part of the check (each machine numbers a shared mount its own way).
+    await Effect.runPromise(Segment.encryptSegment({ source, identity: { ...identity, dev: "12345" }, output, key: { key }, seal, segment }))
     fs.appendFileSync(source, "more")
     expect(await failure(Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment }))).toMatchObject({ _tag: "InputChanged" })
   })
