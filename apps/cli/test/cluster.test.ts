@@ -56,6 +56,37 @@ describe("cage cluster", () => {
     }
   }, 120_000)
 
+  it("submit decrypt: the runners decrypt an AGCM file (cage encrypt's) byte for byte; a damaged chunk fails the job naming it, and nothing is published", () => {
+    const src = path.join(dir, "f.bin")
+    writeRandom(src, 5 * 1024 * 1024 + 999)
+    const key = path.join(dir, "k.key")
+    expect(cage(["encrypt", src, "-o", `${src}.agcm`, "--key", key, "-q"]).code).toBe(0)
+    let r = cage(["cluster", "submit", "decrypt", `${src}.agcm`, "-o", path.join(dir, "f.out"), "--key", key, "--db", db, "--segment-size", "1MiB", "--wait", "--json"])
+    expect([r.code, r.stderr]).toEqual([0, ""])
+    expect(JSON.parse(r.stdout.toString())).toMatchObject({ state: "done", segments: 6, done: 6, bytes: 5 * 1024 * 1024 + 999 })
+    expect(fs.readFileSync(path.join(dir, "f.out")).equals(fs.readFileSync(src))).toBe(true)
+    expect(fs.statSync(path.join(dir, "f.out")).mode & 0o777).toBe(0o600)
+    // One byte of chunk 37 (of 81 chunks of 64 KiB) flipped: the job fails naming that chunk.
+    const damaged = path.join(dir, "g.agcm")
+    const bytes = fs.readFileSync(`${src}.agcm`)
+    const headerBytes = bytes.length - (5 * 1024 * 1024 + 999) - 81 * 16
+    bytes[headerBytes + 37 * (65536 + 16) + 1000] ^= 1
+    fs.writeFileSync(damaged, bytes)
+    r = cage(["cluster", "submit", "decrypt", damaged, "-o", path.join(dir, "g.out"), "--key", key, "--db", db, "--segment-size", "1MiB", "--wait"])
+    expect(r.code).toBe(3)
+    // Segments of 1 MiB of ciphertext hold 15 chunks: chunk 37 is in segment 2.
+    expect(r.stderr.split("\n").at(-2)).toMatch(/^cage: error: job [0-9a-f]+ failed: segment 2 \(chunks 30\.\.44\) on runner 127\.0\.0\.1:\d+: chunk 37 failed authentication.*; nothing published under \S+g\.out$/)
+    expect(fs.existsSync(path.join(dir, "g.out"))).toBe(false)
+    expect(fs.existsSync(path.join(dir, "g.out.partial"))).toBe(false)
+    // Another key: refused before anything is created.
+    const other = path.join(dir, "other.key")
+    expect(cage(["keygen", "-o", other, "-q"]).code).toBe(0)
+    r = cage(["cluster", "submit", "decrypt", `${src}.agcm`, "-o", path.join(dir, "h.out"), "--key", other, "--db", db])
+    expect(r.code).toBe(3)
+    expect(r.stderr).toContain(`(--key ${other})`)
+    expect(fs.existsSync(path.join(dir, "h.out.partial"))).toBe(false)
+  }, 120_000)
+
   it("refuses in the user's terms: an output that exists or is being written, a bad key file, a missing input, a bad --db, an unknown job", () => {
     const src = path.join(dir, "b.bin")
     writeRandom(src, 100_000)

@@ -19,13 +19,15 @@ import { Activity, Workflow } from "effect/workflow"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import * as Plan from "./Plan.js"
-import { encryptSegment, sourceUnchanged } from "./Segment.js"
+import { decryptSegment, encryptSegment, sourceUnchanged } from "./Segment.js"
 
 const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
 
 /** What a job carries: everything a runner needs to seal any of its segments, and no secret. */
 export const JobPayload = Schema.Struct({
   job: Schema.String,
+  /** `encrypt`: plaintext → AGCM v2 (the job wrote the header); `decrypt`: AGCM v2 → plaintext (`headerBytes` is the source's header). */
+  op: Schema.Literals(["encrypt", "decrypt"]),
   source: Schema.String,
   identity: Identity,
   output: Schema.String,
@@ -52,7 +54,14 @@ export const readKey = (path: string) =>
 
 /** A job's segments, rebuilt from its payload (the same on every runner). */
 export const planOf = (p: JobPayload) =>
-  Plan.planJob([{ path: p.source, size: p.identity.size }], { headerBytes: p.headerBytes, chunkBytes: p.chunkSize, overheadBytes: 16, shortFinal: true }, p.segmentBytes)
+  p.op === "encrypt"
+    ? Plan.planJob([{ path: p.source, size: p.identity.size }], { headerBytes: p.headerBytes, chunkBytes: p.chunkSize, overheadBytes: 16, shortFinal: true }, p.segmentBytes)
+    // Decrypt: segments of the source's chunk region, in ciphertext chunks (chunk + tag).
+    : Plan.planJob([{ path: p.source, size: p.identity.size - p.headerBytes }], { headerBytes: 0, chunkBytes: p.chunkSize + 16, overheadBytes: 0, shortFinal: true }, p.segmentBytes)
+
+/** Plaintext bytes of a segment (the unit of progress for both directions). */
+export const plainBytesOf = (p: JobPayload, s: Plan.Segment) =>
+  p.op === "encrypt" ? s.plainEnd - s.plainStart : s.plainEnd - s.plainStart - 16 * s.chunks
 
 /** One segment: sealed by one activity, on whichever runner owns the segment's shard. */
 export const SegmentWorkflow = Workflow.make("cage/segment", {
@@ -70,8 +79,13 @@ export const JobWorkflow = Workflow.make("cage/job", {
   idempotencyKey: (p) => p.job
 })
 
-/** Runner options. `segmentDelayMs`: a pause before each segment, for tests that must kill a runner while segments run. */
+/**
+ * Runner options. `name`: how failures name this runner (its listen address by default).
+ * `segmentDelayMs`: a pause before each segment, for tests that must kill a runner while
+ * segments run.
+ */
 export interface RunnerOptions {
+  readonly name?: string
   readonly segmentDelayMs?: number
 }
 
@@ -83,12 +97,16 @@ const segmentLayer = (options: RunnerOptions) => SegmentWorkflow.toLayer((p) =>
     execute: Effect.gen(function*() {
       if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
       const segment = planOf(p).segments[p.index]
-      const key = yield* readKey(p.keyFile)
-      yield* encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment }).pipe(
-        Effect.mapError((e) => `segment ${p.index} (chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}): ${(e as { message?: string }).message ?? String(e)}`),
+      const where = `segment ${p.index} (chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}) on runner ${options.name ?? "?"}`
+      const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e) => `${where}: ${e}`))
+      const work = p.op === "encrypt"
+        ? encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment })
+        : decryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, headerBytes: p.headerBytes, segment })
+      yield* (work as Effect.Effect<void, unknown>).pipe(
+        Effect.mapError((e) => `${where}: ${(e as { message?: string }).message ?? String(e)}`),
         Effect.ensuring(Effect.sync(() => key.fill(0)))
       )
-      return segment.plainEnd - segment.plainStart
+      return plainBytesOf(p, segment)
     })
   })
 )
@@ -205,7 +223,7 @@ const pg = (db: { readonly host: string; readonly port: number; readonly usernam
 
 /** A runner listening on `listen` (host, port), storing shards, messages and runners in PostgreSQL. */
 export const runnerLayer = (listen: { readonly host: string; readonly port: number }, db: Parameters<typeof pg>[0], options: RunnerOptions = {}) =>
-  workflows(options).pipe(
+  workflows({ name: `${listen.host}:${listen.port}`, ...options }).pipe(
     Layer.provideMerge(ClusterWorkflowEngine.layer),
     Layer.provideMerge(NodeClusterSocket.layer({ storage: "sql", shardingConfig: { runnerAddress: Option.some(RunnerAddress.make(listen.host, listen.port)), ...sharding } })),
     Layer.provide(pg(db))

@@ -8,14 +8,14 @@
  *
  * @module
  */
-import { DEFAULT_CHUNK_SIZE } from "@cage/agcm"
+import { agcmDecrypt, DEFAULT_CHUNK_SIZE, MAX_HEADER_BYTES } from "@cage/agcm"
 import { ChunkInput } from "@cage/core"
 import { Data, Effect, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
-import { finalName, JobPayload, JobWorkflow, planOf, readKey, SegmentWorkflow } from "./Cluster.js"
+import { finalName, JobPayload, JobWorkflow, planOf, plainBytesOf, readKey, SegmentWorkflow } from "./Cluster.js"
 import { startOutput } from "./Segment.js"
 
 /** A job request the user got wrong, or a job that does not exist. `exitCode` 2 (usage), 3 (not found). */
@@ -45,12 +45,7 @@ export const startEncrypt = (options: {
   readonly resume?: unknown
 }) =>
   Effect.gen(function*() {
-    const source = nodePath.resolve(options.source)
-    const output = nodePath.resolve(options.output)
-    const keyFile = nodePath.resolve(options.keyFile)
-    if (fs.existsSync(output)) return yield* new JobError({ detail: `${options.output} exists (cluster jobs never replace a file)`, exitCode: 2 })
-    if (output === source || output === keyFile) return yield* new JobError({ detail: `${options.output} is a file this job reads`, exitCode: 2 })
-    const identity = yield* ChunkInput.statIdentity(source).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: 4 })))
+    const { source, output, keyFile, identity } = yield* resolveJob(options)
     const key = yield* readKey(keyFile).pipe(Effect.mapError((detail) => new JobError({ detail: `--key ${detail}`, exitCode: 2 })))
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
     const partial = `${output}.partial`
@@ -60,6 +55,7 @@ export const startEncrypt = (options: {
     )
     const payload: JobPayload = {
       job: randomUUID(),
+      op: "encrypt",
       source,
       identity,
       output: partial,
@@ -67,6 +63,82 @@ export const startEncrypt = (options: {
       chunkSize,
       headerBytes: seal.headerBytes,
       snapshot: seal.snapshot,
+      segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES
+    }
+    const id = yield* JobWorkflow.execute(payload, { discard: true })
+    return { id, payload }
+  })
+
+/** Absolute paths (every runner gets them), the output refusals, the source's identity. */
+const resolveJob = (options: { readonly source: string; readonly output: string; readonly keyFile: string }) =>
+  Effect.gen(function*() {
+    const source = nodePath.resolve(options.source)
+    const output = nodePath.resolve(options.output)
+    const keyFile = nodePath.resolve(options.keyFile)
+    yield* checkOutput(options.output, output, source, keyFile)
+    const identity = yield* ChunkInput.statIdentity(source).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: 4 })))
+    return { source, output, keyFile, identity }
+  })
+
+/** Refusals shared by both directions: an existing output, or one that is a file the job reads. */
+const checkOutput = (given: string, output: string, source: string, keyFile: string) =>
+  fs.existsSync(output)
+    ? Effect.fail(new JobError({ detail: `${given} exists (cluster jobs never replace a file)`, exitCode: 2 }))
+    : output === source || output === keyFile
+    ? Effect.fail(new JobError({ detail: `${given} is a file this job reads`, exitCode: 2 }))
+    : Effect.void
+
+/**
+ * Starts decrypting the AGCM v2 file `source` into `output` (staged as `output.partial`,
+ * 0600, published once every segment authenticated). The header is read and authenticated
+ * here with `keyFile` (another key: JobError exit 3, nothing created). A chunk that fails
+ * authentication fails the job naming it; the staged plaintext is then removed.
+ */
+export const startDecrypt = (options: {
+  readonly source: string
+  readonly output: string
+  readonly keyFile: string
+  readonly segmentBytes?: number
+}) =>
+  Effect.gen(function*() {
+    const { source, output, keyFile, identity } = yield* resolveJob(options)
+    const head = yield* Effect.try({
+      try: () => {
+        const fd = fs.openSync(source, "r")
+        try {
+          const b = Buffer.alloc(Math.min(MAX_HEADER_BYTES, identity.size))
+          return new Uint8Array(b.buffer, b.byteOffset, fs.readSync(fd, b, 0, b.length, 0))
+        } finally {
+          fs.closeSync(fd)
+        }
+      },
+      catch: (e) => new JobError({ detail: `${options.source}: ${(e as Error).message}`, exitCode: 4 })
+    })
+    const key = yield* readKey(keyFile).pipe(Effect.mapError((detail) => new JobError({ detail: `--key ${detail}`, exitCode: 2 })))
+    // agcm-decrypt's own init parses the header and authenticates it with the key.
+    const p = agcmDecrypt({ key, workers: 1 })
+    const init = yield* p.init({ input: source, inputSize: identity.size, chunkBytes: 0, readHeader: (n) => Effect.succeed(head.subarray(0, n)), resume: undefined }).pipe(
+      Effect.mapError((e) => new JobError({ detail: `${options.source}: ${(e as Error).message}${(e as { _tag?: string })._tag === "HeaderAuthFailed" ? ` (--key ${options.keyFile})` : ""}`, exitCode: 3 })),
+      Effect.ensuring(p.close?.() ?? Effect.void),
+      Effect.ensuring(Effect.sync(() => key.fill(0)))
+    )
+    const framing = init?.framing
+    if (framing === undefined) return yield* new JobError({ detail: `${options.source}: not an AGCM v2 file (cluster jobs do not read legacy v1 streams)`, exitCode: 2 })
+    const partial = `${output}.partial`
+    yield* Effect.try({
+      try: () => fs.closeSync(fs.openSync(partial, "wx", 0o600)),
+      catch: (e: unknown) => new JobError({ detail: (e as { code?: string }).code === "EEXIST" ? `${options.output}.partial exists: another job writes ${options.output} (or an earlier one was cancelled: remove it)` : `${partial}: ${(e as Error).message}`, exitCode: (e as { code?: string }).code === "EEXIST" ? 2 : 4 })
+    })
+    const payload: JobPayload = {
+      job: randomUUID(),
+      op: "decrypt",
+      source,
+      identity,
+      output: partial,
+      keyFile,
+      chunkSize: framing.chunkBytes - 16,
+      headerBytes: framing.headerBytes,
+      snapshot: null,
       segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES
     }
     const id = yield* JobWorkflow.execute(payload, { discard: true })
@@ -120,7 +192,7 @@ export const status = (id: string, payload?: JobPayload) =>
       const exit = r.value.exit
       if (exit._tag === "Success") {
         done++
-        doneBytes += s.plainEnd - s.plainStart
+        doneBytes += plainBytesOf(p, s)
       } else failed.push({ segment: s.index, chunks: `${s.firstChunk}..${s.firstChunk + s.chunks - 1}`, error: errorText(exit) })
     }
     const job = yield* JobWorkflow.poll(id)
@@ -133,7 +205,7 @@ export const status = (id: string, payload?: JobPayload) =>
       id,
       source: p.source,
       output: finalName(p.output),
-      bytes: p.identity.size,
+      bytes: segments.reduce((n, s) => n + plainBytesOf(p, s), 0),
       segments: segments.length,
       done,
       doneBytes,

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { agcmEncrypt, type KeyMaterial } from "@cage/agcm"
+import { agcmDecrypt, agcmEncrypt, type KeyMaterial, MAX_HEADER_BYTES } from "@cage/agcm"
 import { ChunkInput, ChunkSpec, fromSystemError, InputChanged, type IoError, type JsonValue, type SourceIdentity } from "@cage/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
@@ -53,6 +53,21 @@ export const startOutput = (options: { readonly source: string; readonly size: n
       catch: (e) => fromSystemError("create", options.output, e)
     })
     return { snapshot, chunkSize: options.chunkSize, headerBytes: header.length } satisfies FileSeal
+  })
+
+/** The source for reading and the job's output for positional writes (both or neither). */
+const openPair = (source: string, output: string) =>
+  Effect.try({
+    try: () => {
+      const input = fs.openSync(source, "r")
+      try {
+        return { input, out: fs.openSync(output, "r+") }
+      } catch (e) {
+        fs.closeSync(input)
+        throw e
+      }
+    },
+    catch: (e) => fromSystemError("open", output, e) as IoError
   })
 
 /**
@@ -113,18 +128,7 @@ export const encryptSegment = (options: {
     const specs = [...plan.chunks(segment.firstChunk, segment.firstChunk + segment.chunks)]
     const direct = p.processDirect
     if (direct === undefined || init.direct === undefined) return yield* Effect.die(new Error("internal error: agcm-encrypt has no direct mode"))
-    const fds = yield* Effect.try({
-      try: () => {
-        const input = fs.openSync(source, "r")
-        try {
-          return { input, out: fs.openSync(output, "r+") }
-        } catch (e) {
-          fs.closeSync(input)
-          throw e
-        }
-      },
-      catch: (e) => fromSystemError("open", output, e) as IoError
-    })
+    const fds = yield* openPair(source, output)
     yield* direct(specs, {
       inputFd: fds.input,
       inputOffset: segment.plainStart,
@@ -141,4 +145,62 @@ export const encryptSegment = (options: {
       Effect.ensuring(p.close?.() ?? Effect.void)
     )
     yield* check
+  })
+
+/**
+ * Opens `segment`'s chunks of the AGCM file `source` (its header of `headerBytes` read and
+ * authenticated with `key` here) and writes their plaintext into `output` (the job's
+ * `OUT.partial`, created 0600 by the job) at `chunk index × chunkSize`. The source must
+ * still be the file the job planned, before and after. The segment's chunks are in
+ * ciphertext terms: `Plan.planJob` over the file's chunk region with chunks of
+ * `chunkSize + 16` bytes and no overhead (see `Cluster.planOf`).
+ *
+ * Fails with the cipher's errors (`ChunkAuthFailed` naming the chunk, `Truncated`,
+ * `HeaderAuthFailed` for another key), `InputChanged` or `IoError`.
+ */
+export const decryptSegment = (options: {
+  readonly source: string
+  readonly identity: SourceIdentity
+  readonly output: string
+  readonly key: KeyMaterial
+  readonly headerBytes: number
+  readonly segment: Segment
+}) =>
+  Effect.gen(function*() {
+    const { source, identity, output, segment } = options
+    yield* sourceUnchanged(source, identity)
+    const p = agcmDecrypt({ ...options.key, workers: 1 } as Parameters<typeof agcmDecrypt>[0])
+    const fds = yield* openPair(source, output)
+    const run = Effect.gen(function*() {
+      const readHeader = (n: number) =>
+        Effect.try({
+          try: () => {
+            const b = Buffer.alloc(Math.min(n, MAX_HEADER_BYTES, identity.size))
+            return new Uint8Array(b.buffer, b.byteOffset, fs.readSync(fds.input, b, 0, b.length, 0))
+          },
+          catch: (e) => fromSystemError("read", source, e)
+        })
+      const init = (yield* p.init({ input: source, inputSize: identity.size, chunkBytes: 0, readHeader, resume: undefined })) ?? {}
+      const direct = p.processDirect
+      if (direct === undefined || init.direct === undefined || init.framing === undefined) return yield* Effect.die(new Error("internal error: agcm-decrypt has no direct mode"))
+      const plan = ChunkSpec.planRegion(identity.size - init.framing.headerBytes, { headerBytes: 0, chunkBytes: init.framing.chunkBytes, shortFinal: true })
+      const specs = [...plan.chunks(segment.firstChunk, segment.firstChunk + segment.chunks)]
+      yield* direct(specs, {
+        inputFd: fds.input,
+        inputOffset: init.framing.headerBytes + specs[0].start,
+        outputFd: fds.out,
+        outputOffset: segment.firstChunk * init.direct.outputChunkBytes,
+        input: source,
+        output
+      })
+      yield* Effect.try({ try: () => fs.fdatasyncSync(fds.out), catch: (e) => fromSystemError("sync", output, e) })
+    })
+    yield* run.pipe(
+      Effect.ensuring(Effect.sync(() => {
+        fs.closeSync(fds.input)
+        fs.closeSync(fds.out)
+      })),
+      Effect.ensuring(p.close?.() ?? Effect.void)
+    )
+    yield* sourceUnchanged(source, identity)
   })

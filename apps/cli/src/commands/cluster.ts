@@ -69,32 +69,51 @@ const runnerCommand = Command.make("runner", {
   })
 ).pipe(Command.withDescription("Run segments of cluster jobs on this machine until Ctrl-C"))
 
-const submitEncrypt = Command.make("encrypt", {
-  input: Argument.String("input").pipe(Argument.withDescription("File to encrypt, on a filesystem every runner sees")),
-  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Output file (default INPUT.agcm); staged as OUT.partial, never replaces a file"), Flag.optional),
+const submitFlags = {
   key: Flag.String("key").pipe(Flag.withDescription("Key file: the same path on every runner (each runner reads it itself; the key never enters the database)")),
-  segmentSize: Flag.String("segment-size").pipe(Flag.withDescription("Plaintext bytes per segment, one activity each (default 64MiB)"), Flag.optional),
+  segmentSize: Flag.String("segment-size").pipe(Flag.withDescription("Bytes per segment, one activity each (default 64MiB)"), Flag.optional),
   db,
   wait: Flag.Boolean("wait").pipe(Flag.withDescription("Show the job's progress and exit with its exit code"), Flag.withDefault(false)),
   json,
   quiet
-}, (f) =>
+}
+
+/** Submits a job (`start`), then prints its id, or with `--wait` follows it to its end. */
+const submit = (
+  f: { readonly input: string; readonly output: string; readonly db: string; readonly segmentSize: Option.Option<string>; readonly wait: boolean; readonly json: boolean; readonly quiet: boolean },
+  start: (c: typeof import("@cage/cluster"), segmentBytes: number | undefined) => Effect.Effect<{ readonly id: string; readonly payload: import("@cage/cluster").Cluster.JobPayload }, unknown, unknown>
+) =>
   asClient(f.db, (c) =>
     Effect.gen(function*() {
       const segmentBytes = Option.isSome(f.segmentSize) ? Size.parse(f.segmentSize.value) ?? -1 : undefined
       if (segmentBytes !== undefined && segmentBytes < 1) return yield* new UserFacing({ detail: `--segment-size ${Option.getOrElse(f.segmentSize, () => "")}: expected a size such as 64MiB`, exitCode: 2 })
-      const output = Option.getOrElse(f.output, () => `${f.input}.agcm`)
-      const started = yield* c.Job.startEncrypt({ source: f.input, output, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) })
+      const started = yield* start(c, segmentBytes)
       if (!f.wait) {
         if (f.json) yield* printJson({ job: started.id, output: c.Cluster.finalName(started.payload.output) })
         else yield* Effect.sync(() => process.stdout.write(`${started.id}\n`))
         return
       }
-      yield* note(f.quiet || f.json, `job ${started.id}: ${f.input} → ${output}`)
+      yield* note(f.quiet || f.json, `job ${started.id}: ${f.input} → ${f.output}`)
       yield* waitAndReport(c, started.id, started.payload, f)
-    })
+    }) as Effect.Effect<void, unknown, never>
   )
-).pipe(Command.withDescription("Encrypt a file across the cluster's runners (AGCM v2, byte-identical to cage encrypt)"))
+
+const submitEncrypt = Command.make("encrypt", {
+  input: Argument.String("input").pipe(Argument.withDescription("File to encrypt, on a filesystem every runner sees")),
+  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Output file (default INPUT.agcm); staged as OUT.partial, never replaces a file"), Flag.optional),
+  ...submitFlags
+}, (f) => {
+  const output = Option.getOrElse(f.output, () => `${f.input}.agcm`)
+  return submit({ ...f, output }, (c, segmentBytes) => c.Job.startEncrypt({ source: f.input, output, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) }))
+}).pipe(Command.withDescription("Encrypt a file across the cluster's runners (AGCM v2, byte-identical to cage encrypt)"))
+
+const submitDecrypt = Command.make("decrypt", {
+  input: Argument.String("input").pipe(Argument.withDescription("AGCM v2 file to decrypt, on a filesystem every runner sees")),
+  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Output file; staged as OUT.partial (0600), published only once every chunk authenticated")),
+  ...submitFlags
+}, (f) => submit(f, (c, segmentBytes) => c.Job.startDecrypt({ source: f.input, output: f.output, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) }))).pipe(
+  Command.withDescription("Decrypt an AGCM file across the cluster's runners (a damaged chunk fails the job, naming it; nothing is published)")
+)
 
 /** Polls a job until it ends, with one progress bar over all runners; fails with the job's error. */
 const waitAndReport = (c: typeof import("@cage/cluster"), id: string, payload: import("@cage/cluster").Cluster.JobPayload, f: { readonly json: boolean; readonly quiet: boolean }) =>
@@ -174,7 +193,7 @@ export const clusterCommand = Command.make("cluster").pipe(
   Command.withDescription("One job across many machines (Effect Cluster on PostgreSQL)"),
   Command.withSubcommands([
     runnerCommand,
-    Command.make("submit").pipe(Command.withDescription("Start a job on the cluster"), Command.withSubcommands([submitEncrypt])),
+    Command.make("submit").pipe(Command.withDescription("Start a job on the cluster"), Command.withSubcommands([submitEncrypt, submitDecrypt])),
     statusCommand,
     cancelCommand
   ])
