@@ -1,0 +1,83 @@
+// Scale-out (issue 16): what the cluster costs on one machine. A throwaway PostgreSQL, one
+// cluster of 1 runner and one of 2 runners (each in its own database), and single-machine
+// `cage encrypt` of the same 1 GiB file, interleaved round by round, medians. Each cluster
+// run is `cage cluster submit encrypt … --wait` (a fresh client: submit, then poll until the
+// output is published, fsynced). Then the rows and messages one job leaves in the database,
+// against `Plan.estimate`, and a 10 GiB job on the 2 runners (`--big-gib 0` skips it).
+// Usage: node bench/cluster.mjs [--reps 5] [--big-gib 10]. Target: 2 runners ≥ 0.8x single.
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { spawn, spawnSync } from "node:child_process"
+import { CAGE, ensureWork, interleaved, mbps, numberOption, randomFile, ROOT, table, timed, WORK, writeResult } from "./lib.mjs"
+
+const { Plan, Postgres } = await import(path.join(ROOT, "packages/cluster/dist/index.js"))
+const reps = numberOption("--reps", 5)
+const bigGiB = numberOption("--big-gib", 10)
+const GiB = 1024 ** 3
+ensureWork()
+const input = randomFile("cluster-1g.bin", GiB)
+const key = path.join(WORK, "cluster.key")
+fs.rmSync(key, { force: true })
+spawnSync("node", [CAGE, "keygen", "-o", key, "-q"])
+
+const pg = await Postgres.startPostgres()
+const runners = []
+const psql = (db, sql) => pg.run("psql", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "-Atc", sql, db]).trim()
+const cluster = async (db, n) => {
+  psql("postgres", `create database ${db}`)
+  const url = `postgres://${pg.username}@${pg.host}:${pg.port}/${db}`
+  for (let i = 0; i < n; i++) runners.push(spawn("node", [CAGE, "cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", url], { stdio: "ignore" }))
+  return url
+}
+try {
+  const one = await cluster("one", 1)
+  const two = await cluster("two", 2)
+  await new Promise((r) => setTimeout(r, 3000))
+  const out = path.join(WORK, "cluster-out.agcm")
+  const submit = (url) => [["node", CAGE, "cluster", "submit", "encrypt", input, "-o", out, "--key", key, "--db", url, "--wait", "-q"], { remove: [out, `${out}.partial`] }]
+  const r = interleaved({
+    "cage encrypt (one process)": [["node", CAGE, "encrypt", input, "-o", out, "--key", key, "-q"], { remove: [out] }],
+    "cluster, 1 runner": submit(one),
+    "cluster, 2 runners": submit(two)
+  }, reps)
+  fs.rmSync(out, { force: true })
+  const single = r["cage encrypt (one process)"].seconds
+  console.log(`1 GiB, median of ${reps} interleaved runs (default durable writes; cluster runs include the client's start, submit and polling)`)
+  console.log(table([
+    ["run", "s", "MB/s", "vs cage encrypt", "peak RSS (client) MiB"],
+    ...Object.entries(r).map(([k, v]) => [k, v.seconds.toFixed(2), mbps(GiB, v.seconds).toFixed(0), (single / v.seconds).toFixed(2) + "x", v.rssMiB.toFixed(0)])
+  ]))
+  const ratio = single / r["cluster, 2 runners"].seconds
+  console.log(`2 runners / one process: ${ratio.toFixed(2)}x (target ≥ 0.80: ${ratio >= 0.8 ? "met" : "not met"})`)
+
+  // Rows and messages of one job, against the paper estimate.
+  const jobs = Number(psql("two", "select count(*) from cluster_messages where tag = 'run' and entity_type = 'Workflow/cage/job'"))
+  const messages = Number(psql("two", "select count(*) from cluster_messages"))
+  const replies = Number(psql("two", "select count(*) from cluster_replies"))
+  const payload = Number(psql("two", "select coalesce(avg(length(payload)), 0)::int from cluster_messages"))
+  const plan = Plan.planJob([{ path: input, size: GiB }], { headerBytes: 66, chunkBytes: 65536, overheadBytes: 16, shortFinal: true }, 64 * 1024 * 1024)
+  const est = Plan.estimate(plan)
+  console.log(`one 1 GiB job: ${messages / jobs} messages and ${replies / jobs} replies measured (${jobs} jobs), ${est.messages} estimated; ${payload} bytes of payload per message on average`)
+  const result = { reps, seconds: Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.seconds])), ratio, perJob: { messages: messages / jobs, replies: replies / jobs, estimated: est.messages, payloadBytes: payload } }
+
+  if (bigGiB > 0) {
+    const big = randomFile(`cluster-${bigGiB}g.bin`, bigGiB * GiB)
+    const bigOut = path.join(WORK, "cluster-big.agcm")
+    psql("postgres", "create database big")
+    const url = `postgres://${pg.username}@${pg.host}:${pg.port}/big`
+    for (let i = 0; i < 2; i++) runners.push(spawn("node", [CAGE, "cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", url], { stdio: "ignore" }))
+    await new Promise((r) => setTimeout(r, 3000))
+    const t = timed(["node", CAGE, "cluster", "submit", "encrypt", big, "-o", bigOut, "--key", key, "--db", url, "--wait", "-q"], { remove: [bigOut] })
+    fs.rmSync(bigOut, { force: true })
+    const bigPlan = Plan.planJob([{ path: big, size: bigGiB * GiB }], { headerBytes: 66, chunkBytes: 65536, overheadBytes: 16, shortFinal: true }, 64 * 1024 * 1024)
+    const m = Number(psql("big", "select count(*) from cluster_messages"))
+    const rep = Number(psql("big", "select count(*) from cluster_replies"))
+    const bytes = Number(psql("big", "select pg_total_relation_size('cluster_messages') + pg_total_relation_size('cluster_replies')"))
+    console.log(`${bigGiB} GiB job on 2 runners: ${t.seconds.toFixed(1)} s (${mbps(bigGiB * GiB, t.seconds).toFixed(0)} MB/s), ${bigPlan.segments.length} segments; ${m} messages and ${rep} replies measured, ${Plan.estimate(bigPlan).messages} estimated; ${(bytes / 1024).toFixed(0)} KiB of table space`)
+    result.big = { gib: bigGiB, seconds: t.seconds, segments: bigPlan.segments.length, messages: m, replies: rep, estimated: Plan.estimate(bigPlan).messages, tableBytes: bytes }
+  }
+  writeResult("cluster", result)
+} finally {
+  for (const r of runners) r.kill("SIGKILL")
+  pg.stop()
+}
