@@ -13,10 +13,11 @@
 import { parseKeyText } from "@cage/agcm"
 import { NodeClusterSocket } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Effect, Layer, Option, Schema } from "effect"
+import { Cause, Effect, Layer, Option, Schema, Semaphore } from "effect"
 import { ClusterWorkflowEngine, RunnerAddress } from "effect/cluster"
 import { Activity, Workflow } from "effect/workflow"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as nodePath from "node:path"
 import * as Plan from "./Plan.js"
 import { decryptSegment, encryptSegment, sourceUnchanged } from "./Segment.js"
@@ -86,30 +87,37 @@ export const JobWorkflow = Workflow.make("cage/job", {
  */
 export interface RunnerOptions {
   readonly name?: string
+  /** Segments this runner seals or opens at once (default: its cores); the others wait, costing no buffers. */
+  readonly maxSegments?: number
   readonly segmentDelayMs?: number
 }
 
-const segmentLayer = (options: RunnerOptions) => SegmentWorkflow.toLayer((p) =>
-  Activity.make({
-    name: "seal",
-    success: Schema.Number,
-    error: Schema.String,
-    execute: Effect.gen(function*() {
-      if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
-      const segment = planOf(p).segments[p.index]
-      const where = `segment ${p.index} (chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}) on runner ${options.name ?? "?"}`
-      const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e) => `${where}: ${e}`))
-      const work = p.op === "encrypt"
-        ? encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment })
-        : decryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, headerBytes: p.headerBytes, segment })
-      yield* (work as Effect.Effect<void, unknown>).pipe(
-        Effect.mapError((e) => `${where}: ${(e as { message?: string }).message ?? String(e)}`),
-        Effect.ensuring(Effect.sync(() => key.fill(0)))
-      )
-      return plainBytesOf(p, segment)
+const segmentLayer = (options: RunnerOptions) => {
+  // Bounded memory whatever the job's size: each running segment holds a cipher and its
+  // buffers; a runner owning 1,000 segments' shards runs `maxSegments` of them at a time.
+  const slots = Semaphore.makeUnsafe(Math.max(1, options.maxSegments ?? os.availableParallelism()))
+  return SegmentWorkflow.toLayer((p) =>
+    Activity.make({
+      name: "seal",
+      success: Schema.Number,
+      error: Schema.String,
+      execute: Effect.gen(function*() {
+        if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
+        const segment = planOf(p).segments[p.index]
+        const where = `segment ${p.index} (chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}) on runner ${options.name ?? "?"}`
+        const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e) => `${where}: ${e}`))
+        const work = p.op === "encrypt"
+          ? encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment })
+          : decryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, headerBytes: p.headerBytes, segment })
+        yield* (work as Effect.Effect<void, unknown>).pipe(
+          Effect.mapError((e) => `${where}: ${(e as { message?: string }).message ?? String(e)}`),
+          Effect.ensuring(Effect.sync(() => key.fill(0)))
+        )
+        return plainBytesOf(p, segment)
+      }).pipe(Semaphore.withPermits(slots, 1))
     })
-  })
-)
+  )
+}
 
 /**
  * Publishes a job's output once every segment is done: the source must still be the file

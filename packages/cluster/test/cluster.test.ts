@@ -12,7 +12,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Cluster, Segment } from "../src/index.js"
+import { Cluster, Job, Segment } from "../src/index.js"
 import { freePort, type Postgres, startPostgres } from "../src/Postgres.js"
 
 const RUNNER = fileURLToPath(new URL("../dist/runner.js", import.meta.url))
@@ -52,6 +52,15 @@ const prepare = async (name: string, size: number, segmentBytes: number) => {
   const seal = await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output, key: { key }, chunkSize, resume: p.snapshot!() }))
   const payload = { job: `job-${crypto.randomUUID()}`, op: "encrypt" as const, source, identity, output, keyFile, chunkSize, headerBytes: seal.headerBytes, snapshot: seal.snapshot, segmentBytes }
   return { key, payload, output, reference }
+}
+
+const sha256 = (file: string) => {
+  const h = crypto.createHash("sha256")
+  const fd = fs.openSync(file, "r")
+  const buf = Buffer.allocUnsafe(4 << 20)
+  for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n))
+  fs.closeSync(fd)
+  return h.digest("hex")
 }
 
 const submit = (payload: Cluster.JobPayload) =>
@@ -111,4 +120,51 @@ describe("a job on two runners", () => {
       expect(fs.readFileSync(Cluster.finalName(output)).equals(fs.readFileSync(reference)), `round ${round}`).toBe(true)
     }
   }, 300_000)
+
+  it("a 2 GiB file on 3 runners, one kill -9ed at 5 seeded points of the job and another started: each job completes, SHA-256 equal to a single-machine run", async () => {
+    for (const r of runners.splice(0)) r.kill("SIGKILL")
+    const live = [await startRunner(), await startRunner(), await startRunner()]
+    const size = 2 * 1024 ** 3
+    const source = path.join(dir, "big.bin")
+    const fd = fs.openSync(source, "w")
+    for (let left = size; left > 0; left -= 4 << 20) fs.writeSync(fd, crypto.randomBytes(Math.min(left, 4 << 20)))
+    fs.closeSync(fd)
+    const key = crypto.randomBytes(32)
+    const keyFile = path.join(dir, "big.key")
+    fs.writeFileSync(keyFile, `cage-key-1:${key.toString("base64url")}\n`, { mode: 0o600 })
+    // The reference: the single-machine engine; its salt is given to every job.
+    const reference = path.join(dir, "big.ref.agcm")
+    const p = agcmEncrypt({ key, chunkSize })
+    await Effect.runPromise(Effect.gen(function*() {
+      const input = yield* ChunkInput.fromFile(source)
+      yield* runPipeline({ input, output: ChunkOutput.toFile(reference), pipeline: [p] }).pipe(Effect.ensuring(input.close()))
+    }))
+    const want = sha256(reference)
+    fs.rmSync(reference)
+    const client = Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })
+    let x = 16
+    const next = (n: number) => ((x = (x * 1103515245 + 12345) >>> 0) % n)
+    for (let round = 0; round < 5; round++) {
+      const output = path.join(dir, `big-${round}.agcm`)
+      const killed = await Effect.runPromise(Effect.gen(function*() {
+        const { id } = yield* Job.startEncrypt({ source, output, keyFile, resume: p.snapshot!() })
+        const segments = Cluster.planOf((yield* Job.payloadOf(id))).segments.length
+        // Killed once `threshold` segments are done: from the first to the third-last.
+        const threshold = 1 + next(segments - 3)
+        for (;;) {
+          const s = yield* Job.status(id)
+          expect(s.result, `round ${round}: the job ended before the kill`).toBeUndefined()
+          if (s.done >= threshold) break
+          yield* Effect.sleep(50)
+        }
+        live.splice(next(live.length), 1)[0].kill("SIGKILL")
+        live.push(yield* Effect.promise(() => startRunner()))
+        yield* Cluster.waitFor(id)
+        return { threshold, segments }
+      }).pipe(Effect.provide(client), Effect.timeout("240 seconds")))
+      expect(fs.existsSync(`${output}.partial`)).toBe(false)
+      expect(sha256(output), `round ${round}: killed after ${killed.threshold}/${killed.segments} segments`).toBe(want)
+      fs.rmSync(output)
+    }
+  }, 900_000)
 })

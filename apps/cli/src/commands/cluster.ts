@@ -57,6 +57,7 @@ const asClient = <A, E, R>(url: string, effect: (c: typeof import("@cage/cluster
 
 const runnerCommand = Command.make("runner", {
   listen: Flag.String("listen").pipe(Flag.withDescription("HOST:PORT this runner listens on; other runners reach it there")),
+  maxSegments: Flag.Int("max-segments").pipe(Flag.withDescription("Segments this runner works on at once (default: its cores); bounds its memory"), Flag.optional),
   db
 }, (f): Effect.Effect<void, unknown> =>
   Effect.gen(function*() {
@@ -65,7 +66,8 @@ const runnerCommand = Command.make("runner", {
     const options = yield* parseDb(f.db)
     process.stderr.write(`cage: cluster runner on ${f.listen}, database ${options.host}:${options.port}/${options.database}; Ctrl-C stops it (its segments move to the other runners)\n`)
     // Runs until interrupted: Ctrl-C (or SIGTERM) closes the layer, which hands its shards over.
-    return yield* Layer.launch(c.Cluster.runnerLayer(address, options))
+    if (Option.isSome(f.maxSegments) && f.maxSegments.value < 1) return yield* new UserFacing({ detail: `--max-segments ${f.maxSegments.value}: at least 1`, exitCode: 2 })
+    return yield* Layer.launch(c.Cluster.runnerLayer(address, options, Option.isSome(f.maxSegments) ? { maxSegments: f.maxSegments.value } : {}))
   })
 ).pipe(Command.withDescription("Run segments of cluster jobs on this machine until Ctrl-C"))
 
