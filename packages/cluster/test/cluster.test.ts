@@ -58,7 +58,7 @@ const sha256 = (file: string) => {
   const h = crypto.createHash("sha256")
   const fd = fs.openSync(file, "r")
   const buf = Buffer.allocUnsafe(4 << 20)
-  for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n))
+  for (let n: number; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n))
   fs.closeSync(fd)
   return h.digest("hex")
 }
