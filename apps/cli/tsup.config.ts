@@ -15,7 +15,9 @@ export default defineConfig([
     // ES modules of effect and the workspace packages cost ~0.5 s of start-up per command,
     // and a classic script can use V8's code cache (see src/bin.ts). node-pty stays
     // outside (a native addon, loaded only for passphrases through age).
-    entry: { cli: "src/cli.ts" },
+    // `cluster.cjs`: the cluster commands, run by `cli.cjs` as a child process (their
+    // PostgreSQL client and cluster runtime would slow every command's start-up).
+    entry: { cli: "src/cli.ts", cluster: "src/cluster-cli.ts" },
     format: ["cjs"],
     outExtension: () => ({ js: ".cjs" }),
     sourcemap: true,
@@ -29,6 +31,9 @@ export default defineConfig([
     esbuildOptions: (o) => {
       o.minifyWhitespace = true
       o.minifySyntax = true
+      // An ASCII bundle decodes as latin1 at start-up (src/bin.ts); the licenses are in the
+      // dependencies' packages.
+      o.legalComments = "none"
     },
     noExternal: [/.*/],
     external: ["node-pty"]

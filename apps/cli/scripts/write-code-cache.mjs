@@ -1,6 +1,6 @@
 // Build step (not shipped): compiles dist/cli.cjs exactly as src/bin.ts does, runs
 // `cage --help` with it (help text discarded by the caller), then writes the V8 code cache
-// to dist/cli.cjs.cache, prefixed with the SHA-256 of the source it belongs to (V8 itself
+// to dist/cli.cjs.cache, prefixed with the SHA-256 of the file it belongs to (V8 itself
 // only checks the source's length). The loader never writes anything.
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -10,12 +10,16 @@ import * as vm from "node:vm"
 
 const file = path.resolve("dist/cli.cjs")
 const cacheFile = `${file}.cache`
-const source = fs.readFileSync(file, "utf8").replace(/^#!.*/, "")
+const raw = fs.readFileSync(file)
+// src/bin.ts decodes the bundle as latin1 when it is ASCII (esbuild escapes the rest; legal
+// comments are dropped): a byte above 127 would only make every start decode UTF-8.
+if (!raw.every((b) => b < 128)) process.stderr.write("write-code-cache: dist/cli.cjs is not ASCII: start-up decodes it as UTF-8 (slower)\n")
+const source = raw.toString("utf8").replace(/^#!.*/, "")
 const script = new vm.Script(Module.wrap(source), { filename: file })
 process.once("exit", (code) => {
   if (code !== 0) return
   const tmp = `${cacheFile}.${process.pid}`
-  fs.writeFileSync(tmp, Buffer.concat([createHash("sha256").update(source).digest(), script.createCachedData()]))
+  fs.writeFileSync(tmp, Buffer.concat([createHash("sha256").update(raw).digest(), script.createCachedData()]))
   fs.renameSync(tmp, cacheFile)
 })
 process.argv = [process.argv[0], file, "--help"]

@@ -15,13 +15,14 @@ import { configCommand, keygenCommand, migrateCommand, processorsCommand } from 
 import { auditCommand } from "./commands/audit.js"
 import { backupCommand } from "./commands/backup.js"
 import { jsonCommand } from "./commands/json.js"
-import { clusterCommand } from "./commands/cluster.js"
+import { clusterCommandWith } from "./commands/cluster.js"
+import { delegateToClusterProgram } from "./commands/clusterDelegate.js"
 
 export const VERSION = "0.1.0"
 
 export const root = Command.make("cage").pipe(
   Command.withDescription("Bounded-memory, resumable, chunked file encryption"),
-  Command.withSubcommands([encryptCommand, decryptCommand, keygenCommand, chunkCommand, migrateCommand, jsonCommand, backupCommand, auditCommand, processorsCommand, configCommand, clusterCommand])
+  Command.withSubcommands([encryptCommand, decryptCommand, keygenCommand, chunkCommand, migrateCommand, jsonCommand, backupCommand, auditCommand, processorsCommand, configCommand, clusterCommandWith(delegateToClusterProgram)])
 )
 
 /**
@@ -42,7 +43,10 @@ export const versions = Effect.promise(async () => {
 })
 
 /** Runs the CLI on `argv` (without node and script). */
-export const cli = (argv: ReadonlyArray<string>) => {
+export const cli = (argv: ReadonlyArray<string>) => cliFor(root, argv)
+
+/** Runs the command tree `tree` on `argv`: `--version --verbose`, and usage errors in one line. */
+export const cliFor = <Name extends string, I, E, R>(tree: Command.Command<Name, I, E, R>, argv: ReadonlyArray<string>) => {
   // `cage --version --verbose` / `--json`: effect/cli's own --version prints the version only.
   if (argv.includes("--version") && argv.every((a) => ["--version", "--verbose", "--json"].includes(a)) && argv.length > 1) {
     return Effect.flatMap(versions, (v) =>
@@ -63,7 +67,7 @@ export const cli = (argv: ReadonlyArray<string>) => {
     log: (...args: ReadonlyArray<unknown>) => void captured.push({ toStderr: false, text: format(...args) }),
     error: (...args: ReadonlyArray<unknown>) => void captured.push({ toStderr: true, text: format(...args) })
   }
-  return Command.runWith(root, { version: VERSION })(argv).pipe(
+  return Command.runWith(tree, { version: VERSION })(argv).pipe(
     Effect.provideService(Console.Console, capturing),
     Effect.onExit((exit) =>
       Effect.sync(() => {

@@ -1,0 +1,147 @@
+/**
+ * The cluster commands' handlers (see `./cluster.ts`), bundled into `dist/cluster.cjs` only:
+ * they import `@cage/cluster` (PostgreSQL client, cluster runtime).
+ *
+ * @module
+ */
+import * as Cluster from "@cage/cluster"
+import { Size } from "@cage/core"
+import { Effect, Layer, Option } from "effect"
+import { UserFacing } from "../Errors.js"
+import { note, printJson, setInterruptNote } from "../Io.js"
+import { terminal } from "../ProgressBar.js"
+import type { ClusterHandlers } from "./cluster.js"
+
+const load = Effect.succeed(Cluster)
+
+/** `postgres://USER@HOST:PORT/DATABASE` → PgClient options; a password in it is refused. */
+const parseDb = (url: string) => {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    return Effect.fail(new UserFacing({ detail: `--db ${url}: not a URL (postgres://USER@HOST:PORT/DATABASE)`, exitCode: 2 }))
+  }
+  if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") return Effect.fail(new UserFacing({ detail: `--db ${url}: expected postgres://USER@HOST:PORT/DATABASE`, exitCode: 2 }))
+  if (u.password !== "") return Effect.fail(new UserFacing({ detail: "--db: a password on the command line is visible to every user of this machine (ps); none is accepted", exitCode: 2 }))
+  return Effect.succeed({
+    host: u.hostname || "127.0.0.1",
+    port: u.port === "" ? 5432 : Number(u.port),
+    username: decodeURIComponent(u.username || "postgres"),
+    database: decodeURIComponent(u.pathname.replace(/^\//, "") || "postgres")
+  })
+}
+
+const parseListen = (text: string) => {
+  const m = /^(.+):(\d{1,5})$/.exec(text)
+  return m === null || Number(m[2]) > 65535
+    ? Effect.fail(new UserFacing({ detail: `--listen ${text}: expected HOST:PORT (the address other runners reach this one at)`, exitCode: 2 }))
+    : Effect.succeed({ host: m[1], port: Number(m[2]) })
+}
+
+/** Runs `effect` as a cluster client of `url` (it submits and reads; it runs no segment). */
+const asClient = <A, E, R>(url: string, effect: (c: typeof Cluster) => Effect.Effect<A, E, R>): Effect.Effect<A, unknown> =>
+  Effect.gen(function*() {
+    const c = yield* load
+    const options = yield* parseDb(url)
+    return yield* (effect(c) as Effect.Effect<A, E, never>).pipe(Effect.provide(c.Cluster.clientLayer(options)))
+  })
+
+/** Submits a job (`start`), then prints its id, or with `--wait` follows it to its end. */
+const submit = (
+  f: { readonly input: string; readonly output: string; readonly db: string; readonly segmentSize: Option.Option<string>; readonly wait: boolean; readonly json: boolean; readonly quiet: boolean },
+  start: (c: typeof Cluster, segmentBytes: number | undefined) => Effect.Effect<{ readonly id: string; readonly payload: Cluster.Cluster.JobPayload }, unknown, unknown>
+) =>
+  asClient(f.db, (c) =>
+    Effect.gen(function*() {
+      const segmentBytes = Option.isSome(f.segmentSize) ? Size.parse(f.segmentSize.value) ?? -1 : undefined
+      if (segmentBytes !== undefined && segmentBytes < 1) return yield* new UserFacing({ detail: `--segment-size ${Option.getOrElse(f.segmentSize, () => "")}: expected a size such as 64MiB`, exitCode: 2 })
+      const started = yield* start(c, segmentBytes)
+      if (!f.wait) {
+        if (f.json) yield* printJson({ job: started.id, output: c.Cluster.finalName(started.payload.output) })
+        else yield* Effect.sync(() => process.stdout.write(`${started.id}\n`))
+        return
+      }
+      yield* note(f.quiet || f.json, `job ${started.id}: ${f.input} → ${f.output}`)
+      yield* waitAndReport(c, started.id, started.payload, f)
+    }) as Effect.Effect<void, unknown, never>
+  )
+
+/** Polls a job until it ends, with one progress bar over all runners; fails with the job's error. */
+const waitAndReport = (c: typeof Cluster, id: string, payload: Cluster.Cluster.JobPayload, f: { readonly json: boolean; readonly quiet: boolean }) =>
+  Effect.gen(function*() {
+    const bar = terminal({ quiet: f.quiet || f.json, label: "cluster" })
+    const started = Date.now()
+    bar.start(payload.identity.size, 0)
+    let s: Cluster.Job.JobStatus
+    for (;;) {
+      s = yield* c.Job.status(id, payload)
+      bar.update(s.doneBytes, 0)
+      if (s.result !== undefined) break
+      yield* Effect.sleep(500)
+    }
+    bar.stop()
+    const seconds = (Date.now() - started) / 1000
+    if (f.json) yield* printJson({ ...summary(s), seconds })
+    if (s.result.ok) {
+      yield* note(f.quiet || f.json, `job ${id}: ${s.segments} segments, ${s.bytes} bytes in ${seconds.toFixed(1)} s; published ${s.output}`)
+      return
+    }
+    return yield* new UserFacing({ detail: `job ${id} failed: ${s.result.error}; nothing published under ${s.output}`, exitCode: 3 })
+  })
+
+const summary = (s: Cluster.Job.JobStatus) => ({
+  job: s.id,
+  source: s.source,
+  output: s.output,
+  bytes: s.bytes,
+  segments: s.segments,
+  done: s.done,
+  failed: s.failed,
+  state: s.result === undefined ? "running" : s.result.ok ? "done" : "failed",
+  ...(s.result !== undefined && !s.result.ok ? { error: s.result.error } : {}),
+  snapshot: s.snapshot
+})
+
+/** The handlers, doing the work in this process. */
+export const clusterHandlers: ClusterHandlers = {
+  runner: (f) =>
+    Effect.gen(function*() {
+      const c = yield* load
+      const address = yield* parseListen(f.listen)
+      const options = yield* parseDb(f.db)
+      if (Option.isSome(f.maxSegments) && f.maxSegments.value < 1) return yield* new UserFacing({ detail: `--max-segments ${f.maxSegments.value}: at least 1`, exitCode: 2 })
+      yield* setInterruptNote("this runner stopped; its shards and segments move to the other runners")
+      process.stderr.write(`cage: cluster runner on ${f.listen}, database ${options.host}:${options.port}/${options.database}; Ctrl-C stops it (its segments move to the other runners)\n`)
+      // Runs until interrupted: Ctrl-C (or SIGTERM) closes the layer, which hands its shards over.
+      return yield* Layer.launch(c.Cluster.runnerLayer(address, options, Option.isSome(f.maxSegments) ? { maxSegments: f.maxSegments.value } : {}))
+    }),
+  submitEncrypt: (f) => {
+    const output = Option.getOrElse(f.output, () => `${f.input}.agcm`)
+    return submit({ ...f, output }, (c, segmentBytes) => c.Job.startEncrypt({ source: f.input, output, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) }))
+  },
+  submitDecrypt: (f) => submit(f, (c, segmentBytes) => c.Job.startDecrypt({ source: f.input, output: f.output, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) })),
+  status: (f) =>
+    asClient(f.db, (c) =>
+      Effect.gen(function*() {
+        if (f.wait) return yield* waitAndReport(c, f.job, yield* c.Job.payloadOf(f.job), f)
+        const s = yield* c.Job.status(f.job)
+        if (f.json) return yield* printJson(summary(s))
+        const state = s.result === undefined ? "running" : s.result.ok ? "done, published" : `failed: ${s.result.error}`
+        const lines = [
+          `job ${s.id}: ${state}`,
+          `  ${s.source} → ${s.output}`,
+          `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)`,
+          ...s.failed.map((x) => `  segment ${x.segment} (chunks ${x.chunks}) failed: ${x.error}`)
+        ]
+        yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))
+      })
+    ),
+  cancel: (f) =>
+    asClient(f.db, (c) =>
+      Effect.gen(function*() {
+        const p = yield* c.Job.cancel(f.job)
+        yield* note(f.quiet, `job ${f.job} cancelled; ${p.output} removed, nothing published`)
+      })
+    )
+}
