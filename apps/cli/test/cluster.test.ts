@@ -46,6 +46,11 @@ describe("cage cluster", () => {
     expect(s.code).toBe(0)
     expect(s.stdout.toString()).toContain("done, published")
     expect(s.stdout.toString()).toContain("segments 10/10 done")
+    // Who did what: the segments per runner add up to the job.
+    const perRunner = [...s.stdout.toString().matchAll(/^ {2}runner 127\.0\.0\.1:\d+: (\d+) segments/gm)].map((m) => Number(m[1]))
+    expect(perRunner.length).toBeGreaterThanOrEqual(1)
+    expect(perRunner.reduce((a, b) => a + b, 0)).toBe(10)
+    expect(result.runners.reduce((n: number, r: { bytes: number }) => n + r.bytes, 0)).toBe(9 * 1024 * 1024 + 4321)
     const keyText = fs.readFileSync(key, "utf8")
     const dump = pg.run("pg_dump", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "--data-only", pg.database])
     expect(dump).toContain(result.job)
@@ -111,6 +116,8 @@ describe("cage cluster", () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toContain("a password on the command line")
     expect(r.stderr).not.toContain("secret")
+    r = cage(["cluster", "status", "0123456789abcdef", "--db", `postgres://cage@${pg.host}:${pg.port}/postgres?sslmode=require`])
+    expect([r.code, r.stderr]).toEqual([2, "cage: error: --db: connection parameters (password, sslmode, …) are not supported yet: use postgres://USER@HOST:PORT/DATABASE\n"])
     for (const out of ["d.agcm", "d.agcm.partial", "none.agcm.partial"]) expect(fs.existsSync(path.join(dir, out))).toBe(false)
   }, 60_000)
 
@@ -133,5 +140,13 @@ describe("cage cluster", () => {
     expect(fs.existsSync(`${src}.agcm`)).toBe(false)
     const s = cage(["cluster", "status", job, "--db", db, "--json"])
     expect(JSON.parse(s.stdout.toString())).toMatchObject({ state: "failed" })
+    const again = cage(["cluster", "cancel", job, "--db", db])
+    expect([again.code, again.stderr]).toEqual([2, `cage: error: job ${job} already ended (cancelled): nothing to cancel\n`])
+    // The same output submitted again: the cancelled job's segments (run now by the new
+    // runners, or still queued) never write into the new job's staged file.
+    const r2 = cage(["cluster", "submit", "encrypt", src, "--key", key, "--db", db, "--segment-size", "1MiB", "--wait", "-q"])
+    expect([r2.code, r2.stderr]).toEqual([0, ""])
+    expect(cage(["decrypt", `${src}.agcm`, "-o", path.join(dir, "e.out"), "--key", key, "-q"]).code).toBe(0)
+    expect(fs.readFileSync(path.join(dir, "e.out")).equals(fs.readFileSync(src))).toBe(true)
   }, 60_000)
 })

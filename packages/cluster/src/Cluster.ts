@@ -20,7 +20,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import * as Plan from "./Plan.js"
-import { decryptSegment, encryptSegment, sourceUnchanged } from "./Segment.js"
+import { decryptSegment, encryptSegment, isStaged, removeStaged, sourceUnchanged } from "./Segment.js"
 
 const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
 
@@ -32,11 +32,15 @@ export const JobPayload = Schema.Struct({
   source: Schema.String,
   identity: Identity,
   output: Schema.String,
+  /** The staged file `output` as the job created it (inode, birth time): see `Segment.StagedFile`. */
+  staged: Schema.Struct({ ino: Schema.String, birthtimeNs: Schema.String }),
   keyFile: Schema.String,
   chunkSize: Schema.Number,
   headerBytes: Schema.Number,
   snapshot: Schema.Unknown,
-  segmentBytes: Schema.Number
+  segmentBytes: Schema.Number,
+  /** When the job was submitted (ms since the epoch, the client's clock): status's throughput and ETA. */
+  submittedAt: Schema.Number
 })
 export type JobPayload = typeof JobPayload.Type
 
@@ -64,10 +68,13 @@ export const planOf = (p: JobPayload) =>
 export const plainBytesOf = (p: JobPayload, s: Plan.Segment) =>
   p.op === "encrypt" ? s.plainEnd - s.plainStart : s.plainEnd - s.plainStart - 16 * s.chunks
 
+/** What a segment reports: its plaintext bytes and the runner that did it. */
+export const SegmentResult = Schema.Struct({ bytes: Schema.Number, runner: Schema.String })
+
 /** One segment: sealed by one activity, on whichever runner owns the segment's shard. */
 export const SegmentWorkflow = Workflow.make("cage/segment", {
   payload: SegmentPayload,
-  success: Schema.Number,
+  success: SegmentResult,
   error: Schema.String,
   idempotencyKey: (p) => `${p.job}/${p.index}`
 })
@@ -99,21 +106,25 @@ const segmentLayer = (options: RunnerOptions) => {
   return SegmentWorkflow.toLayer((p) =>
     Activity.make({
       name: "seal",
-      success: Schema.Number,
+      success: SegmentResult,
       error: Schema.String,
       execute: Effect.gen(function*() {
         if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
         const segment = planOf(p).segments[p.index]
         const where = `segment ${p.index} (chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}) on runner ${options.name ?? "?"}`
+        // A segment left over from a job that already ended (failed, cancelled) does nothing.
+        const { index: _, ...job } = p
+        const ended = yield* JobWorkflow.poll(yield* JobWorkflow.executionId(job))
+        if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* Effect.fail(`${where}: the job has ended; this segment writes nothing`)
         const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e) => `${where}: ${e}`))
         const work = p.op === "encrypt"
-          ? encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment })
-          : decryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, headerBytes: p.headerBytes, segment })
+          ? encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment, staged: p.staged })
+          : decryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, headerBytes: p.headerBytes, segment, staged: p.staged })
         yield* (work as Effect.Effect<void, unknown>).pipe(
           Effect.mapError((e) => `${where}: ${(e as { message?: string }).message ?? String(e)}`),
           Effect.ensuring(Effect.sync(() => key.fill(0)))
         )
-        return plainBytesOf(p, segment)
+        return { bytes: plainBytesOf(p, segment), runner: options.name ?? "?" }
       }).pipe(Semaphore.withPermits(slots, 1))
     })
   )
@@ -140,13 +151,13 @@ const publish = (p: JobPayload) =>
         try: () => {
           // Run again after a crash: already published (the partial name gone), or crashed
           // between link and unlink (both names, one file).
-          if (!fs.existsSync(p.output) && fs.existsSync(final)) return final
+          if (!fs.existsSync(p.output) && isStaged(final, p.staged)) return final
           if (fs.existsSync(final)) {
-            const [a, b] = [fs.statSync(p.output), fs.statSync(final)]
-            if (a.ino !== b.ino || a.dev !== b.dev) throw new Error(`${final} exists: it is not this job's output, and is left as it is`)
+            if (!isStaged(final, p.staged)) throw new Error(`${final} exists: it is not this job's output, and is left as it is`)
             fs.unlinkSync(p.output)
             return final
           }
+          if (!isStaged(p.output, p.staged)) throw new Error(`${p.output} is not the file this job staged (replaced, or removed by a cancel): nothing published`)
           const fd = fs.openSync(p.output, "r")
           try {
             fs.fsyncSync(fd)
@@ -184,19 +195,19 @@ const pollBatch = 64
 const jobLayer = JobWorkflow.toLayer((p) =>
   Effect.gen(function*() {
     const segments = planOf(p).segments
-    const ids = yield* Effect.forEach(segments, (_, index) => SegmentWorkflow.execute({ ...p, index }, { discard: true, detached: true }), { concurrency: 16 })
+    const ids = yield* Effect.forEach(segments, (_, index) => retryStorage(SegmentWorkflow.execute({ ...p, index }, { discard: true, detached: true })), { concurrency: 16 })
     // Pending segments in plan order; each poll reads the first `pollBatch` of them.
     let pending = ids.map((id, index) => ({ id, index }))
     while (pending.length > 0) {
       const batch = pending.slice(0, pollBatch)
       const done = new Set<number>()
       for (const { id, index } of batch) {
-        const result = yield* SegmentWorkflow.poll(id)
+        const result = yield* retryStorage(SegmentWorkflow.poll(id))
         if (Option.isNone(result) || result.value._tag !== "Complete") continue
         const exit = result.value.exit
         if (exit._tag === "Failure") {
           const error = Cause.findErrorOption(exit.cause)
-          return yield* Effect.fail(Option.isSome(error) ? error.value : `segment ${index}: ${Cause.pretty(exit.cause)}`)
+          return yield* Effect.fail(Option.isSome(error) ? error.value : `segment ${index}: ${Cause.hasInterruptsOnly(exit.cause) ? "cancelled" : `internal error: ${(Cause.squash(exit.cause) as Error)?.message ?? "unknown"}`}`)
         }
         done.add(index)
       }
@@ -206,10 +217,26 @@ const jobLayer = JobWorkflow.toLayer((p) =>
     yield* publish(p)
     return segments.length
   }).pipe(
-    // A job that failed cannot be resumed: its staged output goes (ciphertext only).
-    Effect.tapError(() => discard(p))
+    // A job that failed cannot be resumed: its staged output goes (for a decrypt, plaintext),
+    // whatever the failure (a defect too); a cancelled job's goes with `Job.cancel`.
+    Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : discard(p))
   )
 )
+
+/**
+ * Effect's cluster turns a storage error in `execute` or `poll` into a defect, which the
+ * engine would record as the job's final failure: a database restart would fail every
+ * running job. Retried every second for up to 5 minutes first.
+ */
+export const retryStorage = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    for (let attempt = 1; ; attempt++) {
+      const exit = yield* Effect.exit(effect)
+      if (exit._tag === "Success") return exit.value
+      if (Cause.hasInterruptsOnly(exit.cause) || Option.isSome(Cause.findErrorOption(exit.cause)) || attempt >= 300) return yield* exit
+      yield* Effect.sleep(1000)
+    }
+  })
 
 /** Removes a failed job's `OUT.partial`. */
 const discard = (p: JobPayload) =>
@@ -217,7 +244,7 @@ const discard = (p: JobPayload) =>
     name: "discard",
     success: Schema.Void,
     error: Schema.String,
-    execute: Effect.sync(() => fs.rmSync(p.output, { force: true }))
+    execute: Effect.sync(() => removeStaged(p))
   })
 
 /** The workflows every process registers (runners execute them; clients only submit). */

@@ -15,8 +15,8 @@ import { SqlClient } from "effect/sql"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
-import { finalName, JobPayload, JobWorkflow, planOf, plainBytesOf, readKey, SegmentWorkflow } from "./Cluster.js"
-import { startOutput } from "./Segment.js"
+import { finalName, JobPayload, JobWorkflow, planOf, plainBytesOf, readKey, retryStorage, SegmentWorkflow } from "./Cluster.js"
+import { removeStaged, stagedOf, startOutput } from "./Segment.js"
 
 /** A job request the user got wrong, or a job that does not exist. `exitCode` 2 (usage), 3 (not found). */
 export class JobError extends Data.TaggedError("JobError")<{ readonly detail: string; readonly exitCode: number }> {
@@ -59,15 +59,26 @@ export const startEncrypt = (options: {
       source,
       identity,
       output: partial,
+      staged: seal.staged,
       keyFile,
       chunkSize,
       headerBytes: seal.headerBytes,
       snapshot: seal.snapshot,
-      segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES
+      segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+      submittedAt: Date.now()
     }
-    const id = yield* JobWorkflow.execute(payload, { discard: true })
-    return { id, payload }
+    return yield* submitStaged(payload)
   })
+
+/**
+ * Starts the job whose output is staged: if the cluster does not take it (database down,
+ * interrupted), the staged file goes, so the same command can simply be run again.
+ */
+const submitStaged = (payload: JobPayload) =>
+  JobWorkflow.execute(payload, { discard: true }).pipe(
+    Effect.map((id) => ({ id, payload })),
+    Effect.onExit((exit) => exit._tag === "Success" ? Effect.void : Effect.sync(() => removeStaged(payload)))
+  )
 
 /** Absolute paths (every runner gets them), the output refusals, the source's identity. */
 const resolveJob = (options: { readonly source: string; readonly output: string; readonly keyFile: string }) =>
@@ -125,8 +136,15 @@ export const startDecrypt = (options: {
     const framing = init?.framing
     if (framing === undefined) return yield* new JobError({ detail: `${options.source}: not an AGCM v2 file (cluster jobs do not read legacy v1 streams)`, exitCode: 2 })
     const partial = `${output}.partial`
-    yield* Effect.try({
-      try: () => fs.closeSync(fs.openSync(partial, "wx", 0o600)),
+    const staged = yield* Effect.try({
+      try: () => {
+        const fd = fs.openSync(partial, "wx", 0o600)
+        try {
+          return stagedOf(fd)
+        } finally {
+          fs.closeSync(fd)
+        }
+      },
       catch: (e: unknown) => new JobError({ detail: (e as { code?: string }).code === "EEXIST" ? `${options.output}.partial exists: another job writes ${options.output} (or an earlier one was cancelled: remove it)` : `${partial}: ${(e as Error).message}`, exitCode: (e as { code?: string }).code === "EEXIST" ? 2 : 4 })
     })
     const payload: JobPayload = {
@@ -135,14 +153,15 @@ export const startDecrypt = (options: {
       source,
       identity,
       output: partial,
+      staged,
       keyFile,
       chunkSize: framing.chunkBytes - 16,
       headerBytes: framing.headerBytes,
       snapshot: null,
-      segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES
+      segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+      submittedAt: Date.now()
     }
-    const id = yield* JobWorkflow.execute(payload, { discard: true })
-    return { id, payload }
+    return yield* submitStaged(payload)
   })
 
 /** Where a job stands. `done`/`failed` count segments; `result` is set once the job ended. */
@@ -155,6 +174,12 @@ export interface JobStatus {
   readonly done: number
   readonly doneBytes: number
   readonly failed: ReadonlyArray<{ readonly segment: number; readonly chunks: string; readonly error: string }>
+  /** Segments done and their plaintext bytes, per runner (its listen address). */
+  readonly runners: ReadonlyArray<{ readonly runner: string; readonly segments: number; readonly bytes: number }>
+  /** Plaintext bytes per second since the job was submitted (0 before a segment is done). */
+  readonly bytesPerSecond: number
+  /** Seconds left at that rate, while the job runs and the rate is known. */
+  readonly etaSeconds: number | undefined
   readonly result: { readonly ok: true } | { readonly ok: false; readonly error: string } | undefined
   /** The header's public values (salt, key commitment): nothing secret. */
   readonly snapshot: unknown
@@ -185,27 +210,36 @@ export const status = (id: string, payload?: JobPayload) =>
     let done = 0
     let doneBytes = 0
     const failed: Array<JobStatus["failed"][number]> = []
+    const runners = new Map<string, { segments: number; bytes: number }>()
     for (const s of segments) {
       const segmentId = yield* SegmentWorkflow.executionId({ ...p, index: s.index })
-      const r = yield* SegmentWorkflow.poll(segmentId)
+      const r = yield* retryStorage(SegmentWorkflow.poll(segmentId))
       if (Option.isNone(r) || r.value._tag !== "Complete") continue
       const exit = r.value.exit
       if (exit._tag === "Success") {
         done++
-        doneBytes += plainBytesOf(p, s)
+        doneBytes += exit.value.bytes
+        const r = runners.get(exit.value.runner) ?? { segments: 0, bytes: 0 }
+        runners.set(exit.value.runner, { segments: r.segments + 1, bytes: r.bytes + exit.value.bytes })
       } else failed.push({ segment: s.index, chunks: `${s.firstChunk}..${s.firstChunk + s.chunks - 1}`, error: errorText(exit) })
     }
-    const job = yield* JobWorkflow.poll(id)
+    const job = yield* retryStorage(JobWorkflow.poll(id))
     const result: JobStatus["result"] = Option.isNone(job) || job.value._tag !== "Complete"
       ? undefined
       : job.value.exit._tag === "Success"
       ? { ok: true }
       : { ok: false, error: errorText(job.value.exit) }
+    const bytes = segments.reduce((n, s) => n + plainBytesOf(p, s), 0)
+    const seconds = (Date.now() - p.submittedAt) / 1000
+    const bytesPerSecond = seconds > 0 ? doneBytes / seconds : 0
     return {
       id,
       source: p.source,
       output: finalName(p.output),
-      bytes: segments.reduce((n, s) => n + plainBytesOf(p, s), 0),
+      bytes,
+      runners: [...runners].map(([runner, r]) => ({ runner, ...r })).sort((a, b) => a.runner.localeCompare(b.runner)),
+      bytesPerSecond,
+      etaSeconds: result === undefined && bytesPerSecond > 0 ? (bytes - doneBytes) / bytesPerSecond : undefined,
       segments: segments.length,
       done,
       doneBytes,
@@ -233,8 +267,15 @@ const errorText = (exit: { readonly _tag: "Failure"; readonly cause: unknown } |
 export const cancel = (id: string) =>
   Effect.gen(function*() {
     const p = yield* payloadOf(id)
+    const ended = yield* JobWorkflow.poll(id)
+    if (Option.isSome(ended) && ended.value._tag === "Complete") {
+      const how = ended.value.exit._tag === "Success" ? `finished and published ${finalName(p.output)}` : `ended (${errorText(ended.value.exit)})`
+      return yield* new JobError({ detail: `job ${id} already ${how}: nothing to cancel`, exitCode: 2 })
+    }
     yield* JobWorkflow.interrupt(id)
     for (const s of planOf(p).segments) yield* SegmentWorkflow.interrupt(yield* SegmentWorkflow.executionId({ ...p, index: s.index }))
-    yield* Effect.sync(() => fs.rmSync(p.output, { force: true }))
+    // Segments not started yet see the job ended and write nothing; any still writing write
+    // into this job's staged file only (checked on their descriptor), which goes now.
+    yield* Effect.sync(() => removeStaged(p))
     return p
   })

@@ -33,7 +33,8 @@ const initOf = (key: KeyMaterial, chunkSize: number, source: string, size: numbe
 /**
  * Creates `output` (the job's `OUT.partial`, mode 0600, never over an existing file) with
  * the AGCM v2 header for `key` and a fresh salt, or the salt of `resume` (another file's
- * snapshot: tests compare with a single-machine run). Returns what the segments need.
+ * snapshot: tests compare with a single-machine run). Returns what the segments need: the
+ * seal and the staged file's identity.
  */
 export const startOutput = (options: { readonly source: string; readonly size: number; readonly output: string; readonly key: KeyMaterial; readonly chunkSize: number; readonly resume?: JsonValue }) =>
   Effect.gen(function*() {
@@ -41,33 +42,83 @@ export const startOutput = (options: { readonly source: string; readonly size: n
     const header = init.header ?? new Uint8Array(0)
     const snapshot = p.snapshot?.() ?? null
     yield* p.close?.() ?? Effect.void
-    yield* Effect.try({
+    const staged = yield* Effect.try({
       try: () => {
         const fd = fs.openSync(options.output, "wx", 0o600)
         try {
           fs.writeSync(fd, header, 0, header.length, 0)
+          return stagedOf(fd)
         } finally {
           fs.closeSync(fd)
         }
       },
       catch: (e) => fromSystemError("create", options.output, e)
     })
-    return { snapshot, chunkSize: options.chunkSize, headerBytes: header.length } satisfies FileSeal
+    return { snapshot, chunkSize: options.chunkSize, headerBytes: header.length, staged }
   })
 
-/** The source for reading and the job's output for positional writes (both or neither). */
-const openPair = (source: string, output: string) =>
-  Effect.try({
-    try: () => {
-      const input = fs.openSync(source, "r")
-      try {
-        return { input, out: fs.openSync(output, "r+") }
-      } catch (e) {
-        fs.closeSync(input)
-        throw e
-      }
-    },
-    catch: (e) => fromSystemError("open", output, e) as IoError
+/**
+ * Which file a job staged its output in: inode and birth time (an inode number alone is
+ * reused as soon as a file is deleted). Recorded when the job creates `OUT.partial`, checked
+ * on the descriptor every segment writes through, and before publishing or removing it: a
+ * segment left over from a cancelled or failed job never writes into a newer job's file of
+ * the same name, and a runner never removes or publishes a file that is not its job's.
+ */
+export interface StagedFile {
+  readonly ino: string
+  readonly birthtimeNs: string
+}
+
+/** The staged-file identity of an open descriptor. */
+export const stagedOf = (fd: number): StagedFile => {
+  const st = fs.fstatSync(fd, { bigint: true })
+  return { ino: st.ino.toString(), birthtimeNs: st.birthtimeNs.toString() }
+}
+
+/** Whether `path` is (still) the file `staged` recorded; false when it is missing or another file. */
+export const isStaged = (path: string, staged: StagedFile) => {
+  try {
+    const st = fs.statSync(path, { bigint: true })
+    return st.ino.toString() === staged.ino && st.birthtimeNs.toString() === staged.birthtimeNs
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Removes a job's staged output (`*.partial`) if it is still the file the job created:
+ * never another job's, nor any file a payload might name.
+ */
+export const removeStaged = (p: { readonly output: string; readonly staged: StagedFile }) => {
+  if (p.output.endsWith(".partial") && isStaged(p.output, p.staged)) fs.rmSync(p.output, { force: true })
+}
+
+/**
+ * The source for reading and the job's staged output for positional writes (both or
+ * neither). The output must be the file the job staged (`staged`), checked on the
+ * descriptor itself: `InputChanged` otherwise.
+ */
+const openPair = (source: string, output: string, staged: StagedFile) =>
+  Effect.gen(function*() {
+    const fds = yield* Effect.try({
+      try: () => {
+        const input = fs.openSync(source, "r")
+        try {
+          return { input, out: fs.openSync(output, "r+") }
+        } catch (e) {
+          fs.closeSync(input)
+          throw e
+        }
+      },
+      catch: (e) => fromSystemError("open", output, e) as IoError
+    })
+    const now = stagedOf(fds.out)
+    if (now.ino !== staged.ino || now.birthtimeNs !== staged.birthtimeNs) {
+      fs.closeSync(fds.input)
+      fs.closeSync(fds.out)
+      return yield* new InputChanged({ path: output, detail: "it is not the file this job staged (a newer job's output, or replaced): this segment writes nothing" })
+    }
+    return fds
   })
 
 /**
@@ -98,37 +149,30 @@ export const encryptSegment = (options: {
   readonly key: KeyMaterial
   readonly seal: FileSeal
   readonly segment: Segment
+  readonly staged: StagedFile
 }) =>
   Effect.gen(function*() {
     const { source, identity, output, seal, segment } = options
     const check = sourceUnchanged(source, identity)
     yield* check
     const { p, init } = yield* initOf(options.key, seal.chunkSize, source, identity.size, seal.snapshot)
-    // The header on disk must be the one this job's snapshot makes (same salt, key
-    // commitment, chunk size): sealing under a header the file does not carry would give
-    // chunks no reader can open.
-    const header = init.header ?? new Uint8Array(0)
-    const onDisk = yield* Effect.try({
-      try: () => {
-        const fd = fs.openSync(output, "r")
-        try {
-          const b = Buffer.alloc(header.length)
-          return b.subarray(0, fs.readSync(fd, b, 0, b.length, 0))
-        } finally {
-          fs.closeSync(fd)
-        }
-      },
-      catch: (e) => fromSystemError("open", output, e) as IoError
-    }).pipe(Effect.tapError(() => p.close?.() ?? Effect.void))
-    if (!onDisk.equals(header)) {
-      yield* p.close?.() ?? Effect.void
-      return yield* new InputChanged({ path: output, detail: "its header is not the one this job wrote (another job's output, or a damaged file)" })
-    }
     const plan = ChunkSpec.planRegion(identity.size, { headerBytes: 0, chunkBytes: seal.chunkSize, shortFinal: true })
     const specs = [...plan.chunks(segment.firstChunk, segment.firstChunk + segment.chunks)]
     const direct = p.processDirect
     if (direct === undefined || init.direct === undefined) return yield* Effect.die(new Error("internal error: agcm-encrypt has no direct mode"))
-    const fds = yield* openPair(source, output)
+    const fds = yield* openPair(source, output, options.staged).pipe(Effect.tapError(() => p.close?.() ?? Effect.void))
+    // The header on disk (read through the descriptor written below) must be the one this
+    // job's snapshot makes (same salt, key commitment, chunk size): sealing under a header
+    // the file does not carry would give chunks no reader can open.
+    const header = init.header ?? new Uint8Array(0)
+    const onDisk = Buffer.alloc(header.length)
+    const got = fs.readSync(fds.out, onDisk, 0, onDisk.length, 0)
+    if (got !== header.length || !onDisk.equals(header)) {
+      fs.closeSync(fds.input)
+      fs.closeSync(fds.out)
+      yield* p.close?.() ?? Effect.void
+      return yield* new InputChanged({ path: output, detail: "its header is not the one this job wrote (another job's output, or a damaged file)" })
+    }
     yield* direct(specs, {
       inputFd: fds.input,
       inputOffset: segment.plainStart,
@@ -165,12 +209,13 @@ export const decryptSegment = (options: {
   readonly key: KeyMaterial
   readonly headerBytes: number
   readonly segment: Segment
+  readonly staged: StagedFile
 }) =>
   Effect.gen(function*() {
     const { source, identity, output, segment } = options
     yield* sourceUnchanged(source, identity)
+    const fds = yield* openPair(source, output, options.staged)
     const p = agcmDecrypt({ ...options.key, workers: 1 } as Parameters<typeof agcmDecrypt>[0])
-    const fds = yield* openPair(source, output)
     const run = Effect.gen(function*() {
       const readHeader = (n: number) =>
         Effect.try({

@@ -50,7 +50,7 @@ const prepare = async (name: string, size: number, segmentBytes: number) => {
   const identity = await Effect.runPromise(ChunkInput.statIdentity(source))
   const output = path.join(dir, `${name}.agcm.partial`)
   const seal = await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output, key: { key }, chunkSize, resume: p.snapshot!() }))
-  const payload = { job: `job-${crypto.randomUUID()}`, op: "encrypt" as const, source, identity, output, keyFile, chunkSize, headerBytes: seal.headerBytes, snapshot: seal.snapshot, segmentBytes }
+  const payload = { job: `job-${crypto.randomUUID()}`, op: "encrypt" as const, submittedAt: Date.now(), source, identity, output, staged: seal.staged, keyFile, chunkSize, headerBytes: seal.headerBytes, snapshot: seal.snapshot, segmentBytes }
   return { key, payload, output, reference }
 }
 

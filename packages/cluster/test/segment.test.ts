@@ -54,7 +54,7 @@ describe("encryptSegment", () => {
       expect(plan.outputBytes).toBe(ref.bytes.length)
       const order = shuffled(plan.segments, size + 1)
       for (const segment of [...order, order[0]]) {
-        await Effect.runPromise(Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment }))
+        await Effect.runPromise(Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment, staged: seal.staged }))
       }
       expect(fs.readFileSync(output).equals(ref.bytes)).toBe(true)
       expect(fs.statSync(output).mode & 0o777).toBe(0o600)
@@ -73,17 +73,24 @@ describe("encryptSegment", () => {
       if (Exit.isSuccess(exit)) throw new Error("expected a failure")
       return (exit.cause.reasons.find((r) => r._tag === "Fail") as unknown as { error: { _tag: string; message: string } }).error
     }
-    expect(await failure(Segment.encryptSegment({ source, identity, output, key: { key: crypto.randomBytes(32) }, seal, segment }))).toMatchObject({ _tag: "HeaderAuthFailed" })
+    expect(await failure(Segment.encryptSegment({ source, identity, output, key: { key: crypto.randomBytes(32) }, seal, segment, staged: seal.staged }))).toMatchObject({ _tag: "HeaderAuthFailed" })
     expect(await failure(Segment.startOutput({ source, size: identity.size, output, key: { key }, chunkSize }))).toMatchObject({ _tag: "IoError" })
     // Another job's output under this name (same key, another salt): its header is not this job's.
     const other = path.join(dir, "other.partial")
-    await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output: other, key: { key }, chunkSize }))
-    const wrong = await failure(Segment.encryptSegment({ source, identity, output: other, key: { key }, seal, segment }))
+    const otherSeal = await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output: other, key: { key }, chunkSize }))
+    const notStaged = await failure(Segment.encryptSegment({ source, identity, output: other, key: { key }, seal, segment, staged: seal.staged }))
+    expect(notStaged).toMatchObject({ _tag: "InputChanged" })
+    expect(notStaged.message).toContain("it is not the file this job staged")
+    const wrong = await failure(Segment.encryptSegment({ source, identity, output: other, key: { key }, seal, segment, staged: otherSeal.staged }))
     expect(wrong).toMatchObject({ _tag: "InputChanged" })
     expect(wrong.message).toContain("its header is not the one this job wrote")
+    // A file removed and created again under the job's name (as a newer job would): refused.
+    fs.rmSync(other)
+    await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output: other, key: { key }, chunkSize, resume: seal.snapshot }))
+    expect((await failure(Segment.encryptSegment({ source, identity, output: other, key: { key }, seal, segment, staged: otherSeal.staged }))).message).toContain("it is not the file this job staged")
     // The device number is not part of the check (each machine numbers a shared mount its own way).
-    await Effect.runPromise(Segment.encryptSegment({ source, identity: { ...identity, dev: "12345" }, output, key: { key }, seal, segment }))
+    await Effect.runPromise(Segment.encryptSegment({ source, identity: { ...identity, dev: "12345" }, output, key: { key }, seal, segment, staged: seal.staged }))
     fs.appendFileSync(source, "more")
-    expect(await failure(Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment }))).toMatchObject({ _tag: "InputChanged" })
+    expect(await failure(Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment, staged: seal.staged }))).toMatchObject({ _tag: "InputChanged" })
   })
 })

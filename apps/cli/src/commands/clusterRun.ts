@@ -24,6 +24,8 @@ const parseDb = (url: string) => {
   }
   if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") return Effect.fail(new UserFacing({ detail: `--db ${url}: expected postgres://USER@HOST:PORT/DATABASE`, exitCode: 2 }))
   if (u.password !== "") return Effect.fail(new UserFacing({ detail: "--db: a password on the command line is visible to every user of this machine (ps); none is accepted", exitCode: 2 }))
+  // Not silently ignored: `?sslmode=require` would otherwise connect without TLS.
+  if (u.search !== "") return Effect.fail(new UserFacing({ detail: "--db: connection parameters (password, sslmode, …) are not supported yet: use postgres://USER@HOST:PORT/DATABASE", exitCode: 2 }))
   return Effect.succeed({
     host: u.hostname || "127.0.0.1",
     port: u.port === "" ? 5432 : Number(u.port),
@@ -70,6 +72,8 @@ const submit = (
 /** Polls a job until it ends, with one progress bar over all runners; fails with the job's error. */
 const waitAndReport = (c: typeof Cluster, id: string, payload: Cluster.Cluster.JobPayload, f: { readonly json: boolean; readonly quiet: boolean }) =>
   Effect.gen(function*() {
+    // Ctrl-C stops the waiting, not the job: say how to follow or stop it.
+    yield* setInterruptNote(`job ${id} goes on running on the cluster: cage cluster status ${id} --db URL shows it, cage cluster cancel ${id} --db URL stops it`)
     const bar = terminal({ quiet: f.quiet || f.json, label: "cluster" })
     const started = Date.now()
     bar.start(payload.identity.size, 0)
@@ -98,6 +102,9 @@ const summary = (s: Cluster.Job.JobStatus) => ({
   segments: s.segments,
   done: s.done,
   failed: s.failed,
+  runners: s.runners,
+  bytesPerSecond: Math.round(s.bytesPerSecond),
+  ...(s.etaSeconds !== undefined ? { etaSeconds: Math.round(s.etaSeconds) } : {}),
   state: s.result === undefined ? "running" : s.result.ok ? "done" : "failed",
   ...(s.result !== undefined && !s.result.ok ? { error: s.result.error } : {}),
   snapshot: s.snapshot
@@ -132,6 +139,8 @@ export const clusterHandlers: ClusterHandlers = {
           `job ${s.id}: ${state}`,
           `  ${s.source} → ${s.output}`,
           `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)`,
+          `  ${(s.bytesPerSecond / 1048576).toFixed(1)} MiB/s since submit${s.etaSeconds !== undefined ? `, about ${Math.ceil(s.etaSeconds)} s left` : ""}`,
+          ...s.runners.map((r) => `  runner ${r.runner}: ${r.segments} segments (${(r.bytes / 1048576).toFixed(1)} MiB)`),
           ...s.failed.map((x) => `  segment ${x.segment} (chunks ${x.chunks}) failed: ${x.error}`)
         ]
         yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))
