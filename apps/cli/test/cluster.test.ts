@@ -28,6 +28,17 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true })
 })
 
+/** Stops the runners, then submits an encryption of a new random file of `size` bytes in 1 MiB segments. */
+const submitWithoutRunners = (name: string, size: number) => {
+  for (const r of runners.splice(0)) r.kill("SIGTERM")
+  const src = path.join(dir, name)
+  writeRandom(src, size)
+  const key = path.join(dir, "k.key")
+  const r = cage(["cluster", "submit", "encrypt", src, "--key", key, "--db", db, "--segment-size", "1MiB"])
+  expect(r.code).toBe(0)
+  return { src, key, job: r.stdout.toString().trim() }
+}
+
 describe("cage cluster", () => {
   it("submit --wait encrypts across the runners; cage decrypt reads the output; status reports the job; the database never holds the key", () => {
     const src = path.join(dir, "a.bin")
@@ -123,13 +134,7 @@ describe("cage cluster", () => {
 
   it("cancel stops a job and removes its staged output; nothing is published", async () => {
     // No runner while the job is submitted and cancelled: it cannot have finished first.
-    for (const r of runners.splice(0)) r.kill("SIGTERM")
-    const src = path.join(dir, "e.bin")
-    writeRandom(src, 4 * 1024 * 1024)
-    const key = path.join(dir, "k.key")
-    const r = cage(["cluster", "submit", "encrypt", src, "--key", key, "--db", db, "--segment-size", "1MiB"])
-    expect(r.code).toBe(0)
-    const job = r.stdout.toString().trim()
+    const { src, key, job } = submitWithoutRunners("e.bin", 4 * 1024 * 1024)
     expect(fs.existsSync(`${src}.agcm.partial`)).toBe(true)
     const c = cage(["cluster", "cancel", job, "--db", db])
     expect([c.code, c.stderr]).toEqual([0, `cage: job ${job} cancelled; ${src}.agcm.partial removed, nothing published\n`])
@@ -148,5 +153,16 @@ describe("cage cluster", () => {
     expect([r2.code, r2.stderr]).toEqual([0, ""])
     expect(cage(["decrypt", `${src}.agcm`, "-o", path.join(dir, "e.out"), "--key", key, "-q"]).code).toBe(0)
     expect(fs.readFileSync(path.join(dir, "e.out")).equals(fs.readFileSync(src))).toBe(true)
+  }, 60_000)
+
+  it("a source that changes before its segments run fails the job with exit 4, naming it; nothing is published", async () => {
+    const { src, job } = submitWithoutRunners("m.bin", 3 * 1024 * 1024)
+    fs.appendFileSync(src, "one more line")
+    for (let i = 0; i < 2; i++) runners.push(cageAsync(["cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", db]))
+    const w = cage(["cluster", "status", job, "--db", db, "--wait", "-q"])
+    expect(w.code).toBe(4)
+    expect(w.stderr).toMatch(new RegExp(`^cage: error: job ${job} failed: segment \\d+ \\(chunks \\d+\\.\\.\\d+\\) on runner 127\\.0\\.0\\.1:\\d+: ${src.replace(/[.]/g, "\\.")} changed while it was being read \\(size in bytes: was 3145728, now 3145741`))
+    expect(fs.existsSync(`${src}.agcm`)).toBe(false)
+    expect(fs.existsSync(`${src}.agcm.partial`)).toBe(false)
   }, 60_000)
 })

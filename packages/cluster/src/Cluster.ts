@@ -12,6 +12,7 @@
  */
 import { parseKeyText } from "@cage/agcm"
 import { NodeClusterSocket } from "@effect/platform-node"
+import { exitCodeOf } from "@cage/core"
 import { PgClient } from "@effect/sql-pg"
 import { Cause, Effect, Layer, Option, Schema, Semaphore } from "effect"
 import { ClusterWorkflowEngine, RunnerAddress } from "effect/cluster"
@@ -68,6 +69,15 @@ export const planOf = (p: JobPayload) =>
 export const plainBytesOf = (p: JobPayload, s: Plan.Segment) =>
   p.op === "encrypt" ? s.plainEnd - s.plainStart : s.plainEnd - s.plainStart - 16 * s.chunks
 
+/**
+ * Why a segment or a job failed: a message in the user's terms (segment, chunk range,
+ * runner, file) and the exit code `cage` uses for that kind of failure (3 integrity, 4 I/O
+ * or a changed source, 2 usage).
+ */
+export const JobFailure = Schema.Struct({ message: Schema.String, exitCode: Schema.Number })
+export type JobFailure = typeof JobFailure.Type
+const fail = (message: string, exitCode = 1) => Effect.fail<JobFailure>({ message, exitCode })
+
 /** What a segment reports: its plaintext bytes and the runner that did it. */
 export const SegmentResult = Schema.Struct({ bytes: Schema.Number, runner: Schema.String })
 
@@ -75,7 +85,7 @@ export const SegmentResult = Schema.Struct({ bytes: Schema.Number, runner: Schem
 export const SegmentWorkflow = Workflow.make("cage/segment", {
   payload: SegmentPayload,
   success: SegmentResult,
-  error: Schema.String,
+  error: JobFailure,
   idempotencyKey: (p) => `${p.job}/${p.index}`
 })
 
@@ -83,7 +93,7 @@ export const SegmentWorkflow = Workflow.make("cage/segment", {
 export const JobWorkflow = Workflow.make("cage/job", {
   payload: JobPayload,
   success: Schema.Number,
-  error: Schema.String,
+  error: JobFailure,
   idempotencyKey: (p) => p.job
 })
 
@@ -107,7 +117,7 @@ const segmentLayer = (options: RunnerOptions) => {
     Activity.make({
       name: "seal",
       success: SegmentResult,
-      error: Schema.String,
+      error: JobFailure,
       execute: Effect.gen(function*() {
         if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
         const segment = planOf(p).segments[p.index]
@@ -115,13 +125,13 @@ const segmentLayer = (options: RunnerOptions) => {
         // A segment left over from a job that already ended (failed, cancelled) does nothing.
         const { index: _, ...job } = p
         const ended = yield* JobWorkflow.poll(yield* JobWorkflow.executionId(job))
-        if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* Effect.fail(`${where}: the job has ended; this segment writes nothing`)
-        const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e) => `${where}: ${e}`))
+        if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment writes nothing`)
+        const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${e}`, exitCode: 2 })))
         const work = p.op === "encrypt"
           ? encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment, staged: p.staged })
           : decryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, headerBytes: p.headerBytes, segment, staged: p.staged })
         yield* (work as Effect.Effect<void, unknown>).pipe(
-          Effect.mapError((e) => `${where}: ${(e as { message?: string }).message ?? String(e)}`),
+          Effect.mapError((e): JobFailure => ({ message: `${where}: ${(e as { message?: string }).message ?? String(e)}`, exitCode: exitCodeOf(e) })),
           Effect.ensuring(Effect.sync(() => key.fill(0)))
         )
         return { bytes: plainBytesOf(p, segment), runner: options.name ?? "?" }
@@ -140,12 +150,12 @@ const publish = (p: JobPayload) =>
   Activity.make({
     name: "publish",
     success: Schema.String,
-    error: Schema.String,
+    error: JobFailure,
     execute: Effect.gen(function*() {
       const final = finalName(p.output)
-      if (final === p.output) return yield* Effect.fail(`the job's output ${p.output} must be named OUT.partial (it is published as OUT)`)
+      if (final === p.output) return yield* fail(`the job's output ${p.output} must be named OUT.partial (it is published as OUT)`, 2)
       yield* sourceUnchanged(p.source, p.identity).pipe(
-        Effect.mapError((e) => e._tag === "InputChanged" ? `${p.source} changed while the job ran (${e.detail}): nothing published` : e.message)
+        Effect.mapError((e): JobFailure => ({ message: e._tag === "InputChanged" ? `${p.source} changed while the job ran (${e.detail}): nothing published` : e.message, exitCode: 4 }))
       )
       return yield* Effect.try({
         try: () => {
@@ -174,7 +184,7 @@ const publish = (p: JobPayload) =>
           }
           return final
         },
-        catch: (e) => `publish ${final}: ${(e as Error).message}`
+        catch: (e): JobFailure => ({ message: `publish ${final}: ${(e as Error).message}`, exitCode: 4 })
       })
     })
   })
@@ -207,7 +217,7 @@ const jobLayer = JobWorkflow.toLayer((p) =>
         const exit = result.value.exit
         if (exit._tag === "Failure") {
           const error = Cause.findErrorOption(exit.cause)
-          return yield* Effect.fail(Option.isSome(error) ? error.value : `segment ${index}: ${Cause.hasInterruptsOnly(exit.cause) ? "cancelled" : `internal error: ${(Cause.squash(exit.cause) as Error)?.message ?? "unknown"}`}`)
+          return yield* Option.isSome(error) ? Effect.fail(error.value) : fail(`segment ${index}: ${Cause.hasInterruptsOnly(exit.cause) ? "cancelled" : `internal error: ${(Cause.squash(exit.cause) as Error)?.message ?? "unknown"}`}`)
         }
         done.add(index)
       }
@@ -243,7 +253,7 @@ const discard = (p: JobPayload) =>
   Activity.make({
     name: "discard",
     success: Schema.Void,
-    error: Schema.String,
+    error: JobFailure,
     execute: Effect.sync(() => removeStaged(p))
   })
 

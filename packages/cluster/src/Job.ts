@@ -180,7 +180,8 @@ export interface JobStatus {
   readonly bytesPerSecond: number
   /** Seconds left at that rate, while the job runs and the rate is known. */
   readonly etaSeconds: number | undefined
-  readonly result: { readonly ok: true } | { readonly ok: false; readonly error: string } | undefined
+  /** Once the job ended: its outcome; a failure carries the exit code `cage` uses for it (3 integrity, 4 I/O or a changed source, 2 usage, 130 cancelled). */
+  readonly result: { readonly ok: true } | { readonly ok: false; readonly error: string; readonly exitCode: number } | undefined
   /** The header's public values (salt, key commitment): nothing secret. */
   readonly snapshot: unknown
 }
@@ -228,7 +229,7 @@ export const status = (id: string, payload?: JobPayload) =>
       ? undefined
       : job.value.exit._tag === "Success"
       ? { ok: true }
-      : { ok: false, error: errorText(job.value.exit) }
+      : { ok: false, error: errorText(job.value.exit), exitCode: errorCode(job.value.exit) }
     const bytes = segments.reduce((n, s) => n + plainBytesOf(p, s), 0)
     const seconds = (Date.now() - p.submittedAt) / 1000
     const bytesPerSecond = seconds > 0 ? doneBytes / seconds : 0
@@ -253,9 +254,17 @@ const errorText = (exit: { readonly _tag: "Failure"; readonly cause: unknown } |
   const cause = exit.cause as { reasons?: ReadonlyArray<{ _tag: string; error?: unknown; defect?: unknown }> } | undefined
   const first = cause?.reasons?.[0]
   if (first === undefined) return "interrupted"
-  if (first._tag === "Fail") return String(first.error)
+  if (first._tag === "Fail") return typeof first.error === "object" && first.error !== null && "message" in first.error ? String((first.error as { message: unknown }).message) : String(first.error)
   if (first._tag === "Interrupt") return "cancelled"
   return `internal error: ${String((first.defect as Error | undefined)?.message ?? first.defect)}`
+}
+
+/** The exit code of a failed workflow: its failure's own, 130 when cancelled, else 1. */
+const errorCode = (exit: { readonly _tag: string; readonly cause?: unknown }): number => {
+  const first = (exit.cause as { reasons?: ReadonlyArray<{ _tag: string; error?: unknown }> } | undefined)?.reasons?.[0]
+  if (first?._tag === "Interrupt") return 130
+  const code = (first?.error as { exitCode?: unknown } | undefined)?.exitCode
+  return typeof code === "number" ? code : 1
 }
 
 /**

@@ -7,7 +7,7 @@
 import * as Cluster from "@cage/cluster"
 import { Size } from "@cage/core"
 import { Effect, Layer, Option } from "effect"
-import { UserFacing } from "../Errors.js"
+import { type ExitCode, UserFacing } from "../Errors.js"
 import { note, printJson, setInterruptNote } from "../Io.js"
 import { terminal } from "../ProgressBar.js"
 import type { ClusterHandlers } from "./cluster.js"
@@ -91,7 +91,7 @@ const waitAndReport = (c: typeof Cluster, id: string, payload: Cluster.Cluster.J
       yield* note(f.quiet || f.json, `job ${id}: ${s.segments} segments, ${s.bytes} bytes in ${seconds.toFixed(1)} s; published ${s.output}`)
       return
     }
-    return yield* new UserFacing({ detail: `job ${id} failed: ${s.result.error}; nothing published under ${s.output}`, exitCode: 3 })
+    return yield* new UserFacing({ detail: `job ${id} failed: ${s.result.error}; nothing published under ${s.output}`, exitCode: s.result.exitCode as ExitCode })
   })
 
 const summary = (s: Cluster.Job.JobStatus) => ({
@@ -106,7 +106,7 @@ const summary = (s: Cluster.Job.JobStatus) => ({
   bytesPerSecond: Math.round(s.bytesPerSecond),
   ...(s.etaSeconds !== undefined ? { etaSeconds: Math.round(s.etaSeconds) } : {}),
   state: s.result === undefined ? "running" : s.result.ok ? "done" : "failed",
-  ...(s.result !== undefined && !s.result.ok ? { error: s.result.error } : {}),
+  ...(s.result !== undefined && !s.result.ok ? { error: s.result.error, exitCode: s.result.exitCode } : {}),
   snapshot: s.snapshot
 })
 
