@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { type Effect, Option } from "effect"
+import type { Effect } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 
 const db = Flag.String("db").pipe(Flag.withDescription("The cluster's PostgreSQL: postgres://USER@HOST:PORT/DATABASE (no password)"))
@@ -90,4 +90,3 @@ export const clusterCommandWith = (h: ClusterHandlers) =>
     ])
   )
 
-void Option
