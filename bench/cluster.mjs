@@ -4,7 +4,10 @@
 // run is `cage cluster submit encrypt … --wait` (a fresh client: submit, then poll until the
 // output is published, fsynced). Then the rows and messages one job leaves in the database,
 // against `Plan.estimate`, and a 10 GiB job on the 2 runners (`--big-gib 0` skips it).
-// Usage: node bench/cluster.mjs [--reps 5] [--big-gib 10]. Target: 2 runners ≥ 0.8x single.
+// Then a backup of a 1 GiB directory (4 files of 128 MiB, 128 of 4 MiB) into a new chunk
+// store: `cage backup create` against `cage cluster submit backup --wait` on the 2 runners
+// (`--backup-reps 0` skips it).
+// Usage: node bench/cluster.mjs [--reps 5] [--big-gib 10] [--backup-reps 5]. Target: 2 runners ≥ 0.8x single.
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { spawn, spawnSync } from "node:child_process"
@@ -13,6 +16,7 @@ import { CAGE, ensureWork, interleaved, mbps, numberOption, randomFile, ROOT, ta
 const { Plan, Postgres } = await import(path.join(ROOT, "packages/cluster/dist/index.js"))
 const reps = numberOption("--reps", 5)
 const bigGiB = numberOption("--big-gib", 10)
+const backupReps = numberOption("--backup-reps", 5)
 const GiB = 1024 ** 3
 ensureWork()
 const input = randomFile("cluster-1g.bin", GiB)
@@ -59,6 +63,39 @@ try {
   const est = Plan.estimate(plan)
   console.log(`one 1 GiB job: ${messages / jobs} messages and ${replies / jobs} replies measured (${jobs} jobs), ${est.messages} estimated; ${payload} bytes of payload per message on average`)
   const result = { reps, seconds: Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.seconds])), ratio, perJob: { messages: messages / jobs, replies: replies / jobs, estimated: est.messages, payloadBytes: payload } }
+
+  if (backupReps > 0) {
+    const tree = path.join(WORK, "cluster-tree")
+    if (!fs.existsSync(path.join(tree, "done"))) {
+      fs.rmSync(tree, { recursive: true, force: true })
+      fs.mkdirSync(path.join(tree, "small"), { recursive: true })
+      // Truly random bytes (not randomFile's repeated block, which the store would dedup).
+      const fd = fs.openSync("/dev/urandom", "r")
+      const buf = Buffer.allocUnsafe(4 * 1024 ** 2)
+      const write = (file, blocks) => {
+        const out = fs.openSync(file, "w")
+        for (let i = 0; i < blocks; i++) fs.writeSync(out, buf, 0, fs.readSync(fd, buf, 0, buf.length, null))
+        fs.closeSync(out)
+      }
+      for (let i = 0; i < 4; i++) write(path.join(tree, `big-${i}.bin`), 32)
+      for (let i = 0; i < 128; i++) write(path.join(tree, "small", `f-${i}.bin`), 1)
+      fs.closeSync(fd)
+      fs.writeFileSync(path.join(tree, "done"), "")
+    }
+    const store = path.join(WORK, "cluster-store")
+    const b = interleaved({
+      "cage backup create (one process)": [["node", CAGE, "backup", "create", tree, "--dir", store, "--key", key, "-q"], { remove: [store] }],
+      "cluster backup, 2 runners": [["node", CAGE, "cluster", "submit", "backup", tree, "--dir", store, "--key", key, "--db", two, "--wait", "-q"], { remove: [store] }]
+    }, backupReps)
+    fs.rmSync(store, { recursive: true, force: true })
+    const one = b["cage backup create (one process)"].seconds
+    console.log(`backup of a 1 GiB directory (132 files) into a new store, median of ${backupReps} interleaved runs`)
+    console.log(table([
+      ["run", "s", "MB/s", "vs cage backup create"],
+      ...Object.entries(b).map(([k, v]) => [k, v.seconds.toFixed(2), mbps(GiB, v.seconds).toFixed(0), (one / v.seconds).toFixed(2) + "x"])
+    ]))
+    result.backup = { reps: backupReps, seconds: Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v.seconds])) }
+  }
 
   if (bigGiB > 0) {
     const big = randomFile(`cluster-${bigGiB}g.bin`, bigGiB * GiB)

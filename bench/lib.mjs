@@ -56,7 +56,7 @@ const RUSAGE = "import resource,subprocess,sys,time\nt=time.perf_counter()\nr=su
 
 /** Runs `argv` once, returns { seconds, rssMiB }; throws on a non-zero exit. */
 export const timed = (argv, options = {}) => {
-  for (const out of options.remove ?? []) fs.rmSync(out, { force: true })
+  for (const out of options.remove ?? []) fs.rmSync(out, { force: true, recursive: true })
   // Start every run with no dirty pages left by the previous one, and let the kernel finish
   // freeing a deleted GiB output (its writeback and discard would otherwise steal CPU and
   // disk from whichever command happens to run next).

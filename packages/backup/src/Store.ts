@@ -492,20 +492,31 @@ const makeWriter = (store: Store, progress: Progress.ProgressReporter) => {
       }
       return list as ChunkList
     })
-  /** The chunks of the file at `path`, or what changed when it is no longer `before`. */
-  const chunkFile = (path: string, before: SnapshotSource) =>
+  /**
+   * The chunks of the file at `path` (or of its bytes `[range.start, range.end)`), with its
+   * identity after the read, or what changed when it is no longer `before` (by default: the
+   * file as it was when opened).
+   */
+  const chunkFile = (path: string, before: SnapshotSource | undefined, range?: { readonly start: number; readonly end: number }) =>
     Effect.gen(function*() {
       const fd = yield* io("open", path, () => fs.openSync(path, "r"))
       try {
+        const was = before ?? identityOf(path, yield* io("stat", path, () => fs.fstatSync(fd, { bigint: true })))
+        let position = range?.start ?? 0
         // Asynchronous: a long backup never blocks the event loop (progress, signals).
         const list = yield* chunkAll((at) =>
           Effect.callback<number, IoError>((resume) => {
-            fs.read(fd, staging, at, READ_BYTES, null, (e, got) => resume(e ? Effect.fail(fromSystemError("read", path, e)) : Effect.succeed(got)))
+            const want = range === undefined ? READ_BYTES : Math.min(READ_BYTES, range.end - position)
+            if (want <= 0) return resume(Effect.succeed(0))
+            fs.read(fd, staging, at, want, range === undefined ? null : position, (e, got) => {
+              position += got
+              resume(e ? Effect.fail(fromSystemError("read", path, e)) : Effect.succeed(got))
+            })
           })
         )
         const after = identityOf(path, yield* io("stat", path, () => fs.fstatSync(fd, { bigint: true })))
-        const change = ChunkInput.changeOf(before, after)
-        return change === undefined ? { chunks: list, changed: undefined } : { chunks: undefined, changed: change }
+        const change = ChunkInput.changeOf(was, after)
+        return change === undefined ? { chunks: list, identity: after, changed: undefined } : { chunks: undefined, identity: after, changed: change }
       } finally {
         fs.closeSync(fd)
       }
@@ -544,21 +555,21 @@ const makeWriter = (store: Store, progress: Progress.ProgressReporter) => {
   }
 }
 
-/** Walks the tree at `root` (sorted, parents first), storing files; `previous` by path lets unchanged files be reused. */
-const backupTree = (root: string, w: ReturnType<typeof makeWriter>, previous: ReadonlyMap<string, TreeEntry>, rehash: boolean) =>
+/**
+ * Walks the tree at `root` (sorted, parents first): directories and symlinks become entries
+ * here, each regular file the entry `file` makes of it (or none); entries that vanished since
+ * `readdir` (normal churn in a live tree) or are none of those go to `skipped`.
+ */
+const walkTree = <P, E>(root: string, file: (full: string, path: string, meta: Omit<SnapshotSource, "path">) => Effect.Effect<P, E>) =>
   Effect.gen(function*() {
-    const tree: Array<TreeEntry> = []
-    const changed: Array<string> = []
+    const tree: Array<Omit<TreeEntry, "chunks" | "changed"> | P> = []
     const skipped: Array<string> = []
-    let files = 0
-    let filesRead = 0
-    const walk = (dir: string, rel: string): Effect.Effect<void, IoError> =>
+    const walk = (dir: string, rel: string): Effect.Effect<void, IoError | E> =>
       Effect.gen(function*() {
         const names = yield* io("read", dir, () => fs.readdirSync(dir).sort())
         for (const name of names) {
           const full = nodePath.join(dir, name)
           const path = rel === "" ? name : `${rel}/${name}`
-          // Gone since readdir (normal churn in a live tree): listed as skipped, not a failure.
           const st = yield* io("stat", full, () => fs.lstatSync(full, { bigint: true, throwIfNoEntry: false }))
           if (st === undefined) {
             skipped.push(path)
@@ -571,31 +582,43 @@ const backupTree = (root: string, w: ReturnType<typeof makeWriter>, previous: Re
           } else if (st.isSymbolicLink()) {
             tree.push({ ...meta, path, type: "symlink", target: yield* io("readlink", full, () => fs.readlinkSync(full)) })
           } else if (st.isFile()) {
-            files++
-            const was = previous.get(path)
-            const same = !rehash && was?.type === "file" && was.chunks !== undefined &&
-              ChunkInput.changeOf({ ...was, path: full }, { ...meta, path: full }) === undefined
-            if (same) {
-              tree.push({ ...meta, path, type: "file", chunks: was.chunks })
-              continue
-            }
-            filesRead++
-            const r = yield* w.chunkFile(full, { ...meta, path: full }).pipe(
-              Effect.catchIf((e): e is IoError => e._tag === "IoError" && e.reason === "NotFound", () => Effect.succeed({ chunks: undefined, changed: "it was removed while the backup ran" }))
-            )
-            if (r.changed !== undefined) {
-              changed.push(path)
-              tree.push({ ...meta, path, type: "file", changed: r.changed })
-            } else {
-              tree.push({ ...meta, path, type: "file", chunks: r.chunks })
-            }
+            tree.push(yield* file(full, path, meta))
           } else {
             skipped.push(path)
           }
         }
       })
     yield* walk(root, "")
-    return { tree, changed, skipped, files, filesRead }
+    return { tree, skipped }
+  })
+
+/** Whether a file's entry in the previous snapshot can stand for it unread (same size, times, inode, device). */
+const unchangedSince = (was: TreeEntry | undefined, full: string, meta: Omit<SnapshotSource, "path">, rehash: boolean): was is TreeEntry & { readonly chunks: ChunkList } =>
+  !rehash && was?.type === "file" && was.chunks !== undefined && ChunkInput.changeOf({ ...was, path: full }, { ...meta, path: full }) === undefined
+
+/** Walks the tree at `root`, storing files; `previous` by path lets unchanged files be reused. */
+const backupTree = (root: string, w: ReturnType<typeof makeWriter>, previous: ReadonlyMap<string, TreeEntry>, rehash: boolean) =>
+  Effect.gen(function*() {
+    const changed: Array<string> = []
+    let files = 0
+    let filesRead = 0
+    const { tree, skipped } = yield* walkTree(root, (full, path, meta) =>
+      Effect.gen(function*() {
+        files++
+        const was = previous.get(path)
+        if (unchangedSince(was, full, meta, rehash)) return { ...meta, path, type: "file", chunks: was.chunks } satisfies TreeEntry
+        filesRead++
+        const r = yield* w.chunkFile(full, { ...meta, path: full }).pipe(
+          Effect.catchIf((e): e is IoError => e._tag === "IoError" && e.reason === "NotFound", () => Effect.succeed({ chunks: undefined, changed: "it was removed while the backup ran" }))
+        )
+        if (r.changed !== undefined) {
+          changed.push(path)
+          return { ...meta, path, type: "file", changed: r.changed } satisfies TreeEntry
+        }
+        return { ...meta, path, type: "file", chunks: r.chunks } satisfies TreeEntry
+      })
+    )
+    return { tree: tree as Array<TreeEntry>, changed, skipped, files, filesRead }
   })
 
 const backupLocked = (store: Store, options: BackupOptions) =>
@@ -669,6 +692,228 @@ const backupLocked = (store: Store, options: BackupOptions) =>
       ...("tree" in b ? { files: b.files, filesRead: b.filesRead, changed: b.changed, skipped: b.skipped } : {})
     } satisfies BackupSummary
   })
+
+// Distributed backups (`cage cluster submit backup`, issue 16). A cluster job holds the
+// store's lock for its whole run ({@link lockForJob}), plans the tree on one machine
+// ({@link planTree}), lets runners on many machines store pieces of its files at once
+// ({@link storePieces}: packs and one index file each, never a snapshot), and writes the
+// snapshot once every piece is stored ({@link commitTree}). Packs are named by their bytes and
+// index files by theirs, so writers never collide; a chunk two runners both stored is
+// indexed twice, which every reader and `prune` tolerate (the index keeps one location, and
+// prune drops the pack it does not point to).
+
+/** A file or directory entry of a planned tree backup: no chunks yet; `reuse` marks a file unchanged since the plan's `previous` snapshot (taken from it, never read). */
+export type PlannedEntry = Omit<TreeEntry, "chunks" | "changed"> & { readonly reuse?: boolean }
+
+/** What {@link planTree} found: the directory's identity, the snapshot unchanged files come from, and every entry below it. */
+export interface TreePlan {
+  readonly source: SnapshotSource
+  /** Id of the source's newest snapshot (its unchanged files' chunks), if any. */
+  readonly previous: string | undefined
+  readonly entries: ReadonlyArray<PlannedEntry>
+  /** Paths neither a file, a directory nor a symlink, or gone while listed. */
+  readonly skipped: ReadonlyArray<string>
+}
+
+/**
+ * Lists the directory `source` for a distributed backup (lstat only, nothing is read): every
+ * entry, with the files unchanged since the source's newest snapshot marked `reuse` (not
+ * with `rehash`). Fails with `BackupUsageError` `"Path"` when `source` is not a directory.
+ */
+export const planTree = (store: Store, source: string, options: { readonly rehash?: boolean } = {}): Effect.Effect<TreePlan, StoreRefused | BackupUsageError | IoError> =>
+  Effect.gen(function*() {
+    const root = nodePath.resolve(source)
+    const identity = identityOf(root, yield* io("stat", root, () => fs.statSync(root, { bigint: true })))
+    if ((identity.mode & 0o170000) !== 0o040000) return yield* new BackupUsageError({ reason: "Path", detail: `${source} is not a directory` })
+    yield* refresh(store)
+    const previous = (yield* snapshots(store)).filter((s) => s.source.path === root).at(-1)
+    const before = new Map((previous?.tree ?? []).map((e) => [e.path, e]))
+    const { tree, skipped } = yield* walkTree(root, (full, path, meta) =>
+      Effect.succeed({ ...meta, path, type: "file", ...(unchangedSince(before.get(path), full, meta, options.rehash === true) ? { reuse: true } : {}) } satisfies PlannedEntry)
+    )
+    return { source: identity, previous: previous?.tree === undefined ? undefined : previous.id, entries: tree, skipped }
+  })
+
+/** Bytes `[start, end)` of the file at `path` (absolute), planned when the file was `identity`. */
+export interface Piece {
+  readonly path: string
+  readonly start: number
+  readonly end: number
+}
+
+/** A stored piece: its chunks and the file's identity after the read, or what changed while it was read. */
+export type PieceResult =
+  | { readonly chunks: ChunkList; readonly identity: SnapshotSource; readonly changed?: undefined }
+  | { readonly chunks?: undefined; readonly changed: string }
+
+/**
+ * Stores `pieces` (a runner's share of a distributed backup): cuts each into chunks, seals
+ * the chunks the store lacks into packs, and writes one index file for them. Writes no
+ * snapshot and takes no lock: the caller's job holds the store's lock for its whole run
+ * ({@link lockForJob}); with `job`, fails with `LockBusy` (and removes its packs) when the
+ * lock is not that job's before it starts or before it writes its index file. A piece whose
+ * file changed while it was read, or that is gone, comes back with `changed`. On failure
+ * the packs it wrote are removed. Fails with `LockBusy`, `IoError`.
+ */
+export const storePieces = (store: Store, pieces: ReadonlyArray<Piece>, options: { readonly job?: string } = {}): Effect.Effect<{
+  readonly pieces: ReadonlyArray<PieceResult>
+  readonly addedChunks: number
+  readonly addedBytes: number
+  readonly storedBytes: number
+}, LockBusy | IoError> =>
+  Effect.gen(function*() {
+    // A segment of a job that was cancelled (its lock released, maybe taken by a prune) must
+    // not index packs into a store another writer now owns: checked before it starts and
+    // again just before its index file is written (the packs it wrote are then removed).
+    const lockPath = paths(store.dir).lock
+    const stillOurs = Effect.suspend(() => {
+      const holder = Lock.readLock(lockPath)?.holder
+      return options.job === undefined || holder?.job === options.job ? Effect.void : Effect.fail(new Lock.LockBusy({ resource: store.dir, lock: lockPath, holder }))
+    })
+    yield* stillOurs
+    const w = makeWriter(store, Progress.silent)
+    const results: Array<PieceResult> = []
+    yield* Effect.gen(function*() {
+      for (const piece of pieces) {
+        const r = yield* w.chunkFile(piece.path, undefined, piece).pipe(
+          Effect.catchIf((e): e is IoError => e._tag === "IoError" && e.reason === "NotFound", () => Effect.succeed({ chunks: undefined, identity: undefined, changed: "it was removed while the backup ran" }))
+        )
+        results.push(r.changed === undefined ? { chunks: r.chunks, identity: r.identity } : { changed: r.changed })
+      }
+      yield* w.finish
+      yield* stillOurs
+    }).pipe(Effect.onError(() => w.discard))
+    if (w.added.size > 0) {
+      w.counters.storedBytes += (yield* writeIndex(store.dir, store.keys, w.added)).bytes
+      for (const [key, loc] of w.added) store.index.set(key, loc)
+    }
+    return { pieces: results, addedChunks: w.added.size, addedBytes: w.counters.addedBytes, storedBytes: w.counters.storedBytes }
+  })
+
+/** A file of a distributed backup as its pieces came back (in file order). */
+export interface StoredFile {
+  readonly path: string
+  readonly pieces: ReadonlyArray<PieceResult>
+}
+
+/**
+ * Writes the snapshot of a distributed backup: the plan's entries, each read file's chunks
+ * from its pieces (a file whose pieces saw different versions of it, or not the planned size,
+ * is recorded as changed and not stored, as in {@link backup}), the unchanged files' from
+ * the plan's previous snapshot. Every chunk the snapshot references must be indexed and its
+ * pack present (a job never publishes a snapshot it cannot restore). Idempotent: the
+ * snapshot's id ends in `tag` (8 hex digits), and a snapshot with that tag already written is
+ * returned as it is. Fails with `StoreRefused` (`"Missing"`), `IoError`.
+ */
+export const commitTree = (store: Store, options: {
+  readonly plan: TreePlan
+  readonly files: ReadonlyArray<StoredFile>
+  readonly firstGeneration?: number
+  readonly tag: string
+  readonly added: { readonly chunks: number; readonly bytes: number; readonly storedBytes: number }
+}): Effect.Effect<BackupSummary, StoreRefused | IoError> =>
+  Effect.gen(function*() {
+    const p = paths(store.dir)
+    const { plan } = options
+    const summarize = (snap: Snapshot, changed: ReadonlyArray<string>, sealedBytes: number): BackupSummary => ({
+      snapshot: snap.id,
+      generation: snap.generation,
+      source: snap.source.path,
+      bytes: snap.bytes,
+      chunks: snap.chunkCount,
+      addedChunks: snap.added.chunks,
+      addedBytes: snap.added.bytes,
+      storedBytes: options.added.storedBytes + sealedBytes,
+      unchanged: false,
+      files: snap.files,
+      filesRead: plan.entries.filter((e) => e.type === "file" && e.reuse !== true).length,
+      changed,
+      skipped: plan.skipped
+    })
+    const changedOf = (snap: Snapshot) => (snap.tree ?? []).filter((e) => e.changed !== undefined).map((e) => e.path)
+    const done = yield* io("read", p.snapshots, () => fs.readdirSync(p.snapshots).find((n) => n.endsWith(`-${options.tag}`)))
+    if (done !== undefined) {
+      const snap = yield* readSnapshot(store, nodePath.join(p.snapshots, done))
+      return summarize(snap, changedOf(snap), 0)
+    }
+    yield* refresh(store)
+    const all = yield* snapshots(store)
+    const previous = plan.previous === undefined ? undefined : all.find((s) => s.id === plan.previous)
+    if (plan.previous !== undefined && previous === undefined) return yield* new StoreRefused({ reason: "Missing", path: p.snapshots, detail: `snapshot ${plan.previous}, which unchanged files come from, is gone` })
+    const before = new Map((previous?.tree ?? []).map((e) => [e.path, e]))
+    const stored = new Map(options.files.map((f) => [f.path, f.pieces]))
+    const tree: Array<TreeEntry> = []
+    for (const { reuse: _, ...e } of plan.entries) {
+      if (e.type !== "file") {
+        tree.push(e)
+        continue
+      }
+      const was = before.get(e.path)
+      if (_ === true && was?.chunks !== undefined) {
+        tree.push({ ...e, chunks: was.chunks })
+        continue
+      }
+      const pieces = stored.get(e.path) ?? []
+      const read = pieces.map((x) => x.changed === undefined ? x : undefined)
+      const changed = pieces.find((x) => x.changed !== undefined)?.changed ??
+        (read.length === 0 ? "it was not read" : undefined) ??
+        (read.some((x) => ChunkInput.changeOf(read[0]!.identity, x!.identity) !== undefined) ? "it changed between the reads of its pieces" : undefined) ??
+        (read[0]!.identity.size !== e.size ? `its size changed from ${e.size} to ${read[0]!.identity.size} bytes` : undefined)
+      if (changed !== undefined) tree.push({ ...e, changed })
+      else {
+        const { path: _p, ...now } = read[0]!.identity
+        tree.push({ ...e, ...now, chunks: read.flatMap((x) => x!.chunks) })
+      }
+    }
+    // Every referenced chunk indexed, its pack present: what a restore will need.
+    const packs = new Set<string>()
+    for (const e of tree) {
+      for (const [key] of e.chunks ?? []) {
+        const loc = store.index.get(key)
+        if (loc === undefined) return yield* new StoreRefused({ reason: "Missing", path: p.index, detail: `chunk ${Buffer.from(key, "base64").toString("hex").slice(0, 16)}… of ${e.path} is in no index` })
+        packs.add(loc.pack)
+      }
+    }
+    for (const pack of packs) {
+      if (!(yield* io("stat", p.pack(pack), () => fs.existsSync(p.pack(pack))))) return yield* new StoreRefused({ reason: "Missing", path: p.pack(pack), detail: "a pack the backup's chunks are in is gone" })
+    }
+    const generation = Math.max(options.firstGeneration ?? 1, ...all.filter((s) => s.source.path === plan.source.path).map((s) => s.generation + 1))
+    const createdAt = new Date().toISOString()
+    const lists = tree.flatMap((e) => (e.chunks ? [e.chunks] : []))
+    const snapshot: Snapshot = {
+      id: `${createdAt.replace(/[-:.]/g, "")}-${options.tag}`,
+      createdAt,
+      source: plan.source,
+      generation,
+      bytes: lists.reduce((n, l) => l.reduce((m, c) => m + c[1], n), 0),
+      chunkCount: lists.reduce((n, l) => n + l.length, 0),
+      added: { chunks: options.added.chunks, bytes: options.added.bytes },
+      files: tree.filter((e) => e.type === "file").length,
+      tree
+    }
+    const sealed = seal(store.keys.snapshot, Buffer.from(JSON.stringify(snapshot)), SNAPSHOT_AAD)
+    yield* writeDurably(nodePath.join(p.snapshots, snapshot.id), sealed)
+    return summarize(snapshot, changedOf(snapshot), sealed.length)
+  })
+
+/** The store's lock held on behalf of cluster job `job` (no process: see core's `Lock.Holder.job`). */
+const jobHolder = (job: string): Lock.Holder => ({ pid: 0, host: "cage cluster", startTicks: null, token: `job-${job}`, at: new Date().toISOString(), job })
+
+/**
+ * Takes the store's writer lock in `dir` for cluster job `job`, for the job's whole run:
+ * other writers (`backup`, `prune`, `forget`, another job) are refused at once with
+ * `LockBusy` naming the job. Taking it again for the same job succeeds (a job retried after
+ * a crash). Fails with `LockBusy`, `IoError`.
+ */
+export const lockForJob = (dir: string, job: string): Effect.Effect<void, LockBusy | IoError> =>
+  Effect.suspend(() => {
+    const lock = paths(dir).lock
+    if (Lock.readLock(lock)?.holder?.job === job) return Effect.void
+    return Lock.acquireOrRefuse(lock, dir, { holder: jobHolder(job) }).pipe(Effect.asVoid)
+  })
+
+/** Releases the lock {@link lockForJob} took for `job` (nothing when another holds it). */
+export const releaseJobLock = (dir: string, job: string): void => Lock.release(paths(dir).lock, jobHolder(job))
 
 /** Reads, authenticates and checks one chunk. */
 const readChunk = (store: Store, key: string, fds: Map<string, number>): Effect.Effect<Buffer, StoreRefused | PackDamaged | IoError> =>

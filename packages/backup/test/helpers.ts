@@ -1,6 +1,6 @@
 import { onTestFinished } from "vitest"
-import { Effect } from "effect"
-import { randomBytes } from "node:crypto"
+import { Effect, Exit } from "effect"
+import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
@@ -67,3 +67,31 @@ export const failingAt = (at: number, direct = true): BackupCipher => ({
     }
   }
 })
+
+/** The error an Effect fails with (throws when it succeeds): its tag, reason and message for assertions. */
+export const failure = async <A, E>(e: Effect.Effect<A, E>) => {
+  const exit = await Effect.runPromiseExit(e)
+  if (Exit.isSuccess(exit)) throw new Error("expected a failure")
+  return (exit.cause.reasons.find((r) => r._tag === "Fail") as unknown as { error: { _tag: string; reason?: string; message: string } }).error
+}
+
+/** Everything a restore must give back, by relative path: type, mode, mtime (ms), content hash, link target. */
+export const describeTree = (root: string) => {
+  const out: Record<string, string> = {}
+  const walk = (d: string, rel: string) => {
+    for (const name of fs.readdirSync(d).sort()) {
+      const full = nodePath.join(d, name)
+      const r = rel ? `${rel}/${name}` : name
+      const st = fs.lstatSync(full)
+      const mtime = Math.floor(st.mtimeMs)
+      if (st.isSymbolicLink()) out[r] = `link ${fs.readlinkSync(full)} ${mtime}`
+      else if (st.isDirectory()) {
+        walk(full, r)
+        out[r] = `dir ${(st.mode & 0o7777).toString(8)} ${mtime}`
+      } else out[r] = `file ${(st.mode & 0o7777).toString(8)} ${mtime} ${createHash("sha256").update(fs.readFileSync(full)).digest("hex")}`
+    }
+  }
+  walk(root, "")
+  return out
+}
+

@@ -2,22 +2,18 @@
 // backed up and restored identically (whole, or one path), unchanged files not read again,
 // and a file that changes while it is read reported and not stored as if consistent.
 import { spawnSync } from "node:child_process"
-import { Effect, Exit } from "effect"
+import { Effect } from "effect"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { Store } from "../src/index.js"
+import { describeTree, failure } from "./helpers.js"
 
 const key = crypto.createHash("sha256").update("tree key").digest()
 const chunker = { minBytes: 16 * 1024, avgBytes: 64 * 1024, maxBytes: 256 * 1024 }
 const run = <A, E>(e: Effect.Effect<A, E>) => Effect.runPromise(e)
-const failure = async <A, E>(e: Effect.Effect<A, E>) => {
-  const exit = await Effect.runPromiseExit(e)
-  if (Exit.isSuccess(exit)) throw new Error("expected a failure")
-  return (exit.cause.reasons.find((r) => r._tag === "Fail") as unknown as { error: { _tag: string; reason?: string; message: string } }).error
-}
 
 let dir: string
 beforeEach(() => {
@@ -44,26 +40,6 @@ const makeTree = (root: string) => {
   fs.symlinkSync("/nowhere/at/all", path.join(root, "link-dangling"))
   fs.chmodSync(path.join(root, "d2"), 0o750)
   for (const d of ["d0", "d2", "empty/deeper", "empty"]) fs.utimesSync(path.join(root, d), 1_600_000_000, 1_600_000_000 + d.length)
-}
-
-/** Everything a restore must give back, by relative path: type, mode, mtime (ms), content hash, link target. */
-const describeTree = (root: string) => {
-  const out: Record<string, string> = {}
-  const walk = (d: string, rel: string) => {
-    for (const name of fs.readdirSync(d).sort()) {
-      const full = path.join(d, name)
-      const r = rel ? `${rel}/${name}` : name
-      const st = fs.lstatSync(full)
-      const mtime = Math.floor(st.mtimeMs)
-      if (st.isSymbolicLink()) out[r] = `link ${fs.readlinkSync(full)} ${mtime}`
-      else if (st.isDirectory()) {
-        walk(full, r)
-        out[r] = `dir ${(st.mode & 0o7777).toString(8)} ${mtime}`
-      } else out[r] = `file ${(st.mode & 0o7777).toString(8)} ${mtime} ${crypto.createHash("sha256").update(fs.readFileSync(full)).digest("hex")}`
-    }
-  }
-  walk(root, "")
-  return out
 }
 
 describe("what a backup refuses", () => {

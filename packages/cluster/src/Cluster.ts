@@ -10,7 +10,6 @@
  *
  * @module
  */
-import { parseKeyText } from "@cage/agcm"
 import { NodeClusterSocket } from "@effect/platform-node"
 import { exitCodeOf } from "@cage/core"
 import { PgClient } from "@effect/sql-pg"
@@ -20,6 +19,10 @@ import { Activity, Workflow } from "effect/workflow"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
+import * as Backup from "./Backup.js"
+import { awaitSegments, fail, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
+
+export { awaitSegments, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
 import { decryptSegment, encryptSegment, isStaged, removeStaged, sourceUnchanged } from "./Segment.js"
 
@@ -47,17 +50,6 @@ export type JobPayload = typeof JobPayload.Type
 
 const SegmentPayload = Schema.Struct({ ...JobPayload.fields, index: Schema.Number })
 
-/** Reads a Cage key file (as `cage keygen` writes it). The key never leaves this runner; the caller zeroes it. Fails with a message naming the file. */
-export const readKey = (path: string) =>
-  Effect.try({
-    try: () => {
-      const key = parseKeyText(fs.readFileSync(path, "utf8"))
-      if (key === undefined) throw new Error(`${path}: not a key file`)
-      return key
-    },
-    catch: (e) => (e as Error).message
-  })
-
 /** A job's segments, rebuilt from its payload (the same on every runner). */
 export const planOf = (p: JobPayload) =>
   p.op === "encrypt"
@@ -68,15 +60,6 @@ export const planOf = (p: JobPayload) =>
 /** Plaintext bytes of a segment (the unit of progress for both directions). */
 export const plainBytesOf = (p: JobPayload, s: Plan.Segment) =>
   p.op === "encrypt" ? s.plainEnd - s.plainStart : s.plainEnd - s.plainStart - 16 * s.chunks
-
-/**
- * Why a segment or a job failed: a message in the user's terms (segment, chunk range,
- * runner, file) and the exit code `cage` uses for that kind of failure (3 integrity, 4 I/O
- * or a changed source, 2 usage).
- */
-export const JobFailure = Schema.Struct({ message: Schema.String, exitCode: Schema.Number })
-export type JobFailure = typeof JobFailure.Type
-const fail = (message: string, exitCode = 1) => Effect.fail<JobFailure>({ message, exitCode })
 
 /** What a segment reports: its plaintext bytes and the runner that did it. */
 export const SegmentResult = Schema.Struct({ bytes: Schema.Number, runner: Schema.String })
@@ -97,17 +80,6 @@ export const JobWorkflow = Workflow.make("cage/job", {
   idempotencyKey: (p) => p.job
 })
 
-/**
- * Runner options. `name`: how failures name this runner (its listen address by default).
- * `segmentDelayMs`: a pause before each segment, for tests that must kill a runner while
- * segments run.
- */
-export interface RunnerOptions {
-  readonly name?: string
-  /** Segments this runner seals or opens at once (default: its cores); the others wait, costing no buffers. */
-  readonly maxSegments?: number
-  readonly segmentDelayMs?: number
-}
 
 const segmentLayer = (options: RunnerOptions) => {
   // Bounded memory whatever the job's size: each running segment holds a cipher and its
@@ -192,38 +164,12 @@ const publish = (p: JobPayload) =>
 /** The final name of a job output staged as `OUT.partial`. */
 export const finalName = (output: string) => output.replace(/\.partial$/, "")
 
-/**
- * How often a job looks at its segments' results (ms). The job starts every segment as a
- * detached child workflow and then polls their stored results instead of awaiting them:
- * a job waiting on children could not be interrupted when its shard moved to another
- * runner (effect 4.0.6), so the old owner never released the shard and the job stalled.
- */
-const pollIntervalMs = 500
-/** Segment results read per poll (one storage read each). */
-const pollBatch = 64
 
 const jobLayer = JobWorkflow.toLayer((p) =>
   Effect.gen(function*() {
     const segments = planOf(p).segments
     const ids = yield* Effect.forEach(segments, (_, index) => retryStorage(SegmentWorkflow.execute({ ...p, index }, { discard: true, detached: true })), { concurrency: 16 })
-    // Pending segments in plan order; each poll reads the first `pollBatch` of them.
-    let pending = ids.map((id, index) => ({ id, index }))
-    while (pending.length > 0) {
-      const batch = pending.slice(0, pollBatch)
-      const done = new Set<number>()
-      for (const { id, index } of batch) {
-        const result = yield* retryStorage(SegmentWorkflow.poll(id))
-        if (Option.isNone(result) || result.value._tag !== "Complete") continue
-        const exit = result.value.exit
-        if (exit._tag === "Failure") {
-          const error = Cause.findErrorOption(exit.cause)
-          return yield* Option.isSome(error) ? Effect.fail(error.value) : fail(`segment ${index}: ${Cause.hasInterruptsOnly(exit.cause) ? "cancelled" : `internal error: ${(Cause.squash(exit.cause) as Error)?.message ?? "unknown"}`}`)
-        }
-        done.add(index)
-      }
-      pending = pending.filter(({ index }) => !done.has(index))
-      if (done.size < batch.length) yield* Effect.sleep(pollIntervalMs)
-    }
+    yield* awaitSegments(ids, (id) => SegmentWorkflow.poll(id))
     yield* publish(p)
     return segments.length
   }).pipe(
@@ -233,20 +179,6 @@ const jobLayer = JobWorkflow.toLayer((p) =>
   )
 )
 
-/**
- * Effect's cluster turns a storage error in `execute` or `poll` into a defect, which the
- * engine would record as the job's final failure: a database restart would fail every
- * running job. Retried every second for up to 5 minutes first.
- */
-export const retryStorage = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.gen(function*() {
-    for (let attempt = 1; ; attempt++) {
-      const exit = yield* Effect.exit(effect)
-      if (exit._tag === "Success") return exit.value
-      if (Cause.hasInterruptsOnly(exit.cause) || Option.isSome(Cause.findErrorOption(exit.cause)) || attempt >= 300) return yield* exit
-      yield* Effect.sleep(1000)
-    }
-  })
 
 /** Removes a failed job's `OUT.partial`. */
 const discard = (p: JobPayload) =>
@@ -258,7 +190,7 @@ const discard = (p: JobPayload) =>
   })
 
 /** The workflows every process registers (runners execute them; clients only submit). */
-const workflows = (options: RunnerOptions = {}) => Layer.mergeAll(jobLayer, segmentLayer(options))
+const workflows = (options: RunnerOptions = {}) => Layer.mergeAll(jobLayer, segmentLayer(options), Backup.backupJobLayer, Backup.backupSegmentLayer(options))
 
 /** Lock settings every process must share: a dead runner's shards move after about 5 s. */
 const sharding = { shardLockRefreshInterval: "1 second", shardLockExpiration: "5 seconds" } as const

@@ -10,11 +10,14 @@
  */
 import { agcmDecrypt, DEFAULT_CHUNK_SIZE, MAX_HEADER_BYTES } from "@cage/agcm"
 import { ChunkInput } from "@cage/core"
-import { Data, Effect, Option, Schema } from "effect"
+import { Data, Effect, type Exit, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql"
+import type { Workflow, WorkflowEngine } from "effect/workflow"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
+import { list as listCopies, Store } from "@cage/backup"
+import { backupJobId, BackupJobWorkflow, BackupPayload, type BackupResult, backupSegmentId, BackupSegmentWorkflow, isDirectory, segmentsOf } from "./Backup.js"
 import { finalName, JobPayload, JobWorkflow, planOf, plainBytesOf, readKey, retryStorage, SegmentWorkflow } from "./Cluster.js"
 import { removeStaged, stagedOf, startOutput } from "./Segment.js"
 
@@ -167,13 +170,17 @@ export const startDecrypt = (options: {
 /** Where a job stands. `done`/`failed` count segments; `result` is set once the job ended. */
 export interface JobStatus {
   readonly id: string
+  readonly kind: "file" | "backup"
   readonly source: string
+  /** The output file, or for a backup the backup directory. */
   readonly output: string
+  /** Bytes the job reads (a file job: plaintext; a backup: the files not unchanged). */
   readonly bytes: number
   readonly segments: number
   readonly done: number
   readonly doneBytes: number
-  readonly failed: ReadonlyArray<{ readonly segment: number; readonly chunks: string; readonly error: string }>
+  /** Failed segments: which part of the job each was (`chunks 30..44`, `db/a.sql`), and why. */
+  readonly failed: ReadonlyArray<{ readonly segment: number; readonly part: string; readonly error: string }>
   /** Segments done and their plaintext bytes, per runner (its listen address). */
   readonly runners: ReadonlyArray<{ readonly runner: string; readonly segments: number; readonly bytes: number }>
   /** Plaintext bytes per second since the job was submitted (0 before a segment is done). */
@@ -182,61 +189,146 @@ export interface JobStatus {
   readonly etaSeconds: number | undefined
   /** Once the job ended: its outcome; a failure carries the exit code `cage` uses for it (3 integrity, 4 I/O or a changed source, 2 usage, 130 cancelled). */
   readonly result: { readonly ok: true } | { readonly ok: false; readonly error: string; readonly exitCode: number } | undefined
-  /** The header's public values (salt, key commitment): nothing secret. */
+  /** A file job: the header's public values (salt, key commitment), nothing secret. */
   readonly snapshot: unknown
+  /** A finished backup job: the snapshot it wrote. */
+  readonly backup?: BackupResult
 }
 
 const decodePayload = Schema.decodeUnknownEffect(Schema.fromJsonString(JobPayload))
+const decodeBackupPayload = Schema.decodeUnknownEffect(Schema.fromJsonString(BackupPayload))
+
+/** A job as submitted: a file job (encrypt, decrypt) or a backup job, with its payload. */
+export type Found =
+  | { readonly kind: "file"; readonly payload: JobPayload }
+  | { readonly kind: "backup"; readonly payload: BackupPayload }
 
 /**
- * The payload a job was submitted with, read from the cluster's message table (the run
- * request of `Workflow/cage/job/ID`). Fails with JobError (exit 3) when there is no such job.
+ * The job `id` as it was submitted, read from the cluster's message table (the run request
+ * of `Workflow/cage/job/ID` or `Workflow/cage/backup-job/ID`). Fails with JobError (exit 3)
+ * when there is no such job.
  */
-export const payloadOf = (id: string) =>
+export const findJob = (id: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     if (!/^[0-9a-f]{8,64}$/.test(id)) return yield* new JobError({ detail: `${id} is not a job id (hex, as cage cluster submit printed it)`, exitCode: 2 })
-    const rows = yield* sql<{ payload: string }>`SELECT payload FROM cluster_messages WHERE message_id = ${`Workflow/cage/job/${id}/run/`}`.pipe(
+    const file = `Workflow/cage/job/${id}/run/`
+    const rows = yield* sql<{ message_id: string; payload: string }>`SELECT message_id, payload FROM cluster_messages WHERE message_id IN (${file}, ${`Workflow/cage/backup-job/${id}/run/`})`.pipe(
       Effect.mapError((e) => new JobError({ detail: `reading the cluster's tables: ${e.message}`, exitCode: 4 }))
     )
     if (rows.length === 0) return yield* new JobError({ detail: `no job ${id} in this cluster`, exitCode: 3 })
-    return yield* decodePayload(rows[0].payload).pipe(Effect.mapError(() => new JobError({ detail: `job ${id}: its stored request is not a Cage job this version reads`, exitCode: 3 })))
+    const unreadable = () => new JobError({ detail: `job ${id}: its stored request is not a Cage job this version reads`, exitCode: 3 })
+    return rows[0].message_id === file
+      ? { kind: "file", payload: yield* decodePayload(rows[0].payload).pipe(Effect.mapError(unreadable)) } satisfies Found
+      : { kind: "backup", payload: yield* decodeBackupPayload(rows[0].payload).pipe(Effect.mapError(unreadable)) } satisfies Found
   })
 
-/** Reads a job's progress: each segment's stored result, then the job's own. */
-export const status = (id: string, payload?: JobPayload) =>
+/** The payload of the file job `id` (encrypt, decrypt); JobError (exit 3) when there is none. */
+export const payloadOf = (id: string) =>
+  findJob(id).pipe(Effect.flatMap((f) => f.kind === "file" ? Effect.succeed(f.payload) : Effect.fail(new JobError({ detail: `job ${id} is a backup job`, exitCode: 2 }))))
+
+/**
+ * Starts backing up the directory `source` into the chunk store in `dir` (created when
+ * absent) across the cluster: takes the store's lock for the job (another writer, or
+ * another job, is refused at once: JobError exit 6), lists the tree (files unchanged since
+ * the source's newest snapshot are not read, unless `rehash`), and submits the job. `keyFile`
+ * is read here to open the store, and by each runner. The snapshot is written once every
+ * file is stored; it is an ordinary store generation (`cage backup list|restore|verify`).
+ */
+export const startBackup = (options: {
+  readonly source: string
+  readonly dir: string
+  readonly keyFile: string
+  readonly segmentBytes?: number
+  readonly rehash?: boolean
+}) =>
   Effect.gen(function*() {
-    const p = payload ?? (yield* payloadOf(id))
-    const segments = planOf(p).segments
+    const source = nodePath.resolve(options.source)
+    const dir = nodePath.resolve(options.dir)
+    const keyFile = nodePath.resolve(options.keyFile)
+    if (!isDirectory(source)) return yield* new JobError({ detail: `${options.source} is not a directory (cluster backups take a directory; for one file use cage cluster submit encrypt, or cage backup create)`, exitCode: 2 })
+    const key = yield* readKey(keyFile).pipe(Effect.mapError((detail) => new JobError({ detail: `--key ${detail}`, exitCode: 2 })))
+    const store = yield* Store.open({ dir, key: { key } }).pipe(
+      Effect.mapError((e) => new JobError({ detail: e._tag === "StoreRefused" && e.reason === "Key" ? `--key ${options.keyFile} does not open the backup store in ${options.dir}: ${e.detail}` : e.message, exitCode: e._tag === "StoreRefused" ? 3 : 4 })),
+      Effect.ensuring(Effect.sync(() => key.fill(0)))
+    )
+    const job = randomUUID()
+    const id = yield* backupJobId(job)
+    return yield* Effect.gen(function*() {
+      // The lock first: no prune or other backup can change the store between the plan and the snapshot.
+      yield* Store.lockForJob(dir, id).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: e._tag === "LockBusy" ? 6 : 4 })))
+      const plan = yield* Store.planTree(store, source, { rehash: options.rehash === true }).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: 4 })))
+      // After every generation of the source, full copies included (as `cage backup create`).
+      const copies = yield* listCopies({ dir, source }).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: 3 })))
+      const stored = (yield* Store.snapshots(store).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: 3 })))).filter((s) => s.source.path === source)
+      const payload: BackupPayload = {
+        job,
+        dir,
+        keyFile,
+        plan: { ...plan, previous: plan.previous ?? null },
+        firstGeneration: Math.max(0, ...copies.map((g) => g.generation), ...stored.map((s) => s.generation)) + 1,
+        segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+        submittedAt: Date.now()
+      }
+      yield* BackupJobWorkflow.execute(payload, { discard: true })
+      return { id, payload }
+    }).pipe(
+      // Not submitted (database down, interrupted): the lock goes, so the same command can be run again.
+      Effect.onExit((exit) => exit._tag === "Success" ? Effect.void : Effect.sync(() => Store.releaseJobLock(dir, id))),
+      Effect.ensuring(Effect.sync(() => Store.close(store)))
+    )
+  })
+
+/** A job's segments as status reads them: which part of the job each is, its bytes, and how to read its stored result. */
+const segmentsOfJob = (f: Found) =>
+  f.kind === "file"
+    ? planOf(f.payload).segments.map((s) => ({
+      part: `chunks ${s.firstChunk}..${s.firstChunk + s.chunks - 1}`,
+      bytes: plainBytesOf(f.payload, s),
+      poll: SegmentWorkflow.executionId({ ...f.payload, index: s.index }).pipe(Effect.flatMap((id) => SegmentWorkflow.poll(id)))
+    }))
+    : (() => {
+      const { files, segments } = segmentsOf(f.payload)
+      return segments.map((pieces, index) => ({
+        part: pieces.length === 1 ? files[pieces[0].file].path : `${pieces.length} files from ${files[pieces[0].file].path}`,
+        bytes: pieces.reduce((n, x) => n + x.end - x.start, 0),
+        poll: backupSegmentId(f.payload.job, index).pipe(Effect.flatMap((id) => BackupSegmentWorkflow.poll(id)))
+      }))
+    })()
+
+/** Reads a job's progress: each segment's stored result, then the job's own. */
+export const status = (id: string, found?: Found) =>
+  Effect.gen(function*() {
+    const f = found ?? (yield* findJob(id))
+    const segments = segmentsOfJob(f)
     let done = 0
     let doneBytes = 0
     const failed: Array<JobStatus["failed"][number]> = []
     const runners = new Map<string, { segments: number; bytes: number }>()
-    for (const s of segments) {
-      const segmentId = yield* SegmentWorkflow.executionId({ ...p, index: s.index })
-      const r = yield* retryStorage(SegmentWorkflow.poll(segmentId))
+    for (const [index, s] of segments.entries()) {
+      type Polled = Option.Option<{ readonly _tag: string; readonly exit: Exit.Exit<{ readonly runner: string }, unknown> }>
+      const r: Polled = yield* retryStorage(s.poll as Effect.Effect<Polled, never, WorkflowEngine.WorkflowEngine>)
       if (Option.isNone(r) || r.value._tag !== "Complete") continue
       const exit = r.value.exit
       if (exit._tag === "Success") {
         done++
-        doneBytes += exit.value.bytes
+        doneBytes += s.bytes
         const r = runners.get(exit.value.runner) ?? { segments: 0, bytes: 0 }
-        runners.set(exit.value.runner, { segments: r.segments + 1, bytes: r.bytes + exit.value.bytes })
-      } else failed.push({ segment: s.index, chunks: `${s.firstChunk}..${s.firstChunk + s.chunks - 1}`, error: errorText(exit) })
+        runners.set(exit.value.runner, { segments: r.segments + 1, bytes: r.bytes + s.bytes })
+      } else failed.push({ segment: index, part: s.part, error: errorText(exit) })
     }
-    const job = yield* retryStorage(JobWorkflow.poll(id))
-    const result: JobStatus["result"] = Option.isNone(job) || job.value._tag !== "Complete"
-      ? undefined
-      : job.value.exit._tag === "Success"
-      ? { ok: true }
-      : { ok: false, error: errorText(job.value.exit), exitCode: errorCode(job.value.exit) }
-    const bytes = segments.reduce((n, s) => n + plainBytesOf(p, s), 0)
-    const seconds = (Date.now() - p.submittedAt) / 1000
+    const job: Option.Option<Workflow.Result<unknown, unknown>> = f.kind === "file" ? yield* retryStorage(JobWorkflow.poll(id)) : yield* retryStorage(BackupJobWorkflow.poll(id))
+    const ended = Option.isSome(job) && job.value._tag === "Complete" ? job.value.exit : undefined
+    const result: JobStatus["result"] = ended === undefined ? undefined : ended._tag === "Success" ? { ok: true } : { ok: false, error: errorText(ended), exitCode: errorCode(ended) }
+    const bytes = segments.reduce((n, s) => n + s.bytes, 0)
+    const submittedAt = f.payload.submittedAt
+    const seconds = (Date.now() - submittedAt) / 1000
     const bytesPerSecond = seconds > 0 ? doneBytes / seconds : 0
     return {
       id,
-      source: p.source,
-      output: finalName(p.output),
+      kind: f.kind,
+      source: f.kind === "file" ? f.payload.source : f.payload.plan.source.path,
+      output: f.kind === "file" ? finalName(f.payload.output) : f.payload.dir,
       bytes,
       runners: [...runners].map(([runner, r]) => ({ runner, ...r })).sort((a, b) => a.runner.localeCompare(b.runner)),
       bytesPerSecond,
@@ -246,7 +338,8 @@ export const status = (id: string, payload?: JobPayload) =>
       doneBytes,
       failed,
       result,
-      snapshot: p.snapshot
+      snapshot: f.kind === "file" ? f.payload.snapshot : null,
+      ...(f.kind === "backup" && ended?._tag === "Success" ? { backup: ended.value as BackupResult } : {})
     } satisfies JobStatus
   })
 
@@ -269,22 +362,33 @@ const errorCode = (exit: { readonly _tag: string; readonly cause?: unknown }): n
 
 /**
  * Cancels a job: interrupts the job and each of its segments (segments run detached, so
- * each is interrupted itself), then removes `OUT.partial` (ciphertext only; nothing is
- * published). A segment a runner is sealing at that moment may still finish writing into
- * the removed file.
+ * each is interrupted itself). A file job's `OUT.partial` is removed (ciphertext only;
+ * nothing is published); a backup job writes no snapshot and releases the store's lock (the
+ * packs its segments stored stay until `cage backup prune`). A segment a runner is working
+ * on at that moment may still finish: into the removed file, or into packs no snapshot uses.
+ * Refuses (JobError exit 2) a job that already ended.
  */
 export const cancel = (id: string) =>
   Effect.gen(function*() {
-    const p = yield* payloadOf(id)
-    const ended = yield* JobWorkflow.poll(id)
+    const f = yield* findJob(id)
+    const ended: Option.Option<Workflow.Result<unknown, unknown>> = f.kind === "file" ? yield* JobWorkflow.poll(id) : yield* BackupJobWorkflow.poll(id)
+    const what = f.kind === "file" ? `published ${finalName(f.payload.output)}` : `wrote its snapshot to ${f.payload.dir}`
     if (Option.isSome(ended) && ended.value._tag === "Complete") {
-      const how = ended.value.exit._tag === "Success" ? `finished and published ${finalName(p.output)}` : `ended (${errorText(ended.value.exit)})`
+      const how = ended.value.exit._tag === "Success" ? `finished and ${what}` : `ended (${errorText(ended.value.exit)})`
       return yield* new JobError({ detail: `job ${id} already ${how}: nothing to cancel`, exitCode: 2 })
     }
-    yield* JobWorkflow.interrupt(id)
-    for (const s of planOf(p).segments) yield* SegmentWorkflow.interrupt(yield* SegmentWorkflow.executionId({ ...p, index: s.index }))
-    // Segments not started yet see the job ended and write nothing; any still writing write
-    // into this job's staged file only (checked on their descriptor), which goes now.
-    yield* Effect.sync(() => removeStaged(p))
-    return p
+    if (f.kind === "file") {
+      const p = f.payload
+      yield* JobWorkflow.interrupt(id)
+      for (const s of planOf(p).segments) yield* SegmentWorkflow.interrupt(yield* SegmentWorkflow.executionId({ ...p, index: s.index }))
+      // Segments not started yet see the job ended and write nothing; any still writing write
+      // into this job's staged file only (checked on their descriptor), which goes now.
+      yield* Effect.sync(() => removeStaged(p))
+      return { kind: f.kind, removed: p.output }
+    }
+    const p = f.payload
+    yield* BackupJobWorkflow.interrupt(id)
+    for (const [index] of segmentsOf(p).segments.entries()) yield* BackupSegmentWorkflow.interrupt(yield* backupSegmentId(p.job, index))
+    yield* Effect.sync(() => Store.releaseJobLock(p.dir, id))
+    return { kind: f.kind, removed: undefined }
   })

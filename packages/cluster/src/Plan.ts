@@ -117,3 +117,45 @@ export const estimate = (plan: Pick<JobPlan, "segments" | "files">, options: { r
   const messages = segments * perSegment + 2
   return { segments, files: plan.files.length, messages, replies: messages, approxBytes: 2 * messages * payload }
 }
+
+/** Bytes `[start, end)` of file `file` (its index in the job): part of a backup segment. */
+export interface Piece {
+  readonly file: number
+  readonly start: number
+  readonly end: number
+}
+
+/** Most files one backup segment stores: its payload and result stay small whatever the files' sizes. */
+export const MAX_PIECES = 512
+
+/**
+ * Cuts a backup job's files into segments of pieces of about `segmentBytes` each, for the
+ * chunk store (content-defined chunks): files up to `segmentBytes` are never split, and are
+ * gathered in order into segments of at most `segmentBytes` and {@link MAX_PIECES} files; a
+ * larger file is cut into pieces of `segmentBytes`, one segment each (its chunks then break
+ * at each piece's end: at most one chunk per piece differs from a single-machine backup's,
+ * which costs dedup nothing elsewhere). Empty files are pieces of no bytes. Pure.
+ */
+export const planPieces = (sizes: ReadonlyArray<number>, segmentBytes: number): ReadonlyArray<ReadonlyArray<Piece>> => {
+  if (!Number.isSafeInteger(segmentBytes) || segmentBytes < 1) throw new RangeError(`segment size ${segmentBytes}: expected a positive whole number of bytes`)
+  const segments: Array<Array<Piece>> = []
+  let current: Array<Piece> = []
+  let bytes = 0
+  const close = () => {
+    if (current.length > 0) segments.push(current)
+    current = []
+    bytes = 0
+  }
+  sizes.forEach((size, file) => {
+    if (size > segmentBytes) {
+      close()
+      for (let start = 0; start < size; start += segmentBytes) segments.push([{ file, start, end: Math.min(size, start + segmentBytes) }])
+      return
+    }
+    if (bytes + size > segmentBytes || current.length >= MAX_PIECES) close()
+    current.push({ file, start: 0, end: size })
+    bytes += size
+  })
+  close()
+  return segments
+}

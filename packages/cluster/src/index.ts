@@ -7,5 +7,6 @@
 export * as Plan from "./Plan.js"
 export * as Segment from "./Segment.js"
 export * as Cluster from "./Cluster.js"
+export * as Backup from "./Backup.js"
 export * as Job from "./Job.js"
 export * as Postgres from "./Postgres.js"

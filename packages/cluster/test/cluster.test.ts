@@ -5,34 +5,23 @@
 import { agcmEncrypt } from "@cage/agcm"
 import { ChunkInput, ChunkOutput, runPipeline } from "@cage/core"
 import { Effect } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Cluster, Job, Segment } from "../src/index.js"
-import { freePort, type Postgres, startPostgres } from "../src/Postgres.js"
+import { type Postgres, startPostgres } from "../src/Postgres.js"
+import { sha256, startRunner as startRunnerWith } from "./helpers.js"
 
-const RUNNER = fileURLToPath(new URL("../dist/runner.js", import.meta.url))
 const chunkSize = 64 * 1024
 let pg: Postgres
 let dir: string
 const runners: Array<ChildProcess> = []
 
 
-const startRunner = async (extra: ReadonlyArray<string> = []) => {
-  const port = await freePort()
-  const child = spawn(process.execPath, [RUNNER, "--listen", `127.0.0.1:${port}`, "--db", `${pg.host}:${pg.port}`, ...extra], { stdio: ["ignore", "ignore", "pipe"] })
-  let stderr = ""
-  child.stderr!.on("data", (d) => (stderr += d))
-  child.on("exit", (code, signal) => {
-    if (code !== 0 && signal === null) process.stderr.write(`runner on ${port} exited ${code}: ${stderr}\n`)
-  })
-  runners.push(child)
-  return child
-}
+const startRunner = (extra: ReadonlyArray<string> = []) => startRunnerWith(pg, runners, extra)
 
 /** A file, its single-machine encryption (the reference) and a job payload with the same salt. */
 const prepare = async (name: string, size: number, segmentBytes: number) => {
@@ -54,14 +43,6 @@ const prepare = async (name: string, size: number, segmentBytes: number) => {
   return { key, payload, output, reference }
 }
 
-const sha256 = (file: string) => {
-  const h = crypto.createHash("sha256")
-  const fd = fs.openSync(file, "r")
-  const buf = Buffer.allocUnsafe(4 << 20)
-  for (let n: number; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n))
-  fs.closeSync(fd)
-  return h.digest("hex")
-}
 
 const submit = (payload: Cluster.JobPayload) =>
   Effect.runPromise(Effect.flatMap(Cluster.submit(payload), (id) => Cluster.waitFor(id)).pipe(

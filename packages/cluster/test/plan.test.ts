@@ -92,3 +92,50 @@ describe("estimate", () => {
     expect(plan.files.reduce((n, f) => n + f.chunks, 0) / e.segments).toBeGreaterThan(1000)
   })
 })
+
+describe("planPieces (backup segments)", () => {
+  /** Every property of a backup plan, from first principles: each file's bytes tiled once, in order; small files whole; large ones alone. */
+  const checkPieces = (sizes: ReadonlyArray<number>, segmentBytes: number) => {
+    const segments = Plan.planPieces(sizes, segmentBytes)
+    const seen = sizes.map(() => 0)
+    let last = -1
+    for (const segment of segments) {
+      expect(segment.length).toBeGreaterThanOrEqual(1)
+      expect(segment.length).toBeLessThanOrEqual(Plan.MAX_PIECES)
+      const bytes = segment.reduce((n, p) => n + p.end - p.start, 0)
+      if (segment.length > 1) expect(bytes).toBeLessThanOrEqual(segmentBytes)
+      for (const p of segment) {
+        // In file order, each file's pieces in byte order without gaps.
+        expect(p.file).toBeGreaterThanOrEqual(last)
+        last = p.file
+        expect(p.start).toBe(seen[p.file])
+        expect(p.end).toBeGreaterThanOrEqual(p.start)
+        expect(p.end - p.start).toBeLessThanOrEqual(Math.max(segmentBytes, 0))
+        seen[p.file] = p.end
+        // A file up to segmentBytes is never split; a larger one is one piece per segment.
+        if (sizes[p.file] <= segmentBytes) expect(p.end - p.start).toBe(sizes[p.file])
+        else expect(segment.length).toBe(1)
+      }
+    }
+    expect(seen).toEqual([...sizes])
+    // Every file appears, empty ones too.
+    expect(new Set(segments.flat().map((p) => p.file)).size).toBe(sizes.length)
+    return segments
+  }
+
+  it("tiles any files exactly (fast-check), at boundary sizes around the segment size", () => {
+    const S = 1000
+    for (const size of [0, 1, S - 1, S, S + 1, 2 * S - 1, 2 * S, 2 * S + 1, 3 * S + 7]) checkPieces([size], S)
+    expect(Plan.planPieces([S + 1], S)).toEqual([[{ file: 0, start: 0, end: S }], [{ file: 0, start: S, end: S + 1 }]])
+    expect(Plan.planPieces([400, 600, 1], S)).toEqual([[{ file: 0, start: 0, end: 400 }, { file: 1, start: 0, end: 600 }], [{ file: 2, start: 0, end: 1 }]])
+    fc.assert(fc.property(fc.array(fc.nat({ max: 5000 }), { maxLength: 60 }), fc.integer({ min: 1, max: 3000 }), (sizes, s) => {
+      checkPieces(sizes, s)
+    }), { numRuns: 300 })
+  })
+
+  it("gathers at most MAX_PIECES files in a segment, and refuses a segment size that is not a positive whole number", () => {
+    const segments = checkPieces(new Array(2 * Plan.MAX_PIECES + 3).fill(0), 64 * MiB)
+    expect(segments.map((s) => s.length)).toEqual([Plan.MAX_PIECES, Plan.MAX_PIECES, 3])
+    for (const bad of [0, -1, 1.5, Number.NaN]) expect(() => Plan.planPieces([1], bad)).toThrow(RangeError)
+  })
+})

@@ -32,6 +32,12 @@ export interface Holder {
   readonly token: string
   /** ISO time the lock was taken. */
   readonly at: string
+  /**
+   * Set when a cluster job (`cage cluster submit backup`) holds the lock for its whole run,
+   * on behalf of runners on many machines: its job id. Such a lock has no process to check
+   * (`pid` 0), so it is never judged stale; the job releases it when it ends.
+   */
+  readonly job?: string
 }
 
 /** A lock file and, when it could be read, its holder; `mtimeMs` is the file's mtime. */
@@ -55,6 +61,7 @@ export class LockBusy extends Data.TaggedError("LockBusy")<{
   override get message() {
     const h = this.holder
     if (h === undefined) return `${this.resource} is being written by another cage process (lock ${this.lock})`
+    if (h.job !== undefined) return `${this.resource} is being written by cluster job ${h.job} (since ${h.at}): cage cluster status ${h.job} shows it; if that job no longer exists, remove ${this.lock}`
     const remote = h.host !== hostname() ? ` on host ${h.host}; if that process is gone, remove ${this.lock}` : ""
     return `${this.resource} is being written by another cage process, pid ${h.pid}${remote} (since ${h.at})`
   }
@@ -86,7 +93,7 @@ export const selfHolder = (): Holder => ({
  * where known, with the recorded start time), `undefined` on another host (cannot tell).
  */
 export const holderAlive = (holder: Holder): boolean | undefined => {
-  if (holder.host !== hostname()) return undefined
+  if (holder.host !== hostname() || holder.job !== undefined) return undefined
   try {
     process.kill(holder.pid, 0)
   } catch (e) {
@@ -169,14 +176,14 @@ export const release = (path: string, holder: Holder): void => {
 /**
  * Takes the lock at `path` for `resource` at once, or fails with {@link LockBusy} when a
  * live process (or one on another host) holds it. A lock whose owner on this host is gone
- * is broken and taken. A lock file without a readable holder (being written, or garbage)
+ * is broken and taken (`holder`: whom the lock names, this process by default). A lock file without a readable holder (being written, or garbage)
  * counts as busy until it is `garbageMs` old (default 10 s), then as stale.
  *
  * Fails with `IoError` when the lock cannot be created (directory missing or not writable).
  */
-export const acquireOrRefuse = (path: string, resource: string, options: { readonly garbageMs?: number } = {}): Effect.Effect<Holder, LockBusy | IoError> =>
+export const acquireOrRefuse = (path: string, resource: string, options: { readonly garbageMs?: number; readonly holder?: Holder } = {}): Effect.Effect<Holder, LockBusy | IoError> =>
   Effect.suspend((): Effect.Effect<Holder, LockBusy | IoError> => {
-    const holder = selfHolder()
+    const holder = options.holder ?? selfHolder()
     const garbageMs = options.garbageMs ?? 10_000
     // A few rounds: after breaking a stale lock, another process may win the race to retake it.
     for (let round = 0; round < 3; round++) {

@@ -45,6 +45,13 @@ const decryptFlags = {
   ...submitFlags
 }
 
+const backupFlags = {
+  input: Argument.String("input").pipe(Argument.withDescription("Directory to back up, on a filesystem every runner sees")),
+  dir: Flag.String("dir").pipe(Flag.withDescription("Backup directory, the same path on every runner (default: [backup] dir in cage.toml, else ./.cage-backups)"), Flag.optional),
+  rehash: Flag.Boolean("rehash").pipe(Flag.withDescription("Read every file, even those whose size, times and inode match the previous generation"), Flag.withDefault(false)),
+  ...submitFlags
+}
+
 const statusFlags = {
   job: Argument.String("job").pipe(Argument.withDescription("Job id (as submit printed it)")),
   db,
@@ -66,6 +73,7 @@ export interface ClusterHandlers {
   readonly runner: (f: Parsed<typeof runnerFlags>) => Effect.Effect<void, unknown>
   readonly submitEncrypt: (f: Parsed<typeof encryptFlags>) => Effect.Effect<void, unknown>
   readonly submitDecrypt: (f: Parsed<typeof decryptFlags>) => Effect.Effect<void, unknown>
+  readonly submitBackup: (f: Parsed<typeof backupFlags>) => Effect.Effect<void, unknown>
   readonly status: (f: Parsed<typeof statusFlags>) => Effect.Effect<void, unknown>
   readonly cancel: (f: Parsed<typeof cancelFlags>) => Effect.Effect<void, unknown>
 }
@@ -82,11 +90,14 @@ export const clusterCommandWith = (h: ClusterHandlers) =>
           Command.make("encrypt", encryptFlags, h.submitEncrypt).pipe(Command.withDescription("Encrypt a file across the cluster's runners (AGCM v2, byte-identical to cage encrypt)")),
           Command.make("decrypt", decryptFlags, h.submitDecrypt).pipe(
             Command.withDescription("Decrypt an AGCM file across the cluster's runners (a damaged chunk fails the job, naming it; nothing is published)")
+          ),
+          Command.make("backup", backupFlags, h.submitBackup).pipe(
+            Command.withDescription("Back up a directory into the chunk store across the cluster's runners (one generation, as cage backup create writes; restore and verify it with cage backup)")
           )
         ])
       ),
       Command.make("status", statusFlags, h.status).pipe(Command.withDescription("A job's segments done and failed, and its result")),
-      Command.make("cancel", cancelFlags, h.cancel).pipe(Command.withDescription("Stop a job; its staged output is removed"))
+      Command.make("cancel", cancelFlags, h.cancel).pipe(Command.withDescription("Stop a job; its staged output is removed (a backup writes no generation)"))
     ])
   )
 

@@ -40,6 +40,7 @@ const delegate = (): Effect.Effect<void, unknown> =>
 export const delegateToClusterProgram: ClusterHandlers = {
   runner: delegate,
   submitEncrypt: delegate,
+  submitBackup: delegate,
   submitDecrypt: delegate,
   status: delegate,
   cancel: delegate

@@ -7,6 +7,8 @@
 import * as Cluster from "@cage/cluster"
 import { Size } from "@cage/core"
 import { Effect, Layer, Option } from "effect"
+import * as nodePath from "node:path"
+import { loadSettings } from "../Config.js"
 import { type ExitCode, UserFacing } from "../Errors.js"
 import { note, printJson, setInterruptNote } from "../Io.js"
 import { terminal } from "../ProgressBar.js"
@@ -52,7 +54,7 @@ const asClient = <A, E, R>(url: string, effect: (c: typeof Cluster) => Effect.Ef
 /** Submits a job (`start`), then prints its id, or with `--wait` follows it to its end. */
 const submit = (
   f: { readonly input: string; readonly output: string; readonly db: string; readonly segmentSize: Option.Option<string>; readonly wait: boolean; readonly json: boolean; readonly quiet: boolean },
-  start: (c: typeof Cluster, segmentBytes: number | undefined) => Effect.Effect<{ readonly id: string; readonly payload: Cluster.Cluster.JobPayload }, unknown, unknown>
+  start: (c: typeof Cluster, segmentBytes: number | undefined) => Effect.Effect<{ readonly id: string; readonly found: Cluster.Job.Found }, unknown, unknown>
 ) =>
   asClient(f.db, (c) =>
     Effect.gen(function*() {
@@ -60,42 +62,53 @@ const submit = (
       if (segmentBytes !== undefined && segmentBytes < 1) return yield* new UserFacing({ detail: `--segment-size ${Option.getOrElse(f.segmentSize, () => "")}: expected a size such as 64MiB`, exitCode: 2 })
       const started = yield* start(c, segmentBytes)
       if (!f.wait) {
-        if (f.json) yield* printJson({ job: started.id, output: c.Cluster.finalName(started.payload.output) })
+        if (f.json) yield* printJson({ job: started.id, output: started.found.kind === "file" ? c.Cluster.finalName(started.found.payload.output) : started.found.payload.dir })
         else yield* Effect.sync(() => process.stdout.write(`${started.id}\n`))
         return
       }
       yield* note(f.quiet || f.json, `job ${started.id}: ${f.input} → ${f.output}`)
-      yield* waitAndReport(c, started.id, started.payload, f)
+      yield* waitAndReport(c, started.id, started.found, f)
     }) as Effect.Effect<void, unknown, never>
   )
 
 /** Polls a job until it ends, with one progress bar over all runners; fails with the job's error. */
-const waitAndReport = (c: typeof Cluster, id: string, payload: Cluster.Cluster.JobPayload, f: { readonly json: boolean; readonly quiet: boolean }) =>
+const waitAndReport = (c: typeof Cluster, id: string, found: Cluster.Job.Found, f: { readonly json: boolean; readonly quiet: boolean }) =>
   Effect.gen(function*() {
     // Ctrl-C stops the waiting, not the job: say how to follow or stop it.
     yield* setInterruptNote(`job ${id} goes on running on the cluster: cage cluster status ${id} --db URL shows it, cage cluster cancel ${id} --db URL stops it`)
     const bar = terminal({ quiet: f.quiet || f.json, label: "cluster" })
     const started = Date.now()
-    bar.start(payload.identity.size, 0)
-    let s: Cluster.Job.JobStatus
-    for (;;) {
-      s = yield* c.Job.status(id, payload)
-      bar.update(s.doneBytes, 0)
-      if (s.result !== undefined) break
+    let s = yield* c.Job.status(id, found)
+    bar.start(s.bytes, 0)
+    while (s.result === undefined) {
       yield* Effect.sleep(500)
+      s = yield* c.Job.status(id, found)
+      bar.update(s.doneBytes, 0)
     }
     bar.stop()
+    const result = s.result
     const seconds = (Date.now() - started) / 1000
     if (f.json) yield* printJson({ ...summary(s), seconds })
-    if (s.result.ok) {
+    if (!result.ok) return yield* new UserFacing({ detail: `job ${id} failed: ${result.error}; ${s.kind === "file" ? `nothing published under ${s.output}` : `no generation written to ${s.output}`}`, exitCode: result.exitCode as ExitCode })
+    const b = s.backup
+    if (b === undefined) {
       yield* note(f.quiet || f.json, `job ${id}: ${s.segments} segments, ${s.bytes} bytes in ${seconds.toFixed(1)} s; published ${s.output}`)
       return
     }
-    return yield* new UserFacing({ detail: `job ${id} failed: ${s.result.error}; nothing published under ${s.output}`, exitCode: s.result.exitCode as ExitCode })
+    yield* note(f.quiet || f.json, `job ${id}: stored generation ${b.generation} of ${s.source} in ${s.output}: ${b.files} files (${b.filesRead} read), ${Size.format(b.bytes)}; ${b.chunks} chunks, ${b.addedChunks} new (${Size.format(b.addedBytes)} of new data, ${Size.format(b.storedBytes)} written) in ${seconds.toFixed(1)} s on ${s.runners.length} runner${s.runners.length === 1 ? "" : "s"}`)
+    for (const p of b.skipped) yield* note(f.quiet || f.json, `skipped ${nodePath.join(s.source, p)}: not a regular file, directory or symlink (or gone)`)
+    if (b.changed.length > 0) {
+      const names = b.changed.slice(0, 10).map((p) => nodePath.join(s.source, p)).join(", ")
+      return yield* new UserFacing({
+        detail: `generation ${b.generation} is stored, but ${b.changed.length} file${b.changed.length === 1 ? "" : "s"} changed while being read and ${b.changed.length === 1 ? "was" : "were"} not stored: ${names}${b.changed.length > 10 ? ", …" : ""} (back them up again once they no longer change)`,
+        exitCode: 4
+      })
+    }
   })
 
 const summary = (s: Cluster.Job.JobStatus) => ({
   job: s.id,
+  kind: s.kind,
   source: s.source,
   output: s.output,
   bytes: s.bytes,
@@ -107,8 +120,13 @@ const summary = (s: Cluster.Job.JobStatus) => ({
   ...(s.etaSeconds !== undefined ? { etaSeconds: Math.round(s.etaSeconds) } : {}),
   state: s.result === undefined ? "running" : s.result.ok ? "done" : "failed",
   ...(s.result !== undefined && !s.result.ok ? { error: s.result.error, exitCode: s.result.exitCode } : {}),
-  snapshot: s.snapshot
+  ...(s.kind === "file" ? { snapshot: s.snapshot } : {}),
+  ...(s.backup !== undefined ? { backup: s.backup } : {})
 })
+
+/** A started file job as `submit` takes it. */
+const asFile = <E, R>(e: Effect.Effect<{ readonly id: string; readonly payload: Cluster.Cluster.JobPayload }, E, R>) =>
+  Effect.map(e, ({ id, payload }) => ({ id, found: { kind: "file", payload } as const }))
 
 /** The handlers, doing the work in this process. */
 export const clusterHandlers: ClusterHandlers = {
@@ -125,23 +143,33 @@ export const clusterHandlers: ClusterHandlers = {
     }),
   submitEncrypt: (f) => {
     const output = Option.getOrElse(f.output, () => `${f.input}.agcm`)
-    return submit({ ...f, output }, (c, segmentBytes) => c.Job.startEncrypt({ source: f.input, output, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) }))
+    return submit({ ...f, output }, (c, segmentBytes) => c.Job.startEncrypt({ source: f.input, output, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) }).pipe(asFile))
   },
-  submitDecrypt: (f) => submit(f, (c, segmentBytes) => c.Job.startDecrypt({ source: f.input, output: f.output, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) })),
+  submitDecrypt: (f) => submit(f, (c, segmentBytes) => c.Job.startDecrypt({ source: f.input, output: f.output, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) }).pipe(asFile)),
+  submitBackup: (f) =>
+    Effect.gen(function*() {
+      const settings = yield* loadSettings
+      const dir = Option.getOrUndefined(f.dir) ?? settings.backupDir.value ?? ".cage-backups"
+      return yield* submit({ ...f, output: dir }, (c, segmentBytes) =>
+        c.Job.startBackup({ source: f.input, dir, keyFile: f.key, rehash: f.rehash, ...(segmentBytes ? { segmentBytes } : {}) }).pipe(
+          Effect.map(({ id, payload }) => ({ id, found: { kind: "backup", payload } as const }))
+        ))
+    }),
   status: (f) =>
     asClient(f.db, (c) =>
       Effect.gen(function*() {
-        if (f.wait) return yield* waitAndReport(c, f.job, yield* c.Job.payloadOf(f.job), f)
+        if (f.wait) return yield* waitAndReport(c, f.job, yield* c.Job.findJob(f.job), f)
         const s = yield* c.Job.status(f.job)
         if (f.json) return yield* printJson(summary(s))
-        const state = s.result === undefined ? "running" : s.result.ok ? "done, published" : `failed: ${s.result.error}`
+        const b = s.backup
+        const state = s.result === undefined ? "running" : !s.result.ok ? `failed: ${s.result.error}` : b === undefined ? "done, published" : `done, generation ${b.generation} stored${b.changed.length > 0 ? ` (${b.changed.length} changed files not stored)` : ""}`
         const lines = [
           `job ${s.id}: ${state}`,
           `  ${s.source} → ${s.output}`,
           `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)`,
           `  ${(s.bytesPerSecond / 1048576).toFixed(1)} MiB/s since submit${s.etaSeconds !== undefined ? `, about ${Math.ceil(s.etaSeconds)} s left` : ""}`,
           ...s.runners.map((r) => `  runner ${r.runner}: ${r.segments} segments (${(r.bytes / 1048576).toFixed(1)} MiB)`),
-          ...s.failed.map((x) => `  segment ${x.segment} (chunks ${x.chunks}) failed: ${x.error}`)
+          ...s.failed.map((x) => `  segment ${x.segment} (${x.part}) failed: ${x.error}`)
         ]
         yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))
       })
@@ -149,8 +177,8 @@ export const clusterHandlers: ClusterHandlers = {
   cancel: (f) =>
     asClient(f.db, (c) =>
       Effect.gen(function*() {
-        const p = yield* c.Job.cancel(f.job)
-        yield* note(f.quiet, `job ${f.job} cancelled; ${p.output} removed, nothing published`)
+        const r = yield* c.Job.cancel(f.job)
+        yield* note(f.quiet, r.removed !== undefined ? `job ${f.job} cancelled; ${r.removed} removed, nothing published` : `job ${f.job} cancelled; no generation written (cage backup prune removes what its segments stored)`)
       })
     )
 }

@@ -1,0 +1,242 @@
+/**
+ * Distributed backups into the chunk store (`cage cluster submit backup DIR`, issue 16).
+ *
+ * The client lists the directory (`Store.planTree`: lstat only; files unchanged since the
+ * source's newest snapshot are marked and never read), takes the store's writer lock for
+ * the job (`Store.lockForJob`: other writers are refused at once, naming the job), and
+ * submits one job workflow. The job cuts the files to read into segments of pieces
+ * (`Plan.planPieces`: small files gathered, large ones cut at `segmentBytes`), starts each
+ * segment as a detached child workflow, and waits for their stored results. A segment's one
+ * activity opens the store with the key file (each runner reads it itself), cuts its pieces
+ * into content-defined chunks, seals the new ones into packs and writes one index file
+ * (`Store.storePieces`). Once every segment is done, the `commit` activity writes the
+ * snapshot (`Store.commitTree`: idempotent, and only when every chunk it references is
+ * indexed in a pack that exists) and releases the lock. The result is an ordinary store
+ * snapshot: `cage backup list|restore|verify` read it as any other.
+ *
+ * Payloads hold paths, sizes, identities and chunk ids (keyed HMACs, which confirm nothing
+ * without the key), never a key or file contents.
+ *
+ * @module
+ */
+import { Store } from "@cage/backup"
+import { exitCodeOf } from "@cage/core"
+import { Cause, Effect, Option, Schema, Semaphore } from "effect"
+import { Activity, Workflow } from "effect/workflow"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as nodePath from "node:path"
+import { awaitSegments, fail, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
+import * as Plan from "./Plan.js"
+
+const Meta = {
+  size: Schema.Number,
+  mtimeNs: Schema.String,
+  ctimeNs: Schema.String,
+  ino: Schema.String,
+  dev: Schema.String,
+  mode: Schema.Number
+}
+
+const PlannedEntry = Schema.Struct({
+  ...Meta,
+  path: Schema.String,
+  type: Schema.Literals(["file", "dir", "symlink"]),
+  target: Schema.optional(Schema.String),
+  reuse: Schema.optional(Schema.Boolean)
+})
+
+/** What a backup job carries: the directory's plan and where the store is; no secret, no file contents. */
+export const BackupPayload = Schema.Struct({
+  job: Schema.String,
+  /** The backup directory holding the store (absolute; the same path on every runner). */
+  dir: Schema.String,
+  keyFile: Schema.String,
+  plan: Schema.Struct({
+    source: Schema.Struct({ ...Meta, path: Schema.String }),
+    previous: Schema.NullOr(Schema.String),
+    entries: Schema.Array(PlannedEntry),
+    skipped: Schema.Array(Schema.String)
+  }),
+  /** The lowest generation number the snapshot may get (after the source's full copies). */
+  firstGeneration: Schema.Number,
+  segmentBytes: Schema.Number,
+  submittedAt: Schema.Number
+})
+export type BackupPayload = typeof BackupPayload.Type
+
+const PieceSchema = Schema.Struct({ path: Schema.String, start: Schema.Number, end: Schema.Number })
+
+const BackupSegmentPayload = Schema.Struct({
+  job: Schema.String,
+  /** The job's execution id: a segment of a job that has ended does nothing. */
+  jobId: Schema.String,
+  index: Schema.Number,
+  dir: Schema.String,
+  keyFile: Schema.String,
+  pieces: Schema.Array(PieceSchema)
+})
+
+const PieceResult = Schema.Struct({
+  chunks: Schema.optional(Schema.Array(Schema.Tuple([Schema.String, Schema.Number]))),
+  identity: Schema.optional(Schema.Struct({ ...Meta, path: Schema.String })),
+  changed: Schema.optional(Schema.String)
+})
+
+/** What a backup segment reports: each piece's chunks (or what changed), what it added to the store, its bytes and runner. */
+export const BackupSegmentResult = Schema.Struct({
+  pieces: Schema.Array(PieceResult),
+  bytes: Schema.Number,
+  addedChunks: Schema.Number,
+  addedBytes: Schema.Number,
+  storedBytes: Schema.Number,
+  runner: Schema.String
+})
+
+/** A finished backup job: the snapshot written (as `cage backup create` reports it). `changed`: files not stored because they changed while read. */
+export const BackupResult = Schema.Struct({
+  snapshot: Schema.String,
+  generation: Schema.Number,
+  files: Schema.Number,
+  filesRead: Schema.Number,
+  bytes: Schema.Number,
+  chunks: Schema.Number,
+  addedChunks: Schema.Number,
+  addedBytes: Schema.Number,
+  storedBytes: Schema.Number,
+  changed: Schema.Array(Schema.String),
+  skipped: Schema.Array(Schema.String)
+})
+export type BackupResult = typeof BackupResult.Type
+
+export const BackupSegmentWorkflow = Workflow.make("cage/backup-segment", {
+  payload: BackupSegmentPayload,
+  success: BackupSegmentResult,
+  error: JobFailure,
+  idempotencyKey: (p) => `${p.job}/${p.index}`
+})
+
+export const BackupJobWorkflow = Workflow.make("cage/backup-job", {
+  payload: BackupPayload,
+  success: BackupResult,
+  error: JobFailure,
+  idempotencyKey: (p) => p.job
+})
+
+// A workflow's execution id hashes its name and idempotency key (the job's uuid, and the
+// segment's index), but `executionId` validates a whole payload first: these stand-ins
+// carry the key and nothing else.
+const stub = { path: "", size: 0, mtimeNs: "0", ctimeNs: "0", ino: "0", dev: "0", mode: 0 }
+
+/** The execution id (the job id users see) of the backup job with uuid `job`. */
+export const backupJobId = (job: string) =>
+  BackupJobWorkflow.executionId({ job, dir: "", keyFile: "", plan: { source: stub, previous: null, entries: [], skipped: [] }, firstGeneration: 0, segmentBytes: 1, submittedAt: 0 })
+
+/** The execution id of segment `index` of the backup job with uuid `job`. */
+export const backupSegmentId = (job: string, index: number) =>
+  BackupSegmentWorkflow.executionId({ job, jobId: "", index, dir: "", keyFile: "", pieces: [] })
+
+/** The files a job reads (not `reuse`d), in plan order, and its segments of pieces of them. */
+export const segmentsOf = (p: BackupPayload) => {
+  const files = p.plan.entries.filter((e) => e.type === "file" && e.reuse !== true)
+  return { files, segments: Plan.planPieces(files.map((f) => f.size), p.segmentBytes) }
+}
+
+/** Bytes a backup job reads: its files' planned sizes. */
+export const bytesOf = (p: BackupPayload) => segmentsOf(p).files.reduce((n, f) => n + f.size, 0)
+
+/** Opens the store in `dir` with the key in `keyFile` for `use`, then wipes the key; `where` prefixes failures. */
+const withStore = <A>(dir: string, keyFile: string, where: string, use: (store: Store.Store) => Effect.Effect<A, unknown>) =>
+  Effect.gen(function*() {
+    // Never created here: a runner that does not see the store at this path must not start an empty one.
+    if (!Store.exists(dir)) return yield* fail(`${where}: no backup store in ${dir} on this runner (every runner must see the same directory)`, 4)
+    const key = yield* readKey(keyFile).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${e}`, exitCode: 2 })))
+    return yield* Effect.acquireUseRelease(
+      Store.open({ dir, key: { key } }).pipe(Effect.ensuring(Effect.sync(() => key.fill(0)))),
+      use,
+      (store) => Effect.sync(() => Store.close(store))
+    ).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${(e as { message?: string }).message ?? String(e)}`, exitCode: exitCodeOf(e) })))
+  })
+
+export const backupSegmentLayer = (options: RunnerOptions) => {
+  // Each running segment holds a chunker's staging buffer and up to four packs (about 35 MiB).
+  const slots = Semaphore.makeUnsafe(Math.max(1, options.maxSegments ?? os.availableParallelism()))
+  return BackupSegmentWorkflow.toLayer((p) =>
+    Activity.make({
+      name: "store",
+      success: BackupSegmentResult,
+      error: JobFailure,
+      execute: Effect.gen(function*() {
+        if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
+        const runner = options.name ?? "?"
+        const first = p.pieces[0]
+        const where = `segment ${p.index} (${p.pieces.length === 1 ? first.path : `${p.pieces.length} files from ${first.path}`}) on runner ${runner}`
+        const ended = yield* BackupJobWorkflow.poll(p.jobId)
+        if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment stores nothing`)
+        const r = yield* withStore(p.dir, p.keyFile, where, (store) => Store.storePieces(store, p.pieces, { job: p.jobId }))
+        return {
+          pieces: r.pieces,
+          bytes: p.pieces.reduce((n, x) => n + x.end - x.start, 0),
+          addedChunks: r.addedChunks,
+          addedBytes: r.addedBytes,
+          storedBytes: r.storedBytes,
+          runner
+        }
+      }).pipe(Semaphore.withPermits(slots, 1))
+    })
+  )
+}
+
+/** The snapshot, written once every segment is done; releases the job's lock. */
+const commit = (p: BackupPayload, jobId: string, results: ReadonlyArray<typeof BackupSegmentResult.Type>) =>
+  Activity.make({
+    name: "commit",
+    success: BackupResult,
+    error: JobFailure,
+    execute: Effect.gen(function*() {
+      const { files, segments } = segmentsOf(p)
+      const pieces = files.map((): Array<Store.PieceResult> => [])
+      for (const [s, segment] of segments.entries()) for (const [i, piece] of segment.entries()) pieces[piece.file].push(results[s].pieces[i] as Store.PieceResult)
+      const sum = (k: "addedChunks" | "addedBytes" | "storedBytes") => results.reduce((n, r) => n + r[k], 0)
+      const r = yield* withStore(p.dir, p.keyFile, `commit of ${p.plan.source.path}`, (store) =>
+        Store.commitTree(store, {
+          plan: { ...p.plan, previous: p.plan.previous ?? undefined },
+          files: files.map((f, i) => ({ path: f.path, pieces: pieces[i] })),
+          firstGeneration: p.firstGeneration,
+          tag: jobId.slice(0, 8),
+          added: { chunks: sum("addedChunks"), bytes: sum("addedBytes"), storedBytes: sum("storedBytes") }
+        })
+      )
+      yield* Effect.sync(() => Store.releaseJobLock(p.dir, jobId))
+      return {
+        snapshot: r.snapshot,
+        generation: r.generation,
+        files: r.files ?? 0,
+        filesRead: r.filesRead ?? 0,
+        bytes: r.bytes,
+        chunks: r.chunks,
+        addedChunks: r.addedChunks,
+        addedBytes: r.addedBytes,
+        storedBytes: r.storedBytes,
+        changed: r.changed ?? [],
+        skipped: r.skipped ?? []
+      }
+    })
+  })
+
+/** Releases a failed job's lock (the packs its segments wrote are indexed but unused: the next `cage backup prune` removes them). */
+const release = (p: BackupPayload, jobId: string) =>
+  Activity.make({ name: "release", success: Schema.Void, error: JobFailure, execute: Effect.sync(() => Store.releaseJobLock(p.dir, jobId)) })
+
+export const backupJobLayer = BackupJobWorkflow.toLayer((p, jobId) =>
+  Effect.gen(function*() {
+    const { files, segments } = segmentsOf(p)
+    const ids = yield* Effect.forEach(segments, (pieces, index) =>
+      retryStorage(BackupSegmentWorkflow.execute({ job: p.job, jobId, index, dir: p.dir, keyFile: p.keyFile, pieces: pieces.map((x) => ({ path: nodePath.join(p.plan.source.path, files[x.file].path), start: x.start, end: x.end })) }, { discard: true, detached: true })), { concurrency: 16 })
+    const results = yield* awaitSegments(ids, (id) => BackupSegmentWorkflow.poll(id))
+    return yield* commit(p, jobId, results)
+  }).pipe(Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : release(p, jobId)))
+)
+
+/** Whether `dir` exists as a directory (a cheap check before listing it). */
+export const isDirectory = (dir: string) => fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory() === true

@@ -1,0 +1,99 @@
+/**
+ * What the cluster's workflows share (file jobs in `Cluster.ts`, backup jobs in
+ * `Backup.ts`): the failure every job and segment reports, the key file reader, runner
+ * options, the storage retry, and the wait for detached segments.
+ *
+ * @module
+ */
+import { parseKeyText } from "@cage/agcm"
+import { Cause, Effect, Option, Schema } from "effect"
+import type { Workflow } from "effect/workflow"
+import * as fs from "node:fs"
+
+/** Reads a Cage key file (as `cage keygen` writes it). The key never leaves this runner; the caller zeroes it. Fails with a message naming the file. */
+export const readKey = (path: string) =>
+  Effect.try({
+    try: () => {
+      const key = parseKeyText(fs.readFileSync(path, "utf8"))
+      if (key === undefined) throw new Error(`${path}: not a key file`)
+      return key
+    },
+    catch: (e) => (e as Error).message
+  })
+
+/**
+ * Why a segment or a job failed: a message in the user's terms (segment, chunk range,
+ * runner, file) and the exit code `cage` uses for that kind of failure (3 integrity, 4 I/O
+ * or a changed source, 2 usage).
+ */
+export const JobFailure = Schema.Struct({ message: Schema.String, exitCode: Schema.Number })
+export type JobFailure = typeof JobFailure.Type
+export const fail = (message: string, exitCode = 1) => Effect.fail<JobFailure>({ message, exitCode })
+
+/**
+ * Runner options. `name`: how failures name this runner (its listen address by default).
+ * `segmentDelayMs`: a pause before each segment, for tests that must kill a runner while
+ * segments run.
+ */
+export interface RunnerOptions {
+  readonly name?: string
+  /** Segments this runner seals or opens at once (default: its cores); the others wait, costing no buffers. */
+  readonly maxSegments?: number
+  readonly segmentDelayMs?: number
+}
+
+/**
+ * How often a job looks at its segments' results (ms). The job starts every segment as a
+ * detached child workflow and then polls their stored results instead of awaiting them:
+ * a job waiting on children could not be interrupted when its shard moved to another
+ * runner (effect 4.0.6), so the old owner never released the shard and the job stalled.
+ */
+const pollIntervalMs = 500
+/** Segment results read per poll (one storage read each). */
+const pollBatch = 64
+
+/**
+ * Waits for detached segment workflows `ids` by polling their stored results (`pollBatch`
+ * per poll, in order); succeeds with their results in order, fails with the first failed
+ * segment's `JobFailure` (a cancel or a defect named after the segment).
+ */
+export const awaitSegments = <A, E, R>(ids: ReadonlyArray<string>, poll: (id: string) => Effect.Effect<Option.Option<Workflow.Result<A, JobFailure>>, E, R>) =>
+  Effect.gen(function*() {
+    const results = new Array<A>(ids.length)
+    // Pending segments in plan order; each poll reads the first `pollBatch` of them.
+    let pending = ids.map((id, index) => ({ id, index }))
+    while (pending.length > 0) {
+      const batch = pending.slice(0, pollBatch)
+      const done = new Set<number>()
+      for (const { id, index } of batch) {
+        const result = yield* retryStorage(poll(id)).pipe(Effect.orDie)
+        if (Option.isNone(result) || result.value._tag !== "Complete") continue
+        const exit = result.value.exit
+        if (exit._tag === "Failure") {
+          const error = Cause.findErrorOption(exit.cause)
+          return yield* Option.isSome(error) ? Effect.fail(error.value) : fail(`segment ${index}: ${Cause.hasInterruptsOnly(exit.cause) ? "cancelled" : `internal error: ${(Cause.squash(exit.cause) as Error)?.message ?? "unknown"}`}`)
+        }
+        results[index] = exit.value
+        done.add(index)
+      }
+      pending = pending.filter(({ index }) => !done.has(index))
+      if (done.size < batch.length) yield* Effect.sleep(pollIntervalMs)
+    }
+    return results
+  })
+
+/**
+ * Effect's cluster turns a storage error in `execute` or `poll` into a defect, which the
+ * engine would record as the job's final failure: a database restart would fail every
+ * running job. Retried every second for up to 5 minutes first.
+ */
+export const retryStorage = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    for (let attempt = 1; ; attempt++) {
+      const exit = yield* Effect.exit(effect)
+      if (exit._tag === "Success") return exit.value
+      if (Cause.hasInterruptsOnly(exit.cause) || Option.isSome(Cause.findErrorOption(exit.cause)) || attempt >= 300) return yield* exit
+      yield* Effect.sleep(1000)
+    }
+  })
+
