@@ -286,7 +286,9 @@ const loadIndexFiles = (dir: string, keys: StoreKeys): Effect.Effect<{ readonly 
   Effect.gen(function*() {
     const p = paths(dir)
     const index = new Map<string, Location>()
-    const names = yield* io("read", p.index, () => fs.readdirSync(p.index).filter((n) => !n.endsWith(".partial")).sort())
+    // Staged index files of a running cluster job (`NAME.job-ID`) are not part of the store
+    // until its commit renames them: see `storePieces`.
+    const names = yield* io("read", p.index, () => fs.readdirSync(p.index).filter((n) => !n.endsWith(".partial") && !n.includes(JOB_STAGED)).sort())
     const files = names.map((n) => nodePath.join(p.index, n))
     // An index file that does not authenticate is left out (and reported by check), so a
     // store with a damaged index still opens and `recover` can rebuild it from the packs.
@@ -327,8 +329,11 @@ const replaceIndex = (store: Store, index: ReadonlyMap<string, Location>): void 
   for (const [k, v] of index) store.index.set(k, v)
 }
 
-/** Writes an index file listing `entries` (durably); returns its path and size in bytes. */
-const writeIndex = (dir: string, keys: StoreKeys, entries: ReadonlyMap<string, Location>): Effect.Effect<{ readonly path: string; readonly bytes: number }, IoError> =>
+/** What ends a staged index file's name: `.job-` and the job's id. */
+const JOB_STAGED = ".job-"
+
+/** Writes an index file listing `entries` (durably), named by its hash (and `suffix`); returns its path and size in bytes. */
+const writeIndex = (dir: string, keys: StoreKeys, entries: ReadonlyMap<string, Location>, suffix = ""): Effect.Effect<{ readonly path: string; readonly bytes: number }, IoError> =>
   Effect.suspend(() => {
     const bytes = Buffer.alloc(entries.size * INDEX_ENTRY_BYTES)
     let at = 0
@@ -341,7 +346,7 @@ const writeIndex = (dir: string, keys: StoreKeys, entries: ReadonlyMap<string, L
       at += INDEX_ENTRY_BYTES
     }
     const sealed = seal(keys.index, bytes, INDEX_AAD)
-    const path = nodePath.join(paths(dir).index, crypto.createHash("sha256").update(sealed).digest("hex"))
+    const path = nodePath.join(paths(dir).index, crypto.createHash("sha256").update(sealed).digest("hex") + suffix)
     return writeDurably(path, sealed).pipe(Effect.as({ path, bytes: sealed.length }))
   })
 
@@ -746,31 +751,34 @@ export type PieceResult =
   | { readonly chunks: ChunkList; readonly identity: SnapshotSource; readonly changed?: undefined }
   | { readonly chunks?: undefined; readonly changed: string }
 
+/** Fails with `LockBusy` unless the store's lock is held for cluster job `job` (a job that was cancelled or ended holds it no more). */
+const heldFor = (store: Store, job: string): Effect.Effect<void, LockBusy> =>
+  Effect.suspend(() => {
+    const lock = paths(store.dir).lock
+    const holder = Lock.readLock(lock)?.holder
+    return holder?.job === job ? Effect.void : Effect.fail(new Lock.LockBusy({ resource: store.dir, lock, holder }))
+  })
+
 /**
- * Stores `pieces` (a runner's share of a distributed backup): cuts each into chunks, seals
- * the chunks the store lacks into packs, and writes one index file for them. Writes no
- * snapshot and takes no lock: the caller's job holds the store's lock for its whole run
- * ({@link lockForJob}); with `job`, fails with `LockBusy` (and removes its packs) when the
- * lock is not that job's before it starts or before it writes its index file. A piece whose
- * file changed while it was read, or that is gone, comes back with `changed`. On failure
- * the packs it wrote are removed. Fails with `LockBusy`, `IoError`.
+ * Stores `pieces` (a runner's share of cluster job `job`'s backup): cuts each into chunks,
+ * seals the chunks the store lacks into packs, and writes one index file for them *staged*
+ * (`index/HASH.job-JOB`): no other reader or writer sees those entries until the job's
+ * {@link commitTree} renames them into place. So a segment still running after its job was
+ * cancelled or failed (the lock released, maybe a prune running) changes nothing another
+ * writer relies on: its packs are unindexed, and the next `prune` removes them with the
+ * staged file. Takes no lock, writes no snapshot; fails with `LockBusy` at once when the
+ * store's lock is not held for `job`. A piece whose file changed while it was read, or that
+ * is gone, comes back with `changed`. On failure the packs it wrote are removed. Fails with
+ * `LockBusy`, `IoError`.
  */
-export const storePieces = (store: Store, pieces: ReadonlyArray<Piece>, options: { readonly job?: string } = {}): Effect.Effect<{
+export const storePieces = (store: Store, pieces: ReadonlyArray<Piece>, options: { readonly job: string }): Effect.Effect<{
   readonly pieces: ReadonlyArray<PieceResult>
   readonly addedChunks: number
   readonly addedBytes: number
   readonly storedBytes: number
 }, LockBusy | IoError> =>
   Effect.gen(function*() {
-    // A segment of a job that was cancelled (its lock released, maybe taken by a prune) must
-    // not index packs into a store another writer now owns: checked before it starts and
-    // again just before its index file is written (the packs it wrote are then removed).
-    const lockPath = paths(store.dir).lock
-    const stillOurs = Effect.suspend(() => {
-      const holder = Lock.readLock(lockPath)?.holder
-      return options.job === undefined || holder?.job === options.job ? Effect.void : Effect.fail(new Lock.LockBusy({ resource: store.dir, lock: lockPath, holder }))
-    })
-    yield* stillOurs
+    yield* heldFor(store, options.job)
     const w = makeWriter(store, Progress.silent)
     const results: Array<PieceResult> = []
     yield* Effect.gen(function*() {
@@ -781,10 +789,10 @@ export const storePieces = (store: Store, pieces: ReadonlyArray<Piece>, options:
         results.push(r.changed === undefined ? { chunks: r.chunks, identity: r.identity } : { changed: r.changed })
       }
       yield* w.finish
-      yield* stillOurs
     }).pipe(Effect.onError(() => w.discard))
     if (w.added.size > 0) {
-      w.counters.storedBytes += (yield* writeIndex(store.dir, store.keys, w.added)).bytes
+      w.counters.storedBytes += (yield* writeIndex(store.dir, store.keys, w.added, `${JOB_STAGED}${options.job}`)).bytes
+      // This handle knows what it stored (the job's later segments on it need not store it again).
       for (const [key, loc] of w.added) store.index.set(key, loc)
     }
     return { pieces: results, addedChunks: w.added.size, addedBytes: w.counters.addedBytes, storedBytes: w.counters.storedBytes }
@@ -797,25 +805,28 @@ export interface StoredFile {
 }
 
 /**
- * Writes the snapshot of a distributed backup: the plan's entries, each read file's chunks
- * from its pieces (a file whose pieces saw different versions of it, or not the planned size,
- * is recorded as changed and not stored, as in {@link backup}), the unchanged files' from
- * the plan's previous snapshot. Every chunk the snapshot references must be indexed and its
- * pack present (a job never publishes a snapshot it cannot restore). Idempotent: the
- * snapshot's id ends in `tag` (8 hex digits), and a snapshot with that tag already written is
- * returned as it is. Fails with `StoreRefused` (`"Missing"`), `IoError`.
+ * Commits cluster job `job`'s backup: the job's staged index files renamed into place, then
+ * the snapshot: the plan's entries, each read file's chunks from its pieces (a file whose
+ * pieces saw different versions of it, or not the planned size, is recorded as changed and
+ * not stored, as in {@link backup}; the device number is not compared, since each machine
+ * numbers a shared mount its own way), the unchanged files' from the plan's previous
+ * snapshot. Every chunk the snapshot references must be indexed and its pack present (a job
+ * never publishes a snapshot it cannot restore). Runs only while the store's lock is held
+ * for `job`, and uninterruptibly (a cancel waits for it). Idempotent: the snapshot's id ends
+ * in `-JOB`, and a snapshot with that ending already written is returned as it is. Fails
+ * with `LockBusy` (the lock is not the job's), `StoreRefused` (`"Missing"`), `IoError`.
  */
 export const commitTree = (store: Store, options: {
+  readonly job: string
   readonly plan: TreePlan
   readonly files: ReadonlyArray<StoredFile>
   readonly firstGeneration?: number
-  readonly tag: string
   readonly added: { readonly chunks: number; readonly bytes: number; readonly storedBytes: number }
-}): Effect.Effect<BackupSummary, StoreRefused | IoError> =>
-  Effect.gen(function*() {
+}): Effect.Effect<BackupSummary, LockBusy | StoreRefused | IoError> =>
+  Effect.uninterruptible(Effect.gen(function*() {
     const p = paths(store.dir)
     const { plan } = options
-    const summarize = (snap: Snapshot, changed: ReadonlyArray<string>, sealedBytes: number): BackupSummary => ({
+    const summarize = (snap: Snapshot, sealedBytes: number): BackupSummary => ({
       snapshot: snap.id,
       generation: snap.generation,
       source: snap.source.path,
@@ -827,42 +838,42 @@ export const commitTree = (store: Store, options: {
       unchanged: false,
       files: snap.files,
       filesRead: plan.entries.filter((e) => e.type === "file" && e.reuse !== true).length,
-      changed,
+      changed: (snap.tree ?? []).filter((e) => e.changed !== undefined).map((e) => e.path),
       skipped: plan.skipped
     })
-    const changedOf = (snap: Snapshot) => (snap.tree ?? []).filter((e) => e.changed !== undefined).map((e) => e.path)
-    const done = yield* io("read", p.snapshots, () => fs.readdirSync(p.snapshots).find((n) => n.endsWith(`-${options.tag}`)))
-    if (done !== undefined) {
-      const snap = yield* readSnapshot(store, nodePath.join(p.snapshots, done))
-      return summarize(snap, changedOf(snap), 0)
-    }
+    const done = yield* io("read", p.snapshots, () => fs.readdirSync(p.snapshots).find((n) => n.endsWith(`-${options.job}`)))
+    if (done !== undefined) return summarize(yield* readSnapshot(store, nodePath.join(p.snapshots, done)), 0)
+    yield* heldFor(store, options.job)
+    // The job's index files join the store (a crash between renames: the next commit renames the rest).
+    const staged = yield* io("read", p.index, () => fs.readdirSync(p.index).filter((n) => n.endsWith(`${JOB_STAGED}${options.job}`)))
+    for (const n of staged) yield* io("rename", nodePath.join(p.index, n), () => fs.renameSync(nodePath.join(p.index, n), nodePath.join(p.index, n.slice(0, n.indexOf(JOB_STAGED)))))
+    if (staged.length > 0) yield* ChunkOutput.syncDirectory(p.index)
     yield* refresh(store)
     const all = yield* snapshots(store)
     const previous = plan.previous === undefined ? undefined : all.find((s) => s.id === plan.previous)
     if (plan.previous !== undefined && previous === undefined) return yield* new StoreRefused({ reason: "Missing", path: p.snapshots, detail: `snapshot ${plan.previous}, which unchanged files come from, is gone` })
     const before = new Map((previous?.tree ?? []).map((e) => [e.path, e]))
     const stored = new Map(options.files.map((f) => [f.path, f.pieces]))
+    const sameFile = (a: SnapshotSource, b: SnapshotSource) => ChunkInput.changeOf({ ...a, dev: "0" }, { ...b, dev: "0" })
     const tree: Array<TreeEntry> = []
-    for (const { reuse: _, ...e } of plan.entries) {
-      if (e.type !== "file") {
-        tree.push(e)
-        continue
-      }
+    for (const { reuse, ...e } of plan.entries) {
       const was = before.get(e.path)
-      if (_ === true && was?.chunks !== undefined) {
-        tree.push({ ...e, chunks: was.chunks })
-        continue
-      }
-      const pieces = stored.get(e.path) ?? []
-      const read = pieces.map((x) => x.changed === undefined ? x : undefined)
-      const changed = pieces.find((x) => x.changed !== undefined)?.changed ??
-        (read.length === 0 ? "it was not read" : undefined) ??
-        (read.some((x) => ChunkInput.changeOf(read[0]!.identity, x!.identity) !== undefined) ? "it changed between the reads of its pieces" : undefined) ??
-        (read[0]!.identity.size !== e.size ? `its size changed from ${e.size} to ${read[0]!.identity.size} bytes` : undefined)
-      if (changed !== undefined) tree.push({ ...e, changed })
+      if (e.type !== "file") tree.push(e)
+      else if (reuse === true && was?.chunks !== undefined) tree.push({ ...e, chunks: was.chunks })
       else {
-        const { path: _p, ...now } = read[0]!.identity
-        tree.push({ ...e, ...now, chunks: read.flatMap((x) => x!.chunks) })
+        const pieces = stored.get(e.path) ?? []
+        const read = pieces.flatMap((x) => (x.changed === undefined ? [x] : []))
+        const changed = pieces.find((x) => x.changed !== undefined)?.changed ??
+          (read.length === 0 ? "it was not read" : undefined) ??
+          (read.some((x) => sameFile(read[0].identity, x.identity) !== undefined) ? "it changed between the reads of its pieces" : undefined) ??
+          (read[0].identity.size !== e.size ? `its size changed from ${e.size} to ${read[0].identity.size} bytes` : undefined)
+        if (changed !== undefined) tree.push({ ...e, changed })
+        else {
+          // As read (a file rewritten after the plan but read whole is stored as read), with
+          // the plan's device number, which the next plan on the same machine compares.
+          const { path: _p, dev: _d, ...now } = read[0].identity
+          tree.push({ ...e, ...now, chunks: read.flatMap((x) => x.chunks) })
+        }
       }
     }
     // Every referenced chunk indexed, its pack present: what a restore will need.
@@ -881,7 +892,7 @@ export const commitTree = (store: Store, options: {
     const createdAt = new Date().toISOString()
     const lists = tree.flatMap((e) => (e.chunks ? [e.chunks] : []))
     const snapshot: Snapshot = {
-      id: `${createdAt.replace(/[-:.]/g, "")}-${options.tag}`,
+      id: `${createdAt.replace(/[-:.]/g, "")}-${options.job}`,
       createdAt,
       source: plan.source,
       generation,
@@ -893,8 +904,12 @@ export const commitTree = (store: Store, options: {
     }
     const sealed = seal(store.keys.snapshot, Buffer.from(JSON.stringify(snapshot)), SNAPSHOT_AAD)
     yield* writeDurably(nodePath.join(p.snapshots, snapshot.id), sealed)
-    return summarize(snapshot, changedOf(snapshot), sealed.length)
-  })
+    return summarize(snapshot, sealed.length)
+  }))
+
+/** Whether cluster job `job` wrote its snapshot into the store in `dir` (its id ends in `-JOB`; needs no key). */
+export const committed = (dir: string, job: string): boolean =>
+  fs.existsSync(paths(dir).snapshots) && fs.readdirSync(paths(dir).snapshots).some((n) => n.endsWith(`-${job}`))
 
 /** The store's lock held on behalf of cluster job `job` (no process: see core's `Lock.Holder.job`). */
 const jobHolder = (job: string): Lock.Holder => ({ pid: 0, host: "cage cluster", startTicks: null, token: `job-${job}`, at: new Date().toISOString(), job })
@@ -911,6 +926,9 @@ export const lockForJob = (dir: string, job: string): Effect.Effect<void, LockBu
     if (Lock.readLock(lock)?.holder?.job === job) return Effect.void
     return Lock.acquireOrRefuse(lock, dir, { holder: jobHolder(job) }).pipe(Effect.asVoid)
   })
+
+/** The cluster job holding the store's lock in `dir`, if a job holds it. */
+export const heldBy = (dir: string): string | undefined => Lock.readLock(paths(dir).lock)?.holder?.job
 
 /** Releases the lock {@link lockForJob} took for `job` (nothing when another holds it). */
 export const releaseJobLock = (dir: string, job: string): void => Lock.release(paths(dir).lock, jobHolder(job))
@@ -1335,8 +1353,10 @@ export const prune = (store: Store, options: { readonly repackGarbage?: number }
     const stillUsed = new Set([...next.values()].map((l) => l.pack))
     const doomed = packFiles.filter((f) => f.endsWith(".partial") || !stillUsed.has(nodePath.basename(f)))
     // Staging files an interrupted write left (never referenced: only renamed files are).
+    // (Also the staged index files of cluster jobs that never committed: prune holds the
+    // lock, so no job is running; their packs went above as unindexed.)
     const leftovers = yield* io("read", store.dir, () =>
-      [p.index, p.snapshots].flatMap((d) => fs.readdirSync(d).filter((n) => n.endsWith(".partial")).map((n) => nodePath.join(d, n))))
+      [p.index, p.snapshots].flatMap((d) => fs.readdirSync(d).filter((n) => n.endsWith(".partial") || (d === p.index && n.includes(JOB_STAGED))).map((n) => nodePath.join(d, n))))
     yield* removeDurably(leftovers)
     const freed = doomed.reduce((n, f) => n + (packBytes.get(nodePath.basename(f)) ?? 0), 0)
     yield* removeDurably(doomed)

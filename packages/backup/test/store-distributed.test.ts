@@ -45,10 +45,30 @@ const makeTree = () => {
 }
 
 /**
- * What a cluster job does: plan, then pieces of at most `pieceBytes` (small files together)
- * stored by `writers` store handles at once, alternating, then the commit.
+ * What a cluster job does: the store's lock for the job, the plan, then pieces of at most
+ * `pieceBytes` stored by `writers` store handles at once (alternating, or as `writerOf`
+ * says), then the commit and the lock released. `pieces` may alter what the pieces reported.
  */
-const distributed = async (options: { readonly writers?: number; readonly pieceBytes?: number; readonly tag?: string; readonly between?: () => void; readonly beforeSegment?: (paths: ReadonlyArray<string>) => void; readonly writerOf?: (paths: ReadonlyArray<string>) => number } = {}) => {
+const distributed = async (options: {
+  readonly writers?: number
+  readonly pieceBytes?: number
+  readonly job?: string
+  readonly between?: () => void
+  readonly beforeSegment?: (paths: ReadonlyArray<string>) => void
+  readonly writerOf?: (paths: ReadonlyArray<string>) => number
+  readonly pieces?: (byFile: Array<Array<Store.PieceResult>>) => void
+} = {}) => {
+  const job = options.job ?? crypto.randomBytes(16).toString("hex")
+  Store.close(await openStore()) // created where missing, as `cage cluster submit backup` does first
+  await run(Store.lockForJob(storeDir, job))
+  try {
+    return await stored(job, options)
+  } finally {
+    Store.releaseJobLock(storeDir, job)
+  }
+}
+
+const stored = async (job: string, options: Parameters<typeof distributed>[0] & object) => {
   const planner = await openStore()
   const plan = await run(Store.planTree(planner, src))
   const files = plan.entries.filter((e) => e.type === "file" && e.reuse !== true)
@@ -63,15 +83,16 @@ const distributed = async (options: { readonly writers?: number; readonly pieceB
     Effect.suspend(() => {
       const pieces = segment.map((p) => ({ path: path.join(src, files[p.file].path), start: p.start, end: p.end }))
       options.beforeSegment?.(pieces.map((p) => p.path))
-      return Store.storePieces(writers[options.writerOf?.(pieces.map((p) => p.path)) ?? i % writers.length], pieces)
+      return Store.storePieces(writers[options.writerOf?.(pieces.map((p) => p.path)) ?? i % writers.length], pieces, { job })
     }), { concurrency: writers.length }))
   const pieces = files.map((): Array<Store.PieceResult> => [])
   for (const [s, segment] of segments.entries()) for (const [i, p] of segment.entries()) pieces[p.file].push(results[s].pieces[i])
+  options.pieces?.(pieces)
   const sum = (k: "addedChunks" | "addedBytes" | "storedBytes") => results.reduce((n, r) => n + r[k], 0)
   const summary = await run(Store.commitTree(planner, {
+    job,
     plan,
     files: files.map((f, i) => ({ path: f.path, pieces: pieces[i] })),
-    tag: options.tag ?? crypto.randomBytes(4).toString("hex"),
     added: { chunks: sum("addedChunks"), bytes: sum("addedBytes"), storedBytes: sum("storedBytes") }
   }))
   for (const w of [planner, ...writers]) Store.close(w)
@@ -141,16 +162,21 @@ describe("a distributed backup into the store", () => {
     Store.close(store)
   }, 60_000)
 
-  it("a commit is idempotent under its tag, and refuses a snapshot whose pack is gone", async () => {
+  it("a commit is idempotent under its job, needs the job's lock, and refuses a snapshot whose pack is gone", async () => {
     makeTree()
-    const first = await distributed({ tag: "0123abcd" })
-    expect(first.summary.snapshot).toMatch(/-0123abcd$/)
+    const job = "0123456789abcdef0123456789abcdef"
+    const first = await distributed({ job })
+    expect(first.summary.snapshot).toMatch(new RegExp(`-${job}$`))
+    expect(Store.committed(storeDir, job)).toBe(true)
     const store = await openStore()
     const plan = await run(Store.planTree(store, src))
-    // Run again after a crash: the snapshot written before is returned, none added.
-    const again = await run(Store.commitTree(store, { plan, files: [], tag: "0123abcd", added: { chunks: 0, bytes: 0, storedBytes: 0 } }))
+    // Run again after a crash: the snapshot written before is returned, none added (the lock is gone by then too).
+    const again = await run(Store.commitTree(store, { job, plan, files: [], added: { chunks: 0, bytes: 0, storedBytes: 0 } }))
     expect(again.snapshot).toBe(first.summary.snapshot)
     expect((await run(Store.snapshots(store))).length).toBe(1)
+    // Another job's commit without its lock: refused, nothing written.
+    expect((await failure(Store.commitTree(store, { job: "feed", plan, files: [], added: { chunks: 0, bytes: 0, storedBytes: 0 } })))._tag).toBe("LockBusy")
+    expect(Store.committed(storeDir, "feed")).toBe(false)
     // A pack lost before the commit: no snapshot that cannot be restored.
     fs.appendFileSync(path.join(src, "f02.dat"), "changed")
     const packs = fs.readdirSync(path.join(storeDir, "packs"), { recursive: true, withFileTypes: true }).filter((e) => e.isFile())
@@ -159,6 +185,45 @@ describe("a distributed backup into the store", () => {
     expect((await run(Store.snapshots(store))).length).toBe(1)
     Store.close(store)
   }, 60_000)
+
+  it("pieces read on different machines (another device number for the same file) make one consistent file", async () => {
+    makeTree()
+    const { summary } = await distributed({
+      // The big file's pieces as two runners on other hosts report them: same inode, size and times, their own st_dev.
+      pieces: (byFile) => {
+        for (const pieces of byFile) pieces.forEach((x, i) => {
+          if (x.changed === undefined) pieces[i] = { ...x, identity: { ...x.identity, dev: String(1000 + i) } }
+        })
+      }
+    })
+    expect(summary.changed).toEqual([])
+    const store = await openStore()
+    const [snap] = await run(Store.snapshots(store))
+    // The plan's device number is kept, so the next plan on the submitting machine finds the files unchanged.
+    expect(snap.tree?.find((e) => e.path === "f05.dat")?.dev).toBe(String(fs.statSync(path.join(src, "f05.dat")).dev))
+    Store.close(store)
+    const next = await distributed()
+    expect(next.files).toEqual([])
+    expect(next.summary).toMatchObject({ generation: 2, filesRead: 0 })
+  }, 60_000)
+
+  it("a job's stored pieces stay invisible until its commit; a job that never commits leaves only what prune removes", async () => {
+    makeTree()
+    const store = await openStore()
+    await run(Store.lockForJob(storeDir, "job-x"))
+    const r = await run(Store.storePieces(store, [{ path: path.join(src, "f05.dat"), start: 0, end: 1_000_000 }], { job: "job-x" }))
+    expect(r.addedChunks).toBeGreaterThan(0)
+    // Another reader (or a later writer) does not see the job's chunks: nothing can dedup against them.
+    expect((await openStore()).index.size).toBe(0)
+    expect(fs.readdirSync(path.join(storeDir, "index")).every((n) => n.endsWith(".job-job-x"))).toBe(true)
+    // The job ends without a commit (cancelled, failed): prune removes its packs and staged index file.
+    Store.releaseJobLock(storeDir, "job-x")
+    const pruned = await run(Store.prune(store))
+    expect(pruned.packsDeleted).toBeGreaterThan(0)
+    expect(fs.readdirSync(path.join(storeDir, "index"))).toEqual([])
+    expect(fs.readdirSync(path.join(storeDir, "packs"), { recursive: true, withFileTypes: true }).filter((e) => e.isFile())).toEqual([])
+    Store.close(store)
+  })
 
   it("the job's lock refuses every other writer at once, naming the job, is never taken for stale, and goes when the job releases it", async () => {
     makeTree()

@@ -8,10 +8,13 @@
  * (`Plan.planPieces`: small files gathered, large ones cut at `segmentBytes`), starts each
  * segment as a detached child workflow, and waits for their stored results. A segment's one
  * activity opens the store with the key file (each runner reads it itself), cuts its pieces
- * into content-defined chunks, seals the new ones into packs and writes one index file
- * (`Store.storePieces`). Once every segment is done, the `commit` activity writes the
- * snapshot (`Store.commitTree`: idempotent, and only when every chunk it references is
- * indexed in a pack that exists) and releases the lock. The result is an ordinary store
+ * into content-defined chunks, seals the new ones into packs and writes one *staged* index
+ * file, which nobody else reads (`Store.storePieces`). Once every segment is done, the
+ * `commit` activity renames the job's index files into place and writes the snapshot
+ * (`Store.commitTree`: uninterruptible, idempotent, only while the lock is the job's, and
+ * only when every chunk it references is indexed in a pack that exists), then releases the
+ * lock. A failed or cancelled job releases it too; what its segments stored stays staged,
+ * unseen, until `cage backup prune` removes it. The result is an ordinary store
  * snapshot: `cage backup list|restore|verify` read it as any other.
  *
  * Payloads hold paths, sizes, identities and chunk ids (keyed HMACs, which confirm nothing
@@ -28,6 +31,7 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import { awaitSegments, fail, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
+import * as Progress from "./Progress.js"
 
 const Meta = {
   size: Schema.Number,
@@ -166,14 +170,18 @@ export const backupSegmentLayer = (options: RunnerOptions) => {
       name: "store",
       success: BackupSegmentResult,
       error: JobFailure,
-      execute: Effect.gen(function*() {
+      execute: Progress.tracked(p.jobId, p.index, options.name ?? "?", p.pieces.reduce((n, x) => n + x.end - x.start, 0), Effect.gen(function*() {
         if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
         const runner = options.name ?? "?"
         const first = p.pieces[0]
         const where = `segment ${p.index} (${p.pieces.length === 1 ? first.path : `${p.pieces.length} files from ${first.path}`}) on runner ${runner}`
         const ended = yield* BackupJobWorkflow.poll(p.jobId)
         if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment stores nothing`)
-        const r = yield* withStore(p.dir, p.keyFile, where, (store) => Store.storePieces(store, p.pieces, { job: p.jobId }))
+        const r = yield* withStore(p.dir, p.keyFile, where, (store) =>
+          Store.storePieces(store, p.pieces, { job: p.jobId }).pipe(
+            // (withStore prefixes the message with `where`.)
+            Effect.catchTag("LockBusy", () => fail(`the job no longer holds the store in ${p.dir} (cancelled or ended); this segment stores nothing`, 6))
+          ))
         return {
           pieces: r.pieces,
           bytes: p.pieces.reduce((n, x) => n + x.end - x.start, 0),
@@ -182,7 +190,7 @@ export const backupSegmentLayer = (options: RunnerOptions) => {
           storedBytes: r.storedBytes,
           runner
         }
-      }).pipe(Semaphore.withPermits(slots, 1))
+      })).pipe(Semaphore.withPermits(slots, 1))
     })
   )
 }
@@ -200,12 +208,12 @@ const commit = (p: BackupPayload, jobId: string, results: ReadonlyArray<typeof B
       const sum = (k: "addedChunks" | "addedBytes" | "storedBytes") => results.reduce((n, r) => n + r[k], 0)
       const r = yield* withStore(p.dir, p.keyFile, `commit of ${p.plan.source.path}`, (store) =>
         Store.commitTree(store, {
+          job: jobId,
           plan: { ...p.plan, previous: p.plan.previous ?? undefined },
           files: files.map((f, i) => ({ path: f.path, pieces: pieces[i] })),
           firstGeneration: p.firstGeneration,
-          tag: jobId.slice(0, 8),
           added: { chunks: sum("addedChunks"), bytes: sum("addedBytes"), storedBytes: sum("storedBytes") }
-        })
+        }).pipe(Effect.catchTag("LockBusy", () => fail(`the job no longer holds the store in ${p.dir} (cancelled); no generation written`, 6)))
       )
       yield* Effect.sync(() => Store.releaseJobLock(p.dir, jobId))
       return {
@@ -224,7 +232,7 @@ const commit = (p: BackupPayload, jobId: string, results: ReadonlyArray<typeof B
     })
   })
 
-/** Releases a failed job's lock (the packs its segments wrote are indexed but unused: the next `cage backup prune` removes them). */
+/** Releases a failed job's lock (the packs its segments wrote are in staged index files only: the next `cage backup prune` removes them). */
 const release = (p: BackupPayload, jobId: string) =>
   Activity.make({ name: "release", success: Schema.Void, error: JobFailure, execute: Effect.sync(() => Store.releaseJobLock(p.dir, jobId)) })
 
@@ -235,7 +243,13 @@ export const backupJobLayer = BackupJobWorkflow.toLayer((p, jobId) =>
       retryStorage(BackupSegmentWorkflow.execute({ job: p.job, jobId, index, dir: p.dir, keyFile: p.keyFile, pieces: pieces.map((x) => ({ path: nodePath.join(p.plan.source.path, files[x.file].path), start: x.start, end: x.end })) }, { discard: true, detached: true })), { concurrency: 16 })
     const results = yield* awaitSegments(ids, (id) => BackupSegmentWorkflow.poll(id))
     return yield* commit(p, jobId, results)
-  }).pipe(Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : release(p, jobId)))
+  }).pipe(
+    // Failed: the lock goes at once. Segments still running can only add packs and staged
+    // index files nobody sees (`Store.storePieces`); the next prune removes them. Not on an
+    // interrupt: the job's shard moving to another runner interrupts it here too, and the
+    // job goes on there; `Job.cancel` hands the store back once a cancelled job has stopped.
+    Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : release(p, jobId))
+  )
 )
 
 /** Whether `dir` exists as a directory (a cheap check before listing it). */

@@ -24,6 +24,7 @@ import { awaitSegments, fail, JobFailure, readKey, retryStorage, type RunnerOpti
 
 export { awaitSegments, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
+import * as Progress from "./Progress.js"
 import { decryptSegment, encryptSegment, isStaged, removeStaged, sourceUnchanged } from "./Segment.js"
 
 const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
@@ -91,26 +92,33 @@ const segmentLayer = (options: RunnerOptions) => {
       success: SegmentResult,
       error: JobFailure,
       execute: Effect.gen(function*() {
-        if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
         const segment = planOf(p).segments[p.index]
-        const where = `segment ${p.index} (chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}) on runner ${options.name ?? "?"}`
-        // A segment left over from a job that already ended (failed, cancelled) does nothing.
         const { index: _, ...job } = p
-        const ended = yield* JobWorkflow.poll(yield* JobWorkflow.executionId(job))
-        if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment writes nothing`)
-        const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${e}`, exitCode: 2 })))
-        const work = p.op === "encrypt"
-          ? encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment, staged: p.staged })
-          : decryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, headerBytes: p.headerBytes, segment, staged: p.staged })
-        yield* (work as Effect.Effect<void, unknown>).pipe(
-          Effect.mapError((e): JobFailure => ({ message: `${where}: ${(e as { message?: string }).message ?? String(e)}`, exitCode: exitCodeOf(e) })),
-          Effect.ensuring(Effect.sync(() => key.fill(0)))
-        )
-        return { bytes: plainBytesOf(p, segment), runner: options.name ?? "?" }
+        const jobId = yield* JobWorkflow.executionId(job)
+        return yield* Progress.tracked(jobId, p.index, options.name ?? "?", plainBytesOf(p, segment), sealSegment(p, segment, jobId, options))
       }).pipe(Semaphore.withPermits(slots, 1))
     })
   )
 }
+
+/** One segment's work: sealed (or opened) in place, unless its job has ended. */
+const sealSegment = (p: typeof SegmentPayload.Type, segment: Plan.Segment, jobId: string, options: RunnerOptions) =>
+  Effect.gen(function*() {
+    if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
+    const where = `segment ${p.index} (chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}) on runner ${options.name ?? "?"}`
+    // A segment left over from a job that already ended (failed, cancelled) does nothing.
+    const ended = yield* JobWorkflow.poll(jobId)
+    if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment writes nothing`)
+    const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${e}`, exitCode: 2 })))
+    const work = p.op === "encrypt"
+      ? encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment, staged: p.staged })
+      : decryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, headerBytes: p.headerBytes, segment, staged: p.staged })
+    yield* (work as Effect.Effect<void, unknown>).pipe(
+      Effect.mapError((e): JobFailure => ({ message: `${where}: ${(e as { message?: string }).message ?? String(e)}`, exitCode: exitCodeOf(e) })),
+      Effect.ensuring(Effect.sync(() => key.fill(0)))
+    )
+    return { bytes: plainBytesOf(p, segment), runner: options.name ?? "?" }
+  })
 
 /**
  * Publishes a job's output once every segment is done: the source must still be the file
@@ -190,7 +198,7 @@ const discard = (p: JobPayload) =>
   })
 
 /** The workflows every process registers (runners execute them; clients only submit). */
-const workflows = (options: RunnerOptions = {}) => Layer.mergeAll(jobLayer, segmentLayer(options), Backup.backupJobLayer, Backup.backupSegmentLayer(options))
+const workflows = (options: RunnerOptions = {}) => Layer.mergeAll(jobLayer, segmentLayer(options), Backup.backupJobLayer, Backup.backupSegmentLayer(options), Layer.effectDiscard(Progress.ensureTable))
 
 /** Lock settings every process must share: a dead runner's shards move after about 5 s. */
 const sharding = { shardLockRefreshInterval: "1 second", shardLockExpiration: "5 seconds" } as const

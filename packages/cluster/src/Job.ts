@@ -9,15 +9,16 @@
  * @module
  */
 import { agcmDecrypt, DEFAULT_CHUNK_SIZE, MAX_HEADER_BYTES } from "@cage/agcm"
-import { ChunkInput } from "@cage/core"
-import { Data, Effect, type Exit, Option, Schema } from "effect"
+import { ChunkInput, exitCodeOf } from "@cage/core"
+import { Data, Effect, Option, Schema } from "effect"
 import { SqlClient } from "effect/sql"
-import type { Workflow, WorkflowEngine } from "effect/workflow"
+import type { Workflow } from "effect/workflow"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import { list as listCopies, Store } from "@cage/backup"
 import { backupJobId, BackupJobWorkflow, BackupPayload, type BackupResult, backupSegmentId, BackupSegmentWorkflow, isDirectory, segmentsOf } from "./Backup.js"
+import * as Progress from "./Progress.js"
 import { finalName, JobPayload, JobWorkflow, planOf, plainBytesOf, readKey, retryStorage, SegmentWorkflow } from "./Cluster.js"
 import { removeStaged, stagedOf, startOutput } from "./Segment.js"
 
@@ -181,8 +182,10 @@ export interface JobStatus {
   readonly doneBytes: number
   /** Failed segments: which part of the job each was (`chunks 30..44`, `db/a.sql`), and why. */
   readonly failed: ReadonlyArray<{ readonly segment: number; readonly part: string; readonly error: string }>
-  /** Segments done and their plaintext bytes, per runner (its listen address). */
-  readonly runners: ReadonlyArray<{ readonly runner: string; readonly segments: number; readonly bytes: number }>
+  /** Segments running now (started on a runner, not ended). */
+  readonly running: number
+  /** Per runner (its listen address): segments done and their plaintext bytes, segments running. */
+  readonly runners: ReadonlyArray<{ readonly runner: string; readonly segments: number; readonly bytes: number; readonly running: number }>
   /** Plaintext bytes per second since the job was submitted (0 before a segment is done). */
   readonly bytesPerSecond: number
   /** Seconds left at that rate, while the job runs and the rate is known. */
@@ -257,10 +260,11 @@ export const startBackup = (options: {
     return yield* Effect.gen(function*() {
       // The lock first: no prune or other backup can change the store between the plan and the snapshot.
       yield* Store.lockForJob(dir, id).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: e._tag === "LockBusy" ? 6 : 4 })))
-      const plan = yield* Store.planTree(store, source, { rehash: options.rehash === true }).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: 4 })))
+      const asJobError = (e: { readonly message: string }) => new JobError({ detail: e.message, exitCode: exitCodeOf(e) })
+      const plan = yield* Store.planTree(store, source, { rehash: options.rehash === true }).pipe(Effect.mapError(asJobError))
       // After every generation of the source, full copies included (as `cage backup create`).
-      const copies = yield* listCopies({ dir, source }).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: 3 })))
-      const stored = (yield* Store.snapshots(store).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: 3 })))).filter((s) => s.source.path === source)
+      const copies = yield* listCopies({ dir, source }).pipe(Effect.mapError(asJobError))
+      const stored = (yield* Store.snapshots(store).pipe(Effect.mapError(asJobError))).filter((s) => s.source.path === source)
       const payload: BackupPayload = {
         job,
         dir,
@@ -273,56 +277,51 @@ export const startBackup = (options: {
       yield* BackupJobWorkflow.execute(payload, { discard: true })
       return { id, payload }
     }).pipe(
-      // Not submitted (database down, interrupted): the lock goes, so the same command can be run again.
-      Effect.onExit((exit) => exit._tag === "Success" ? Effect.void : Effect.sync(() => Store.releaseJobLock(dir, id))),
+      // Not submitted (database down, interrupted before the request was stored): the lock
+      // goes, so the same command can be run again. A job whose request is stored keeps it.
+      Effect.onExit((exit) =>
+        exit._tag === "Success" ? Effect.void : findJob(id).pipe(
+          Effect.matchEffect({
+            onSuccess: () => Effect.void,
+            onFailure: (e) => e.detail.startsWith("no job") ? Effect.sync(() => Store.releaseJobLock(dir, id)) : Effect.void
+          }),
+          Effect.ignore
+        )
+      ),
       Effect.ensuring(Effect.sync(() => Store.close(store)))
     )
   })
 
-/** A job's segments as status reads them: which part of the job each is, its bytes, and how to read its stored result. */
+/** A job's segments as status reads them: which part of the job each is, and its bytes. */
 const segmentsOfJob = (f: Found) =>
   f.kind === "file"
-    ? planOf(f.payload).segments.map((s) => ({
-      part: `chunks ${s.firstChunk}..${s.firstChunk + s.chunks - 1}`,
-      bytes: plainBytesOf(f.payload, s),
-      poll: SegmentWorkflow.executionId({ ...f.payload, index: s.index }).pipe(Effect.flatMap((id) => SegmentWorkflow.poll(id)))
-    }))
+    ? planOf(f.payload).segments.map((s) => ({ part: `chunks ${s.firstChunk}..${s.firstChunk + s.chunks - 1}`, bytes: plainBytesOf(f.payload, s) }))
     : (() => {
       const { files, segments } = segmentsOf(f.payload)
-      return segments.map((pieces, index) => ({
+      return segments.map((pieces) => ({
         part: pieces.length === 1 ? files[pieces[0].file].path : `${pieces.length} files from ${files[pieces[0].file].path}`,
-        bytes: pieces.reduce((n, x) => n + x.end - x.start, 0),
-        poll: backupSegmentId(f.payload.job, index).pipe(Effect.flatMap((id) => BackupSegmentWorkflow.poll(id)))
+        bytes: pieces.reduce((n, x) => n + x.end - x.start, 0)
       }))
     })()
 
-/** Reads a job's progress: each segment's stored result, then the job's own. */
+/**
+ * Reads a job's progress: its segments' rows in `cage_segments` (two queries, whatever the
+ * job's size; see `Progress`), then the job's own stored result.
+ */
 export const status = (id: string, found?: Found) =>
   Effect.gen(function*() {
     const f = found ?? (yield* findJob(id))
     const segments = segmentsOfJob(f)
-    let done = 0
-    let doneBytes = 0
-    const failed: Array<JobStatus["failed"][number]> = []
-    const runners = new Map<string, { segments: number; bytes: number }>()
-    for (const [index, s] of segments.entries()) {
-      type Polled = Option.Option<{ readonly _tag: string; readonly exit: Exit.Exit<{ readonly runner: string }, unknown> }>
-      const r: Polled = yield* retryStorage(s.poll as Effect.Effect<Polled, never, WorkflowEngine.WorkflowEngine>)
-      if (Option.isNone(r) || r.value._tag !== "Complete") continue
-      const exit = r.value.exit
-      if (exit._tag === "Success") {
-        done++
-        doneBytes += s.bytes
-        const r = runners.get(exit.value.runner) ?? { segments: 0, bytes: 0 }
-        runners.set(exit.value.runner, { segments: r.segments + 1, bytes: r.bytes + s.bytes })
-      } else failed.push({ segment: index, part: s.part, error: errorText(exit) })
-    }
+    const progress = yield* Progress.read(id)
+    const runners = [...progress.runners].map(([runner, r]) => ({ runner, segments: r.done, bytes: r.bytes, running: r.running })).sort((a, b) => a.runner.localeCompare(b.runner))
+    const done = runners.reduce((n, r) => n + r.segments, 0)
+    const doneBytes = runners.reduce((n, r) => n + r.bytes, 0)
+    const failed = progress.failed.map((x) => ({ segment: x.segment, part: segments[x.segment]?.part ?? "?", error: x.error }))
     const job: Option.Option<Workflow.Result<unknown, unknown>> = f.kind === "file" ? yield* retryStorage(JobWorkflow.poll(id)) : yield* retryStorage(BackupJobWorkflow.poll(id))
     const ended = Option.isSome(job) && job.value._tag === "Complete" ? job.value.exit : undefined
     const result: JobStatus["result"] = ended === undefined ? undefined : ended._tag === "Success" ? { ok: true } : { ok: false, error: errorText(ended), exitCode: errorCode(ended) }
     const bytes = segments.reduce((n, s) => n + s.bytes, 0)
-    const submittedAt = f.payload.submittedAt
-    const seconds = (Date.now() - submittedAt) / 1000
+    const seconds = (Date.now() - f.payload.submittedAt) / 1000
     const bytesPerSecond = seconds > 0 ? doneBytes / seconds : 0
     return {
       id,
@@ -330,7 +329,8 @@ export const status = (id: string, found?: Found) =>
       source: f.kind === "file" ? f.payload.source : f.payload.plan.source.path,
       output: f.kind === "file" ? finalName(f.payload.output) : f.payload.dir,
       bytes,
-      runners: [...runners].map(([runner, r]) => ({ runner, ...r })).sort((a, b) => a.runner.localeCompare(b.runner)),
+      runners,
+      running: result === undefined ? runners.reduce((n, r) => n + r.running, 0) : 0,
       bytesPerSecond,
       etaSeconds: result === undefined && bytesPerSecond > 0 ? (bytes - doneBytes) / bytesPerSecond : undefined,
       segments: segments.length,
@@ -363,16 +363,27 @@ const errorCode = (exit: { readonly _tag: string; readonly cause?: unknown }): n
 /**
  * Cancels a job: interrupts the job and each of its segments (segments run detached, so
  * each is interrupted itself). A file job's `OUT.partial` is removed (ciphertext only;
- * nothing is published); a backup job writes no snapshot and releases the store's lock (the
- * packs its segments stored stay until `cage backup prune`). A segment a runner is working
- * on at that moment may still finish: into the removed file, or into packs no snapshot uses.
- * Refuses (JobError exit 2) a job that already ended.
+ * nothing is published). A backup job's store lock is released once the job has stopped
+ * (`outcome` `"cancelled"`: no generation; what its segments stored stays staged, unseen,
+ * until `cage backup prune`); if its commit finished first, `"committed"` (the generation
+ * is written); if the job has not stopped within 60 s (its runner died: the shard moves
+ * first), `"pending"`: the store stays the job's, and `cancel` run again once the job has
+ * stopped hands it back (`"released"`). With no live runner
+ * (none with a heartbeat in the last 15 s) nothing can be running the job: the store's lock
+ * goes at once. A segment a runner
+ * is working on at that moment may still finish: into the removed file, or into packs no
+ * snapshot uses. Refuses (JobError exit 2) a job that already ended.
  */
 export const cancel = (id: string) =>
   Effect.gen(function*() {
     const f = yield* findJob(id)
     const ended: Option.Option<Workflow.Result<unknown, unknown>> = f.kind === "file" ? yield* JobWorkflow.poll(id) : yield* BackupJobWorkflow.poll(id)
     const what = f.kind === "file" ? `published ${finalName(f.payload.output)}` : `wrote its snapshot to ${f.payload.dir}`
+    // A cancelled backup job that had not stopped when it was cancelled: its store is handed back now.
+    if (f.kind === "backup" && Option.isSome(ended) && ended.value._tag === "Complete" && ended.value.exit._tag === "Failure" && Store.heldBy(f.payload.dir) === id) {
+      yield* Effect.sync(() => Store.releaseJobLock(f.payload.dir, id))
+      return { kind: f.kind, removed: undefined, outcome: "released" as const }
+    }
     if (Option.isSome(ended) && ended.value._tag === "Complete") {
       const how = ended.value.exit._tag === "Success" ? `finished and ${what}` : `ended (${errorText(ended.value.exit)})`
       return yield* new JobError({ detail: `job ${id} already ${how}: nothing to cancel`, exitCode: 2 })
@@ -384,11 +395,34 @@ export const cancel = (id: string) =>
       // Segments not started yet see the job ended and write nothing; any still writing write
       // into this job's staged file only (checked on their descriptor), which goes now.
       yield* Effect.sync(() => removeStaged(p))
-      return { kind: f.kind, removed: p.output }
+      return { kind: f.kind, removed: p.output, outcome: "cancelled" as const }
     }
     const p = f.payload
     yield* BackupJobWorkflow.interrupt(id)
     for (const [index] of segmentsOf(p).segments.entries()) yield* BackupSegmentWorkflow.interrupt(yield* backupSegmentId(p.job, index))
-    yield* Effect.sync(() => Store.releaseJobLock(p.dir, id))
-    return { kind: f.kind, removed: undefined }
+    // The store's lock goes only once the job has stopped: its commit (uninterruptible) may
+    // be running, and must not write a generation into a store another writer holds. With
+    // no live runner nothing can be running it: the lock goes at once.
+    const sql = yield* SqlClient.SqlClient
+    const live = yield* sql<{ n: string }>`SELECT count(*) AS n FROM cluster_runners WHERE last_heartbeat > NOW() - INTERVAL '15 seconds'`.pipe(
+      Effect.map((rows) => Number(rows[0]?.n ?? 0)),
+      Effect.orElseSucceed(() => 1)
+    )
+    if (live === 0 && !Store.committed(p.dir, id)) {
+      yield* Effect.sync(() => Store.releaseJobLock(p.dir, id))
+      return { kind: f.kind, removed: undefined, outcome: "cancelled" as const }
+    }
+    for (let waited = 0; waited < cancelWaitMs; waited += 250) {
+      const now = yield* BackupJobWorkflow.poll(id)
+      if (Option.isSome(now) && now.value._tag === "Complete") {
+        if (Store.committed(p.dir, id)) return { kind: f.kind, removed: undefined, outcome: "committed" as const }
+        yield* Effect.sync(() => Store.releaseJobLock(p.dir, id))
+        return { kind: f.kind, removed: undefined, outcome: "cancelled" as const }
+      }
+      yield* Effect.sleep(250)
+    }
+    return { kind: f.kind, removed: undefined, outcome: "pending" as const }
   })
+
+/** How long `cancel` waits for a backup job to stop before it gives up waiting (ms): the store stays the job's until `cancel` runs again. */
+const cancelWaitMs = 60_000

@@ -132,9 +132,9 @@ export const MAX_PIECES = 512
  * Cuts a backup job's files into segments of pieces of about `segmentBytes` each, for the
  * chunk store (content-defined chunks): files up to `segmentBytes` are never split, and are
  * gathered in order into segments of at most `segmentBytes` and {@link MAX_PIECES} files; a
- * larger file is cut into pieces of `segmentBytes`, one segment each (its chunks then break
- * at each piece's end: at most one chunk per piece differs from a single-machine backup's,
- * which costs dedup nothing elsewhere). Empty files are pieces of no bytes. Pure.
+ * larger file is cut into pieces of `segmentBytes`, one segment each (each piece's end
+ * forces a chunk cut, so the few chunks around it differ from a single-machine backup's;
+ * the next generation cuts at the same offsets). Empty files are pieces of no bytes. Pure.
  */
 export const planPieces = (sizes: ReadonlyArray<number>, segmentBytes: number): ReadonlyArray<ReadonlyArray<Piece>> => {
   if (!Number.isSafeInteger(segmentBytes) || segmentBytes < 1) throw new RangeError(`segment size ${segmentBytes}: expected a positive whole number of bytes`)

@@ -3,7 +3,8 @@
  * it): `node dist/runner.js --listen HOST:PORT --db HOST:PORT[/DATABASE] [--user NAME]`.
  * Registers with the runners table, takes shards, and runs segments until SIGTERM or
  * SIGINT (graceful); `kill -9` is survived by the others once its shard locks expire.
- * `--segment-delay-ms N` pauses before each segment (tests that kill a runner mid-job).
+ * `--segment-delay-ms N` pauses before each segment (tests that kill a runner mid-job);
+ * `--max-segments N` bounds the segments it runs at once (default: its cores).
  *
  * @module
  */
@@ -24,5 +25,8 @@ if (listen === null || db === null) {
 NodeRuntime.runMain(Layer.launch(runnerLayer(
   { host: listen[1], port: Number(listen[2]) },
   { host: db[1], port: Number(db[2]), username: arg("--user") ?? "cage", database: db[3] ?? "postgres" },
-  arg("--segment-delay-ms") === undefined ? {} : { segmentDelayMs: Number(arg("--segment-delay-ms")) }
+  {
+    ...(arg("--segment-delay-ms") === undefined ? {} : { segmentDelayMs: Number(arg("--segment-delay-ms")) }),
+    ...(arg("--max-segments") === undefined ? {} : { maxSegments: Number(arg("--max-segments")) })
+  }
 )))

@@ -47,6 +47,13 @@ const writeRandom = (file: string, size: number) => {
   fs.closeSync(fd)
 }
 
+/** Rows of a query on the cluster's database, as arrays of column texts. */
+const psql = (query: string) =>
+  pg.run("psql", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "-AtF", "\t", "-c", query, pg.database]).split("\n").filter((l) => l !== "").map((l) => l.split("\t"))
+
+/** A runner process's listen address (how the cluster names it). */
+const addressOf = (child: ChildProcess) => child.spawnargs[child.spawnargs.indexOf("--listen") + 1]
+
 beforeAll(async () => {
   pg = await startPostgres()
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "cage-cluster-backup-"))
@@ -59,7 +66,10 @@ afterAll(() => {
 
 describe("a backup job on three runners", () => {
   it("200 files from 0 bytes to 256 MiB, a runner kill -9ed mid-job: every file restores byte-identically, the store checks clean; the next job reads only what changed", async () => {
-    const live = [await startRunner(), await startRunner(), await startRunner()]
+    // Segments pause 1.5 s once started (and recorded as running), so a runner can be killed
+    // while it certainly holds segments it has not finished.
+    const slow = ["--segment-delay-ms", "1500"]
+    const live = [await startRunner(slow), await startRunner(slow), await startRunner(slow)]
     // The tree: 0 and 1 byte, one of 256 MiB, three of 20 to 40 MiB, the rest up to 2 MiB, in nested directories.
     const src = path.join(dir, "src")
     let x = 31
@@ -86,22 +96,36 @@ describe("a backup job on three runners", () => {
       const busy = yield* Effect.flip(Store.backup(store, { source: src }))
       expect(busy.message).toContain(`being written by cluster job ${id}`)
       const segments = (yield* Job.status(id)).segments
-      // Killed once a third of the segments are done; another runner is started.
-      for (;;) {
+      // Once a quarter of the segments are done, a runner that started a segment less than
+      // 300 ms ago (so it is still in its 1.5 s pause) is killed; another runner is started.
+      let victim: { readonly runner: string; readonly segments: ReadonlyArray<number> } | undefined
+      while (victim === undefined) {
         const s = yield* Job.status(id)
         expect(s.result, "the job ended before the kill").toBeUndefined()
-        if (s.done >= Math.floor(segments / 3)) break
+        if (s.done >= Math.floor(segments / 4)) {
+          const rows = psql(`SELECT runner, segment FROM cage_segments WHERE job_id = '${id}' AND state = 'running' AND updated_at > ${Date.now() - 300}`)
+          if (rows.length > 0) {
+            const runner = rows[0][0]
+            const child = live.find((c) => addressOf(c) === runner)!
+            child.kill("SIGKILL")
+            live.splice(live.indexOf(child), 1)
+            victim = { runner, segments: rows.filter((r) => r[0] === runner).map((r) => Number(r[1])) }
+          }
+        }
         yield* Effect.sleep(50)
       }
-      live.splice(next(live.length), 1)[0].kill("SIGKILL")
-      live.push(yield* Effect.promise(() => startRunner()))
+      live.push(yield* Effect.promise(() => startRunner(slow)))
       for (;;) {
         const s = yield* Job.status(id)
-        if (s.result !== undefined) return { s, segments }
+        if (s.result !== undefined) return { s, segments, victim, id }
         yield* Effect.sleep(250)
       }
     }).pipe(Effect.provide(client), Effect.timeout("400 seconds")))
     expect(first.s.result).toEqual({ ok: true })
+    // The killed runner's unfinished segments ran again on another runner.
+    const rerun = psql(`SELECT segment, runner, state FROM cage_segments WHERE job_id = '${first.id}' AND segment IN (${first.victim.segments.join(",")})`)
+    expect(rerun.length).toBe(first.victim.segments.length)
+    for (const [, runner, state] of rerun) expect([runner === first.victim.runner, state]).toEqual([false, "done"])
     expect(first.s.backup).toMatchObject({ generation: 1, files: 200, filesRead: 200, changed: [], skipped: [] })
     expect(first.segments).toBeGreaterThan(16) // the 256 MiB file alone is 16 segments
 
@@ -140,4 +164,38 @@ describe("a backup job on three runners", () => {
     expect(dump).toContain("cage/backup-segment")
     for (const form of [key.toString("hex"), key.toString("base64url"), key.toString("base64")]) expect(dump).not.toContain(form)
   }, 600_000)
+
+  it("cancel while the runners work: the job stops before its commit, no generation is written, the store is handed back, and prune removes what it stored", async () => {
+    for (const r of runners.splice(0)) r.kill("SIGKILL")
+    const slow = ["--segment-delay-ms", "1500"]
+    await startRunner(slow)
+    await startRunner(slow)
+    const src = path.join(dir, "cancelled")
+    fs.mkdirSync(src)
+    for (let i = 0; i < 6; i++) writeRandom(path.join(src, `f${i}.bin`), 3 * MiB)
+    const keyFile = path.join(dir, "store.key")
+    const backups = path.join(dir, "cancel-backups")
+    const client = Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })
+    const r = await Effect.runPromise(Effect.gen(function*() {
+      const { id } = yield* Job.startBackup({ source: src, dir: backups, keyFile, segmentBytes: 4 * MiB })
+      // Every segment pauses 1.5 s before it reads: the commit cannot have started yet.
+      const cancelled = yield* Job.cancel(id)
+      return { id, cancelled, status: yield* Job.status(id) }
+    }).pipe(Effect.provide(client), Effect.timeout("120 seconds")))
+    expect(r.cancelled.outcome).toBe("cancelled")
+    expect(r.status.result).toMatchObject({ ok: false, exitCode: 130 })
+    expect(Store.committed(backups, r.id)).toBe(false)
+    expect(fs.existsSync(path.join(backups, "lock"))).toBe(false)
+    const key = Buffer.from(fs.readFileSync(keyFile, "utf8").trim().slice("cage-key-1:".length), "base64url")
+    const store = await Effect.runPromise(Store.open({ dir: backups, key: { key } }))
+    expect(await Effect.runPromise(Store.snapshots(store))).toEqual([])
+    // Give any segment still running its 1.5 s pause and its read: it stores nothing once the job holds no lock.
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    await Effect.runPromise(Store.prune(store))
+    expect(fs.readdirSync(path.join(backups, "index"))).toEqual([])
+    expect(fs.readdirSync(path.join(backups, "packs"), { recursive: true, withFileTypes: true }).filter((e) => e.isFile())).toEqual([])
+    // The store is usable: a backup now writes generation 1.
+    expect((await Effect.runPromise(Store.backup(store, { source: src }))).generation).toBe(1)
+    Store.close(store)
+  }, 180_000)
 })

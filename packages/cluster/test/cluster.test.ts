@@ -148,4 +148,35 @@ describe("a job on two runners", () => {
       fs.rmSync(output)
     }
   }, 900_000)
+
+  it("status says what runs where: each runner runs at most its --max-segments at once, and the rows add up to the job", async () => {
+    for (const r of runners.splice(0)) r.kill("SIGKILL")
+    // Slow segments (2 s each), so a poll sees them running; one runner takes one at a time.
+    const slots = new Map<string, number>()
+    for (const max of [1, 2]) {
+      const child = await startRunner(["--segment-delay-ms", "2000", "--max-segments", String(max)])
+      slots.set(child.spawnargs[child.spawnargs.indexOf("--listen") + 1], max)
+    }
+    const { payload, output, reference } = await prepare("slots", 1024 * 1024 + 5, 128 * 1024)
+    const client = Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })
+    const seen = await Effect.runPromise(Effect.gen(function*() {
+      const id = yield* Cluster.submit(payload)
+      let most = 0
+      for (;;) {
+        const s = yield* Job.status(id)
+        for (const r of s.runners) expect(r.running, `runner ${r.runner}`).toBeLessThanOrEqual(slots.get(r.runner)!)
+        expect(s.running).toBeLessThanOrEqual(3)
+        most = Math.max(most, s.running)
+        if (s.result !== undefined) return { s, most }
+        yield* Effect.sleep(100)
+      }
+    }).pipe(Effect.provide(client), Effect.timeout("120 seconds")))
+    expect(seen.s.result).toEqual({ ok: true })
+    expect(seen.most).toBeGreaterThan(0)
+    expect(seen.s.running).toBe(0)
+    expect(seen.s.done).toBe(9)
+    expect(seen.s.runners.reduce((n, r) => n + r.segments, 0)).toBe(9)
+    expect(seen.s.runners.reduce((n, r) => n + r.bytes, 0)).toBe(1024 * 1024 + 5)
+    expect(fs.readFileSync(Cluster.finalName(output)).equals(fs.readFileSync(reference))).toBe(true)
+  }, 180_000)
 })

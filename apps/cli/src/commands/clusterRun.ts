@@ -114,6 +114,7 @@ const summary = (s: Cluster.Job.JobStatus) => ({
   bytes: s.bytes,
   segments: s.segments,
   done: s.done,
+  running: s.running,
   failed: s.failed,
   runners: s.runners,
   bytesPerSecond: Math.round(s.bytesPerSecond),
@@ -166,9 +167,9 @@ export const clusterHandlers: ClusterHandlers = {
         const lines = [
           `job ${s.id}: ${state}`,
           `  ${s.source} → ${s.output}`,
-          `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)`,
+          `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)${s.result === undefined ? `, ${s.running} running` : ""}`,
           `  ${(s.bytesPerSecond / 1048576).toFixed(1)} MiB/s since submit${s.etaSeconds !== undefined ? `, about ${Math.ceil(s.etaSeconds)} s left` : ""}`,
-          ...s.runners.map((r) => `  runner ${r.runner}: ${r.segments} segments (${(r.bytes / 1048576).toFixed(1)} MiB)`),
+          ...s.runners.map((r) => `  runner ${r.runner}: ${r.segments} segments (${(r.bytes / 1048576).toFixed(1)} MiB)${s.result === undefined && r.running > 0 ? `, ${r.running} running` : ""}`),
           ...s.failed.map((x) => `  segment ${x.segment} (${x.part}) failed: ${x.error}`)
         ]
         yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))
@@ -178,7 +179,16 @@ export const clusterHandlers: ClusterHandlers = {
     asClient(f.db, (c) =>
       Effect.gen(function*() {
         const r = yield* c.Job.cancel(f.job)
-        yield* note(f.quiet, r.removed !== undefined ? `job ${f.job} cancelled; ${r.removed} removed, nothing published` : `job ${f.job} cancelled; no generation written (cage backup prune removes what its segments stored)`)
+        const text = r.removed !== undefined
+          ? `job ${f.job} cancelled; ${r.removed} removed, nothing published`
+          : r.outcome === "committed"
+          ? `job ${f.job} had already written its generation when it stopped: nothing cancelled`
+          : r.outcome === "pending"
+          ? `job ${f.job} is asked to stop, but has not stopped yet (its shard may be moving to another runner): the backup store stays held until it has; run cage cluster cancel ${f.job} again then to hand it back`
+          : r.outcome === "released"
+          ? `job ${f.job} had stopped; the backup store it held is handed back`
+          : `job ${f.job} cancelled; no generation written (cage backup prune removes what its segments stored)`
+        yield* note(f.quiet, text)
       })
     )
 }

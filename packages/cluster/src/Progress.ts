@@ -1,0 +1,79 @@
+/**
+ * Per-segment progress in the cluster's PostgreSQL: one row per segment of a job in
+ * `cage_segments` (job id, segment, runner, state, bytes, error), written by the runner
+ * working on it when it starts (`running`, once it holds one of the runner's segment slots)
+ * and when it ends (`done` with its bytes, or `failed` with its error). `status` reads a
+ * job's progress with two queries, whatever its size, instead of one workflow poll per
+ * segment (150,000 for a 10 TB job), and can say what is running where.
+ *
+ * The rows are a view for people, not the job's truth: the job itself waits for its
+ * segments' stored workflow results. A segment run again after its runner died is written
+ * again by its new runner; until then its row names the dead runner as `running`.
+ *
+ * @module
+ */
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql"
+import { type JobFailure, retryStorage } from "./Shared.js"
+
+/** Creates `cage_segments` where missing (runners at start, clients before reading). Two processes racing to create it: the loser's error is ignored. */
+export const ensureTable = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE IF NOT EXISTS cage_segments (
+    job_id VARCHAR(64) NOT NULL,
+    segment INT NOT NULL,
+    runner TEXT NOT NULL,
+    state VARCHAR(8) NOT NULL,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    error TEXT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (job_id, segment)
+  )`.pipe(Effect.ignore)
+})
+
+const write = (jobId: string, segment: number, runner: string, state: "running" | "done" | "failed", bytes: number, error: string | null) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const now = Date.now()
+    yield* sql`INSERT INTO cage_segments (job_id, segment, runner, state, bytes, error, updated_at)
+      VALUES (${jobId}, ${segment}, ${runner}, ${state}, ${bytes}, ${error}, ${now})
+      ON CONFLICT (job_id, segment) DO UPDATE SET runner = EXCLUDED.runner, state = EXCLUDED.state, bytes = EXCLUDED.bytes, error = EXCLUDED.error, updated_at = EXCLUDED.updated_at`
+  }).pipe(Effect.orDie, retryStorage)
+
+/**
+ * Runs segment `segment` of job `jobId` on `runner`, recording it as running, then done
+ * (with `bytes`) or failed (with its error's message). A storage error while recording is
+ * retried (a segment whose progress cannot be written cannot store its result either).
+ */
+export const tracked = <A, R>(jobId: string, segment: number, runner: string, bytes: number, work: Effect.Effect<A, JobFailure, R>) =>
+  Effect.gen(function*() {
+    yield* write(jobId, segment, runner, "running", 0, null)
+    const exit = yield* Effect.exit(work)
+    if (exit._tag === "Success") yield* write(jobId, segment, runner, "done", bytes, null)
+    else {
+      const error = exit.cause.reasons.find((r) => r._tag === "Fail")
+      if (error !== undefined) yield* write(jobId, segment, runner, "failed", 0, (error as { error: JobFailure }).error.message)
+    }
+    return yield* exit
+  })
+
+/** A job's progress: per runner, its segments running and done (and their bytes); the failed segments with their errors (at most `maxFailed`, lowest first). */
+export const read = (jobId: string, maxFailed = 20) =>
+  Effect.gen(function*() {
+    yield* ensureTable
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ runner: string; state: string; n: string; bytes: string }>`SELECT runner, state, count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM cage_segments WHERE job_id = ${jobId} GROUP BY runner, state`
+    const failed = yield* sql<{ segment: number; error: string | null }>`SELECT segment, error FROM cage_segments WHERE job_id = ${jobId} AND state = 'failed' ORDER BY segment LIMIT ${maxFailed}`
+    const runners = new Map<string, { running: number; done: number; bytes: number; failed: number }>()
+    for (const r of rows) {
+      const at = runners.get(r.runner) ?? { running: 0, done: 0, bytes: 0, failed: 0 }
+      const n = Number(r.n)
+      if (r.state === "running") at.running += n
+      else if (r.state === "done") {
+        at.done += n
+        at.bytes += Number(r.bytes)
+      } else at.failed += n
+      runners.set(r.runner, at)
+    }
+    return { runners, failed: failed.map((f) => ({ segment: f.segment, error: f.error ?? "" })) }
+  }).pipe(Effect.orDie, retryStorage)
