@@ -29,7 +29,7 @@ import { Activity, Workflow } from "effect/workflow"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
-import { awaitSegments, fail, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
+import { awaitSegments, fail, JobFailure, readKey, retryIo, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
 import * as Progress from "./Progress.js"
 
@@ -178,7 +178,7 @@ export const backupSegmentLayer = (options: RunnerOptions) => {
         const ended = yield* BackupJobWorkflow.poll(p.jobId)
         if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment stores nothing`)
         const r = yield* withStore(p.dir, p.keyFile, where, (store) =>
-          Store.storePieces(store, p.pieces, { job: p.jobId }).pipe(
+          retryIo(Store.storePieces(store, p.pieces, { job: p.jobId })).pipe(
             // (withStore prefixes the message with `where`.)
             Effect.catchTag("LockBusy", () => fail(`the job no longer holds the store in ${p.dir} (cancelled or ended); this segment stores nothing`, 6))
           ))

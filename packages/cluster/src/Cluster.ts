@@ -20,7 +20,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import * as Backup from "./Backup.js"
-import { awaitSegments, fail, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
+import { awaitSegments, fail, JobFailure, readKey, retryIo, retryStorage, type RunnerOptions } from "./Shared.js"
 
 export { awaitSegments, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
@@ -113,7 +113,7 @@ const sealSegment = (p: typeof SegmentPayload.Type, segment: Plan.Segment, jobId
     const work = p.op === "encrypt"
       ? encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment, staged: p.staged })
       : decryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, headerBytes: p.headerBytes, segment, staged: p.staged })
-    yield* (work as Effect.Effect<void, unknown>).pipe(
+    yield* retryIo(work as Effect.Effect<void, unknown>).pipe(
       Effect.mapError((e): JobFailure => ({ message: `${where}: ${(e as { message?: string }).message ?? String(e)}`, exitCode: exitCodeOf(e) })),
       Effect.ensuring(Effect.sync(() => key.fill(0)))
     )

@@ -43,6 +43,8 @@ export interface Postgres {
   readonly bin: (name: string) => string
   /** Runs a server tool as the server's user; returns its stdout (throws on failure). */
   readonly run: (name: string, args: ReadonlyArray<string>) => string
+  /** Stops the server at once (as a crash would), waits `downMs`, and starts it again on the same port with the same data. */
+  readonly restart: (downMs: number) => Promise<void>
   readonly stop: () => void
 }
 
@@ -68,7 +70,13 @@ export const startPostgres = async (): Promise<Postgres> => {
   }
   run("initdb", ["-D", dataDir, "-A", "trust", "-U", "cage", "--no-sync"])
   const port = await freePort()
-  run("pg_ctl", ["-D", dataDir, "-o", `-k ${dataDir} -p ${port} -c listen_addresses=127.0.0.1 -c fsync=off`, "-l", path.join(root, "server.log"), "-w", "start"])
+  const start = () => run("pg_ctl", ["-D", dataDir, "-o", `-k ${dataDir} -p ${port} -c listen_addresses=127.0.0.1 -c fsync=off`, "-l", path.join(root, "server.log"), "-w", "start"])
+  start()
+  const restart = async (downMs: number) => {
+    run("pg_ctl", ["-D", dataDir, "-m", "immediate", "-w", "stop"])
+    await new Promise((resolve) => setTimeout(resolve, downMs))
+    start()
+  }
   const stop = () => {
     try {
       run("pg_ctl", ["-D", dataDir, "-m", "immediate", "-w", "stop"])
@@ -76,5 +84,5 @@ export const startPostgres = async (): Promise<Postgres> => {
       fs.rmSync(root, { recursive: true, force: true })
     }
   }
-  return { host: "127.0.0.1", port, username: "cage", database: "postgres", dataDir, bin: (n) => path.join(bin, n), run, stop }
+  return { host: "127.0.0.1", port, username: "cage", database: "postgres", dataDir, bin: (n) => path.join(bin, n), run, restart, stop }
 }

@@ -97,3 +97,28 @@ export const retryStorage = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Ef
     }
   })
 
+
+/**
+ * Runs a segment's work again when it fails with an I/O error (`IoError`: a network
+ * filesystem's hiccup, a full disk freed meanwhile), after `delayMs` and then twice that,
+ * up to `attempts` runs in all; any other failure (a changed source, a damaged chunk, a
+ * store the job no longer holds) is final at once. Segments are idempotent (positional
+ * writes; a backup segment removes its packs on failure), so a rerun is safe. The final
+ * I/O error says how many runs were made.
+ */
+export const retryIo = <A, E, R>(effect: Effect.Effect<A, E, R>, options: { readonly attempts?: number; readonly delayMs?: number } = {}): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    const attempts = options.attempts ?? 3
+    for (let attempt = 1; ; attempt++) {
+      const exit = yield* Effect.exit(effect)
+      if (exit._tag === "Success") return exit.value
+      const error = Cause.findErrorOption(exit.cause)
+      const io = Option.isSome(error) && (error.value as { readonly _tag?: unknown })._tag === "IoError"
+      if (!io) return yield* exit
+      if (attempt >= attempts) {
+        const e = error.value as { readonly message: string; readonly exitCode?: number }
+        return yield* Effect.fail({ _tag: "IoError", message: `${e.message} (${attempt} attempts)`, exitCode: e.exitCode } as E)
+      }
+      yield* Effect.sleep((options.delayMs ?? 1000) * 2 ** (attempt - 1))
+    }
+  })
