@@ -91,7 +91,7 @@ describe("cage cluster", () => {
     r = cage(["cluster", "submit", "decrypt", damaged, "-o", path.join(dir, "g.out"), "--key", key, "--db", db, "--segment-size", "1MiB", "--wait"])
     expect(r.code).toBe(3)
     // Segments of 1 MiB of ciphertext hold 15 chunks: chunk 37 is in segment 2.
-    expect(r.stderr.split("\n").at(-2)).toMatch(/^cage: error: job [0-9a-f]+ failed: segment 2 \(chunks 30\.\.44\) on runner 127\.0\.0\.1:\d+: chunk 37 failed authentication.*; nothing published under \S+g\.out$/)
+    expect(r.stderr.split("\n").at(-2)).toMatch(/^cage: error: job [0-9a-f]+ failed: segment 2 \(\S+g\.agcm, chunks 30\.\.44\) on runner 127\.0\.0\.1:\d+: chunk 37 failed authentication.*; nothing published under \S+g\.out$/)
     expect(fs.existsSync(path.join(dir, "g.out"))).toBe(false)
     expect(fs.existsSync(path.join(dir, "g.out.partial"))).toBe(false)
     // Another key: refused before anything is created.
@@ -101,6 +101,47 @@ describe("cage cluster", () => {
     expect(r.code).toBe(3)
     expect(r.stderr).toContain(`(--key ${other})`)
     expect(fs.existsSync(path.join(dir, "h.out.partial"))).toBe(false)
+  }, 120_000)
+
+  it("several files are one job: each published beside its source and read back; refusals come before anything is created", () => {
+    const key = path.join(dir, "k.key")
+    const sizes = [0, 1_500_000, 3 * 1024 * 1024 + 3]
+    const inputs = sizes.map((size, i) => {
+      const file = path.join(dir, `m${i}.bin`)
+      writeRandom(file, size)
+      return file
+    })
+    const submit = (args: ReadonlyArray<string>) => cage(["cluster", "submit", ...args, "--key", key, "--db", db])
+    let r = submit(["encrypt", ...inputs, "-o", path.join(dir, "x.agcm")])
+    expect([r.code, r.stderr]).toEqual([2, "cage: error: -o names one output, but 3 files were given: leave -o out (each FILE gets its own output)\n"])
+    r = submit(["encrypt", inputs[0], inputs[1], inputs[0]])
+    expect([r.code, r.stderr]).toEqual([2, `cage: error: ${inputs[0]}.agcm is the output of two files of this job\n`])
+    fs.writeFileSync(`${inputs[2]}.agcm`, "mine")
+    r = submit(["encrypt", ...inputs])
+    expect([r.code, r.stderr]).toEqual([2, `cage: error: ${inputs[2]}.agcm exists (cluster jobs never replace a file)\n`])
+    expect(fs.readFileSync(`${inputs[2]}.agcm`, "utf8")).toBe("mine")
+    fs.rmSync(`${inputs[2]}.agcm`)
+    for (const i of inputs) expect(fs.existsSync(`${i}.agcm.partial`)).toBe(false)
+
+    r = submit(["encrypt", ...inputs, "--segment-size", "1MiB", "--wait", "--json"])
+    expect([r.code, r.stderr]).toEqual([0, ""])
+    const result = JSON.parse(r.stdout.toString())
+    expect(result).toMatchObject({ state: "done", failed: [], files: inputs.map((i) => ({ source: i, output: `${i}.agcm` })) })
+    // Segments of 16 chunks of 64 KiB: 1 (the empty file's one empty chunk) + 2 (23 chunks) + 4 (49 chunks).
+    expect([result.segments, result.done]).toEqual([7, 7])
+    for (const i of inputs) expect(fs.existsSync(`${i}.agcm.partial`)).toBe(false)
+    // The single-machine cage decrypt reads them (the largest here; the job below decrypts all).
+    expect(cage(["decrypt", `${inputs[2]}.agcm`, "-o", `${inputs[2]}.out`, "--key", key, "-q"]).code).toBe(0)
+    expect(fs.readFileSync(`${inputs[2]}.out`).equals(fs.readFileSync(inputs[2]))).toBe(true)
+    // Decrypt them back as one job, each INPUT.agcm to INPUT.
+    const back = path.join(dir, "back")
+    fs.mkdirSync(back)
+    for (const i of inputs) fs.copyFileSync(`${i}.agcm`, path.join(back, `${path.basename(i)}.agcm`))
+    r = submit(["decrypt", ...inputs.map((i) => path.join(back, `${path.basename(i)}.agcm`)), "--segment-size", "1MiB", "--wait", "-q"])
+    expect([r.code, r.stderr]).toEqual([0, ""])
+    for (const i of inputs) expect(fs.readFileSync(path.join(back, path.basename(i))).equals(fs.readFileSync(i))).toBe(true)
+    r = submit(["decrypt", inputs[1]])
+    expect([r.code, r.stderr]).toEqual([2, `cage: error: ${inputs[1]} does not end in .agcm: give -o OUT (with one input), or rename it\n`])
   }, 120_000)
 
   it("refuses in the user's terms: an output that exists or is being written, a bad key file, a missing input, a bad --db, an unknown job", () => {
@@ -161,7 +202,7 @@ describe("cage cluster", () => {
     for (let i = 0; i < 2; i++) runners.push(cageAsync(["cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", db]))
     const w = cage(["cluster", "status", job, "--db", db, "--wait", "-q"])
     expect(w.code).toBe(4)
-    expect(w.stderr).toMatch(new RegExp(`^cage: error: job ${job} failed: segment \\d+ \\(chunks \\d+\\.\\.\\d+\\) on runner 127\\.0\\.0\\.1:\\d+: ${src.replace(/[.]/g, "\\.")} changed while it was being read \\(size in bytes: was 3145728, now 3145741`))
+    expect(w.stderr).toMatch(new RegExp(`^cage: error: job ${job} failed: segment \\d+ \\(${src.replace(/[.]/g, "\\.")}, chunks \\d+\\.\\.\\d+\\) on runner 127\\.0\\.0\\.1:\\d+: ${src.replace(/[.]/g, "\\.")} changed while it was being read \\(size in bytes: was 3145728, now 3145741`))
     expect(fs.existsSync(`${src}.agcm`)).toBe(false)
     expect(fs.existsSync(`${src}.agcm.partial`)).toBe(false)
   }, 60_000)

@@ -29,37 +29,70 @@ import { decryptSegment, encryptSegment, isStaged, removeStaged, sourceUnchanged
 
 const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
 
-/** What a job carries: everything a runner needs to seal any of its segments, and no secret. */
-export const JobPayload = Schema.Struct({
-  job: Schema.String,
-  /** `encrypt`: plaintext → AGCM v2 (the job wrote the header); `decrypt`: AGCM v2 → plaintext (`headerBytes` is the source's header). */
-  op: Schema.Literals(["encrypt", "decrypt"]),
+/** One file of a job: its source, the staged output, and (encrypt) the header's public values. */
+export const JobFile = Schema.Struct({
   source: Schema.String,
   identity: Identity,
+  /** `OUT.partial`, published as `OUT`. */
   output: Schema.String,
   /** The staged file `output` as the job created it (inode, birth time): see `Segment.StagedFile`. */
   staged: Schema.Struct({ ino: Schema.String, birthtimeNs: Schema.String }),
+  /** Encrypt: the header the job wrote; decrypt: the source's header. */
+  headerBytes: Schema.Number,
+  /** Encrypt: the header's public values (salt, key commitment) every runner seals with; decrypt: null. */
+  snapshot: Schema.Unknown
+})
+export type JobFile = typeof JobFile.Type
+
+/** What a job carries: everything a runner needs to seal any of its segments, and no secret. */
+export const JobPayload = Schema.Struct({
+  job: Schema.String,
+  /** `encrypt`: plaintext → AGCM v2 (the job wrote the headers); `decrypt`: AGCM v2 → plaintext. */
+  op: Schema.Literals(["encrypt", "decrypt"]),
+  files: Schema.Array(JobFile),
   keyFile: Schema.String,
   chunkSize: Schema.Number,
-  headerBytes: Schema.Number,
-  snapshot: Schema.Unknown,
   segmentBytes: Schema.Number,
   /** When the job was submitted (ms since the epoch, the client's clock): status's throughput and ETA. */
   submittedAt: Schema.Number
 })
 export type JobPayload = typeof JobPayload.Type
 
-const SegmentPayload = Schema.Struct({ ...JobPayload.fields, index: Schema.Number })
+const SegmentSchema = Schema.Struct({
+  file: Schema.Number,
+  index: Schema.Number,
+  firstChunk: Schema.Number,
+  chunks: Schema.Number,
+  plainStart: Schema.Number,
+  plainEnd: Schema.Number,
+  outStart: Schema.Number,
+  outEnd: Schema.Number,
+  final: Schema.Boolean
+})
 
-/** A job's segments, rebuilt from its payload (the same on every runner). */
+/** One segment's request: its own file and chunk range only (a job of 1,000 files does not repeat them in every segment). */
+const SegmentPayload = Schema.Struct({
+  job: Schema.String,
+  /** The job's execution id: a segment of a job that has ended does nothing. */
+  jobId: Schema.String,
+  index: Schema.Number,
+  op: JobPayload.fields.op,
+  file: JobFile,
+  keyFile: Schema.String,
+  chunkSize: Schema.Number,
+  segment: SegmentSchema
+})
+
+/** A job's segments, rebuilt from its payload (the same on every runner), file by file. */
 export const planOf = (p: JobPayload) =>
   p.op === "encrypt"
-    ? Plan.planJob([{ path: p.source, size: p.identity.size }], { headerBytes: p.headerBytes, chunkBytes: p.chunkSize, overheadBytes: 16, shortFinal: true }, p.segmentBytes)
-    // Decrypt: segments of the source's chunk region, in ciphertext chunks (chunk + tag).
-    : Plan.planJob([{ path: p.source, size: p.identity.size - p.headerBytes }], { headerBytes: 0, chunkBytes: p.chunkSize + 16, overheadBytes: 0, shortFinal: true }, p.segmentBytes)
+    // Every file's header has the same length (one key, one format): checked at submit.
+    ? Plan.planJob(p.files.map((f) => ({ path: f.source, size: f.identity.size })), { headerBytes: p.files[0]?.headerBytes ?? 0, chunkBytes: p.chunkSize, overheadBytes: 16, shortFinal: true }, p.segmentBytes)
+    // Decrypt: segments of each source's chunk region, in ciphertext chunks (chunk + tag).
+    : Plan.planJob(p.files.map((f) => ({ path: f.source, size: f.identity.size - f.headerBytes })), { headerBytes: 0, chunkBytes: p.chunkSize + 16, overheadBytes: 0, shortFinal: true }, p.segmentBytes)
 
 /** Plaintext bytes of a segment (the unit of progress for both directions). */
-export const plainBytesOf = (p: JobPayload, s: Plan.Segment) =>
+export const plainBytesOf = (p: { readonly op: JobPayload["op"] }, s: Plan.Segment) =>
   p.op === "encrypt" ? s.plainEnd - s.plainStart : s.plainEnd - s.plainStart - 16 * s.chunks
 
 /** What a segment reports: its plaintext bytes and the runner that did it. */
@@ -72,6 +105,19 @@ export const SegmentWorkflow = Workflow.make("cage/segment", {
   error: JobFailure,
   idempotencyKey: (p) => `${p.job}/${p.index}`
 })
+
+/** The execution id of segment `index` of the job with uuid `job` (the id hashes only the workflow's name and `job/index`; `executionId` validates a whole payload, so the rest is a stand-in). */
+export const segmentId = (job: string, index: number) =>
+  SegmentWorkflow.executionId({
+    job,
+    jobId: "",
+    index,
+    op: "encrypt",
+    file: { source: "", identity: { path: "", size: 0, mtimeNs: "0", ctimeNs: "0", ino: "0", dev: "0" }, output: "", staged: { ino: "0", birthtimeNs: "0" }, headerBytes: 0, snapshot: null },
+    keyFile: "",
+    chunkSize: 0,
+    segment: { file: 0, index: 0, firstChunk: 0, chunks: 0, plainStart: 0, plainEnd: 0, outStart: 0, outEnd: 0, final: true }
+  })
 
 /** A job: its segments, each a child workflow, all at once, then the output published; succeeds with the segment count. */
 export const JobWorkflow = Workflow.make("cage/job", {
@@ -91,28 +137,24 @@ const segmentLayer = (options: RunnerOptions) => {
       name: "seal",
       success: SegmentResult,
       error: JobFailure,
-      execute: Effect.gen(function*() {
-        const segment = planOf(p).segments[p.index]
-        const { index: _, ...job } = p
-        const jobId = yield* JobWorkflow.executionId(job)
-        return yield* Progress.tracked(jobId, p.index, options.name ?? "?", plainBytesOf(p, segment), sealSegment(p, segment, jobId, options))
-      }).pipe(Semaphore.withPermits(slots, 1))
+      execute: Progress.tracked(p.jobId, p.index, options.name ?? "?", plainBytesOf(p, p.segment), sealSegment(p, options)).pipe(Semaphore.withPermits(slots, 1))
     })
   )
 }
 
 /** One segment's work: sealed (or opened) in place, unless its job has ended. */
-const sealSegment = (p: typeof SegmentPayload.Type, segment: Plan.Segment, jobId: string, options: RunnerOptions) =>
+const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions) =>
   Effect.gen(function*() {
     if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
-    const where = `segment ${p.index} (chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}) on runner ${options.name ?? "?"}`
+    const { segment, file: f } = p
+    const where = `segment ${p.index} (${f.source}, chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}) on runner ${options.name ?? "?"}`
     // A segment left over from a job that already ended (failed, cancelled) does nothing.
-    const ended = yield* JobWorkflow.poll(jobId)
+    const ended = yield* JobWorkflow.poll(p.jobId)
     if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment writes nothing`)
     const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${e}`, exitCode: 2 })))
     const work = p.op === "encrypt"
-      ? encryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, seal: { snapshot: p.snapshot as never, chunkSize: p.chunkSize, headerBytes: p.headerBytes }, segment, staged: p.staged })
-      : decryptSegment({ source: p.source, identity: p.identity, output: p.output, key: { key }, headerBytes: p.headerBytes, segment, staged: p.staged })
+      ? encryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, seal: { snapshot: f.snapshot as never, chunkSize: p.chunkSize, headerBytes: f.headerBytes }, segment, staged: f.staged })
+      : decryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, headerBytes: f.headerBytes, segment, staged: f.staged })
     yield* retryIo(work as Effect.Effect<void, unknown>).pipe(
       Effect.mapError((e): JobFailure => ({ message: `${where}: ${(e as { message?: string }).message ?? String(e)}`, exitCode: exitCodeOf(e) })),
       Effect.ensuring(Effect.sync(() => key.fill(0)))
@@ -121,62 +163,71 @@ const sealSegment = (p: typeof SegmentPayload.Type, segment: Plan.Segment, jobId
   })
 
 /**
- * Publishes a job's output once every segment is done: the source must still be the file
- * the job planned, then `OUT.partial` is fsynced and linked to its final name (never over
- * an existing file), the partial name removed and the directory fsynced. Idempotent: run
- * again after a crash, it finds the output already published.
+ * Publishes a job's outputs once every segment is done: every source must still be the file
+ * the job planned (checked for all before any is published), then each `OUT.partial` is
+ * fsynced and linked to its final name (never over an existing file), the partial name
+ * removed and the directory fsynced. Idempotent: run again after a crash, it finds the
+ * outputs already published.
  */
 const publish = (p: JobPayload) =>
   Activity.make({
     name: "publish",
-    success: Schema.String,
+    success: Schema.Array(Schema.String),
     error: JobFailure,
     execute: Effect.gen(function*() {
-      const final = finalName(p.output)
-      if (final === p.output) return yield* fail(`the job's output ${p.output} must be named OUT.partial (it is published as OUT)`, 2)
-      yield* sourceUnchanged(p.source, p.identity).pipe(
-        Effect.mapError((e): JobFailure => ({ message: e._tag === "InputChanged" ? `${p.source} changed while the job ran (${e.detail}): nothing published` : e.message, exitCode: 4 }))
-      )
-      return yield* Effect.try({
-        try: () => {
-          // Run again after a crash: already published (the partial name gone), or crashed
-          // between link and unlink (both names, one file).
-          if (!fs.existsSync(p.output) && isStaged(final, p.staged)) return final
-          if (fs.existsSync(final)) {
-            if (!isStaged(final, p.staged)) throw new Error(`${final} exists: it is not this job's output, and is left as it is`)
-            fs.unlinkSync(p.output)
-            return final
-          }
-          if (!isStaged(p.output, p.staged)) throw new Error(`${p.output} is not the file this job staged (replaced, or removed by a cancel): nothing published`)
-          const fd = fs.openSync(p.output, "r")
-          try {
-            fs.fsyncSync(fd)
-          } finally {
-            fs.closeSync(fd)
-          }
-          fs.linkSync(p.output, final)
-          fs.unlinkSync(p.output)
-          const d = fs.openSync(nodePath.dirname(final), "r")
-          try {
-            fs.fsyncSync(d)
-          } finally {
-            fs.closeSync(d)
-          }
-          return final
-        },
-        catch: (e): JobFailure => ({ message: `publish ${final}: ${(e as Error).message}`, exitCode: 4 })
-      })
+      for (const f of p.files) {
+        if (finalName(f.output) === f.output) return yield* fail(`the job's output ${f.output} must be named OUT.partial (it is published as OUT)`, 2)
+        yield* sourceUnchanged(f.source, f.identity).pipe(
+          Effect.mapError((e): JobFailure => ({ message: e._tag === "InputChanged" ? `${f.source} changed while the job ran (${e.detail}): nothing published` : e.message, exitCode: 4 }))
+        )
+      }
+      return yield* Effect.forEach(p.files, publishFile)
     })
   })
+
+/** Publishes one staged output (see {@link publish}). */
+const publishFile = (f: JobFile) => {
+  const final = finalName(f.output)
+  return Effect.try({
+    try: () => {
+      // Run again after a crash: already published (the partial name gone), or crashed
+      // between link and unlink (both names, one file).
+      if (!fs.existsSync(f.output) && isStaged(final, f.staged)) return final
+      if (fs.existsSync(final)) {
+        if (!isStaged(final, f.staged)) throw new Error(`${final} exists: it is not this job's output, and is left as it is`)
+        fs.unlinkSync(f.output)
+        return final
+      }
+      if (!isStaged(f.output, f.staged)) throw new Error(`${f.output} is not the file this job staged (replaced, or removed by a cancel): nothing published`)
+      const fd = fs.openSync(f.output, "r")
+      try {
+        fs.fsyncSync(fd)
+      } finally {
+        fs.closeSync(fd)
+      }
+      fs.linkSync(f.output, final)
+      fs.unlinkSync(f.output)
+      const d = fs.openSync(nodePath.dirname(final), "r")
+      try {
+        fs.fsyncSync(d)
+      } finally {
+        fs.closeSync(d)
+      }
+      return final
+    },
+    catch: (e): JobFailure => ({ message: `publish ${final}: ${(e as Error).message}`, exitCode: 4 })
+  })
+}
 
 /** The final name of a job output staged as `OUT.partial`. */
 export const finalName = (output: string) => output.replace(/\.partial$/, "")
 
 
-const jobLayer = JobWorkflow.toLayer((p) =>
+const jobLayer = JobWorkflow.toLayer((p, jobId) =>
   Effect.gen(function*() {
     const segments = planOf(p).segments
-    const ids = yield* Effect.forEach(segments, (_, index) => retryStorage(SegmentWorkflow.execute({ ...p, index }, { discard: true, detached: true })), { concurrency: 16 })
+    const ids = yield* Effect.forEach(segments, (segment, index) =>
+      retryStorage(SegmentWorkflow.execute({ job: p.job, jobId, index, op: p.op, file: p.files[segment.file], keyFile: p.keyFile, chunkSize: p.chunkSize, segment }, { discard: true, detached: true })), { concurrency: 16 })
     yield* awaitSegments(ids, (id) => SegmentWorkflow.poll(id))
     yield* publish(p)
     return segments.length
@@ -188,13 +239,15 @@ const jobLayer = JobWorkflow.toLayer((p) =>
 )
 
 
-/** Removes a failed job's `OUT.partial`. */
+/** Removes a failed job's staged outputs (`OUT.partial`). */
 const discard = (p: JobPayload) =>
   Activity.make({
     name: "discard",
     success: Schema.Void,
     error: JobFailure,
-    execute: Effect.sync(() => removeStaged(p))
+    execute: Effect.sync(() => {
+      for (const f of p.files) removeStaged(f)
+    })
   })
 
 /** The workflows every process registers (runners execute them; clients only submit). */

@@ -19,7 +19,7 @@ import * as nodePath from "node:path"
 import { list as listCopies, Store } from "@cage/backup"
 import { backupJobId, BackupJobWorkflow, BackupPayload, type BackupResult, backupSegmentId, BackupSegmentWorkflow, isDirectory, segmentsOf } from "./Backup.js"
 import * as Progress from "./Progress.js"
-import { finalName, JobPayload, JobWorkflow, planOf, plainBytesOf, readKey, retryStorage, SegmentWorkflow } from "./Cluster.js"
+import { finalName, type JobFile, JobPayload, JobWorkflow, planOf, plainBytesOf, readKey, retryStorage, segmentId, SegmentWorkflow } from "./Cluster.js"
 import { removeStaged, stagedOf, startOutput } from "./Segment.js"
 
 /** A job request the user got wrong, or a job that does not exist. `exitCode` 2 (usage), 3 (not found). */
@@ -32,140 +32,173 @@ export class JobError extends Data.TaggedError("JobError")<{ readonly detail: st
 /** Default segment size: 64 MiB of plaintext, one activity each. */
 export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 
-/**
- * Starts encrypting `source` into `output` (published as `output` once every segment is
- * done; staged as `output.partial`, 0600, header written here). `keyFile` is read here to
- * write the header, and by each runner for its segments: it must be the same path on every
- * machine. Refuses at once (JobError, exit 2) when `output` or `output.partial` exists: one
- * writer per output. Returns the job id and its payload (no secret in it).
- */
-export const startEncrypt = (options: {
+/** A file of a job as the user names it: its source and output (`resume`: an AGCM snapshot whose salt to reuse, for tests and the demo). */
+export interface FileRequest {
   readonly source: string
   readonly output: string
+  readonly resume?: unknown
+}
+
+/**
+ * Starts encrypting `files` (each `source` into its `output`, published once every segment
+ * of the job is done; staged as `output.partial`, 0600, header written here) as one job.
+ * `keyFile` is read here to write the headers, and by each runner for its segments: it
+ * must be the same path on every machine. Refuses at once (JobError, exit 2), creating
+ * nothing, when an output or its `.partial` exists, when two files name one output, or when
+ * an output is a file the job reads: one writer per output. Returns the job id and its
+ * payload (no secret in it).
+ */
+export const startEncrypt = (options: {
+  readonly files: ReadonlyArray<FileRequest>
   readonly keyFile: string
   readonly chunkSize?: number
   readonly segmentBytes?: number
-  /** An AGCM snapshot whose salt to reuse (tests and the demo compare with a single-machine run). */
-  readonly resume?: unknown
 }) =>
   Effect.gen(function*() {
-    const { source, output, keyFile, identity } = yield* resolveJob(options)
+    const { files, keyFile } = yield* resolveJob(options)
     const key = yield* readKey(keyFile).pipe(Effect.mapError((detail) => new JobError({ detail: `--key ${detail}`, exitCode: 2 })))
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
-    const partial = `${output}.partial`
-    const seal = yield* startOutput({ source, size: identity.size, output: partial, key: { key }, chunkSize, ...(options.resume === undefined ? {} : { resume: options.resume as never }) }).pipe(
-      Effect.mapError((e) => new JobError({ detail: (e as { code?: string }).code === "EEXIST" || fs.existsSync(partial) ? `${options.output}.partial exists: another job writes ${options.output} (or an earlier one was cancelled: remove it)` : (e as Error).message, exitCode: 2 })),
-      Effect.ensuring(Effect.sync(() => key.fill(0)))
-    )
-    const payload: JobPayload = {
-      job: randomUUID(),
-      op: "encrypt",
-      source,
-      identity,
-      output: partial,
-      staged: seal.staged,
-      keyFile,
-      chunkSize,
-      headerBytes: seal.headerBytes,
-      snapshot: seal.snapshot,
-      segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
-      submittedAt: Date.now()
-    }
+    const staged = yield* stageAll(files, (f, partial) =>
+      startOutput({ source: f.source, size: f.identity.size, output: partial, key: { key }, chunkSize, ...(f.resume === undefined ? {} : { resume: f.resume as never }) }).pipe(
+        Effect.map((seal) => ({ staged: seal.staged, headerBytes: seal.headerBytes, snapshot: seal.snapshot as unknown }))
+      )).pipe(Effect.ensuring(Effect.sync(() => key.fill(0))))
+    const payload: JobPayload = { job: randomUUID(), op: "encrypt", files: staged, keyFile, chunkSize, segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, submittedAt: Date.now() }
     return yield* submitStaged(payload)
   })
 
 /**
- * Starts the job whose output is staged: if the cluster does not take it (database down,
- * interrupted), the staged file goes, so the same command can simply be run again.
+ * Creates every file's staged output with `start` (which creates `partial` exclusively), in
+ * order; if one fails, the ones created before it are removed and nothing is left.
+ */
+const stageAll = <E>(
+  files: ReadonlyArray<ResolvedFile>,
+  start: (f: ResolvedFile, partial: string) => Effect.Effect<{ readonly staged: JobFile["staged"]; readonly headerBytes: number; readonly snapshot: unknown }, E>
+) =>
+  Effect.gen(function*() {
+    const done: Array<JobFile> = []
+    for (const f of files) {
+      const partial = `${f.output}.partial`
+      const r = yield* start(f, partial).pipe(
+        Effect.mapError((e) =>
+          e instanceof JobError ? e : new JobError({
+            detail: (e as { code?: string }).code === "EEXIST" || fs.existsSync(partial) ? `${f.given}.partial exists: another job writes ${f.given} (or an earlier one was cancelled: remove it)` : `${f.given}: ${(e as Error).message}`,
+            exitCode: (e as { code?: string }).code === "EEXIST" || fs.existsSync(partial) ? 2 : exitCodeOf(e) === 1 ? 4 : exitCodeOf(e)
+          })
+        ),
+        Effect.tapError(() => Effect.sync(() => {
+          for (const d of done) removeStaged(d)
+        }))
+      )
+      done.push({ source: f.source, identity: f.identity, output: partial, ...r })
+    }
+    return done
+  })
+
+/**
+ * Starts the job whose outputs are staged: if the cluster does not take it (database down,
+ * interrupted), the staged files go, so the same command can simply be run again.
  */
 const submitStaged = (payload: JobPayload) =>
   JobWorkflow.execute(payload, { discard: true }).pipe(
     Effect.map((id) => ({ id, payload })),
-    Effect.onExit((exit) => exit._tag === "Success" ? Effect.void : Effect.sync(() => removeStaged(payload)))
+    Effect.onExit((exit) => exit._tag === "Success" ? Effect.void : Effect.sync(() => {
+      for (const f of payload.files) removeStaged(f)
+    }))
   )
 
-/** Absolute paths (every runner gets them), the output refusals, the source's identity. */
-const resolveJob = (options: { readonly source: string; readonly output: string; readonly keyFile: string }) =>
-  Effect.gen(function*() {
-    const source = nodePath.resolve(options.source)
-    const output = nodePath.resolve(options.output)
-    const keyFile = nodePath.resolve(options.keyFile)
-    yield* checkOutput(options.output, output, source, keyFile)
-    const identity = yield* ChunkInput.statIdentity(source).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: 4 })))
-    return { source, output, keyFile, identity }
-  })
-
-/** Refusals shared by both directions: an existing output, or one that is a file the job reads. */
-const checkOutput = (given: string, output: string, source: string, keyFile: string) =>
-  fs.existsSync(output)
-    ? Effect.fail(new JobError({ detail: `${given} exists (cluster jobs never replace a file)`, exitCode: 2 }))
-    : output === source || output === keyFile
-    ? Effect.fail(new JobError({ detail: `${given} is a file this job reads`, exitCode: 2 }))
-    : Effect.void
-
-/**
- * Starts decrypting the AGCM v2 file `source` into `output` (staged as `output.partial`,
- * 0600, published once every segment authenticated). The header is read and authenticated
- * here with `keyFile` (another key: JobError exit 3, nothing created). A chunk that fails
- * authentication fails the job naming it; the staged plaintext is then removed.
- */
-export const startDecrypt = (options: {
+/** A file of a job, resolved: absolute paths (every runner gets them), the source's identity; `given` is the output as the user wrote it. */
+interface ResolvedFile {
   readonly source: string
   readonly output: string
+  readonly given: string
+  readonly identity: JobFile["identity"]
+  readonly resume?: unknown
+}
+
+/** Absolute paths, the output refusals (checked for every file before anything is created), the sources' identities. */
+const resolveJob = (options: { readonly files: ReadonlyArray<FileRequest>; readonly keyFile: string }) =>
+  Effect.gen(function*() {
+    if (options.files.length === 0) return yield* new JobError({ detail: "no file to work on", exitCode: 2 })
+    const keyFile = nodePath.resolve(options.keyFile)
+    const sources = new Set(options.files.map((f) => nodePath.resolve(f.source)))
+    const outputs = new Set<string>()
+    const files: Array<ResolvedFile> = []
+    for (const f of options.files) {
+      const source = nodePath.resolve(f.source)
+      const output = nodePath.resolve(f.output)
+      if (fs.existsSync(output)) return yield* new JobError({ detail: `${f.output} exists (cluster jobs never replace a file)`, exitCode: 2 })
+      if (sources.has(output) || output === keyFile) return yield* new JobError({ detail: `${f.output} is a file this job reads`, exitCode: 2 })
+      if (outputs.has(output)) return yield* new JobError({ detail: `${f.output} is the output of two files of this job`, exitCode: 2 })
+      outputs.add(output)
+      const identity = yield* ChunkInput.statIdentity(source).pipe(Effect.mapError((e) => new JobError({ detail: e.message, exitCode: 4 })))
+      files.push({ source, output, given: f.output, identity, ...(f.resume === undefined ? {} : { resume: f.resume }) })
+    }
+    return { files, keyFile }
+  })
+
+/**
+ * Starts decrypting the AGCM v2 files `files` (each `source` into its `output`, staged as
+ * `output.partial`, 0600, published once every segment of the job authenticated) as one
+ * job. Each header is read and authenticated here with `keyFile` (another key: JobError
+ * exit 3, nothing created). A chunk that fails authentication fails the job naming it; the
+ * staged plaintext is then removed.
+ */
+export const startDecrypt = (options: {
+  readonly files: ReadonlyArray<FileRequest>
   readonly keyFile: string
   readonly segmentBytes?: number
 }) =>
   Effect.gen(function*() {
-    const { source, output, keyFile, identity } = yield* resolveJob(options)
+    const { files, keyFile } = yield* resolveJob(options)
+    const key = yield* readKey(keyFile).pipe(Effect.mapError((detail) => new JobError({ detail: `--key ${detail}`, exitCode: 2 })))
+    let chunkSize = 0
+    const staged = yield* stageAll(files, (f, partial) =>
+      Effect.gen(function*() {
+        const framing = yield* headerOf(f, key, options.keyFile)
+        if (chunkSize !== 0 && framing.chunkBytes - 16 !== chunkSize) return yield* new JobError({ detail: `${f.source}: its chunks are ${framing.chunkBytes - 16} bytes, the job's first file's ${chunkSize}: submit them as separate jobs`, exitCode: 2 })
+        chunkSize = framing.chunkBytes - 16
+        const created = yield* Effect.try({
+          try: () => {
+            const fd = fs.openSync(partial, "wx", 0o600)
+            try {
+              return stagedOf(fd)
+            } finally {
+              fs.closeSync(fd)
+            }
+          },
+          catch: (e) => e
+        })
+        return { staged: created, headerBytes: framing.headerBytes, snapshot: null }
+      })
+    ).pipe(Effect.ensuring(Effect.sync(() => key.fill(0))))
+    const payload: JobPayload = { job: randomUUID(), op: "decrypt", files: staged, keyFile, chunkSize, segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, submittedAt: Date.now() }
+    return yield* submitStaged(payload)
+  })
+
+/** Reads and authenticates an AGCM v2 file's header with `key`: its framing (header and sealed chunk bytes). */
+const headerOf = (f: ResolvedFile, key: Uint8Array, keyGiven: string) =>
+  Effect.gen(function*() {
     const head = yield* Effect.try({
       try: () => {
-        const fd = fs.openSync(source, "r")
+        const fd = fs.openSync(f.source, "r")
         try {
-          const b = Buffer.alloc(Math.min(MAX_HEADER_BYTES, identity.size))
+          const b = Buffer.alloc(Math.min(MAX_HEADER_BYTES, f.identity.size))
           return new Uint8Array(b.buffer, b.byteOffset, fs.readSync(fd, b, 0, b.length, 0))
         } finally {
           fs.closeSync(fd)
         }
       },
-      catch: (e) => new JobError({ detail: `${options.source}: ${(e as Error).message}`, exitCode: 4 })
+      catch: (e) => new JobError({ detail: `${f.source}: ${(e as Error).message}`, exitCode: 4 })
     })
-    const key = yield* readKey(keyFile).pipe(Effect.mapError((detail) => new JobError({ detail: `--key ${detail}`, exitCode: 2 })))
     // agcm-decrypt's own init parses the header and authenticates it with the key.
-    const p = agcmDecrypt({ key, workers: 1 })
-    const init = yield* p.init({ input: source, inputSize: identity.size, chunkBytes: 0, readHeader: (n) => Effect.succeed(head.subarray(0, n)), resume: undefined }).pipe(
-      Effect.mapError((e) => new JobError({ detail: `${options.source}: ${(e as Error).message}${(e as { _tag?: string })._tag === "HeaderAuthFailed" ? ` (--key ${options.keyFile})` : ""}`, exitCode: 3 })),
-      Effect.ensuring(p.close?.() ?? Effect.void),
-      Effect.ensuring(Effect.sync(() => key.fill(0)))
+    const p = agcmDecrypt({ key: new Uint8Array(key), workers: 1 })
+    const init = yield* p.init({ input: f.source, inputSize: f.identity.size, chunkBytes: 0, readHeader: (n) => Effect.succeed(head.subarray(0, n)), resume: undefined }).pipe(
+      Effect.mapError((e) => new JobError({ detail: `${f.source}: ${(e as Error).message}${(e as { _tag?: string })._tag === "HeaderAuthFailed" ? ` (--key ${keyGiven})` : ""}`, exitCode: 3 })),
+      Effect.ensuring(p.close?.() ?? Effect.void)
     )
     const framing = init?.framing
-    if (framing === undefined) return yield* new JobError({ detail: `${options.source}: not an AGCM v2 file (cluster jobs do not read legacy v1 streams)`, exitCode: 2 })
-    const partial = `${output}.partial`
-    const staged = yield* Effect.try({
-      try: () => {
-        const fd = fs.openSync(partial, "wx", 0o600)
-        try {
-          return stagedOf(fd)
-        } finally {
-          fs.closeSync(fd)
-        }
-      },
-      catch: (e: unknown) => new JobError({ detail: (e as { code?: string }).code === "EEXIST" ? `${options.output}.partial exists: another job writes ${options.output} (or an earlier one was cancelled: remove it)` : `${partial}: ${(e as Error).message}`, exitCode: (e as { code?: string }).code === "EEXIST" ? 2 : 4 })
-    })
-    const payload: JobPayload = {
-      job: randomUUID(),
-      op: "decrypt",
-      source,
-      identity,
-      output: partial,
-      staged,
-      keyFile,
-      chunkSize: framing.chunkBytes - 16,
-      headerBytes: framing.headerBytes,
-      snapshot: null,
-      segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
-      submittedAt: Date.now()
-    }
-    return yield* submitStaged(payload)
+    if (framing === undefined) return yield* new JobError({ detail: `${f.source}: not an AGCM v2 file (cluster jobs do not read legacy v1 streams)`, exitCode: 2 })
+    return framing
   })
 
 /** Where a job stands. `done`/`failed` count segments; `result` is set once the job ended. */
@@ -173,8 +206,10 @@ export interface JobStatus {
   readonly id: string
   readonly kind: "file" | "backup"
   readonly source: string
-  /** The output file, or for a backup the backup directory. */
+  /** The output file, or for a backup the backup directory (several files: up to three, then how many more; see `files`). */
   readonly output: string
+  /** A file job: each file's source and output. */
+  readonly files?: ReadonlyArray<{ readonly source: string; readonly output: string }>
   /** Bytes the job reads (a file job: plaintext; a backup: the files not unchanged). */
   readonly bytes: number
   readonly segments: number
@@ -295,7 +330,7 @@ export const startBackup = (options: {
 /** A job's segments as status reads them: which part of the job each is, and its bytes. */
 const segmentsOfJob = (f: Found) =>
   f.kind === "file"
-    ? planOf(f.payload).segments.map((s) => ({ part: `chunks ${s.firstChunk}..${s.firstChunk + s.chunks - 1}`, bytes: plainBytesOf(f.payload, s) }))
+    ? planOf(f.payload).segments.map((s) => ({ part: `${f.payload.files[s.file].source}, chunks ${s.firstChunk}..${s.firstChunk + s.chunks - 1}`, bytes: plainBytesOf(f.payload, s) }))
     : (() => {
       const { files, segments } = segmentsOf(f.payload)
       return segments.map((pieces) => ({
@@ -326,8 +361,9 @@ export const status = (id: string, found?: Found) =>
     return {
       id,
       kind: f.kind,
-      source: f.kind === "file" ? f.payload.source : f.payload.plan.source.path,
-      output: f.kind === "file" ? finalName(f.payload.output) : f.payload.dir,
+      source: f.kind === "file" ? listed(f.payload.files.map((x) => x.source)) : f.payload.plan.source.path,
+      output: f.kind === "file" ? listed(f.payload.files.map((x) => finalName(x.output))) : f.payload.dir,
+      ...(f.kind === "file" ? { files: f.payload.files.map((x) => ({ source: x.source, output: finalName(x.output) })) } : {}),
       bytes,
       runners,
       running: result === undefined ? runners.reduce((n, r) => n + r.running, 0) : 0,
@@ -338,10 +374,13 @@ export const status = (id: string, found?: Found) =>
       doneBytes,
       failed,
       result,
-      snapshot: f.kind === "file" ? f.payload.snapshot : null,
+      snapshot: f.kind === "file" ? (f.payload.files.length === 1 ? f.payload.files[0].snapshot : f.payload.files.map((x) => x.snapshot)) : null,
       ...(f.kind === "backup" && ended?._tag === "Success" ? { backup: ended.value as BackupResult } : {})
     } satisfies JobStatus
   })
+
+/** Paths for a line of text: up to three, then how many more. */
+const listed = (paths: ReadonlyArray<string>) => paths.length <= 3 ? paths.join(", ") : `${paths.slice(0, 3).join(", ")} and ${paths.length - 3} more`
 
 const errorText = (exit: { readonly _tag: "Failure"; readonly cause: unknown } | { readonly _tag: string; readonly cause?: unknown }): string => {
   const cause = exit.cause as { reasons?: ReadonlyArray<{ _tag: string; error?: unknown; defect?: unknown }> } | undefined
@@ -378,7 +417,7 @@ export const cancel = (id: string) =>
   Effect.gen(function*() {
     const f = yield* findJob(id)
     const ended: Option.Option<Workflow.Result<unknown, unknown>> = f.kind === "file" ? yield* JobWorkflow.poll(id) : yield* BackupJobWorkflow.poll(id)
-    const what = f.kind === "file" ? `published ${finalName(f.payload.output)}` : `wrote its snapshot to ${f.payload.dir}`
+    const what = f.kind === "file" ? `published ${listed(f.payload.files.map((x) => finalName(x.output)))}` : `wrote its snapshot to ${f.payload.dir}`
     // A cancelled backup job that had not stopped when it was cancelled: its store is handed back now.
     if (f.kind === "backup" && Option.isSome(ended) && ended.value._tag === "Complete" && ended.value.exit._tag === "Failure" && Store.heldBy(f.payload.dir) === id) {
       yield* Effect.sync(() => Store.releaseJobLock(f.payload.dir, id))
@@ -391,11 +430,13 @@ export const cancel = (id: string) =>
     if (f.kind === "file") {
       const p = f.payload
       yield* JobWorkflow.interrupt(id)
-      for (const s of planOf(p).segments) yield* SegmentWorkflow.interrupt(yield* SegmentWorkflow.executionId({ ...p, index: s.index }))
+      for (const [index] of planOf(p).segments.entries()) yield* SegmentWorkflow.interrupt(yield* segmentId(p.job, index))
       // Segments not started yet see the job ended and write nothing; any still writing write
-      // into this job's staged file only (checked on their descriptor), which goes now.
-      yield* Effect.sync(() => removeStaged(p))
-      return { kind: f.kind, removed: p.output, outcome: "cancelled" as const }
+      // into this job's staged files only (checked on their descriptor), which go now.
+      yield* Effect.sync(() => {
+        for (const x of p.files) removeStaged(x)
+      })
+      return { kind: f.kind, removed: listed(p.files.map((x) => x.output)), outcome: "cancelled" as const }
     }
     const p = f.payload
     yield* BackupJobWorkflow.interrupt(id)

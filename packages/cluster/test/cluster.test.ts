@@ -39,7 +39,15 @@ const prepare = async (name: string, size: number, segmentBytes: number) => {
   const identity = await Effect.runPromise(ChunkInput.statIdentity(source))
   const output = path.join(dir, `${name}.agcm.partial`)
   const seal = await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output, key: { key }, chunkSize, resume: p.snapshot!() }))
-  const payload = { job: `job-${crypto.randomUUID()}`, op: "encrypt" as const, submittedAt: Date.now(), source, identity, output, staged: seal.staged, keyFile, chunkSize, headerBytes: seal.headerBytes, snapshot: seal.snapshot, segmentBytes }
+  const payload: Cluster.JobPayload = {
+    job: `job-${crypto.randomUUID()}`,
+    op: "encrypt",
+    submittedAt: Date.now(),
+    files: [{ source, identity, output, staged: seal.staged, headerBytes: seal.headerBytes, snapshot: seal.snapshot }],
+    keyFile,
+    chunkSize,
+    segmentBytes
+  }
   return { key, payload, output, reference }
 }
 
@@ -128,7 +136,7 @@ describe("a job on two runners", () => {
     for (let round = 0; round < 5; round++) {
       const output = path.join(dir, `big-${round}.agcm`)
       const killed = await Effect.runPromise(Effect.gen(function*() {
-        const { id } = yield* Job.startEncrypt({ source, output, keyFile, resume: p.snapshot!() })
+        const { id } = yield* Job.startEncrypt({ files: [{ source, output, resume: p.snapshot!() }], keyFile })
         const segments = Cluster.planOf((yield* Job.payloadOf(id))).segments.length
         // Killed once `threshold` segments are done: from the first to the third-last.
         const threshold = 1 + next(segments - 3)

@@ -130,7 +130,7 @@ describe("planPieces (backup segments)", () => {
     expect(Plan.planPieces([400, 600, 1], S)).toEqual([[{ file: 0, start: 0, end: 400 }, { file: 1, start: 0, end: 600 }], [{ file: 2, start: 0, end: 1 }]])
     fc.assert(fc.property(fc.array(fc.nat({ max: 5000 }), { maxLength: 60 }), fc.integer({ min: 1, max: 3000 }), (sizes, s) => {
       checkPieces(sizes, s)
-    }), { numRuns: 300 })
+    }), { numRuns: 150 })
   })
 
   it("gathers at most MAX_PIECES files in a segment, and refuses a segment size that is not a positive whole number", () => {

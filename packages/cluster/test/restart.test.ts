@@ -47,7 +47,7 @@ describe("a database restart", () => {
     const output = path.join(dir, "a.agcm")
     const client = Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })
     const s = await Effect.runPromise(Effect.gen(function*() {
-      const { id } = yield* Job.startEncrypt({ source, output, keyFile, segmentBytes: 512 * 1024, resume: p.snapshot!() })
+      const { id } = yield* Job.startEncrypt({ files: [{ source, output, resume: p.snapshot!() }], keyFile, segmentBytes: 512 * 1024 })
       for (;;) {
         const now = yield* Job.status(id)
         expect(now.result, "the job ended before the restart").toBeUndefined()

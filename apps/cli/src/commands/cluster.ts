@@ -34,14 +34,18 @@ const submitFlags = {
 }
 
 const encryptFlags = {
-  input: Argument.String("input").pipe(Argument.withDescription("File to encrypt, on a filesystem every runner sees")),
-  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Output file (default INPUT.agcm); staged as OUT.partial, never replaces a file"), Flag.optional),
+  input: Argument.String("input").pipe(Argument.withDescription("Files to encrypt, on a filesystem every runner sees (one job for all)"), Argument.atLeast(1)),
+  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Output file, with one input (default INPUT.agcm for each); staged as OUT.partial, never replaces a file"), Flag.optional),
   ...submitFlags
 }
 
 const decryptFlags = {
-  input: Argument.String("input").pipe(Argument.withDescription("AGCM v2 file to decrypt, on a filesystem every runner sees")),
-  output: Flag.String("output").pipe(Flag.withAlias("o"), Flag.withDescription("Output file; staged as OUT.partial (0600), published only once every chunk authenticated")),
+  input: Argument.String("input").pipe(Argument.withDescription("AGCM v2 files to decrypt, on a filesystem every runner sees (one job for all)"), Argument.atLeast(1)),
+  output: Flag.String("output").pipe(
+    Flag.withAlias("o"),
+    Flag.withDescription("Output file, with one input (default: each INPUT without its .agcm); staged as OUT.partial (0600), published only once every chunk authenticated"),
+    Flag.optional
+  ),
   ...submitFlags
 }
 
@@ -87,9 +91,9 @@ export const clusterCommandWith = (h: ClusterHandlers) =>
       Command.make("submit").pipe(
         Command.withDescription("Start a job on the cluster"),
         Command.withSubcommands([
-          Command.make("encrypt", encryptFlags, h.submitEncrypt).pipe(Command.withDescription("Encrypt a file across the cluster's runners (AGCM v2, byte-identical to cage encrypt)")),
+          Command.make("encrypt", encryptFlags, h.submitEncrypt).pipe(Command.withDescription("Encrypt files across the cluster's runners, one job (AGCM v2, byte-identical to cage encrypt)")),
           Command.make("decrypt", decryptFlags, h.submitDecrypt).pipe(
-            Command.withDescription("Decrypt an AGCM file across the cluster's runners (a damaged chunk fails the job, naming it; nothing is published)")
+            Command.withDescription("Decrypt AGCM files across the cluster's runners, one job (a damaged chunk fails the job, naming it; nothing is published)")
           ),
           Command.make("backup", backupFlags, h.submitBackup).pipe(
             Command.withDescription("Back up a directory into the chunk store across the cluster's runners (one generation, as cage backup create writes; restore and verify it with cage backup)")

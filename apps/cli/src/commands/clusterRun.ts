@@ -62,7 +62,10 @@ const submit = (
       if (segmentBytes !== undefined && segmentBytes < 1) return yield* new UserFacing({ detail: `--segment-size ${Option.getOrElse(f.segmentSize, () => "")}: expected a size such as 64MiB`, exitCode: 2 })
       const started = yield* start(c, segmentBytes)
       if (!f.wait) {
-        if (f.json) yield* printJson({ job: started.id, output: started.found.kind === "file" ? c.Cluster.finalName(started.found.payload.output) : started.found.payload.dir })
+        if (f.json) {
+          const outputs = started.found.kind === "file" ? started.found.payload.files.map((x) => c.Cluster.finalName(x.output)) : [started.found.payload.dir]
+          yield* printJson({ job: started.id, output: outputs.join(", "), outputs })
+        }
         else yield* Effect.sync(() => process.stdout.write(`${started.id}\n`))
         return
       }
@@ -121,9 +124,19 @@ const summary = (s: Cluster.Job.JobStatus) => ({
   ...(s.etaSeconds !== undefined ? { etaSeconds: Math.round(s.etaSeconds) } : {}),
   state: s.result === undefined ? "running" : s.result.ok ? "done" : "failed",
   ...(s.result !== undefined && !s.result.ok ? { error: s.result.error, exitCode: s.result.exitCode } : {}),
-  ...(s.kind === "file" ? { snapshot: s.snapshot } : {}),
+  ...(s.kind === "file" ? { files: s.files, snapshot: s.snapshot } : {}),
   ...(s.backup !== undefined ? { backup: s.backup } : {})
 })
+
+/** Each input with its output: `-o` with one input, else `defaultOf(input)`; `-o` with several inputs is refused. */
+const requests = (inputs: ReadonlyArray<string>, output: Option.Option<string>, defaultOf: (input: string) => Effect.Effect<string, UserFacing>) =>
+  Option.isSome(output) && inputs.length > 1
+    ? Effect.fail(new UserFacing({ detail: `-o names one output, but ${inputs.length} files were given: leave -o out (each FILE gets its own output)`, exitCode: 2 }))
+    : Effect.forEach(inputs, (source) => Option.isSome(output) ? Effect.succeed({ source, output: output.value }) : Effect.map(defaultOf(source), (o) => ({ source, output: o })))
+
+/** A job's files for the one-line note `submit --wait` prints. */
+const describe = (files: ReadonlyArray<{ readonly source: string; readonly output: string }>) =>
+  files.length === 1 ? { input: files[0].source, output: files[0].output } : { input: `${files.length} files`, output: `${files.map((x) => x.output).slice(0, 3).join(", ")}${files.length > 3 ? ", …" : ""}` }
 
 /** A started file job as `submit` takes it. */
 const asFile = <E, R>(e: Effect.Effect<{ readonly id: string; readonly payload: Cluster.Cluster.JobPayload }, E, R>) =>
@@ -142,11 +155,19 @@ export const clusterHandlers: ClusterHandlers = {
       // Runs until interrupted: Ctrl-C (or SIGTERM) closes the layer, which hands its shards over.
       return yield* Layer.launch(c.Cluster.runnerLayer(address, options, Option.isSome(f.maxSegments) ? { maxSegments: f.maxSegments.value } : {}))
     }),
-  submitEncrypt: (f) => {
-    const output = Option.getOrElse(f.output, () => `${f.input}.agcm`)
-    return submit({ ...f, output }, (c, segmentBytes) => c.Job.startEncrypt({ source: f.input, output, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) }).pipe(asFile))
-  },
-  submitDecrypt: (f) => submit(f, (c, segmentBytes) => c.Job.startDecrypt({ source: f.input, output: f.output, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) }).pipe(asFile)),
+  submitEncrypt: (f) =>
+    Effect.gen(function*() {
+      const files = yield* requests(f.input, f.output, (input) => Effect.succeed(`${input}.agcm`))
+      return yield* submit({ ...f, ...describe(files) }, (c, segmentBytes) => c.Job.startEncrypt({ files, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) }).pipe(asFile))
+    }),
+  submitDecrypt: (f) =>
+    Effect.gen(function*() {
+      const files = yield* requests(f.input, f.output, (input) =>
+        input.endsWith(".agcm") && input.length > 5
+          ? Effect.succeed(input.slice(0, -5))
+          : Effect.fail(new UserFacing({ detail: `${input} does not end in .agcm: give -o OUT (with one input), or rename it`, exitCode: 2 })))
+      return yield* submit({ ...f, ...describe(files) }, (c, segmentBytes) => c.Job.startDecrypt({ files, keyFile: f.key, ...(segmentBytes ? { segmentBytes } : {}) }).pipe(asFile))
+    }),
   submitBackup: (f) =>
     Effect.gen(function*() {
       const settings = yield* loadSettings
