@@ -103,7 +103,7 @@ describe("cage cluster", () => {
     expect(fs.existsSync(path.join(dir, "h.out.partial"))).toBe(false)
   }, 120_000)
 
-  it("several files are one job: each published beside its source and read back; refusals come before anything is created", () => {
+  it("several files are one job: each published beside its source and read back; a refusal of any file leaves nothing behind", () => {
     const key = path.join(dir, "k.key")
     const sizes = [0, 1_500_000, 3 * 1024 * 1024 + 3]
     const inputs = sizes.map((size, i) => {

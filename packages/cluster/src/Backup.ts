@@ -175,7 +175,7 @@ export const backupSegmentLayer = (options: RunnerOptions) => {
         const runner = options.name ?? "?"
         const first = p.pieces[0]
         const where = `segment ${p.index} (${p.pieces.length === 1 ? first.path : `${p.pieces.length} files from ${first.path}`}) on runner ${runner}`
-        const ended = yield* BackupJobWorkflow.poll(p.jobId)
+        const ended = yield* retryStorage(BackupJobWorkflow.poll(p.jobId))
         if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment stores nothing`)
         const r = yield* withStore(p.dir, p.keyFile, where, (store) =>
           retryIo(Store.storePieces(store, p.pieces, { job: p.jobId })).pipe(

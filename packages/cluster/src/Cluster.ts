@@ -149,7 +149,7 @@ const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions) =>
     const { segment, file: f } = p
     const where = `segment ${p.index} (${f.source}, chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}) on runner ${options.name ?? "?"}`
     // A segment left over from a job that already ended (failed, cancelled) does nothing.
-    const ended = yield* JobWorkflow.poll(p.jobId)
+    const ended = yield* retryStorage(JobWorkflow.poll(p.jobId))
     if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment writes nothing`)
     const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${e}`, exitCode: 2 })))
     const work = p.op === "encrypt"
@@ -163,41 +163,39 @@ const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions) =>
   })
 
 /**
- * Publishes a job's outputs once every segment is done: every source must still be the file
- * the job planned (checked for all before any is published), then each `OUT.partial` is
- * fsynced and linked to its final name (never over an existing file), the partial name
- * removed and the directory fsynced. Idempotent: run again after a crash, it finds the
- * outputs already published.
+ * Publishes a job's outputs once every segment is done, all or none as far as a check can
+ * tell, and uninterruptibly (a cancel waits for it): first every source must still be the
+ * file the job planned, every final name free (or already this job's, after a crash), every
+ * `OUT.partial` the file this job staged, and each is fsynced; only then is each linked to
+ * its final name (never over an existing file), its partial name removed, and each directory
+ * fsynced. Idempotent: run again after a crash, it finds the outputs already published.
  */
 const publish = (p: JobPayload) =>
   Activity.make({
     name: "publish",
     success: Schema.Array(Schema.String),
     error: JobFailure,
-    execute: Effect.gen(function*() {
+    execute: Effect.uninterruptible(Effect.gen(function*() {
       for (const f of p.files) {
         if (finalName(f.output) === f.output) return yield* fail(`the job's output ${f.output} must be named OUT.partial (it is published as OUT)`, 2)
         yield* sourceUnchanged(f.source, f.identity).pipe(
           Effect.mapError((e): JobFailure => ({ message: e._tag === "InputChanged" ? `${f.source} changed while the job ran (${e.detail}): nothing published` : e.message, exitCode: 4 }))
         )
       }
-      return yield* Effect.forEach(p.files, publishFile)
-    })
+      const pending = yield* Effect.forEach(p.files, prepareFile)
+      return yield* Effect.forEach(p.files, (f, i) => pending[i] ? linkFile(f) : Effect.succeed(finalName(f.output)))
+    }))
   })
 
-/** Publishes one staged output (see {@link publish}). */
-const publishFile = (f: JobFile) => {
+/** Phase one of {@link publish} for one file: false when it is already published; else checked and fsynced (true). */
+const prepareFile = (f: JobFile) => {
   const final = finalName(f.output)
   return Effect.try({
     try: () => {
       // Run again after a crash: already published (the partial name gone), or crashed
       // between link and unlink (both names, one file).
-      if (!fs.existsSync(f.output) && isStaged(final, f.staged)) return final
-      if (fs.existsSync(final)) {
-        if (!isStaged(final, f.staged)) throw new Error(`${final} exists: it is not this job's output, and is left as it is`)
-        fs.unlinkSync(f.output)
-        return final
-      }
+      if (!fs.existsSync(f.output) && isStaged(final, f.staged)) return false
+      if (fs.existsSync(final) && !isStaged(final, f.staged)) throw new Error(`${final} exists: it is not this job's output, and is left as it is; nothing published`)
       if (!isStaged(f.output, f.staged)) throw new Error(`${f.output} is not the file this job staged (replaced, or removed by a cancel): nothing published`)
       const fd = fs.openSync(f.output, "r")
       try {
@@ -205,7 +203,18 @@ const publishFile = (f: JobFile) => {
       } finally {
         fs.closeSync(fd)
       }
-      fs.linkSync(f.output, final)
+      return true
+    },
+    catch: (e): JobFailure => ({ message: `publish ${final}: ${(e as Error).message}`, exitCode: 4 })
+  })
+}
+
+/** Phase two of {@link publish} for one file: linked to its final name, the partial name removed, the directory fsynced. */
+const linkFile = (f: JobFile) => {
+  const final = finalName(f.output)
+  return Effect.try({
+    try: () => {
+      if (!fs.existsSync(final)) fs.linkSync(f.output, final)
       fs.unlinkSync(f.output)
       const d = fs.openSync(nodePath.dirname(final), "r")
       try {

@@ -20,7 +20,7 @@ import { list as listCopies, Store } from "@cage/backup"
 import { backupJobId, BackupJobWorkflow, BackupPayload, type BackupResult, backupSegmentId, BackupSegmentWorkflow, isDirectory, segmentsOf } from "./Backup.js"
 import * as Progress from "./Progress.js"
 import { finalName, type JobFile, JobPayload, JobWorkflow, planOf, plainBytesOf, readKey, retryStorage, segmentId, SegmentWorkflow } from "./Cluster.js"
-import { removeStaged, stagedOf, startOutput } from "./Segment.js"
+import { isStaged, removeStaged, stagedOf, startOutput } from "./Segment.js"
 
 /** A job request the user got wrong, or a job that does not exist. `exitCode` 2 (usage), 3 (not found). */
 export class JobError extends Data.TaggedError("JobError")<{ readonly detail: string; readonly exitCode: number }> {
@@ -79,13 +79,16 @@ const stageAll = <E>(
     for (const f of files) {
       const partial = `${f.output}.partial`
       const r = yield* start(f, partial).pipe(
-        Effect.mapError((e) =>
-          e instanceof JobError ? e : new JobError({
-            detail: (e as { code?: string }).code === "EEXIST" || fs.existsSync(partial) ? `${f.given}.partial exists: another job writes ${f.given} (or an earlier one was cancelled: remove it)` : `${f.given}: ${(e as Error).message}`,
-            exitCode: (e as { code?: string }).code === "EEXIST" || fs.existsSync(partial) ? 2 : exitCodeOf(e) === 1 ? 4 : exitCodeOf(e)
+        Effect.mapError((e) => {
+          if (e instanceof JobError) return e
+          const exists = (e as { code?: unknown }).code === "EEXIST" || (e as { reason?: unknown }).reason === "AlreadyExists"
+          return new JobError({
+            detail: exists ? `${f.given}.partial exists: another job writes ${f.given} (or an earlier one was cancelled: remove it)` : `${f.given}: ${(e as Error).message}`,
+            exitCode: exists ? 2 : exitCodeOf(e) === 1 ? 4 : exitCodeOf(e)
           })
-        ),
-        Effect.tapError(() => Effect.sync(() => {
+        }),
+        // Failed or interrupted (Ctrl-C): the files staged so far go too.
+        Effect.onError(() => Effect.sync(() => {
           for (const d of done) removeStaged(d)
         }))
       )
@@ -99,12 +102,24 @@ const stageAll = <E>(
  * interrupted), the staged files go, so the same command can simply be run again.
  */
 const submitStaged = (payload: JobPayload) =>
-  JobWorkflow.execute(payload, { discard: true }).pipe(
-    Effect.map((id) => ({ id, payload })),
-    Effect.onExit((exit) => exit._tag === "Success" ? Effect.void : Effect.sync(() => {
-      for (const f of payload.files) removeStaged(f)
-    }))
-  )
+  Effect.gen(function*() {
+    const id = yield* JobWorkflow.executionId(payload)
+    return yield* JobWorkflow.execute(payload, { discard: true }).pipe(
+      Effect.as({ id, payload }),
+      // Failed or interrupted after the request may have been stored: the files stay if the job exists.
+      Effect.onExit((exit) =>
+        exit._tag === "Success" ? Effect.void : findJob(id).pipe(
+          Effect.matchEffect({
+            onSuccess: () => Effect.void,
+            onFailure: (e) => e.detail.startsWith("no job") ? Effect.sync(() => {
+              for (const f of payload.files) removeStaged(f)
+            }) : Effect.void
+          }),
+          Effect.ignore
+        )
+      )
+    )
+  })
 
 /** A file of a job, resolved: absolute paths (every runner gets them), the source's identity; `given` is the output as the user wrote it. */
 interface ResolvedFile {
@@ -401,69 +416,75 @@ const errorCode = (exit: { readonly _tag: string; readonly cause?: unknown }): n
 
 /**
  * Cancels a job: interrupts the job and each of its segments (segments run detached, so
- * each is interrupted itself). A file job's `OUT.partial` is removed (ciphertext only;
- * nothing is published). A backup job's store lock is released once the job has stopped
- * (`outcome` `"cancelled"`: no generation; what its segments stored stays staged, unseen,
- * until `cage backup prune`); if its commit finished first, `"committed"` (the generation
- * is written); if the job has not stopped within 60 s (its runner died: the shard moves
- * first), `"pending"`: the store stays the job's, and `cancel` run again once the job has
- * stopped hands it back (`"released"`). With no live runner
- * (none with a heartbeat in the last 15 s) nothing can be running the job: the store's lock
- * goes at once. A segment a runner
- * is working on at that moment may still finish: into the removed file, or into packs no
- * snapshot uses. Refuses (JobError exit 2) a job that already ended.
+ * each is interrupted itself), then hands back what it holds: a file job's staged outputs
+ * are removed (nothing is published), a backup job's store lock is released (no generation;
+ * what its segments stored stays staged, unseen, until `cage backup prune`). While some
+ * segment is not done this happens at once (the last step cannot be running); once all are
+ * done, the job is waited for (up to 60 s): `outcome` `"finished"` if its publish or commit
+ * ended first (the outputs or the generation are written), `"pending"` if it has not stopped
+ * (its shard moving after a runner died): `cancel` run again later hands back what it holds
+ * (`"released"`). A segment a runner is working on at that moment may still finish: into
+ * the removed file, or into packs no snapshot uses. Refuses (JobError exit 2) a job that
+ * already ended.
  */
 export const cancel = (id: string) =>
   Effect.gen(function*() {
     const f = yield* findJob(id)
     const ended: Option.Option<Workflow.Result<unknown, unknown>> = f.kind === "file" ? yield* JobWorkflow.poll(id) : yield* BackupJobWorkflow.poll(id)
     const what = f.kind === "file" ? `published ${listed(f.payload.files.map((x) => finalName(x.output)))}` : `wrote its snapshot to ${f.payload.dir}`
-    // A cancelled backup job that had not stopped when it was cancelled: its store is handed back now.
-    if (f.kind === "backup" && Option.isSome(ended) && ended.value._tag === "Complete" && ended.value.exit._tag === "Failure" && Store.heldBy(f.payload.dir) === id) {
-      yield* Effect.sync(() => Store.releaseJobLock(f.payload.dir, id))
-      return { kind: f.kind, removed: undefined, outcome: "released" as const }
+    // A job cancelled while it could not stop yet (`"pending"`), ended since: what it held goes now.
+    if (Option.isSome(ended) && ended.value._tag === "Complete" && ended.value.exit._tag === "Failure") {
+      if (f.kind === "backup" && Store.heldBy(f.payload.dir) === id) {
+        yield* Effect.sync(() => Store.releaseJobLock(f.payload.dir, id))
+        return { kind: f.kind, removed: undefined, outcome: "released" as const }
+      }
+      const left = f.kind === "file" ? f.payload.files.filter((x) => isStaged(x.output, x.staged)) : []
+      if (left.length > 0) {
+        yield* Effect.sync(() => {
+          for (const x of left) removeStaged(x)
+        })
+        return { kind: f.kind, removed: listed(left.map((x) => x.output)), outcome: "released" as const }
+      }
     }
     if (Option.isSome(ended) && ended.value._tag === "Complete") {
       const how = ended.value.exit._tag === "Success" ? `finished and ${what}` : `ended (${errorText(ended.value.exit)})`
       return yield* new JobError({ detail: `job ${id} already ${how}: nothing to cancel`, exitCode: 2 })
     }
     if (f.kind === "file") {
-      const p = f.payload
       yield* JobWorkflow.interrupt(id)
-      for (const [index] of planOf(p).segments.entries()) yield* SegmentWorkflow.interrupt(yield* segmentId(p.job, index))
+      for (const [index] of planOf(f.payload).segments.entries()) yield* SegmentWorkflow.interrupt(yield* segmentId(f.payload.job, index))
+    } else {
+      yield* BackupJobWorkflow.interrupt(id)
+      for (const [index] of segmentsOf(f.payload).segments.entries()) yield* BackupSegmentWorkflow.interrupt(yield* backupSegmentId(f.payload.job, index))
+    }
+    // The job's last step (publish; a backup's commit) starts only once every segment is
+    // done, and is uninterruptible. While a segment is not done (its row says so before the
+    // job can see its result) that step cannot be running: what the job holds goes at once.
+    // Otherwise the job is waited for, so a publish or commit in progress ends first.
+    const progress = yield* Progress.read(id)
+    const done = [...progress.runners.values()].reduce((n, r) => n + r.done, 0)
+    if (done >= segmentsOfJob(f).length) {
+      let stopped = false
+      for (let waited = 0; waited < cancelWaitMs && !stopped; waited += 250) {
+        const now: Option.Option<Workflow.Result<unknown, unknown>> = f.kind === "file" ? yield* retryStorage(JobWorkflow.poll(id)) : yield* retryStorage(BackupJobWorkflow.poll(id))
+        if (Option.isSome(now) && now.value._tag === "Complete") {
+          if (now.value.exit._tag === "Success") return { kind: f.kind, removed: undefined, outcome: "finished" as const }
+          stopped = true
+        } else yield* Effect.sleep(250)
+      }
+      if (!stopped) return { kind: f.kind, removed: undefined, outcome: "pending" as const }
+    }
+    if (f.kind === "file") {
       // Segments not started yet see the job ended and write nothing; any still writing write
       // into this job's staged files only (checked on their descriptor), which go now.
       yield* Effect.sync(() => {
-        for (const x of p.files) removeStaged(x)
+        for (const x of f.payload.files) removeStaged(x)
       })
-      return { kind: f.kind, removed: listed(p.files.map((x) => x.output)), outcome: "cancelled" as const }
+      return { kind: f.kind, removed: listed(f.payload.files.map((x) => x.output)), outcome: "cancelled" as const }
     }
-    const p = f.payload
-    yield* BackupJobWorkflow.interrupt(id)
-    for (const [index] of segmentsOf(p).segments.entries()) yield* BackupSegmentWorkflow.interrupt(yield* backupSegmentId(p.job, index))
-    // The store's lock goes only once the job has stopped: its commit (uninterruptible) may
-    // be running, and must not write a generation into a store another writer holds. With
-    // no live runner nothing can be running it: the lock goes at once.
-    const sql = yield* SqlClient.SqlClient
-    const live = yield* sql<{ n: string }>`SELECT count(*) AS n FROM cluster_runners WHERE last_heartbeat > NOW() - INTERVAL '15 seconds'`.pipe(
-      Effect.map((rows) => Number(rows[0]?.n ?? 0)),
-      Effect.orElseSucceed(() => 1)
-    )
-    if (live === 0 && !Store.committed(p.dir, id)) {
-      yield* Effect.sync(() => Store.releaseJobLock(p.dir, id))
-      return { kind: f.kind, removed: undefined, outcome: "cancelled" as const }
-    }
-    for (let waited = 0; waited < cancelWaitMs; waited += 250) {
-      const now = yield* BackupJobWorkflow.poll(id)
-      if (Option.isSome(now) && now.value._tag === "Complete") {
-        if (Store.committed(p.dir, id)) return { kind: f.kind, removed: undefined, outcome: "committed" as const }
-        yield* Effect.sync(() => Store.releaseJobLock(p.dir, id))
-        return { kind: f.kind, removed: undefined, outcome: "cancelled" as const }
-      }
-      yield* Effect.sleep(250)
-    }
-    return { kind: f.kind, removed: undefined, outcome: "pending" as const }
+    yield* Effect.sync(() => Store.releaseJobLock(f.payload.dir, id))
+    return { kind: f.kind, removed: undefined, outcome: "cancelled" as const }
   })
 
-/** How long `cancel` waits for a backup job to stop before it gives up waiting (ms): the store stays the job's until `cancel` runs again. */
+/** How long `cancel` waits for a job whose segments are all done to stop (ms); past it, what the job holds stays until `cancel` runs again. */
 const cancelWaitMs = 60_000

@@ -7,7 +7,9 @@
  * segment (150,000 for a 10 TB job), and can say what is running where.
  *
  * The rows are a view for people, not the job's truth: the job itself waits for its
- * segments' stored workflow results. A segment run again after its runner died is written
+ * segments' stored workflow results. A `done` row is final (a late write from a runner
+ * that lost the segment's shard never turns it back), so the counts only grow, and a
+ * segment's row is `done` before the job can see its result. A segment run again after its runner died is written
  * again by its new runner; until then its row names the dead runner as `running`.
  *
  * @module
@@ -37,7 +39,8 @@ const write = (jobId: string, segment: number, runner: string, state: "running" 
     const now = Date.now()
     yield* sql`INSERT INTO cage_segments (job_id, segment, runner, state, bytes, error, updated_at)
       VALUES (${jobId}, ${segment}, ${runner}, ${state}, ${bytes}, ${error}, ${now})
-      ON CONFLICT (job_id, segment) DO UPDATE SET runner = EXCLUDED.runner, state = EXCLUDED.state, bytes = EXCLUDED.bytes, error = EXCLUDED.error, updated_at = EXCLUDED.updated_at`
+      ON CONFLICT (job_id, segment) DO UPDATE SET runner = EXCLUDED.runner, state = EXCLUDED.state, bytes = EXCLUDED.bytes, error = EXCLUDED.error, updated_at = EXCLUDED.updated_at
+      WHERE cage_segments.state <> 'done'`
   }).pipe(Effect.orDie, retryStorage)
 
 /**

@@ -48,6 +48,10 @@ export const startOutput = (options: { readonly source: string; readonly size: n
         try {
           fs.writeSync(fd, header, 0, header.length, 0)
           return stagedOf(fd)
+        } catch (e) {
+          // Created here, so ours to remove: a half-made staged file would block the next run.
+          fs.rmSync(options.output, { force: true })
+          throw e
         } finally {
           fs.closeSync(fd)
         }

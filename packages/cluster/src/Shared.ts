@@ -98,9 +98,13 @@ export const retryStorage = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Ef
   })
 
 
+/** The `IoError` reasons a rerun can get past (see {@link retryIo}). */
+const passing = new Set(["Unknown", "NoSpace", "Busy"])
+
 /**
- * Runs a segment's work again when it fails with an I/O error (`IoError`: a network
- * filesystem's hiccup, a full disk freed meanwhile), after `delayMs` and then twice that,
+ * Runs a segment's work again when it fails with an I/O error that can pass (`IoError` of
+ * reason `Unknown`, `NoSpace` or `Busy`: a network filesystem's hiccup, a full disk freed
+ * meanwhile; never a missing file, a permission or a directory), after `delayMs` and then twice that,
  * up to `attempts` runs in all; any other failure (a changed source, a damaged chunk, a
  * store the job no longer holds) is final at once. Segments are idempotent (positional
  * writes; a backup segment removes its packs on failure), so a rerun is safe. The final
@@ -113,11 +117,12 @@ export const retryIo = <A, E, R>(effect: Effect.Effect<A, E, R>, options: { read
       const exit = yield* Effect.exit(effect)
       if (exit._tag === "Success") return exit.value
       const error = Cause.findErrorOption(exit.cause)
-      const io = Option.isSome(error) && (error.value as { readonly _tag?: unknown })._tag === "IoError"
-      if (!io) return yield* exit
+      const e = Option.isSome(error) ? error.value as { readonly _tag?: unknown; readonly reason?: unknown } : undefined
+      // Only what can pass: not a missing file, a permission or a directory where a file should be.
+      if (e?._tag !== "IoError" || !passing.has(e.reason as string)) return yield* exit
       if (attempt >= attempts) {
-        const e = error.value as { readonly message: string; readonly exitCode?: number }
-        return yield* Effect.fail({ _tag: "IoError", message: `${e.message} (${attempt} attempts)`, exitCode: e.exitCode } as E)
+        const last = e as { readonly message: string; readonly exitCode?: number }
+        return yield* Effect.fail({ _tag: "IoError", message: `${last.message} (${attempt} attempts)`, exitCode: last.exitCode } as E)
       }
       yield* Effect.sleep((options.delayMs ?? 1000) * 2 ** (attempt - 1))
     }

@@ -173,16 +173,24 @@ describe("a backup job on three runners", () => {
     const src = path.join(dir, "cancelled")
     fs.mkdirSync(src)
     for (let i = 0; i < 6; i++) writeRandom(path.join(src, `f${i}.bin`), 3 * MiB)
-    const keyFile = path.join(dir, "store.key")
+    const keyFile = path.join(dir, "cancel.key")
+    fs.writeFileSync(keyFile, `cage-key-1:${crypto.randomBytes(32).toString("base64url")}\n`, { mode: 0o600 })
     const backups = path.join(dir, "cancel-backups")
     const client = Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })
     const r = await Effect.runPromise(Effect.gen(function*() {
       const { id } = yield* Job.startBackup({ source: src, dir: backups, keyFile, segmentBytes: 4 * MiB })
       // Every segment pauses 1.5 s before it reads: the commit cannot have started yet.
       const cancelled = yield* Job.cancel(id)
-      return { id, cancelled, status: yield* Job.status(id) }
+      // The lock went at once (segments not done: the commit cannot be running); the job stops soon after.
+      const heldAfterCancel = Store.heldBy(backups)
+      for (;;) {
+        const status = yield* Job.status(id)
+        if (status.result !== undefined) return { id, cancelled, status, heldAfterCancel }
+        yield* Effect.sleep(250)
+      }
     }).pipe(Effect.provide(client), Effect.timeout("120 seconds")))
     expect(r.cancelled.outcome).toBe("cancelled")
+    expect(r.heldAfterCancel).toBeUndefined()
     expect(r.status.result).toMatchObject({ ok: false, exitCode: 130 })
     expect(Store.committed(backups, r.id)).toBe(false)
     expect(fs.existsSync(path.join(backups, "lock"))).toBe(false)

@@ -34,8 +34,10 @@ describe("retryIo", () => {
     expect(error.error.message).toMatch(/^\/mnt\/nfs\/out\.partial: write failed: .*\(3 attempts\)$/)
   })
 
-  it("never reruns any other failure: a changed source, a damaged chunk", async () => {
-    for (const e of [{ _tag: "InputChanged", message: "changed" }, { _tag: "ChunkAuthFailed", message: "chunk 3" }]) {
+  it("never reruns what cannot pass: a changed source, a damaged chunk, a missing file, a permission", async () => {
+    const notFound = new IoError({ reason: "NotFound", operation: "open", path: "/mnt/nfs/in.bin", detail: "ENOENT" })
+    const denied = new IoError({ reason: "PermissionDenied", operation: "open", path: "/mnt/nfs/out.partial", detail: "EACCES" })
+    for (const e of [{ _tag: "InputChanged", message: "changed" }, { _tag: "ChunkAuthFailed", message: "chunk 3" }, notFound, denied]) {
       const f = flaky([e])
       const exit = await Effect.runPromiseExit(retryIo(f.work, { delayMs: 1 }))
       expect(f.runs()).toBe(1)

@@ -200,14 +200,15 @@ export const clusterHandlers: ClusterHandlers = {
     asClient(f.db, (c) =>
       Effect.gen(function*() {
         const r = yield* c.Job.cancel(f.job)
-        const text = r.removed !== undefined
-          ? `job ${f.job} cancelled; ${r.removed} removed, nothing published`
-          : r.outcome === "committed"
-          ? `job ${f.job} had already written its generation when it stopped: nothing cancelled`
+        const held = r.kind === "file" ? "its staged outputs" : "the backup store"
+        const text = r.outcome === "finished"
+          ? `job ${f.job} had already ${r.kind === "file" ? "published its outputs" : "written its generation"} when it stopped: nothing cancelled`
           : r.outcome === "pending"
-          ? `job ${f.job} is asked to stop, but has not stopped yet (its shard may be moving to another runner): the backup store stays held until it has; run cage cluster cancel ${f.job} again then to hand it back`
+          ? `job ${f.job} is asked to stop, but has not stopped yet (its shard may be moving to another runner): ${held} stay until it has; run cage cluster cancel ${f.job} again then`
           : r.outcome === "released"
-          ? `job ${f.job} had stopped; the backup store it held is handed back`
+          ? `job ${f.job} had stopped; ${r.removed !== undefined ? `${r.removed} removed` : "the backup store it held is handed back"}`
+          : r.removed !== undefined
+          ? `job ${f.job} cancelled; ${r.removed} removed, nothing published`
           : `job ${f.job} cancelled; no generation written (cage backup prune removes what its segments stored)`
         yield* note(f.quiet, text)
       })
