@@ -144,7 +144,7 @@ describe("cage cluster", () => {
     expect([r.code, r.stderr]).toEqual([2, `cage: error: ${inputs[1]} does not end in .agcm: give -o OUT (with one input), or rename it\n`])
   }, 120_000)
 
-  it("refuses in the user's terms: an output that exists or is being written, a bad key file, a missing input, a bad --db, an unknown job", () => {
+  it("refuses in the user's terms: an output that exists or is being written, a bad key file, a missing input, a bad --db (unreachable, no such database), an unknown job", async () => {
     const src = path.join(dir, "b.bin")
     writeRandom(src, 100_000)
     const key = path.join(dir, "k.key")
@@ -170,6 +170,13 @@ describe("cage cluster", () => {
     expect(r.stderr).not.toContain("secret")
     r = cage(["cluster", "status", "0123456789abcdef", "--db", `postgres://cage@${pg.host}:${pg.port}/postgres?sslmode=require`])
     expect([r.code, r.stderr]).toEqual([2, "cage: error: --db: connection parameters (password, sslmode, …) are not supported yet: use postgres://USER@HOST:PORT/DATABASE\n"])
+    // A server that is not there, and one without that database: the user's --db, exit 4, no internal error.
+    const closed = await Postgres.freePort()
+    r = cage(["cluster", "status", "0123456789abcdef", "--db", `postgres://cage@127.0.0.1:${closed}/postgres`])
+    expect([r.code, r.stderr]).toEqual([4, `cage: error: --db postgres://cage@127.0.0.1:${closed}/postgres: cannot use the cluster's PostgreSQL (PgConnection: Failed to connect: connect ECONNREFUSED 127.0.0.1:${closed})\n`])
+    r = cage(["cluster", "submit", "encrypt", src, "-o", path.join(dir, "d.agcm"), "--key", key, "--db", `postgres://${pg.username}@${pg.host}:${pg.port}/nosuchdb`])
+    expect(r.code).toBe(4)
+    expect(r.stderr).toMatch(/^cage: error: --db postgres:\/\/\S+\/nosuchdb: cannot use the cluster's PostgreSQL \(.*database "nosuchdb" does not exist\)\n$/)
     for (const out of ["d.agcm", "d.agcm.partial", "none.agcm.partial"]) expect(fs.existsSync(path.join(dir, out))).toBe(false)
   }, 60_000)
 

@@ -11,7 +11,7 @@
  * @module
  */
 import { NodeClusterSocket } from "@effect/platform-node"
-import { exitCodeOf } from "@cage/core"
+import { ChunkOutput, exitCodeOf } from "@cage/core"
 import { PgClient } from "@effect/sql-pg"
 import { Cause, Effect, Layer, Option, Schema, Semaphore } from "effect"
 import { ClusterWorkflowEngine, RunnerAddress } from "effect/cluster"
@@ -25,7 +25,7 @@ import { awaitSegments, fail, JobFailure, readKey, retryIo, retryStorage, type R
 export { awaitSegments, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
 import * as Progress from "./Progress.js"
-import { decryptSegment, encryptSegment, isStaged, removeStaged, sourceUnchanged } from "./Segment.js"
+import { decryptSegment, encryptSegment, isStaged, removeStaged, sourceUnchanged, syncFile } from "./Segment.js"
 
 const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
 
@@ -190,22 +190,21 @@ const publish = (p: JobPayload) =>
 /** Phase one of {@link publish} for one file: false when it is already published; else checked and fsynced (true). */
 const prepareFile = (f: JobFile) => {
   const final = finalName(f.output)
-  return Effect.try({
-    try: () => {
-      // Run again after a crash: already published (the partial name gone), or crashed
-      // between link and unlink (both names, one file).
-      if (!fs.existsSync(f.output) && isStaged(final, f.staged)) return false
-      if (fs.existsSync(final) && !isStaged(final, f.staged)) throw new Error(`${final} exists: it is not this job's output, and is left as it is; nothing published`)
-      if (!isStaged(f.output, f.staged)) throw new Error(`${f.output} is not the file this job staged (replaced, or removed by a cancel): nothing published`)
-      const fd = fs.openSync(f.output, "r")
-      try {
-        fs.fsyncSync(fd)
-      } finally {
-        fs.closeSync(fd)
-      }
-      return true
-    },
-    catch: (e): JobFailure => ({ message: `publish ${final}: ${(e as Error).message}`, exitCode: 4 })
+  const failure = (e: unknown): JobFailure => ({ message: `publish ${final}: ${(e as Error).message}`, exitCode: 4 })
+  return Effect.gen(function*() {
+    const pending = yield* Effect.try({
+      try: () => {
+        // Run again after a crash: already published (the partial name gone), or crashed
+        // between link and unlink (both names, one file).
+        if (!fs.existsSync(f.output) && isStaged(final, f.staged)) return false
+        if (fs.existsSync(final) && !isStaged(final, f.staged)) throw new Error(`${final} exists: it is not this job's output, and is left as it is; nothing published`)
+        if (!isStaged(f.output, f.staged)) throw new Error(`${f.output} is not the file this job staged (replaced, or removed by a cancel): nothing published`)
+        return true
+      },
+      catch: failure
+    })
+    if (pending) yield* syncFile(f.output).pipe(Effect.mapError(failure))
+    return pending
   })
 }
 
@@ -216,16 +215,9 @@ const linkFile = (f: JobFile) => {
     try: () => {
       if (!fs.existsSync(final)) fs.linkSync(f.output, final)
       fs.unlinkSync(f.output)
-      const d = fs.openSync(nodePath.dirname(final), "r")
-      try {
-        fs.fsyncSync(d)
-      } finally {
-        fs.closeSync(d)
-      }
-      return final
     },
     catch: (e): JobFailure => ({ message: `publish ${final}: ${(e as Error).message}`, exitCode: 4 })
-  })
+  }).pipe(Effect.andThen(ChunkOutput.syncDirectory(nodePath.dirname(final))), Effect.as(final))
 }
 
 /** The final name of a job output staged as `OUT.partial`. */

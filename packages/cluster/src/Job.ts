@@ -22,8 +22,12 @@ import * as Progress from "./Progress.js"
 import { finalName, type JobFile, JobPayload, JobWorkflow, planOf, plainBytesOf, readKey, retryStorage, segmentId, SegmentWorkflow } from "./Cluster.js"
 import { isStaged, removeStaged, stagedOf, startOutput } from "./Segment.js"
 
-/** A job request the user got wrong, or a job that does not exist. `exitCode` 2 (usage), 3 (not found). */
-export class JobError extends Data.TaggedError("JobError")<{ readonly detail: string; readonly exitCode: number }> {
+/**
+ * A job request the user got wrong, or a job that does not exist. `exitCode` 2 (usage), 3
+ * (not found, or a key that does not open the input), 4 (I/O), 6 (busy). `reason`
+ * `NoSuchJob`: the cluster holds no job of that id (`findJob`).
+ */
+export class JobError extends Data.TaggedError("JobError")<{ readonly detail: string; readonly exitCode: number; readonly reason?: "NoSuchJob" }> {
   override get message() {
     return this.detail
   }
@@ -111,7 +115,7 @@ const submitStaged = (payload: JobPayload) =>
         exit._tag === "Success" ? Effect.void : findJob(id).pipe(
           Effect.matchEffect({
             onSuccess: () => Effect.void,
-            onFailure: (e) => e.detail.startsWith("no job") ? Effect.sync(() => {
+            onFailure: (e) => e.reason === "NoSuchJob" ? Effect.sync(() => {
               for (const f of payload.files) removeStaged(f)
             }) : Effect.void
           }),
@@ -269,7 +273,7 @@ export const findJob = (id: string) =>
     const rows = yield* sql<{ message_id: string; payload: string }>`SELECT message_id, payload FROM cluster_messages WHERE message_id IN (${file}, ${`Workflow/cage/backup-job/${id}/run/`})`.pipe(
       Effect.mapError((e) => new JobError({ detail: `reading the cluster's tables: ${e.message}`, exitCode: 4 }))
     )
-    if (rows.length === 0) return yield* new JobError({ detail: `no job ${id} in this cluster`, exitCode: 3 })
+    if (rows.length === 0) return yield* new JobError({ detail: `no job ${id} in this cluster`, exitCode: 3, reason: "NoSuchJob" })
     const unreadable = () => new JobError({ detail: `job ${id}: its stored request is not a Cage job this version reads`, exitCode: 3 })
     return rows[0].message_id === file
       ? { kind: "file", payload: yield* decodePayload(rows[0].payload).pipe(Effect.mapError(unreadable)) } satisfies Found
@@ -333,7 +337,7 @@ export const startBackup = (options: {
         exit._tag === "Success" ? Effect.void : findJob(id).pipe(
           Effect.matchEffect({
             onSuccess: () => Effect.void,
-            onFailure: (e) => e.detail.startsWith("no job") ? Effect.sync(() => Store.releaseJobLock(dir, id)) : Effect.void
+            onFailure: (e) => e.reason === "NoSuchJob" ? Effect.sync(() => Store.releaseJobLock(dir, id)) : Effect.void
           }),
           Effect.ignore
         )

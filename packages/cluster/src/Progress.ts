@@ -18,7 +18,7 @@ import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
 import { type JobFailure, retryStorage } from "./Shared.js"
 
-/** Creates `cage_segments` where missing (runners at start, clients before reading). Two processes racing to create it: the loser's error is ignored. */
+/** Creates `cage_segments` where missing (every runner and client layer, as it starts). Two processes racing to create it: the loser's error is ignored. */
 export const ensureTable = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   yield* sql`CREATE TABLE IF NOT EXISTS cage_segments (
@@ -63,7 +63,7 @@ export const tracked = <A, R>(jobId: string, segment: number, runner: string, by
 /** A job's progress: per runner, its segments running and done (and their bytes); the failed segments with their errors (at most `maxFailed`, lowest first). */
 export const read = (jobId: string, maxFailed = 20) =>
   Effect.gen(function*() {
-    yield* ensureTable
+    // No `ensureTable` here: every client and runner layer creates the table as it starts.
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql<{ runner: string; state: string; n: string; bytes: string }>`SELECT runner, state, count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM cage_segments WHERE job_id = ${jobId} GROUP BY runner, state`
     const failed = yield* sql<{ segment: number; error: string | null }>`SELECT segment, error FROM cage_segments WHERE job_id = ${jobId} AND state = 'failed' ORDER BY segment LIMIT ${maxFailed}`

@@ -126,6 +126,28 @@ const openPair = (source: string, output: string, staged: StagedFile) =>
   })
 
 /**
+ * fdatasync of a segment's output descriptor on libuv's thread pool, not the event loop: a
+ * runner works on several segments at once, and while one segment's bytes go to disk the
+ * next one is sealed (a blocking fdatasync left that core idle; the cluster's throughput
+ * bench measures it). A segment is `done` only once its bytes are durable: a machine that
+ * crashes after reporting it must not leave a hole that the job's publish would link.
+ */
+const datasync = (fd: number, output: string) =>
+  // Uninterruptible: the caller closes `fd` right after, never under an fdatasync in flight
+  // (the descriptor number could be reused meanwhile).
+  Effect.uninterruptible(Effect.callback<void, IoError>((resume) => {
+    fs.fdatasync(fd, (e) => resume(e ? Effect.fail(fromSystemError("sync", output, e)) : Effect.void))
+  }))
+
+/** Makes `path`'s written bytes durable (fdatasync off the event loop, see {@link datasync}). */
+export const syncFile = (path: string) =>
+  Effect.acquireUseRelease(
+    Effect.try({ try: () => fs.openSync(path, "r"), catch: (e) => fromSystemError("open", path, e) }),
+    (fd) => datasync(fd, path),
+    (fd) => Effect.sync(() => fs.closeSync(fd))
+  )
+
+/**
  * Fails with `InputChanged` unless `source` is still the file `identity` describes: same
  * size, modification and status-change times, inode. The device number is not compared: on
  * a shared filesystem (NFS, CephFS) each machine numbers the mount differently.
@@ -185,7 +207,7 @@ export const encryptSegment = (options: {
       input: source,
       output
     }).pipe(
-      Effect.andThen(Effect.try({ try: () => fs.fdatasyncSync(fds.out), catch: (e) => fromSystemError("sync", output, e) })),
+      Effect.andThen(datasync(fds.out, output)),
       Effect.ensuring(Effect.sync(() => {
         fs.closeSync(fds.input)
         fs.closeSync(fds.out)
@@ -242,7 +264,7 @@ export const decryptSegment = (options: {
         input: source,
         output
       })
-      yield* Effect.try({ try: () => fs.fdatasyncSync(fds.out), catch: (e) => fromSystemError("sync", output, e) })
+      yield* datasync(fds.out, output)
     })
     yield* run.pipe(
       Effect.ensuring(Effect.sync(() => {

@@ -43,12 +43,30 @@ const parseListen = (text: string) => {
     : Effect.succeed({ host: m[1], port: Number(m[2]) })
 }
 
+/**
+ * A database failure that ends a command (PostgreSQL not running there, no such database or
+ * role), said in the user's terms, naming `--db`: exit 4. Effect's cluster raises it as a
+ * defect (`SqlError`), which would otherwise be reported as a bug in cage.
+ */
+const databaseErrors = (url: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | UserFacing, R> =>
+  Effect.catchCause(effect, (cause) => {
+    const sql = cause.reasons
+      .map((r) => r._tag === "Fail" ? r.error : r._tag === "Die" ? r.defect : undefined)
+      .find((e) => (e as { _tag?: unknown } | undefined)?._tag === "SqlError") as { readonly message?: string; readonly cause?: { readonly message?: string; readonly code?: string } } | undefined
+    if (sql === undefined) return Effect.failCause(cause) as Effect.Effect<never, E | UserFacing>
+    // The driver's own reason is at the end of the cause chain (ECONNREFUSED, `database "x" does not exist`).
+    let why: { readonly message?: string; readonly code?: string; readonly cause?: unknown } = sql
+    while (typeof why.cause === "object" && why.cause !== null) why = why.cause
+    const reason = why === sql ? "" : `: ${why.code !== undefined && !String(why.message).includes(why.code) ? `${why.code} ` : ""}${why.message ?? ""}`
+    return Effect.fail(new UserFacing({ detail: `--db ${url}: cannot use the cluster's PostgreSQL (${sql.message ?? "SqlError"}${reason})`, exitCode: 4 }))
+  })
+
 /** Runs `effect` as a cluster client of `url` (it submits and reads; it runs no segment). */
 const asClient = <A, E, R>(url: string, effect: (c: typeof Cluster) => Effect.Effect<A, E, R>): Effect.Effect<A, unknown> =>
   Effect.gen(function*() {
     const c = yield* load
     const options = yield* parseDb(url)
-    return yield* (effect(c) as Effect.Effect<A, E, never>).pipe(Effect.provide(c.Cluster.clientLayer(options)))
+    return yield* (effect(c) as Effect.Effect<A, E, never>).pipe(Effect.provide(c.Cluster.clientLayer(options)), databaseErrors(url))
   })
 
 /** Submits a job (`start`), then prints its id, or with `--wait` follows it to its end. */
@@ -84,7 +102,9 @@ const waitAndReport = (c: typeof Cluster, id: string, found: Cluster.Job.Found, 
     let s = yield* c.Job.status(id, found)
     bar.start(s.bytes, 0)
     while (s.result === undefined) {
-      yield* Effect.sleep(500)
+      // Every 250 ms for a live bar; every 100 ms once every segment is done, when only the
+      // job's publish (or commit) is left: a short job's end is not held up by the wait.
+      yield* Effect.sleep(s.doneBytes >= s.bytes ? 100 : 250)
       s = yield* c.Job.status(id, found)
       bar.update(s.doneBytes, 0)
     }
@@ -153,7 +173,7 @@ export const clusterHandlers: ClusterHandlers = {
       yield* setInterruptNote("this runner stopped; its shards and segments move to the other runners")
       process.stderr.write(`cage: cluster runner on ${f.listen}, database ${options.host}:${options.port}/${options.database}; Ctrl-C stops it (its segments move to the other runners)\n`)
       // Runs until interrupted: Ctrl-C (or SIGTERM) closes the layer, which hands its shards over.
-      return yield* Layer.launch(c.Cluster.runnerLayer(address, options, Option.isSome(f.maxSegments) ? { maxSegments: f.maxSegments.value } : {}))
+      return yield* Layer.launch(c.Cluster.runnerLayer(address, options, Option.isSome(f.maxSegments) ? { maxSegments: f.maxSegments.value } : {})).pipe(databaseErrors(f.db))
     }),
   submitEncrypt: (f) =>
     Effect.gen(function*() {
