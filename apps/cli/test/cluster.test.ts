@@ -142,6 +142,21 @@ describe("cage cluster", () => {
     for (const i of inputs) expect(fs.readFileSync(path.join(back, path.basename(i))).equals(fs.readFileSync(i))).toBe(true)
     r = submit(["decrypt", inputs[1]])
     expect([r.code, r.stderr]).toEqual([2, `cage: error: ${inputs[1]} does not end in .agcm: give -o OUT (with one input), or rename it\n`])
+    // A later file refused while the job stages its outputs (not AGCM; another key's file):
+    // the output staged for the file before it goes too, and no job is submitted.
+    const later = path.join(dir, "later")
+    fs.mkdirSync(later)
+    fs.copyFileSync(`${inputs[1]}.agcm`, path.join(later, "good.agcm"))
+    fs.writeFileSync(path.join(later, "plain.agcm"), "not an AGCM file: just a line of text that is long enough to hold a header\n".repeat(4))
+    const otherKey = path.join(later, "other.key")
+    expect(cage(["keygen", "-o", otherKey, "-q"]).code).toBe(0)
+    expect(cage(["encrypt", inputs[1], "-o", path.join(later, "foreign.agcm"), "--key", otherKey, "-q"]).code).toBe(0)
+    r = submit(["decrypt", path.join(later, "good.agcm"), path.join(later, "plain.agcm")])
+    expect([r.code, r.stderr]).toEqual([3, `cage: error: ${path.join(later, "plain.agcm")}: not an AGCM file: no AGCM magic\n`])
+    r = submit(["decrypt", path.join(later, "good.agcm"), path.join(later, "foreign.agcm")])
+    expect(r.code).toBe(3)
+    expect(r.stderr).toMatch(new RegExp(`^cage: error: ${path.join(later, "foreign.agcm").replace(/[.]/g, "\\.")}: .*\\(--key ${key.replace(/[.]/g, "\\.")}\\)\n$`))
+    expect(fs.readdirSync(later).sort()).toEqual(["foreign.agcm", "good.agcm", "other.key", "plain.agcm"])
   }, 120_000)
 
   it("refuses in the user's terms: an output that exists or is being written, a bad key file, a missing input, a bad --db (unreachable, no such database), an unknown job", async () => {
@@ -212,6 +227,25 @@ describe("cage cluster", () => {
     expect(w.stderr).toMatch(new RegExp(`^cage: error: job ${job} failed: segment \\d+ \\(${src.replace(/[.]/g, "\\.")}, chunks \\d+\\.\\.\\d+\\) on runner 127\\.0\\.0\\.1:\\d+: ${src.replace(/[.]/g, "\\.")} changed while it was being read \\(size in bytes: was 3145728, now 3145741`))
     expect(fs.existsSync(`${src}.agcm`)).toBe(false)
     expect(fs.existsSync(`${src}.agcm.partial`)).toBe(false)
+  }, 60_000)
+
+  it("publish is all or nothing: a later file's final name taken while the job ran fails the job before any output is published, and that file is left as it is", async () => {
+    for (const r of runners.splice(0)) r.kill("SIGTERM")
+    const key = path.join(dir, "k.key")
+    const srcs = ["p1.bin", "p2.bin"].map((n) => path.join(dir, n))
+    for (const src of srcs) writeRandom(src, 2 * 1024 * 1024 + 5)
+    const r = cage(["cluster", "submit", "encrypt", ...srcs, "--key", key, "--db", db, "--segment-size", "1MiB"])
+    expect([r.code, r.stderr]).toEqual([0, ""])
+    const job = r.stdout.toString().trim()
+    fs.writeFileSync(`${srcs[1]}.agcm`, "the user's own file")
+    for (let i = 0; i < 2; i++) runners.push(cageAsync(["cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", db]))
+    const w = cage(["cluster", "status", job, "--db", db, "--wait", "-q"])
+    expect(w.code).toBe(4)
+    expect(w.stderr).toContain(`publish ${srcs[1]}.agcm: ${srcs[1]}.agcm exists: it is not this job's output, and is left as it is; nothing published`)
+    // The first file was ready to publish: it is not, and its staged output went with the job.
+    expect(fs.existsSync(`${srcs[0]}.agcm`)).toBe(false)
+    expect(fs.readFileSync(`${srcs[1]}.agcm`, "utf8")).toBe("the user's own file")
+    for (const src of srcs) expect(fs.existsSync(`${src}.agcm.partial`)).toBe(false)
   }, 60_000)
 
   /** A small tree: files of 0 bytes to 3 MiB in two directories, and a symlink. */

@@ -24,14 +24,13 @@
  */
 import { Store } from "@cage/backup"
 import { exitCodeOf } from "@cage/core"
-import { Cause, Effect, Option, Schema, Semaphore } from "effect"
+import { Cause, Effect, Schema } from "effect"
 import { Activity, Workflow } from "effect/workflow"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as nodePath from "node:path"
 import { awaitSegments, fail, JobFailure, readKey, retryIo, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
-import * as Progress from "./Progress.js"
+import { segmentActivity, slotsOf } from "./SegmentActivity.js"
 
 const Meta = {
   size: Schema.Number,
@@ -164,35 +163,31 @@ const withStore = <A>(dir: string, keyFile: string, where: string, use: (store: 
 
 export const backupSegmentLayer = (options: RunnerOptions) => {
   // Each running segment holds a chunker's staging buffer and up to four packs (about 35 MiB).
-  const slots = Semaphore.makeUnsafe(Math.max(1, options.maxSegments ?? os.availableParallelism()))
-  return BackupSegmentWorkflow.toLayer((p) =>
-    Activity.make({
+  const slots = slotsOf(options)
+  return BackupSegmentWorkflow.toLayer((p) => {
+    const first = p.pieces[0]
+    const bytes = p.pieces.reduce((n, x) => n + x.end - x.start, 0)
+    return segmentActivity({
       name: "store",
       success: BackupSegmentResult,
-      error: JobFailure,
-      execute: Progress.tracked(p.jobId, p.index, options.name ?? "?", p.pieces.reduce((n, x) => n + x.end - x.start, 0), Effect.gen(function*() {
-        if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
-        const runner = options.name ?? "?"
-        const first = p.pieces[0]
-        const where = `segment ${p.index} (${p.pieces.length === 1 ? first.path : `${p.pieces.length} files from ${first.path}`}) on runner ${runner}`
-        const ended = yield* retryStorage(BackupJobWorkflow.poll(p.jobId))
-        if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment stores nothing`)
-        const r = yield* withStore(p.dir, p.keyFile, where, (store) =>
-          retryIo(Store.storePieces(store, p.pieces, { job: p.jobId })).pipe(
-            // (withStore prefixes the message with `where`.)
-            Effect.catchTag("LockBusy", () => fail(`the job no longer holds the store in ${p.dir} (cancelled or ended); this segment stores nothing`, 6))
-          ))
-        return {
-          pieces: r.pieces,
-          bytes: p.pieces.reduce((n, x) => n + x.end - x.start, 0),
-          addedChunks: r.addedChunks,
-          addedBytes: r.addedBytes,
-          storedBytes: r.storedBytes,
-          runner
-        }
-      })).pipe(Semaphore.withPermits(slots, 1))
+      runner: options,
+      slots,
+      jobId: p.jobId,
+      index: p.index,
+      bytes,
+      where: `segment ${p.index} (${p.pieces.length === 1 ? first.path : `${p.pieces.length} files from ${first.path}`})`,
+      jobResult: BackupJobWorkflow.poll(p.jobId),
+      work: (where) =>
+        Effect.gen(function*() {
+          const r = yield* withStore(p.dir, p.keyFile, where, (store) =>
+            retryIo(Store.storePieces(store, p.pieces, { job: p.jobId })).pipe(
+              // (withStore prefixes the message with `where`.)
+              Effect.catchTag("LockBusy", () => fail(`the job no longer holds the store in ${p.dir} (cancelled or ended); this segment stores nothing`, 6))
+            ))
+          return { pieces: r.pieces, bytes, addedChunks: r.addedChunks, addedBytes: r.addedBytes, storedBytes: r.storedBytes, runner: options.name ?? "?" }
+        })
     })
-  )
+  })
 }
 
 /** The snapshot, written once every segment is done; releases the job's lock. */

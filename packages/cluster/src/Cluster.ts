@@ -13,14 +13,14 @@
 import { NodeClusterSocket } from "@effect/platform-node"
 import { ChunkOutput, exitCodeOf } from "@cage/core"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Effect, Layer, Option, Schema, Semaphore } from "effect"
+import { Cause, Effect, Layer, Option, Schema } from "effect"
 import { ClusterWorkflowEngine, RunnerAddress } from "effect/cluster"
 import { Activity, Workflow } from "effect/workflow"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as nodePath from "node:path"
 import * as Backup from "./Backup.js"
 import { awaitSegments, fail, JobFailure, readKey, retryIo, retryStorage, type RunnerOptions } from "./Shared.js"
+import { segmentActivity, slotsOf } from "./SegmentActivity.js"
 
 export { awaitSegments, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
@@ -129,28 +129,29 @@ export const JobWorkflow = Workflow.make("cage/job", {
 
 
 const segmentLayer = (options: RunnerOptions) => {
-  // Bounded memory whatever the job's size: each running segment holds a cipher and its
-  // buffers; a runner owning 1,000 segments' shards runs `maxSegments` of them at a time.
-  const slots = Semaphore.makeUnsafe(Math.max(1, options.maxSegments ?? os.availableParallelism()))
-  return SegmentWorkflow.toLayer((p) =>
-    Activity.make({
+  // Each running segment holds a cipher and its buffers.
+  const slots = slotsOf(options)
+  return SegmentWorkflow.toLayer((p) => {
+    const { segment, file: f } = p
+    return segmentActivity({
       name: "seal",
       success: SegmentResult,
-      error: JobFailure,
-      execute: Progress.tracked(p.jobId, p.index, options.name ?? "?", plainBytesOf(p, p.segment), sealSegment(p, options)).pipe(Semaphore.withPermits(slots, 1))
+      runner: options,
+      slots,
+      jobId: p.jobId,
+      index: p.index,
+      bytes: plainBytesOf(p, segment),
+      where: `segment ${p.index} (${f.source}, chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1})`,
+      jobResult: JobWorkflow.poll(p.jobId),
+      work: (where) => sealSegment(p, options, where)
     })
-  )
+  })
 }
 
-/** One segment's work: sealed (or opened) in place, unless its job has ended. */
-const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions) =>
+/** One segment's work: sealed (or opened) in place; `where` names it in failures. */
+const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions, where: string) =>
   Effect.gen(function*() {
-    if (options.segmentDelayMs !== undefined) yield* Effect.sleep(options.segmentDelayMs)
     const { segment, file: f } = p
-    const where = `segment ${p.index} (${f.source}, chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1}) on runner ${options.name ?? "?"}`
-    // A segment left over from a job that already ended (failed, cancelled) does nothing.
-    const ended = yield* retryStorage(JobWorkflow.poll(p.jobId))
-    if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment writes nothing`)
     const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${e}`, exitCode: 2 })))
     const work = p.op === "encrypt"
       ? encryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, seal: { snapshot: f.snapshot as never, chunkSize: p.chunkSize, headerBytes: f.headerBytes }, segment, staged: f.staged })
