@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The cluster commands' program (bundled as `dist/cluster.cjs`): `cage cluster …` runs it
- * as a child process with the same arguments (see `commands/clusterDelegate.ts`), so the
+ * instead of `cli.cjs` (src/bin.ts), and `cli.cjs` runs it as a child process with the same
+ * arguments when global flags come first (`commands/clusterDelegate.ts`), so the
  * PostgreSQL client and the cluster runtime load only for cluster commands.
  *
  * @module

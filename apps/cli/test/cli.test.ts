@@ -26,6 +26,11 @@ describe("the executable", () => {
     const enc = cage(["encrypt", "--key", key, "-q", "-o", f("x.agcm"), key], { env: { CAGE_CODE_CACHE_REPORT: "1" } })
     expect(enc.code).toBe(0)
     expect(enc.stderr).toContain("code cache accepted")
+    // `cage cluster …` runs the cluster bundle straight from its own cache (src/bin.ts).
+    const cluster = cage(["cluster", "status", "--help"], { env: { CAGE_CODE_CACHE_REPORT: "1" } })
+    expect(cluster.code).toBe(0)
+    expect(cluster.stderr).toContain("code cache accepted")
+    expect(cluster.stdout.toString()).toContain("cage cluster status")
     // Plugins come in through import(), which a script from a code cache cannot call itself.
     fs.mkdirSync(f("node_modules/p-ok"), { recursive: true })
     fs.writeFileSync(f("node_modules/p-ok/package.json"), JSON.stringify({ name: "p-ok", version: "1.2.3", type: "module", exports: "./index.js" }))

@@ -189,6 +189,9 @@ describe("cage cluster", () => {
     const closed = await Postgres.freePort()
     r = cage(["cluster", "status", "0123456789abcdef", "--db", `postgres://cage@127.0.0.1:${closed}/postgres`])
     expect([r.code, r.stderr]).toEqual([4, `cage: error: --db postgres://cage@127.0.0.1:${closed}/postgres: cannot use the cluster's PostgreSQL (PgConnection: Failed to connect: connect ECONNREFUSED 127.0.0.1:${closed})\n`])
+    // The same through the main bundle (a global flag before `cluster`: cli.cjs parses, then runs the cluster bundle as a child).
+    r = cage(["--log-level", "none", "cluster", "status", "0123456789abcdef", "--db", `postgres://cage@127.0.0.1:${closed}/postgres`])
+    expect([r.code, r.stderr]).toEqual([4, `cage: error: --db postgres://cage@127.0.0.1:${closed}/postgres: cannot use the cluster's PostgreSQL (PgConnection: Failed to connect: connect ECONNREFUSED 127.0.0.1:${closed})\n`])
     r = cage(["cluster", "submit", "encrypt", src, "-o", path.join(dir, "d.agcm"), "--key", key, "--db", `postgres://${pg.username}@${pg.host}:${pg.port}/nosuchdb`])
     expect(r.code).toBe(4)
     expect(r.stderr).toMatch(/^cage: error: --db postgres:\/\/\S+\/nosuchdb: cannot use the cluster's PostgreSQL \(.*database "nosuchdb" does not exist\)\n$/)

@@ -13,7 +13,7 @@
 import { NodeClusterSocket } from "@effect/platform-node"
 import { ChunkOutput, exitCodeOf } from "@cage/core"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Effect, Layer, Option, Schema } from "effect"
+import { Cause, Effect, Layer, Option, Schema, Semaphore } from "effect"
 import { ClusterWorkflowEngine, RunnerAddress } from "effect/cluster"
 import { Activity, Workflow } from "effect/workflow"
 import * as fs from "node:fs"
@@ -25,7 +25,7 @@ import { segmentActivity, slotsOf } from "./SegmentActivity.js"
 export { awaitSegments, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
 import * as Progress from "./Progress.js"
-import { decryptSegment, encryptSegment, isStaged, removeStaged, sourceUnchanged, syncFile } from "./Segment.js"
+import { decryptSegment, encryptSegment, isStaged, removeStaged, type SegmentCpu, sourceUnchanged, syncFile } from "./Segment.js"
 
 const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
 
@@ -131,6 +131,9 @@ export const JobWorkflow = Workflow.make("cage/job", {
 const segmentLayer = (options: RunnerOptions) => {
   // Each running segment holds a cipher and its buffers.
   const slots = slotsOf(options)
+  // One segment at a time reads and seals (on every core: Segment.ts cuts it into pieces);
+  // the others of the runner's slots wait for the disk (their fdatasync) meanwhile.
+  const cpu = Semaphore.makeUnsafe(1).withPermits(1)
   return SegmentWorkflow.toLayer((p) => {
     const { segment, file: f } = p
     return segmentActivity({
@@ -143,19 +146,19 @@ const segmentLayer = (options: RunnerOptions) => {
       bytes: plainBytesOf(p, segment),
       where: `segment ${p.index} (${f.source}, chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1})`,
       jobResult: JobWorkflow.poll(p.jobId),
-      work: (where) => sealSegment(p, options, where)
+      work: (where) => sealSegment(p, options, where, cpu)
     })
   })
 }
 
 /** One segment's work: sealed (or opened) in place; `where` names it in failures. */
-const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions, where: string) =>
+const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions, where: string, cpu: SegmentCpu) =>
   Effect.gen(function*() {
     const { segment, file: f } = p
     const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${e}`, exitCode: 2 })))
     const work = p.op === "encrypt"
-      ? encryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, seal: { snapshot: f.snapshot as never, chunkSize: p.chunkSize, headerBytes: f.headerBytes }, segment, staged: f.staged })
-      : decryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, headerBytes: f.headerBytes, segment, staged: f.staged })
+      ? encryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, seal: { snapshot: f.snapshot as never, chunkSize: p.chunkSize, headerBytes: f.headerBytes }, segment, staged: f.staged, cpu })
+      : decryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, headerBytes: f.headerBytes, segment, staged: f.staged, cpu })
     yield* retryIo(work as Effect.Effect<void, unknown>).pipe(
       Effect.mapError((e): JobFailure => ({ message: `${where}: ${(e as { message?: string }).message ?? String(e)}`, exitCode: exitCodeOf(e) })),
       Effect.ensuring(Effect.sync(() => key.fill(0)))

@@ -10,9 +10,11 @@
  * @module
  */
 import { agcmDecrypt, agcmEncrypt, type KeyMaterial, MAX_HEADER_BYTES } from "@cage/agcm"
-import { ChunkInput, ChunkSpec, fromSystemError, InputChanged, type IoError, type JsonValue, type SourceIdentity } from "@cage/core"
+import { ChunkInput, ChunkSpec, type DirectSegment, fromSystemError, InputChanged, type IoError, type JsonValue, type SourceIdentity } from "@cage/core"
 import { Effect } from "effect"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import type { Segment } from "./Plan.js"
 
 /** What every segment of a file needs besides the key: the header's non-secret snapshot (salt, commitment), the chunk size, the header length. */
@@ -22,12 +24,122 @@ export interface FileSeal {
   readonly headerBytes: number
 }
 
+/**
+ * Threads one segment's cipher runs on: the runner's cores (the calling thread is one of
+ * them, agcm's pool has one fewer). A segment is sealed in {@link PIECE_BYTES} pieces on all
+ * of them at once, so one runner uses every core of its machine even with one segment
+ * running (one 64 MiB direct job would run on one thread: a runner measured 370 MB/s).
+ */
+const lanes = () => Math.max(1, os.availableParallelism())
+
+/** A segment's direct jobs: about 1 MiB each, the single-machine engine's segment size. */
+const PIECE_BYTES = 1 << 20
+
+/**
+ * Runs `specs` (consecutive chunks) through `direct` in pieces of about {@link PIECE_BYTES}
+ * input bytes, `2 × lanes` pieces at once (as the engine keeps `inFlight` segments alive):
+ * piece k reads at `at.inputOffset` plus its chunks' offset from the first one, and writes at
+ * `at.outputOffset + (its first index − the first index) × outputChunkBytes`.
+ */
+const directPieces = <E>(
+  direct: (chunks: ReadonlyArray<ChunkSpec.ChunkSpec>, segment: DirectSegment) => Effect.Effect<void, E>,
+  specs: ReadonlyArray<ChunkSpec.ChunkSpec>,
+  at: DirectSegment,
+  outputChunkBytes: number
+) => {
+  const per = Math.max(1, Math.floor(PIECE_BYTES / Math.max(1, specs[0].length)))
+  const pieces: Array<ReadonlyArray<ChunkSpec.ChunkSpec>> = []
+  for (let k = 0; k < specs.length; k += per) pieces.push(specs.slice(k, k + per))
+  const first = specs[0]
+  return Effect.forEach(pieces, (piece) =>
+    direct(piece, {
+      ...at,
+      inputOffset: at.inputOffset + (piece[0].start - first.start),
+      outputOffset: at.outputOffset + (piece[0].index - first.index) * outputChunkBytes
+    }), { concurrency: 2 * lanes(), discard: true })
+}
+
+/** What a cached cipher holds: the processor and what its `init` returned. */
+interface Cipher<P> {
+  readonly p: P
+  readonly init: { readonly header?: Uint8Array | undefined; readonly direct?: { readonly outputChunkBytes: number } | undefined; readonly framing?: { readonly headerBytes: number; readonly chunkBytes: number } | undefined }
+}
+interface Cached<P> extends Cipher<P> {
+  users: number
+  failed: boolean
+  timer: ReturnType<typeof setTimeout> | undefined
+}
+
+/**
+ * Ciphers a runner keeps between its segments of one file. Each cipher starts a pool of
+ * worker threads (about 20 ms of CPU per thread; a passphrase also costs an scrypt run),
+ * and a 1 GiB job has 17 segments. Keyed by a SHA-256 of all a cipher depends on (the key or
+ * passphrase bytes, the header's snapshot, the source's path and identity, the operation),
+ * in this process's memory only. A cipher is closed (its keys wiped, its threads stopped)
+ * {@link CIPHER_IDLE_MS} after its last segment, or as soon as a segment that used it failed:
+ * a failed worker pool stays failed, and nothing is learnt by keeping it.
+ */
+const ciphers = new Map<string, Cached<unknown>>()
+const CIPHER_IDLE_MS = 2000
+
+const cipherId = (op: string, key: KeyMaterial, facts: JsonValue) => {
+  const h = createHash("sha256").update(op).update(JSON.stringify(facts))
+  const k = key as { key?: Uint8Array; passphrase?: Uint8Array; scryptLogN?: number; maxScryptLogN?: number }
+  h.update(k.key ? "key" : "passphrase").update(k.key ?? k.passphrase ?? new Uint8Array(0))
+  h.update(JSON.stringify([k.scryptLogN ?? null, k.maxScryptLogN ?? null]))
+  return h.digest("hex")
+}
+
+const closeCipher = (c: Cached<unknown>) => (c.p as { close?: () => Effect.Effect<void> }).close?.() ?? Effect.void
+
+/**
+ * Runs `use` with the cipher cached under `id`, made by `make` on a miss. See {@link ciphers}.
+ */
+const withCipher = <P, A, E, E2>(id: string, make: Effect.Effect<Cipher<P>, E2>, use: (c: Cipher<P>) => Effect.Effect<A, E>) =>
+  Effect.acquireUseRelease(
+    Effect.suspend(() => {
+      const hit = ciphers.get(id) as Cached<P> | undefined
+      if (hit !== undefined && !hit.failed) {
+        hit.users++
+        clearTimeout(hit.timer)
+        hit.timer = undefined
+        return Effect.succeed(hit)
+      }
+      return make.pipe(Effect.map((made): Cached<P> => {
+        const c: Cached<P> = { ...made, users: 1, failed: false, timer: undefined }
+        ciphers.set(id, c as Cached<unknown>)
+        return c
+      }))
+    }),
+    use,
+    (c, exit) =>
+      Effect.suspend(() => {
+        c.users--
+        if (exit._tag === "Failure") c.failed = true
+        if (c.users > 0) return Effect.void
+        const current = ciphers.get(id) === (c as Cached<unknown>)
+        if (c.failed || !current) {
+          // Failed, or replaced by a cipher made meanwhile by a concurrent miss: not reused.
+          if (current) ciphers.delete(id)
+          return closeCipher(c as Cached<unknown>)
+        }
+        c.timer = setTimeout(() => {
+          if (c.users !== 0 || ciphers.get(id) !== (c as Cached<unknown>)) return
+          ciphers.delete(id)
+          Effect.runFork(closeCipher(c as Cached<unknown>))
+        }, CIPHER_IDLE_MS)
+        c.timer.unref()
+        return Effect.void
+      })
+  )
+
 const initOf = (key: KeyMaterial, chunkSize: number, source: string, size: number, resume: JsonValue | undefined) =>
   Effect.gen(function*() {
-    // One worker: a runner runs several segments at once, each on its own core.
-    const p = agcmEncrypt({ ...key, chunkSize, workers: 1 } as Parameters<typeof agcmEncrypt>[0])
-    const init = (yield* p.init({ input: source, inputSize: size, chunkBytes: chunkSize, readHeader: () => Effect.succeed(new Uint8Array(0)), resume })) ?? {}
-    return { p, init }
+    const p = agcmEncrypt({ ...key, chunkSize, workers: lanes() } as Parameters<typeof agcmEncrypt>[0])
+    const init = yield* p.init({ input: source, inputSize: size, chunkBytes: chunkSize, readHeader: () => Effect.succeed(new Uint8Array(0)), resume }).pipe(
+      Effect.tapError(() => p.close?.() ?? Effect.void)
+    )
+    return { p, init: init ?? {} }
   })
 
 /**
@@ -160,6 +272,20 @@ export const sourceUnchanged = (source: string, identity: SourceIdentity) =>
   })
 
 /**
+ * What runs a segment's CPU part (reading, sealing or opening, writing), and not its
+ * fdatasync: a runner passes one slot of its own (`Cluster.ts`), so that one segment's bytes
+ * go to disk while the next one is sealed on every core. Segments that ran side by side
+ * also reached their fdatasync together, and the cores then waited for the disk.
+ */
+export type SegmentCpu = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+const asIs: SegmentCpu = (effect) => effect
+
+const closePair = (fds: { readonly input: number; readonly out: number }) => {
+  fs.closeSync(fds.input)
+  fs.closeSync(fds.out)
+}
+
+/**
  * Seals `segment`'s chunks of `source` into `output` at their positions. The source must
  * still be the file the job planned (`identity`: size, mtime, ctime, inode, device), before
  * and after: otherwise `InputChanged`, and what this segment wrote must not be published
@@ -176,43 +302,43 @@ export const encryptSegment = (options: {
   readonly seal: FileSeal
   readonly segment: Segment
   readonly staged: StagedFile
+  /** Runs the reading and sealing, not the fdatasync after it (see {@link SegmentCpu}). */
+  readonly cpu?: SegmentCpu
 }) =>
   Effect.gen(function*() {
     const { source, identity, output, seal, segment } = options
     const check = sourceUnchanged(source, identity)
     yield* check
-    const { p, init } = yield* initOf(options.key, seal.chunkSize, source, identity.size, seal.snapshot)
-    const plan = ChunkSpec.planRegion(identity.size, { headerBytes: 0, chunkBytes: seal.chunkSize, shortFinal: true })
-    const specs = [...plan.chunks(segment.firstChunk, segment.firstChunk + segment.chunks)]
-    const direct = p.processDirect
-    if (direct === undefined || init.direct === undefined) return yield* Effect.die(new Error("internal error: agcm-encrypt has no direct mode"))
-    const fds = yield* openPair(source, output, options.staged).pipe(Effect.tapError(() => p.close?.() ?? Effect.void))
-    // The header on disk (read through the descriptor written below) must be the one this
-    // job's snapshot makes (same salt, key commitment, chunk size): sealing under a header
-    // the file does not carry would give chunks no reader can open.
-    const header = init.header ?? new Uint8Array(0)
-    const onDisk = Buffer.alloc(header.length)
-    const got = fs.readSync(fds.out, onDisk, 0, onDisk.length, 0)
-    if (got !== header.length || !onDisk.equals(header)) {
-      fs.closeSync(fds.input)
-      fs.closeSync(fds.out)
-      yield* p.close?.() ?? Effect.void
-      return yield* new InputChanged({ path: output, detail: "its header is not the one this job wrote (another job's output, or a damaged file)" })
-    }
-    yield* direct(specs, {
-      inputFd: fds.input,
-      inputOffset: segment.plainStart,
-      outputFd: fds.out,
-      outputOffset: seal.headerBytes + segment.firstChunk * init.direct.outputChunkBytes,
-      input: source,
-      output
-    }).pipe(
+    const id = cipherId("seal", options.key, { snapshot: seal.snapshot, chunkSize: seal.chunkSize, source, identity: [identity.size, identity.mtimeNs, identity.ctimeNs, identity.ino] })
+    const fds = yield* openPair(source, output, options.staged)
+    const sealing = withCipher(id, initOf(options.key, seal.chunkSize, source, identity.size, seal.snapshot), ({ init, p }) =>
+      Effect.gen(function*() {
+        const plan = ChunkSpec.planRegion(identity.size, { headerBytes: 0, chunkBytes: seal.chunkSize, shortFinal: true })
+        const specs = [...plan.chunks(segment.firstChunk, segment.firstChunk + segment.chunks)]
+        const direct = p.processDirect
+        if (direct === undefined || init.direct === undefined) return yield* Effect.die(new Error("internal error: agcm-encrypt has no direct mode"))
+        const outputChunkBytes = init.direct.outputChunkBytes
+        // The header on disk (read through the descriptor written below) must be the one this
+        // job's snapshot makes (same salt, key commitment, chunk size): sealing under a header
+        // the file does not carry would give chunks no reader can open.
+        const header = init.header ?? new Uint8Array(0)
+        const onDisk = Buffer.alloc(header.length)
+        const got = fs.readSync(fds.out, onDisk, 0, onDisk.length, 0)
+        if (got !== header.length || !onDisk.equals(header)) {
+          return yield* new InputChanged({ path: output, detail: "its header is not the one this job wrote (another job's output, or a damaged file)" })
+        }
+        yield* directPieces(direct, specs, {
+          inputFd: fds.input,
+          inputOffset: segment.plainStart,
+          outputFd: fds.out,
+          outputOffset: seal.headerBytes + segment.firstChunk * outputChunkBytes,
+          input: source,
+          output
+        }, outputChunkBytes)
+      }))
+    yield* (options.cpu ?? asIs)(sealing).pipe(
       Effect.andThen(datasync(fds.out, output)),
-      Effect.ensuring(Effect.sync(() => {
-        fs.closeSync(fds.input)
-        fs.closeSync(fds.out)
-      })),
-      Effect.ensuring(p.close?.() ?? Effect.void)
+      Effect.ensuring(Effect.sync(() => closePair(fds)))
     )
     yield* check
   })
@@ -236,13 +362,17 @@ export const decryptSegment = (options: {
   readonly headerBytes: number
   readonly segment: Segment
   readonly staged: StagedFile
+  /** Runs the reading and opening, not the fdatasync after it (see {@link SegmentCpu}). */
+  readonly cpu?: SegmentCpu
 }) =>
   Effect.gen(function*() {
     const { source, identity, output, segment } = options
     yield* sourceUnchanged(source, identity)
     const fds = yield* openPair(source, output, options.staged)
-    const p = agcmDecrypt({ ...options.key, workers: 1 } as Parameters<typeof agcmDecrypt>[0])
-    const run = Effect.gen(function*() {
+    // The header is read and authenticated once per runner and file (the cipher is cached):
+    // the source's identity, checked before and after each segment, is part of the cache key.
+    const make = Effect.gen(function*() {
+      const p = agcmDecrypt({ ...options.key, workers: lanes() } as Parameters<typeof agcmDecrypt>[0])
       const readHeader = (n: number) =>
         Effect.try({
           try: () => {
@@ -251,27 +381,30 @@ export const decryptSegment = (options: {
           },
           catch: (e) => fromSystemError("read", source, e)
         })
-      const init = (yield* p.init({ input: source, inputSize: identity.size, chunkBytes: 0, readHeader, resume: undefined })) ?? {}
-      const direct = p.processDirect
-      if (direct === undefined || init.direct === undefined || init.framing === undefined) return yield* Effect.die(new Error("internal error: agcm-decrypt has no direct mode"))
-      const plan = ChunkSpec.planRegion(identity.size - init.framing.headerBytes, { headerBytes: 0, chunkBytes: init.framing.chunkBytes, shortFinal: true })
-      const specs = [...plan.chunks(segment.firstChunk, segment.firstChunk + segment.chunks)]
-      yield* direct(specs, {
-        inputFd: fds.input,
-        inputOffset: init.framing.headerBytes + specs[0].start,
-        outputFd: fds.out,
-        outputOffset: segment.firstChunk * init.direct.outputChunkBytes,
-        input: source,
-        output
-      })
-      yield* datasync(fds.out, output)
+      const init = yield* p.init({ input: source, inputSize: identity.size, chunkBytes: 0, readHeader, resume: undefined }).pipe(
+        Effect.tapError(() => p.close?.() ?? Effect.void)
+      )
+      return { p, init: init ?? {} }
     })
-    yield* run.pipe(
-      Effect.ensuring(Effect.sync(() => {
-        fs.closeSync(fds.input)
-        fs.closeSync(fds.out)
-      })),
-      Effect.ensuring(p.close?.() ?? Effect.void)
+    const id = cipherId("open", options.key, { headerBytes: options.headerBytes, source, identity: [identity.size, identity.mtimeNs, identity.ctimeNs, identity.ino] })
+    const run = withCipher(id, make, ({ init, p }) =>
+      Effect.gen(function*() {
+        const direct = p.processDirect
+        if (direct === undefined || init.direct === undefined || init.framing === undefined) return yield* Effect.die(new Error("internal error: agcm-decrypt has no direct mode"))
+        const plan = ChunkSpec.planRegion(identity.size - init.framing.headerBytes, { headerBytes: 0, chunkBytes: init.framing.chunkBytes, shortFinal: true })
+        const specs = [...plan.chunks(segment.firstChunk, segment.firstChunk + segment.chunks)]
+        yield* directPieces(direct, specs, {
+          inputFd: fds.input,
+          inputOffset: init.framing.headerBytes + specs[0].start,
+          outputFd: fds.out,
+          outputOffset: segment.firstChunk * init.direct.outputChunkBytes,
+          input: source,
+          output
+        }, init.direct.outputChunkBytes)
+      }))
+    yield* (options.cpu ?? asIs)(run).pipe(
+      Effect.andThen(datasync(fds.out, output)),
+      Effect.ensuring(Effect.sync(() => closePair(fds)))
     )
     yield* sourceUnchanged(source, identity)
   })

@@ -94,3 +94,38 @@ describe("encryptSegment", () => {
     expect(await failure(Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment, staged: seal.staged }))).toMatchObject({ _tag: "InputChanged" })
   })
 })
+
+// A runner cuts each segment into pieces of about 1 MiB (64 chunks of 16 KiB here) run on all
+// its cores, and its segments of one file share one cipher: segments larger than a piece, at
+// the piece boundaries, run at once, give the single-machine bytes both ways.
+describe("segments of several pieces, all at once", () => {
+  const piece = 64 * chunkSize
+  for (const size of [piece - 1, piece, piece + 1, 2 * piece, 3 * piece + chunkSize + 5]) {
+    it(`${size} bytes, segments of 130 chunks: encrypt and decrypt equal a single-machine run`, async () => {
+      const source = path.join(dir, "in")
+      const plain = crypto.randomBytes(size)
+      fs.writeFileSync(source, plain)
+      const ref = await singleMachine(source, path.join(dir, "ref.agcm"))
+      const output = path.join(dir, "out.agcm.partial")
+      const identity = await Effect.runPromise(ChunkInput.statIdentity(source))
+      const seal = await Effect.runPromise(Segment.startOutput({ source, size, output, key: { key }, chunkSize, resume: ref.snapshot }))
+      const plan = Plan.planJob([{ path: source, size }], { headerBytes: seal.headerBytes, chunkBytes: chunkSize, overheadBytes: 16, shortFinal: true }, 130 * chunkSize)
+      await Effect.runPromise(Effect.forEach(plan.segments, (segment) =>
+        Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment, staged: seal.staged }), { concurrency: "unbounded" }))
+      expect(fs.readFileSync(output).equals(ref.bytes)).toBe(true)
+
+      // Back: the ciphertext's chunk region in segments of 130 ciphertext chunks (Cluster.planOf).
+      const sealed = path.join(dir, "sealed.agcm")
+      fs.renameSync(output, sealed)
+      const sealedIdentity = await Effect.runPromise(ChunkInput.statIdentity(sealed))
+      const back = path.join(dir, "back.partial")
+      const fd = fs.openSync(back, "wx", 0o600)
+      const staged = Segment.stagedOf(fd)
+      fs.closeSync(fd)
+      const open = Plan.planJob([{ path: sealed, size: sealedIdentity.size - seal.headerBytes }], { headerBytes: 0, chunkBytes: chunkSize + 16, overheadBytes: 0, shortFinal: true }, 130 * (chunkSize + 16))
+      await Effect.runPromise(Effect.forEach(open.segments, (segment) =>
+        Segment.decryptSegment({ source: sealed, identity: sealedIdentity, output: back, key: { key }, headerBytes: seal.headerBytes, segment, staged }), { concurrency: "unbounded" }))
+      expect(fs.readFileSync(back).equals(plain)).toBe(true)
+    })
+  }
+})

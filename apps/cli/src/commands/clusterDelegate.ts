@@ -1,6 +1,8 @@
 /**
- * How the `cage` program runs a cluster command: it has parsed and checked the flags, then
- * runs `dist/cluster.cjs` (the cluster commands' own bundle, with the PostgreSQL client and
+ * How the `cage` program runs a cluster command that reached `cli.cjs` (`cage cluster …`
+ * itself goes straight to `cluster.cjs`: src/bin.ts; this path serves global flags before
+ * `cluster`, such as `cage --log-level debug cluster status`): it has parsed and checked the
+ * flags, then runs `dist/cluster.cjs` (the cluster commands' own bundle, with the PostgreSQL client and
  * the cluster runtime) on the same arguments, with the same standard streams, and exits
  * with its exit code. Keeping that code out of `cli.cjs` saves every other command ~25 ms of
  * start-up (bench/startup.mjs).
