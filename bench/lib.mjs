@@ -45,6 +45,8 @@ export const randomFile = (name, bytes) => {
     fs.writeSync(fd, block, 0, n)
     left -= n
   }
+  // On disk before any timed run: a run must not compete with this file's write-back.
+  fs.fsyncSync(fd)
   fs.closeSync(fd)
   return file
 }
