@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { numberOption } from "./lib.mjs"
+import { CAGE, interleaved, numberOption, table } from "./lib.mjs"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const pkg = path.join(here, "../packages/streamsweep")
@@ -92,6 +92,26 @@ const generate = (file, bytes) => {
   size += fs.writeSync(fd, pending + "\n]\n")
   fs.closeSync(fd)
   return size
+}
+
+// An array of small compact objects (about 90 bytes each: integers, a fraction, short
+// strings, true/false, null, a short array), `bytes` long.
+const generateSmall = (file, bytes) => {
+  const fd = fs.openSync(file, "w")
+  let size = 0
+  let pending = ["["]
+  for (let i = 0; size < bytes; i++) {
+    const item = (i ? "," : "") + JSON.stringify({ id: i, name: `user-${i}`, ok: i % 3 === 0, score: (i % 1000) / 8, tags: ["a", "bc"], n: null })
+    pending.push(item)
+    size += item.length
+    if (pending.length >= 10000) {
+      fs.writeSync(fd, pending.join(""))
+      pending = []
+    }
+  }
+  fs.writeSync(fd, pending.join("") + "]\n")
+  fs.closeSync(fd)
+  return fs.statSync(file).size
 }
 
 // A larger array made of `copies` copies of the items of `file` (for the RSS runs).
@@ -248,6 +268,58 @@ const main = async () => {
     const r = result.peakRss
     console.log(`peak RSS for ${(bigBytes / MB).toFixed(0)} MB: Validator ${r.validatorMiB} MiB (${r.validatorSmallInputMiB} MiB for ${(bytes / MB).toFixed(0)} MB); validateFile ${r.validateFileMiB} MiB, planFile ${r.planFileMiB} MiB, of which loading effect + @cage/core ${r.effectApiBaselineMiB} MiB`)
     console.log(`targets: ${JSON.stringify(result.targets)}`)
+
+    // Issue 13's row: a 256 MB array of small objects (compact, as logs and exports write
+    // them), the scanner's worst case (a token every few bytes). In memory: the validator
+    // against a plain JS byte loop over the same bytes (the ceiling of any byte-at-a-time JS
+    // scanner) and JSON.parse, interleaved, medians of `reps`. Through the programs:
+    // `cage json validate FILE` against `jq empty FILE`, interleaved medians.
+    const small = path.join(dir, "small.json")
+    const smallBytes = generateSmall(small, opt("--small-mb", 256) * MB)
+    const sbuf = fs.readFileSync(small)
+    const su8 = new Uint8Array(sbuf.buffer, sbuf.byteOffset, sbuf.length)
+    const times = { validate: [], loop: [], parse: [] }
+    const byteLoop = () => {
+      let quotes = 0
+      for (let i = 0; i < su8.length; i++) if (su8[i] === 0x22) quotes++
+      return quotes
+    }
+    const validateSmall = () => {
+      const v = new ss.Validator()
+      for (let i = 0; i < su8.length; i += MiB) if (!v.push(su8, i, Math.min(su8.length, i + MiB))) throw v.error
+      if (!v.end()) throw v.error
+    }
+    for (let r = 0; r < reps; r++) {
+      for (const [k, fn] of [["validate", validateSmall], ["loop", byteLoop], ["parse", () => void JSON.parse(sbuf.toString())]]) {
+        globalThis.gc?.()
+        const t0 = performance.now()
+        fn()
+        times[k].push(performance.now() - t0)
+      }
+    }
+    const med = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
+    const [mV, mL, mP] = [med(times.validate), med(times.loop), med(times.parse)]
+    const hasJq = spawnSync("jq", ["--version"]).status === 0
+    const progs = interleaved({
+      "cage json validate": [["node", CAGE, "json", "validate", small, "-q"], {}],
+      ...(hasJq ? { "jq empty": [["jq", "empty", small], {}] } : {})
+    }, reps)
+    const cageS = progs["cage json validate"].seconds
+    console.log(`\n${(smallBytes / MB).toFixed(0)} MB array of small objects, medians of ${reps} interleaved runs`)
+    console.log(table([
+      ["run", "MB/s", "speed ratio"],
+      ["validate (in memory)", mbps(smallBytes, mV).toFixed(0), "-"],
+      ["plain JS byte loop (in memory)", mbps(smallBytes, mL).toFixed(0), `validate / it: ${(mL / mV).toFixed(2)}x`],
+      ["JSON.parse(buffer.toString())", mbps(smallBytes, mP).toFixed(0), `validate / it: ${(mP / mV).toFixed(2)}x`],
+      ["cage json validate FILE", (smallBytes / MB / cageS).toFixed(0), "-"],
+      ...(hasJq ? [["jq empty FILE", (smallBytes / MB / progs["jq empty"].seconds).toFixed(0), `cage json validate / it: ${(progs["jq empty"].seconds / cageS).toFixed(2)}x`]] : [["jq empty FILE", "jq not installed", "-"]])
+    ]))
+    console.log(`target: validate at least 450 MB/s in memory: ${mbps(smallBytes, mV) >= 450 ? "met" : "not met"}`)
+    result.smallObjects = {
+      bytes: smallBytes,
+      mbPerS: { validate: Math.round(mbps(smallBytes, mV)), byteLoop: Math.round(mbps(smallBytes, mL)), jsonParse: Math.round(mbps(smallBytes, mP)), cageJsonValidate: Math.round(smallBytes / MB / cageS), ...(hasJq ? { jqEmpty: Math.round(smallBytes / MB / progs["jq empty"].seconds) } : {}) },
+      cagePeakRssMiB: Number(progs["cage json validate"].rssMiB.toFixed(1))
+    }
     fs.mkdirSync(path.join(here, "out"), { recursive: true })
     fs.writeFileSync(path.join(here, "out/streamsweep.json"), JSON.stringify(result, null, 2) + "\n")
   } finally {

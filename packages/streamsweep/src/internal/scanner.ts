@@ -280,6 +280,13 @@ const defineScanner = () => class Scanner {
               const isObject = stack[depth] === 1
               if (c === 0x2c) {
                 i++
+                if (isObject && i < to && buf[i] === 0x22) {
+                  // The next key's quote at once (compact JSON): started here, not through S_KEY.
+                  this.beginKey(delta + i, wantKeys === true)
+                  keyStart = ++i
+                  state = S_STRING
+                  continue outer
+                }
                 state = isObject ? S_KEY : S_VALUE
                 continue outer
               }
@@ -310,7 +317,7 @@ const defineScanner = () => class Scanner {
           case S_VALUE_OR_CLOSE: {
             if (c === 0x22) {
               if (ev !== null && depth <= evDepth) ev.valueStart(KIND_STRING, depth, delta + i)
-              this.tokenStart = delta + i
+              if (ev !== null) this.tokenStart = delta + i
               this.inKey = false
               i++
               state = S_STRING
@@ -340,8 +347,21 @@ const defineScanner = () => class Scanner {
             }
             if ((c >= 0x30 && c <= 0x39) || c === 0x2d) {
               if (ev !== null && depth <= evDepth) ev.valueStart(KIND_NUMBER, depth, delta + i)
-              this.tokenStart = delta + i
+              if (ev !== null) this.tokenStart = delta + i
               i++
+              if (c >= 0x31) {
+                // An integer that ends within this buffer, the usual case, is taken whole here;
+                // anything else (a fraction, an exponent, the buffer's end) goes on in S_NUM_INT.
+                while (i < to && (c = buf[i]) >= 0x30 && c <= 0x39) i++
+                if (i < to && c !== 0x2e && c !== 0x65 && c !== 0x45) {
+                  if (ev !== null && depth <= evDepth) ev.valueEnd(KIND_NUMBER, depth, delta + i)
+                  if (depth === 0) this.topLevelEnd(delta + i, true)
+                  state = S_AFTER
+                  continue outer
+                }
+                state = S_NUM_INT
+                continue outer
+              }
               state = c === 0x2d ? S_NUM_MINUS : c === 0x30 ? S_NUM_ZERO : S_NUM_INT
               continue outer
             }
@@ -350,7 +370,16 @@ const defineScanner = () => class Scanner {
               if (ev !== null && depth <= evDepth) {
                 ev.valueStart(lit === LIT_TRUE ? KIND_TRUE : lit === LIT_FALSE ? KIND_FALSE : KIND_NULL, depth, delta + i)
               }
-              this.tokenStart = delta + i
+              if (ev !== null) this.tokenStart = delta + i
+              // A literal whole within this buffer, the usual case: compared here at once.
+              const len = lit === LIT_FALSE ? 5 : 4
+              if (i + len <= to && buf[i + 1] === LITERALS[lit + 1] && buf[i + 2] === LITERALS[lit + 2] && buf[i + 3] === LITERALS[lit + 3] && (len === 4 || buf[i + 4] === LITERALS[lit + 4])) {
+                i += len
+                if (ev !== null && depth <= evDepth) ev.valueEnd(lit === LIT_TRUE ? KIND_TRUE : lit === LIT_FALSE ? KIND_FALSE : KIND_NULL, depth, delta + i)
+                if (depth === 0) this.topLevelEnd(delta + i, true)
+                state = S_AFTER
+                continue outer
+              }
               this.litPos = lit + 1
               this.litEnd = lit === LIT_TRUE ? 4 : lit === LIT_FALSE ? 9 : 13
               i++
@@ -362,12 +391,8 @@ const defineScanner = () => class Scanner {
           case S_KEY_OR_CLOSE:
           case S_KEY: {
             if (c === 0x22) {
-              this.tokenStart = delta + i
-              this.inKey = true
-              i++
-              keyStart = i
-              this.keyLen = 0
-              this.keyTruncated = false
+              this.beginKey(delta + i, wantKeys === true)
+              keyStart = ++i
               state = S_STRING
               continue outer
             }
@@ -431,7 +456,11 @@ const defineScanner = () => class Scanner {
               i++
               if (this.inKey) {
                 if (wantKeys) this.emitKey(buf, keyStart, i - 1, depth)
-                state = S_COLON
+                // ':' nearly always follows at once: taken here, not through S_COLON.
+                if (i < to && buf[i] === 0x3a) {
+                  i++
+                  state = S_VALUE
+                } else state = S_COLON
               } else {
                 if (ev !== null && depth <= evDepth) ev.valueEnd(KIND_STRING, depth, delta + i)
                 if (depth === 0) this.topLevelEnd(delta + i, false)
@@ -655,6 +684,16 @@ const defineScanner = () => class Scanner {
       this.words = new Int32Array(buf.buffer, 0, buf.buffer.byteLength >> 2)
     }
     return this.words
+  }
+
+  /** A key's opening quote at absolute offset `at`: the state a key's string starts in. */
+  beginKey(at: number, wantKeys: boolean) {
+    if (this.events !== null) this.tokenStart = at
+    this.inKey = true
+    if (wantKeys) {
+      this.keyLen = 0
+      this.keyTruncated = false
+    }
   }
 
   /** Absolute start of a UTF-8 sequence cut by a write boundary (lenient-mode reports). */
