@@ -20,9 +20,25 @@ export const setInterruptNote = (text: string) => Effect.sync(() => {
   interruptNoteText = text
 })
 
-/** `-` means stdin. */
+/** The kind of file behind a standard descriptor, `undefined` when it cannot be told. */
+const kindOf = (fd: number): "file" | "device" | "other" | undefined => {
+  try {
+    const st = fs.fstatSync(fd)
+    return st.isFile() ? "file" : st.isCharacterDevice() ? "device" : "other"
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * `-` means stdin: read straight from its descriptor when it is a regular file (`< FILE`),
+ * else through Node's stream (pipes, terminals, sockets: a blocked read must not hold up
+ * the exit).
+ */
 export const openInput = (path: string): Effect.Effect<ChunkInput.ChunkInput, IoError> =>
-  path === "-" ? Effect.succeed(ChunkInput.fromStream(process.stdin, "stdin")) : ChunkInput.fromFile(path)
+  path !== "-"
+    ? ChunkInput.fromFile(path)
+    : Effect.sync(() => kindOf(0) === "file" ? ChunkInput.fromDescriptor(0, "stdin") : ChunkInput.fromStream(process.stdin, "stdin"))
 
 /** A file the command reads, as the user named it: `["--key", "my.key"]`, `["input", "dump.sql"]`. */
 export type ReadFile = readonly [what: string, path: string]
@@ -44,9 +60,11 @@ const fileId = (path: string) => {
  */
 export const openOutput = (path: string, overwrite: boolean, fsync = true, reads: ReadonlyArray<ReadFile> = []): Effect.Effect<ChunkOutput.ChunkOutput, UsageError> => {
   if (path === "-") {
-    return process.stdout.isTTY
-      ? usage("Output", "refusing to write binary output to a terminal: use -o FILE or a pipe")
-      : Effect.succeed(ChunkOutput.toStream(process.stdout, "stdout"))
+    if (process.stdout.isTTY) return usage("Output", "refusing to write binary output to a terminal: use -o FILE or a pipe")
+    // A regular file or a device such as /dev/null (not a terminal: refused above) takes
+    // writes straight from the engine's buffers; pipes and sockets go through the stream.
+    const kind = kindOf(1)
+    return Effect.succeed(kind === "file" || kind === "device" ? ChunkOutput.toDescriptor(1, "stdout") : ChunkOutput.toStream(process.stdout, "stdout"))
   }
   return Effect.as(refuseReadFiles(path, reads), ChunkOutput.toFile(path, { overwrite, fsync }))
 }

@@ -203,7 +203,7 @@ export const agcmEncrypt = (options: AgcmEncryptOptions): ChunkProcessor => {
           inputBytes: context.inputSize,
           timeoutMs: options.workerTimeoutMs,
           fault: faultOf(options),
-          transferInputs: options.transferInputs ?? true
+          transferInputs: options.transferInputs ?? false
         })
         return {
           framing,
@@ -311,7 +311,7 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
           inputBytes: context.inputSize,
           timeoutMs: options.workerTimeoutMs,
           fault: faultOf(options),
-          transferInputs: options.transferInputs ?? true
+          transferInputs: options.transferInputs ?? false
         })
         return { framing: { headerBytes, chunkBytes: chunkSize + TAG_BYTES, shortFinal: true }, direct: { outputChunkBytes: chunkSize } }
       }),

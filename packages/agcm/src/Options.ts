@@ -16,10 +16,11 @@ export interface AgcmCommonOptions {
   /** A worker that does not answer a segment within this many ms fails the run. Default 120000. */
   readonly workerTimeoutMs?: number
   /**
-   * Let segment buffers move to workers uncopied. Only when the caller never touches a
-   * segment's buffer after `processSegment` (`@cage/core`'s engine allocates one per
-   * segment: "a processor may transfer it to a worker thread"). Default true; set false
-   * when driving the processors with buffers you reuse.
+   * Let segment buffers move to workers uncopied (the caller's buffer is detached). Only
+   * when the caller never touches a segment's buffer after `processSegment`. Default false:
+   * `@cage/core`'s engine reuses its read buffers, and a 1 MiB copy per segment costs less
+   * than the fresh buffer the engine would otherwise allocate per segment (promoted
+   * buffers set off full GCs; `@cage/core`'s README, "Memory").
    */
   readonly transferInputs?: boolean
 }

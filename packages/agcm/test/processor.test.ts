@@ -1,4 +1,5 @@
-import { ChunkInput, ChunkOutput, runPipeline } from "@cage/core"
+import { ChunkInput, ChunkOutput, type ChunkProcessor, PROCESSOR_API_VERSION, runPipeline } from "@cage/core"
+import { Readable } from "node:stream"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { agcmDecrypt, agcmEncrypt, inspect, isAgcm } from "../src/index.js"
@@ -191,5 +192,47 @@ describe("segment worker failures are structured, never a hang", () => {
     expect(cause.reason).toBe(kind === "throw" ? "Crashed" : kind === "exit" ? "Exited" : "Timeout")
     if (cause.firstChunk === 64) expect(cause.chunks).toBe(64)
     expect((e as { _tag: string })._tag).toBe("ProcessorError")
+  })
+})
+
+describe("segment buffers on the worker pool", () => {
+  // An observer ahead of the cipher sees the engine's read buffers, the ones the cipher gets.
+  const watch = () => {
+    const seen = new Set<ArrayBufferLike>()
+    const observer: ChunkProcessor = {
+      name: "test-watch",
+      version: "1.0.0",
+      apiVersion: PROCESSOR_API_VERSION,
+      capabilities: { kind: "observer", ordered: false },
+      options: {},
+      init: () => Effect.void,
+      process: (_chunk, data) => Effect.sync(() => void seen.add(data.buffer)),
+      finalize: () => Effect.void
+    }
+    return { seen, observer }
+  }
+  const stream = (plain: Uint8Array) => ChunkInput.fromStream(Readable.from([Buffer.from(plain)]))
+
+  it("by default the engine's buffers stay with the engine, which reads every stream segment into a few of them", async () => {
+    const plain = bytes(9 * 1024 * 1024 + 5, 11)
+    const { seen, observer } = watch()
+    const out = ChunkOutput.toMemory()
+    const s = await Effect.runPromise(runPipeline({ input: stream(plain), output: out, pipeline: [observer, agcmEncrypt({ key, chunkSize: CS, workers: 2 })], chunkBytes: CS }))
+    expect(s.results["agcm-encrypt"]).toMatchObject({ pool: true })
+    // 10 segments of 1 MiB through at most 5 buffers (4 in flight and the one being read), none detached.
+    expect(seen.size).toBeLessThanOrEqual(5)
+    for (const b of seen) expect(b.byteLength).toBeGreaterThan(0)
+    const back = await Effect.runPromise(decrypt(out.bytes(), { workers: 2 }))
+    expect(Buffer.from(back).equals(plain)).toBe(true)
+  })
+
+  it("transferInputs: true moves them to the workers uncopied (detached here)", async () => {
+    const plain = bytes(9 * 1024 * 1024 + 5, 12)
+    const { seen, observer } = watch()
+    const out = ChunkOutput.toMemory()
+    await Effect.runPromise(runPipeline({ input: stream(plain), output: out, pipeline: [observer, agcmEncrypt({ key, chunkSize: CS, workers: 2, transferInputs: true })], chunkBytes: CS }))
+    expect([...seen].some((b) => b.byteLength === 0)).toBe(true)
+    const back = await Effect.runPromise(decrypt(out.bytes(), { workers: 2 }))
+    expect(Buffer.from(back).equals(plain)).toBe(true)
   })
 })

@@ -233,17 +233,8 @@ export const toFile = (path: string, options: FileOutputOptions = {}): ChunkOutp
               kickWriteback()
               return resume(Effect.void)
             }
-            // Short write: skip what was written and continue with the rest.
-            let skip = n
-            const rest: Array<Uint8Array> = []
-            for (const b of bufs) {
-              if (skip >= b.length) skip -= b.length
-              else {
-                rest.push(skip > 0 ? b.subarray(skip) : b)
-                skip = 0
-              }
-            }
-            loop(rest, pos + n, left - n)
+            // Short write: continue with the rest.
+            loop(unwritten(bufs, n), pos + n, left - n)
           })
         }
         loop(buffers, at, total)
@@ -317,6 +308,55 @@ export const toStream = (stream: Writable, description = "stdout"): ChunkOutput 
           if (stream === process.stdout || stream === process.stderr) resolve()
           else stream.end(() => resolve())
         })),
+    abort: () => Effect.void
+  }
+}
+
+/** What is left of `buffers` after a (possibly short) write of their first `written` bytes. */
+const unwritten = (buffers: ReadonlyArray<Uint8Array>, written: number): Array<Uint8Array> => {
+  let skip = written
+  const rest: Array<Uint8Array> = []
+  for (const b of buffers) {
+    if (skip >= b.length) skip -= b.length
+    else {
+      rest.push(skip > 0 ? b.subarray(skip) : b)
+      skip = 0
+    }
+  }
+  return rest
+}
+
+/**
+ * A sink over an open descriptor of a regular file or a device that never blocks for long
+ * (`/dev/null`), written at the descriptor's own offset (stdout redirected to a file:
+ * `cage decrypt -o - x.agcm > dump.sql`). One vectored write per segment straight from the
+ * engine's buffers, where Node's stdout for a file copies every chunk and writes it
+ * synchronously. Not for pipes or terminals (a write blocked on one would hold up the
+ * process's exit): those go through `toStream`. Like `toStream`, not resumable and not
+ * synced; `commit` and `abort` leave the descriptor open (the caller owns it).
+ */
+export const toDescriptor = (fd: number, description = "stdout"): ChunkOutput => {
+  let position = 0
+  const writeAll = (buffers: ReadonlyArray<Uint8Array>): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const loop = (bufs: Array<Uint8Array>) => {
+        if (bufs.length === 0) return resolve()
+        fs.writev(fd, bufs as Array<NodeJS.ArrayBufferView>, null, (err, n) => {
+          if (err) return reject(err)
+          position += n
+          loop(unwritten(bufs, n))
+        })
+      }
+      loop(buffers.filter((b) => b.length > 0))
+    })
+  return {
+    description,
+    resumable: false,
+    position: () => position,
+    open: () => Effect.void,
+    write: (buffers) => io("write", description, () => writeAll(buffers)),
+    sync: () => Effect.void,
+    commit: () => Effect.void,
     abort: () => Effect.void
   }
 }

@@ -36,7 +36,7 @@ import { checkpointTarget, checkResumedPlan, cleanUpAfterFailure, initialWritten
 import { checkResumedLayout, chooseDirect } from "./internal/directMode.js"
 import { checkFraming, checkPipeline } from "./internal/pipelineRules.js"
 import { finalizeProcessors, initProcessors } from "./internal/processors.js"
-import { makeSegmentSource, planInput } from "./internal/segments.js"
+import { makeBufferPool, makeSegmentSource, planInput } from "./internal/segments.js"
 import { runStages, type StageSummary, stagesOf, stagesResume } from "./internal/stages.js"
 import { runWorkers } from "./internal/workers.js"
 import { type ProgressReporter, silent } from "./Progress.js"
@@ -218,9 +218,11 @@ const runStage = (
 
       // Replay: processors that cannot snapshot their state see the completed chunks again.
       const needsReplay = resumed !== undefined && startChunk > 0 && pipeline.some((p) => p.capabilities.resumable === false)
-      const segments = yield* makeSegmentSource({ input, framing, plan, segChunks, startChunk, needsReplay, headerRead, limiter })
+      // One buffer per segment in flight, plus the one being read.
+      const buffers = makeBufferPool(inFlight + 1)
+      const segments = yield* makeSegmentSource({ input, framing, plan, segChunks, startChunk, needsReplay, headerRead, limiter, buffers })
       const { processedChunks, bytesProcessed } = yield* runWorkers({
-        pipeline, input, output, framing, direct, outputBase, startChunk, segChunks, inFlight,
+        pipeline, input, output, framing, direct, outputBase, startChunk, segChunks, inFlight, buffers,
         takeSegment: segments.take, written, checkpoints, progress, telemetry, runId
       })
 

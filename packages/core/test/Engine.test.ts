@@ -329,6 +329,76 @@ describe("buffer reuse", () => {
     for await (const c of through) chunks.push(c as Buffer)
     expect(Buffer.concat(chunks)).toEqual(xorReference(pseudoRandom(1000), 100))
   })
+
+  it("stream segments reuse a few read buffers, each only once its output is written", async () => {
+    const data = pseudoRandom(200 * 1024 + 77, 5)
+    const pieces: Array<Buffer> = []
+    for (let at = 0, k = 1; at < data.length; k = (k * 7 + 3) % 5000 + 1) {
+      pieces.push(Buffer.from(data.subarray(at, at + k)))
+      at += k
+    }
+    const seen = new Set<ArrayBufferLike>()
+    // Returns the engine's own bytes (allowed), so a buffer handed out again before its
+    // segment was written would show up as wrong output.
+    const identity: ChunkProcessor = {
+      ...xorTransform(),
+      name: "test-identity",
+      init: () => Effect.succeed({}),
+      process: (chunk, bytes) =>
+        Effect.sync(() => {
+          seen.add(bytes.buffer)
+          return bytes
+        }).pipe(Effect.delay(`${chunk.index % 3} millis`)),
+      finalize: () => Effect.succeed({})
+    }
+    // A sink that copies what it is given only 2 ms later.
+    const memory = ChunkOutput.toMemory()
+    const slow: ChunkOutput.ChunkOutput = { ...memory, write: (buffers) => Effect.andThen(Effect.sleep("2 millis"), memory.write(buffers)) }
+    const summary = await run(runPipeline({ input: ChunkInput.fromStream(Readable.from(pieces)), output: slow, pipeline: [identity], chunkBytes: 1024, segmentBytes: 4096, inFlight: 4 }))
+    expect(Buffer.from(memory.bytes())).toEqual(Buffer.from(data))
+    expect(summary.totalChunks).toBe(Math.ceil(data.length / 1024))
+    // 51 segments through at most one buffer per segment in flight plus the one being read.
+    expect(seen.size).toBeLessThanOrEqual(5)
+  })
+})
+
+describe("descriptors (stdin from a file, stdout to a file or /dev/null)", () => {
+  const sizes = [0, 1, 63, 64, 65, 1000, 3 * 64 * 1024 + 5]
+  it.for(sizes)("%i bytes read from a descriptor's own offset and written at another's, through the engine", async (size) => {
+    const data = pseudoRandom(size, size + 17)
+    const src = path.join(dir, "in")
+    // 5 bytes before the input that an earlier reader of the descriptor consumed.
+    fs.writeFileSync(src, Buffer.concat([Buffer.from("skip!"), data]))
+    const out = path.join(dir, "out")
+    fs.writeFileSync(out, "kept:")
+    const inFd = fs.openSync(src, "r")
+    const outFd = fs.openSync(out, "a")
+    try {
+      fs.readSync(inFd, Buffer.alloc(5), 0, 5, null)
+      const summary = await run(runPipeline({ input: ChunkInput.fromDescriptor(inFd, "stdin"), output: ChunkOutput.toDescriptor(outFd, "stdout"), pipeline: [xorTransform()], chunkBytes: 64, segmentBytes: 64 * 3 }))
+      expect(summary.bytesProcessed).toBe(size)
+      expect(fs.readFileSync(out)).toEqual(Buffer.concat([Buffer.from("kept:"), xorReference(data, 64)]))
+      // The caller's descriptors stay open.
+      expect(fs.fstatSync(inFd).isFile()).toBe(true)
+      expect(fs.fstatSync(outFd).isFile()).toBe(true)
+    } finally {
+      fs.closeSync(inFd)
+      fs.closeSync(outFd)
+    }
+  })
+  it("writes to /dev/null, and a read error names the descriptor's description", async () => {
+    const devnull = fs.openSync("/dev/null", "w")
+    try {
+      const sink = ChunkOutput.toDescriptor(devnull, "stdout")
+      await run(runPipeline({ input: ChunkInput.fromBytes(pseudoRandom(5000)), output: sink, pipeline: [xorTransform()], chunkBytes: 64 }))
+      expect(sink.position()).toBe(xorReference(pseudoRandom(5000), 64).length)
+      // A descriptor open for writing only cannot be read: EBADF, reported as an IoError on "stdin".
+      const e = failureOf(await runExit(runPipeline({ input: ChunkInput.fromDescriptor(devnull, "stdin"), output: ChunkOutput.toMemory(), pipeline: [xorTransform()], chunkBytes: 64 })))
+      expect(e).toMatchObject({ _tag: "IoError", path: "stdin" })
+    } finally {
+      fs.closeSync(devnull)
+    }
+  })
 })
 
 describe("snapshots in checkpoints", () => {

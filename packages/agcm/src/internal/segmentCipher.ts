@@ -24,8 +24,8 @@ export interface SegmentCipherOptions {
   readonly timeoutMs?: number | undefined
   readonly fault?: InjectedFault | undefined
   /**
-   * True when the caller hands over segment buffers it will not touch again (the engine
-   * allocates a fresh buffer per segment), so they can be transferred to a worker uncopied.
+   * True when the caller hands over segment buffers it will not touch again, so they can
+   * be transferred to a worker uncopied (see `AgcmCommonOptions.transferInputs`).
    */
   readonly transferInputs?: boolean | undefined
 }

@@ -15,6 +15,39 @@ export interface Segment {
   readonly chunks: ReadonlyArray<ChunkSpec>
   /** Chunk bytes, one view per chunk, all over one buffer owned by this segment. */
   readonly data?: ReadonlyArray<Uint8Array>
+  /** The buffer under `data` (stream segments): back to the source's pool once the segment is written. */
+  readonly buffer?: Buffer
+}
+
+/**
+ * Read buffers kept for reuse. A fresh buffer per stream segment lives through several
+ * scavenges while the segment is in flight, gets promoted, and promoted ArrayBuffers count
+ * against V8's old-generation limit: reading a 1 GiB pipe then ran ~130 full mark-compacts
+ * (about 1 s of CPU) against 2 with recycled buffers (README.md, "Memory").
+ */
+export interface BufferPool {
+  /** A buffer of at least `bytes`: a kept one, else a new one. Not zero-filled. */
+  readonly take: (bytes: number) => Buffer
+  /**
+   * Keeps `buffer` for a later `take` (at most `keep` of them). Only once nothing reads it
+   * any more; a buffer a processor detached (transferred to a worker) is dropped.
+   */
+  readonly give: (buffer: Buffer) => void
+}
+
+export const makeBufferPool = (keep: number): BufferPool => {
+  const free: Array<Buffer> = []
+  return {
+    take: (bytes) => {
+      for (let i = free.length - 1; i >= 0; i--) {
+        if (free[i].length >= bytes) return free.splice(i, 1)[0]
+      }
+      return Buffer.allocUnsafeSlow(bytes)
+    },
+    give: (buffer) => {
+      if (buffer.buffer.byteLength > 0 && free.length < keep && !free.includes(buffer)) free.push(buffer)
+    }
+  }
 }
 
 /** The plan of an input of known size (a file), else `undefined` (a stream: discovered while reading). */
@@ -40,6 +73,8 @@ export interface SegmentSourceOptions {
   /** The bytes the first processor read as a header (a stream continues after them). */
   readonly headerRead: Uint8Array | undefined
   readonly limiter: RateLimit.RateLimiter | undefined
+  /** Where stream segments take their buffers (and the engine returns them once written). */
+  readonly buffers: BufferPool
 }
 
 /**
@@ -48,7 +83,7 @@ export interface SegmentSourceOptions {
  */
 export const makeSegmentSource = (options: SegmentSourceOptions) =>
   Effect.gen(function*() {
-    const { input, framing, plan, segChunks, startChunk, needsReplay, headerRead, limiter } = options
+    const { input, framing, plan, segChunks, startChunk, needsReplay, headerRead, limiter, buffers } = options
     const cs = framing.chunkBytes
     let nextChunk = needsReplay ? 0 : startChunk
     let seq = 0
@@ -90,7 +125,7 @@ export const makeSegmentSource = (options: SegmentSourceOptions) =>
       if (skip > 0) yield* skipCompleted
       const want = segChunks * cs
       // One byte of lookahead tells whether the input ends exactly here.
-      const buf = Buffer.allocUnsafeSlow(want + 1)
+      const buf = buffers.take(want + 1)
       let n = 0
       if (carry) {
         buf.set(carry, 0)
@@ -130,8 +165,11 @@ export const makeSegmentSource = (options: SegmentSourceOptions) =>
         regionRead += rem
       }
       streamDone = eof
-      if (chunks.length === 0) return undefined
-      return { seq: seq++, chunks, data } satisfies Segment
+      if (chunks.length === 0) {
+        buffers.give(buf)
+        return undefined
+      }
+      return { seq: seq++, chunks, data, buffer: buf } satisfies Segment
     })
     const lock = yield* Semaphore.make(1)
     const limited = (seg: Segment | undefined) =>

@@ -17,7 +17,7 @@ import type { CheckpointWriter, Written } from "./checkpointing.js"
 import { type Direct, extendDirectOutput, processDirectSegment } from "./directMode.js"
 import { makeGate } from "./gate.js"
 import { runStage } from "./processors.js"
-import { makeSegmentReader, type Segment } from "./segments.js"
+import { type BufferPool, makeSegmentReader, type Segment } from "./segments.js"
 
 export interface WorkerContext {
   readonly pipeline: ReadonlyArray<ChunkProcessor>
@@ -31,6 +31,8 @@ export interface WorkerContext {
   readonly startChunk: number
   readonly segChunks: number
   readonly inFlight: number
+  /** Where the segments' buffers go back once written. */
+  readonly buffers: BufferPool
   /** The next segment, `undefined` at the end. */
   readonly takeSegment: Effect.Effect<Segment | undefined, EngineError>
   /** Updated as each segment is written. */
@@ -119,6 +121,9 @@ export const runWorkers = (ctx: WorkerContext) =>
         }
         // Everything downstream of these outputs has consumed them: hand them back for reuse.
         for (const [p, outputs] of produced) p.release!(outputs)
+        // The input's bytes too: every processor has finished with them, and the output
+        // (which may be `data` itself) is written.
+        if (seg.buffer) ctx.buffers.give(seg.buffer)
         yield* writeGate.open(seg.seq + 1)
       }
     })
