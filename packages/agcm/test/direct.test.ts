@@ -413,6 +413,17 @@ describe("direct mode on the worker pool", () => {
     expect(opened.plain.equals(plain)).toBe(true)
   })
 
+  it.for([2, 3])("a stream (no descriptors) with workers: %i starts one thread fewer: the engine's thread is a lane too", async (workers) => {
+    const before = threads.all.length
+    const out = ChunkOutput.toMemory()
+    const s = await Effect.runPromise(runPipeline({ input: ChunkInput.fromStream(Readable.from([plain])), output: out, pipeline: [enc(cs, { workers })] }))
+    expect(s.results["agcm-encrypt"]).toMatchObject({ workers, pool: true })
+    expect(threads.all.length - before).toBe(workers - 1)
+    const opened = ChunkOutput.toMemory()
+    await Effect.runPromise(runPipeline({ input: ChunkInput.fromBytes(out.bytes()), output: opened, pipeline: [dec({ workers })] }))
+    expect(Buffer.from(opened.bytes()).equals(plain)).toBe(true)
+  })
+
   const reasons = { throw: "Crashed", exit: "Exited", hang: "Timeout" } as const
   it.for(["throw", "exit", "hang"] as const)("an injected worker fault (%s) fails the run with SegmentWorkerError and publishes nothing", async (kind) => {
     const atChunk = 32 // the third 1 MiB segment (16 chunks of 64 KiB each)

@@ -81,9 +81,17 @@ describe("agcmEncrypt / agcmDecrypt through the engine", () => {
   it("the pooled decryptor (opening in place) reports tampering like the in-process one", async () => {
     const plain = bytes(9 * 1024 * 1024 + 100, 12)
     const sealed = Buffer.from(await Effect.runPromise(encrypt(plain, { workers: 2 })))
-    const back = await Effect.runPromise(decrypt(sealed, { workers: 2 }))
+    // workers: 2 is one pool thread holding two jobs (the engine's thread runs a segment
+    // itself only when the pool is full): two segments in flight all go to the pool.
+    const pooled = (b: Uint8Array) =>
+      Effect.gen(function*() {
+        const out = ChunkOutput.toMemory()
+        yield* runPipeline({ input: ChunkInput.fromBytes(b), output: out, pipeline: [agcmDecrypt({ key, workers: 2 })], inFlight: 2 })
+        return out.bytes()
+      })
+    const back = await Effect.runPromise(pooled(sealed))
     expect(Buffer.from(back).equals(plain)).toBe(true)
-    const causeOf = async (b: Uint8Array) => (await failureOf(decrypt(b, { workers: 2 })) as { cause: unknown }).cause
+    const causeOf = async (b: Uint8Array) => (await failureOf(pooled(b)) as { cause: unknown }).cause
     expect(await causeOf(Buffer.concat([sealed, Buffer.alloc(7)]))).toMatchObject({ _tag: "TrailingData", bytes: 7 })
     const flipped = Buffer.from(sealed)
     flipped[66 + 300 * (CS + 16) + 77] ^= 2

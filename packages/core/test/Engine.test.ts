@@ -76,6 +76,24 @@ describe("runPipeline: boundary sizes", () => {
 })
 
 describe("runPipeline: failures", () => {
+  it("a stream that fails midway ends the run with an IoError naming it, and publishes nothing", async () => {
+    async function* failing() {
+      yield Buffer.from(pseudoRandom(5000, 1))
+      yield Buffer.from(pseudoRandom(5000, 2))
+      throw Object.assign(new Error("read EIO"), { code: "EIO" })
+    }
+    const out = path.join(dir, "out")
+    const e = failureOf(await runExit(runPipeline({ input: ChunkInput.fromStream(Readable.from(failing()), "stdin"), output: ChunkOutput.toFile(out), pipeline: [xorTransform()], chunkBytes: 1024, segmentBytes: 2048 })))
+    expect(e).toMatchObject({ _tag: "IoError", operation: "read", path: "stdin" })
+    expect(fs.readdirSync(dir)).toEqual([])
+  })
+  it("a stream piece larger than several segments is cut across them, the rest kept for the next read", async () => {
+    const data = pseudoRandom(300_001, 4)
+    const sink = ChunkOutput.toMemory()
+    const s = await run(runPipeline({ input: ChunkInput.fromStream(Readable.from([Buffer.from(data.subarray(0, 7)), Buffer.from(data.subarray(7))])), output: sink, pipeline: [xorTransform()], chunkBytes: 1000, segmentBytes: 4000 }))
+    expect(s.totalChunks).toBe(301)
+    expect(Buffer.from(sink.bytes())).toEqual(xorReference(data, 1000))
+  })
   it("a failing chunk ends the run with its index and leaves no output", async () => {
     const src = path.join(dir, "in")
     fs.writeFileSync(src, pseudoRandom(10_000))

@@ -53,6 +53,13 @@ export interface SegmentOutcome {
   readonly failedAt: number
 }
 
+/** `effect` run after the event loop's poll phase (see `SegmentCipher.lanePool`). */
+const deferred = <A>(effect: Effect.Effect<A>): Effect.Effect<A> =>
+  Effect.callback<A>((resume) => {
+    // A block body: a value returned from here would be taken for a cleanup effect.
+    setImmediate(() => resume(effect))
+  })
+
 export const defaultWorkers = (): number =>
   typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length
 
@@ -91,7 +98,7 @@ export class SegmentCipher {
     return pooled
   }
 
-  private startPool(size = this.workers): SegmentPool {
+  private startPool(size: number): SegmentPool {
     this.pooledOnce = true
     // Set up first: workers started after it find ArrayBuffer transfer built in.
     releaser()
@@ -157,18 +164,20 @@ export class SegmentCipher {
       }
       return { outputs, failedAt, inputs: ins }
     }
-    if (!this.usePool(inputBytes)) {
-      return Effect.sync(() => {
-        // The engine hands a segment as back-to-back views over one buffer: use it as is.
-        const input = inputs.length === 1 ? inputs[0] : contiguous(inputs) ?? Buffer.concat(inputs)
-        const output = new Uint8Array(this.lend(this.take(outputBytes)), 0, outputBytes)
-        const failedAt = cipherSegment(op, this.keys.aeadKey, this.keys.baseNonce, first, input, lengths, output, releaser())
-        this.scavenger.count(inputBytes)
-        return split(output, failedAt)
-      })
-    }
+    const inProcess = Effect.sync(() => {
+      // The engine hands a segment as back-to-back views over one buffer: use it as is.
+      const input = inputs.length === 1 ? inputs[0] : contiguous(inputs) ?? Buffer.concat(inputs)
+      const output = new Uint8Array(this.lend(this.take(outputBytes)), 0, outputBytes)
+      const failedAt = cipherSegment(op, this.keys.aeadKey, this.keys.baseNonce, first, input, lengths, output, releaser())
+      this.scavenger.count(inputBytes)
+      return split(output, failedAt)
+    })
+    if (!this.usePool(inputBytes)) return inProcess
+    // As in runDirect, the calling thread is one of the `workers` lanes: it runs a segment
+    // itself whenever the pool's queues are full.
+    const pool = this.lanePool()
+    if (pool === undefined) return deferred(inProcess)
     return Effect.callback<SegmentOutcome, SegmentWorkerError>((resume) => {
-      const pool = this.startPool()
       const owned = this.options.transferInputs === true && transferable(inputs, inputBytes)
       let buffer: ArrayBuffer
       let offset = 0
@@ -209,6 +218,21 @@ export class SegmentCipher {
     })
   }
 
+  /**
+   * The pool for the next segment, or `undefined` when this thread should run it itself.
+   * The calling thread is one of the `workers` lanes: the pool has one thread fewer, and a
+   * segment runs here whenever the pool's queues are full. The engine's thread has little
+   * else to do (its reads and writes wait on the kernel), and a thread fewer is ~15 MiB
+   * less RSS. The caller defers the in-process run with setImmediate, which runs after the
+   * poll phase: a worker that finished must get its next job before this thread spends a
+   * millisecond or more on a segment of its own. (Never with an injected fault, which
+   * must reach a worker.)
+   */
+  private lanePool(): SegmentPool | undefined {
+    const pool = this.startPool(this.options.fault ? this.workers : this.workers - 1)
+    return !this.options.fault && pool.outstanding >= pool.capacity ? undefined : pool
+  }
+
   /** Reusable buffers of in-process direct jobs. */
   private readonly directBuffers: DirectBuffers = {}
 
@@ -224,19 +248,8 @@ export class SegmentCipher {
       return outcome
     })
     if (!this.usePool(job.inputBytes)) return inProcess
-    // The calling thread is one of the `workers` lanes: the pool has one thread fewer, and
-    // a segment runs here whenever the pool's queues are full. The engine's thread has
-    // little else to do in direct mode, and a thread fewer is ~15 MiB less RSS. (Not with
-    // an injected fault, which must reach a worker.)
-    const pool = this.startPool(this.options.fault ? this.workers : this.workers - 1)
-    if (!this.options.fault && pool.outstanding >= pool.capacity) {
-      // Let the event loop deliver the workers' answers first (setImmediate runs after the
-      // poll phase): a worker that finished must get its next job before this thread
-      // spends a millisecond or more on a segment of its own.
-      return Effect.callback<DirectOutcome>((resume) => {
-        setImmediate(() => resume(inProcess))
-      })
-    }
+    const pool = this.lanePool()
+    if (pool === undefined) return deferred(inProcess)
     return Effect.callback<DirectOutcome, SegmentWorkerError>((resume) => {
       const done = pool.runDirect(job)
       done.then((r) => resume(Effect.succeed(r)), (e: SegmentWorkerError) => resume(Effect.fail(e)))
