@@ -30,15 +30,27 @@ const kindOf = (fd: number): "file" | "device" | "other" | undefined => {
   }
 }
 
+/** Where stdin's file offset stands (Linux), `undefined` when it cannot be told. */
+const stdinOffset = (): number | undefined => {
+  try {
+    const pos = /^pos:\s*(\d+)/m.exec(fs.readFileSync("/proc/self/fdinfo/0", "latin1"))?.[1]
+    return pos === undefined ? undefined : Number(pos)
+  } catch {
+    return undefined
+  }
+}
+
 /**
- * `-` means stdin: read straight from its descriptor when it is a regular file (`< FILE`),
- * else through Node's stream (pipes, terminals, sockets: a blocked read must not hold up
- * the exit).
+ * `-` means stdin. Redirected from a regular file (`< FILE`) and at its start, it is read as
+ * that file (random access, so a lone cipher runs in direct mode, at file speed); from a
+ * file past its start, straight from the descriptor, in order; anything else (pipes,
+ * terminals, sockets) through Node's stream, since a blocked read would hold up the exit.
  */
-export const openInput = (path: string): Effect.Effect<ChunkInput.ChunkInput, IoError> =>
-  path !== "-"
-    ? ChunkInput.fromFile(path)
-    : Effect.sync(() => kindOf(0) === "file" ? ChunkInput.fromDescriptor(0, "stdin") : ChunkInput.fromStream(process.stdin, "stdin"))
+export const openInput = (path: string): Effect.Effect<ChunkInput.ChunkInput, IoError> => {
+  if (path !== "-") return ChunkInput.fromFile(path)
+  if (kindOf(0) !== "file") return Effect.sync(() => ChunkInput.fromStream(process.stdin, "stdin"))
+  return stdinOffset() === 0 ? ChunkInput.fromOpenFile(0, "stdin") : Effect.succeed(ChunkInput.fromDescriptor(0, "stdin"))
+}
 
 /** A file the command reads, as the user named it: `["--key", "my.key"]`, `["input", "dump.sql"]`. */
 export type ReadFile = readonly [what: string, path: string]

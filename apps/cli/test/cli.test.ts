@@ -136,6 +136,20 @@ describe("encrypt and decrypt round trips", () => {
     expect(piped.code).toBe(0)
     expect(piped.stdout.equals(fs.readFileSync(f("in")))).toBe(true)
     expect(redirected(["decrypt", "-q", "--key", key, "-o", "-", f("in.agcm")], "/dev/null", "/dev/null")).toEqual({ code: 0, stderr: "" })
+    // A stdin already read past its start (by an earlier command of the same shell group):
+    // cage reads the rest, in order, not the whole file.
+    const fd = fs.openSync(f("in"), "r")
+    const out = fs.openSync(f("rest.agcm"), "w")
+    try {
+      fs.readSync(fd, Buffer.alloc(1000), 0, 1000, null)
+      const r = spawnSync(process.execPath, [BIN, "encrypt", "-q", "--key", key, "-o", "-", "-"], { stdio: [fd, out, "pipe"] })
+      expect(r.status).toBe(0)
+    } finally {
+      fs.closeSync(fd)
+      fs.closeSync(out)
+    }
+    const rest = cage(["decrypt", "-q", "--key", key, "-o", "-", f("rest.agcm")])
+    expect(rest.stdout.equals(fs.readFileSync(f("in")).subarray(1000))).toBe(true)
     // A damaged chunk still fails the run with the integrity exit code, on a file's stdin.
     const sealed = fs.readFileSync(f("in.agcm"))
     sealed[sealed.length - 100] ^= 1

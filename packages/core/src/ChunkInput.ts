@@ -88,13 +88,28 @@ export const fromFile = (path: string): Effect.Effect<ChunkInput, IoError> =>
     const fd = yield* Effect.callback<number, IoError>((resume) => {
       fs.open(path, "r", (e, f) => resume(e ? Effect.fail(fromSystemError("open", path, e)) : Effect.succeed(f)))
     })
-    const closeFd = () => Effect.callback<void>((resume) => fs.close(fd, () => resume(Effect.void)))
+    const closeFd = Effect.callback<void>((resume) => fs.close(fd, () => resume(Effect.void)))
+    return yield* overFile(fd, path, closeFd).pipe(Effect.tapError(() => closeFd))
+  })
+
+/**
+ * The whole regular file behind an open descriptor, for random-access reads from its start
+ * (positional reads: the descriptor's offset is neither used nor moved), exactly as
+ * {@link fromFile} reads it, direct mode included: stdin redirected from a file
+ * (`cage encrypt - < dump.sql`). `close` leaves the descriptor open (the caller owns it).
+ *
+ * @throws IoError "Unknown" when the descriptor is not a regular file, naming `description`.
+ */
+export const fromOpenFile = (fd: number, description = "stdin"): Effect.Effect<ChunkInput, IoError> => overFile(fd, description, Effect.void)
+
+/** A random-access source over `fd`, a regular file; `closeFd` runs once, on `close`. */
+const overFile = (fd: number, path: string, closeFd: Effect.Effect<void>): Effect.Effect<ChunkInput, IoError> =>
+  Effect.gen(function*() {
     // fstat the open fd: the identity must describe the bytes we read, even if the path is swapped.
     const st = yield* Effect.callback<fs.BigIntStats, IoError>((resume) => {
       fs.fstat(fd, { bigint: true }, (e, s) => resume(e ? Effect.fail(fromSystemError("stat", path, e)) : Effect.succeed(s)))
-    }).pipe(Effect.tapError(closeFd))
+    })
     if (!st.isFile()) {
-      yield* closeFd()
       return yield* Effect.fail(
         new IoError({ reason: st.isDirectory() ? "IsDirectory" : "Unknown", operation: "open", path, detail: "not a regular file" })
       )
@@ -127,7 +142,7 @@ export const fromFile = (path: string): Effect.Effect<ChunkInput, IoError> =>
       close: () => Effect.suspend(() => {
         if (closed) return Effect.void
         closed = true
-        return closeFd()
+        return closeFd
       })
     }
     return input

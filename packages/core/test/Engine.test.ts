@@ -404,6 +404,33 @@ describe("descriptors (stdin from a file, stdout to a file or /dev/null)", () =>
       fs.closeSync(outFd)
     }
   })
+  it("the file behind a descriptor, read from its start in direct mode whatever its offset; the descriptor stays open", async () => {
+    const data = pseudoRandom(64 * 7 + 5, 8)
+    const src = path.join(dir, "in")
+    fs.writeFileSync(src, data)
+    const fd = fs.openSync(src, "r")
+    try {
+      fs.readSync(fd, Buffer.alloc(9), 0, 9, null)
+      const input = await run(ChunkInput.fromOpenFile(fd, "stdin"))
+      expect(input).toMatchObject({ description: "stdin", size: data.length, randomAccess: true, fd })
+      const { processor, calls } = xorDirect()
+      const out = path.join(dir, "out")
+      await run(runPipeline({ input, output: ChunkOutput.toFile(out), pipeline: [processor], chunkBytes: 64, segmentBytes: 128 }).pipe(Effect.ensuring(input.close())))
+      expect(calls.direct).toBeGreaterThan(0)
+      expect(calls.process).toBe(0)
+      expect(fs.readFileSync(out)).toEqual(xorReference(data, 64))
+      expect(fs.fstatSync(fd).size).toBe(data.length)
+    } finally {
+      fs.closeSync(fd)
+    }
+    const devnull = fs.openSync("/dev/null", "r")
+    try {
+      expect(failureOf(await runExit(ChunkInput.fromOpenFile(devnull, "stdin")))).toMatchObject({ _tag: "IoError", path: "stdin", detail: "not a regular file" })
+      expect(fs.fstatSync(devnull).isCharacterDevice()).toBe(true)
+    } finally {
+      fs.closeSync(devnull)
+    }
+  })
   it("writes to /dev/null, and a read error names the descriptor's description", async () => {
     const devnull = fs.openSync("/dev/null", "w")
     try {
