@@ -11,6 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { Plan, Segment } from "../src/index.js"
+import { stageDecrypt } from "./helpers.js"
 
 const key = crypto.randomBytes(32)
 const chunkSize = 16 * 1024
@@ -114,18 +115,11 @@ describe("segments of several pieces, all at once", () => {
         Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment, staged: seal.staged }), { concurrency: "unbounded" }))
       expect(fs.readFileSync(output).equals(ref.bytes)).toBe(true)
 
-      // Back: the ciphertext's chunk region in segments of 130 ciphertext chunks (Cluster.planOf).
-      const sealed = path.join(dir, "sealed.agcm")
-      fs.renameSync(output, sealed)
-      const sealedIdentity = await Effect.runPromise(ChunkInput.statIdentity(sealed))
-      const back = path.join(dir, "back.partial")
-      const fd = fs.openSync(back, "wx", 0o600)
-      const staged = Segment.stagedOf(fd)
-      fs.closeSync(fd)
-      const open = Plan.planJob([{ path: sealed, size: sealedIdentity.size - seal.headerBytes }], { headerBytes: 0, chunkBytes: chunkSize + 16, overheadBytes: 0, shortFinal: true }, 130 * (chunkSize + 16))
+      // Back: the ciphertext's chunk region in segments of 130 ciphertext chunks.
+      const open = await stageDecrypt(dir, output, seal.headerBytes, chunkSize, 130)
       await Effect.runPromise(Effect.forEach(open.segments, (segment) =>
-        Segment.decryptSegment({ source: sealed, identity: sealedIdentity, output: back, key: { key }, headerBytes: seal.headerBytes, segment, staged }), { concurrency: "unbounded" }))
-      expect(fs.readFileSync(back).equals(plain)).toBe(true)
+        Segment.decryptSegment({ source: open.source, identity: open.identity, output: open.back, key: { key }, headerBytes: seal.headerBytes, segment, staged: open.staged }), { concurrency: "unbounded" }))
+      expect(fs.readFileSync(open.back).equals(plain)).toBe(true)
     })
   }
 })
