@@ -29,6 +29,7 @@ export {
 export { KEY_FILE_BYTES, KEY_PREFIX, parseKeyText } from "./KeyFile.js"
 export { agcmDecrypt, agcmDecryptFactory, agcmEncrypt, agcmEncryptFactory, PROCESSOR_VERSION } from "./Agcm.js"
 export type { AgcmDecryptOptions, AgcmEncryptOptions } from "./Options.js"
+export { defaultWorkers } from "./internal/segmentCipher.js"
 export {
   createDecryptStream,
   createEncryptStream,

@@ -9,12 +9,11 @@
  *
  * @module
  */
-import { agcmDecrypt, agcmEncrypt, type KeyMaterial, MAX_HEADER_BYTES } from "@cage/agcm"
+import { agcmDecrypt, agcmEncrypt, defaultWorkers, type KeyMaterial, MAX_HEADER_BYTES } from "@cage/agcm"
 import { ChunkInput, ChunkSpec, type DirectSegment, fromSystemError, InputChanged, type IoError, type JsonValue, type SourceIdentity } from "@cage/core"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import type { Segment } from "./Plan.js"
 
 /** What every segment of a file needs besides the key: the header's non-secret snapshot (salt, commitment), the chunk size, the header length. */
@@ -25,12 +24,13 @@ export interface FileSeal {
 }
 
 /**
- * Threads one segment's cipher runs on: the runner's cores (the calling thread is one of
- * them, agcm's pool has one fewer). A segment is sealed in {@link PIECE_BYTES} pieces on all
- * of them at once, so one runner uses every core of its machine even with one segment
- * running (one 64 MiB direct job would run on one thread: a runner measured 370 MB/s).
+ * Threads one segment's cipher runs on: agcm's default `workers`, the runner's cores (the
+ * calling thread is one of them, agcm's pool has one fewer). A segment is sealed in
+ * {@link PIECE_BYTES} pieces on all of them at once, so one runner uses every core of its
+ * machine even with one segment running (one 64 MiB direct job would run on one thread: a
+ * runner measured 370 MB/s).
  */
-const lanes = () => Math.max(1, os.availableParallelism())
+const lanes = defaultWorkers
 
 /** A segment's direct jobs: about 1 MiB each, the single-machine engine's segment size. */
 const PIECE_BYTES = 1 << 20

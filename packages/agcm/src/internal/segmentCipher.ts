@@ -60,6 +60,7 @@ const deferred = <A>(effect: Effect.Effect<A>): Effect.Effect<A> =>
     setImmediate(() => resume(effect))
   })
 
+/** The default of `workers` (lanes, calling thread included): the machine's available cores. */
 export const defaultWorkers = (): number =>
   typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length
 
