@@ -10,7 +10,7 @@
  * @module
  */
 import { agcmDecrypt, agcmEncrypt, defaultWorkers, type KeyMaterial, MAX_HEADER_BYTES } from "@cage/agcm"
-import { ChunkInput, ChunkSpec, type DirectSegment, fromSystemError, InputChanged, type IoError, type JsonValue, type SourceIdentity } from "@cage/core"
+import { ChunkInput, ChunkSpec, type DirectSegment, fromSystemError, type InitResult, InputChanged, type IoError, type JsonValue, type SourceIdentity } from "@cage/core"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -62,7 +62,7 @@ const directPieces = <E>(
 /** What a cached cipher holds: the processor and what its `init` returned. */
 interface Cipher<P> {
   readonly p: P
-  readonly init: { readonly header?: Uint8Array | undefined; readonly direct?: { readonly outputChunkBytes: number } | undefined; readonly framing?: { readonly headerBytes: number; readonly chunkBytes: number } | undefined }
+  readonly init: InitResult
 }
 interface Cached<P> extends Cipher<P> {
   users: number
