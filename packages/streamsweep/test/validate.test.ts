@@ -197,6 +197,25 @@ describe("formats", () => {
   })
 })
 
+describe("numbers, taken whole within a write or byte by byte across writes", () => {
+  const numbers = ["0", "-0", "7", "10", "0.5", "0.125", "15.375", "-2.5", "00", "01", "-01", "0.", "1.", ".5", "-", "-.5", "1.5.", "1..5", "1.5e3", "1.5E+3", "12.34e-5", "0e0", "1e", "1e+", "0.5x", "1.2.3", "2.", "3.14159265358979", "1x"]
+  const contexts = [(n: string) => n, (n: string) => `[${n}]`, (n: string) => `[${n},1]`, (n: string) => `{"a":${n}}`, (n: string) => `{"a":${n},"b":0.25}`, (n: string) => ` ${n} `]
+  it("agree with JSON.parse whole and cut at every single offset, in every context", () => {
+    for (const n of numbers) {
+      for (const wrap of contexts) {
+        const text = wrap(n)
+        expectSameVerdictAsJsonParse(text, [])
+        for (let cut = 0; cut <= text.length; cut++) expectSameVerdictAsJsonParse(text, [cut])
+      }
+    }
+  })
+  it("report a leading zero and a bare '.' at the offending byte", () => {
+    expect(validateBytes(enc("[01]"))).toMatchObject({ reason: "InvalidNumber", offset: 2 })
+    expect(validateBytes(enc("[1.]"))).toMatchObject({ reason: "InvalidNumber", offset: 3 })
+    expect(validateBytes(enc("[0.5.1]"))).toMatchObject({ reason: "UnexpectedByte", offset: 4 })
+  })
+})
+
 describe("properties", () => {
   it("any valid document, cut at any offsets, validates", () => {
     fc.assert(fc.property(docArb.chain((d) => fc.tuple(fc.constant(d), cutsArb(d.length))), ([doc, cuts]) => {

@@ -349,20 +349,36 @@ const defineScanner = () => class Scanner {
               if (ev !== null && depth <= evDepth) ev.valueStart(KIND_NUMBER, depth, delta + i)
               if (ev !== null) this.tokenStart = delta + i
               i++
-              if (c >= 0x31) {
-                // An integer that ends within this buffer, the usual case, is taken whole here;
-                // anything else (a fraction, an exponent, the buffer's end) goes on in S_NUM_INT.
-                while (i < to && (c = buf[i]) >= 0x30 && c <= 0x39) i++
-                if (i < to && c !== 0x2e && c !== 0x65 && c !== 0x45) {
+              if (c !== 0x2d) {
+                // A number without exponent that ends within this buffer, the usual case, is
+                // taken whole here: the integer part, then '.' and digits. Anything else (an
+                // exponent, a leading zero before a digit, '.' not followed by a digit, the
+                // buffer's end) goes on in the state it reached.
+                let numState = S_NUM_INT
+                if (c === 0x30) {
+                  numState = S_NUM_ZERO
+                  if (i < to) c = buf[i]
+                } else {
+                  while (i < to && (c = buf[i]) >= 0x30 && c <= 0x39) i++
+                }
+                if (i + 1 < to && c === 0x2e) {
+                  const d = buf[i + 1]
+                  if (d >= 0x30 && d <= 0x39) {
+                    i += 2
+                    while (i < to && (c = buf[i]) >= 0x30 && c <= 0x39) i++
+                    numState = S_NUM_FRAC
+                  }
+                }
+                if (i < to && c !== 0x2e && c !== 0x65 && c !== 0x45 && (c < 0x30 || c > 0x39)) {
                   if (ev !== null && depth <= evDepth) ev.valueEnd(KIND_NUMBER, depth, delta + i)
                   if (depth === 0) this.topLevelEnd(delta + i, true)
                   state = S_AFTER
                   continue outer
                 }
-                state = S_NUM_INT
+                state = numState
                 continue outer
               }
-              state = c === 0x2d ? S_NUM_MINUS : c === 0x30 ? S_NUM_ZERO : S_NUM_INT
+              state = S_NUM_MINUS
               continue outer
             }
             const lit = c === 0x74 ? LIT_TRUE : c === 0x66 ? LIT_FALSE : c === 0x6e ? LIT_NULL : -1
