@@ -1,11 +1,13 @@
 /**
  * bufferReleaser: cipher outputs are freed at once by detaching their ArrayBuffer, and
- * nothing else is ever detached (slices, pooled buffers, shared memory).
+ * nothing else is ever detached (slices, pooled buffers, shared memory). Scavenger: a
+ * thread's forced scavenges are followed by a full GC once its heap has grown.
  */
 import * as crypto from "node:crypto"
 import { Worker } from "node:worker_threads"
 import { describe, expect, it } from "vitest"
-import { bufferReleaser } from "../src/internal/memory.js"
+import * as v8 from "node:v8"
+import { bufferReleaser, fullGcDue, minorGc, Scavenger } from "../src/internal/memory.js"
 
 describe("bufferReleaser", () => {
   const release = bufferReleaser()!
@@ -58,5 +60,36 @@ describe("bufferReleaser", () => {
       w.once("error", reject)
     })
     expect(found).toBe("function")
+  })
+})
+
+describe("Scavenger", () => {
+  const MiB = 1024 * 1024
+  const used = () => v8.getHeapStatistics().used_heap_size
+
+  it("a full GC is due after 4 MiB of growth, or a quarter of a larger heap", () => {
+    expect(fullGcDue(10 * MiB + 4 * MiB, 10 * MiB)).toBe(false)
+    expect(fullGcDue(10 * MiB + 4 * MiB + 1, 10 * MiB)).toBe(true)
+    expect(fullGcDue(400 * MiB + 100 * MiB, 400 * MiB)).toBe(false)
+    expect(fullGcDue(400 * MiB + 100 * MiB + 1, 400 * MiB)).toBe(true)
+  })
+
+  it("follows a scavenge with a full GC once garbage promoted since has grown the heap", () => {
+    const minor = minorGc()!
+    const s = new Scavenger(MiB)
+    // The first scavenge measures the heap it starts from.
+    s.count(16 * MiB)
+    // About 30 MiB of objects that outlive two scavenges (promoted, as in-flight segments
+    // and their fibers are), then dropped: only a full GC frees them.
+    let junk: Array<{ i: number }> | null = Array.from({ length: 1_000_000 }, (_, i) => ({ i }))
+    minor()
+    minor()
+    const grown = used()
+    junk = null
+    minor()
+    expect(used()).toBeGreaterThan(grown - 8 * MiB)
+    s.count(16 * MiB)
+    expect(used()).toBeLessThan(grown - 16 * MiB)
+    expect(junk).toBeNull()
   })
 })

@@ -1,8 +1,9 @@
 /**
  * Keeping a cipher thread's memory flat: every chunk's `cipher.update()` allocates its output
  * outside V8's heap. Each thread (the calling thread, every segment worker) frees those
- * outputs as soon as they are copied into place where it can, scavenges otherwise, and
- * raises glibc's malloc thresholds once. Measurements and rationale: README.md, "Memory".
+ * outputs as soon as they are copied into place where it can; otherwise it scavenges often
+ * and raises glibc's malloc thresholds once. It follows its scavenges with a full GC when
+ * its heap has grown. Measurements and rationale: README.md, "Memory".
  */
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
@@ -82,24 +83,41 @@ export const releaser = (): BufferReleaser | undefined => {
   return threadReleaser ?? undefined
 }
 
+let threadGc: ((o?: { type: string }) => void) | null | undefined
 let threadMinorGc: (() => void) | null | undefined
-/**
- * V8's young-generation GC for this thread, enabled on first use (`--expose-gc` at run
- * time), which also raises glibc's malloc thresholds once; `undefined` where not available.
- */
-export const minorGc = (): (() => void) | undefined => {
-  if (threadMinorGc !== undefined) return threadMinorGc ?? undefined
+/** V8's `gc` for this thread, enabled on first use (`--expose-gc` at run time); `undefined` where not available. */
+const exposedGc = (): ((o?: { type: string }) => void) | undefined => {
+  if (threadGc !== undefined) return threadGc ?? undefined
   try {
     const g = globalThis as { gc?: (o?: { type: string }) => void }
     if (typeof g.gc !== "function") v8.setFlagsFromString("--expose-gc")
-    const gc = typeof g.gc === "function" ? g.gc : vm.runInNewContext("gc") as (o?: { type: string }) => void
-    threadMinorGc = () => gc({ type: "minor" })
-    raiseMallocThresholds(threadMinorGc)
+    threadGc = typeof g.gc === "function" ? g.gc : vm.runInNewContext("gc") as (o?: { type: string }) => void
   } catch {
-    threadMinorGc = null
+    threadGc = null
   }
+  return threadGc ?? undefined
+}
+
+/**
+ * V8's young-generation GC for this thread, enabled on first use (`--expose-gc` at run
+ * time); `undefined` where not available. Where this thread has no {@link releaser} (its
+ * outputs die only in scavenges), it also raises glibc's malloc thresholds once.
+ */
+export const minorGc = (): (() => void) | undefined => {
+  if (threadMinorGc !== undefined) return threadMinorGc ?? undefined
+  const gc = exposedGc()
+  threadMinorGc = gc ? () => gc({ type: "minor" }) : null
+  // With outputs detached one at a time, raised thresholds bought no speed and let glibc's
+  // per-thread arenas keep what fragmentation left: 4 GiB peaked 8 MiB higher, 10 GiB 11.
+  if (threadMinorGc && releaser() === undefined) raiseMallocThresholds(threadMinorGc)
   return threadMinorGc ?? undefined
 }
+
+/**
+ * How much the heap may grow past what the last full GC left before the next scavenge is
+ * followed by a full GC: a quarter of that size, at least 4 MiB (README.md, "Memory").
+ */
+export const fullGcDue = (used: number, floor: number): boolean => used > floor + Math.max(4 * MiB, floor / 4)
 
 /**
  * Counts the bytes a thread runs through its ciphers and scavenges when due: every 16 MiB
@@ -108,12 +126,25 @@ export const minorGc = (): (() => void) | undefined => {
  */
 export class Scavenger {
   private since = 0
+  /** Heap bytes in use after this thread's last full GC (or when it was first measured). */
+  private floor: number | undefined
   constructor(private readonly fallbackBytes: number) {}
 
   count(bytes: number): void {
     this.since += bytes
     if (this.since < (releaser()?.healthy ? 16 * MiB : this.fallbackBytes)) return
     this.since = 0
-    minorGc()?.()
+    const minor = minorGc()
+    if (!minor) return
+    minor()
+    // Forced scavenges promote whatever lives across two of them (a calling thread's
+    // in-flight segments and the fibers that wait on them), and V8 leaves a small old
+    // generation to grow for tens of MiB before it collects it: 10 GiB grew the calling
+    // thread's heap from 10 to 30 MiB. A full GC of a heap this small takes a few ms.
+    const used = v8.getHeapStatistics().used_heap_size
+    this.floor ??= used
+    if (!fullGcDue(used, this.floor)) return
+    exposedGc()?.()
+    this.floor = v8.getHeapStatistics().used_heap_size
   }
 }

@@ -61,8 +61,8 @@ const baseNonce = new Uint8Array(setup.baseNonce)
 const fault = setup.fault
 // Direct jobs read and write through these, reused from job to job.
 const buffers: DirectBuffers = {}
-// Set up before the first job: outputs freed at once where possible, a scavenge every MiB
-// where not, and glibc's thresholds raised now (README.md, "Memory").
+// Set up before the first job: outputs freed at once where possible; where not, a scavenge
+// every MiB and glibc's thresholds raised now (README.md, "Memory").
 const release = releaser()
 minorGc()
 const scavenger = new Scavenger(1024 * 1024)
