@@ -10,7 +10,7 @@
  * @module
  */
 import { agcmDecrypt, agcmEncrypt, defaultWorkers, type KeyMaterial, MAX_HEADER_BYTES } from "@cage/agcm"
-import { ChunkInput, ChunkSpec, type DirectSegment, fromSystemError, type InitResult, InputChanged, type IoError, type JsonValue, type SourceIdentity } from "@cage/core"
+import { ChunkInput, ChunkSpec, DEFAULT_SEGMENT_BYTES, type DirectChunksOptions, fromSystemError, type InitResult, InputChanged, type IoError, type JsonValue, runDirectChunks, type SourceIdentity } from "@cage/core"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -26,38 +26,24 @@ export interface FileSeal {
 /**
  * Threads one segment's cipher runs on: agcm's default `workers`, the runner's cores (the
  * calling thread is one of them, agcm's pool has one fewer). A segment is sealed in
- * {@link PIECE_BYTES} pieces on all of them at once, so one runner uses every core of its
- * machine even with one segment running (one 64 MiB direct job would run on one thread: a
- * runner measured 370 MB/s).
+ * {@link PIECE_BYTES} pieces, `2 × lanes` at once (as the engine keeps `inFlight` segments
+ * alive), so one runner uses every core of its machine even with one segment running (one
+ * 64 MiB direct job would run on one thread: a runner measured 370 MB/s).
  */
 const lanes = defaultWorkers
 
 /** A segment's direct jobs: about 1 MiB each, the single-machine engine's segment size. */
-const PIECE_BYTES = 1 << 20
+const PIECE_BYTES = DEFAULT_SEGMENT_BYTES
 
 /**
- * Runs `specs` (consecutive chunks) through `direct` in pieces of about {@link PIECE_BYTES}
- * input bytes, `2 × lanes` pieces at once (as the engine keeps `inFlight` segments alive):
- * piece k reads at `at.inputOffset` plus its chunks' offset from the first one, and writes at
- * `at.outputOffset + (its first index − the first index) × outputChunkBytes`.
+ * Runs a segment's chunks `[from, to)` of `plan` through the cipher's direct mode (core's
+ * `runDirectChunks`), with the cipher's own errors as they are (`ChunkAuthFailed` naming the
+ * chunk, not wrapped in the engine's `ProcessorError` naming `agcm-decrypt`).
  */
-const directPieces = <E>(
-  direct: (chunks: ReadonlyArray<ChunkSpec.ChunkSpec>, segment: DirectSegment) => Effect.Effect<void, E>,
-  specs: ReadonlyArray<ChunkSpec.ChunkSpec>,
-  at: DirectSegment,
-  outputChunkBytes: number
-) => {
-  const per = Math.max(1, Math.floor(PIECE_BYTES / Math.max(1, specs[0].length)))
-  const pieces: Array<ReadonlyArray<ChunkSpec.ChunkSpec>> = []
-  for (let k = 0; k < specs.length; k += per) pieces.push(specs.slice(k, k + per))
-  const first = specs[0]
-  return Effect.forEach(pieces, (piece) =>
-    direct(piece, {
-      ...at,
-      inputOffset: at.inputOffset + (piece[0].start - first.start),
-      outputOffset: at.outputOffset + (piece[0].index - first.index) * outputChunkBytes
-    }), { concurrency: 2 * lanes(), discard: true })
-}
+const directChunks = (options: Omit<DirectChunksOptions, "segmentBytes" | "inFlight">) =>
+  runDirectChunks({ ...options, segmentBytes: PIECE_BYTES, inFlight: 2 * lanes() }).pipe(
+    Effect.mapError((e): unknown => e._tag === "ProcessorError" ? e.cause : e)
+  )
 
 /** What a cached cipher holds: the processor and what its `init` returned. */
 interface Cipher<P> {
@@ -313,11 +299,6 @@ export const encryptSegment = (options: {
     const fds = yield* openPair(source, output, options.staged)
     const sealing = withCipher(id, initOf(options.key, seal.chunkSize, source, identity.size, seal.snapshot), ({ init, p }) =>
       Effect.gen(function*() {
-        const plan = ChunkSpec.planRegion(identity.size, { headerBytes: 0, chunkBytes: seal.chunkSize, shortFinal: true })
-        const specs = [...plan.chunks(segment.firstChunk, segment.firstChunk + segment.chunks)]
-        const direct = p.processDirect
-        if (direct === undefined || init.direct === undefined) return yield* Effect.die(new Error("internal error: agcm-encrypt has no direct mode"))
-        const outputChunkBytes = init.direct.outputChunkBytes
         // The header on disk (read through the descriptor written below) must be the one this
         // job's snapshot makes (same salt, key commitment, chunk size): sealing under a header
         // the file does not carry would give chunks no reader can open.
@@ -327,14 +308,15 @@ export const encryptSegment = (options: {
         if (got !== header.length || !onDisk.equals(header)) {
           return yield* new InputChanged({ path: output, detail: "its header is not the one this job wrote (another job's output, or a damaged file)" })
         }
-        yield* directPieces(direct, specs, {
-          inputFd: fds.input,
-          inputOffset: segment.plainStart,
-          outputFd: fds.out,
-          outputOffset: seal.headerBytes + segment.firstChunk * outputChunkBytes,
-          input: source,
-          output
-        }, outputChunkBytes)
+        yield* directChunks({
+          processor: p,
+          init,
+          plan: ChunkSpec.planRegion(identity.size, { headerBytes: 0, chunkBytes: seal.chunkSize, shortFinal: true }),
+          from: segment.firstChunk,
+          to: segment.firstChunk + segment.chunks,
+          input: { fd: fds.input, description: source },
+          output: { fd: fds.out, path: output, base: seal.headerBytes }
+        })
       }))
     yield* (options.cpu ?? asIs)(sealing).pipe(
       Effect.andThen(datasync(fds.out, output)),
@@ -389,18 +371,17 @@ export const decryptSegment = (options: {
     const id = cipherId("open", options.key, { headerBytes: options.headerBytes, source, identity: [identity.size, identity.mtimeNs, identity.ctimeNs, identity.ino] })
     const run = withCipher(id, make, ({ init, p }) =>
       Effect.gen(function*() {
-        const direct = p.processDirect
-        if (direct === undefined || init.direct === undefined || init.framing === undefined) return yield* Effect.die(new Error("internal error: agcm-decrypt has no direct mode"))
-        const plan = ChunkSpec.planRegion(identity.size - init.framing.headerBytes, { headerBytes: 0, chunkBytes: init.framing.chunkBytes, shortFinal: true })
-        const specs = [...plan.chunks(segment.firstChunk, segment.firstChunk + segment.chunks)]
-        yield* directPieces(direct, specs, {
-          inputFd: fds.input,
-          inputOffset: init.framing.headerBytes + specs[0].start,
-          outputFd: fds.out,
-          outputOffset: segment.firstChunk * init.direct.outputChunkBytes,
-          input: source,
-          output
-        }, init.direct.outputChunkBytes)
+        if (init.framing === undefined) return yield* Effect.die(new Error("internal error: agcm-decrypt declared no framing"))
+        const { headerBytes, chunkBytes } = init.framing
+        yield* directChunks({
+          processor: p,
+          init,
+          plan: ChunkSpec.planRegion(identity.size - headerBytes, { headerBytes, chunkBytes, shortFinal: true }),
+          from: segment.firstChunk,
+          to: segment.firstChunk + segment.chunks,
+          input: { fd: fds.input, description: source },
+          output: { fd: fds.out, path: output, base: 0 }
+        })
       }))
     yield* (options.cpu ?? asIs)(run).pipe(
       Effect.andThen(datasync(fds.out, output)),

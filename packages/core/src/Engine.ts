@@ -28,12 +28,12 @@ import { Effect, Exit, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import type { ChunkInput } from "./ChunkInput.js"
 import type { ChunkOutput } from "./ChunkOutput.js"
-import type { ChunkProcessor, JsonValue } from "./ChunkProcessor.js"
-import { DEFAULT_CHUNK_BYTES, planRegion } from "./ChunkSpec.js"
+import type { ChunkProcessor, InitResult, JsonValue } from "./ChunkProcessor.js"
+import { type ChunkPlan, type ChunkSpec, DEFAULT_CHUNK_BYTES, planRegion } from "./ChunkSpec.js"
 import * as Checkpoint from "./Checkpoint.js"
-import type { EngineError } from "./Error.js"
+import { type EngineError, UsageError } from "./Error.js"
 import { checkpointTarget, checkResumedPlan, cleanUpAfterFailure, initialWritten, loadResume, makeCheckpointWriter, openOutput } from "./internal/checkpointing.js"
-import { checkResumedLayout, chooseDirect } from "./internal/directMode.js"
+import { checkResumedLayout, chooseDirect, directCall } from "./internal/directMode.js"
 import { checkFraming, checkPipeline } from "./internal/pipelineRules.js"
 import { finalizeProcessors, initProcessors } from "./internal/processors.js"
 import { makeBufferPool, makeSegmentSource, planInput } from "./internal/segments.js"
@@ -266,4 +266,76 @@ const runStage = (
         })
       )
     )
+  })
+
+/** Options of {@link runDirectChunks}. */
+export interface DirectChunksOptions {
+  /** A processor with `processDirect`, already initialised: `init` is what its `init` returned (with `direct`). */
+  readonly processor: ChunkProcessor
+  readonly init: InitResult
+  /**
+   * The input file's plan. Chunk `c` is read at `plan.framing.headerBytes + c.start`: plan
+   * the region after the input's header with that header's length (for a decrypt, the
+   * framing `init` returned), or the whole file with `headerBytes: 0`.
+   */
+  readonly plan: ChunkPlan
+  /** First chunk to run (inclusive) and the chunk to stop before (exclusive), `0 ≤ from ≤ to ≤ plan.totalChunks`. */
+  readonly from: number
+  readonly to: number
+  /** The input file: an open descriptor (read positionally, never moved or closed) and how messages name it. */
+  readonly input: { readonly fd: number; readonly description: string }
+  /**
+   * The output file: an open descriptor (written positionally, never closed), the path
+   * messages name (the file actually written, `<out>.partial`), and `base`, the output
+   * offset of chunk 0: chunk `i`'s output starts at `base + i × init.direct.outputChunkBytes`.
+   */
+  readonly output: { readonly fd: number; readonly path: string; readonly base: number }
+  /** Input bytes per call of `processDirect` (default {@link DEFAULT_SEGMENT_BYTES}; at least one chunk). */
+  readonly segmentBytes?: number | undefined
+  /** Calls running at once (default {@link DEFAULT_IN_FLIGHT}). */
+  readonly inFlight?: number | undefined
+}
+
+/**
+ * Runs chunks `[from, to)` of one file through a processor's direct mode, in segments of
+ * about `segmentBytes`, `inFlight` at once, as {@link runPipeline} runs a whole file in
+ * direct mode: for a caller that owns a share of a file and its output (a cluster runner's
+ * segment). Nothing else of a run happens here: no header is written, no checkpoint, no
+ * progress, no fsync, no publication; the caller has opened both files and writes the
+ * header itself.
+ *
+ * Fails with `UsageError` (`"Processor"`) when the processor or its `init` result has no
+ * direct mode or the range is not within the plan, the processor's `IoError` or
+ * `InputChanged` as it reported them (naming `input.description` or `output.path`), and
+ * `ProcessorError` (naming the processor and the chunk) for anything else it failed with.
+ * After a failure no later segment starts and the calls in flight are interrupted; what was
+ * written stays (the caller's output is not published unless every call succeeded).
+ */
+export const runDirectChunks = (options: DirectChunksOptions): Effect.Effect<void, EngineError> =>
+  Effect.suspend(() => {
+    const { processor: p, init, plan, from, to } = options
+    const process = p.processDirect
+    const outputChunkBytes = init.direct?.outputChunkBytes
+    if (process === undefined || outputChunkBytes === undefined) {
+      return Effect.fail(new UsageError({ reason: "Processor", detail: `${p.name} has no direct mode (processDirect and init's direct are both needed)` }))
+    }
+    if (!(Number.isSafeInteger(from) && Number.isSafeInteger(to) && 0 <= from && from <= to && to <= plan.totalChunks)) {
+      return Effect.fail(new UsageError({ reason: "Processor", detail: `chunks ${from} to ${to} are not within the ${plan.totalChunks} chunks of ${options.input.description}` }))
+    }
+    const per = Math.max(1, Math.floor((options.segmentBytes ?? DEFAULT_SEGMENT_BYTES) / plan.framing.chunkBytes))
+    const segments: Array<ReadonlyArray<ChunkSpec>> = []
+    for (let a = from; a < to; a += per) segments.push(Array.from(plan.chunks(a, Math.min(to, a + per))))
+    const files = {
+      inputFd: options.input.fd,
+      input: options.input.description,
+      framing: plan.framing,
+      outputFd: options.output.fd,
+      output: options.output.path,
+      outputBase: options.output.base,
+      outputChunkBytes
+    }
+    return Effect.forEach(segments, (chunks) => directCall(p, process, chunks, files), {
+      concurrency: Math.max(1, options.inFlight ?? DEFAULT_IN_FLIGHT),
+      discard: true
+    })
   })

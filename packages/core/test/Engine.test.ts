@@ -4,7 +4,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { PassThrough, Readable } from "node:stream"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { Checkpoint, ChunkInput, ChunkOutput, type ChunkProcessor, ProcessorError, ResumeRefused, runPipeline, Telemetry, type TelemetryEvent } from "../src/index.js"
+import { Checkpoint, ChunkInput, ChunkOutput, type ChunkProcessor, ChunkSpec, type InitResult, ProcessorError, ResumeRefused, runDirectChunks, runPipeline, Telemetry, type TelemetryEvent } from "../src/index.js"
 import { pseudoRandom, sha256, sha256Observer, xorDirect, xorReference, xorTransform } from "./helpers.js"
 
 let dir: string
@@ -655,5 +655,108 @@ describe("direct mode", () => {
     expect(again.calls.process).toBe(0)
     expect(fs.readFileSync(out)).toEqual(xorReference(data, 100))
     expect(fs.existsSync(ckpt)).toBe(false)
+  })
+})
+
+describe("runDirectChunks: chunks [from, to) of a file in direct mode", () => {
+  const cs = 64
+  const data = pseudoRandom(10 * cs + 7, 21) // 11 chunks, the last one short
+  const reference = xorReference(data, cs)
+  /** Where chunk i's output lies in `reference` (after the 2-byte header). */
+  const outputOf = (i: number) => [2 + i * (cs + 1), 2 + i * (cs + 1) + Math.min(cs, data.length - i * cs) + 1] as const
+  const plan = ChunkSpec.planRegion(data.length, { headerBytes: 0, chunkBytes: cs, shortFinal: true })
+
+  const withFiles = async <A>(body: (fds: { input: number; out: number; outPath: string }) => Promise<A>) => {
+    const src = path.join(dir, "in")
+    const outPath = path.join(dir, "out.partial")
+    fs.writeFileSync(src, data)
+    fs.writeFileSync(outPath, Buffer.alloc(reference.length - 1, 0xff))
+    const input = fs.openSync(src, "r")
+    const out = fs.openSync(outPath, "r+")
+    try {
+      return await body({ input, out, outPath })
+    } finally {
+      fs.closeSync(input)
+      fs.closeSync(out)
+    }
+  }
+  const initOf = (p: ChunkProcessor) => run(p.init({ input: "in", inputSize: data.length, chunkBytes: cs, readHeader: () => Effect.succeed(new Uint8Array(0)), resume: undefined }).pipe(Effect.map((r) => r ?? {})))
+
+  it("writes exactly the range's chunks at their offsets, for every range and segment size", async () => {
+    await withFiles(async ({ input, out, outPath }) => {
+      for (const segmentBytes of [cs, 2 * cs, 3 * cs - 1, 1000]) {
+        const per = Math.max(1, Math.floor(segmentBytes / cs))
+        for (let from = 0; from <= plan.totalChunks; from++) {
+          for (let to = from; to <= plan.totalChunks; to++) {
+            fs.writeSync(out, Buffer.alloc(reference.length - 1, 0xff), 0, reference.length - 1, 0)
+            const { processor, calls } = xorDirect()
+            const init = await initOf(processor)
+            await run(runDirectChunks({ processor, init, plan, from, to, input: { fd: input, description: "in" }, output: { fd: out, path: outPath, base: 2 }, segmentBytes }))
+            const expected = Buffer.alloc(reference.length - 1, 0xff)
+            for (let i = from; i < to; i++) reference.copy(expected, outputOf(i)[0], ...outputOf(i))
+            expect(fs.readFileSync(outPath), `chunks ${from}..${to}, ${segmentBytes}-byte segments`).toEqual(expected)
+            expect(calls.direct).toBe(Math.ceil((to - from) / per))
+            expect(calls.process).toBe(0)
+          }
+        }
+      }
+    })
+  })
+
+  it("runs at most inFlight calls at once, and reads after a header when the plan has one", async () => {
+    await withFiles(async ({ input, out, outPath }) => {
+      const { processor: inner } = xorDirect()
+      let active = 0
+      let most = 0
+      const processor: ChunkProcessor = {
+        ...inner,
+        processDirect: (chunks, at) =>
+          Effect.gen(function*() {
+            most = Math.max(most, ++active)
+            yield* Effect.sleep("5 millis")
+            yield* inner.processDirect!(chunks, at)
+            active--
+          })
+      }
+      const init = await initOf(processor)
+      await run(runDirectChunks({ processor, init, plan, from: 0, to: plan.totalChunks, input: { fd: input, description: "in" }, output: { fd: out, path: outPath, base: 2 }, segmentBytes: cs, inFlight: 3 }))
+      expect(most).toBe(3)
+      // Every chunk; the header is the caller's to write.
+      expect(fs.readFileSync(outPath)).toEqual(Buffer.concat([Buffer.from([0xff, 0xff]), reference.subarray(2, reference.length - 1)]))
+      // The same bytes as the region after a 100-byte header: chunk c is read at 100 + c.start.
+      const headed = path.join(dir, "headed")
+      fs.writeFileSync(headed, Buffer.concat([Buffer.alloc(100, 7), data]))
+      const fd = fs.openSync(headed, "r")
+      try {
+        fs.writeSync(out, Buffer.alloc(reference.length - 1, 0xff), 0, reference.length - 1, 0)
+        const after = ChunkSpec.planRegion(data.length, { headerBytes: 100, chunkBytes: cs, shortFinal: true })
+        await run(runDirectChunks({ processor: inner, init, plan: after, from: 3, to: 5, input: { fd, description: "headed" }, output: { fd: out, path: outPath, base: 2 } }))
+        const expected = Buffer.alloc(reference.length - 1, 0xff)
+        reference.copy(expected, outputOf(3)[0], outputOf(3)[0], outputOf(4)[1])
+        expect(fs.readFileSync(outPath)).toEqual(expected)
+      } finally {
+        fs.closeSync(fd)
+      }
+    })
+  })
+
+  it("a failure names the segment's first chunk, an IoError passes through, and no direct mode or a range outside the plan is a UsageError", async () => {
+    await withFiles(async ({ input, out, outPath }) => {
+      const go = (processor: ChunkProcessor, init: InitResult, from: number, to: number) =>
+        runExit(runDirectChunks({ processor, init, plan, from, to, input: { fd: input, description: "in" }, output: { fd: out, path: outPath, base: 2 }, segmentBytes: 3 * cs }))
+      const failing = xorDirect(0x5a, { failAt: 7 }).processor
+      const e1 = failureOf(await go(failing, await initOf(failing), 1, 11))
+      expect(e1).toBeInstanceOf(ProcessorError)
+      expect(e1).toMatchObject({ processor: "test-xor-direct", phase: "process", chunk: 7 }) // segments 1-3, 4-6, 7-9
+      const io = xorDirect(0x5a, { ioFailAt: 2 }).processor
+      expect(failureOf(await go(io, await initOf(io), 0, 11))).toMatchObject({ _tag: "IoError", reason: "NoSpace", path: outPath })
+      const ok = xorDirect().processor
+      const init = await initOf(ok)
+      expect(failureOf(await go(xorTransform(), {}, 0, 1))).toMatchObject({ _tag: "UsageError", reason: "Processor" })
+      expect(failureOf(await go(ok, {}, 0, 1))).toMatchObject({ _tag: "UsageError", reason: "Processor" })
+      for (const [from, to] of [[-1, 2], [3, 2], [0, 12], [0.5, 2]]) {
+        expect(failureOf(await go(ok, init, from, to)), `${from}..${to}`).toMatchObject({ _tag: "UsageError", detail: `chunks ${from} to ${to} are not within the 11 chunks of in` })
+      }
+    })
   })
 })

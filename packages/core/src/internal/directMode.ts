@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import type { ChunkInput } from "../ChunkInput.js"
 import type { ChunkOutput } from "../ChunkOutput.js"
 import type { ChunkProcessor, InitResult } from "../ChunkProcessor.js"
-import type { Framing } from "../ChunkSpec.js"
+import type { ChunkSpec, Framing } from "../ChunkSpec.js"
 import type * as Checkpoint from "../Checkpoint.js"
 import { ResumeRefused, UsageError } from "../Error.js"
 import { guard } from "./processors.js"
@@ -58,19 +58,41 @@ export const checkResumedLayout = (direct: Direct, resumed: Checkpoint.Checkpoin
     }))
     : Effect.void
 
-/** Has the lone transform process a segment straight from the input file to the output file. */
-export const processDirectSegment = (direct: Direct, p: ChunkProcessor, seg: Segment, framing: Framing, outputBase: number, input: ChunkInput) => {
-  const first = seg.chunks[0]
-  return guard(p, "process", first.index, direct.process(seg.chunks, {
-    inputFd: direct.fd,
-    inputOffset: framing.headerBytes + first.start,
-    outputFd: direct.out.fd(),
-    outputOffset: outputBase + first.index * direct.outputChunkBytes,
-    input: input.description,
-    // The file actually written (`<out>.partial`): a write error names it.
-    output: direct.out.path
+/**
+ * Has `p` process consecutive `chunks` straight from one file to another: the first chunk
+ * is read at `framing.headerBytes + its start` and written at `outputBase + its index ×
+ * outputChunkBytes`. Its read and write failures come back as the engine's own (`IoError`,
+ * `InputChanged`), anything else as a `ProcessorError` naming `p` and the chunk.
+ */
+export const directCall = (
+  p: ChunkProcessor,
+  process: Direct["process"],
+  chunks: ReadonlyArray<ChunkSpec>,
+  files: { readonly inputFd: number; readonly input: string; readonly framing: Framing; readonly outputFd: number; readonly output: string; readonly outputBase: number; readonly outputChunkBytes: number }
+) => {
+  const first = chunks[0]
+  return guard(p, "process", first.index, process(chunks, {
+    inputFd: files.inputFd,
+    inputOffset: files.framing.headerBytes + first.start,
+    outputFd: files.outputFd,
+    outputOffset: files.outputBase + first.index * files.outputChunkBytes,
+    input: files.input,
+    output: files.output
   }), true)
 }
+
+/** Has the lone transform process a segment straight from the input file to the output file. */
+export const processDirectSegment = (direct: Direct, p: ChunkProcessor, seg: Segment, framing: Framing, outputBase: number, input: ChunkInput) =>
+  directCall(p, direct.process, seg.chunks, {
+    inputFd: direct.fd,
+    input: input.description,
+    framing,
+    outputFd: direct.out.fd(),
+    // The file actually written (`<out>.partial`): a write error names it.
+    output: direct.out.path,
+    outputBase,
+    outputChunkBytes: direct.outputChunkBytes
+  })
 
 /**
  * Records a written direct segment in the output; returns its output bytes. Call it in
