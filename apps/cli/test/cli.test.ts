@@ -3,7 +3,7 @@ const require = createRequire(import.meta.url)
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { BIN, cage, tempDir, writeRandom } from "./helpers.js"
 
 let dir: string
@@ -157,6 +157,38 @@ describe("encrypt and decrypt round trips", () => {
     const bad = redirected(["decrypt", "-q", "--key", key, "-o", "-", "-"], f("bad.agcm"), f("bad.out"))
     expect(bad.code).toBe(3)
   })
+  it("a pipe that stays open: a damaged chunk ends the run at once, and so does SIGINT while it waits on stdin", async () => {
+    writeRandom(f("in"), 3_000_000)
+    expect(cage(["encrypt", "-q", "--key", key, f("in")]).code).toBe(0)
+    const sealed = fs.readFileSync(f("in.agcm"))
+    sealed[5000] ^= 1 // inside chunk 0, in the first segment
+    /** Runs cage with `bytes` on a stdin pipe this test keeps open until cage has exited. */
+    const openPipe = (args: ReadonlyArray<string>, bytes: Uint8Array, onStart?: (child: ReturnType<typeof spawn>) => void) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+        const child = spawn(process.execPath, [BIN, ...args], { stdio: ["pipe", "ignore", "pipe"] })
+        let stderr = ""
+        child.stderr!.on("data", (d) => { stderr += d })
+        child.stdin!.on("error", () => undefined) // cage may exit before taking all of it
+        // More than a pipe holds (64 KiB): written, it has been partly read, so cage is running.
+        child.stdin!.write(bytes, () => onStart?.(child))
+        child.on("error", reject)
+        // Only the exit ends this promise: were cage waiting for end of input, the test would time out.
+        child.on("exit", (code) => {
+          child.stdin!.destroy()
+          resolve({ code, stderr })
+        })
+      })
+    const damaged = await openPipe(["decrypt", "-q", "--key", key, "-o", f("out"), "-"], sealed)
+    expect(damaged.code).toBe(3)
+    expect(damaged.stderr).toMatch(/chunk 0 failed authentication/)
+    expect(fs.existsSync(f("out"))).toBe(false)
+    expect(fs.existsSync(f("out.partial"))).toBe(false)
+    // Interrupted while waiting for more input: 130, nothing published.
+    const stopped = await openPipe(["encrypt", "--key", key, "-o", f("enc"), "-"], fs.readFileSync(f("in")).subarray(0, 1_000_000), (child) => child.kill("SIGINT"))
+    expect(stopped.code).toBe(130)
+    expect(stopped.stderr).toMatch(/interrupted \(SIGINT\); nothing was published/)
+    expect(fs.readdirSync(dir).filter((x) => x.startsWith("enc"))).toEqual([])
+  }, 60_000)
   it("--range returns exactly the bytes asked for", () => {
     writeRandom(f("in"), 300_000)
     expect(cage(["encrypt", "-q", "--key", key, "--chunk-size", "16KiB", f("in")]).code).toBe(0)
