@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { ChunkInput, ChunkOutput, type IoError, type RunSummary, Size, type UsageError } from "@cage/core"
+import { ChunkInput, ChunkOutput, fromSystemError, type IoError, type RunSummary, Size, type UsageError } from "@cage/core"
 import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import type { Settings } from "./Config.js"
@@ -43,12 +43,16 @@ const stdinOffset = (): number | undefined => {
 /**
  * `-` means stdin. Redirected from a regular file (`< FILE`) and at its start, it is read as
  * that file (random access, so a lone cipher runs in direct mode, at file speed); from a
- * file past its start, straight from the descriptor, in order; anything else (pipes,
- * terminals, sockets) through Node's stream, since a blocked read would hold up the exit.
+ * file past its start, straight from the descriptor, in order; a pipe or socket through a
+ * socket that reads into reused buffers (`fromPipe`); a terminal through Node's stream.
+ * Never with a blocking read on a pipe or terminal: it would hold up the exit.
  */
 export const openInput = (path: string): Effect.Effect<ChunkInput.ChunkInput, IoError> => {
   if (path !== "-") return ChunkInput.fromFile(path)
-  if (kindOf(0) !== "file") return Effect.sync(() => ChunkInput.fromStream(process.stdin, "stdin"))
+  const kind = kindOf(0)
+  // A pipe or socket: read without blocking, into reused buffers. A terminal: Node's stream.
+  if (kind === "other") return Effect.try({ try: () => ChunkInput.fromPipe(0, "stdin"), catch: (e) => fromSystemError("read", "stdin", e) })
+  if (kind !== "file") return Effect.sync(() => ChunkInput.fromStream(process.stdin, "stdin"))
   return stdinOffset() === 0 ? ChunkInput.fromOpenFile(0, "stdin") : Effect.succeed(ChunkInput.fromDescriptor(0, "stdin"))
 }
 
