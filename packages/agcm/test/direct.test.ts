@@ -14,7 +14,6 @@ import {
   type ChunkSpec,
   type DirectSegment,
   type JsonValue,
-  PROCESSOR_API_VERSION,
   type RunOptions,
   runPipeline
 } from "@cage/core"
@@ -25,7 +24,7 @@ import * as path from "node:path"
 import { PassThrough, Readable } from "node:stream"
 import { afterAll, describe, expect, it, vi } from "vitest"
 import { type AgcmDecryptOptions, agcmDecrypt, agcmEncrypt, type AgcmEncryptOptions, MAX_HEADER_BYTES } from "../src/index.js"
-import { bytes, key32 } from "./helpers.js"
+import { bytes, key32, testObserver } from "./helpers.js"
 import { withFault } from "../src/internal/faults.js"
 
 // Every worker thread the pool starts: whether it had stopped when a job failed, which jobs
@@ -333,19 +332,9 @@ describe("direct mode is taken for a lone AGCM processor from a file to a file, 
     })
     await check("with an observer in the pipeline", async (p) => {
       let seen = 0
-      const observer: ChunkProcessor = {
-        name: "count",
-        version: "1.0.0",
-        apiVersion: PROCESSOR_API_VERSION,
-        capabilities: { kind: "observer", ordered: false },
-        options: {},
-        init: () => Effect.void,
-        process: (_c, d) => Effect.sync(() => {
-          seen += d.length
-          return undefined
-        }),
-        finalize: () => Effect.void
-      }
+      const observer = testObserver("count", (_c, d) => {
+        seen += d.length
+      })
       const out = fresh("observed.agcm")
       // After the cipher: the observer sees the sealed chunks (the header goes straight out).
       success((await runFile(src, ChunkOutput.toFile(out), [p, observer], { chunkBytes: cs })).exit)

@@ -1,3 +1,4 @@
+import { type ChunkProcessor, type ChunkSpec, PROCESSOR_API_VERSION } from "@cage/core"
 import { Effect, Exit } from "effect"
 import * as crypto from "node:crypto"
 
@@ -23,3 +24,19 @@ export const bytes = (n: number, seed = 0) => {
   }
   return out
 }
+
+/** An observer named `name` for pipelines in tests: `onChunk` sees each chunk and its bytes (in chunk order when `ordered`). */
+export const testObserver = (name: string, onChunk: (chunk: ChunkSpec.ChunkSpec, data: Uint8Array) => void = () => undefined, ordered = false): ChunkProcessor => ({
+  name,
+  version: "1.0.0",
+  apiVersion: PROCESSOR_API_VERSION,
+  capabilities: { kind: "observer", ordered },
+  options: {},
+  init: () => Effect.void,
+  process: (chunk, data) =>
+    Effect.sync(() => {
+      onChunk(chunk, data)
+      return undefined
+    }),
+  finalize: () => Effect.void
+})

@@ -1,9 +1,9 @@
-import { ChunkInput, ChunkOutput, type ChunkProcessor, PROCESSOR_API_VERSION, runPipeline } from "@cage/core"
+import { ChunkInput, ChunkOutput, runPipeline } from "@cage/core"
 import { Readable } from "node:stream"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { agcmDecrypt, agcmEncrypt, inspect, isAgcm } from "../src/index.js"
-import { bytes, failureOf, key32 } from "./helpers.js"
+import { bytes, failureOf, key32, testObserver } from "./helpers.js"
 import { withFault } from "../src/internal/faults.js"
 
 const CS = 16 * 1024
@@ -207,16 +207,7 @@ describe("segment buffers on the worker pool", () => {
   // An observer ahead of the cipher sees the engine's read buffers, the ones the cipher gets.
   const watch = () => {
     const seen = new Set<ArrayBufferLike>()
-    const observer: ChunkProcessor = {
-      name: "test-watch",
-      version: "1.0.0",
-      apiVersion: PROCESSOR_API_VERSION,
-      capabilities: { kind: "observer", ordered: false },
-      options: {},
-      init: () => Effect.void,
-      process: (_chunk, data) => Effect.sync(() => void seen.add(data.buffer)),
-      finalize: () => Effect.void
-    }
+    const observer = testObserver("test-watch", (_chunk, data) => void seen.add(data.buffer))
     return { seen, observer }
   }
   const stream = (plain: Uint8Array) => ChunkInput.fromStream(Readable.from([Buffer.from(plain)]))

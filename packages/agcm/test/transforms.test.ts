@@ -5,7 +5,7 @@ import { Effect, Exit } from "effect"
 import { describe, expect, it } from "vitest"
 import { newParams, parseHeader, RAW_HEADER_BYTES, sealHeader, TRANSFORMS_FLAG } from "../src/Format.js"
 import { agcmDecrypt, agcmEncrypt, inspect, makeDecryptor, MAX_HEADER_BYTES } from "../src/index.js"
-import { bytes, failureOf, key32 } from "./helpers.js"
+import { bytes, failureOf, key32, testObserver } from "./helpers.js"
 
 const key = key32(31)
 const CS = 16384
@@ -27,16 +27,7 @@ const encodeB = () => xor("enc-b", 0x33, { reversible: true })
 const decodeB = () => xor("dec-b", 0x33, { undoes: "enc-b" })
 /** Lossy from Cage's point of view (not `reversible`): its output is the data, nothing records it. */
 const redact = () => xor("redact", 0x01)
-const observer: ChunkProcessor = {
-  name: "count",
-  version: "1.0.0",
-  apiVersion: PROCESSOR_API_VERSION,
-  capabilities: { kind: "observer", ordered: true },
-  options: {},
-  init: () => Effect.void,
-  process: () => Effect.succeed(undefined),
-  finalize: () => Effect.void
-}
+const observer = testObserver("count", undefined, true)
 
 const run = (data: Uint8Array, pipeline: ReadonlyArray<ChunkProcessor>) =>
   Effect.runPromiseExit(Effect.gen(function*() {
