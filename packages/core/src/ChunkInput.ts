@@ -214,7 +214,7 @@ class PushedRead {
   fill(bytes: Uint8Array, from: number, to: number): number {
     const t = this.target!
     const n = Math.min(to - from, t.end - t.at)
-    t.buffer.set(n === bytes.length ? bytes : bytes.subarray(from, from + n), t.at)
+    t.buffer.set(from === 0 && n === bytes.length ? bytes : bytes.subarray(from, from + n), t.at)
     t.at += n
     t.got += n
     return n

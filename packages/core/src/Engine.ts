@@ -33,7 +33,7 @@ import { type ChunkPlan, type ChunkSpec, DEFAULT_CHUNK_BYTES, planRegion } from 
 import * as Checkpoint from "./Checkpoint.js"
 import { type EngineError, UsageError } from "./Error.js"
 import { checkpointTarget, checkResumedPlan, cleanUpAfterFailure, initialWritten, loadResume, makeCheckpointWriter, openOutput } from "./internal/checkpointing.js"
-import { checkResumedLayout, chooseDirect, directCall } from "./internal/directMode.js"
+import { checkOutputChunkBytes, checkResumedLayout, chooseDirect, directCall } from "./internal/directMode.js"
 import { checkFraming, checkPipeline } from "./internal/pipelineRules.js"
 import { finalizeProcessors, initProcessors } from "./internal/processors.js"
 import { makeBufferPool, makeSegmentSource, planInput } from "./internal/segments.js"
@@ -46,6 +46,9 @@ import { Telemetry } from "./Telemetry.js"
 /** Default target size of a segment, in bytes (1 MiB: large enough to amortise a read/write). */
 export const DEFAULT_SEGMENT_BYTES = 1 << 20
 export { STAGE_BUFFER_BYTES, type StageSummary, stagesOf, stagesResume } from "./internal/stages.js"
+
+/** Chunks of `chunkBytes` in a segment of about `segmentBytes`: at least one. */
+const chunksPerSegment = (segmentBytes: number, chunkBytes: number) => Math.max(1, Math.floor(segmentBytes / chunkBytes))
 
 /** Default number of segments in flight. */
 export const DEFAULT_IN_FLIGHT = 4
@@ -191,7 +194,7 @@ const runStage = (
     const outputBase = inits.reduce((n, r) => n + (r.header?.length ?? 0), 0)
     const limiter = options.limitRate !== undefined ? RateLimit.make(options.limitRate) : undefined
     const segmentTarget = Math.min(options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, limiter ? limiter.bytesPerSecond / 10 : Infinity)
-    const segChunks = Math.max(1, Math.floor(segmentTarget / cs))
+    const segChunks = chunksPerSegment(segmentTarget, cs)
     const inFlight = Math.max(1, options.inFlight ?? DEFAULT_IN_FLIGHT)
 
     const plan = yield* planInput(input, framing)
@@ -305,9 +308,10 @@ export interface DirectChunksOptions {
  * header itself.
  *
  * Fails with `UsageError` (`"Processor"`) when the processor or its `init` result has no
- * direct mode or the range is not within the plan, the processor's `IoError` or
- * `InputChanged` as it reported them (naming `input.description` or `output.path`), and
- * `ProcessorError` (naming the processor and the chunk) for anything else it failed with.
+ * direct mode, its output chunk size is not a positive integer, or the range is not within
+ * the plan; the processor's `IoError` or `InputChanged` as it reported them (naming
+ * `input.description` or `output.path`); and `ProcessorError` (naming the processor and the
+ * chunk) for anything else it failed with.
  * After a failure no later segment starts and the calls in flight are interrupted; what was
  * written stays (the caller's output is not published unless every call succeeded).
  */
@@ -322,7 +326,7 @@ export const runDirectChunks = (options: DirectChunksOptions): Effect.Effect<voi
     if (!(Number.isSafeInteger(from) && Number.isSafeInteger(to) && 0 <= from && from <= to && to <= plan.totalChunks)) {
       return Effect.fail(new UsageError({ reason: "Processor", detail: `chunks ${from} to ${to} are not within the ${plan.totalChunks} chunks of ${options.input.description}` }))
     }
-    const per = Math.max(1, Math.floor((options.segmentBytes ?? DEFAULT_SEGMENT_BYTES) / plan.framing.chunkBytes))
+    const per = chunksPerSegment(options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, plan.framing.chunkBytes)
     const segments: Array<ReadonlyArray<ChunkSpec>> = []
     for (let a = from; a < to; a += per) segments.push(Array.from(plan.chunks(a, Math.min(to, a + per))))
     const files = {
@@ -334,8 +338,10 @@ export const runDirectChunks = (options: DirectChunksOptions): Effect.Effect<voi
       outputBase: options.output.base,
       outputChunkBytes
     }
-    return Effect.forEach(segments, (chunks) => directCall(p, process, chunks, files), {
-      concurrency: Math.max(1, options.inFlight ?? DEFAULT_IN_FLIGHT),
-      discard: true
-    })
+    return checkOutputChunkBytes(p, outputChunkBytes).pipe(Effect.andThen(
+      Effect.forEach(segments, (chunks) => directCall(p, process, chunks, files), {
+        concurrency: Math.max(1, options.inFlight ?? DEFAULT_IN_FLIGHT),
+        discard: true
+      })
+    ))
   })

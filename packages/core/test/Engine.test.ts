@@ -570,6 +570,19 @@ describe("direct mode", () => {
     }
   })
 
+  it("a declared output chunk size that is not a positive integer is a UsageError, and nothing is published", async () => {
+    const src = path.join(dir, "in")
+    fs.writeFileSync(src, pseudoRandom(1000, 4))
+    for (const outputChunkBytes of [0, -1, 1.5, Number.NaN]) {
+      const { processor } = xorDirect()
+      const bad: ChunkProcessor = { ...processor, init: (c) => processor.init(c).pipe(Effect.map((r) => ({ ...r, direct: { outputChunkBytes } }))) }
+      const out = path.join(dir, "out")
+      const e = failureOf(await fileRun(src, out, [bad], 100))
+      expect(e, String(outputChunkBytes)).toMatchObject({ _tag: "UsageError", reason: "Processor", detail: `test-xor-direct declared direct output chunks of ${outputChunkBytes} bytes; a positive integer is needed` })
+      expect(fs.readdirSync(dir)).toEqual(["in"])
+    }
+  })
+
   it("is not taken with another processor in the pipeline, or a memory output", async () => {
     const data = pseudoRandom(1000, 3)
     const src = path.join(dir, "in")
@@ -754,6 +767,8 @@ describe("runDirectChunks: chunks [from, to) of a file in direct mode", () => {
       const init = await initOf(ok)
       expect(failureOf(await go(xorTransform(), {}, 0, 1))).toMatchObject({ _tag: "UsageError", reason: "Processor" })
       expect(failureOf(await go(ok, {}, 0, 1))).toMatchObject({ _tag: "UsageError", reason: "Processor" })
+      // The engine's own check of a declared output chunk size, as for a whole run.
+      expect(failureOf(await go(ok, { direct: { outputChunkBytes: 0 } }, 0, 1))).toMatchObject({ _tag: "UsageError", detail: "test-xor-direct declared direct output chunks of 0 bytes; a positive integer is needed" })
       for (const [from, to] of [[-1, 2], [3, 2], [0, 12], [0.5, 2]]) {
         expect(failureOf(await go(ok, init, from, to)), `${from}..${to}`).toMatchObject({ _tag: "UsageError", detail: `chunks ${from} to ${to} are not within the 11 chunks of in` })
       }

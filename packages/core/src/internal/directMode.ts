@@ -38,11 +38,14 @@ export const chooseDirect = (
       input.fd !== undefined && input.size !== undefined && directOut !== undefined
     ? { outputChunkBytes: inits[0].direct.outputChunkBytes, process: lone.processDirect, fd: input.fd, out: directOut }
     : undefined
-  if (direct && !(Number.isSafeInteger(direct.outputChunkBytes) && direct.outputChunkBytes > 0)) {
-    return Effect.fail(new UsageError({ reason: "Processor", detail: `${lone!.name} declared direct output chunks of ${direct.outputChunkBytes} bytes; a positive integer is needed` }))
-  }
-  return Effect.succeed(direct)
+  return direct ? checkOutputChunkBytes(lone!, direct.outputChunkBytes).pipe(Effect.as(direct)) : Effect.succeed(undefined)
 }
+
+/** A processor's declared direct output chunk size must be a positive integer (bytes). */
+export const checkOutputChunkBytes = (p: ChunkProcessor, outputChunkBytes: number): Effect.Effect<void, UsageError> =>
+  Number.isSafeInteger(outputChunkBytes) && outputChunkBytes > 0
+    ? Effect.void
+    : Effect.fail(new UsageError({ reason: "Processor", detail: `${p.name} declared direct output chunks of ${outputChunkBytes} bytes; a positive integer is needed` }))
 
 /**
  * Direct writes land at offsets computed from the header length: a resumed run must see
