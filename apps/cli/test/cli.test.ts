@@ -157,7 +157,7 @@ describe("encrypt and decrypt round trips", () => {
     const bad = redirected(["decrypt", "-q", "--key", key, "-o", "-", "-"], f("bad.agcm"), f("bad.out"))
     expect(bad.code).toBe(3)
   })
-  it("a pipe that stays open: a damaged chunk ends the run at once, and so does SIGINT while it waits on stdin", async () => {
+  it("a pipe that stays open: a damaged chunk or a few bytes that are not AGCM end the run at once, and so does SIGINT while it waits on stdin", async () => {
     writeRandom(f("in"), 3_000_000)
     expect(cage(["encrypt", "-q", "--key", key, f("in")]).code).toBe(0)
     const sealed = fs.readFileSync(f("in.agcm"))
@@ -183,6 +183,11 @@ describe("encrypt and decrypt round trips", () => {
     expect(damaged.stderr).toMatch(/chunk 0 failed authentication/)
     expect(fs.existsSync(f("out"))).toBe(false)
     expect(fs.existsSync(f("out.partial"))).toBe(false)
+    // A few bytes that are not AGCM (shorter than its longest header, 1109 bytes): refused at once.
+    const garbage = await openPipe(["decrypt", "-q", "--key", key, "-o", f("out"), "-"], Buffer.from("PK\x03\x04 a zip, not AGCM", "latin1"))
+    expect(garbage.code).toBe(3)
+    expect(garbage.stderr).toMatch(/not an AGCM file/)
+    expect(fs.readdirSync(dir).filter((x) => x.startsWith("out"))).toEqual([])
     // Interrupted while waiting for more input: 130, nothing published.
     const stopped = await openPipe(["encrypt", "--key", key, "-o", f("enc"), "-"], fs.readFileSync(f("in")).subarray(0, 1_000_000), (child) => child.kill("SIGINT"))
     expect(stopped.code).toBe(130)

@@ -21,8 +21,10 @@ import { AgcmUsageError, HeaderAuthFailed, TransformsNotUndone } from "./Error.j
 import {
   DEFAULT_CHUNK_SIZE,
   LEGACY_V1_WARNING,
-  MAX_HEADER_BYTES,
   encryptFraming,
+  headerBytesWanted,
+  isAgcm,
+  MAGIC,
   newParams,
   openHeader,
   parseHeader,
@@ -292,12 +294,19 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
     init: (context: InitContext) =>
       Effect.gen(function*() {
         yield* checkWorkers(options.workers)
-        const head = yield* context.readHeader(MAX_HEADER_BYTES)
-        if (options.legacyV1 && head.length >= 8 && Buffer.from(head.buffer, head.byteOffset, 8).readUInt32LE(4) === 1) {
+        // The header in steps (the magic, then as much as what is known so far asks for): bytes
+        // that are not AGCM fail here at once, even on a pipe that stays open (one read of
+        // MAX_HEADER_BYTES would wait for 1109 bytes or the end of input first).
+        let asked = MAGIC.length
+        let head = yield* context.readHeader(asked)
+        for (let want = headerBytesWanted(head); head.length === asked && want > asked; want = headerBytesWanted(head)) {
+          asked = want
+          head = yield* context.readHeader(asked)
+        }
+        if (options.legacyV1 && head.length >= 8 && isAgcm(head) && Buffer.from(head.buffer, head.byteOffset, 8).readUInt32LE(4) === 1) {
           if (!isRawKey(options)) return yield* new AgcmUsageError({ reason: "Key", detail: "AGCM v1 files use a raw 32-byte key, not a passphrase" })
           legacy = legacyV1Processor({ key: options.key, onWarning: options.onWarning })
-          // The header is already read (the engine allows one read): hand the v1 reader those bytes.
-          return yield* legacy.init({ ...context, readHeader: (n) => Effect.succeed(head.subarray(0, n)) })
+          return yield* legacy.init(context)
         }
         const header = yield* parseHeader(head)
         keys = yield* openHeader(header, options)

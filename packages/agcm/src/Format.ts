@@ -130,6 +130,32 @@ export const isAgcm = (bytes: Uint8Array): boolean =>
 
 const log2 = (n: number) => Math.log2(n)
 
+/**
+ * How many leading bytes of a stream the v2 header needs, judged from the `prefix` read so
+ * far (bytes): at least 10 (magic, version, chunk size, key mode); then the header's whole
+ * length once the key mode, and the transforms list's length, are known. A prefix that is not
+ * a v2 header (wrong magic or version, unknown key mode, a transforms length out of range)
+ * needs nothing more: `parseHeader`
+ * rejects it as it is. So a reader of a pipe that starts with the 4-byte magic asks for the
+ * header in at most four short reads and fails on garbage at once, instead of waiting for
+ * {@link MAX_HEADER_BYTES}.
+ */
+export const headerBytesWanted = (prefix: Uint8Array): number => {
+  const b = prefix
+  const known = Math.min(b.length, 4)
+  for (let i = 0; i < known; i++) if (b[i] !== MAGIC[i]) return b.length
+  if (b.length < 10) return 10
+  if (u32(b, 4) !== VERSION) return b.length
+  const mode = b[9] & ~TRANSFORMS_FLAG
+  if (mode !== KEY_MODE_RAW && mode !== KEY_MODE_SCRYPT) return b.length
+  const fixed = mode === KEY_MODE_RAW ? RAW_HEADER_BYTES : SCRYPT_HEADER_BYTES
+  if ((b[9] & TRANSFORMS_FLAG) === 0) return fixed
+  const at = fixed - SALT_BYTES - COMMITMENT_BYTES
+  if (b.length < at + 2) return at + 2
+  const listBytes = b[at] | (b[at + 1] << 8)
+  return listBytes === 0 || listBytes > MAX_TRANSFORMS_BYTES ? b.length : fixed + 2 + listBytes
+}
+
 /** The chunk sizes AGCM v2 accepts (FORMAT.md): powers of two from 16 KiB to 4 MiB. */
 export const CHUNK_SIZE_RULE: ChunkSpec.ChunkSizeRule = { min: MIN_CHUNK_SIZE, max: MAX_CHUNK_SIZE, powerOfTwo: true }
 

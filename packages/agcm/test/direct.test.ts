@@ -229,8 +229,9 @@ const openDirect = async (src: string, o: RunExtra = {}, extra: Partial<AgcmDecr
   expect(s.calls.direct).toBeGreaterThan(0)
   expect(s.calls.segment).toBe(0)
   expect(s.calls.process).toBe(0)
-  // Only the header went through the engine's reads (init's readHeader, MAX_HEADER_BYTES at most).
-  expect(reads.calls).toBe(1)
+  // Only the header went through the engine's reads (init's readHeader: the magic, then at
+  // most three more steps to the header's end).
+  expect(reads.calls).toBeLessThanOrEqual(4)
   expect(reads.bytes).toBeLessThanOrEqual(MAX_HEADER_BYTES)
   expect(fs.existsSync(`${out}.partial`)).toBe(false)
   return { out, plain: fs.readFileSync(out), summary, calls: s.calls }

@@ -1,5 +1,5 @@
 import { ChunkInput, ChunkOutput, runPipeline } from "@cage/core"
-import { Readable } from "node:stream"
+import { PassThrough, Readable } from "node:stream"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { agcmDecrypt, agcmEncrypt, inspect, isAgcm } from "../src/index.js"
@@ -189,6 +189,31 @@ describe("agcmEncrypt / agcmDecrypt through the engine", () => {
       expect((e as { cause: unknown }).cause).toMatchObject({ _tag: "AgcmUsageError", reason, exitCode: 2 })
     }
   })
+})
+
+describe("the header on a stream that stays open", () => {
+  /** A stream holding `bytes` that never ends: whatever waits for more input waits forever. */
+  const open = (bytes: Uint8Array) => {
+    const s = new PassThrough()
+    s.write(bytes)
+    return ChunkInput.fromStream(s, "pipe")
+  }
+  const run = (bytes: Uint8Array) => runPipeline({ input: open(bytes), output: ChunkOutput.toMemory(), pipeline: [agcmDecrypt({ key, workers: 1 })], segmentBytes: 4 * CS })
+
+  it("bytes that are not AGCM fail at once, however few (not after 1109 bytes or the end of input)", async () => {
+    for (const garbage of ["PK\x03\x04 not agcm", "age-encryption.org/v1\n-> X25519 abc\n", "AGCX", "AGCM\x03\x00\x00\x00\x10\x00"]) {
+      const e = await failureOf(run(Buffer.from(garbage, "latin1")))
+      expect(e, JSON.stringify(garbage)).toMatchObject({ _tag: "ProcessorError" })
+      expect((e as { cause?: { _tag?: string } }).cause?._tag, JSON.stringify(garbage)).toMatch(/^(NotAgcm|UnsupportedVersion)$/)
+    }
+  }, 20_000)
+  it("a real header is read in steps, whole, and then a damaged first chunk fails at once too", async () => {
+    // 16 chunks: the first segment (4 chunks) is whole in the stream, and the rest too.
+    const sealed = Buffer.from(await Effect.runPromise(encrypt(bytes(16 * CS, 3), { workers: 1 })))
+    sealed[70] ^= 1 // inside chunk 0 (the raw header is 66 bytes)
+    const e = await failureOf(run(sealed))
+    expect((e as { cause?: { _tag?: string; chunk?: number } }).cause).toMatchObject({ _tag: "ChunkAuthFailed", chunk: 0 })
+  }, 20_000)
 })
 
 describe("segment worker failures are structured, never a hang", () => {

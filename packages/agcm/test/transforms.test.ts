@@ -3,7 +3,7 @@
 import { ChunkInput, ChunkOutput, type ChunkProcessor, PROCESSOR_API_VERSION, type ProcessorCapabilities, runPipeline } from "@cage/core"
 import { Effect, Exit } from "effect"
 import { describe, expect, it } from "vitest"
-import { newParams, parseHeader, RAW_HEADER_BYTES, sealHeader, TRANSFORMS_FLAG } from "../src/Format.js"
+import { headerBytesWanted, newParams, parseHeader, RAW_HEADER_BYTES, sealHeader, TRANSFORMS_FLAG } from "../src/Format.js"
 import { agcmDecrypt, agcmEncrypt, inspect, makeDecryptor, MAX_HEADER_BYTES } from "../src/index.js"
 import { bytes, failureOf, key32, testObserver } from "./helpers.js"
 
@@ -136,6 +136,47 @@ describe("the transforms list is authenticated and checked like every header byt
       expect((await failureOf(parseHeader(header.subarray(0, n))))._tag, `${n} bytes`).toBe("Truncated")
     }
     expect((await Effect.runPromise(parseHeader(header))).transforms).toEqual(["enc-a", "@acme/cage-processor-gzip"])
+  })
+
+  it("headerBytesWanted: every prefix of a header asks for at most its header, in at most four reads; bytes that are not AGCM ask for nothing more", async () => {
+    const passphrase = new TextEncoder().encode("correct horse")
+    const scrypt = async (list: ReadonlyArray<string>) => {
+      const params = await Effect.runPromise(newParams({ passphrase }, CS, { salt: new Uint8Array(24), scryptSalt: new Uint8Array(16), scryptLogN: 10 }, list))
+      return Buffer.from((await Effect.runPromise(sealHeader(params, { passphrase }))).header)
+    }
+    const headers = {
+      raw: await withList([]),
+      "raw, transforms": await withList(["enc-a", "@acme/cage-processor-gzip"]),
+      scrypt: await scrypt([]),
+      "scrypt, transforms": await scrypt(["enc-a"]),
+      "scrypt, 1 KiB of transforms": await scrypt(Array.from({ length: 64 }, (_, i) => `transform-${String(i).padStart(5, "0")}`))
+    }
+    for (const [what, header] of Object.entries(headers)) {
+      expect((await Effect.runPromise(parseHeader(header))).headerBytes, what).toBe(header.length)
+      // Any prefix asks for more only while the header is not complete, and never past its end.
+      for (let n = 0; n <= header.length; n++) {
+        const want = headerBytesWanted(header.subarray(0, n))
+        expect(want, `${what}: ${n} bytes`).toBeLessThanOrEqual(header.length)
+        if (n < header.length) expect(want, `${what}: ${n} bytes`).toBeGreaterThan(n)
+      }
+      // A reader's steps, as agcm-decrypt takes them: from the magic to the whole header.
+      let asked = 4
+      let steps = 1
+      for (let want = headerBytesWanted(header.subarray(0, asked)); want > asked; want = headerBytesWanted(header.subarray(0, asked))) {
+        asked = want
+        steps++
+      }
+      expect([asked, steps <= 4], what).toEqual([header.length, true])
+    }
+    // Not AGCM: a wrong byte in the magic, the version, the key mode or the list's length.
+    const raw = headers["raw, transforms"]
+    for (const [what, at, value] of [["magic", 0, 0x61], ["magic", 3, 0x00], ["version", 4, 3], ["key mode", 9, 0x87], ["list length 0", 11, 0], ["list length 4096", 11, 0x10]] as const) {
+      const b = Buffer.from(raw)
+      b[at] = value
+      if (at === 11) b[10] = 0
+      for (let n = at + 1; n <= 12; n++) expect(headerBytesWanted(b.subarray(0, n)), `${what}, ${n} bytes`).toBe(Math.max(n, at < 4 ? 0 : 10))
+    }
+    expect(headerBytesWanted(Buffer.from("age-encryption.org/v1\n"))).toBe(22)
   })
 
   it.for([

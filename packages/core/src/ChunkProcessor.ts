@@ -145,7 +145,11 @@ export interface InitContext {
   readonly chunkBytes: number
   /**
    * Reads the first `length` bytes of the input (a format header). Only for the first
-   * processor of the pipeline. Fails with `IoError`, or returns fewer bytes at end of input.
+   * processor of the pipeline. May be called more than once, with growing lengths: each call
+   * returns the input's first `length` bytes, reading only what earlier calls did not (so a
+   * format can read a short fixed prefix, reject bytes that are not its own at once, and then
+   * ask for the length the prefix gives). Fails with `IoError`, or returns fewer bytes at
+   * end of input.
    */
   readonly readHeader: (length: number) => Effect.Effect<Uint8Array, unknown>
   /** The processor's `snapshot()` from the checkpoint, when resuming. */

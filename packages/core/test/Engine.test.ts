@@ -318,6 +318,58 @@ describe("framing", () => {
     const plain = await run(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(200_000)), pipeline: [sha256Observer()] }))
     expect(plain.totalChunks).toBe(4) // 64 KiB plain chunks by default
   })
+  it("a header read in steps: each call returns the input's first bytes, and the chunks start after the declared header", async () => {
+    const H = 10
+    const cs = 4
+    /** Reads the header as a format with a short fixed prefix would, and records what it got. */
+    const stepped = (got: Array<string>): ChunkProcessor => ({
+      ...xorTransform(),
+      init: (ctx) =>
+        Effect.gen(function*() {
+          for (const n of [3, H, 2, H, 0]) got.push(Buffer.from(yield* ctx.readHeader(n)).toString("hex"))
+          return { framing: { headerBytes: H, chunkBytes: ctx.chunkBytes, shortFinal: false } }
+        })
+    })
+    for (const size of [H, H + 1, H + cs, H + 2 * cs + 3]) {
+      const data = pseudoRandom(size, size)
+      fs.writeFileSync(path.join(dir, "in"), data)
+      const inputs = {
+        bytes: () => Effect.succeed(ChunkInput.fromBytes(data)),
+        file: () => ChunkInput.fromFile(path.join(dir, "in")),
+        "byte-by-byte stream": () => Effect.succeed(ChunkInput.fromStream(Readable.from(Array.from(data, (b) => Buffer.of(b)))))
+      }
+      for (const [what, open] of Object.entries(inputs)) {
+        const got: Array<string> = []
+        const sink = ChunkOutput.toMemory()
+        await run(Effect.flatMap(open(), (input) => runPipeline({ input, output: sink, pipeline: [stepped(got)], chunkBytes: cs })))
+        const hex = (a: number) => Buffer.from(data.subarray(0, a)).toString("hex")
+        expect(got, `${what}, ${size} bytes`).toEqual([hex(3), hex(H), hex(2), hex(H), ""])
+        expect(Buffer.from(sink.bytes()), `${what}, ${size} bytes`).toEqual(xorReference(data.subarray(H), cs).subarray(2))
+      }
+    }
+    // Past the end: the bytes there are, and no read after the end was seen.
+    const short = pseudoRandom(6, 1)
+    const reads: Array<number> = []
+    const base = ChunkInput.fromStream(Readable.from([Buffer.from(short)]))
+    const counted = { ...base, read: (p: number, b: Uint8Array, o: number, n: number) => Effect.tap(base.read(p, b, o, n), () => Effect.sync(() => reads.push(n))) }
+    const lengths: Array<number> = []
+    const reader: ChunkProcessor = {
+      ...xorTransform(),
+      init: (ctx) =>
+        Effect.gen(function*() {
+          for (const n of [3, 10, 20]) lengths.push((yield* ctx.readHeader(n)).length)
+          return { framing: { headerBytes: 6, chunkBytes: ctx.chunkBytes, shortFinal: false } }
+        })
+    }
+    await run(runPipeline({ input: counted, output: ChunkOutput.toMemory(), pipeline: [reader], chunkBytes: cs }))
+    expect(lengths).toEqual([3, 6, 6])
+    expect(reads.slice(0, 2)).toEqual([3, 7])
+    const bad: ChunkProcessor = { ...xorTransform(), init: (ctx) => Effect.as(ctx.readHeader(-1), {}) }
+    const e = failureOf(await runExit(runPipeline({ input: ChunkInput.fromBytes(short), pipeline: [bad], chunkBytes: cs })))
+    // Through the processor's init, so reported as its failure, with the engine's reason.
+    expect(e).toMatchObject({ _tag: "ProcessorError" })
+    expect((e as Error).message).toContain("readHeader(-1): the length must be a whole number of bytes")
+  })
   it("a processor built for another API version is refused before anything is read", async () => {
     const old = { ...xorTransform(), apiVersion: 0 }
     const e = failureOf(await runExit(runPipeline({ input: ChunkInput.fromBytes(new Uint8Array(10)), pipeline: [old], chunkBytes: 4 })))

@@ -37,15 +37,26 @@ export const initProcessors = (
   whole: ReadonlyArray<ChunkProcessor> = pipeline
 ) =>
   Effect.gen(function*() {
-    // The first processor may read the input's header to learn the framing (a decrypt).
+    // The first processor may read the input's header to learn the framing (a decrypt), in
+    // as many steps as it likes: each call returns the input's first `length` bytes and reads
+    // only those no earlier call read (a stream cannot be read twice). The bytes read are
+    // handed to the segment source, which starts after the declared header.
     let headerRead: Uint8Array | undefined
+    let atEnd = false
     const readHeader = (length: number) =>
       Effect.gen(function*() {
-        if (headerRead) return yield* Effect.fail(new UsageError({ reason: "Processor", detail: "readHeader may be called once" }))
-        const buf = new Uint8Array(length)
-        const n = yield* input.read(0, buf, 0, length)
-        headerRead = buf.subarray(0, n)
-        return headerRead
+        if (!Number.isSafeInteger(length) || length < 0) {
+          return yield* Effect.fail(new UsageError({ reason: "Processor", detail: `readHeader(${length}): the length must be a whole number of bytes` }))
+        }
+        const have = headerRead?.length ?? 0
+        if (length > have && !atEnd) {
+          const buf = new Uint8Array(length)
+          if (headerRead) buf.set(headerRead)
+          const n = yield* input.read(have, buf, have, length - have)
+          atEnd = n < length - have
+          headerRead = buf.subarray(0, have + n)
+        }
+        return (headerRead ?? new Uint8Array(0)).subarray(0, length)
       })
     const inits: Array<InitResult> = []
     const entry = (q: ChunkProcessor): PipelineEntry => ({ name: q.name, capabilities: q.capabilities })
