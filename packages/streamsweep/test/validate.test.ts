@@ -7,6 +7,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { type JsonFormat, validate, validateBytes, validateFile, Validator } from "../src/index.js"
+import { EventScanner, KIND_STRING, MODE_DOCUMENT, type ScanEvents } from "../src/internal/scanner.js"
 
 const enc = (s: string) => new TextEncoder().encode(s)
 const bytes = (...b: Array<number>) => Uint8Array.from(b)
@@ -213,6 +214,35 @@ describe("numbers, taken whole within a write or byte by byte across writes", ()
     expect(validateBytes(enc("[01]"))).toMatchObject({ reason: "InvalidNumber", offset: 2 })
     expect(validateBytes(enc("[1.]"))).toMatchObject({ reason: "InvalidNumber", offset: 3 })
     expect(validateBytes(enc("[0.5.1]"))).toMatchObject({ reason: "UnexpectedByte", offset: 4 })
+  })
+})
+
+describe("structural events: the same from the fast paths (whole writes) as byte by byte", () => {
+  /** Every event of a scan, with the scanner's token start where it has one, as text. */
+  const eventsOf = (doc: Uint8Array, piece: number) => {
+    const log: Array<string> = []
+    const events: ScanEvents = {
+      eventDepth: 1000,
+      wantKeys: true,
+      valueStart: (kind, depth, offset) => void log.push(`start ${kind} ${depth} ${offset}`),
+      valueEnd: (kind, depth, end) => void log.push(`end ${kind} ${depth} ${end} token ${kind >= KIND_STRING ? scanner.tokenStart : "-"}`),
+      key: (b, from, to, depth, truncated) => void log.push(`key ${Buffer.from(b.subarray(from, to)).toString("hex")} ${depth} ${truncated} token ${scanner.tokenStart}`)
+    }
+    const scanner = new EventScanner({ mode: MODE_DOCUMENT, maxDepth: 1000, events })
+    for (let i = 0; i < doc.length; i += piece) expect(scanner.write(doc, i, Math.min(doc.length, i + piece))).toBe(true)
+    expect(scanner.end()).toBe(true)
+    return log
+  }
+  it("any document, compact (where the fast paths apply) or spaced: events, offsets and keys agree", () => {
+    // Byte by byte no fast path applies (each needs the bytes after a token in the same write).
+    fc.assert(fc.property(docArb, (doc) => {
+      expect(eventsOf(doc, doc.length)).toEqual(eventsOf(doc, 1))
+    }), { numRuns: 500 })
+    const compact = enc('{"a":"x","b":["p","q",1,"r"],"c":0,"d":"y","e":true,"f":[{"g":"h"},"i"]}')
+    const log = eventsOf(compact, compact.length)
+    expect(log).toEqual(eventsOf(compact, 1))
+    // Each string element of the array starts an event where its quote is.
+    for (const at of [14, 18, 24]) expect(log).toContain(`start ${KIND_STRING} 2 ${at}`)
   })
 })
 

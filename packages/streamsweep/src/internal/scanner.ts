@@ -475,11 +475,32 @@ const defineScanner = () => class Scanner {
                 // ':' nearly always follows at once: taken here, not through S_COLON.
                 if (i < to && buf[i] === 0x3a) {
                   i++
+                  // A string value right after it (compact JSON) is scanned on in this loop.
+                  if (i < to && buf[i] === 0x22) {
+                    if (ev !== null && depth <= evDepth) ev.valueStart(KIND_STRING, depth, delta + i)
+                    if (ev !== null) this.tokenStart = delta + i
+                    this.inKey = false
+                    i++
+                    continue
+                  }
                   state = S_VALUE
                 } else state = S_COLON
               } else {
                 if (ev !== null && depth <= evDepth) ev.valueEnd(KIND_STRING, depth, delta + i)
                 if (depth === 0) this.topLevelEnd(delta + i, false)
+                // ',' and another string right after (compact JSON: the next key of an object,
+                // the next element of an array) are scanned on in this loop.
+                else if (i + 1 < to && buf[i] === 0x2c && buf[i + 1] === 0x22) {
+                  i += 2
+                  if (stack[depth] === 1) {
+                    this.beginKey(delta + i - 1, wantKeys === true)
+                    keyStart = i
+                  } else {
+                    if (ev !== null && depth <= evDepth) ev.valueStart(KIND_STRING, depth, delta + i - 1)
+                    if (ev !== null) this.tokenStart = delta + i - 1
+                  }
+                  continue
+                }
                 state = S_AFTER
               }
               continue outer
