@@ -39,19 +39,27 @@ const collect = async (source: Uint8Array, transform: NodeJS.ReadWriteStream, pi
 describe("harpocrates v1 vectors", () => {
   it("has the 13 recorded streams", () => expect(vectors.length).toBe(13))
 
-  it.for(vectors)("$name decrypts to its SHA-256 through the engine with legacyV1, warning every time", async (v) => {
-    const warnings: Array<string> = []
-    const out = ChunkOutput.toMemory()
-    const summary = await Effect.runPromise(runPipeline({
-      input: ChunkInput.fromBytes(read(v.file)),
-      output: out,
-      pipeline: [agcmDecrypt({ key: Buffer.from(v.key, "hex"), legacyV1: true, onWarning: (m) => warnings.push(m) })],
-      chunkBytes: 65536
-    }))
-    expect(out.bytes().length).toBe(v.plaintextLength)
-    expect(sha("sha256", out.bytes())).toBe(v.plaintextSha256)
-    expect(warnings).toEqual([LEGACY_V1_WARNING])
-    expect(JSON.stringify(summary.results)).toContain("insecure")
+  it.for(vectors)("$name decrypts to its SHA-256 through the engine with legacyV1, from bytes and from a stream in 7-byte pieces, warning every time", async (v) => {
+    const file = read(v.file)
+    // A stream is read once, in order: the v2 header's steps and then the v1 header's 24 bytes
+    // must continue where the last read ended (the pieces cut both headers).
+    const pieces = function*() {
+      for (let i = 0; i < file.length; i += 7) yield file.subarray(i, i + 7)
+    }
+    for (const input of [ChunkInput.fromBytes(file), ChunkInput.fromStream(Readable.from(pieces()), "pipe")]) {
+      const warnings: Array<string> = []
+      const out = ChunkOutput.toMemory()
+      const summary = await Effect.runPromise(runPipeline({
+        input,
+        output: out,
+        pipeline: [agcmDecrypt({ key: Buffer.from(v.key, "hex"), legacyV1: true, onWarning: (m) => warnings.push(m) })],
+        chunkBytes: 65536
+      }))
+      expect(out.bytes().length).toBe(v.plaintextLength)
+      expect(sha("sha256", out.bytes())).toBe(v.plaintextSha256)
+      expect(warnings).toEqual([LEGACY_V1_WARNING])
+      expect(JSON.stringify(summary.results)).toContain("insecure")
+    }
   })
 
   it.for(vectors)("$name decrypts through the v1 stream reader, fed in odd-sized pieces", async (v) => {
