@@ -48,12 +48,13 @@ export interface RunnerOptions {
  * a job waiting on children could not be interrupted when its shard moved to another
  * runner (effect 4.0.6), so the old owner never released the shard and the job stalled.
  * Once at most `closingPending` segments are left (the last ones running), every
- * `closingIntervalMs`: the job's end (publish, commit) then waits ~50 ms on average, not
+ * `closingIntervalMs`: the job's end (publish, commit) then waits ~12 ms on average, not
  * ~250 (a quarter of a 1 GiB job on two runners, measured by `bench/cluster.mjs`), for at
- * most `closingPending` storage reads each time.
+ * most `closingPending` storage reads each time (each well under a millisecond of the
+ * database's time).
  */
 const pollIntervalMs = 500
-const closingIntervalMs = 100
+const closingIntervalMs = 25
 const closingPending = 8
 /** Segment results read per poll (one storage read each). */
 const pollBatch = 64

@@ -102,9 +102,13 @@ const waitAndReport = (c: typeof Cluster, id: string, found: Cluster.Job.Found, 
     let s = yield* c.Job.status(id, found)
     bar.start(s.bytes, 0)
     while (s.result === undefined) {
-      // Every 250 ms for a live bar; every 100 ms once every segment is done, when only the
-      // job's publish (or commit) is left: a short job's end is not held up by the wait.
-      yield* Effect.sleep(s.doneBytes >= s.bytes ? 100 : 250)
+      // Every 250 ms for a live bar; every 25 ms once the job should end within the next
+      // 250 ms at its rate so far (or every segment is done, when only the job's publish or
+      // commit is left): a job's end is not held up by the wait. With 250 ms throughout, a
+      // 1 GiB job on two runners took 1.25, 1.5 or 1.75 s, the client's steps.
+      const elapsedMs = Date.now() - started
+      const etaMs = s.doneBytes > 0 ? ((s.bytes - s.doneBytes) * elapsedMs) / s.doneBytes : Number.POSITIVE_INFINITY
+      yield* Effect.sleep(s.doneBytes >= s.bytes || etaMs < 250 ? 25 : 250)
       s = yield* c.Job.status(id, found)
       bar.update(s.doneBytes, 0)
     }
