@@ -135,10 +135,9 @@ const log2 = (n: number) => Math.log2(n)
  * far (bytes): at least 10 (magic, version, chunk size, key mode); then the header's whole
  * length once the key mode, and the transforms list's length, are known. A prefix that is not
  * a v2 header (wrong magic or version, unknown key mode, a transforms length out of range)
- * needs nothing more: `parseHeader`
- * rejects it as it is. So a reader of a pipe that starts with the 4-byte magic asks for the
- * header in at most four short reads and fails on garbage at once, instead of waiting for
- * {@link MAX_HEADER_BYTES}.
+ * needs nothing more: `parseHeader` rejects it as it is. So a reader of a pipe that starts
+ * with the 4-byte magic asks for the header in at most four short reads and fails on garbage
+ * at once, instead of waiting for {@link MAX_HEADER_BYTES}. Source: FORMAT.md's header layout.
  */
 export const headerBytesWanted = (prefix: Uint8Array): number => {
   const b = prefix
