@@ -78,6 +78,20 @@ describe("Node stream transforms", () => {
     await e.close()
   })
 
+  it("the incremental decryptor refuses bytes that are not AGCM from the magic's 4 bytes on, and waits on a header's valid start", async () => {
+    for (const garbage of ["PK\x03\x04", "AGCX", "age-encr", "AGCM\x07\x00\x00\x00\x10"]) {
+      const d = makeDecryptor({ key, workers: 1 })
+      await expect(d.write(Buffer.from(garbage, "latin1")), JSON.stringify(garbage)).rejects.toMatchObject({ _tag: garbage.startsWith("AGCM") ? "UnsupportedVersion" : "NotAgcm" })
+      await d.close()
+    }
+    for (const start of ["AGC", "AGCM", "AGCM\x02\x00\x00\x00\x10\x00"]) {
+      const d = makeDecryptor({ key, workers: 1 })
+      expect(await d.write(Buffer.from(start, "latin1")), JSON.stringify(start)).toEqual([])
+      await expect(d.end()).rejects.toMatchObject({ _tag: "Truncated" })
+      await d.close()
+    }
+  })
+
   it("the incremental decryptor never releases a chunk before it authenticated", async () => {
     const plain = bytes(4 * CS + 10, 2)
     const sealed = await through(pieces(plain, 9999), createEncryptStream({ key, chunkSize: CS, workers: 1 }))
