@@ -23,7 +23,7 @@ import {
   LEGACY_V1_WARNING,
   encryptFraming,
   headerBytesWanted,
-  isAgcm,
+  isLegacyV1,
   MAGIC,
   newParams,
   openHeader,
@@ -303,7 +303,7 @@ export const agcmDecrypt = (options: AgcmDecryptOptions): ChunkProcessor => {
           asked = want
           head = yield* context.readHeader(asked)
         }
-        if (options.legacyV1 && head.length >= 8 && isAgcm(head) && Buffer.from(head.buffer, head.byteOffset, 8).readUInt32LE(4) === 1) {
+        if (options.legacyV1 && isLegacyV1(head)) {
           if (!isRawKey(options)) return yield* new AgcmUsageError({ reason: "Key", detail: "AGCM v1 files use a raw 32-byte key, not a passphrase" })
           legacy = legacyV1Processor({ key: options.key, onWarning: options.onWarning })
           return yield* legacy.init(context)

@@ -130,6 +130,9 @@ export const isAgcm = (bytes: Uint8Array): boolean =>
 
 const log2 = (n: number) => Math.log2(n)
 
+/** True when `bytes` start a harpocrates v1 stream: the magic and version 1 (8 bytes at least). */
+export const isLegacyV1 = (bytes: Uint8Array): boolean => bytes.length >= 8 && isAgcm(bytes) && u32(bytes, 4) === LEGACY_VERSION
+
 /**
  * How many leading bytes of a stream the v2 header needs, judged from the `prefix` read so
  * far (bytes): at least 10 (magic, version, chunk size, key mode); then the header's whole
@@ -407,7 +410,7 @@ export const inspect = (
   bytes: Uint8Array
 ): Effect.Effect<HeaderDescription, NotAgcm | UnsupportedVersion | Truncated | InvalidHeader> =>
   Effect.suspend(() => {
-    if (bytes.length >= 8 && isAgcm(bytes) && u32(bytes, 4) === LEGACY_VERSION) {
+    if (isLegacyV1(bytes)) {
       return parseLegacyHeader(bytes).pipe(Effect.map((h): HeaderDescription => ({
         format: "agcm",
         version: 1,

@@ -17,7 +17,7 @@ import { Effect, Stream } from "effect"
 import { Transform } from "node:stream"
 import type { AgcmError } from "./Error.js"
 import { AgcmUsageError, Truncated } from "./Error.js"
-import { encryptFraming, isAgcm, isRawKey, MAGIC, newParams, openHeader, parseHeader, sealHeader } from "./Format.js"
+import { encryptFraming, isLegacyV1, isRawKey, MAGIC, newParams, openHeader, parseHeader, sealHeader } from "./Format.js"
 import { ByteQueue } from "./internal/byteQueue.js"
 import { type DerivedKeys, SEAL, TAG_BYTES, wipeKeys } from "./internal/cobblestone.js"
 import { faultOf } from "./internal/faults.js"
@@ -159,7 +159,7 @@ export const makeDecryptor = (options: AgcmDecryptOptions): StreamCipher => {
     // of its end parses as Truncated, which only means "wait for more").
     if (queue.length < MAGIC.length && !atEnd) return false
     const head = queue.peek(queue.length)
-    if (options.legacyV1 && head.length >= 8 && isAgcm(head) && Buffer.from(head.buffer, head.byteOffset, 8).readUInt32LE(4) === 1) {
+    if (options.legacyV1 && isLegacyV1(head)) {
       if (!isRawKey(options)) throw new AgcmUsageError({ reason: "Key", detail: "AGCM v1 files use a raw 32-byte key, not a passphrase" })
       legacy = makeLegacyDecryptor({ key: options.key, onWarning: options.onWarning })
       return true
