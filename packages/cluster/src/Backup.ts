@@ -31,6 +31,7 @@ import * as nodePath from "node:path"
 import { awaitSegments, fail, JobFailure, readKey, retryIo, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
 import { segmentActivity, slotsOf } from "./SegmentActivity.js"
+import { saltOf, segmentKey } from "./Spread.js"
 
 const Meta = {
   size: Schema.Number,
@@ -64,7 +65,9 @@ export const BackupPayload = Schema.Struct({
   /** The lowest generation number the snapshot may get (after the source's full copies). */
   firstGeneration: Schema.Number,
   segmentBytes: Schema.Number,
-  submittedAt: Schema.Number
+  submittedAt: Schema.Number,
+  /** Each segment's salt, one base-36 digit per segment, chosen at submit to spread the segments over the runners (`Spread.ts`); absent: every salt is 0. */
+  salts: Schema.optional(Schema.String)
 })
 export type BackupPayload = typeof BackupPayload.Type
 
@@ -75,6 +78,8 @@ const BackupSegmentPayload = Schema.Struct({
   /** The job's execution id: a segment of a job that has ended does nothing. */
   jobId: Schema.String,
   index: Schema.Number,
+  /** The segment's salt (part of its idempotency key); absent: 0. */
+  salt: Schema.optional(Schema.Number),
   dir: Schema.String,
   keyFile: Schema.String,
   pieces: Schema.Array(PieceSchema)
@@ -116,7 +121,7 @@ export const BackupSegmentWorkflow = Workflow.make("cage/backup-segment", {
   payload: BackupSegmentPayload,
   success: BackupSegmentResult,
   error: JobFailure,
-  idempotencyKey: (p) => `${p.job}/${p.index}`
+  idempotencyKey: (p) => segmentKey(p.job, p.index, p.salt ?? 0)
 })
 
 export const BackupJobWorkflow = Workflow.make("cage/backup-job", {
@@ -135,15 +140,22 @@ const stub = { path: "", size: 0, mtimeNs: "0", ctimeNs: "0", ino: "0", dev: "0"
 export const backupJobId = (job: string) =>
   BackupJobWorkflow.executionId({ job, dir: "", keyFile: "", plan: { source: stub, previous: null, entries: [], skipped: [] }, firstGeneration: 0, segmentBytes: 1, submittedAt: 0 })
 
-/** The execution id of segment `index` of the backup job with uuid `job`. */
-export const backupSegmentId = (job: string, index: number) =>
-  BackupSegmentWorkflow.executionId({ job, jobId: "", index, dir: "", keyFile: "", pieces: [] })
+/** The execution id of segment `index` (with `salt`) of the backup job with uuid `job`. */
+export const backupSegmentId = (job: string, index: number, salt: number) =>
+  BackupSegmentWorkflow.executionId({ job, jobId: "", index, salt, dir: "", keyFile: "", pieces: [] })
 
 /** The files a job reads (not `reuse`d), in plan order, and its segments of pieces of them. */
 export const segmentsOf = (p: BackupPayload) => {
   const files = p.plan.entries.filter((e) => e.type === "file" && e.reuse !== true)
   return { files, segments: Plan.planPieces(files.map((f) => f.size), p.segmentBytes) }
 }
+
+/**
+ * What each segment of a backup job costs, in bytes, for spreading them over the runners:
+ * its bytes, plus 64 KiB per piece (opening, reading and indexing a small file costs about
+ * what reading 64 KiB does), so a segment of 512 empty files is not free.
+ */
+export const segmentCosts = (p: BackupPayload) => segmentsOf(p).segments.map((pieces) => pieces.reduce((n, x) => n + x.end - x.start + 65536, 0))
 
 /** Bytes a backup job reads: its files' planned sizes. */
 export const bytesOf = (p: BackupPayload) => segmentsOf(p).files.reduce((n, f) => n + f.size, 0)
@@ -235,7 +247,7 @@ export const backupJobLayer = BackupJobWorkflow.toLayer((p, jobId) =>
   Effect.gen(function*() {
     const { files, segments } = segmentsOf(p)
     const ids = yield* Effect.forEach(segments, (pieces, index) =>
-      retryStorage(BackupSegmentWorkflow.execute({ job: p.job, jobId, index, dir: p.dir, keyFile: p.keyFile, pieces: pieces.map((x) => ({ path: nodePath.join(p.plan.source.path, files[x.file].path), start: x.start, end: x.end })) }, { discard: true, detached: true })), { concurrency: 16 })
+      retryStorage(BackupSegmentWorkflow.execute({ job: p.job, jobId, index, salt: saltOf(p.salts, index), dir: p.dir, keyFile: p.keyFile, pieces: pieces.map((x) => ({ path: nodePath.join(p.plan.source.path, files[x.file].path), start: x.start, end: x.end })) }, { discard: true, detached: true })), { concurrency: 16 })
     const results = yield* awaitSegments(ids, (id) => BackupSegmentWorkflow.poll(id))
     return yield* commit(p, jobId, results)
   }).pipe(

@@ -25,6 +25,7 @@ import { segmentActivity, slotsOf } from "./SegmentActivity.js"
 export { awaitSegments, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
 import * as Progress from "./Progress.js"
+import { saltOf, segmentKey } from "./Spread.js"
 import { decryptSegment, encryptSegment, isStaged, removeStaged, type SegmentCpu, sourceUnchanged, syncFile } from "./Segment.js"
 
 const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
@@ -54,7 +55,12 @@ export const JobPayload = Schema.Struct({
   chunkSize: Schema.Number,
   segmentBytes: Schema.Number,
   /** When the job was submitted (ms since the epoch, the client's clock): status's throughput and ETA. */
-  submittedAt: Schema.Number
+  submittedAt: Schema.Number,
+  /**
+   * Each segment's salt, one base-36 digit per segment in order, chosen at submit to spread
+   * the segments evenly over the runners (see `Spread.ts`); absent: every salt is 0.
+   */
+  salts: Schema.optional(Schema.String)
 })
 export type JobPayload = typeof JobPayload.Type
 
@@ -76,6 +82,8 @@ const SegmentPayload = Schema.Struct({
   /** The job's execution id: a segment of a job that has ended does nothing. */
   jobId: Schema.String,
   index: Schema.Number,
+  /** The segment's salt (part of its idempotency key, so of the runner it lands on); absent: 0. */
+  salt: Schema.optional(Schema.Number),
   op: JobPayload.fields.op,
   file: JobFile,
   keyFile: Schema.String,
@@ -103,15 +111,16 @@ export const SegmentWorkflow = Workflow.make("cage/segment", {
   payload: SegmentPayload,
   success: SegmentResult,
   error: JobFailure,
-  idempotencyKey: (p) => `${p.job}/${p.index}`
+  idempotencyKey: (p) => segmentKey(p.job, p.index, p.salt ?? 0)
 })
 
-/** The execution id of segment `index` of the job with uuid `job` (the id hashes only the workflow's name and `job/index`; `executionId` validates a whole payload, so the rest is a stand-in). */
-export const segmentId = (job: string, index: number) =>
+/** The execution id of segment `index` (with `salt`) of the job with uuid `job` (the id hashes only the workflow's name and its key; `executionId` validates a whole payload, so the rest is a stand-in). */
+export const segmentId = (job: string, index: number, salt: number) =>
   SegmentWorkflow.executionId({
     job,
     jobId: "",
     index,
+    salt,
     op: "encrypt",
     file: { source: "", identity: { path: "", size: 0, mtimeNs: "0", ctimeNs: "0", ino: "0", dev: "0" }, output: "", staged: { ino: "0", birthtimeNs: "0" }, headerBytes: 0, snapshot: null },
     keyFile: "",
@@ -232,7 +241,7 @@ const jobLayer = JobWorkflow.toLayer((p, jobId) =>
   Effect.gen(function*() {
     const segments = planOf(p).segments
     const ids = yield* Effect.forEach(segments, (segment, index) =>
-      retryStorage(SegmentWorkflow.execute({ job: p.job, jobId, index, op: p.op, file: p.files[segment.file], keyFile: p.keyFile, chunkSize: p.chunkSize, segment }, { discard: true, detached: true })), { concurrency: 16 })
+      retryStorage(SegmentWorkflow.execute({ job: p.job, jobId, index, salt: saltOf(p.salts, index), op: p.op, file: p.files[segment.file], keyFile: p.keyFile, chunkSize: p.chunkSize, segment }, { discard: true, detached: true })), { concurrency: 16 })
     yield* awaitSegments(ids, (id) => SegmentWorkflow.poll(id))
     yield* publish(p)
     return segments.length
@@ -258,6 +267,9 @@ const discard = (p: JobPayload) =>
 /** The workflows every process registers (runners execute them; clients only submit). */
 const workflows = (options: RunnerOptions = {}) => Layer.mergeAll(jobLayer, segmentLayer(options), Backup.backupJobLayer, Backup.backupSegmentLayer(options), Layer.effectDiscard(Progress.ensureTable))
 
+/** How long a dead runner's shard locks (and its place among the runners) last, in seconds. */
+export const LOCK_SECONDS = 5
+
 /**
  * Settings every process shares. Locks: a dead runner's shards move after about 5 s.
  * `entityMessagePollInterval`: how often a runner looks in storage for messages nobody told
@@ -267,7 +279,7 @@ const workflows = (options: RunnerOptions = {}) => Layer.mergeAll(jobLayer, segm
  * shard's owner only stores the message, and the owner finds it at its next poll. A poll
  * is one indexed query per runner.
  */
-const sharding = { shardLockRefreshInterval: "1 second", shardLockExpiration: "5 seconds", entityMessagePollInterval: "500 millis" } as const
+const sharding = { shardLockRefreshInterval: "1 second", shardLockExpiration: `${LOCK_SECONDS} seconds`, entityMessagePollInterval: "500 millis" } as const
 
 /** PostgreSQL at `db` (`{ host, port, username, database }`). */
 const pg = (db: { readonly host: string; readonly port: number; readonly username: string; readonly database: string }) => PgClient.layer(db)

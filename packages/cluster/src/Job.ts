@@ -17,9 +17,10 @@ import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import { list as listCopies, Store } from "@cage/backup"
-import { backupJobId, BackupJobWorkflow, BackupPayload, type BackupResult, backupSegmentId, BackupSegmentWorkflow, isDirectory, segmentsOf } from "./Backup.js"
+import { backupJobId, BackupJobWorkflow, BackupPayload, type BackupResult, backupSegmentId, BackupSegmentWorkflow, isDirectory, segmentCosts, segmentsOf } from "./Backup.js"
 import * as Progress from "./Progress.js"
-import { finalName, type JobFile, JobPayload, JobWorkflow, planOf, plainBytesOf, readKey, retryStorage, segmentId, SegmentWorkflow } from "./Cluster.js"
+import { finalName, type JobFile, JobPayload, JobWorkflow, LOCK_SECONDS, planOf, plainBytesOf, readKey, retryStorage, segmentId, SegmentWorkflow } from "./Cluster.js"
+import { saltOf, spreadSalts } from "./Spread.js"
 import { isStaged, removeStaged, stagedOf, startOutput } from "./Segment.js"
 
 /**
@@ -105,18 +106,23 @@ const stageAll = <E>(
  * Starts the job whose outputs are staged: if the cluster does not take it (database down,
  * interrupted), the staged files go, so the same command can simply be run again.
  */
-const submitStaged = (payload: JobPayload) =>
+const submitStaged = (staged: JobPayload) =>
   Effect.gen(function*() {
-    const id = yield* JobWorkflow.executionId(payload)
-    return yield* JobWorkflow.execute(payload, { discard: true }).pipe(
-      Effect.as({ id, payload }),
+    // The id hashes only the job's uuid: the same with the salts.
+    const id = yield* JobWorkflow.executionId(staged)
+    return yield* Effect.gen(function*() {
+      const salts = yield* spreadSalts(SegmentWorkflow, staged.job, planOf(staged).segments.map((s) => plainBytesOf(staged, s)), LOCK_SECONDS)
+      const payload: JobPayload = salts === undefined ? staged : { ...staged, salts }
+      yield* JobWorkflow.execute(payload, { discard: true })
+      return { id, payload }
+    }).pipe(
       // Failed or interrupted after the request may have been stored: the files stay if the job exists.
       Effect.onExit((exit) =>
         exit._tag === "Success" ? Effect.void : findJob(id).pipe(
           Effect.matchEffect({
             onSuccess: () => Effect.void,
             onFailure: (e) => e.reason === "NoSuchJob" ? Effect.sync(() => {
-              for (const f of payload.files) removeStaged(f)
+              for (const f of staged.files) removeStaged(f)
             }) : Effect.void
           }),
           Effect.ignore
@@ -319,7 +325,7 @@ export const startBackup = (options: {
       // After every generation of the source, full copies included (as `cage backup create`).
       const copies = yield* listCopies({ dir, source }).pipe(Effect.mapError(asJobError))
       const stored = (yield* Store.snapshots(store).pipe(Effect.mapError(asJobError))).filter((s) => s.source.path === source)
-      const payload: BackupPayload = {
+      const planned: BackupPayload = {
         job,
         dir,
         keyFile,
@@ -328,6 +334,8 @@ export const startBackup = (options: {
         segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
         submittedAt: Date.now()
       }
+      const salts = yield* spreadSalts(BackupSegmentWorkflow, job, segmentCosts(planned), LOCK_SECONDS)
+      const payload: BackupPayload = salts === undefined ? planned : { ...planned, salts }
       yield* BackupJobWorkflow.execute(payload, { discard: true })
       return { id, payload }
     }).pipe(
@@ -456,10 +464,10 @@ export const cancel = (id: string) =>
     }
     if (f.kind === "file") {
       yield* JobWorkflow.interrupt(id)
-      for (const [index] of planOf(f.payload).segments.entries()) yield* SegmentWorkflow.interrupt(yield* segmentId(f.payload.job, index))
+      for (const [index] of planOf(f.payload).segments.entries()) yield* SegmentWorkflow.interrupt(yield* segmentId(f.payload.job, index, saltOf(f.payload.salts, index)))
     } else {
       yield* BackupJobWorkflow.interrupt(id)
-      for (const [index] of segmentsOf(f.payload).segments.entries()) yield* BackupSegmentWorkflow.interrupt(yield* backupSegmentId(f.payload.job, index))
+      for (const [index] of segmentsOf(f.payload).segments.entries()) yield* BackupSegmentWorkflow.interrupt(yield* backupSegmentId(f.payload.job, index, saltOf(f.payload.salts, index)))
     }
     // The job's last step (publish; a backup's commit) starts only once every segment is
     // done, and is uninterruptible. While a segment is not done (its row says so before the

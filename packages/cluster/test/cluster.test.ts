@@ -5,13 +5,15 @@
 import { agcmEncrypt } from "@cage/agcm"
 import { ChunkInput, ChunkOutput, runPipeline } from "@cage/core"
 import { Effect } from "effect"
+import { EntityId, Sharding } from "effect/cluster"
+import { SqlClient } from "effect/sql"
 import type { ChildProcess } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Cluster, Job, Segment } from "../src/index.js"
+import { Cluster, Job, Segment, Spread } from "../src/index.js"
 import { type Postgres, startPostgres } from "../src/Postgres.js"
 import { sha256, startRunner as startRunnerWith } from "./helpers.js"
 
@@ -82,6 +84,39 @@ describe("a job on two runners", () => {
     const dump = pg.run("pg_dump", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "--data-only", pg.database])
     expect(dump).toContain(payload.job)
     for (const form of [key.toString("hex"), key.toString("base64url"), key.toString("base64")]) expect(dump).not.toContain(form)
+  }, 180_000)
+
+  it("spreads a job's segments evenly: 16 segments over the 2 runners, 8 on each, each on the runner its salt chose at submit", async () => {
+    // The client places segments by the runners' shard assignment: wait until each of the
+    // first test's 2 runners holds its 150 of the 300 shards (PostgreSQL advisory locks).
+    const held = () => pg.run("psql", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "-d", pg.database, "-Atc", "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 GROUP BY pid ORDER BY 1"]).trim()
+    for (let waited = 0; held() !== "150\n150"; waited += 100) {
+      expect(waited, `shard locks held: ${held()}`).toBeLessThan(60_000)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const { payload: planned, reference } = await prepare("spread", 16 * 256 * 1024 - 1, 256 * 1024)
+    const source = planned.files[0].source
+    const output = path.join(dir, "spread.out.agcm")
+    const client = Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })
+    const r = await Effect.runPromise(Effect.gen(function*() {
+      const { id, payload } = yield* Job.startEncrypt({ files: [{ source, output, resume: planned.files[0].snapshot }], keyFile: planned.keyFile, chunkSize, segmentBytes: 256 * 1024 })
+      const segments = yield* Cluster.waitFor(id)
+      // Where each segment should have run: its salted id's shard, and that shard's owner.
+      const owners = (yield* Spread.shardOwners({ lockSeconds: Cluster.LOCK_SECONDS }))!
+      const sharding = yield* Sharding.Sharding
+      const predicted = Array.from({ length: segments }, (_, index) => {
+        const entity = EntityId.make(Spread.executionIdOf(Cluster.SegmentWorkflow, Spread.segmentKey(payload.job, index, Spread.saltOf(payload.salts, index))))
+        return owners.owner(sharding.getShardId(entity, "default").id)
+      })
+      const sql = yield* SqlClient.SqlClient
+      const rows = yield* sql<{ segment: number; runner: string }>`SELECT segment, runner FROM cage_segments WHERE job_id = ${id} ORDER BY segment`
+      return { salts: payload.salts, segments, predicted, ran: rows.map((x) => x.runner) }
+    }).pipe(Effect.provide(client), Effect.timeout("120 seconds")))
+    expect(r.segments).toBe(16)
+    expect(r.salts).toMatch(/^[0-9a-z]{16}$/)
+    expect(r.ran).toEqual(r.predicted)
+    expect([...new Set(r.ran)].map((runner) => r.ran.filter((x) => x === runner).length)).toEqual([8, 8])
+    expect(fs.readFileSync(output).equals(fs.readFileSync(reference))).toBe(true)
   }, 180_000)
 
   it("survives kill -9 of a runner at 3 early moments of 3 jobs (from before the first segment ends): each time another runner is started, the job completes, byte-identical", async () => {
