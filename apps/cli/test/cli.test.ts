@@ -2,9 +2,12 @@ import { createRequire } from "node:module"
 const require = createRequire(import.meta.url)
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { availableParallelism } from "node:os"
+import { randomBytes } from "node:crypto"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { spawn, spawnSync } from "node:child_process"
 import { BIN, cage, tempDir, writeRandom } from "./helpers.js"
+import { workersFor } from "../src/Io.js"
 
 let dir: string
 let key: string
@@ -113,6 +116,49 @@ describe("encrypt and decrypt round trips", () => {
     const dec = cage(["decrypt", "-q", "--passphrase-file", pass, "-"], { input: enc.stdout })
     expect(dec.code).toBe(0)
     expect(dec.stdout.equals(data)).toBe(true)
+  })
+  it("one thread by default from a stream to a pipe, the cores otherwise (workersFor); --workers and cage.toml still decide", () => {
+    const rule = (input: string, output: string, stdin?: "file" | "device" | "other", stdout?: "file" | "device" | "other", stdinOffset?: number) =>
+      workersFor({ input, output, stdin, stdinOffset, stdout })
+    // A pipe (or socket) in and out: one thread.
+    expect(rule("-", "-", "other", "other")).toBe(1)
+    // A terminal, or a file past its start, on stdin: read as a stream too.
+    expect(rule("-", "-", "device", "other")).toBe(1)
+    expect(rule("-", "-", "file", "other", 4096)).toBe(1)
+    // A file at either end: the cipher's default (the cores).
+    expect(rule("-", "-", "file", "other", 0)).toBeUndefined()
+    expect(rule("-", "out.agcm", "other", undefined)).toBeUndefined()
+    expect(rule("in.bin", "-", undefined, "other")).toBeUndefined()
+    expect(rule("-", "-", "other", "file")).toBeUndefined()
+    expect(rule("-", "-", "other", "device")).toBeUndefined()
+    // Through the executable: the flag and cage.toml win over the rule (the result names its workers).
+    const data = randomBytes(300_000)
+    const workersOf = (r: { code: number | null; stdout: Buffer; stderr: string }) => {
+      expect([r.code, r.stderr]).toEqual([0, ""])
+      return JSON.parse(r.stdout.toString()).results["agcm-encrypt"].workers
+    }
+    expect(workersOf(cage(["encrypt", "--json", "--key", key, "-o", f("p.agcm"), "-"], { input: data }))).toBe(availableParallelism())
+    expect(workersOf(cage(["encrypt", "--json", "--workers", "1", "--key", key, "-o", f("q.agcm"), "-"], { input: data }))).toBe(1)
+    fs.mkdirSync(f("proj"))
+    fs.writeFileSync(f("proj/cage.toml"), "workers = 1\n")
+    expect(workersOf(cage(["encrypt", "--json", "--key", key, "-o", f("r.agcm"), "-"], { input: data, cwd: f("proj") }))).toBe(1)
+  })
+  it("--json with the data on standard output is refused at once (exit 2): a JSON line after the data would corrupt it", () => {
+    const data = randomBytes(1000)
+    const cases: Array<[ReadonlyArray<string>, string]> = [
+      [["encrypt", "--json", "--key", key, "-o", "-", "-"], "standard output carries the ciphertext (-o -): leave out --json, or write to a file with -o FILE"],
+      [["encrypt", "--json", "--key", key, "-"], "standard output carries the ciphertext (-o -, the default for input -): leave out --json, or write to a file with -o FILE"],
+      [["decrypt", "--json", "--key", key, "-o", "-", "-"], "standard output carries the plaintext (-o -): leave out --json, or write to a file with -o FILE"],
+      [["decrypt", "--json", "--key", key, "-"], "standard output carries the plaintext (-o -, the default for input -): leave out --json, or write to a file with -o FILE"]
+    ]
+    for (const [args, message] of cases) {
+      const r = cage(args, { input: data })
+      expect([r.code, r.stderr]).toEqual([2, ""])
+      expect(JSON.parse(r.stdout.toString())).toMatchObject({ error: message, exitCode: 2 })
+    }
+    const plain = cage(["encrypt", "--key", key, "-o", "-", "-"], { input: data, env: {} })
+    expect(plain.code).toBe(0)
+    expect(plain.stdout.subarray(0, 4).toString()).toBe("AGCM")
   })
   it("stdin redirected from a file and stdout to a file or /dev/null: the same bytes as through pipes", () => {
     // Over the pool's 8 MiB threshold, with a short final chunk and a first read offset.

@@ -11,7 +11,7 @@ import { Command, Flag } from "effect/cli"
 import * as ProgressBar from "../ProgressBar.js"
 import * as fs from "node:fs"
 import { describe, usage, UserFacing } from "../Errors.js"
-import { checkpointPathFor, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson, type ReadFile, readFiles, resolveLimitRate, setInterruptNote } from "../Io.js"
+import { checkpointPathFor, defaultWorkers, describeRun, note, openInput, openOutput, parseChunkSize, parseRange, printJson, type ReadFile, readFiles, resolveLimitRate, setInterruptNote } from "../Io.js"
 import { keyMaterial, wipe } from "../Keys.js"
 import { loadSettings, type Settings } from "../Config.js"
 import { listProcessors, resolvePipeline } from "../Registry.js"
@@ -215,7 +215,8 @@ export const encrypt = (f: Command.Command.Config.Infer<typeof encryptFlags>) =>
       ? `--chunk-size ${f.chunkSize.value}`
       : settings.chunkSize.value !== undefined ? `chunk_size in ${settings.chunkSize.source}` : "the default chunk size"
 
-    const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value
+    if (outputPath === "-" && f.json) return yield* usage("Option", `standard output carries the ciphertext (-o -${f.input === "-" && Option.isNone(f.output) ? ", the default for input -" : ""}): leave out --json, or write to a file with -o FILE`)
+    const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value ?? defaultWorkers(f.input, outputPath)
     const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, true)
     return yield* Effect.gen(function*() {
@@ -243,7 +244,8 @@ export const decrypt = (f: Command.Command.Config.Infer<typeof decryptFlags>) =>
       ? f.output.value
       : f.input === "-" ? "-" : f.input.endsWith(".agcm") ? f.input.slice(0, -".agcm".length) : undefined
     if (outputPath === undefined) return yield* usage("Output", `${f.input} does not end in .agcm: name the output with -o FILE (or -o - for stdout)`)
-    const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value
+    if (outputPath === "-" && f.json) return yield* usage("Option", `standard output carries the plaintext (-o -${f.input === "-" && Option.isNone(f.output) ? ", the default for input -" : ""}): leave out --json, or write to a file with -o FILE`)
+    const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value ?? defaultWorkers(f.input, outputPath)
     const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, false)
     return yield* Effect.gen(function*() {

@@ -52,7 +52,7 @@ export const configShow = (f: { json: boolean }) =>
     // As written in cage.toml (snake_case), with the value in effect when nothing sets it.
     const keys: Record<string, readonly [string, string]> = {
       chunkSize: ["chunk_size", "65536 (64 KiB)"],
-      workers: ["workers", `${os.availableParallelism()} (the available cores)`],
+      workers: ["workers", `${os.availableParallelism()} (the available cores; 1 for encrypt or decrypt from a pipe to a pipe)`],
       limitRate: ["limit_rate", "none (no limit)"],
       backend: ["backend", ""],
       streamingStrategy: ["streaming_strategy", ""],
