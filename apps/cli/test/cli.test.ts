@@ -149,7 +149,10 @@ describe("encrypt and decrypt round trips", () => {
       [["encrypt", "--json", "--key", key, "-o", "-", "-"], "standard output carries the ciphertext (-o -): leave out --json, or write to a file with -o FILE"],
       [["encrypt", "--json", "--key", key, "-"], "standard output carries the ciphertext (-o -, the default for input -): leave out --json, or write to a file with -o FILE"],
       [["decrypt", "--json", "--key", key, "-o", "-", "-"], "standard output carries the plaintext (-o -): leave out --json, or write to a file with -o FILE"],
-      [["decrypt", "--json", "--key", key, "-"], "standard output carries the plaintext (-o -, the default for input -): leave out --json, or write to a file with -o FILE"]
+      [["decrypt", "--json", "--key", key, "-"], "standard output carries the plaintext (-o -, the default for input -): leave out --json, or write to a file with -o FILE"],
+      // The age backend too.
+      [["encrypt", "--backend", "age", "-r", "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", "--json", "-o", "-", "-"], "standard output carries the ciphertext (-o -): leave out --json, or write to a file with -o FILE"],
+      [["decrypt", "--backend", "age", "-i", key, "--json", "-"], "standard output carries the plaintext (-o -, the default for input -): leave out --json, or write to a file with -o FILE"]
     ]
     for (const [args, message] of cases) {
       const r = cage(args, { input: data })

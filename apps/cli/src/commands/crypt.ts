@@ -200,6 +200,7 @@ export const encrypt = (f: Command.Command.Config.Infer<typeof encryptFlags>) =>
   Effect.gen(function*() {
     const settings = yield* loadSettings
     const backend = Option.getOrElse(f.backend, () => settings.backend.value)
+    yield* refuseJsonWithData(f, "ciphertext")
     if (backend !== "agcm") {
       if (Option.isSome(f.chunkSize)) return yield* usage("Conflict", `--chunk-size applies to AGCM; --backend ${backend} writes age's fixed 64 KiB chunks`)
       const { ageEncryptCommand } = yield* Effect.promise(() => import("./age.js"))
@@ -215,7 +216,6 @@ export const encrypt = (f: Command.Command.Config.Infer<typeof encryptFlags>) =>
       ? `--chunk-size ${f.chunkSize.value}`
       : settings.chunkSize.value !== undefined ? `chunk_size in ${settings.chunkSize.source}` : "the default chunk size"
 
-    if (outputPath === "-" && f.json) return yield* usage("Option", `standard output carries the ciphertext (-o -${f.input === "-" && Option.isNone(f.output) ? ", the default for input -" : ""}): leave out --json, or write to a file with -o FILE`)
     const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value ?? defaultWorkers(f.input, outputPath)
     const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, true)
@@ -226,11 +226,21 @@ export const encrypt = (f: Command.Command.Config.Infer<typeof encryptFlags>) =>
     }).pipe(Effect.mapError(inUserTerms(f.input, chunkSizeFrom)), Effect.ensuring(wipe(key)))
   })
 
+/**
+ * Refuses `--json` when standard output carries the data (`-o -`, or input `-` without
+ * `-o`), whatever the backend: the JSON line would follow the data (as `backup restore`).
+ */
+const refuseJsonWithData = (f: { readonly json: boolean; readonly input: string; readonly output: Option.Option<string> }, data: "ciphertext" | "plaintext") =>
+  f.json && Option.getOrElse(f.output, () => (f.input === "-" ? "-" : "")) === "-"
+    ? usage("Option", `standard output carries the ${data} (-o -${f.input === "-" && Option.isNone(f.output) ? ", the default for input -" : ""}): leave out --json, or write to a file with -o FILE`)
+    : Effect.void
+
 /** `cage decrypt` handler. */
 export const decrypt = (f: Command.Command.Config.Infer<typeof decryptFlags>) =>
   Effect.gen(function*() {
     const settings = yield* loadSettings
     const backend = Option.getOrElse(f.backend, () => settings.backend.value)
+    yield* refuseJsonWithData(f, "plaintext")
     if (backend !== "agcm") {
       if (f.legacyV1) return yield* usage("Conflict", `--legacy-v1 reads harpocrates AGCM v1 files, not age files (--backend ${backend})`)
       const { ageDecryptCommand } = yield* Effect.promise(() => import("./age.js"))
@@ -244,7 +254,6 @@ export const decrypt = (f: Command.Command.Config.Infer<typeof decryptFlags>) =>
       ? f.output.value
       : f.input === "-" ? "-" : f.input.endsWith(".agcm") ? f.input.slice(0, -".agcm".length) : undefined
     if (outputPath === undefined) return yield* usage("Output", `${f.input} does not end in .agcm: name the output with -o FILE (or -o - for stdout)`)
-    if (outputPath === "-" && f.json) return yield* usage("Option", `standard output carries the plaintext (-o -${f.input === "-" && Option.isNone(f.output) ? ", the default for input -" : ""}): leave out --json, or write to a file with -o FILE`)
     const workers = Option.getOrUndefined(f.workers) ?? settings.workers.value ?? defaultWorkers(f.input, outputPath)
     const limitRate = yield* resolveLimitRate(f.limitRate, settings)
     const key = yield* keyMaterial(f, false)
