@@ -1079,7 +1079,11 @@ const restoreTreeClaimed = (store: Store, snap: Snapshot, entries: ReadonlyArray
     const notRestored: Array<string> = []
     let bytes = 0
     let chunksRead = 0
-    const seconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6
+    // Node takes times as seconds in a double, which holds a time of today to about 0.24 µs:
+    // the whole microsecond alone could come back just below it, and a time 0.1 µs past a
+    // millisecond would be restored in the millisecond before. Half a microsecond over it
+    // keeps the microsecond (so the millisecond and the second) the source had.
+    const seconds = (ns: string) => (Number(BigInt(ns) / 1000n) + 0.5) / 1e6
     const build = withFds((fds) =>
       Effect.gen(function*() {
         for (const e of entries) {

@@ -53,6 +53,32 @@ describe("what a backup refuses", () => {
 })
 
 describe("directory snapshots", () => {
+  it("mtimes come back in the microsecond they had, also a hair past or before a millisecond (files, directories, symlinks)", async () => {
+    const src = path.join(dir, "times")
+    const fractions = ["046000000", "046000123", "045999999", "999999999", "000000001", "123456789", "000999700"]
+    const entries: Array<string> = []
+    for (const [i, frac] of fractions.entries()) {
+      for (const kind of ["file", "dir", "link"] as const) {
+        const p = path.join(src, `${kind}${i}`)
+        fs.mkdirSync(src, { recursive: true })
+        if (kind === "file") fs.writeFileSync(p, String(i))
+        else if (kind === "dir") fs.mkdirSync(p)
+        else fs.symlinkSync(`file${i}`, p)
+        // Seconds of today and of 1970; nanoseconds set by touch (Node cannot set them).
+        const at = `@${i % 2 === 0 ? 1796534765 : 1000 + i}.${frac}`
+        expect(spawnSync("touch", ["-h", "-d", at, p]).status).toBe(0)
+        entries.push(`${kind}${i}`)
+      }
+    }
+    const micros = (root: string) => Object.fromEntries(entries.map((e) => [e, fs.lstatSync(path.join(root, e), { bigint: true }).mtimeNs / 1000n]))
+    const before = micros(src)
+    expect(before.file1 % 1000n).toBe(0n) // .046000123: 0.123 µs past a millisecond, in its first microsecond
+    const store = await run(Store.open({ dir: path.join(dir, "store"), key: { key }, chunker }))
+    const snap = await run(Store.backup(store, { source: src }))
+    await run(Store.restore(store, { snapshot: snap.snapshot, output: path.join(dir, "times-out") }))
+    expect(micros(path.join(dir, "times-out"))).toEqual(before)
+  })
+
   it("restore a tree of 200 files identically: contents, modes, mtimes, symlinks, empty directories", async () => {
     const src = path.join(dir, "src")
     makeTree(src)
