@@ -223,6 +223,41 @@ const openPair = (source: string, output: string, staged: StagedFile) =>
     return fds
   })
 
+/** How often a running segment checks that its job's staged file still has a name (ms). */
+export const STAGED_CHECK_MS = 200
+
+/** Fails with `InputChanged` when the job's staged file, open as `fd`, has no name left (`st_nlink` 0). */
+const stillNamed = (fd: number, output: string): Effect.Effect<void, InputChanged | IoError> =>
+  Effect.try({ try: () => fs.fstatSync(fd).nlink, catch: (e) => fromSystemError("stat", output, e) }).pipe(
+    Effect.flatMap((links) =>
+      links === 0
+        ? Effect.fail(new InputChanged({ path: output, detail: "it was removed while this segment ran (its job was cancelled or failed): this segment stopped" }))
+        : Effect.void
+    )
+  )
+
+/**
+ * Checks every {@link STAGED_CHECK_MS} that the job's staged file, open as `fd`, still has
+ * a name, and fails with `InputChanged` once it has none: `cancel`, or the job's failure,
+ * removed `OUT.partial` (or someone did). Never succeeds. Raced against a segment's work
+ * ({@link untilUnstaged}): effect 4.0.6 applies a workflow's interrupt only when the
+ * workflow next suspends, so a segment already in its activity does not see `cancel`'s
+ * interrupt, and would otherwise wait for its CPU slot and then seal (or, for a decrypt,
+ * write plaintext) to its end into a file nobody can reach. One `fstat` per check.
+ * Publishing links the final name before it unlinks `OUT.partial`, and runs only once
+ * every segment is done.
+ */
+export const whileStaged = (fd: number, output: string): Effect.Effect<never, InputChanged | IoError> =>
+  Effect.forever(Effect.sleep(STAGED_CHECK_MS).pipe(Effect.andThen(stillNamed(fd, output))))
+
+/**
+ * Runs a segment's CPU part (its wait for a slot included) on `fds` once its staged output
+ * is found to have a name, until it ends or the output loses its name ({@link whileStaged}),
+ * whichever comes first; the other is interrupted.
+ */
+const untilUnstaged = <A, E, R>(work: Effect.Effect<A, E, R>, fds: { readonly out: number }, output: string) =>
+  stillNamed(fds.out, output).pipe(Effect.andThen(Effect.raceFirst(work, whileStaged(fds.out, output))))
+
 /**
  * fdatasync of a segment's output descriptor on libuv's thread pool, not the event loop: a
  * runner works on several segments at once, and while one segment's bytes go to disk the
@@ -318,7 +353,7 @@ export const encryptSegment = (options: {
           output: { fd: fds.out, path: output, base: seal.headerBytes }
         })
       }))
-    yield* (options.cpu ?? asIs)(sealing).pipe(
+    yield* untilUnstaged((options.cpu ?? asIs)(sealing), fds, output).pipe(
       Effect.andThen(datasync(fds.out, output)),
       Effect.ensuring(Effect.sync(() => closePair(fds)))
     )
@@ -383,7 +418,7 @@ export const decryptSegment = (options: {
           output: { fd: fds.out, path: output, base: 0 }
         })
       }))
-    yield* (options.cpu ?? asIs)(run).pipe(
+    yield* untilUnstaged((options.cpu ?? asIs)(run), fds, output).pipe(
       Effect.andThen(datasync(fds.out, output)),
       Effect.ensuring(Effect.sync(() => closePair(fds)))
     )

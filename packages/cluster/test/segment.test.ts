@@ -123,3 +123,70 @@ describe("segments of several pieces, all at once", () => {
     })
   }
 })
+
+// `cancel` (or the job's failure) removes the job's OUT.partial; effect does not interrupt an
+// activity already running, so a running segment stops itself once its staged file has no
+// name left, instead of sealing (or writing plaintext) to its end into a file nobody reaches.
+describe("a segment whose staged output is removed stops", () => {
+  const failureOf = async (e: Effect.Effect<unknown, unknown>) => {
+    const exit = await Effect.runPromiseExit(e)
+    if (Exit.isSuccess(exit)) throw new Error("expected a failure")
+    return (exit.cause.reasons.find((r) => r._tag === "Fail") as unknown as { error: { _tag: string; message: string; path: string } }).error
+  }
+  /**
+   * A segment's CPU slot that is free only after a while, and meanwhile `output` is removed
+   * (as `cancel` does while segments are running or waiting). Node fires timers in the order
+   * they expire, so the segment's next check (every STAGED_CHECK_MS) comes before the slot
+   * is free, whatever the machine's load.
+   */
+  let started = 0
+  const removing = (output: string): Segment.SegmentCpu => (work) =>
+    Effect.sleep(Segment.STAGED_CHECK_MS / 2).pipe(
+      Effect.andThen(Effect.sync(() => fs.unlinkSync(output))),
+      Effect.andThen(Effect.sleep(10 * Segment.STAGED_CHECK_MS)),
+      Effect.andThen(Effect.sync(() => started++)),
+      Effect.andThen(work)
+    )
+
+  it("encrypt and decrypt: OUT.partial removed while the segment waits for its slot, it fails with InputChanged naming it and never seals", async () => {
+    const size = 9 * chunkSize + 5
+    const source = path.join(dir, "in")
+    fs.writeFileSync(source, crypto.randomBytes(size))
+    const identity = await Effect.runPromise(ChunkInput.statIdentity(source))
+    const segmentOf = (headerBytes: number) =>
+      Plan.planJob([{ path: source, size }], { headerBytes, chunkBytes: chunkSize, overheadBytes: 16, shortFinal: true }, 16 * chunkSize).segments[0]
+
+    const output = path.join(dir, "out.agcm.partial")
+    const seal = await Effect.runPromise(Segment.startOutput({ source, size, output, key: { key }, chunkSize }))
+    const sealed = await failureOf(Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment: segmentOf(seal.headerBytes), staged: seal.staged, cpu: removing(output) }))
+    expect(sealed).toMatchObject({ _tag: "InputChanged", path: output })
+    expect(sealed.message).toContain("it was removed while this segment ran")
+
+    // Decrypt: a whole ciphertext first, then its segment with the plaintext's OUT.partial removed.
+    const again = path.join(dir, "again.agcm.partial")
+    const seal2 = await Effect.runPromise(Segment.startOutput({ source, size, output: again, key: { key }, chunkSize }))
+    await Effect.runPromise(Segment.encryptSegment({ source, identity, output: again, key: { key }, seal: seal2, segment: segmentOf(seal2.headerBytes), staged: seal2.staged }))
+    const open = await stageDecrypt(dir, again, seal2.headerBytes, chunkSize, 16)
+    const opened = await failureOf(Segment.decryptSegment({ source: open.source, identity: open.identity, output: open.back, key: { key }, headerBytes: seal2.headerBytes, segment: open.segments[0], staged: open.staged, cpu: removing(open.back) }))
+    expect(opened).toMatchObject({ _tag: "InputChanged", path: open.back })
+    expect(started).toBe(0)
+  })
+
+  it("the check goes on while the work runs: quiet while the file has a name, fails once it has none", async () => {
+    const file = path.join(dir, "staged.partial")
+    const fd = fs.openSync(file, "wx", 0o600)
+    try {
+      let ended = false
+      const watched = Effect.runPromiseExit(Segment.whileStaged(fd, file)).finally(() => (ended = true))
+      // Several periods with the file in place: still running.
+      await new Promise((r) => setTimeout(r, 3 * Segment.STAGED_CHECK_MS))
+      expect(ended).toBe(false)
+      fs.unlinkSync(file)
+      const exit = await watched
+      if (Exit.isSuccess(exit)) throw new Error("expected a failure")
+      expect((exit.cause.reasons.find((r) => r._tag === "Fail") as unknown as { error: { _tag: string } }).error).toMatchObject({ _tag: "InputChanged", path: file })
+    } finally {
+      fs.closeSync(fd)
+    }
+  })
+})
