@@ -169,7 +169,10 @@ export const describeRun = (verb: string, input: string, output: string, s: RunS
   const rss = Size.format(process.resourceUsage().maxRSS * 1024)
   // A staged run (gzip, then the cipher) says what each stage read and wrote.
   const stages = s.stages ? `; ${s.stages.map((t) => `${t.processors.join(" → ")} ${Size.format(t.inputBytes)} → ${Size.format(t.outputBytes)}`).join(", ")}` : ""
-  return `${verb} ${input} → ${output}: ${Size.format(plain)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${rate}${resumed}), peak RSS ${rss}${stages}`
+  // The cipher's threads (its `workers` result): from a pipe to a pipe it runs on one.
+  const threads = Object.values(s.results).map((r) => (r as { readonly workers?: unknown } | null)?.workers).find((w): w is number => typeof w === "number")
+  const on = threads === undefined ? "" : `, ${threads} thread${threads === 1 ? "" : "s"}`
+  return `${verb} ${input} → ${output}: ${Size.format(plain)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${rate}${resumed}${on}), peak RSS ${rss}${stages}`
 }
 
 /** `--limit-rate` (bytes per second), else `limit_rate` from cage.toml, else none. */

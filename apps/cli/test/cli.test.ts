@@ -142,6 +142,19 @@ describe("encrypt and decrypt round trips", () => {
     fs.mkdirSync(f("proj"))
     fs.writeFileSync(f("proj/cage.toml"), "workers = 1\n")
     expect(workersOf(cage(["encrypt", "--json", "--key", key, "-o", f("r.agcm"), "-"], { input: data, cwd: f("proj") }))).toBe(1)
+    // Through the executable, the rule itself: the summary names the cipher's threads. Here
+    // stdin and stdout are pipes (spawnSync's), a file at one end keeps the cores.
+    const cores = availableParallelism()
+    const threadsOf = (r: { code: number | null; stdout: Buffer; stderr: string }) => {
+      expect(r.code).toBe(0)
+      return Number(/, (\d+) threads?\), peak RSS/.exec(r.stderr)?.[1])
+    }
+    const sealed = cage(["encrypt", "--key", key, "-"], { input: data })
+    expect(threadsOf(sealed)).toBe(1)
+    expect(threadsOf(cage(["decrypt", "--key", key, "-"], { input: sealed.stdout }))).toBe(1)
+    fs.writeFileSync(f("plain.bin"), data)
+    expect(threadsOf(cage(["encrypt", "--key", key, "-o", "-", f("plain.bin")]))).toBe(cores)
+    expect(threadsOf(cage(["encrypt", "--key", key, "-o", f("s.agcm"), "-"], { input: data }))).toBe(cores)
   })
   it("--json with the data on standard output is refused at once (exit 2): a JSON line after the data would corrupt it", () => {
     const data = randomBytes(1000)
