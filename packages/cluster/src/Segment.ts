@@ -245,7 +245,10 @@ const stillNamed = (fd: number, output: string): Effect.Effect<void, InputChange
  * interrupt, and would otherwise wait for its CPU slot and then seal (or, for a decrypt,
  * write plaintext) to its end into a file nobody can reach. One `fstat` per check.
  * Publishing links the final name before it unlinks `OUT.partial`, and runs only once
- * every segment is done.
+ * every segment is done. On NFS (not tested here) a file another machine removed answers
+ * `fstat` with ESTALE once this machine's cached attributes expire, and the segment stops
+ * with an I/O error instead; one removed by this machine while open is renamed by the NFS
+ * client (`.nfsXXXX`) and keeps its link, so that segment runs to its end, as before.
  */
 export const whileStaged = (fd: number, output: string): Effect.Effect<never, InputChanged | IoError> =>
   Effect.forever(Effect.sleep(STAGED_CHECK_MS).pipe(Effect.andThen(stillNamed(fd, output))))
