@@ -766,8 +766,9 @@ const heldFor = (store: Store, job: string): Effect.Effect<void, LockBusy> =>
  * {@link commitTree} renames them into place. So a segment still running after its job was
  * cancelled or failed (the lock released, maybe a prune running) changes nothing another
  * writer relies on: its packs are unindexed, and the next `prune` removes them with the
- * staged file. Takes no lock, writes no snapshot; fails with `LockBusy` at once when the
- * store's lock is not held for `job`. A piece whose file changed while it was read, or that
+ * staged file. Takes no lock, writes no snapshot; fails with `LockBusy` when the store's
+ * lock is not held for `job`, at once or before any later piece. A piece whose file changed
+ * while it was read, or that
  * is gone, comes back with `changed`. On failure the packs it wrote are removed. Fails with
  * `LockBusy`, `IoError`.
  */
@@ -782,7 +783,11 @@ export const storePieces = (store: Store, pieces: ReadonlyArray<Piece>, options:
     const w = makeWriter(store, Progress.silent)
     const results: Array<PieceResult> = []
     yield* Effect.gen(function*() {
-      for (const piece of pieces) {
+      for (const [i, piece] of pieces.entries()) {
+        // Again before each later piece: a cancelled job's lock goes at once, and a segment
+        // of it that is still running stops at its next piece (effect does not interrupt a
+        // running activity), its packs removed.
+        if (i > 0) yield* heldFor(store, options.job)
         const r = yield* w.chunkFile(piece.path, undefined, piece).pipe(
           Effect.catchIf((e): e is IoError => e._tag === "IoError" && e.reason === "NotFound", () => Effect.succeed({ chunks: undefined, identity: undefined, changed: "it was removed while the backup ran" }))
         )

@@ -250,6 +250,18 @@ describe("a distributed backup into the store", () => {
     const late = await failure(Store.storePieces(store, [{ ...piece, start: 100_000, end: 200_000 }], { job: "job-1" }))
     expect(late._tag).toBe("LockBusy")
     expect(packs()).toBe(before)
+    // Released while a segment runs (a cancel): it stops before its next piece, and removes
+    // the packs it wrote. The release runs at the first turn of the event loop, while the
+    // first piece is being read.
+    Store.releaseJobLock(storeDir, "job-3")
+    await run(Store.lockForJob(storeDir, "job-3"))
+    const files = fs.readdirSync(src).filter((n) => n.endsWith(".dat")).map((n) => path.join(src, n))
+    const many = files.map((p) => ({ path: p, start: 0, end: fs.statSync(p).size }))
+    const running = failure(Store.storePieces(store, many, { job: "job-3" }))
+    setImmediate(() => Store.releaseJobLock(storeDir, "job-3"))
+    const stopped = await running
+    expect(stopped._tag).toBe("LockBusy")
+    expect(packs()).toBe(before)
     expect((await run(Store.backup(store, { source: src }))).generation).toBe(1)
     Store.close(store)
   })
