@@ -174,6 +174,23 @@ describe("cage cluster", () => {
     expect(fs.readFileSync(path.join(dir, "c.agcm.partial"), "utf8")).toBe("another job's")
     r = cage(["cluster", "submit", "encrypt", src, "-o", path.join(dir, "d.agcm"), "--key", src, "--db", db])
     expect([r.code, r.stderr]).toEqual([2, `cage: error: --key ${src}: not a key file\n`])
+    r = cage(["cluster", "submit", "encrypt", src, "-o", path.join(dir, "d.agcm"), "--key", path.join(dir, "nokey"), "--db", db])
+    expect([r.code, r.stderr]).toEqual([2, `cage: error: --key ${path.join(dir, "nokey")}: read failed: no such file or directory\n`])
+    r = cage(["cluster", "submit", "encrypt", src, "-o", path.join(dir, "d.agcm"), "--key", dir, "--db", db])
+    expect([r.code, r.stderr]).toEqual([2, `cage: error: --key ${dir}: read failed: is a directory\n`])
+    // `-` at either end: refused (the runners read and write files), nothing staged, not even `-.partial`.
+    for (const [args, stream] of [
+      [["encrypt", "-", "--key", key], "- (standard input)"],
+      [["encrypt", src, "-o", "-", "--key", key], "-o - (standard output)"],
+      [["decrypt", "-", "-o", "back", "--key", key], "- (standard input)"],
+      [["decrypt", `${src}.agcm`, "-o", "-", "--key", key], "-o - (standard output)"],
+      [["backup", "-", "--key", key], "- (standard input)"]
+    ] as const) {
+      r = cage(["cluster", "submit", ...args, "--db", db], { cwd: dir })
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(new RegExp(`^cage: error: ${stream.replace(/[()]/g, "\\$&")}: a cluster job's runners read and write files on a filesystem they all see`))
+    }
+    expect(fs.readdirSync(dir).filter((n) => n.startsWith("-"))).toEqual([])
     r = cage(["cluster", "submit", "encrypt", path.join(dir, "none"), "--key", key, "--db", db])
     expect(r.code).toBe(4)
     expect(r.stderr).toContain(`${path.join(dir, "none")}: `)

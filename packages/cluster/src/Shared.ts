@@ -6,11 +6,12 @@
  * @module
  */
 import { parseKeyText } from "@cage/agcm"
+import { fromSystemError } from "@cage/core"
 import { Cause, Clock, Effect, Option, Schema } from "effect"
 import type { Workflow } from "effect/workflow"
 import * as fs from "node:fs"
 
-/** Reads a Cage key file (as `cage keygen` writes it). The key never leaves this runner; the caller zeroes it. Fails with a message naming the file. */
+/** Reads a Cage key file (as `cage keygen` writes it). The key never leaves this runner; the caller zeroes it. Fails with a message naming the file (`FILE: open failed: no such file or directory`, `FILE: not a key file`). */
 export const readKey = (path: string) =>
   Effect.try({
     try: () => {
@@ -18,7 +19,7 @@ export const readKey = (path: string) =>
       if (key === undefined) throw new Error(`${path}: not a key file`)
       return key
     },
-    catch: (e) => (e as Error).message
+    catch: (e) => typeof (e as { code?: unknown }).code === "string" ? fromSystemError("read", path, e).message : (e as Error).message
   })
 
 /**

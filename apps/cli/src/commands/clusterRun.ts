@@ -152,11 +152,21 @@ const summary = (s: Cluster.Job.JobStatus) => ({
   ...(s.backup !== undefined ? { backup: s.backup } : {})
 })
 
-/** Each input with its output: `-o` with one input, else `defaultOf(input)`; `-o` with several inputs is refused. */
+/**
+ * Refuses `-` (standard input or output) as a cluster job's input or output: the runners
+ * read and write the job's files themselves, on a filesystem they all see, never this
+ * process's streams.
+ */
+const noStream = (given: string, role: "input" | "-o") =>
+  given === "-"
+    ? Effect.fail(new UserFacing({ detail: `${role === "input" ? "- (standard input)" : "-o - (standard output)"}: a cluster job's runners read and write files on a filesystem they all see, not this command's ${role === "input" ? "input" : "output"} stream: give a file path${role === "input" ? "" : " (or use cage encrypt / cage decrypt, which write to -)"}`, exitCode: 2 }))
+    : Effect.void
+
+/** Each input with its output: `-o` with one input, else `defaultOf(input)`; `-o` with several inputs, and `-` at either end, are refused. */
 const requests = (inputs: ReadonlyArray<string>, output: Option.Option<string>, defaultOf: (input: string) => Effect.Effect<string, UserFacing>) =>
   Option.isSome(output) && inputs.length > 1
     ? Effect.fail(new UserFacing({ detail: `-o names one output, but ${inputs.length} files were given: leave -o out (each FILE gets its own output)`, exitCode: 2 }))
-    : Effect.forEach(inputs, (source) => Option.isSome(output) ? Effect.succeed({ source, output: output.value }) : Effect.map(defaultOf(source), (o) => ({ source, output: o })))
+    : Effect.forEach(inputs, (source) => noStream(source, "input").pipe(Effect.andThen(Option.isSome(output) ? noStream(output.value, "-o").pipe(Effect.as({ source, output: output.value })) : Effect.map(defaultOf(source), (o) => ({ source, output: o })))))
 
 /** A job's files for the one-line note `submit --wait` prints. */
 const describe = (files: ReadonlyArray<{ readonly source: string; readonly output: string }>) =>
@@ -196,6 +206,7 @@ export const clusterHandlers: ClusterHandlers = {
     Effect.gen(function*() {
       const settings = yield* loadSettings
       const dir = Option.getOrUndefined(f.dir) ?? settings.backupDir.value ?? ".cage-backups"
+      yield* noStream(f.input, "input")
       return yield* submit({ ...f, output: dir }, (c, segmentBytes) =>
         c.Job.startBackup({ source: f.input, dir, keyFile: f.key, rehash: f.rehash, ...(segmentBytes ? { segmentBytes } : {}) }).pipe(
           Effect.map(({ id, payload }) => ({ id, found: { kind: "backup", payload } as const }))
