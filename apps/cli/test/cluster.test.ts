@@ -222,12 +222,27 @@ describe("cage cluster", () => {
     const c = cage(["cluster", "cancel", job, "--db", db])
     expect([c.code, c.stderr]).toEqual([0, `cage: job ${job} cancelled; ${src}.agcm.partial removed, nothing published\n`])
     expect(fs.existsSync(`${src}.agcm.partial`)).toBe(false)
+    // No runner has taken the cancel up yet: the job is "cancelling", alone and in the list of jobs.
+    const one = cage(["cluster", "status", job, "--db", db])
+    expect(one.stdout.toString()).toContain(`job ${job}: cancelling (cancel asked it to stop; it stops once a runner takes the request up)`)
+    const listed = () => {
+      const r = cage(["cluster", "status", "--db", db, "--json"])
+      expect(r.code).toBe(0)
+      const all = JSON.parse(r.stdout.toString()) as { jobs: Array<{ job: string; state: string; source: string }>; total: number }
+      expect(all.total).toBeGreaterThanOrEqual(all.jobs.length)
+      return all.jobs.find((x) => x.job === job)
+    }
+    expect(listed()).toMatchObject({ state: "cancelling", source: src })
+    const text = cage(["cluster", "status", "--db", db])
+    expect(text.stdout.toString()).toMatch(/^(\d+ jobs?, newest first|the \d+ most recent of \d+ jobs) \(cage cluster status JOB for one\):\n/)
+    expect(text.stdout.toString()).toMatch(new RegExp(`\n${job}  cancelling +0/\\d+ segments  ${src.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} → `))
     // Runners started after the cancel find nothing to run for it, and publish nothing.
     for (let i = 0; i < 2; i++) runners.push(cageAsync(["cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", db]))
     await new Promise((r) => setTimeout(r, 8000))
     expect(fs.existsSync(`${src}.agcm`)).toBe(false)
     const s = cage(["cluster", "status", job, "--db", db, "--json"])
-    expect(JSON.parse(s.stdout.toString())).toMatchObject({ state: "failed" })
+    expect(JSON.parse(s.stdout.toString())).toMatchObject({ state: "cancelled", exitCode: 130 })
+    expect(listed()).toMatchObject({ state: "cancelled" })
     const again = cage(["cluster", "cancel", job, "--db", db])
     expect([again.code, again.stderr]).toEqual([2, `cage: error: job ${job} already ended (cancelled): nothing to cancel\n`])
     // The same output submitted again: the cancelled job's segments (run now by the new

@@ -250,6 +250,11 @@ export interface JobStatus {
   readonly bytesPerSecond: number
   /** Seconds left at that rate, while the job runs and the rate is known. */
   readonly etaSeconds: number | undefined
+  /**
+   * Whether `cancel` asked the job to stop (effect's stored interrupt signal for it). A job
+   * asked but not ended yet (no runner has taken the request up) has no `result`.
+   */
+  readonly cancelRequested: boolean
   /** Once the job ended: its outcome; a failure carries the exit code `cage` uses for it (3 integrity, 4 I/O or a changed source, 2 usage, 130 cancelled). */
   readonly result: { readonly ok: true } | { readonly ok: false; readonly error: string; readonly exitCode: number } | undefined
   /** A file job: the header's public values (salt, key commitment), nothing secret. */
@@ -367,6 +372,21 @@ const segmentsOfJob = (f: Found) =>
     })()
 
 /**
+ * Whether the job `id` was asked to stop: effect's workflow engine stores `cancel`'s
+ * interrupt as a deferred `Workflow/InterruptSignal` message of the job's entity (effect
+ * 4.0.6, `ClusterWorkflowEngine`), whether or not a runner has acted on it yet.
+ */
+const interruptRequested = (kind: Found["kind"], id: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const messageId = `Workflow/cage/${kind === "file" ? "job" : "backup-job"}/${id}/deferred/Workflow/InterruptSignal`
+    const rows = yield* sql<{ n: number }>`SELECT 1 AS n FROM cluster_messages WHERE message_id = ${messageId}`.pipe(
+      Effect.mapError((e) => new JobError({ detail: `reading the cluster's tables: ${e.message}`, exitCode: 4 }))
+    )
+    return rows.length > 0
+  })
+
+/**
  * Reads a job's progress: its segments' rows in `cage_segments` (two queries, whatever the
  * job's size; see `Progress`), then the job's own stored result.
  */
@@ -381,6 +401,7 @@ export const status = (id: string, found?: Found) =>
     const failed = progress.failed.map((x) => ({ segment: x.segment, part: segments[x.segment]?.part ?? "?", error: x.error }))
     const job: Option.Option<Workflow.Result<unknown, unknown>> = f.kind === "file" ? yield* retryStorage(JobWorkflow.poll(id)) : yield* retryStorage(BackupJobWorkflow.poll(id))
     const ended = Option.isSome(job) && job.value._tag === "Complete" ? job.value.exit : undefined
+    const cancelRequested = yield* interruptRequested(f.kind, id)
     const result: JobStatus["result"] = ended === undefined ? undefined : ended._tag === "Success" ? { ok: true } : { ok: false, error: errorText(ended), exitCode: errorCode(ended) }
     const bytes = segments.reduce((n, s) => n + s.bytes, 0)
     const seconds = (Date.now() - f.payload.submittedAt) / 1000
@@ -400,10 +421,28 @@ export const status = (id: string, found?: Found) =>
       done,
       doneBytes,
       failed,
+      cancelRequested,
       result,
       snapshot: f.kind === "file" ? (f.payload.files.length === 1 ? f.payload.files[0].snapshot : f.payload.files.map((x) => x.snapshot)) : null,
       ...(f.kind === "backup" && ended?._tag === "Success" ? { backup: ended.value as BackupResult } : {})
     } satisfies JobStatus
+  })
+
+/**
+ * The cluster's most recent jobs, newest first (by when their request was stored): the
+ * status of at most `limit` of them (default 20) and how many jobs the cluster holds in all.
+ * Two queries on `cluster_messages` (the jobs' stored requests), then each job's
+ * {@link status}. Fails with JobError (exit 4) when the tables cannot be read.
+ */
+export const recent = (limit = 20) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const unreadable = (e: { readonly message: string }) => new JobError({ detail: `reading the cluster's tables: ${e.message}`, exitCode: 4 })
+    const jobs = "(message_id LIKE 'Workflow/cage/job/%/run/' OR message_id LIKE 'Workflow/cage/backup-job/%/run/')"
+    const rows = yield* sql<{ message_id: string }>`SELECT message_id FROM cluster_messages WHERE ${sql.literal(jobs)} ORDER BY rowid DESC LIMIT ${limit}`.pipe(Effect.mapError(unreadable))
+    const [{ n }] = yield* sql<{ n: string | number }>`SELECT count(*) AS n FROM cluster_messages WHERE ${sql.literal(jobs)}`.pipe(Effect.mapError(unreadable))
+    const ids = rows.flatMap((r) => /^Workflow\/cage\/(?:backup-)?job\/([0-9a-f]+)\/run\/$/.exec(r.message_id)?.[1] ?? [])
+    return { jobs: yield* Effect.forEach(ids, (id) => status(id)), total: Number(n) }
   })
 
 /** Paths for a line of text: up to three, then how many more. */

@@ -57,9 +57,9 @@ const backupFlags = {
 }
 
 const statusFlags = {
-  job: Argument.String("job").pipe(Argument.withDescription("Job id (as submit printed it)")),
+  job: Argument.String("job").pipe(Argument.withDescription("Job id (as submit printed it); without it, the 20 most recent jobs"), Argument.optional),
   db,
-  wait: Flag.Boolean("wait").pipe(Flag.withDescription("Show the job's progress until it ends and exit with its exit code"), Flag.withDefault(false)),
+  wait: Flag.Boolean("wait").pipe(Flag.withDescription("Show the job's progress until it ends and exit with its exit code (with JOB)"), Flag.withDefault(false)),
   json,
   quiet
 }
@@ -100,7 +100,7 @@ export const clusterCommandWith = (h: ClusterHandlers) =>
           )
         ])
       ),
-      Command.make("status", statusFlags, h.status).pipe(Command.withDescription("A job's segments done and failed, and its result")),
+      Command.make("status", statusFlags, h.status).pipe(Command.withDescription("A job's segments done and failed, and its result; without JOB, the most recent jobs")),
       Command.make("cancel", cancelFlags, h.cancel).pipe(Command.withDescription("Stop a job; its staged output is removed (a backup writes no generation)"))
     ])
   )

@@ -133,6 +133,22 @@ const waitAndReport = (c: typeof Cluster, id: string, found: Cluster.Job.Found, 
     }
   })
 
+/**
+ * `cage cluster status` without a job: the 20 most recent jobs, newest first, one line each
+ * (id, state, segments done, source → output), or with `--json` their summaries and the
+ * cluster's job count.
+ */
+const listJobs = (c: typeof Cluster, f: { readonly json: boolean }) =>
+  Effect.gen(function*() {
+    const { jobs, total } = yield* c.Job.recent(20)
+    if (f.json) return yield* printJson({ jobs: jobs.map(summary), total })
+    const stateOf = (s: Cluster.Job.JobStatus) =>
+      s.result === undefined ? (s.cancelRequested ? "cancelling" : "running") : s.result.ok ? "done" : s.result.exitCode === 130 ? "cancelled" : `failed (exit ${s.result.exitCode})`
+    const lines = jobs.map((s) => `${s.id}  ${stateOf(s).padEnd(15)} ${`${s.done}/${s.segments}`.padStart(9)} segments  ${s.source} → ${s.output}`)
+    const head = total === 0 ? "no job in this cluster" : total > jobs.length ? `the ${jobs.length} most recent of ${total} jobs (cage cluster status JOB for one):` : `${total} job${total === 1 ? "" : "s"}, newest first (cage cluster status JOB for one):`
+    yield* Effect.sync(() => process.stdout.write([head, ...lines].join("\n") + "\n"))
+  })
+
 const summary = (s: Cluster.Job.JobStatus) => ({
   job: s.id,
   kind: s.kind,
@@ -146,7 +162,7 @@ const summary = (s: Cluster.Job.JobStatus) => ({
   runners: s.runners,
   bytesPerSecond: Math.round(s.bytesPerSecond),
   ...(s.etaSeconds !== undefined ? { etaSeconds: Math.round(s.etaSeconds) } : {}),
-  state: s.result === undefined ? "running" : s.result.ok ? "done" : "failed",
+  state: s.result === undefined ? (s.cancelRequested ? "cancelling" : "running") : s.result.ok ? "done" : s.result.exitCode === 130 ? "cancelled" : "failed",
   ...(s.result !== undefined && !s.result.ok ? { error: s.result.error, exitCode: s.result.exitCode } : {}),
   ...(s.kind === "file" ? { files: s.files, snapshot: s.snapshot } : {}),
   ...(s.backup !== undefined ? { backup: s.backup } : {})
@@ -175,6 +191,29 @@ const describe = (files: ReadonlyArray<{ readonly source: string; readonly outpu
 /** A started file job as `submit` takes it. */
 const asFile = <E, R>(e: Effect.Effect<{ readonly id: string; readonly payload: Cluster.Cluster.JobPayload }, E, R>) =>
   Effect.map(e, ({ id, payload }) => ({ id, found: { kind: "file", payload } as const }))
+
+/** `cage cluster status JOB`: the job's segments, runners and result (`--wait`: followed to its end). */
+const jobStatus = (f: { readonly db: string; readonly wait: boolean; readonly json: boolean; readonly quiet: boolean }, id: string) =>
+  asClient(f.db, (c) =>
+    Effect.gen(function*() {
+      if (f.wait) return yield* waitAndReport(c, id, yield* c.Job.findJob(id), f)
+      const s = yield* c.Job.status(id)
+      if (f.json) return yield* printJson(summary(s))
+      const b = s.backup
+      const state = s.result === undefined
+        ? (s.cancelRequested ? "cancelling (cancel asked it to stop; it stops once a runner takes the request up)" : "running")
+        : !s.result.ok ? `failed: ${s.result.error}` : b === undefined ? "done, published" : `done, generation ${b.generation} stored${b.changed.length > 0 ? ` (${b.changed.length} changed files not stored)` : ""}`
+      const lines = [
+        `job ${s.id}: ${state}`,
+        `  ${s.source} → ${s.output}`,
+        `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)${s.result === undefined ? `, ${s.running} running` : ""}`,
+        `  ${(s.bytesPerSecond / 1048576).toFixed(1)} MiB/s since submit${s.etaSeconds !== undefined ? `, about ${Math.ceil(s.etaSeconds)} s left` : ""}`,
+        ...s.runners.map((r) => `  runner ${r.runner}: ${r.segments} segments (${(r.bytes / 1048576).toFixed(1)} MiB)${s.result === undefined && r.running > 0 ? `, ${r.running} running` : ""}`),
+        ...s.failed.map((x) => `  segment ${x.segment} (${x.part}) failed: ${x.error}`)
+      ]
+      yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))
+    })
+  )
 
 /** The handlers, doing the work in this process. */
 export const clusterHandlers: ClusterHandlers = {
@@ -212,25 +251,12 @@ export const clusterHandlers: ClusterHandlers = {
           Effect.map(({ id, payload }) => ({ id, found: { kind: "backup", payload } as const }))
         ))
     }),
-  status: (f) =>
-    asClient(f.db, (c) =>
-      Effect.gen(function*() {
-        if (f.wait) return yield* waitAndReport(c, f.job, yield* c.Job.findJob(f.job), f)
-        const s = yield* c.Job.status(f.job)
-        if (f.json) return yield* printJson(summary(s))
-        const b = s.backup
-        const state = s.result === undefined ? "running" : !s.result.ok ? `failed: ${s.result.error}` : b === undefined ? "done, published" : `done, generation ${b.generation} stored${b.changed.length > 0 ? ` (${b.changed.length} changed files not stored)` : ""}`
-        const lines = [
-          `job ${s.id}: ${state}`,
-          `  ${s.source} → ${s.output}`,
-          `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)${s.result === undefined ? `, ${s.running} running` : ""}`,
-          `  ${(s.bytesPerSecond / 1048576).toFixed(1)} MiB/s since submit${s.etaSeconds !== undefined ? `, about ${Math.ceil(s.etaSeconds)} s left` : ""}`,
-          ...s.runners.map((r) => `  runner ${r.runner}: ${r.segments} segments (${(r.bytes / 1048576).toFixed(1)} MiB)${s.result === undefined && r.running > 0 ? `, ${r.running} running` : ""}`),
-          ...s.failed.map((x) => `  segment ${x.segment} (${x.part}) failed: ${x.error}`)
-        ]
-        yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))
-      })
-    ),
+  status: (f) => {
+    if (Option.isSome(f.job)) return jobStatus(f, f.job.value)
+    return f.wait
+      ? Effect.fail(new UserFacing({ detail: "--wait follows one job: give its id (cage cluster status JOB --wait)", exitCode: 2 }))
+      : asClient(f.db, (c) => listJobs(c, f))
+  },
   cancel: (f) =>
     asClient(f.db, (c) =>
       Effect.gen(function*() {
