@@ -4,6 +4,7 @@
 import { Postgres } from "@cage/cluster"
 import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { cage, cageAsync, tempDir, writeRandom } from "./helpers.js"
@@ -191,6 +192,17 @@ describe("cage cluster", () => {
       expect(r.stderr).toMatch(new RegExp(`^cage: error: ${stream.replace(/[()]/g, "\\$&")}: a cluster job's runners read and write files on a filesystem they all see`))
     }
     expect(fs.readdirSync(dir).filter((n) => n.startsWith("-"))).toEqual([])
+    // A runner whose --listen address is taken: the flag and the reason, exit 4, nothing registered.
+    const taken = net.createServer()
+    const port = await Postgres.freePort()
+    await new Promise<void>((resolve) => taken.listen(port, "127.0.0.1", resolve))
+    try {
+      r = cage(["cluster", "runner", "--listen", `127.0.0.1:${port}`, "--db", db])
+      expect(r.code).toBe(4)
+      expect(r.stderr).toContain(`cage: error: --listen 127.0.0.1:${port}: the address is in use (another runner, or another program, listens there): give another port\n`)
+    } finally {
+      taken.close()
+    }
     r = cage(["cluster", "submit", "encrypt", path.join(dir, "none"), "--key", key, "--db", db])
     expect(r.code).toBe(4)
     expect(r.stderr).toContain(`${path.join(dir, "none")}: `)

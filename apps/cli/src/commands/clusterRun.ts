@@ -61,6 +61,27 @@ const databaseErrors = (url: string) => <A, E, R>(effect: Effect.Effect<A, E, R>
     return Effect.fail(new UserFacing({ detail: `--db ${url}: cannot use the cluster's PostgreSQL (${sql.message ?? "SqlError"}${reason})`, exitCode: 4 }))
   })
 
+/**
+ * A runner that cannot listen on `--listen` (effect's `SocketServerError`, whose message is
+ * only "Open"): the flag and the system's reason, exit 4.
+ */
+const listenErrors = (listen: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | UserFacing, R> =>
+  Effect.catchCause(effect, (cause) => {
+    const server = cause.reasons
+      .map((r) => r._tag === "Fail" ? r.error : r._tag === "Die" ? r.defect : undefined)
+      .find((e) => (e as { _tag?: unknown } | undefined)?._tag === "SocketServerError") as { readonly reason?: { readonly cause?: { readonly code?: string; readonly message?: string } } } | undefined
+    if (server === undefined) return Effect.failCause(cause) as Effect.Effect<never, E | UserFacing>
+    const why = server.reason?.cause
+    const text = why?.code === "EADDRINUSE"
+      ? "the address is in use (another runner, or another program, listens there): give another port"
+      : why?.code === "EADDRNOTAVAIL"
+      ? "not an address of this machine"
+      : why?.code === "EACCES"
+      ? "permission denied (ports below 1024 need privileges)"
+      : why?.message ?? "cannot listen there"
+    return Effect.fail(new UserFacing({ detail: `--listen ${listen}: ${text}`, exitCode: 4 }))
+  })
+
 /** Runs `effect` as a cluster client of `url` (it submits and reads; it runs no segment). */
 const asClient = <A, E, R>(url: string, effect: (c: typeof Cluster) => Effect.Effect<A, E, R>): Effect.Effect<A, unknown> =>
   Effect.gen(function*() {
@@ -226,7 +247,7 @@ export const clusterHandlers: ClusterHandlers = {
       yield* setInterruptNote("this runner stopped; its shards and segments move to the other runners")
       process.stderr.write(`cage: cluster runner on ${f.listen}, database ${options.host}:${options.port}/${options.database}; Ctrl-C stops it (its segments move to the other runners)\n`)
       // Runs until interrupted: Ctrl-C (or SIGTERM) closes the layer, which hands its shards over.
-      return yield* Layer.launch(c.Cluster.runnerLayer(address, options, Option.isSome(f.maxSegments) ? { maxSegments: f.maxSegments.value } : {})).pipe(databaseErrors(f.db))
+      return yield* Layer.launch(c.Cluster.runnerLayer(address, options, Option.isSome(f.maxSegments) ? { maxSegments: f.maxSegments.value } : {})).pipe(databaseErrors(f.db), listenErrors(f.listen))
     }),
   submitEncrypt: (f) =>
     Effect.gen(function*() {
