@@ -227,6 +227,23 @@ describe("cage cluster", () => {
     for (const out of ["d.agcm", "d.agcm.partial", "none.agcm.partial"]) expect(fs.existsSync(path.join(dir, out))).toBe(false)
   }, 60_000)
 
+  it("a job submitted while no runner is up says so, and is stored for the first runner to start", () => {
+    // A database no runner has ever used: none can be up, whatever the other tests left.
+    pg.run("createdb", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "lonely"])
+    const lonely = `postgres://${pg.username}@${pg.host}:${pg.port}/lonely`
+    const src = path.join(dir, "lonely.bin")
+    writeRandom(src, 200_000)
+    const r = cage(["cluster", "submit", "encrypt", src, "--key", path.join(dir, "k.key"), "--db", lonely])
+    expect(r.code).toBe(0)
+    const job = r.stdout.toString().trim()
+    expect(r.stderr).toBe(`cage: no runner is up in this cluster: job ${job} starts once one is (cage cluster runner --listen HOST:PORT --db ${lonely}, on each machine)\n`)
+    const s = cage(["cluster", "status", job, "--db", lonely, "--json"])
+    expect(JSON.parse(s.stdout.toString())).toMatchObject({ state: "running", done: 0 })
+    // -q says nothing.
+    const q = cage(["cluster", "submit", "encrypt", src, "-o", path.join(dir, "lonely2.agcm"), "--key", path.join(dir, "k.key"), "--db", lonely, "-q"])
+    expect([q.code, q.stderr]).toEqual([0, ""])
+  })
+
   it("cancel stops a job and removes its staged output; nothing is published", async () => {
     // No runner while the job is submitted and cancelled: it cannot have finished first.
     const { src, key, job } = submitWithoutRunners("e.bin", 4 * 1024 * 1024)
@@ -281,7 +298,7 @@ describe("cage cluster", () => {
     const key = path.join(dir, "k.key")
     const srcs = ["p1.bin", "p2.bin"].map((n) => path.join(dir, n))
     for (const src of srcs) writeRandom(src, 2 * 1024 * 1024 + 5)
-    const r = cage(["cluster", "submit", "encrypt", ...srcs, "--key", key, "--db", db, "--segment-size", "1MiB"])
+    const r = cage(["cluster", "submit", "encrypt", ...srcs, "--key", key, "--db", db, "--segment-size", "1MiB", "-q"])
     expect([r.code, r.stderr]).toEqual([0, ""])
     const job = r.stdout.toString().trim()
     fs.writeFileSync(`${srcs[1]}.agcm`, "the user's own file")
@@ -308,7 +325,7 @@ describe("cage cluster", () => {
     const backups = path.join(dir, "held-backups")
     const key = path.join(dir, "k.key")
     for (const r of runners.splice(0)) r.kill("SIGTERM")
-    const r = cage(["cluster", "submit", "backup", src, "--dir", backups, "--key", key, "--db", db])
+    const r = cage(["cluster", "submit", "backup", src, "--dir", backups, "--key", key, "--db", db, "-q"])
     expect([r.code, r.stderr]).toEqual([0, ""])
     const job = r.stdout.toString().trim()
     let other = cage(["backup", "create", src, "--dir", backups, "--key", key, "-q"])

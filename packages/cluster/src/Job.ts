@@ -20,7 +20,7 @@ import { list as listCopies, Store } from "@cage/backup"
 import { backupJobId, BackupJobWorkflow, BackupPayload, type BackupResult, backupSegmentId, BackupSegmentWorkflow, isDirectory, segmentCosts, segmentsOf } from "./Backup.js"
 import * as Progress from "./Progress.js"
 import { finalName, type JobFile, JobPayload, JobWorkflow, LOCK_SECONDS, planOf, plainBytesOf, readKey, retryStorage, segmentId, SegmentWorkflow } from "./Cluster.js"
-import { saltOf, spreadSalts } from "./Spread.js"
+import { saltOf, shardOwners, spreadSalts } from "./Spread.js"
 import { isStaged, removeStaged, stagedOf, startOutput } from "./Segment.js"
 
 /**
@@ -444,6 +444,17 @@ export const recent = (limit = 20) =>
     const ids = rows.flatMap((r) => /^Workflow\/cage\/(?:backup-)?job\/([0-9a-f]+)\/run\/$/.exec(r.message_id)?.[1] ?? [])
     return { jobs: yield* Effect.forEach(ids, (id) => status(id)), total: Number(n) }
   })
+
+/**
+ * How many runners are up now: healthy in the cluster's runner table, with a heartbeat
+ * within the runners' lock time ({@link LOCK_SECONDS}). Undefined when the table cannot be
+ * read. A job submitted with none waits, stored, until one starts.
+ */
+export const runnersUp = () =>
+  shardOwners({ lockSeconds: LOCK_SECONDS }).pipe(
+    Effect.map((owners) => owners?.runners.length ?? 0),
+    Effect.orElseSucceed(() => undefined)
+  )
 
 /** Paths for a line of text: up to three, then how many more. */
 const listed = (paths: ReadonlyArray<string>) => paths.length <= 3 ? paths.join(", ") : `${paths.slice(0, 3).join(", ")} and ${paths.length - 3} more`

@@ -100,6 +100,10 @@ const submit = (
       const segmentBytes = Option.isSome(f.segmentSize) ? Size.parse(f.segmentSize.value) ?? -1 : undefined
       if (segmentBytes !== undefined && segmentBytes < 1) return yield* new UserFacing({ detail: `--segment-size ${Option.getOrElse(f.segmentSize, () => "")}: expected a size such as 64MiB`, exitCode: 2 })
       const started = yield* start(c, segmentBytes)
+      // Said, not refused: the job is stored and starts once a runner is up.
+      if ((yield* c.Job.runnersUp()) === 0) {
+        yield* note(f.quiet || f.json, `no runner is up in this cluster: job ${started.id} starts once one is (cage cluster runner --listen HOST:PORT --db ${f.db}, on each machine)`)
+      }
       if (!f.wait) {
         if (f.json) {
           const outputs = started.found.kind === "file" ? started.found.payload.files.map((x) => c.Cluster.finalName(x.output)) : [started.found.payload.dir]
