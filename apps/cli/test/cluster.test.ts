@@ -272,6 +272,7 @@ describe("cage cluster", () => {
     const s = cage(["cluster", "status", job, "--db", db, "--json"])
     expect(JSON.parse(s.stdout.toString())).toMatchObject({ state: "cancelled", exitCode: 130 })
     expect(listed()).toMatchObject({ state: "cancelled" })
+    expect(cage(["cluster", "status", job, "--db", db]).stdout.toString()).toContain(`job ${job}: cancelled\n`)
     const again = cage(["cluster", "cancel", job, "--db", db])
     expect([again.code, again.stderr]).toEqual([2, `cage: error: job ${job} already ended (cancelled): nothing to cancel\n`])
     // The same output submitted again: the cancelled job's segments (run now by the new

@@ -227,7 +227,7 @@ const jobStatus = (f: { readonly db: string; readonly wait: boolean; readonly js
       const b = s.backup
       const state = s.result === undefined
         ? (s.cancelRequested ? "cancelling (cancel asked it to stop; it stops once a runner takes the request up)" : "running")
-        : !s.result.ok ? `failed: ${s.result.error}` : b === undefined ? "done, published" : `done, generation ${b.generation} stored${b.changed.length > 0 ? ` (${b.changed.length} changed files not stored)` : ""}`
+        : !s.result.ok ? (s.result.exitCode === 130 ? "cancelled" : `failed: ${s.result.error}`) : b === undefined ? "done, published" : `done, generation ${b.generation} stored${b.changed.length > 0 ? ` (${b.changed.length} changed files not stored)` : ""}`
       const lines = [
         `job ${s.id}: ${state}`,
         `  ${s.source} → ${s.output}`,
