@@ -262,6 +262,15 @@ describe("a distributed backup into the store", () => {
     const stopped = await running
     expect(stopped._tag).toBe("LockBusy")
     expect(packs()).toBe(before)
+    // Within one piece too: a segment that is one 40 MiB piece of a big file stops at its
+    // next 8 MiB, not at its end.
+    const big = path.join(dir, "big.dat")
+    fs.writeFileSync(big, crypto.randomBytes(40 * 1024 * 1024))
+    await run(Store.lockForJob(storeDir, "job-4"))
+    const one = failure(Store.storePieces(store, [{ path: big, start: 0, end: 40 * 1024 * 1024 }], { job: "job-4" }))
+    setImmediate(() => Store.releaseJobLock(storeDir, "job-4"))
+    expect((await one)._tag).toBe("LockBusy")
+    expect(packs()).toBe(before)
     expect((await run(Store.backup(store, { source: src }))).generation).toBe(1)
     Store.close(store)
   })
