@@ -203,6 +203,10 @@ describe("cage cluster", () => {
     } finally {
       taken.close()
     }
+    // An address that is not this machine's (TEST-NET-1, RFC 5737).
+    r = cage(["cluster", "runner", "--listen", `192.0.2.1:${port}`, "--db", db])
+    expect(r.code).toBe(4)
+    expect(r.stderr).toContain(`cage: error: --listen 192.0.2.1:${port}: not an address of this machine\n`)
     r = cage(["cluster", "submit", "encrypt", path.join(dir, "none"), "--key", key, "--db", db])
     expect(r.code).toBe(4)
     expect(r.stderr).toContain(`${path.join(dir, "none")}: `)
@@ -233,6 +237,7 @@ describe("cage cluster", () => {
     const lonely = `postgres://${pg.username}@${pg.host}:${pg.port}/lonely`
     const src = path.join(dir, "lonely.bin")
     writeRandom(src, 200_000)
+    expect(cage(["cluster", "status", "--db", lonely]).stdout.toString()).toBe("no job in this cluster\n")
     const r = cage(["cluster", "submit", "encrypt", src, "--key", path.join(dir, "k.key"), "--db", lonely])
     expect(r.code).toBe(0)
     const job = r.stdout.toString().trim()
@@ -242,7 +247,23 @@ describe("cage cluster", () => {
     // -q says nothing.
     const q = cage(["cluster", "submit", "encrypt", src, "-o", path.join(dir, "lonely2.agcm"), "--key", path.join(dir, "k.key"), "--db", lonely, "-q"])
     expect([q.code, q.stderr]).toEqual([0, ""])
-  })
+    // The list: newest first; past 20 jobs, the 20 most recent.
+    const line = (id: string, output: string) => `${id}  ${"running".padEnd(16)}${"0/1".padStart(9)} segments  ${src} → ${path.join(dir, output)}`
+    const ids = [job, q.stdout.toString().trim()]
+    expect(cage(["cluster", "status", "--db", lonely]).stdout.toString()).toBe(
+      ["2 jobs, newest first (cage cluster status JOB for one):", line(ids[1], "lonely2.agcm"), line(ids[0], "lonely.bin.agcm")].join("\n") + "\n"
+    )
+    for (let i = 3; i <= 21; i++) {
+      const more = cage(["cluster", "submit", "encrypt", src, "-o", path.join(dir, `lonely${i}.agcm`), "--key", path.join(dir, "k.key"), "--db", lonely, "-q"])
+      expect(more.code).toBe(0)
+      ids.push(more.stdout.toString().trim())
+    }
+    const list = cage(["cluster", "status", "--db", lonely]).stdout.toString().trimEnd().split("\n")
+    expect(list[0]).toBe("the 20 most recent of 21 jobs (cage cluster status JOB for one):")
+    expect(list.slice(1)).toEqual(ids.slice(1).reverse().map((id, i) => line(id, `lonely${21 - i}.agcm`)))
+    const json = JSON.parse(cage(["cluster", "status", "--db", lonely, "--json"]).stdout.toString()) as { jobs: Array<{ job: string; state: string }>; total: number }
+    expect([json.total, json.jobs.map((x) => x.job)]).toEqual([21, ids.slice(1).reverse()])
+  }, 120_000)
 
   it("cancel stops a job and removes its staged output; nothing is published", async () => {
     // No runner while the job is submitted and cancelled: it cannot have finished first.

@@ -26,7 +26,7 @@ export { awaitSegments, JobFailure, readKey, retryStorage, type RunnerOptions } 
 import * as Plan from "./Plan.js"
 import * as Progress from "./Progress.js"
 import { saltOf, segmentKey } from "./Spread.js"
-import { decryptSegment, encryptSegment, isStaged, removeStaged, type SegmentCpu, sourceUnchanged, syncFile } from "./Segment.js"
+import { decryptSegment, encryptSegment, failureText, isStaged, removeStaged, type SegmentCpu, sourceUnchanged, syncFile } from "./Segment.js"
 
 const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
 
@@ -160,17 +160,6 @@ const segmentLayer = (options: RunnerOptions) => {
   })
 }
 
-/**
- * What a segment's failure says. `InputChanged` naming the job's own `OUT.partial` (removed
- * by a cancel, or another file under its name) is about the output, not a source that
- * changed while it was read: its detail alone, after the file's name.
- */
-const segmentMessage = (e: unknown, output: string) => {
-  const x = e as { readonly _tag?: string; readonly path?: string; readonly detail?: string; readonly message?: string }
-  if (x._tag === "InputChanged" && x.path === output) return `${output}: ${x.detail}`
-  return x.message ?? String(e)
-}
-
 /** One segment's work: sealed (or opened) in place; `where` names it in failures. */
 const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions, where: string, cpu: SegmentCpu) =>
   Effect.gen(function*() {
@@ -180,7 +169,7 @@ const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions, wher
       ? encryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, seal: { snapshot: f.snapshot as never, chunkSize: p.chunkSize, headerBytes: f.headerBytes }, segment, staged: f.staged, cpu })
       : decryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, headerBytes: f.headerBytes, segment, staged: f.staged, cpu })
     yield* retryIo(work as Effect.Effect<void, unknown>).pipe(
-      Effect.mapError((e): JobFailure => ({ message: `${where}: ${segmentMessage(e, f.output)}`, exitCode: exitCodeOf(e) })),
+      Effect.mapError((e): JobFailure => ({ message: `${where}: ${failureText(e, f.output)}`, exitCode: exitCodeOf(e) })),
       Effect.ensuring(Effect.sync(() => key.fill(0)))
     )
     return { bytes: plainBytesOf(p, segment), runner: options.name ?? "?" }

@@ -271,6 +271,25 @@ export type Found =
   | { readonly kind: "file"; readonly payload: JobPayload }
   | { readonly kind: "backup"; readonly payload: BackupPayload }
 
+/** A job's entity type in the cluster's message table, by kind (effect 4.0.6's `ClusterWorkflowEngine` names it `Workflow/TAG`). */
+const ENTITY: Record<Found["kind"], string> = { file: `Workflow/${JobWorkflow._tag}`, backup: `Workflow/${BackupJobWorkflow._tag}` }
+/** The message id of a job's stored run request. */
+const runMessage = (kind: Found["kind"], id: string) => `${ENTITY[kind]}/${id}/run/`
+/** Any job's run request, as a WHERE clause (`recent`). */
+const ANY_RUN = `(message_id LIKE '${ENTITY.file}/%/run/' OR message_id LIKE '${ENTITY.backup}/%/run/')`
+const RUN_ID = new RegExp(`^(?:${ENTITY.file}|${ENTITY.backup})/([0-9a-f]+)/run/$`)
+
+const tablesUnreadable = (e: { readonly message: string }) => new JobError({ detail: `reading the cluster's tables: ${e.message}`, exitCode: 4 })
+
+/** A stored run request decoded: its kind from its message id. JobError (exit 3) when it is not a job this version reads. */
+const decodeFound = (id: string, row: { readonly message_id: string; readonly payload: string }) =>
+  Effect.gen(function*() {
+    const unreadable = () => new JobError({ detail: `job ${id}: its stored request is not a Cage job this version reads`, exitCode: 3 })
+    return row.message_id === runMessage("file", id)
+      ? { kind: "file", payload: yield* decodePayload(row.payload).pipe(Effect.mapError(unreadable)) } satisfies Found
+      : { kind: "backup", payload: yield* decodeBackupPayload(row.payload).pipe(Effect.mapError(unreadable)) } satisfies Found
+  })
+
 /**
  * The job `id` as it was submitted, read from the cluster's message table (the run request
  * of `Workflow/cage/job/ID` or `Workflow/cage/backup-job/ID`). Fails with JobError (exit 3)
@@ -280,15 +299,11 @@ export const findJob = (id: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     if (!/^[0-9a-f]{8,64}$/.test(id)) return yield* new JobError({ detail: `${id} is not a job id (hex, as cage cluster submit printed it)`, exitCode: 2 })
-    const file = `Workflow/cage/job/${id}/run/`
-    const rows = yield* sql<{ message_id: string; payload: string }>`SELECT message_id, payload FROM cluster_messages WHERE message_id IN (${file}, ${`Workflow/cage/backup-job/${id}/run/`})`.pipe(
-      Effect.mapError((e) => new JobError({ detail: `reading the cluster's tables: ${e.message}`, exitCode: 4 }))
+    const rows = yield* sql<{ message_id: string; payload: string }>`SELECT message_id, payload FROM cluster_messages WHERE message_id IN (${runMessage("file", id)}, ${runMessage("backup", id)})`.pipe(
+      Effect.mapError(tablesUnreadable)
     )
     if (rows.length === 0) return yield* new JobError({ detail: `no job ${id} in this cluster`, exitCode: 3, reason: "NoSuchJob" })
-    const unreadable = () => new JobError({ detail: `job ${id}: its stored request is not a Cage job this version reads`, exitCode: 3 })
-    return rows[0].message_id === file
-      ? { kind: "file", payload: yield* decodePayload(rows[0].payload).pipe(Effect.mapError(unreadable)) } satisfies Found
-      : { kind: "backup", payload: yield* decodeBackupPayload(rows[0].payload).pipe(Effect.mapError(unreadable)) } satisfies Found
+    return yield* decodeFound(id, rows[0])
   })
 
 /** The payload of the file job `id` (encrypt, decrypt); JobError (exit 3) when there is none. */
@@ -379,10 +394,8 @@ const segmentsOfJob = (f: Found) =>
 const interruptRequested = (kind: Found["kind"], id: string) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const messageId = `Workflow/cage/${kind === "file" ? "job" : "backup-job"}/${id}/deferred/Workflow/InterruptSignal`
-    const rows = yield* sql<{ n: number }>`SELECT 1 AS n FROM cluster_messages WHERE message_id = ${messageId}`.pipe(
-      Effect.mapError((e) => new JobError({ detail: `reading the cluster's tables: ${e.message}`, exitCode: 4 }))
-    )
+    const messageId = `${ENTITY[kind]}/${id}/deferred/Workflow/InterruptSignal`
+    const rows = yield* sql<{ n: number }>`SELECT 1 AS n FROM cluster_messages WHERE message_id = ${messageId}`.pipe(Effect.mapError(tablesUnreadable))
     return rows.length > 0
   })
 
@@ -431,18 +444,21 @@ export const status = (id: string, found?: Found) =>
 /**
  * The cluster's most recent jobs, newest first (by when their request was stored): the
  * status of at most `limit` of them (default 20) and how many jobs the cluster holds in all.
- * Two queries on `cluster_messages` (the jobs' stored requests), then each job's
- * {@link status}. Fails with JobError (exit 4) when the tables cannot be read.
+ * Two queries on `cluster_messages` (the jobs' stored requests, with their payloads), then
+ * each job's {@link status}. Fails with JobError (exit 4) when the tables cannot be read.
  */
 export const recent = (limit = 20) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const unreadable = (e: { readonly message: string }) => new JobError({ detail: `reading the cluster's tables: ${e.message}`, exitCode: 4 })
-    const jobs = "(message_id LIKE 'Workflow/cage/job/%/run/' OR message_id LIKE 'Workflow/cage/backup-job/%/run/')"
-    const rows = yield* sql<{ message_id: string }>`SELECT message_id FROM cluster_messages WHERE ${sql.literal(jobs)} ORDER BY rowid DESC LIMIT ${limit}`.pipe(Effect.mapError(unreadable))
-    const [{ n }] = yield* sql<{ n: string | number }>`SELECT count(*) AS n FROM cluster_messages WHERE ${sql.literal(jobs)}`.pipe(Effect.mapError(unreadable))
-    const ids = rows.flatMap((r) => /^Workflow\/cage\/(?:backup-)?job\/([0-9a-f]+)\/run\/$/.exec(r.message_id)?.[1] ?? [])
-    return { jobs: yield* Effect.forEach(ids, (id) => status(id)), total: Number(n) }
+    const rows = yield* sql<{ message_id: string; payload: string }>`SELECT message_id, payload FROM cluster_messages WHERE ${sql.literal(ANY_RUN)} ORDER BY rowid DESC LIMIT ${limit}`.pipe(
+      Effect.mapError(tablesUnreadable)
+    )
+    const [{ n }] = yield* sql<{ n: string | number }>`SELECT count(*) AS n FROM cluster_messages WHERE ${sql.literal(ANY_RUN)}`.pipe(Effect.mapError(tablesUnreadable))
+    const jobs = yield* Effect.forEach(rows, (row) => {
+      const id = RUN_ID.exec(row.message_id)?.[1]
+      return id === undefined ? Effect.succeed([]) : decodeFound(id, row).pipe(Effect.flatMap((found) => status(id, found)), Effect.map((s) => [s]))
+    })
+    return { jobs: jobs.flat(), total: Number(n) }
   })
 
 /**

@@ -226,6 +226,17 @@ const openPair = (source: string, output: string, staged: StagedFile) =>
 /** How often a running segment checks that its job's staged file still has a name (ms). */
 export const STAGED_CHECK_MS = 200
 
+/**
+ * What a segment's failure says. `InputChanged` naming the job's own `OUT.partial` (removed
+ * by a cancel, or another file under its name) is about the output, not a source that
+ * changed while it was read: its detail alone, after the file's name.
+ */
+export const failureText = (e: unknown, output: string): string => {
+  const x = e as { readonly _tag?: string; readonly path?: string; readonly detail?: string; readonly message?: string }
+  if (x._tag === "InputChanged" && x.path === output) return `${output}: ${x.detail}`
+  return x.message ?? String(e)
+}
+
 /** Fails with `InputChanged` when the job's staged file, open as `fd`, has no name left (`st_nlink` 0). */
 const stillNamed = (fd: number, output: string): Effect.Effect<void, InputChanged | IoError> =>
   Effect.try({ try: () => fs.fstatSync(fd).nlink, catch: (e) => fromSystemError("stat", output, e) }).pipe(

@@ -160,7 +160,9 @@ describe("a segment whose staged output is removed stops", () => {
     const seal = await Effect.runPromise(Segment.startOutput({ source, size, output, key: { key }, chunkSize }))
     const sealed = await failureOf(Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment: segmentOf(seal.headerBytes), staged: seal.staged, cpu: removing(output) }))
     expect(sealed).toMatchObject({ _tag: "InputChanged", path: output })
-    expect(sealed.message).toContain("it was removed while this segment ran")
+    // Its text names the output, not a source "changed while it was being read".
+    expect(Segment.failureText(sealed, output)).toBe(`${output}: it was removed while this segment ran (its job was cancelled or failed): this segment stopped`)
+    expect(Segment.failureText(sealed, path.join(dir, "other.agcm.partial"))).toBe(sealed.message)
 
     // Decrypt: a whole ciphertext first, then its segment with the plaintext's OUT.partial removed.
     const again = path.join(dir, "again.agcm.partial")

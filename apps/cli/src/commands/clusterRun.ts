@@ -167,12 +167,15 @@ const listJobs = (c: typeof Cluster, f: { readonly json: boolean }) =>
   Effect.gen(function*() {
     const { jobs, total } = yield* c.Job.recent(20)
     if (f.json) return yield* printJson({ jobs: jobs.map(summary), total })
-    const stateOf = (s: Cluster.Job.JobStatus) =>
-      s.result === undefined ? (s.cancelRequested ? "cancelling" : "running") : s.result.ok ? "done" : s.result.exitCode === 130 ? "cancelled" : `failed (exit ${s.result.exitCode})`
-    const lines = jobs.map((s) => `${s.id}  ${stateOf(s).padEnd(15)} ${`${s.done}/${s.segments}`.padStart(9)} segments  ${s.source} → ${s.output}`)
+    const word = (s: Cluster.Job.JobStatus) => (s.result?.ok === false && stateOf(s) === "failed" ? `failed (exit ${s.result.exitCode})` : stateOf(s))
+    const lines = jobs.map((s) => `${s.id}  ${word(s).padEnd(15)} ${`${s.done}/${s.segments}`.padStart(9)} segments  ${s.source} → ${s.output}`)
     const head = total === 0 ? "no job in this cluster" : total > jobs.length ? `the ${jobs.length} most recent of ${total} jobs (cage cluster status JOB for one):` : `${total} job${total === 1 ? "" : "s"}, newest first (cage cluster status JOB for one):`
     yield* Effect.sync(() => process.stdout.write([head, ...lines].join("\n") + "\n"))
   })
+
+/** A job's state in one word, as `status` prints it and `--json`'s `state` gives it (a cancelled job ends with exit code 130). */
+const stateOf = (s: Cluster.Job.JobStatus): "running" | "cancelling" | "done" | "cancelled" | "failed" =>
+  s.result === undefined ? (s.cancelRequested ? "cancelling" : "running") : s.result.ok ? "done" : s.result.exitCode === 130 ? "cancelled" : "failed"
 
 const summary = (s: Cluster.Job.JobStatus) => ({
   job: s.id,
@@ -187,7 +190,7 @@ const summary = (s: Cluster.Job.JobStatus) => ({
   runners: s.runners,
   bytesPerSecond: Math.round(s.bytesPerSecond),
   ...(s.etaSeconds !== undefined ? { etaSeconds: Math.round(s.etaSeconds) } : {}),
-  state: s.result === undefined ? (s.cancelRequested ? "cancelling" : "running") : s.result.ok ? "done" : s.result.exitCode === 130 ? "cancelled" : "failed",
+  state: stateOf(s),
   ...(s.result !== undefined && !s.result.ok ? { error: s.result.error, exitCode: s.result.exitCode } : {}),
   ...(s.kind === "file" ? { files: s.files, snapshot: s.snapshot } : {}),
   ...(s.backup !== undefined ? { backup: s.backup } : {})
@@ -225,9 +228,13 @@ const jobStatus = (f: { readonly db: string; readonly wait: boolean; readonly js
       const s = yield* c.Job.status(id)
       if (f.json) return yield* printJson(summary(s))
       const b = s.backup
-      const state = s.result === undefined
-        ? (s.cancelRequested ? "cancelling (cancel asked it to stop; it stops once a runner takes the request up)" : "running")
-        : !s.result.ok ? (s.result.exitCode === 130 ? "cancelled" : `failed: ${s.result.error}`) : b === undefined ? "done, published" : `done, generation ${b.generation} stored${b.changed.length > 0 ? ` (${b.changed.length} changed files not stored)` : ""}`
+      const state = {
+        running: "running",
+        cancelling: "cancelling (cancel asked it to stop; it stops once a runner takes the request up)",
+        cancelled: "cancelled",
+        failed: `failed: ${s.result?.ok === false ? s.result.error : ""}`,
+        done: b === undefined ? "done, published" : `done, generation ${b.generation} stored${b.changed.length > 0 ? ` (${b.changed.length} changed files not stored)` : ""}`
+      }[stateOf(s)]
       const lines = [
         `job ${s.id}: ${state}`,
         `  ${s.source} → ${s.output}`,
