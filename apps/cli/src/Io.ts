@@ -157,6 +157,9 @@ export const printJson = (value: unknown) =>
   })
 
 /** Writes a human line to stderr unless quiet (stdout may carry data). */
+/** `n` and `noun`, plural unless `n` is 1: `counted(1, "chunk")` is "1 chunk", `counted(0, "chunk")` "0 chunks". */
+export const counted = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`
+
 export const note = (quiet: boolean, text: string) => Effect.sync(() => (quiet ? undefined : process.stderr.write(`cage: ${text}\n`)))
 
 /** The summary line of a run. */
@@ -171,8 +174,8 @@ export const describeRun = (verb: string, input: string, output: string, s: RunS
   const stages = s.stages ? `; ${s.stages.map((t) => `${t.processors.join(" → ")} ${Size.format(t.inputBytes)} → ${Size.format(t.outputBytes)}`).join(", ")}` : ""
   // The cipher's threads (its `workers` result): from a pipe to a pipe it runs on one.
   const threads = Object.values(s.results).map((r) => (r as { readonly workers?: unknown } | null)?.workers).find((w): w is number => typeof w === "number")
-  const on = threads === undefined ? "" : `, ${threads} thread${threads === 1 ? "" : "s"}`
-  return `${verb} ${input} → ${output}: ${Size.format(plain)} in ${s.totalChunks} chunks, ${(s.durationMs / 1000).toFixed(2)} s (${rate}${resumed}${on}), peak RSS ${rss}${stages}`
+  const on = threads === undefined ? "" : `, ${counted(threads, "thread")}`
+  return `${verb} ${input} → ${output}: ${Size.format(plain)} in ${counted(s.totalChunks, "chunk")}, ${(s.durationMs / 1000).toFixed(2)} s (${rate}${resumed}${on}), peak RSS ${rss}${stages}`
 }
 
 /** `--limit-rate` (bytes per second), else `limit_rate` from cage.toml, else none. */

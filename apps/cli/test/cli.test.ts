@@ -151,6 +151,8 @@ describe("encrypt and decrypt round trips", () => {
     }
     const sealed = cage(["encrypt", "--key", key, "-"], { input: data })
     expect(threadsOf(sealed)).toBe(1)
+    // In the user's words: one chunk and one thread, not "1 chunks" or "1 threads".
+    expect(cage(["encrypt", "--key", key, "-"], { input: randomBytes(1000) }).stderr).toMatch(/ in 1 chunk, .*, 1 thread\), peak RSS/)
     expect(threadsOf(cage(["decrypt", "--key", key, "-"], { input: sealed.stdout }))).toBe(1)
     fs.writeFileSync(f("plain.bin"), data)
     expect(threadsOf(cage(["encrypt", "--key", key, "-o", "-", f("plain.bin")]))).toBe(cores)

@@ -59,10 +59,16 @@ describe("cage cluster", () => {
     expect(s.stdout.toString()).toContain("done, published")
     expect(s.stdout.toString()).toContain("segments 10/10 done")
     // Who did what: the segments per runner add up to the job.
-    const perRunner = [...s.stdout.toString().matchAll(/^ {2}runner 127\.0\.0\.1:\d+: (\d+) segments/gm)].map((m) => Number(m[1]))
+    const perRunner = [...s.stdout.toString().matchAll(/^ {2}runner 127\.0\.0\.1:\d+: (\d+) segments?/gm)].map((m) => Number(m[1]))
     expect(perRunner.length).toBeGreaterThanOrEqual(1)
     expect(perRunner.reduce((a, b) => a + b, 0)).toBe(10)
     expect(result.runners.reduce((n: number, r: { bytes: number }) => n + r.bytes, 0)).toBe(9 * 1024 * 1024 + 4321)
+    // An ended job's rate is its own, up to its last segment: the same a second later.
+    expect(s.stdout.toString()).toMatch(/\n {2}\d+\.\d MiB\/s from submit to its last segment\n/)
+    const rate = () => JSON.parse(cage(["cluster", "status", result.job, "--db", db, "--json"]).stdout.toString()).bytesPerSecond as number
+    const before = rate()
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1100)
+    expect([before > 0, rate()]).toEqual([true, before])
     const keyText = fs.readFileSync(key, "utf8")
     const dump = pg.run("pg_dump", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "--data-only", pg.database])
     expect(dump).toContain(result.job)

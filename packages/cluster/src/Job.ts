@@ -246,7 +246,7 @@ export interface JobStatus {
   readonly running: number
   /** Per runner (its listen address): segments done and their plaintext bytes, segments running. */
   readonly runners: ReadonlyArray<{ readonly runner: string; readonly segments: number; readonly bytes: number; readonly running: number }>
-  /** Plaintext bytes per second since the job was submitted (0 before a segment is done). */
+  /** Plaintext bytes per second from the job's submit to now, or for an ended job to its last segment's end (0 before a segment is done). */
   readonly bytesPerSecond: number
   /** Seconds left at that rate, while the job runs and the rate is known. */
   readonly etaSeconds: number | undefined
@@ -417,7 +417,8 @@ export const status = (id: string, found?: Found) =>
     const cancelRequested = yield* interruptRequested(f.kind, id)
     const result: JobStatus["result"] = ended === undefined ? undefined : ended._tag === "Success" ? { ok: true } : { ok: false, error: errorText(ended), exitCode: errorCode(ended) }
     const bytes = segments.reduce((n, s) => n + s.bytes, 0)
-    const seconds = (Date.now() - f.payload.submittedAt) / 1000
+    // An ended job's rate is its own, up to its last segment's end, not one that falls as time passes.
+    const seconds = ((ended === undefined ? Date.now() : progress.lastUpdate ?? Date.now()) - f.payload.submittedAt) / 1000
     const bytesPerSecond = seconds > 0 ? doneBytes / seconds : 0
     return {
       id,

@@ -60,12 +60,12 @@ export const tracked = <A, R>(jobId: string, segment: number, runner: string, by
     return yield* exit
   })
 
-/** A job's progress: per runner, its segments running and done (and their bytes); the failed segments with their errors (at most `maxFailed`, lowest first). */
+/** A job's progress: per runner, its segments running and done (and their bytes); the failed segments with their errors (at most `maxFailed`, lowest first); when a segment's row last changed (ms since the epoch; undefined without rows). */
 export const read = (jobId: string, maxFailed = 20) =>
   Effect.gen(function*() {
     // No `ensureTable` here: every client and runner layer creates the table as it starts.
     const sql = yield* SqlClient.SqlClient
-    const rows = yield* sql<{ runner: string; state: string; n: string; bytes: string }>`SELECT runner, state, count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM cage_segments WHERE job_id = ${jobId} GROUP BY runner, state`
+    const rows = yield* sql<{ runner: string; state: string; n: string; bytes: string; last: string }>`SELECT runner, state, count(*) AS n, coalesce(sum(bytes), 0) AS bytes, max(updated_at) AS last FROM cage_segments WHERE job_id = ${jobId} GROUP BY runner, state`
     const failed = yield* sql<{ segment: number; error: string | null }>`SELECT segment, error FROM cage_segments WHERE job_id = ${jobId} AND state = 'failed' ORDER BY segment LIMIT ${maxFailed}`
     const runners = new Map<string, { running: number; done: number; bytes: number; failed: number }>()
     for (const r of rows) {
@@ -78,5 +78,6 @@ export const read = (jobId: string, maxFailed = 20) =>
       } else at.failed += n
       runners.set(r.runner, at)
     }
-    return { runners, failed: failed.map((f) => ({ segment: f.segment, error: f.error ?? "" })) }
+    const lastUpdate = rows.reduce<number | undefined>((t, r) => Math.max(t ?? 0, Number(r.last)), undefined)
+    return { runners, failed: failed.map((f) => ({ segment: f.segment, error: f.error ?? "" })), lastUpdate }
   }).pipe(Effect.orDie, retryStorage)

@@ -43,7 +43,7 @@ import { loadSettings, type Settings } from "../Config.js"
 import { ExitCode, usage, UserFacing } from "../Errors.js"
 import { audited, auditLogFlag, openAudit } from "../AuditTrail.js"
 import { commonFlags } from "../Flags.js"
-import { note, printJson, refuseReadFiles, resolveLimitRate, setInterruptNote } from "../Io.js"
+import { counted, note, printJson, refuseReadFiles, resolveLimitRate, setInterruptNote } from "../Io.js"
 import { keyMaterial, wipe } from "../Keys.js"
 
 const file = Argument.String("file").pipe(Argument.withDescription("The source file (as given to backup create)"))
@@ -201,15 +201,15 @@ const runStoreCreate = (f: CreateFlags) =>
     if (f.json) yield* printJson({ operation: "backup-create", format: "store", dir, durationMs: Date.now() - started, ...r })
     else {
       const what = r.files !== undefined
-        ? `${r.files} file${r.files === 1 ? "" : "s"}${r.filesRead === r.files ? "" : ` (${r.filesRead} read, ${r.files - (r.filesRead ?? 0)} unchanged and not read)`}, ${Size.format(r.bytes)}`
+        ? `${counted(r.files, "file")}${r.filesRead === r.files ? "" : ` (${r.filesRead} read, ${r.files - (r.filesRead ?? 0)} unchanged and not read)`}, ${Size.format(r.bytes)}`
         : r.unchanged ? `${Size.format(r.bytes)}, unchanged since the previous generation (not read)` : Size.format(r.bytes)
-      yield* note(f.quiet, `stored generation ${r.generation} of ${stdin ? `standard input as ${source}` : f.file} in ${dir}: ${what}; ${r.chunks} chunks, ${r.addedChunks} new (${Size.format(r.addedBytes)} of new data, ${Size.format(r.storedBytes)} written) in ${Date.now() - started} ms`)
+      yield* note(f.quiet, `stored generation ${r.generation} of ${stdin ? `standard input as ${source}` : f.file} in ${dir}: ${what}; ${counted(r.chunks, "chunk")}, ${r.addedChunks} new (${Size.format(r.addedBytes)} of new data, ${Size.format(r.storedBytes)} written) in ${Date.now() - started} ms`)
       for (const p of r.skipped ?? []) yield* note(f.quiet, `skipped ${nodePath.join(f.file, p)}: not a regular file, directory or symlink (or gone)`)
     }
     if (r.changed !== undefined && r.changed.length > 0) {
       const names = r.changed.slice(0, 10).map((p) => nodePath.join(f.file, p)).join(", ")
       return yield* new UserFacing({
-        detail: `generation ${r.generation} is stored, but ${r.changed.length} file${r.changed.length === 1 ? "" : "s"} changed while being read and ${r.changed.length === 1 ? "was" : "were"} not stored: ${names}${r.changed.length > 10 ? ", …" : ""} (back them up again once they no longer change)`,
+        detail: `generation ${r.generation} is stored, but ${counted(r.changed.length, "file")} changed while being read and ${r.changed.length === 1 ? "was" : "were"} not stored: ${names}${r.changed.length > 10 ? ", …" : ""} (back them up again once they no longer change)`,
         exitCode: ExitCode.Io
       })
     }
@@ -248,7 +248,7 @@ const runCopyCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
     if (f.json) yield* printJson({ operation: `backup-${mode}`, format: "copy", generation: r.generation, summary: r.summary })
     else {
       const g = r.generation
-      yield* note(f.quiet, `${mode === "create" ? "created" : "resumed and completed"} generation ${g.generation} of ${g.source}: ${nodePath.join(dir, g.file)} (${Size.format(g.plainBytes)} → ${Size.format(g.cipherBytes ?? 0)}, ${r.summary.totalChunks} chunks${g.chunked ? ", per-chunk manifest" : ""})`)
+      yield* note(f.quiet, `${mode === "create" ? "created" : "resumed and completed"} generation ${g.generation} of ${g.source}: ${nodePath.join(dir, g.file)} (${Size.format(g.plainBytes)} → ${Size.format(g.cipherBytes ?? 0)}, ${counted(r.summary.totalChunks, "chunk")}${g.chunked ? ", per-chunk manifest" : ""})`)
     }
   })
 
@@ -289,7 +289,7 @@ const reportCheck = (r: Store.CheckReport & { readonly deep: boolean }, f: { jso
   Effect.gen(function*() {
     const ok = r.problems.length === 0 && r.badIndexFiles.length === 0
     if (f.json) yield* printJson({ ok, format: "store", ...r, durationMs })
-    else if (ok) yield* note(f.quiet, `${what} verifies: ${r.snapshots} generation${r.snapshots === 1 ? "" : "s"}, ${r.chunks} chunks, ${Size.format(r.bytes)}${r.deep ? ", every chunk read and authenticated" : " (add --deep to read and authenticate every chunk)"} in ${durationMs} ms`)
+    else if (ok) yield* note(f.quiet, `${what} verifies: ${counted(r.snapshots, "generation")}, ${counted(r.chunks, "chunk")}, ${Size.format(r.bytes)}${r.deep ? ", every chunk read and authenticated" : " (add --deep to read and authenticate every chunk)"} in ${durationMs} ms`)
     else {
       for (const b of r.badIndexFiles) yield* Effect.sync(() => process.stdout.write(`damaged index file ${b} (run cage backup recover)\n`))
       for (const p of r.problems) {
@@ -362,7 +362,7 @@ const verifyCommand = Command.make("verify", {
     )
     if (f.json) yield* printJson(report)
     else if (report.ok) {
-      yield* note(f.quiet, `generation ${report.generation} of ${report.source} verifies: ${report.chunks} chunks, ${Size.format(report.bytes)}${report.deep ? ", decrypted and checked" : ""} in ${report.durationMs} ms`)
+      yield* note(f.quiet, `generation ${report.generation} of ${report.source} verifies: ${counted(report.chunks, "chunk")}, ${Size.format(report.bytes)}${report.deep ? ", decrypted and checked" : ""} in ${report.durationMs} ms`)
     } else {
       for (const d of report.damage) {
         yield* Effect.sync(() => process.stdout.write(`damaged ${d.kind}${d.chunk === undefined ? "" : ` ${d.chunk}`}: bytes ${d.start}..${d.end} of ${report.file}: ${d.detail}\n`))
@@ -418,7 +418,7 @@ const restoreCommand = Command.make("restore", {
         (r) => ({ generation: target.generation, bytes: r.bytes })
       )
       if (f.json) return yield* printJson({ operation: "backup-restore", format: "store", generation: target.generation, ...r })
-      yield* note(f.quiet, `restored generation ${target.generation} of ${f.file}${Option.isSome(f.path) ? ` (${f.path.value})` : ""} → ${output === "-" ? "standard output" : r.output} (${Size.format(r.bytes)}, ${r.chunksRead} chunk${r.chunksRead === 1 ? "" : "s"})`)
+      yield* note(f.quiet, `restored generation ${target.generation} of ${f.file}${Option.isSome(f.path) ? ` (${f.path.value})` : ""} → ${output === "-" ? "standard output" : r.output} (${Size.format(r.bytes)}, ${counted(r.chunksRead, "chunk")})`)
       for (const p of r.notRestored) yield* note(f.quiet, `not restored: ${p} changed while it was backed up, so this generation did not store it`)
       return
     }
@@ -435,7 +435,7 @@ const restoreCommand = Command.make("restore", {
       (r) => ({ generation: r.generation, bytes: r.bytes })
     ).pipe(Effect.ensuring(wipe(key)))
     if (f.json) yield* printJson({ operation: "backup-restore", format: "copy", ...r })
-    else yield* note(f.quiet, `restored generation ${r.generation} of ${f.file} → ${output === "-" ? "standard output" : r.output} (${Size.format(r.bytes)}, ${r.chunks} chunks)`)
+    else yield* note(f.quiet, `restored generation ${r.generation} of ${f.file} → ${output === "-" ? "standard output" : r.output} (${Size.format(r.bytes)}, ${counted(r.chunks, "chunk")})`)
   }))
 ).pipe(Command.withDescription("Restore a generation (a file, a byte range of it, a directory tree or one path in it)"))
 
@@ -531,7 +531,7 @@ const pruneCommand = Command.make("prune", {
     const deleted = r.deleted.length + (s?.forgot.removed.length ?? 0)
     const kept = r.kept.length + (s?.forgot.kept.length ?? 0)
     yield* note(f.quiet, `${policyText}: ${verb} ${deleted}, kept ${kept}${r.protectedGenerations.length > 0 ? `; newest verified full copy kept: ${r.protectedGenerations.map((g) => `${nodePath.basename(g.source)}#${g.generation}`).join(", ")}` : ""}`)
-    if (s?.swept) yield* note(f.quiet, `store: ${s.swept.chunksRemoved} chunks no generation uses removed, ${s.swept.packsDeleted} packs deleted, ${s.swept.packsRepacked} repacked, ${Size.format(Math.max(0, s.swept.bytesFreed))} freed`)
+    if (s?.swept) yield* note(f.quiet, `store: ${counted(s.swept.chunksRemoved, "chunk")} no generation uses removed, ${counted(s.swept.packsDeleted, "pack")} deleted, ${s.swept.packsRepacked} repacked, ${Size.format(Math.max(0, s.swept.bytesFreed))} freed`)
   }))
 ).pipe(Command.withDescription("Delete generations outside the retention policy (never a source's newest), then the chunks no generation uses"))
 
@@ -546,7 +546,7 @@ const recoverCommand = Command.make("recover", { ...keyFlags, dir: dirFlag, json
     if (f.json) return yield* printJson({ ...(r ?? {}), ...(s ? { store: s } : {}) })
     if (r) yield* note(f.quiet, `rebuilt the registry: ${r.generations} generations (${r.fromManifests} from manifests, ${r.fromBackup} partial from .bak)${r.corruptMovedTo ? `; the corrupt registry is kept as ${r.corruptMovedTo}` : ""}`)
     if (s) {
-      yield* note(f.quiet, `rebuilt the store's index from ${s.packs} packs: ${s.chunks} chunks`)
+      yield* note(f.quiet, `rebuilt the store's index from ${counted(s.packs, "pack")}: ${counted(s.chunks, "chunk")}`)
       for (const d of s.damagedPacks) yield* note(f.quiet, `damaged pack ${d.pack}: ${d.detail} (its chunks are missing; cage backup verify names the generations that use them)`)
     }
   }))

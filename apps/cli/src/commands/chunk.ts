@@ -10,7 +10,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
 import { usage, UserFacing } from "../Errors.js"
 import { jsonFlag } from "../Flags.js"
-import { parseChunkSize, printJson } from "../Io.js"
+import { counted, parseChunkSize, printJson } from "../Io.js"
 
 const statSize = (path: string) =>
   Effect.tryPromise({ try: () => fs.promises.stat(path), catch: (e) => fromSystemError("stat", path, e) }).pipe(
@@ -33,7 +33,7 @@ export const plan = (f: { input: string; chunkSize: Option.Option<string>; json:
     if (f.json) {
       return yield* printJson({ input: f.input, size, chunkSize: cs, totalChunks: p.totalChunks, chunks: Array.from(p.chunks(0, f.limit > 0 ? f.limit : p.totalChunks)) })
     }
-    const lines = [`${f.input}: ${size} bytes (${Size.format(size)}) in ${p.totalChunks} chunks of ${cs} bytes (${Size.format(cs)})`, "index\tstart\tend\tlength"]
+    const lines = [`${f.input}: ${size} bytes (${Size.format(size)}) in ${counted(p.totalChunks, "chunk")} of ${cs} bytes (${Size.format(cs)})`, "index\tstart\tend\tlength"]
     const shown = f.limit > 0 ? Math.min(f.limit, p.totalChunks) : p.totalChunks
     for (const c of p.chunks(0, shown)) lines.push(`${c.index}\t${c.start}\t${c.end}\t${c.length}${c.final ? "\tfinal" : ""}`)
     if (shown < p.totalChunks) lines.push(`… ${p.totalChunks - shown} more (--limit 0 shows all)`)

@@ -10,7 +10,7 @@ import { Effect, Layer, Option } from "effect"
 import * as nodePath from "node:path"
 import { loadSettings } from "../Config.js"
 import { type ExitCode, UserFacing } from "../Errors.js"
-import { note, printJson, setInterruptNote } from "../Io.js"
+import { counted, note, printJson, setInterruptNote } from "../Io.js"
 import { terminal } from "../ProgressBar.js"
 import type { ClusterHandlers } from "./cluster.js"
 
@@ -144,15 +144,15 @@ const waitAndReport = (c: typeof Cluster, id: string, found: Cluster.Job.Found, 
     if (!result.ok) return yield* new UserFacing({ detail: `job ${id} failed: ${result.error}; ${s.kind === "file" ? `nothing published under ${s.output}` : `no generation written to ${s.output}`}`, exitCode: result.exitCode as ExitCode })
     const b = s.backup
     if (b === undefined) {
-      yield* note(f.quiet || f.json, `job ${id}: ${s.segments} segments, ${s.bytes} bytes in ${seconds.toFixed(1)} s; published ${s.output}`)
+      yield* note(f.quiet || f.json, `job ${id}: ${counted(s.segments, "segment")}, ${s.bytes} bytes in ${seconds.toFixed(1)} s; published ${s.output}`)
       return
     }
-    yield* note(f.quiet || f.json, `job ${id}: stored generation ${b.generation} of ${s.source} in ${s.output}: ${b.files} files (${b.filesRead} read), ${Size.format(b.bytes)}; ${b.chunks} chunks, ${b.addedChunks} new (${Size.format(b.addedBytes)} of new data, ${Size.format(b.storedBytes)} written) in ${seconds.toFixed(1)} s on ${s.runners.length} runner${s.runners.length === 1 ? "" : "s"}`)
+    yield* note(f.quiet || f.json, `job ${id}: stored generation ${b.generation} of ${s.source} in ${s.output}: ${counted(b.files, "file")} (${b.filesRead} read), ${Size.format(b.bytes)}; ${counted(b.chunks, "chunk")}, ${b.addedChunks} new (${Size.format(b.addedBytes)} of new data, ${Size.format(b.storedBytes)} written) in ${seconds.toFixed(1)} s on ${counted(s.runners.length, "runner")}`)
     for (const p of b.skipped) yield* note(f.quiet || f.json, `skipped ${nodePath.join(s.source, p)}: not a regular file, directory or symlink (or gone)`)
     if (b.changed.length > 0) {
       const names = b.changed.slice(0, 10).map((p) => nodePath.join(s.source, p)).join(", ")
       return yield* new UserFacing({
-        detail: `generation ${b.generation} is stored, but ${b.changed.length} file${b.changed.length === 1 ? "" : "s"} changed while being read and ${b.changed.length === 1 ? "was" : "were"} not stored: ${names}${b.changed.length > 10 ? ", …" : ""} (back them up again once they no longer change)`,
+        detail: `generation ${b.generation} is stored, but ${counted(b.changed.length, "file")} changed while being read and ${b.changed.length === 1 ? "was" : "were"} not stored: ${names}${b.changed.length > 10 ? ", …" : ""} (back them up again once they no longer change)`,
         exitCode: 4
       })
     }
@@ -169,7 +169,7 @@ const listJobs = (c: typeof Cluster, f: { readonly json: boolean }) =>
     if (f.json) return yield* printJson({ jobs: jobs.map(summary), total })
     const word = (s: Cluster.Job.JobStatus) => (s.result?.ok === false && stateOf(s) === "failed" ? `failed (exit ${s.result.exitCode})` : stateOf(s))
     const lines = jobs.map((s) => `${s.id}  ${word(s).padEnd(15)} ${`${s.done}/${s.segments}`.padStart(9)} segments  ${s.source} → ${s.output}`)
-    const head = total === 0 ? "no job in this cluster" : total > jobs.length ? `the ${jobs.length} most recent of ${total} jobs (cage cluster status JOB for one):` : `${total} job${total === 1 ? "" : "s"}, newest first (cage cluster status JOB for one):`
+    const head = total === 0 ? "no job in this cluster" : total > jobs.length ? `the ${jobs.length} most recent of ${total} jobs (cage cluster status JOB for one):` : `${counted(total, "job")}, newest first (cage cluster status JOB for one):`
     yield* Effect.sync(() => process.stdout.write([head, ...lines].join("\n") + "\n"))
   })
 
@@ -209,12 +209,12 @@ const noStream = (given: string, role: "input" | "-o") =>
 /** Each input with its output: `-o` with one input, else `defaultOf(input)`; `-o` with several inputs, and `-` at either end, are refused. */
 const requests = (inputs: ReadonlyArray<string>, output: Option.Option<string>, defaultOf: (input: string) => Effect.Effect<string, UserFacing>) =>
   Option.isSome(output) && inputs.length > 1
-    ? Effect.fail(new UserFacing({ detail: `-o names one output, but ${inputs.length} files were given: leave -o out (each FILE gets its own output)`, exitCode: 2 }))
+    ? Effect.fail(new UserFacing({ detail: `-o names one output, but ${counted(inputs.length, "file")} were given: leave -o out (each FILE gets its own output)`, exitCode: 2 }))
     : Effect.forEach(inputs, (source) => noStream(source, "input").pipe(Effect.andThen(Option.isSome(output) ? noStream(output.value, "-o").pipe(Effect.as({ source, output: output.value })) : Effect.map(defaultOf(source), (o) => ({ source, output: o })))))
 
 /** A job's files for the one-line note `submit --wait` prints. */
 const describe = (files: ReadonlyArray<{ readonly source: string; readonly output: string }>) =>
-  files.length === 1 ? { input: files[0].source, output: files[0].output } : { input: `${files.length} files`, output: `${files.map((x) => x.output).slice(0, 3).join(", ")}${files.length > 3 ? ", …" : ""}` }
+  files.length === 1 ? { input: files[0].source, output: files[0].output } : { input: counted(files.length, "file"), output: `${files.map((x) => x.output).slice(0, 3).join(", ")}${files.length > 3 ? ", …" : ""}` }
 
 /** A started file job as `submit` takes it. */
 const asFile = <E, R>(e: Effect.Effect<{ readonly id: string; readonly payload: Cluster.Cluster.JobPayload }, E, R>) =>
@@ -239,8 +239,8 @@ const jobStatus = (f: { readonly db: string; readonly wait: boolean; readonly js
         `job ${s.id}: ${state}`,
         `  ${s.source} → ${s.output}`,
         `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)${s.result === undefined ? `, ${s.running} running` : ""}`,
-        `  ${(s.bytesPerSecond / 1048576).toFixed(1)} MiB/s since submit${s.etaSeconds !== undefined ? `, about ${Math.ceil(s.etaSeconds)} s left` : ""}`,
-        ...s.runners.map((r) => `  runner ${r.runner}: ${r.segments} segments (${(r.bytes / 1048576).toFixed(1)} MiB)${s.result === undefined && r.running > 0 ? `, ${r.running} running` : ""}`),
+        `  ${(s.bytesPerSecond / 1048576).toFixed(1)} MiB/s ${s.result === undefined ? "since submit" : "from submit to its last segment"}${s.etaSeconds !== undefined ? `, about ${Math.ceil(s.etaSeconds)} s left` : ""}`,
+        ...s.runners.map((r) => `  runner ${r.runner}: ${counted(r.segments, "segment")} (${(r.bytes / 1048576).toFixed(1)} MiB)${s.result === undefined && r.running > 0 ? `, ${r.running} running` : ""}`),
         ...s.failed.map((x) => `  segment ${x.segment} (${x.part}) failed: ${x.error}`)
       ]
       yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))

@@ -8,7 +8,7 @@ import { type ChunkInput, Size } from "@cage/core"
 import { Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { usage } from "../Errors.js"
-import { openInput, printJson } from "../Io.js"
+import { counted, openInput, printJson } from "../Io.js"
 
 const file = Argument.String("file").pipe(Argument.withDescription("JSON, NDJSON/JSON Lines, or concatenated JSON values; - for standard input"))
 
@@ -29,7 +29,7 @@ const validateCommand = Command.make("validate", {
   Effect.gen(function*() {
     const r = yield* over(f.file, (i) => validate(i, { format: f.format, maxDepth: Option.getOrUndefined(f.maxDepth) }))
     if (f.quiet && !f.json) return
-    yield* f.json ? printJson(r) : out(`${f.file}: valid ${r.format} (${r.bytes} bytes, ${r.values} value${r.values === 1 ? "" : "s"}, depth ${r.maxDepth})`)
+    yield* f.json ? printJson(r) : out(`${f.file}: valid ${r.format} (${r.bytes} bytes, ${counted(r.values, "value")}, depth ${r.maxDepth})`)
   })).pipe(Command.withDescription("Validate RFC 8259 JSON in one streaming pass (exit 0 valid, 3 invalid with offset, line and column)"))
 
 const planFormat = Flag.Literals("format", ["auto", "array", "ndjson", "sequence"] as const).pipe(Flag.withDefault("auto" as const))
@@ -46,7 +46,7 @@ const planCommand = Command.make("plan", {
     if (!targetBytes) return yield* usage("Option", `--target-size: "${f.targetSize}" is not a size`)
     const p = yield* over(f.file, (i) => plan(i, { targetBytes, format: f.format, maxDepth: Option.getOrUndefined(f.maxDepth) }))
     if (f.json) return yield* printJson(p)
-    const lines = [`${f.file}: ${p.format}, ${p.bytes} bytes, ${p.elements} top-level elements, ${p.totalChunks} chunks of about ${targetBytes} bytes`, "index\tstart\tend\tlength\telements"]
+    const lines = [`${f.file}: ${p.format}, ${p.bytes} bytes, ${counted(p.elements, "top-level element")}, ${counted(p.totalChunks, "chunk")} of about ${targetBytes} bytes`, "index\tstart\tend\tlength\telements"]
     for (const c of p.chunks) lines.push(`${c.index}\t${c.start}\t${c.end}\t${c.length}\t${(c as { elements?: number }).elements ?? ""}`)
     yield* out(lines.join("\n"))
   })).pipe(Command.withDescription("Chunk a top-level array, NDJSON or a value sequence only between whole elements"))
