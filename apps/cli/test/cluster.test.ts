@@ -101,6 +101,11 @@ describe("cage cluster", () => {
     expect(r.stderr.split("\n").at(-2)).toMatch(/^cage: error: job [0-9a-f]+ failed: segment 2 \(\S+g\.agcm, chunks 30\.\.44\) on runner 127\.0\.0\.1:\d+: chunk 37 failed authentication.*; nothing published under \S+g\.out$/)
     expect(fs.existsSync(path.join(dir, "g.out"))).toBe(false)
     expect(fs.existsSync(path.join(dir, "g.out.partial"))).toBe(false)
+    // Status names the failed segment once, with its chunks, its runner and the chunk.
+    const failedJob = /job ([0-9a-f]+) failed/.exec(r.stderr)?.[1] ?? ""
+    const st = cage(["cluster", "status", failedJob, "--db", db]).stdout.toString()
+    expect(st).toMatch(/\n {2}failed: segment 2 \(\S+g\.agcm, chunks 30\.\.44\) on runner 127\.0\.0\.1:\d+: chunk 37 failed authentication/)
+    expect(st).not.toMatch(/\) failed: segment 2 \(/)
     // Another key: refused before anything is created.
     const other = path.join(dir, "other.key")
     expect(cage(["keygen", "-o", other, "-q"]).code).toBe(0)

@@ -242,13 +242,15 @@ export interface JobStatus {
   readonly doneBytes: number
   /** Failed segments: which part of the job each was (`chunks 30..44`, `db/a.sql`), and why. */
   readonly failed: ReadonlyArray<{ readonly segment: number; readonly part: string; readonly error: string }>
+  /** Segments that failed, all of them (`failed` lists the first 20). */
+  readonly failedCount: number
   /** Segments running now (started on a runner, not ended). */
   readonly running: number
   /** Per runner (its listen address): segments done and their plaintext bytes, segments running. */
   readonly runners: ReadonlyArray<{ readonly runner: string; readonly segments: number; readonly bytes: number; readonly running: number }>
   /** Plaintext bytes per second from the job's submit to now, or for an ended job to its last segment's end (0 before a segment is done). */
   readonly bytesPerSecond: number
-  /** Seconds left at that rate, while the job runs and the rate is known. */
+  /** Seconds left at that rate, while the job runs (not asked to stop) and the rate is known. */
   readonly etaSeconds: number | undefined
   /**
    * Whether `cancel` asked the job to stop (effect's stored interrupt signal for it). A job
@@ -430,11 +432,12 @@ export const status = (id: string, found?: Found) =>
       runners,
       running: result === undefined ? runners.reduce((n, r) => n + r.running, 0) : 0,
       bytesPerSecond,
-      etaSeconds: result === undefined && bytesPerSecond > 0 ? (bytes - doneBytes) / bytesPerSecond : undefined,
+      etaSeconds: result === undefined && !cancelRequested && bytesPerSecond > 0 ? (bytes - doneBytes) / bytesPerSecond : undefined,
       segments: segments.length,
       done,
       doneBytes,
       failed,
+      failedCount: [...progress.runners.values()].reduce((n, r) => n + r.failed, 0),
       cancelRequested,
       result,
       snapshot: f.kind === "file" ? (f.payload.files.length === 1 ? f.payload.files[0].snapshot : f.payload.files.map((x) => x.snapshot)) : null,

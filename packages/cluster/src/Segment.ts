@@ -198,22 +198,23 @@ export const removeStaged = (p: { readonly output: string; readonly staged: Stag
 /**
  * The source for reading and the job's staged output for positional writes (both or
  * neither). The output must be the file the job staged (`staged`), checked on the
- * descriptor itself: `InputChanged` otherwise.
+ * descriptor itself: `InputChanged` otherwise, or when it is gone. `IoError` names the file
+ * that could not be opened.
  */
 const openPair = (source: string, output: string, staged: StagedFile) =>
   Effect.gen(function*() {
-    const fds = yield* Effect.try({
-      try: () => {
-        const input = fs.openSync(source, "r")
-        try {
-          return { input, out: fs.openSync(output, "r+") }
-        } catch (e) {
-          fs.closeSync(input)
-          throw e
-        }
-      },
-      catch: (e) => fromSystemError("open", output, e) as IoError
+    const input = yield* Effect.try({ try: () => fs.openSync(source, "r"), catch: (e) => fromSystemError("open", source, e) as IoError })
+    const out = yield* Effect.try({
+      try: () => fs.openSync(output, "r+"),
+      catch: (e) => {
+        fs.closeSync(input)
+        // Gone: a cancel, or the job's failure, removed it before this segment started.
+        return (e as { code?: unknown }).code === "ENOENT"
+          ? new InputChanged({ path: output, detail: "it is gone (its job was cancelled or failed, or it was removed): this segment writes nothing" })
+          : fromSystemError("open", output, e) as IoError
+      }
     })
+    const fds = { input, out }
     const now = stagedOf(fds.out)
     if (now.ino !== staged.ino || now.birthtimeNs !== staged.birthtimeNs) {
       fs.closeSync(fds.input)

@@ -89,6 +89,14 @@ describe("encryptSegment", () => {
     fs.rmSync(other)
     await Effect.runPromise(Segment.startOutput({ source, size: identity.size, output: other, key: { key }, chunkSize, resume: seal.snapshot }))
     expect((await failure(Segment.encryptSegment({ source, identity, output: other, key: { key }, seal, segment, staged: otherSeal.staged }))).message).toContain("it is not the file this job staged")
+    // Gone before the segment starts (a cancel removed it): said so, naming it; a missing
+    // source is named itself.
+    fs.rmSync(other)
+    const gone = await failure(Segment.encryptSegment({ source, identity, output: other, key: { key }, seal, segment, staged: otherSeal.staged }))
+    expect(gone).toMatchObject({ _tag: "InputChanged", path: other })
+    expect(Segment.failureText(gone, other)).toBe(`${other}: it is gone (its job was cancelled or failed, or it was removed): this segment writes nothing`)
+    const noSource = await failure(Segment.encryptSegment({ source: path.join(dir, "none"), identity, output, key: { key }, seal, segment, staged: seal.staged }))
+    expect(noSource).toMatchObject({ _tag: "IoError", path: path.join(dir, "none") })
     // The device number is not part of the check (each machine numbers a shared mount its own way).
     await Effect.runPromise(Segment.encryptSegment({ source, identity: { ...identity, dev: "12345" }, output, key: { key }, seal, segment, staged: seal.staged }))
     fs.appendFileSync(source, "more")

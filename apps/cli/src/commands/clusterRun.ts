@@ -173,6 +173,18 @@ const listJobs = (c: typeof Cluster, f: { readonly json: boolean }) =>
     yield* Effect.sync(() => process.stdout.write([head, ...lines].join("\n") + "\n"))
   })
 
+/**
+ * A job's failed segments, a line each (the first 20; a segment's error names the segment,
+ * its chunks and its runner). A cancelled job's are one line: its segments stop, or find
+ * their output gone, by design.
+ */
+export const failures = (s: Cluster.Job.JobStatus) => {
+  if (s.failedCount === 0) return []
+  if (stateOf(s) === "cancelling" || stateOf(s) === "cancelled") return [`  ${counted(s.failedCount, "segment")} stopped by the cancel, or started after it and wrote nothing`]
+  const more = s.failedCount > s.failed.length ? [`  … and ${s.failedCount - s.failed.length} more failed`] : []
+  return [...s.failed.map((x) => `  failed: ${x.error.startsWith(`segment ${x.segment} (`) ? x.error : `segment ${x.segment} (${x.part}): ${x.error}`}`), ...more]
+}
+
 /** A job's state in one word, as `status` prints it and `--json`'s `state` gives it (a cancelled job ends with exit code 130). */
 const stateOf = (s: Cluster.Job.JobStatus): "running" | "cancelling" | "done" | "cancelled" | "failed" =>
   s.result === undefined ? (s.cancelRequested ? "cancelling" : "running") : s.result.ok ? "done" : s.result.exitCode === 130 ? "cancelled" : "failed"
@@ -187,6 +199,7 @@ const summary = (s: Cluster.Job.JobStatus) => ({
   done: s.done,
   running: s.running,
   failed: s.failed,
+  failedCount: s.failedCount,
   runners: s.runners,
   bytesPerSecond: Math.round(s.bytesPerSecond),
   ...(s.etaSeconds !== undefined ? { etaSeconds: Math.round(s.etaSeconds) } : {}),
@@ -241,7 +254,7 @@ const jobStatus = (f: { readonly db: string; readonly wait: boolean; readonly js
         `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)${s.result === undefined ? `, ${s.running} running` : ""}`,
         `  ${(s.bytesPerSecond / 1048576).toFixed(1)} MiB/s ${s.result === undefined ? "since submit" : "from submit to its last segment"}${s.etaSeconds !== undefined ? `, about ${Math.ceil(s.etaSeconds)} s left` : ""}`,
         ...s.runners.map((r) => `  runner ${r.runner}: ${counted(r.segments, "segment")} (${(r.bytes / 1048576).toFixed(1)} MiB)${s.result === undefined && r.running > 0 ? `, ${r.running} running` : ""}`),
-        ...s.failed.map((x) => `  segment ${x.segment} (${x.part}) failed: ${x.error}`)
+        ...failures(s)
       ]
       yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))
     })

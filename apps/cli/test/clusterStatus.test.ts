@@ -1,0 +1,53 @@
+// `cage cluster status JOB`'s lines for failed segments (clusterRun.ts `failures`), from a
+// job's status as `Job.status` returns it.
+import type * as Cluster from "@cage/cluster"
+import { describe, expect, it } from "vitest"
+import { failures } from "../src/commands/clusterRun.js"
+
+const base: Cluster.Job.JobStatus = {
+  id: "0123456789abcdef",
+  kind: "file",
+  source: "/data/a.bin",
+  output: "/data/a.bin.agcm",
+  files: [{ source: "/data/a.bin", output: "/data/a.bin.agcm" }],
+  bytes: 100,
+  runners: [],
+  running: 0,
+  bytesPerSecond: 0,
+  etaSeconds: undefined,
+  segments: 30,
+  done: 0,
+  doneBytes: 0,
+  failed: [],
+  failedCount: 0,
+  cancelRequested: false,
+  result: undefined,
+  snapshot: null
+}
+const failed = (segment: number, error: string) => ({ segment, part: `/data/a.bin, chunks ${segment * 16}..${segment * 16 + 15}`, error })
+
+describe("cluster status: failed segments", () => {
+  it("none: no line", () => {
+    expect(failures(base)).toEqual([])
+  })
+  it("each failed segment once, as its error names it; past the 20 listed, how many more", () => {
+    const s = {
+      ...base,
+      result: { ok: false, error: "segment 2 …", exitCode: 3 },
+      failed: [failed(2, "segment 2 (/data/a.bin, chunks 32..47) on runner 10.0.0.2:7001: chunk 37 failed authentication"), failed(3, "internal error: boom")],
+      failedCount: 25
+    } as const
+    expect(failures(s)).toEqual([
+      "  failed: segment 2 (/data/a.bin, chunks 32..47) on runner 10.0.0.2:7001: chunk 37 failed authentication",
+      "  failed: segment 3 (/data/a.bin, chunks 48..63): internal error: boom",
+      "  … and 23 more failed"
+    ])
+  })
+  it("a cancelled or cancelling job's: one line (they stop, or find their output gone, by design)", () => {
+    const stopped = [failed(4, "segment 4 (…) on runner r: /data/a.bin.agcm.partial: it is gone …")]
+    const line = ["  3 segments stopped by the cancel, or started after it and wrote nothing"]
+    expect(failures({ ...base, cancelRequested: true, failed: stopped, failedCount: 3 })).toEqual(line)
+    expect(failures({ ...base, cancelRequested: true, result: { ok: false, error: "cancelled", exitCode: 130 }, failed: stopped, failedCount: 3 })).toEqual(line)
+    expect(failures({ ...base, cancelRequested: true, failed: stopped, failedCount: 1 })).toEqual(["  1 segment stopped by the cancel, or started after it and wrote nothing"])
+  })
+})
