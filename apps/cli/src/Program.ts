@@ -10,7 +10,7 @@
  */
 // Deep imports: the package index pulls in HTTP, Redis and more (about 2 s of startup).
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Effect, Fiber } from "effect"
+import { Cause, Effect, Fiber, References } from "effect"
 import type { Command } from "effect/cli"
 import { report } from "./Errors.js"
 import { interruptNote } from "./Io.js"
@@ -27,7 +27,10 @@ export const runProgram = (run: (argv: ReadonlyArray<string>) => Effect.Effect<u
         ? Effect.sync(() => { process.exitCode = 2 })
         : report(error)
     ),
-    Effect.provide(NodeServices.layer)
+    Effect.provide(NodeServices.layer),
+    // Cage speaks through its own lines on stderr; the libraries' info logs (effect's cluster
+    // runner: "Listening on: …") only repeat them. `--log-level` (inside) still decides.
+    Effect.provideService(References.MinimumLogLevel, "Warn")
   )
 
   const SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const

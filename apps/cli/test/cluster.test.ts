@@ -2,18 +2,17 @@
 // processes on loopback, jobs submitted, watched and cancelled through the CLI; outputs read
 // back by the single-machine `cage decrypt`; refusals in the user's terms.
 import { Postgres } from "@cage/cluster"
-import type { ChildProcess } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { cage, cageAsync, tempDir, writeRandom } from "./helpers.js"
+import { BIN, cage, cageAsync, tempDir, writeRandom } from "./helpers.js"
 
 let pg: Postgres.Postgres
 let db: string
 let dir: string
 const runners: Array<ChildProcess> = []
-
 
 beforeAll(async () => {
   pg = await Postgres.startPostgres()
@@ -214,6 +213,19 @@ describe("cage cluster", () => {
     } finally {
       taken.close()
     }
+    // A runner says what it is on stderr and nothing on stdout, from its start to its stop
+    // (effect's "Listening on: …" info log was written there, at its exit).
+    const out = fs.openSync(path.join(dir, "runner.out"), "w")
+    const quiet = spawn(process.execPath, [BIN, "cluster", "runner", "--listen", `127.0.0.1:${port}`, "--db", db], { stdio: ["ignore", out, "pipe"] })
+    fs.closeSync(out)
+    let said = ""
+    quiet.stderr?.on("data", (d: Buffer) => (said += d.toString()))
+    while (!said.includes("Ctrl-C stops it")) await new Promise((r) => setTimeout(r, 50))
+    await new Promise((r) => setTimeout(r, 1000))
+    quiet.kill("SIGINT")
+    expect(await new Promise((r) => quiet.on("exit", r))).toBe(130)
+    expect(said).toBe(`cage: cluster runner on 127.0.0.1:${port}, database ${pg.host}:${pg.port}/${pg.database}; Ctrl-C stops it (its segments move to the other runners)\ncage: interrupted (SIGINT); this runner stopped; its shards and segments move to the other runners\n`)
+    expect(fs.readFileSync(path.join(dir, "runner.out"), "utf8")).toBe("")
     // An address that is not this machine's (TEST-NET-1, RFC 5737).
     r = cage(["cluster", "runner", "--listen", `192.0.2.1:${port}`, "--db", db])
     expect(r.code).toBe(4)
