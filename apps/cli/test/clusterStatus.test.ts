@@ -2,7 +2,7 @@
 // job's status as `Job.status` returns it.
 import type * as Cluster from "@cage/cluster"
 import { describe, expect, it } from "vitest"
-import { failures } from "../src/commands/clusterRun.js"
+import { failures, waiting } from "../src/commands/clusterRun.js"
 
 const base: Cluster.Job.JobStatus = {
   id: "0123456789abcdef",
@@ -49,5 +49,11 @@ describe("cluster status: failed segments", () => {
     expect(failures({ ...base, cancelRequested: true, failed: stopped, failedCount: 3 })).toEqual(line)
     expect(failures({ ...base, cancelRequested: true, result: { ok: false, error: "cancelled", exitCode: 130 }, failed: stopped, failedCount: 3 })).toEqual(line)
     expect(failures({ ...base, cancelRequested: true, failed: stopped, failedCount: 1 })).toEqual(["  1 segment stopped by the cancel, or started after it and wrote nothing"])
+  })
+
+  it("a running job's segments neither done, running nor failed are waiting; with none running, why; none waiting: nothing said", () => {
+    expect(waiting({ ...base, done: 10, running: 4, failedCount: 1 })).toBe(", 15 waiting")
+    expect(waiting({ ...base, done: 10, running: 0 })).toBe(", 20 waiting for a runner (a dead runner's segments move to the others within about 5 s; with none up, they wait for one)")
+    expect(waiting({ ...base, done: 26, running: 4 })).toBe("")
   })
 })

@@ -185,6 +185,17 @@ export const failures = (s: Cluster.Job.JobStatus) => {
   return [...s.failed.map((x) => `  failed: ${x.error.startsWith(`segment ${x.segment} (`) ? x.error : `segment ${x.segment} (${x.part}): ${x.error}`}`), ...more]
 }
 
+/**
+ * `, N waiting` for a running job's segments neither done, running nor failed (queued for a
+ * runner's slot); with none running, why: a runner that died holds its segments until its
+ * shards move (about 5 s), or no runner is up.
+ */
+export const waiting = (s: Cluster.Job.JobStatus) => {
+  const n = s.segments - s.done - s.running - s.failedCount
+  if (n <= 0) return ""
+  return s.running > 0 ? `, ${n} waiting` : `, ${n} waiting for a runner (a dead runner's segments move to the others within about 5 s; with none up, they wait for one)`
+}
+
 /** A job's state in one word, as `status` prints it and `--json`'s `state` gives it (a cancelled job ends with exit code 130). */
 const stateOf = (s: Cluster.Job.JobStatus): "running" | "cancelling" | "done" | "cancelled" | "failed" =>
   s.result === undefined ? (s.cancelRequested ? "cancelling" : "running") : s.result.ok ? "done" : s.result.exitCode === 130 ? "cancelled" : "failed"
@@ -251,7 +262,7 @@ const jobStatus = (f: { readonly db: string; readonly wait: boolean; readonly js
       const lines = [
         `job ${s.id}: ${state}`,
         `  ${s.source} → ${s.output}`,
-        `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)${s.result === undefined ? `, ${s.running} running` : ""}`,
+        `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)${s.result === undefined ? `, ${s.running} running${waiting(s)}` : ""}`,
         `  ${(s.bytesPerSecond / 1048576).toFixed(1)} MiB/s ${s.result === undefined ? "since submit" : "from submit to its last segment"}${s.etaSeconds !== undefined ? `, about ${Math.ceil(s.etaSeconds)} s left` : ""}`,
         ...s.runners.map((r) => `  runner ${r.runner}: ${counted(r.segments, "segment")} (${(r.bytes / 1048576).toFixed(1)} MiB)${s.result === undefined && r.running > 0 ? `, ${r.running} running` : ""}`),
         ...failures(s)
