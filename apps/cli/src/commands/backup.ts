@@ -297,7 +297,7 @@ const reportCheck = (r: Store.CheckReport & { readonly deep: boolean }, f: { jso
       }
     }
     if (!ok) {
-      return yield* new UserFacing({ detail: `${what}: ${r.problems.length} damaged or missing chunk${r.problems.length === 1 ? "" : "s"}${r.badIndexFiles.length > 0 ? `, ${r.badIndexFiles.length} damaged index file(s)` : ""}`, exitCode: ExitCode.Integrity })
+      return yield* new UserFacing({ detail: `${what}: ${counted(r.problems.length, "damaged or missing chunk")}${r.badIndexFiles.length > 0 ? `, ${counted(r.badIndexFiles.length, "damaged index file")}` : ""}`, exitCode: ExitCode.Integrity })
     }
   })
 

@@ -257,7 +257,7 @@ const jobStatus = (f: { readonly db: string; readonly wait: boolean; readonly js
         cancelling: "cancelling (cancel asked it to stop; it stops once a runner takes the request up)",
         cancelled: "cancelled",
         failed: `failed: ${s.result?.ok === false ? s.result.error : ""}`,
-        done: b === undefined ? "done, published" : `done, generation ${b.generation} stored${b.changed.length > 0 ? ` (${b.changed.length} changed files not stored)` : ""}`
+        done: b === undefined ? "done, published" : `done, generation ${b.generation} stored${b.changed.length > 0 ? ` (${counted(b.changed.length, "changed file")} not stored)` : ""}`
       }[stateOf(s)]
       const lines = [
         `job ${s.id}: ${state}`,

@@ -63,7 +63,7 @@ const checkCutsCommand = Command.make("check-cuts", {
     const r = yield* over(f.file, (i) => checkCuts(i, offsets as Array<number>, { format: f.format }))
     if (f.json) yield* printJson(r)
     else {
-      const lines = [`${f.file}: ${r.safe ? "every cut is safe" : `${r.unsafe} unsafe cut${r.unsafe === 1 ? "" : "s"}`}`]
+      const lines = [`${f.file}: ${r.safe ? "every cut is safe" : counted(r.unsafe, "unsafe cut")}`]
       for (const c of r.cuts) lines.push(`  ${JSON.stringify(c)}`)
       yield* out(lines.join("\n"))
     }
