@@ -511,15 +511,20 @@ const makeWriter = (store: Store, progress: Progress.ProgressReporter) => {
     range?: { readonly start: number; readonly end: number },
     between?: Effect.Effect<void, E>
   ) =>
-    Effect.gen(function*() {
-      const fd = yield* io("open", path, () => fs.openSync(path, "r"))
-      try {
+    // acquireUseRelease, not try/finally: a failure yielded inside Effect.gen abandons the
+    // generator without running its `finally` (a cancelled backup's segment, a read error),
+    // and a runner is a long-lived process that would keep the descriptor.
+    Effect.acquireUseRelease(
+      io("open", path, () => fs.openSync(path, "r")),
+      (fd) => Effect.gen(function*() {
         const was = before ?? identityOf(path, yield* io("stat", path, () => fs.fstatSync(fd, { bigint: true })))
         let position = range?.start ?? 0
         let sinceCheck = 0
         // Asynchronous: a long backup never blocks the event loop (progress, signals).
+        // Uninterruptible: the release closes `fd` only once no read into `staging` is in
+        // flight (a read on a closed, reused descriptor number would fill it from another file).
         const readAt = (at: number) =>
-          Effect.callback<number, IoError>((resume) => {
+          Effect.uninterruptible(Effect.callback<number, IoError>((resume) => {
             const want = range === undefined ? READ_BYTES : Math.min(READ_BYTES, range.end - position)
             if (want <= 0) return resume(Effect.succeed(0))
             fs.read(fd, staging, at, want, range === undefined ? null : position, (e, got) => {
@@ -527,7 +532,7 @@ const makeWriter = (store: Store, progress: Progress.ProgressReporter) => {
               sinceCheck += got
               resume(e ? Effect.fail(fromSystemError("read", path, e)) : Effect.succeed(got))
             })
-          })
+          }))
         const list = yield* chunkAll((at): Effect.Effect<number, IoError | E> => {
           if (between === undefined || sinceCheck < HELD_CHECK_BYTES) return readAt(at)
           sinceCheck = 0
@@ -536,10 +541,9 @@ const makeWriter = (store: Store, progress: Progress.ProgressReporter) => {
         const after = identityOf(path, yield* io("stat", path, () => fs.fstatSync(fd, { bigint: true })))
         const change = ChunkInput.changeOf(was, after)
         return change === undefined ? { chunks: list, identity: after, changed: undefined } : { chunks: undefined, identity: after, changed: change }
-      } finally {
-        fs.closeSync(fd)
-      }
-    })
+      }),
+      (fd) => Effect.sync(() => fs.closeSync(fd))
+    )
   /** The chunks of a stream (standard input), read to its end; `name` names it in errors. */
   const chunkStream = (stream: NodeJS.ReadableStream, name: string) =>
     Effect.suspend(() => {
@@ -1113,19 +1117,23 @@ const restoreTreeClaimed = (store: Store, snap: Snapshot, entries: ReadonlyArray
           else if (e.type === "symlink") yield* io("create", target, () => fs.symlinkSync(e.target ?? "", target))
           else if (e.chunks === undefined) notRestored.push(e.path)
           else {
-            const fd = yield* io("create", target, () => fs.openSync(target, "wx", 0o600))
-            try {
-              for (const [key] of e.chunks) {
-                const b = yield* readChunk(store, key, fds)
-                chunksRead++
-                bytes += b.length
-                yield* io("write", target, () => fs.writeSync(fd, b))
-                progress.update(bytes, bytes)
-              }
-              yield* io("sync", target, () => fs.fsyncSync(fd))
-            } finally {
-              fs.closeSync(fd)
-            }
+            const chunks = e.chunks
+            // Not try/finally: a failure yielded inside Effect.gen skips its `finally`.
+            yield* Effect.acquireUseRelease(
+              io("create", target, () => fs.openSync(target, "wx", 0o600)),
+              (fd) =>
+                Effect.gen(function*() {
+                  for (const [key] of chunks) {
+                    const b = yield* readChunk(store, key, fds)
+                    chunksRead++
+                    bytes += b.length
+                    yield* io("write", target, () => fs.writeSync(fd, b))
+                    progress.update(bytes, bytes)
+                  }
+                  yield* io("sync", target, () => fs.fsyncSync(fd))
+                }),
+              (fd) => Effect.sync(() => fs.closeSync(fd))
+            )
             yield* io("chmod", target, () => fs.chmodSync(target, e.mode & 0o7777))
             yield* io("utimes", target, () => fs.utimesSync(target, seconds(e.mtimeNs), seconds(e.mtimeNs)))
           }

@@ -263,13 +263,20 @@ describe("a distributed backup into the store", () => {
     expect(stopped._tag).toBe("LockBusy")
     expect(packs()).toBe(before)
     // Within one piece too: a segment that is one 40 MiB piece of a big file stops at its
-    // next 8 MiB, not at its end.
+    // next 8 MiB, not at its end (this process read well under 40 MiB: /proc/self/io's
+    // rchar counts every read(2), and the forks pool runs one test file per process), and
+    // closes the piece's file (a runner lives on after its segments: no descriptor kept).
     const big = path.join(dir, "big.dat")
     fs.writeFileSync(big, crypto.randomBytes(40 * 1024 * 1024))
     await run(Store.lockForJob(storeDir, "job-4"))
+    const rchar = () => Number(/^rchar: (\d+)$/m.exec(fs.readFileSync("/proc/self/io", "utf8"))?.[1])
+    const openFds = () => fs.readdirSync("/proc/self/fd").length
+    const [readBefore, fdsBefore] = [rchar(), openFds()]
     const one = failure(Store.storePieces(store, [{ path: big, start: 0, end: 40 * 1024 * 1024 }], { job: "job-4" }))
     setImmediate(() => Store.releaseJobLock(storeDir, "job-4"))
     expect((await one)._tag).toBe("LockBusy")
+    expect(rchar() - readBefore).toBeLessThan(20 * 1024 * 1024)
+    expect(openFds()).toBe(fdsBefore)
     expect(packs()).toBe(before)
     expect((await run(Store.backup(store, { source: src }))).generation).toBe(1)
     Store.close(store)

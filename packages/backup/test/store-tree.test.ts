@@ -104,6 +104,26 @@ describe("directory snapshots", () => {
     expect((await run(Store.check(store, { deep: true }))).problems).toEqual([])
   })
 
+  it("a tree restore that meets a damaged pack fails naming it, publishes nothing and keeps no file open", async () => {
+    const src = path.join(dir, "src")
+    makeTree(src)
+    const store = await run(Store.open({ dir: path.join(dir, "store"), key: { key }, chunker }))
+    const s = await run(Store.backup(store, { source: src }))
+    const packs = fs.readdirSync(path.join(store.dir, "packs"), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name))
+    for (const pack of packs) {
+      const bytes = fs.readFileSync(pack)
+      bytes[bytes.length >> 1] ^= 1
+      fs.writeFileSync(pack, bytes)
+    }
+    // The restore fails inside a file it is writing: that file's descriptor is closed too.
+    const openFds = () => fs.readdirSync("/proc/self/fd").length
+    const before = openFds()
+    expect(await failure(Store.restore(store, { snapshot: s.snapshot, output: path.join(dir, "out") }))).toMatchObject({ _tag: "PackDamaged" })
+    expect(openFds()).toBe(before)
+    expect(fs.readdirSync(dir).filter((n) => n.startsWith("out"))).toEqual([])
+    Store.close(store)
+  })
+
   it("restores one path of a tree: a directory, or a single file; refuses a missing path and an existing output", async () => {
     const src = path.join(dir, "src")
     makeTree(src)
