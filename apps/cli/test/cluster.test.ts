@@ -105,6 +105,9 @@ describe("cage cluster", () => {
     const st = cage(["cluster", "status", failedJob, "--db", db]).stdout.toString()
     expect(st).toMatch(/\n {2}failed: segment 2 \(\S+g\.agcm, chunks 30\.\.44\) on runner 127\.0\.0\.1:\d+: chunk 37 failed authentication/)
     expect(st).not.toMatch(/\) failed: segment 2 \(/)
+    // Once: the header gives the exit code, not the segment's error again.
+    expect(st.startsWith(`job ${failedJob}: failed (exit 3)\n`)).toBe(true)
+    expect(st.match(/chunk 37 failed authentication/g)).toHaveLength(1)
     // Another key: refused before anything is created.
     const other = path.join(dir, "other.key")
     expect(cage(["keygen", "-o", other, "-q"]).code).toBe(0)
@@ -298,6 +301,7 @@ describe("cage cluster", () => {
     // No runner has taken the cancel up yet: the job is "cancelling", alone and in the list of jobs.
     const one = cage(["cluster", "status", job, "--db", db])
     expect(one.stdout.toString()).toContain(`job ${job}: cancelling (cancel asked it to stop; it stops once a runner takes the request up)`)
+    expect(one.stdout.toString()).toContain("  segments 0/5 done (0.0% of 4194304 bytes), 0 running, 5 not started (cancelled: they write nothing)\n")
     const listed = () => {
       const r = cage(["cluster", "status", "--db", db, "--json"])
       expect(r.code).toBe(0)
@@ -314,7 +318,8 @@ describe("cage cluster", () => {
     await new Promise((r) => setTimeout(r, 8000))
     expect(fs.existsSync(`${src}.agcm`)).toBe(false)
     const s = cage(["cluster", "status", job, "--db", db, "--json"])
-    expect(JSON.parse(s.stdout.toString())).toMatchObject({ state: "cancelled", exitCode: 130 })
+    // Whatever of it the new runners ran stopped, or wrote nothing: none failed.
+    expect(JSON.parse(s.stdout.toString())).toMatchObject({ state: "cancelled", exitCode: 130, failedCount: 0 })
     expect(listed()).toMatchObject({ state: "cancelled" })
     expect(cage(["cluster", "status", job, "--db", db]).stdout.toString()).toContain(`job ${job}: cancelled\n`)
     const again = cage(["cluster", "cancel", job, "--db", db])

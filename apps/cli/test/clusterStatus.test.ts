@@ -20,6 +20,7 @@ const base: Cluster.Job.JobStatus = {
   doneBytes: 0,
   failed: [],
   failedCount: 0,
+  stoppedCount: 0,
   cancelRequested: false,
   result: undefined,
   snapshot: null
@@ -43,16 +44,27 @@ describe("cluster status: failed segments", () => {
       "  … and 23 more failed"
     ])
   })
-  it("a cancelled or cancelling job's: one line (they stop, or find their output gone, by design)", () => {
-    const stopped = [failed(4, "segment 4 (…) on runner r: /data/a.bin.agcm.partial: it is gone …")]
+  it("segments stopped by a cancel, or by the job's end: one line, after any real failure, which a cancel does not hide", () => {
     const line = ["  3 segments stopped by the cancel, or started after it and wrote nothing"]
-    expect(failures({ ...base, cancelRequested: true, failed: stopped, failedCount: 3 })).toEqual(line)
-    expect(failures({ ...base, cancelRequested: true, result: { ok: false, error: "cancelled", exitCode: 130 }, failed: stopped, failedCount: 3 })).toEqual(line)
-    expect(failures({ ...base, cancelRequested: true, failed: stopped, failedCount: 1 })).toEqual(["  1 segment stopped by the cancel, or started after it and wrote nothing"])
+    expect(failures({ ...base, cancelRequested: true, stoppedCount: 3 })).toEqual(line)
+    expect(failures({ ...base, cancelRequested: true, result: { ok: false, error: "cancelled", exitCode: 130 }, stoppedCount: 3 })).toEqual(line)
+    expect(failures({ ...base, cancelRequested: true, stoppedCount: 1 })).toEqual(["  1 segment stopped by the cancel, or started after it and wrote nothing"])
+    const damaged = failed(2, "segment 2 (/data/a.bin, chunks 32..47) on runner r: chunk 37 failed authentication")
+    expect(failures({ ...base, cancelRequested: true, failed: [damaged], failedCount: 1, stoppedCount: 2 })).toEqual([
+      `  failed: ${damaged.error}`,
+      "  2 segments stopped by the cancel, or started after it and wrote nothing"
+    ])
+    // A job that failed on its own: the others stopped once it had ended.
+    expect(failures({ ...base, result: { ok: false, error: damaged.error, exitCode: 3 }, failed: [damaged], failedCount: 1, stoppedCount: 4 })).toEqual([
+      `  failed: ${damaged.error}`,
+      "  4 segments stopped once the job had ended, or wrote nothing"
+    ])
   })
 
-  it("a running job's segments neither done, running nor failed are waiting; with none running, why; none waiting: nothing said", () => {
+  it("a running job's segments neither done, running, failed nor stopped are waiting; with none running, why; none waiting: nothing said; cancelled: they never start", () => {
     expect(waiting({ ...base, done: 10, running: 4, failedCount: 1 })).toBe(", 15 waiting")
+    expect(waiting({ ...base, done: 10, running: 4, failedCount: 1, stoppedCount: 2 })).toBe(", 13 waiting")
+    expect(waiting({ ...base, done: 10, running: 0, cancelRequested: true, stoppedCount: 5 })).toBe(", 15 not started (cancelled: they write nothing)")
     expect(waiting({ ...base, done: 10, running: 0 })).toBe(", 20 waiting for a runner (a dead runner's segments move to the others within about 5 s; with none up, they wait for one)")
     expect(waiting({ ...base, done: 26, running: 4 })).toBe("")
   })

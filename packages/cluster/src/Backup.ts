@@ -28,7 +28,8 @@ import { Cause, Effect, Schema } from "effect"
 import { Activity, Workflow } from "effect/workflow"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
-import { awaitSegments, fail, JobFailure, readKey, retryIo, retryStorage, type RunnerOptions } from "./Shared.js"
+import { failureText } from "./Segment.js"
+import { awaitSegments, fail, JobFailure, readKey, retryIo, retryStorage, type RunnerOptions, stop } from "./Shared.js"
 import * as Plan from "./Plan.js"
 import { segmentActivity, slotsOf } from "./SegmentActivity.js"
 import { saltOf, segmentKey } from "./Spread.js"
@@ -170,7 +171,7 @@ const withStore = <A>(dir: string, keyFile: string, where: string, use: (store: 
       Store.open({ dir, key: { key } }).pipe(Effect.ensuring(Effect.sync(() => key.fill(0)))),
       use,
       (store) => Effect.sync(() => Store.close(store))
-    ).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${(e as { message?: string }).message ?? String(e)}`, exitCode: exitCodeOf(e) })))
+    ).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${failureText(e)}`, exitCode: exitCodeOf(e), ...((e as Partial<JobFailure>).stopped === true ? { stopped: true } : {}) })))
   })
 
 export const backupSegmentLayer = (options: RunnerOptions) => {
@@ -194,7 +195,7 @@ export const backupSegmentLayer = (options: RunnerOptions) => {
           const r = yield* withStore(p.dir, p.keyFile, where, (store) =>
             retryIo(Store.storePieces(store, p.pieces, { job: p.jobId })).pipe(
               // (withStore prefixes the message with `where`.)
-              Effect.catchTag("LockBusy", () => fail(`the job no longer holds the store in ${p.dir} (cancelled or ended); this segment stores nothing`, 6))
+              Effect.catchTag("LockBusy", () => stop(`the job no longer holds the store in ${p.dir} (cancelled or ended); this segment stores nothing`, 6))
             ))
           return { pieces: r.pieces, bytes, addedChunks: r.addedChunks, addedBytes: r.addedBytes, storedBytes: r.storedBytes, runner: options.name ?? "?" }
         })

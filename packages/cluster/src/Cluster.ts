@@ -26,7 +26,7 @@ export { awaitSegments, JobFailure, readKey, retryStorage, type RunnerOptions } 
 import * as Plan from "./Plan.js"
 import * as Progress from "./Progress.js"
 import { saltOf, segmentKey } from "./Spread.js"
-import { decryptSegment, encryptSegment, failureText, isStaged, removeStaged, type SegmentCpu, sourceUnchanged, syncFile } from "./Segment.js"
+import { decryptSegment, encryptSegment, failureText, isStaged, outputGone, removeStaged, type SegmentCpu, sourceUnchanged, syncFile } from "./Segment.js"
 
 const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
 
@@ -169,7 +169,7 @@ const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions, wher
       ? encryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, seal: { snapshot: f.snapshot as never, chunkSize: p.chunkSize, headerBytes: f.headerBytes }, segment, staged: f.staged, cpu })
       : decryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, headerBytes: f.headerBytes, segment, staged: f.staged, cpu })
     yield* retryIo(work as Effect.Effect<void, unknown>).pipe(
-      Effect.mapError((e): JobFailure => ({ message: `${where}: ${failureText(e, f.output)}`, exitCode: exitCodeOf(e) })),
+      Effect.mapError((e): JobFailure => ({ message: `${where}: ${failureText(e, f.output)}`, exitCode: exitCodeOf(e), ...(outputGone(e, f.output) ? { stopped: true } : {}) })),
       Effect.ensuring(Effect.sync(() => key.fill(0)))
     )
     return { bytes: plainBytesOf(p, segment), runner: options.name ?? "?" }

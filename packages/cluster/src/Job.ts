@@ -244,11 +244,16 @@ export interface JobStatus {
   readonly failed: ReadonlyArray<{ readonly segment: number; readonly part: string; readonly error: string }>
   /** Segments that failed, all of them (`failed` lists the first 20). */
   readonly failedCount: number
+  /**
+   * Segments that stopped, or wrote nothing, because their job had ended or been cancelled
+   * (their staged output gone, the store's lock handed back): not failures of their own.
+   */
+  readonly stoppedCount: number
   /** Segments running now (started on a runner, not ended). */
   readonly running: number
   /** Per runner (its listen address): segments done and their plaintext bytes, segments running. */
   readonly runners: ReadonlyArray<{ readonly runner: string; readonly segments: number; readonly bytes: number; readonly running: number }>
-  /** Plaintext bytes per second from the job's submit to now, or for an ended job to its last segment's end (0 before a segment is done). */
+  /** Plaintext bytes per second from the job's submit to now, or for an ended job to when its last segment was done (0 before one is). */
   readonly bytesPerSecond: number
   /** Seconds left at that rate, while the job runs (not asked to stop) and the rate is known. */
   readonly etaSeconds: number | undefined
@@ -419,8 +424,8 @@ export const status = (id: string, found?: Found) =>
     const cancelRequested = yield* interruptRequested(f.kind, id)
     const result: JobStatus["result"] = ended === undefined ? undefined : ended._tag === "Success" ? { ok: true } : { ok: false, error: errorText(ended), exitCode: errorCode(ended) }
     const bytes = segments.reduce((n, s) => n + s.bytes, 0)
-    // An ended job's rate is its own, up to its last segment's end, not one that falls as time passes.
-    const seconds = ((ended === undefined ? Date.now() : progress.lastUpdate ?? Date.now()) - f.payload.submittedAt) / 1000
+    // An ended job's rate is its own, up to its last segment done, not one that falls as time passes.
+    const seconds = ((ended === undefined ? Date.now() : progress.lastDone ?? Date.now()) - f.payload.submittedAt) / 1000
     const bytesPerSecond = seconds > 0 ? doneBytes / seconds : 0
     return {
       id,
@@ -438,6 +443,7 @@ export const status = (id: string, found?: Found) =>
       doneBytes,
       failed,
       failedCount: [...progress.runners.values()].reduce((n, r) => n + r.failed, 0),
+      stoppedCount: [...progress.runners.values()].reduce((n, r) => n + r.stopped, 0),
       cancelRequested,
       result,
       snapshot: f.kind === "file" ? (f.payload.files.length === 1 ? f.payload.files[0].snapshot : f.payload.files.map((x) => x.snapshot)) : null,

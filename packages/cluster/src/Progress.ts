@@ -33,7 +33,7 @@ export const ensureTable = Effect.gen(function*() {
   )`.pipe(Effect.ignore)
 })
 
-const write = (jobId: string, segment: number, runner: string, state: "running" | "done" | "failed", bytes: number, error: string | null) =>
+const write = (jobId: string, segment: number, runner: string, state: "running" | "done" | "failed" | "stopped", bytes: number, error: string | null) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const now = Date.now()
@@ -45,7 +45,8 @@ const write = (jobId: string, segment: number, runner: string, state: "running" 
 
 /**
  * Runs segment `segment` of job `jobId` on `runner`, recording it as running, then done
- * (with `bytes`) or failed (with its error's message). A storage error while recording is
+ * (with `bytes`), failed (with its error's message), or stopped (a failure that is
+ * `stopped`: its job ended or was cancelled first). A storage error while recording is
  * retried (a segment whose progress cannot be written cannot store its result either).
  */
 export const tracked = <A, R>(jobId: string, segment: number, runner: string, bytes: number, work: Effect.Effect<A, JobFailure, R>) =>
@@ -55,29 +56,39 @@ export const tracked = <A, R>(jobId: string, segment: number, runner: string, by
     if (exit._tag === "Success") yield* write(jobId, segment, runner, "done", bytes, null)
     else {
       const error = exit.cause.reasons.find((r) => r._tag === "Fail")
-      if (error !== undefined) yield* write(jobId, segment, runner, "failed", 0, (error as { error: JobFailure }).error.message)
+      if (error !== undefined) {
+        const failure = (error as { error: JobFailure }).error
+        yield* write(jobId, segment, runner, failure.stopped === true ? "stopped" : "failed", 0, failure.message)
+      }
     }
     return yield* exit
   })
 
-/** A job's progress: per runner, its segments running and done (and their bytes); the failed segments with their errors (at most `maxFailed`, lowest first); when a segment's row last changed (ms since the epoch; undefined without rows). */
+/**
+ * A job's progress: per runner, its segments running, done (and their bytes), failed and
+ * stopped; the failed segments with their errors (at most `maxFailed`, lowest first); when
+ * the last segment was done (ms since the epoch, the runner's clock; undefined before one is).
+ */
 export const read = (jobId: string, maxFailed = 20) =>
   Effect.gen(function*() {
     // No `ensureTable` here: every client and runner layer creates the table as it starts.
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql<{ runner: string; state: string; n: string; bytes: string; last: string }>`SELECT runner, state, count(*) AS n, coalesce(sum(bytes), 0) AS bytes, max(updated_at) AS last FROM cage_segments WHERE job_id = ${jobId} GROUP BY runner, state`
     const failed = yield* sql<{ segment: number; error: string | null }>`SELECT segment, error FROM cage_segments WHERE job_id = ${jobId} AND state = 'failed' ORDER BY segment LIMIT ${maxFailed}`
-    const runners = new Map<string, { running: number; done: number; bytes: number; failed: number }>()
+    const runners = new Map<string, { running: number; done: number; bytes: number; failed: number; stopped: number }>()
     for (const r of rows) {
-      const at = runners.get(r.runner) ?? { running: 0, done: 0, bytes: 0, failed: 0 }
+      const at = runners.get(r.runner) ?? { running: 0, done: 0, bytes: 0, failed: 0, stopped: 0 }
       const n = Number(r.n)
       if (r.state === "running") at.running += n
       else if (r.state === "done") {
         at.done += n
         at.bytes += Number(r.bytes)
-      } else at.failed += n
+      } else if (r.state === "stopped") at.stopped += n
+      else at.failed += n
       runners.set(r.runner, at)
     }
-    const lastUpdate = rows.reduce<number | undefined>((t, r) => Math.max(t ?? 0, Number(r.last)), undefined)
-    return { runners, failed: failed.map((f) => ({ segment: f.segment, error: f.error ?? "" })), lastUpdate }
+    // Done rows only: a segment left running after its job ended, stopping later, must not
+    // move an ended job's rate.
+    const lastDone = rows.filter((r) => r.state === "done").reduce<number | undefined>((t, r) => Math.max(t ?? 0, Number(r.last)), undefined)
+    return { runners, failed: failed.map((f) => ({ segment: f.segment, error: f.error ?? "" })), lastDone }
   }).pipe(Effect.orDie, retryStorage)

@@ -232,10 +232,20 @@ export const STAGED_CHECK_MS = 200
  * by a cancel, or another file under its name) is about the output, not a source that
  * changed while it was read: its detail alone, after the file's name.
  */
-export const failureText = (e: unknown, output: string): string => {
-  const x = e as { readonly _tag?: string; readonly path?: string; readonly detail?: string; readonly message?: string }
-  if (x._tag === "InputChanged" && x.path === output) return `${output}: ${x.detail}`
+export const failureText = (e: unknown, output?: string): string => {
+  const x = e as { readonly detail?: string; readonly message?: string }
+  if (output !== undefined && outputGone(e, output)) return `${output}: ${x.detail}`
   return x.message ?? String(e)
+}
+
+/**
+ * Whether a segment's failure is about the job's own staged `output` (`InputChanged` naming
+ * it: gone, removed while the segment ran, or not the file the job staged): the segment
+ * stopped because its job ended or was cancelled, not for a fault of its own.
+ */
+export const outputGone = (e: unknown, output: string): boolean => {
+  const x = e as { readonly _tag?: string; readonly path?: string }
+  return x._tag === "InputChanged" && x.path === output
 }
 
 /** Fails with `InputChanged` when the job's staged file, open as `fd`, has no name left (`st_nlink` 0). */

@@ -12,7 +12,7 @@ import { Activity } from "effect/workflow"
 import type { Workflow } from "effect/workflow"
 import * as os from "node:os"
 import * as Progress from "./Progress.js"
-import { fail, JobFailure, retryStorage, type RunnerOptions } from "./Shared.js"
+import { JobFailure, retryStorage, type RunnerOptions, stop } from "./Shared.js"
 
 /**
  * A runner's segment slots: `maxSegments` (default: its cores) segments of any kind run at
@@ -49,7 +49,7 @@ export const segmentActivity = <S extends Schema.Constraint, R>(options: {
     execute: Progress.tracked(options.jobId, options.index, runner, options.bytes, Effect.gen(function*() {
       if (options.runner.segmentDelayMs !== undefined) yield* Effect.sleep(options.runner.segmentDelayMs)
       const ended = yield* retryStorage(options.jobResult)
-      if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* fail(`${where}: the job has ended; this segment writes nothing`)
+      if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* stop(`${where}: the job has ended; this segment writes nothing`)
       return yield* options.work(where)
     })).pipe(Semaphore.withPermits(options.slots, 1))
   })

@@ -25,11 +25,16 @@ export const readKey = (path: string) =>
 /**
  * Why a segment or a job failed: a message in the user's terms (segment, chunk range,
  * runner, file) and the exit code `cage` uses for that kind of failure (3 integrity, 4 I/O
- * or a changed source, 2 usage).
+ * or a changed source, 2 usage). `stopped`: a segment that stopped, or wrote nothing,
+ * because its job had ended or been cancelled (its staged output gone, its store's lock
+ * handed back), not for a fault of its own; `cage_segments` records it as `stopped`, and
+ * status counts it apart from the failed ones.
  */
-export const JobFailure = Schema.Struct({ message: Schema.String, exitCode: Schema.Number })
+export const JobFailure = Schema.Struct({ message: Schema.String, exitCode: Schema.Number, stopped: Schema.optionalKey(Schema.Boolean) })
 export type JobFailure = typeof JobFailure.Type
 export const fail = (message: string, exitCode = 1) => Effect.fail<JobFailure>({ message, exitCode })
+/** A segment's {@link JobFailure} that is `stopped`: its job ended, or was cancelled, first. */
+export const stop = (message: string, exitCode = 1) => Effect.fail<JobFailure>({ message, exitCode, stopped: true })
 
 /**
  * Runner options. `name`: how failures name this runner (its listen address by default).

@@ -15,6 +15,8 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Cluster, Job, Segment, Spread } from "../src/index.js"
 import { type Postgres, startPostgres } from "../src/Postgres.js"
+import * as Progress from "../src/Progress.js"
+import { fail, stop } from "../src/Shared.js"
 import { sha256, startRunner as startRunnerWith } from "./helpers.js"
 
 const chunkSize = 64 * 1024
@@ -191,6 +193,26 @@ describe("a job on two runners", () => {
       fs.rmSync(output)
     }
   }, 900_000)
+
+  it("a segment that stopped because its job ended is recorded as stopped, not failed; an ended job's rate ends at its last segment done", async () => {
+    const job = `job-${crypto.randomUUID()}`
+    const r = await Effect.runPromise(Effect.gen(function*() {
+      yield* Progress.tracked(job, 0, "r1", 10, Effect.succeed(1))
+      yield* Effect.sleep(5)
+      yield* Effect.exit(Progress.tracked(job, 1, "r1", 10, fail("segment 1: chunk 3 failed authentication", 3)))
+      yield* Effect.exit(Progress.tracked(job, 2, "r2", 10, stop("segment 2: the job has ended; this segment writes nothing")))
+      const sql = yield* SqlClient.SqlClient
+      const times = yield* sql<{ segment: number; updated_at: string }>`SELECT segment, updated_at FROM cage_segments WHERE job_id = ${job} ORDER BY segment`
+      const states = yield* sql<{ state: string }>`SELECT state FROM cage_segments WHERE job_id = ${job} ORDER BY segment`
+      return { progress: yield* Progress.read(job), times: times.map((t) => Number(t.updated_at)), states: states.map((s) => s.state) }
+    }).pipe(Effect.provide(Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database }))))
+    expect(r.states).toEqual(["done", "failed", "stopped"])
+    expect(r.progress.runners.get("r1")).toEqual({ running: 0, done: 1, bytes: 10, failed: 1, stopped: 0 })
+    expect(r.progress.runners.get("r2")).toEqual({ running: 0, done: 0, bytes: 0, failed: 0, stopped: 1 })
+    expect(r.progress.failed).toEqual([{ segment: 1, error: "segment 1: chunk 3 failed authentication" }])
+    expect(r.times[2]).toBeGreaterThan(r.times[0])
+    expect(r.progress.lastDone).toBe(r.times[0])
+  }, 60_000)
 
   it("status says what runs where: each runner runs at most its --max-segments at once, and the rows add up to the job", async () => {
     for (const r of runners.splice(0)) r.kill("SIGKILL")

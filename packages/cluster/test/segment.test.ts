@@ -95,8 +95,12 @@ describe("encryptSegment", () => {
     const gone = await failure(Segment.encryptSegment({ source, identity, output: other, key: { key }, seal, segment, staged: otherSeal.staged }))
     expect(gone).toMatchObject({ _tag: "InputChanged", path: other })
     expect(Segment.failureText(gone, other)).toBe(`${other}: it is gone (its job was cancelled or failed, or it was removed): this segment writes nothing`)
+    // About the job's own output: the segment stopped (its job ended), not a failure of its own.
+    expect(Segment.outputGone(gone, other)).toBe(true)
+    expect(Segment.outputGone(gone, output)).toBe(false)
     const noSource = await failure(Segment.encryptSegment({ source: path.join(dir, "none"), identity, output, key: { key }, seal, segment, staged: seal.staged }))
     expect(noSource).toMatchObject({ _tag: "IoError", path: path.join(dir, "none") })
+    expect(Segment.outputGone(noSource, output)).toBe(false)
     // The device number is not part of the check (each machine numbers a shared mount its own way).
     await Effect.runPromise(Segment.encryptSegment({ source, identity: { ...identity, dev: "12345" }, output, key: { key }, seal, segment, staged: seal.staged }))
     fs.appendFileSync(source, "more")

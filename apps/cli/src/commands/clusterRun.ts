@@ -175,24 +175,26 @@ const listJobs = (c: typeof Cluster, f: { readonly json: boolean }) =>
 
 /**
  * A job's failed segments, a line each (the first 20; a segment's error names the segment,
- * its chunks and its runner). A cancelled job's are one line: its segments stop, or find
- * their output gone, by design.
+ * its chunks and its runner), then one line for the segments that stopped, or wrote
+ * nothing, because the job was cancelled or had ended (by design: not failures).
  */
 export const failures = (s: Cluster.Job.JobStatus) => {
-  if (s.failedCount === 0) return []
-  if (stateOf(s) === "cancelling" || stateOf(s) === "cancelled") return [`  ${counted(s.failedCount, "segment")} stopped by the cancel, or started after it and wrote nothing`]
   const more = s.failedCount > s.failed.length ? [`  … and ${s.failedCount - s.failed.length} more failed`] : []
-  return [...s.failed.map((x) => `  failed: ${x.error.startsWith(`segment ${x.segment} (`) ? x.error : `segment ${x.segment} (${x.part}): ${x.error}`}`), ...more]
+  const cancelled = stateOf(s) === "cancelling" || stateOf(s) === "cancelled"
+  const stopped = s.stoppedCount === 0 ? [] : [`  ${counted(s.stoppedCount, "segment")} ${cancelled ? "stopped by the cancel, or started after it and wrote nothing" : "stopped once the job had ended, or wrote nothing"}`]
+  return [...s.failed.map((x) => `  failed: ${x.error.startsWith(`segment ${x.segment} (`) ? x.error : `segment ${x.segment} (${x.part}): ${x.error}`}`), ...more, ...stopped]
 }
 
 /**
- * `, N waiting` for a running job's segments neither done, running nor failed (queued for a
- * runner's slot); with none running, why: a runner that died holds its segments until its
- * shards move (about 5 s), or no runner is up.
+ * `, N waiting` for a running job's segments neither done, running, failed nor stopped
+ * (queued for a runner's slot); with none running, why: a runner that died holds its
+ * segments until its shards move (about 5 s), or no runner is up. A job asked to stop:
+ * they never start their work.
  */
 export const waiting = (s: Cluster.Job.JobStatus) => {
-  const n = s.segments - s.done - s.running - s.failedCount
+  const n = s.segments - s.done - s.running - s.failedCount - s.stoppedCount
   if (n <= 0) return ""
+  if (s.cancelRequested) return `, ${n} not started (cancelled: they write nothing)`
   return s.running > 0 ? `, ${n} waiting` : `, ${n} waiting for a runner (a dead runner's segments move to the others within about 5 s; with none up, they wait for one)`
 }
 
@@ -211,6 +213,7 @@ const summary = (s: Cluster.Job.JobStatus) => ({
   running: s.running,
   failed: s.failed,
   failedCount: s.failedCount,
+  stoppedCount: s.stoppedCount,
   runners: s.runners,
   bytesPerSecond: Math.round(s.bytesPerSecond),
   ...(s.etaSeconds !== undefined ? { etaSeconds: Math.round(s.etaSeconds) } : {}),
@@ -252,11 +255,13 @@ const jobStatus = (f: { readonly db: string; readonly wait: boolean; readonly js
       const s = yield* c.Job.status(id)
       if (f.json) return yield* printJson(summary(s))
       const b = s.backup
+      const ended = s.result
       const state = {
         running: "running",
         cancelling: "cancelling (cancel asked it to stop; it stops once a runner takes the request up)",
         cancelled: "cancelled",
-        failed: `failed: ${s.result?.ok === false ? s.result.error : ""}`,
+        // The failed segment's own line below says it already (the job fails with its error).
+        failed: ended?.ok === false ? (s.failed.some((x) => x.error === ended.error) ? `failed (exit ${ended.exitCode})` : `failed: ${ended.error}`) : "failed",
         done: b === undefined ? "done, published" : `done, generation ${b.generation} stored${b.changed.length > 0 ? ` (${counted(b.changed.length, "changed file")} not stored)` : ""}`
       }[stateOf(s)]
       const lines = [
