@@ -41,6 +41,32 @@ const stdinOffset = (): number | undefined => {
   }
 }
 
+let youngGenerationHeld = false
+/**
+ * From now on, V8 grows no thread's young generation past its present size (the flag is
+ * the process's: the main thread's heap and every worker's) instead of doubling it, up to
+ * 16 MiB semi-spaces, under load. Held where every segment passes through the main thread
+ * on its way in or out: a stream output (`-o -` to a pipe or socket) and a pipe input (`-`
+ * on a pipe or socket). V8 reads the growth factor at each growth, but each new isolate (a
+ * worker thread) resets it to 2 as it configures its heap (V8 11.3, `Heap::ConfigureHeap`):
+ * it is set again once each worker is online (the worker's first milliseconds, before it
+ * has a segment, run with 2). Peak RSS with and without (interleaved runs, 2026-12-06):
+ * 4 GiB from a file to a pipe 100–103 against 123–128 MiB (three each); 1 GiB from a pipe
+ * to a file, encrypt, 97.5 against 103.1 MiB (medians of nine, 1.78 against 1.73 s);
+ * 4 GiB from a pipe to a file, encrypt 99–101 against 116–122 MiB (7.2–7.8 against
+ * 6.9–12.9 s), decrypt 100–111 against 117–130 MiB (7.1–7.9 against 9.4–13.6 s), three
+ * each. A pipe to a pipe runs on the main thread alone: 1.67 s and 86.6 MiB with it, 1.69 s
+ * and 84.0 MiB without (medians of five). A file output through its descriptor (including
+ * /dev/null) is not held: decrypting 4 GiB to /dev/null peaked at 97 MiB either way.
+ */
+const holdYoungGeneration = () => {
+  if (youngGenerationHeld) return
+  youngGenerationHeld = true
+  const hold = () => v8.setFlagsFromString("--semi-space-growth-factor=1")
+  hold()
+  process.on("worker", (worker) => worker.once("online", hold))
+}
+
 /**
  * `-` means stdin. Redirected from a regular file (`< FILE`) and at its start, it is read as
  * that file (random access, so a lone cipher runs in direct mode, at file speed); from a
@@ -52,7 +78,15 @@ export const openInput = (path: string): Effect.Effect<ChunkInput.ChunkInput, Io
   if (path !== "-") return ChunkInput.fromFile(path)
   const kind = kindOf(0)
   // A pipe or socket: read without blocking, into reused buffers. A terminal: Node's stream.
-  if (kind === "other") return Effect.try({ try: () => ChunkInput.fromPipe(0, "stdin"), catch: (e) => fromSystemError("read", "stdin", e) })
+  if (kind === "other") {
+    return Effect.try({
+      try: () => {
+        holdYoungGeneration()
+        return ChunkInput.fromPipe(0, "stdin")
+      },
+      catch: (e) => fromSystemError("read", "stdin", e)
+    })
+  }
   if (kind !== "file") return Effect.sync(() => ChunkInput.fromStream(process.stdin, "stdin"))
   return stdinOffset() === 0 ? ChunkInput.fromOpenFile(0, "stdin") : Effect.succeed(ChunkInput.fromDescriptor(0, "stdin"))
 }
@@ -102,25 +136,6 @@ const fileId = (path: string) => {
  * A file output that is (or whose staging `.partial` is) one of the files the command reads
  * (same device and inode, also through links) is refused, even with `--force`.
  */
-let youngGenerationHeld = false
-/**
- * From now on, V8 keeps this thread's young generation at its present size instead of
- * doubling it (up to 16 MiB semi-spaces) under load. A stream output (`-o -` to a pipe or a
- * socket) hands every segment through this thread: encrypting 4 GiB to a pipe peaked at 111
- * to 122 MiB of RSS with the default and at 98 to 104 MiB with this (three interleaved runs
- * each; bench/stream.mjs, 1 GiB: 106 → 96 MiB). V8 reads the growth factor at each growth,
- * but each new isolate (a worker thread) resets it to 2 as it configures its heap (V8 11.3,
- * `Heap::ConfigureHeap`): it is set again once each worker is online. Not for other
- * outputs: elsewhere it lowered no peak, and a pipe input ran about 10% slower with it.
- */
-const holdYoungGeneration = () => {
-  if (youngGenerationHeld) return
-  youngGenerationHeld = true
-  const hold = () => v8.setFlagsFromString("--semi-space-growth-factor=1")
-  hold()
-  process.on("worker", (worker) => worker.once("online", hold))
-}
-
 export const openOutput = (path: string, overwrite: boolean, fsync = true, reads: ReadonlyArray<ReadFile> = []): Effect.Effect<ChunkOutput.ChunkOutput, UsageError> => {
   if (path === "-") {
     if (process.stdout.isTTY) return usage("Output", "refusing to write binary output to a terminal: use -o FILE or a pipe")
@@ -180,10 +195,10 @@ export const printJson = (value: unknown) =>
     process.stdout.write(JSON.stringify(value) + "\n")
   })
 
-/** Writes a human line to stderr unless quiet (stdout may carry data). */
 /** `n` and `noun`, plural unless `n` is 1: `counted(1, "chunk")` is "1 chunk", `counted(0, "chunk")` "0 chunks". */
 export const counted = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`
 
+/** Writes a human line to stderr unless quiet (stdout may carry data). */
 export const note = (quiet: boolean, text: string) => Effect.sync(() => (quiet ? undefined : process.stderr.write(`cage: ${text}\n`)))
 
 /** The summary line of a run. */
