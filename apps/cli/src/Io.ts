@@ -3,12 +3,13 @@
  *
  * @module
  */
-import { ChunkInput, ChunkOutput, fromSystemError, type IoError, type RunSummary, Size, type UsageError } from "@cage/core"
+import { ChunkInput, ChunkOutput, ExitCode, fromSystemError, type IoError, type RunSummary, Size, type UsageError } from "@cage/core"
 import { Effect, Option } from "effect"
 import * as fs from "node:fs"
+import * as nodePath from "node:path"
 import * as v8 from "node:v8"
 import type { Settings } from "./Config.js"
-import { markJsonPrinted, usage } from "./Errors.js"
+import { markJsonPrinted, usage, UserFacing } from "./Errors.js"
 
 let interruptNoteText = "nothing was published"
 
@@ -200,6 +201,24 @@ export const counted = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" 
 
 /** Writes a human line to stderr unless quiet (stdout may carry data). */
 export const note = (quiet: boolean, text: string) => Effect.sync(() => (quiet ? undefined : process.stderr.write(`cage: ${text}\n`)))
+
+/** A note for each entry of directory `root` a backup skipped (`skipped`: paths under `root`). */
+export const skippedNotes = (quiet: boolean, root: string, skipped: ReadonlyArray<string>) =>
+  Effect.forEach(skipped, (p) => note(quiet, `skipped ${nodePath.join(root, p)}: not a regular file, directory or symlink (or gone)`), { discard: true })
+
+/**
+ * Fails with exit 4 (`UserFacing`) when generation `generation` of `root` was stored
+ * without the files that changed while they were read (`changed`: paths under `root`; the
+ * first 10 named); succeeds when none did.
+ */
+export const changedNotStored = (generation: number, root: string, changed: ReadonlyArray<string>): Effect.Effect<void, UserFacing> => {
+  if (changed.length === 0) return Effect.void
+  const names = changed.slice(0, 10).map((p) => nodePath.join(root, p)).join(", ")
+  return Effect.fail(new UserFacing({
+    detail: `generation ${generation} is stored, but ${counted(changed.length, "file")} changed while being read and ${changed.length === 1 ? "was" : "were"} not stored: ${names}${changed.length > 10 ? ", …" : ""} (back them up again once they no longer change)`,
+    exitCode: ExitCode.Io
+  }))
+}
 
 /** The summary line of a run. */
 export const describeRun = (verb: string, input: string, output: string, s: RunSummary) => {

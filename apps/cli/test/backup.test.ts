@@ -44,6 +44,18 @@ describe("cage backup and cage audit", () => {
     expect(audit).toContain("run_start")
     expect(audit).not.toContain(fs.readFileSync(f("k.key"), "utf8").split("\n")[1].slice("cage-key-1:".length))
   })
+  it("recover rebuilds a lost registry of full copies from their manifests, counting its generations", () => {
+    writeRandom(f("data.bin"), 50_000)
+    expect(run(["backup", "create", "--copy", "-q", "--key", "k.key", "--manifest", "data.bin"]).code).toBe(0)
+    fs.rmSync(f(".cage-backups/.cage_backups.json"))
+    const one = run(["backup", "recover", "--key", "k.key"])
+    expect([one.code, one.stderr]).toEqual([0, "cage: rebuilt the registry: 1 generation (1 from manifests, 0 partial from .bak)\n"])
+    expect(run(["backup", "create", "--copy", "-q", "--key", "k.key", "--manifest", "data.bin"]).code).toBe(0)
+    fs.rmSync(f(".cage-backups/.cage_backups.json"))
+    expect(run(["backup", "recover", "--key", "k.key"]).stderr).toBe("cage: rebuilt the registry: 2 generations (2 from manifests, 0 partial from .bak)\n")
+    expect(run(["backup", "verify", "-q", "data.bin"]).code).toBe(0)
+  })
+
   it("encrypt --audit-log records the run without key material", () => {
     writeRandom(f("in"), 200_000)
     expect(run(["encrypt", "-q", "--key", "k.key", "--audit-log", "a.jsonl", "in"]).code).toBe(0)

@@ -43,7 +43,7 @@ import { loadSettings, type Settings } from "../Config.js"
 import { ExitCode, usage, UserFacing } from "../Errors.js"
 import { audited, auditLogFlag, openAudit } from "../AuditTrail.js"
 import { commonFlags } from "../Flags.js"
-import { counted, note, printJson, refuseReadFiles, resolveLimitRate, setInterruptNote } from "../Io.js"
+import { changedNotStored, counted, note, printJson, refuseReadFiles, resolveLimitRate, setInterruptNote, skippedNotes } from "../Io.js"
 import { keyMaterial, wipe } from "../Keys.js"
 
 const file = Argument.String("file").pipe(Argument.withDescription("The source file (as given to backup create)"))
@@ -204,15 +204,9 @@ const runStoreCreate = (f: CreateFlags) =>
         ? `${counted(r.files, "file")}${r.filesRead === r.files ? "" : ` (${r.filesRead} read, ${r.files - (r.filesRead ?? 0)} unchanged and not read)`}, ${Size.format(r.bytes)}`
         : r.unchanged ? `${Size.format(r.bytes)}, unchanged since the previous generation (not read)` : Size.format(r.bytes)
       yield* note(f.quiet, `stored generation ${r.generation} of ${stdin ? `standard input as ${source}` : f.file} in ${dir}: ${what}; ${counted(r.chunks, "chunk")}, ${r.addedChunks} new (${Size.format(r.addedBytes)} of new data, ${Size.format(r.storedBytes)} written) in ${Date.now() - started} ms`)
-      for (const p of r.skipped ?? []) yield* note(f.quiet, `skipped ${nodePath.join(f.file, p)}: not a regular file, directory or symlink (or gone)`)
+      yield* skippedNotes(f.quiet, f.file, r.skipped ?? [])
     }
-    if (r.changed !== undefined && r.changed.length > 0) {
-      const names = r.changed.slice(0, 10).map((p) => nodePath.join(f.file, p)).join(", ")
-      return yield* new UserFacing({
-        detail: `generation ${r.generation} is stored, but ${counted(r.changed.length, "file")} changed while being read and ${r.changed.length === 1 ? "was" : "were"} not stored: ${names}${r.changed.length > 10 ? ", …" : ""} (back them up again once they no longer change)`,
-        exitCode: ExitCode.Io
-      })
-    }
+    yield* changedNotStored(r.generation, f.file, r.changed ?? [])
   })
 
 const runCopyCreate = (mode: "create" | "resume") => (f: CreateFlags) =>
@@ -544,7 +538,7 @@ const recoverCommand = Command.make("recover", { ...keyFlags, dir: dirFlag, json
     const r = hasCopies ? yield* recover({ dir }) : undefined
     const s = Store.exists(dir) ? yield* Store.recover(yield* openStore(dir, f)) : undefined
     if (f.json) return yield* printJson({ ...(r ?? {}), ...(s ? { store: s } : {}) })
-    if (r) yield* note(f.quiet, `rebuilt the registry: ${r.generations} generations (${r.fromManifests} from manifests, ${r.fromBackup} partial from .bak)${r.corruptMovedTo ? `; the corrupt registry is kept as ${r.corruptMovedTo}` : ""}`)
+    if (r) yield* note(f.quiet, `rebuilt the registry: ${counted(r.generations, "generation")} (${r.fromManifests} from manifests, ${r.fromBackup} partial from .bak)${r.corruptMovedTo ? `; the corrupt registry is kept as ${r.corruptMovedTo}` : ""}`)
     if (s) {
       yield* note(f.quiet, `rebuilt the store's index from ${counted(s.packs, "pack")}: ${counted(s.chunks, "chunk")}`)
       for (const d of s.damagedPacks) yield* note(f.quiet, `damaged pack ${d.pack}: ${d.detail} (its chunks are missing; cage backup verify names the generations that use them)`)

@@ -7,10 +7,9 @@
 import * as Cluster from "@cage/cluster"
 import { Size } from "@cage/core"
 import { Effect, Layer, Option } from "effect"
-import * as nodePath from "node:path"
 import { loadSettings } from "../Config.js"
 import { type ExitCode, UserFacing } from "../Errors.js"
-import { counted, note, printJson, setInterruptNote } from "../Io.js"
+import { changedNotStored, counted, note, printJson, setInterruptNote, skippedNotes } from "../Io.js"
 import { terminal } from "../ProgressBar.js"
 import type { ClusterHandlers } from "./cluster.js"
 
@@ -148,14 +147,8 @@ const waitAndReport = (c: typeof Cluster, id: string, found: Cluster.Job.Found, 
       return
     }
     yield* note(f.quiet || f.json, `job ${id}: stored generation ${b.generation} of ${s.source} in ${s.output}: ${counted(b.files, "file")} (${b.filesRead} read), ${Size.format(b.bytes)}; ${counted(b.chunks, "chunk")}, ${b.addedChunks} new (${Size.format(b.addedBytes)} of new data, ${Size.format(b.storedBytes)} written) in ${seconds.toFixed(1)} s on ${counted(s.runners.length, "runner")}`)
-    for (const p of b.skipped) yield* note(f.quiet || f.json, `skipped ${nodePath.join(s.source, p)}: not a regular file, directory or symlink (or gone)`)
-    if (b.changed.length > 0) {
-      const names = b.changed.slice(0, 10).map((p) => nodePath.join(s.source, p)).join(", ")
-      return yield* new UserFacing({
-        detail: `generation ${b.generation} is stored, but ${counted(b.changed.length, "file")} changed while being read and ${b.changed.length === 1 ? "was" : "were"} not stored: ${names}${b.changed.length > 10 ? ", …" : ""} (back them up again once they no longer change)`,
-        exitCode: 4
-      })
-    }
+    yield* skippedNotes(f.quiet || f.json, s.source, b.skipped)
+    yield* changedNotStored(b.generation, s.source, b.changed)
   })
 
 /**
