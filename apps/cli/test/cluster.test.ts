@@ -289,6 +289,19 @@ describe("cage cluster", () => {
     expect(list.slice(1)).toEqual(ids.slice(1).reverse().map((id, i) => line(id, `lonely${21 - i}.agcm`)))
     const json = JSON.parse(cage(["cluster", "status", "--db", lonely, "--json"]).stdout.toString()) as { jobs: Array<{ job: string; state: string }>; total: number }
     expect([json.total, json.jobs.map((x) => x.job)]).toEqual([21, ids.slice(1).reverse()])
+    // A stored request this version cannot read (another version's, or damaged): named at
+    // the end of the list, which still shows the others; alone, the job is refused with why.
+    const newest = ids[20]
+    pg.run("psql", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "-qAtc", `UPDATE cluster_messages SET payload = '{"not":"a job"}' WHERE message_id = 'Workflow/cage/job/${newest}/run/'`, "lonely"])
+    const mixed = cage(["cluster", "status", "--db", lonely])
+    expect(mixed.code).toBe(0)
+    const rows = mixed.stdout.toString().trimEnd().split("\n")
+    expect(rows[0]).toBe("the 20 most recent of 21 jobs (cage cluster status JOB for one):")
+    expect(rows.slice(1)).toEqual([...ids.slice(1, 20).reverse().map((id, i) => line(id, `lonely${20 - i}.agcm`)), `${newest}  unreadable: its stored request is not a Cage job this version reads`])
+    const mixedJson = JSON.parse(cage(["cluster", "status", "--db", lonely, "--json"]).stdout.toString()) as { jobs: Array<{ job: string }>; unreadable: Array<{ id: string }> }
+    expect([mixedJson.jobs.length, mixedJson.unreadable.map((u) => u.id)]).toEqual([19, [newest]])
+    const alone = cage(["cluster", "status", newest, "--db", lonely])
+    expect([alone.code, alone.stderr]).toEqual([3, `cage: error: job ${newest}: its stored request is not a Cage job this version reads\n`])
   }, 120_000)
 
   it("cancel stops a job and removes its staged output; nothing is published", async () => {

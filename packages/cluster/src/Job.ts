@@ -453,9 +453,12 @@ export const status = (id: string, found?: Found) =>
 
 /**
  * The cluster's most recent jobs, newest first (by when their request was stored): the
- * status of at most `limit` of them (default 20) and how many jobs the cluster holds in all.
- * Two queries on `cluster_messages` (the jobs' stored requests, with their payloads), then
- * each job's {@link status}. Fails with JobError (exit 4) when the tables cannot be read.
+ * status of at most `limit` of them (default 20), how many jobs the cluster holds in all,
+ * and among those `limit` the ones whose stored request this version cannot read (another
+ * Cage version's, or damaged), with why: they are left out of `jobs`, not a reason to fail
+ * the list. Two queries on `cluster_messages` (the jobs' stored requests, with their
+ * payloads), then each job's {@link status}. Fails with JobError (exit 4) when the tables
+ * cannot be read.
  */
 export const recent = (limit = 20) =>
   Effect.gen(function*() {
@@ -464,11 +467,16 @@ export const recent = (limit = 20) =>
       Effect.mapError(tablesUnreadable)
     )
     const [{ n }] = yield* sql<{ n: string | number }>`SELECT count(*) AS n FROM cluster_messages WHERE ${sql.literal(ANY_RUN)}`.pipe(Effect.mapError(tablesUnreadable))
-    const jobs = yield* Effect.forEach(rows, (row) => {
+    const jobs: Array<JobStatus> = []
+    const unreadable: Array<{ readonly id: string; readonly detail: string }> = []
+    for (const row of rows) {
       const id = RUN_ID.exec(row.message_id)?.[1]
-      return id === undefined ? Effect.succeed([]) : decodeFound(id, row).pipe(Effect.flatMap((found) => status(id, found)), Effect.map((s) => [s]))
-    })
-    return { jobs: jobs.flat(), total: Number(n) }
+      if (id === undefined) continue
+      const found = yield* Effect.result(decodeFound(id, row))
+      if (found._tag === "Failure") unreadable.push({ id, detail: found.failure.detail })
+      else jobs.push(yield* status(id, found.success))
+    }
+    return { jobs, unreadable, total: Number(n) }
   })
 
 /**

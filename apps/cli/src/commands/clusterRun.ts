@@ -158,12 +158,15 @@ const waitAndReport = (c: typeof Cluster, id: string, found: Cluster.Job.Found, 
  */
 const listJobs = (c: typeof Cluster, f: { readonly json: boolean }) =>
   Effect.gen(function*() {
-    const { jobs, total } = yield* c.Job.recent(20)
-    if (f.json) return yield* printJson({ jobs: jobs.map(summary), total })
+    const { jobs, unreadable, total } = yield* c.Job.recent(20)
+    if (f.json) return yield* printJson({ jobs: jobs.map(summary), unreadable, total })
     const word = (s: Cluster.Job.JobStatus) => (s.result?.ok === false && stateOf(s) === "failed" ? `failed (exit ${s.result.exitCode})` : stateOf(s))
     const lines = jobs.map((s) => `${s.id}  ${word(s).padEnd(15)} ${`${s.done}/${s.segments}`.padStart(9)} segments  ${s.source} → ${s.output}`)
-    const head = total === 0 ? "no job in this cluster" : total > jobs.length ? `the ${jobs.length} most recent of ${total} jobs (cage cluster status JOB for one):` : `${counted(total, "job")}, newest first (cage cluster status JOB for one):`
-    yield* Effect.sync(() => process.stdout.write([head, ...lines].join("\n") + "\n"))
+    const shown = jobs.length + unreadable.length
+    const head = total === 0 ? "no job in this cluster" : total > shown ? `the ${shown} most recent of ${total} jobs (cage cluster status JOB for one):` : `${counted(total, "job")}, newest first (cage cluster status JOB for one):`
+    // After the list: whatever this version cannot read (another version's job, or damaged).
+    const others = unreadable.map((u) => `${u.id}  unreadable: ${u.detail.replace(`job ${u.id}: `, "")}`)
+    yield* Effect.sync(() => process.stdout.write([head, ...lines, ...others].join("\n") + "\n"))
   })
 
 /**
