@@ -108,6 +108,8 @@ describe("cage cluster", () => {
     // Once: the header gives the exit code, not the segment's error again.
     expect(st.startsWith(`job ${failedJob}: failed (exit 3)\n`)).toBe(true)
     expect(st.match(/chunk 37 failed authentication/g)).toHaveLength(1)
+    // In the list of jobs: its state with its exit code.
+    expect(cage(["cluster", "status", "--db", db]).stdout.toString()).toMatch(new RegExp(`\n${failedJob}  failed \\(exit 3\\) +\\d+/\\d+ segments  `))
     // Another key: refused before anything is created.
     const other = path.join(dir, "other.key")
     expect(cage(["keygen", "-o", other, "-q"]).code).toBe(0)
@@ -334,6 +336,7 @@ describe("cage cluster", () => {
     // Whatever of it the new runners ran stopped, or wrote nothing: none failed.
     expect(JSON.parse(s.stdout.toString())).toMatchObject({ state: "cancelled", exitCode: 130, failedCount: 0 })
     expect(listed()).toMatchObject({ state: "cancelled" })
+    expect(cage(["cluster", "status", "--db", db]).stdout.toString()).toMatch(new RegExp(`\n${job}  cancelled +0/5 segments  `))
     expect(cage(["cluster", "status", job, "--db", db]).stdout.toString()).toContain(`job ${job}: cancelled\n`)
     const again = cage(["cluster", "cancel", job, "--db", db])
     expect([again.code, again.stderr]).toEqual([2, `cage: error: job ${job} already ended (cancelled): nothing to cancel\n`])
