@@ -1,5 +1,6 @@
 // Scale-out (issue 16): what the cluster costs on one machine. A throwaway PostgreSQL, one
-// cluster of 1 runner and one of 2 runners (each in its own database), and single-machine
+// cluster of 1 runner, one of 2 runners, and one of 2 runners that split the machine's cores
+// (`--workers` of half the cores each; each cluster in its own database), and single-machine
 // `cage encrypt` of the same 1 GiB file, interleaved round by round, medians. Each cluster
 // run is `cage cluster submit encrypt … --wait` (a fresh client: submit, then poll until the
 // output is published, fsynced). Then the rows and messages one job leaves in the database,
@@ -10,6 +11,7 @@
 // (`--backup-reps 0` skips it).
 // Usage: node bench/cluster.mjs [--reps 5] [--big-gib 10] [--big-reps 2] [--backup-reps 5]. Target: 2 runners ≥ 0.8x single.
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { spawn, spawnSync } from "node:child_process"
 import { CAGE, dropCaches, ensureWork, interleaved, mbps, numberOption, randomFile, ROOT, table, WORK, writeResult } from "./lib.mjs"
@@ -29,22 +31,26 @@ spawnSync("node", [CAGE, "keygen", "-o", key, "-q"])
 const pg = await Postgres.startPostgres()
 const runners = []
 const psql = (db, sql) => pg.run("psql", ["-h", pg.host, "-p", String(pg.port), "-U", pg.username, "-Atc", sql, db]).trim()
-const cluster = async (db, n) => {
+const cluster = async (db, n, extra = []) => {
   psql("postgres", `create database ${db}`)
   const url = `postgres://${pg.username}@${pg.host}:${pg.port}/${db}`
-  for (let i = 0; i < n; i++) runners.push(spawn("node", [CAGE, "cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", url], { stdio: "ignore" }))
+  for (let i = 0; i < n; i++) runners.push(spawn("node", [CAGE, "cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", url, ...extra], { stdio: "ignore" }))
   return url
 }
+const half = Math.max(1, Math.floor(os.availableParallelism() / 2))
+const split = `cluster, 2 runners, --workers ${half} each`
 try {
   const one = await cluster("one", 1)
   const two = await cluster("two", 2)
+  const twoSplit = await cluster("twosplit", 2, ["--workers", String(half)])
   await new Promise((r) => setTimeout(r, 3000))
   const out = path.join(WORK, "cluster-out.agcm")
   const submit = (url) => [["node", CAGE, "cluster", "submit", "encrypt", input, "-o", out, "--key", key, "--db", url, "--wait", "-q"], { remove: [out, `${out}.partial`] }]
   const r = interleaved({
     "cage encrypt (one process)": [["node", CAGE, "encrypt", input, "-o", out, "--key", key, "-q"], { remove: [out] }],
     "cluster, 1 runner": submit(one),
-    "cluster, 2 runners": submit(two)
+    "cluster, 2 runners": submit(two),
+    [split]: submit(twoSplit)
   }, reps)
   fs.rmSync(out, { force: true })
   const single = r["cage encrypt (one process)"].seconds
@@ -54,7 +60,8 @@ try {
     ...Object.entries(r).map(([k, v]) => [k, v.seconds.toFixed(2), mbps(GiB, v.seconds).toFixed(0), (single / v.seconds).toFixed(2) + "x", v.rssMiB.toFixed(0)])
   ]))
   const ratio = single / r["cluster, 2 runners"].seconds
-  console.log(`2 runners / one process: ${ratio.toFixed(2)}x (target ≥ 0.80: ${ratio >= 0.8 ? "met" : "not met"})`)
+  const splitRatio = single / r[split].seconds
+  console.log(`2 runners / one process: ${ratio.toFixed(2)}x (target ≥ 0.80: ${ratio >= 0.8 ? "met" : "not met"}); sharing the cores (--workers ${half} each): ${splitRatio.toFixed(2)}x (${splitRatio >= 0.8 ? "met" : "not met"})`)
 
   // Rows and messages of one job, against the paper estimate.
   const jobs = Number(psql("two", "select count(*) from cluster_messages where tag = 'run' and entity_type = 'Workflow/cage/job'"))
@@ -64,7 +71,7 @@ try {
   const plan = Plan.planJob([{ path: input, size: GiB }], { headerBytes: 66, chunkBytes: 65536, overheadBytes: 16, shortFinal: true }, 64 * 1024 * 1024)
   const est = Plan.estimate(plan)
   console.log(`one 1 GiB job: ${messages / jobs} messages and ${replies / jobs} replies measured (${jobs} jobs), ${est.messages} estimated; ${payload} bytes of payload per message on average`)
-  const result = { reps, seconds: Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.seconds])), ratio, perJob: { messages: messages / jobs, replies: replies / jobs, estimated: est.messages, payloadBytes: payload } }
+  const result = { reps, seconds: Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.seconds])), ratio, splitRatio, perJob: { messages: messages / jobs, replies: replies / jobs, estimated: est.messages, payloadBytes: payload } }
 
   if (backupReps > 0) {
     const tree = path.join(WORK, "cluster-tree")

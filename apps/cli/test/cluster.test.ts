@@ -18,7 +18,8 @@ beforeAll(async () => {
   pg = await Postgres.startPostgres()
   db = `postgres://${pg.username}@${pg.host}:${pg.port}/${pg.database}`
   dir = tempDir()
-  for (let i = 0; i < 2; i++) runners.push(cageAsync(["cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", db]))
+  // The second seals and opens on its own thread only (--workers 1): the jobs below are byte-identical either way.
+  for (let i = 0; i < 2; i++) runners.push(cageAsync(["cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", db, ...(i === 1 ? ["--workers", "1"] : [])]))
   expect(cage(["keygen", "-o", path.join(dir, "k.key"), "-q"]).code).toBe(0)
 }, 60_000)
 
@@ -179,6 +180,10 @@ describe("cage cluster", () => {
     const src = path.join(dir, "b.bin")
     writeRandom(src, 100_000)
     const key = path.join(dir, "k.key")
+    for (const [flag, value, range] of [["--workers", "0", "from 1 to 256"], ["--workers", "257", "from 1 to 256"], ["--max-segments", "0", "at least 1"]]) {
+      const bad = cage(["cluster", "runner", "--listen", "127.0.0.1:1", "--db", db, flag, value])
+      expect([bad.code, bad.stderr]).toEqual([2, `cage: error: ${flag} ${value}: ${range}\n`])
+    }
     fs.writeFileSync(path.join(dir, "b.bin.agcm"), "mine")
     let r = cage(["cluster", "submit", "encrypt", src, "--key", key, "--db", db])
     expect([r.code, r.stderr]).toEqual([2, `cage: error: ${path.join(dir, "b.bin.agcm")} exists (cluster jobs never replace a file)\n`])

@@ -166,8 +166,8 @@ const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions, wher
     const { segment, file: f } = p
     const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${e}`, exitCode: 2 })))
     const work = p.op === "encrypt"
-      ? encryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, seal: { snapshot: f.snapshot as never, chunkSize: p.chunkSize, headerBytes: f.headerBytes }, segment, staged: f.staged, cpu })
-      : decryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, headerBytes: f.headerBytes, segment, staged: f.staged, cpu })
+      ? encryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, seal: { snapshot: f.snapshot as never, chunkSize: p.chunkSize, headerBytes: f.headerBytes }, segment, staged: f.staged, cpu, workers: options.workers })
+      : decryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, headerBytes: f.headerBytes, segment, staged: f.staged, cpu, workers: options.workers })
     yield* retryIo(work as Effect.Effect<void, unknown>).pipe(
       Effect.mapError((e): JobFailure => ({ message: `${where}: ${failureText(e, f.output)}`, exitCode: exitCodeOf(e), ...(outputGone(e, f.output) ? { stopped: true } : {}) })),
       Effect.ensuring(Effect.sync(() => key.fill(0)))

@@ -24,13 +24,14 @@ export interface FileSeal {
 }
 
 /**
- * Threads one segment's cipher runs on: agcm's default `workers`, the runner's cores (the
- * calling thread is one of them, agcm's pool has one fewer). A segment is sealed in
- * {@link PIECE_BYTES} pieces, `2 × lanes` at once (as the engine keeps `inFlight` segments
- * alive), so one runner uses every core of its machine even with one segment running (one
- * 64 MiB direct job would run on one thread: a runner measured 370 MB/s).
+ * Threads one segment's cipher runs on: `workers` when the runner was given it, else agcm's
+ * default, the runner's cores (the calling thread is one of them, agcm's pool has one
+ * fewer). A segment is sealed in {@link PIECE_BYTES} pieces, `2 × lanes` at once (as the
+ * engine keeps `inFlight` segments alive), so one runner uses every core it is given even
+ * with one segment running (one 64 MiB direct job would run on one thread: a runner
+ * measured 370 MB/s).
  */
-const lanes = defaultWorkers
+const lanes = (workers: number | undefined) => workers ?? defaultWorkers()
 
 /** A segment's direct jobs: about 1 MiB each, the single-machine engine's segment size. */
 const PIECE_BYTES = DEFAULT_SEGMENT_BYTES
@@ -40,8 +41,8 @@ const PIECE_BYTES = DEFAULT_SEGMENT_BYTES
  * `runDirectChunks`), with the cipher's own errors as they are (`ChunkAuthFailed` naming the
  * chunk, not wrapped in the engine's `ProcessorError` naming `agcm-decrypt`).
  */
-const directChunks = (options: Omit<DirectChunksOptions, "segmentBytes" | "inFlight">) =>
-  runDirectChunks({ ...options, segmentBytes: PIECE_BYTES, inFlight: 2 * lanes() }).pipe(
+const directChunks = (options: Omit<DirectChunksOptions, "segmentBytes" | "inFlight">, workers: number | undefined) =>
+  runDirectChunks({ ...options, segmentBytes: PIECE_BYTES, inFlight: 2 * lanes(workers) }).pipe(
     Effect.mapError((e): unknown => e._tag === "ProcessorError" ? e.cause : e)
   )
 
@@ -119,9 +120,9 @@ const withCipher = <P, A, E, E2>(id: string, make: Effect.Effect<Cipher<P>, E2>,
       })
   )
 
-const initOf = (key: KeyMaterial, chunkSize: number, source: string, size: number, resume: JsonValue | undefined) =>
+const initOf = (key: KeyMaterial, chunkSize: number, source: string, size: number, resume: JsonValue | undefined, workers: number | undefined) =>
   Effect.gen(function*() {
-    const p = agcmEncrypt({ ...key, chunkSize, workers: lanes() } as Parameters<typeof agcmEncrypt>[0])
+    const p = agcmEncrypt({ ...key, chunkSize, workers: lanes(workers) } as Parameters<typeof agcmEncrypt>[0])
     const init = yield* p.init({ input: source, inputSize: size, chunkBytes: chunkSize, readHeader: () => Effect.succeed(new Uint8Array(0)), resume }).pipe(
       Effect.tapError(() => p.close?.() ?? Effect.void)
     )
@@ -136,7 +137,7 @@ const initOf = (key: KeyMaterial, chunkSize: number, source: string, size: numbe
  */
 export const startOutput = (options: { readonly source: string; readonly size: number; readonly output: string; readonly key: KeyMaterial; readonly chunkSize: number; readonly resume?: JsonValue }) =>
   Effect.gen(function*() {
-    const { p, init } = yield* initOf(options.key, options.chunkSize, options.source, options.size, options.resume)
+    const { p, init } = yield* initOf(options.key, options.chunkSize, options.source, options.size, options.resume, undefined)
     const header = init.header ?? new Uint8Array(0)
     const snapshot = p.snapshot?.() ?? null
     yield* p.close?.() ?? Effect.void
@@ -350,6 +351,8 @@ export const encryptSegment = (options: {
   readonly staged: StagedFile
   /** Runs the reading and sealing, not the fdatasync after it (see {@link SegmentCpu}). */
   readonly cpu?: SegmentCpu
+  /** Threads the cipher runs on (default: the cores; see `RunnerOptions.workers`). */
+  readonly workers?: number
 }) =>
   Effect.gen(function*() {
     const { source, identity, output, seal, segment } = options
@@ -357,7 +360,7 @@ export const encryptSegment = (options: {
     yield* check
     const id = cipherId("seal", options.key, { snapshot: seal.snapshot, chunkSize: seal.chunkSize, source, identity: [identity.size, identity.mtimeNs, identity.ctimeNs, identity.ino] })
     const fds = yield* openPair(source, output, options.staged)
-    const sealing = withCipher(id, initOf(options.key, seal.chunkSize, source, identity.size, seal.snapshot), ({ init, p }) =>
+    const sealing = withCipher(id, initOf(options.key, seal.chunkSize, source, identity.size, seal.snapshot, options.workers), ({ init, p }) =>
       Effect.gen(function*() {
         // The header on disk (read through the descriptor written below) must be the one this
         // job's snapshot makes (same salt, key commitment, chunk size): sealing under a header
@@ -376,7 +379,7 @@ export const encryptSegment = (options: {
           to: segment.firstChunk + segment.chunks,
           input: { fd: fds.input, description: source },
           output: { fd: fds.out, path: output, base: seal.headerBytes }
-        })
+        }, options.workers)
       }))
     yield* untilUnstaged((options.cpu ?? asIs)(sealing), fds, output).pipe(
       Effect.andThen(datasync(fds.out, output)),
@@ -406,6 +409,8 @@ export const decryptSegment = (options: {
   readonly staged: StagedFile
   /** Runs the reading and opening, not the fdatasync after it (see {@link SegmentCpu}). */
   readonly cpu?: SegmentCpu
+  /** Threads the cipher runs on (default: the cores; see `RunnerOptions.workers`). */
+  readonly workers?: number
 }) =>
   Effect.gen(function*() {
     const { source, identity, output, segment } = options
@@ -414,7 +419,7 @@ export const decryptSegment = (options: {
     // The header is read and authenticated once per runner and file (the cipher is cached):
     // the source's identity, checked before and after each segment, is part of the cache key.
     const make = Effect.gen(function*() {
-      const p = agcmDecrypt({ ...options.key, workers: lanes() } as Parameters<typeof agcmDecrypt>[0])
+      const p = agcmDecrypt({ ...options.key, workers: lanes(options.workers) } as Parameters<typeof agcmDecrypt>[0])
       const readHeader = (n: number) =>
         Effect.try({
           try: () => {
@@ -441,7 +446,7 @@ export const decryptSegment = (options: {
           to: segment.firstChunk + segment.chunks,
           input: { fd: fds.input, description: source },
           output: { fd: fds.out, path: output, base: 0 }
-        })
+        }, options.workers)
       }))
     yield* untilUnstaged((options.cpu ?? asIs)(run), fds, output).pipe(
       Effect.andThen(datasync(fds.out, output)),

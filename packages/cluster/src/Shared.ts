@@ -45,6 +45,13 @@ export interface RunnerOptions {
   readonly name?: string
   /** Segments this runner seals or opens at once (default: its cores); the others wait, costing no buffers. */
   readonly maxSegments?: number
+  /**
+   * Threads a file job's segment seals or opens on (agcm's `workers`: this runner's own
+   * thread and `workers − 1` pool threads; default: its cores). Runners that share a
+   * machine split its cores: two runners on 2 cores ran a 1 GiB job about 10% faster with
+   * 1 each than with 2 each (docs/scale-out.md).
+   */
+  readonly workers?: number
   readonly segmentDelayMs?: number
 }
 

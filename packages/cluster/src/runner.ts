@@ -4,7 +4,8 @@
  * Registers with the runners table, takes shards, and runs segments until SIGTERM or
  * SIGINT (graceful); `kill -9` is survived by the others once its shard locks expire.
  * `--segment-delay-ms N` pauses before each segment (tests that kill a runner mid-job);
- * `--max-segments N` bounds the segments it runs at once (default: its cores).
+ * `--max-segments N` bounds the segments it runs at once (default: its cores); `--workers N`
+ * the threads each segment's cipher runs on (default: its cores).
  *
  * @module
  */
@@ -27,6 +28,7 @@ NodeRuntime.runMain(Layer.launch(runnerLayer(
   { host: db[1], port: Number(db[2]), username: arg("--user") ?? "cage", database: db[3] ?? "postgres" },
   {
     ...(arg("--segment-delay-ms") === undefined ? {} : { segmentDelayMs: Number(arg("--segment-delay-ms")) }),
-    ...(arg("--max-segments") === undefined ? {} : { maxSegments: Number(arg("--max-segments")) })
+    ...(arg("--max-segments") === undefined ? {} : { maxSegments: Number(arg("--max-segments")) }),
+    ...(arg("--workers") === undefined ? {} : { workers: Number(arg("--workers")) })
   }
 )))

@@ -43,6 +43,35 @@ const shuffled = <A>(xs: ReadonlyArray<A>, seed: number) => {
 }
 
 describe("encryptSegment", () => {
+  it("workers: 1 seals on the calling thread alone (no worker thread started), 2 on the cipher's pool too; the same bytes", async () => {
+    const started: Array<number> = []
+    let threads = 0
+    const onWorker = () => threads++
+    process.on("worker", onWorker)
+    try {
+      for (const workers of [1, 2]) {
+        // A source of its own each time: the runner keeps a cipher per source, whatever its workers.
+        const size = 16 * 1024 * 1024 + 5
+        const source = path.join(dir, `in-${workers}`)
+        fs.writeFileSync(source, crypto.randomBytes(size))
+        const ref = await singleMachine(source, path.join(dir, `ref-${workers}.agcm`))
+        const output = path.join(dir, `out-${workers}.agcm.partial`)
+        const identity = await Effect.runPromise(ChunkInput.statIdentity(source))
+        const seal = await Effect.runPromise(Segment.startOutput({ source, size, output, key: { key }, chunkSize, resume: ref.snapshot }))
+        const before = threads
+        for (const segment of Plan.planJob([{ path: source, size }], { headerBytes: seal.headerBytes, chunkBytes: chunkSize, overheadBytes: 16, shortFinal: true }, 8 * 1024 * 1024).segments) {
+          await Effect.runPromise(Segment.encryptSegment({ source, identity, output, key: { key }, seal, segment, staged: seal.staged, workers }))
+        }
+        started.push(threads - before)
+        expect(fs.readFileSync(output).equals(ref.bytes)).toBe(true)
+      }
+    } finally {
+      process.off("worker", onWorker)
+    }
+    expect(started[0]).toBe(0)
+    expect(started[1]).toBeGreaterThan(0)
+  })
+
   for (const size of [0, 1, chunkSize - 1, chunkSize, chunkSize + 1, 4 * chunkSize, 4 * chunkSize + 1, 13 * chunkSize + 777]) {
     it(`${size} bytes: segments in any order, one run twice, equal a single-machine encryption with the same salt`, async () => {
       const source = path.join(dir, "in")

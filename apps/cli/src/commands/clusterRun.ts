@@ -280,10 +280,15 @@ export const clusterHandlers: ClusterHandlers = {
       const address = yield* parseListen(f.listen)
       const options = yield* parseDb(f.db)
       if (Option.isSome(f.maxSegments) && f.maxSegments.value < 1) return yield* new UserFacing({ detail: `--max-segments ${f.maxSegments.value}: at least 1`, exitCode: 2 })
+      // The cipher's own range (agcm refuses others, but only once a segment runs).
+      if (Option.isSome(f.workers) && (f.workers.value < 1 || f.workers.value > 256)) return yield* new UserFacing({ detail: `--workers ${f.workers.value}: from 1 to 256`, exitCode: 2 })
       yield* setInterruptNote("this runner stopped; its shards and segments move to the other runners")
       process.stderr.write(`cage: cluster runner on ${f.listen}, database ${options.host}:${options.port}/${options.database}; Ctrl-C stops it (its segments move to the other runners)\n`)
       // Runs until interrupted: Ctrl-C (or SIGTERM) closes the layer, which hands its shards over.
-      return yield* Layer.launch(c.Cluster.runnerLayer(address, options, Option.isSome(f.maxSegments) ? { maxSegments: f.maxSegments.value } : {})).pipe(databaseErrors(f.db), listenErrors(f.listen))
+      return yield* Layer.launch(c.Cluster.runnerLayer(address, options, {
+        ...(Option.isSome(f.maxSegments) ? { maxSegments: f.maxSegments.value } : {}),
+        ...(Option.isSome(f.workers) ? { workers: f.workers.value } : {})
+      })).pipe(databaseErrors(f.db), listenErrors(f.listen))
     }),
   submitEncrypt: (f) =>
     Effect.gen(function*() {
