@@ -28,8 +28,7 @@ import { Cause, Effect, Schema } from "effect"
 import { Activity, Workflow } from "effect/workflow"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
-import { failureText } from "./Segment.js"
-import { awaitSegments, fail, JobFailure, readKey, retryIo, retryStorage, type RunnerOptions, stop } from "./Shared.js"
+import { awaitSegments, fail, JobFailure, messageOf, readKey, retryIo, retryStorage, type RunnerOptions, stop } from "./Shared.js"
 import * as Plan from "./Plan.js"
 import { segmentActivity, slotsOf } from "./SegmentActivity.js"
 import { saltOf, segmentKey } from "./Spread.js"
@@ -171,7 +170,7 @@ const withStore = <A>(dir: string, keyFile: string, where: string, use: (store: 
       Store.open({ dir, key: { key } }).pipe(Effect.ensuring(Effect.sync(() => key.fill(0)))),
       use,
       (store) => Effect.sync(() => Store.close(store))
-    ).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${failureText(e)}`, exitCode: exitCodeOf(e), ...((e as Partial<JobFailure>).stopped === true ? { stopped: true } : {}) })))
+    ).pipe(Effect.mapError((e: unknown): JobFailure => ({ message: `${where}: ${messageOf(e)}`, exitCode: exitCodeOf(e), ...((e as { readonly stopped?: unknown }).stopped === true ? { stopped: true } : {}) })))
   })
 
 export const backupSegmentLayer = (options: RunnerOptions) => {
@@ -190,6 +189,7 @@ export const backupSegmentLayer = (options: RunnerOptions) => {
       bytes,
       where: `segment ${p.index} (${p.pieces.length === 1 ? first.path : `${p.pieces.length} files from ${first.path}`})`,
       jobResult: BackupJobWorkflow.poll(p.jobId),
+      jobTag: BackupJobWorkflow._tag,
       work: (where) =>
         Effect.gen(function*() {
           const r = yield* withStore(p.dir, p.keyFile, where, (store) =>

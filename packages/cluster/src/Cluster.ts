@@ -155,6 +155,7 @@ const segmentLayer = (options: RunnerOptions) => {
       bytes: plainBytesOf(p, segment),
       where: `segment ${p.index} (${f.source}, chunks ${segment.firstChunk}..${segment.firstChunk + segment.chunks - 1})`,
       jobResult: JobWorkflow.poll(p.jobId),
+      jobTag: JobWorkflow._tag,
       work: (where) => sealSegment(p, options, where, cpu)
     })
   })

@@ -20,6 +20,7 @@ import { list as listCopies, Store } from "@cage/backup"
 import { backupJobId, BackupJobWorkflow, BackupPayload, type BackupResult, backupSegmentId, BackupSegmentWorkflow, isDirectory, segmentCosts, segmentsOf } from "./Backup.js"
 import * as Progress from "./Progress.js"
 import { finalName, type JobFile, JobPayload, JobWorkflow, LOCK_SECONDS, planOf, plainBytesOf, readKey, retryStorage, segmentId, SegmentWorkflow } from "./Cluster.js"
+import { interruptAsked } from "./Shared.js"
 import { saltOf, shardOwners, spreadSalts } from "./Spread.js"
 import { isStaged, removeStaged, stagedOf, startOutput } from "./Segment.js"
 
@@ -399,12 +400,7 @@ const segmentsOfJob = (f: Found) =>
  * 4.0.6, `ClusterWorkflowEngine`), whether or not a runner has acted on it yet.
  */
 const interruptRequested = (kind: Found["kind"], id: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const messageId = `${ENTITY[kind]}/${id}/deferred/Workflow/InterruptSignal`
-    const rows = yield* sql<{ n: number }>`SELECT 1 AS n FROM cluster_messages WHERE message_id = ${messageId}`.pipe(Effect.mapError(tablesUnreadable))
-    return rows.length > 0
-  })
+  interruptAsked(kind === "file" ? JobWorkflow._tag : BackupJobWorkflow._tag, id).pipe(Effect.mapError(tablesUnreadable))
 
 /**
  * Reads a job's progress: its segments' rows in `cage_segments` (two queries, whatever the

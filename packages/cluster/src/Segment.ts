@@ -15,6 +15,7 @@ import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import type { Segment } from "./Plan.js"
+import { messageOf } from "./Shared.js"
 
 /** What every segment of a file needs besides the key: the header's non-secret snapshot (salt, commitment), the chunk size, the header length. */
 export interface FileSeal {
@@ -233,11 +234,8 @@ export const STAGED_CHECK_MS = 200
  * by a cancel, or another file under its name) is about the output, not a source that
  * changed while it was read: its detail alone, after the file's name.
  */
-export const failureText = (e: unknown, output?: string): string => {
-  const x = e as { readonly detail?: string; readonly message?: string }
-  if (output !== undefined && outputGone(e, output)) return `${output}: ${x.detail}`
-  return x.message ?? String(e)
-}
+export const failureText = (e: unknown, output: string): string =>
+  outputGone(e, output) ? `${output}: ${(e as { readonly detail?: string }).detail}` : messageOf(e)
 
 /**
  * Whether a segment's failure is about the job's own staged `output` (`InputChanged` naming
@@ -358,7 +356,7 @@ export const encryptSegment = (options: {
     const { source, identity, output, seal, segment } = options
     const check = sourceUnchanged(source, identity)
     yield* check
-    const id = cipherId("seal", options.key, { snapshot: seal.snapshot, chunkSize: seal.chunkSize, source, identity: [identity.size, identity.mtimeNs, identity.ctimeNs, identity.ino] })
+    const id = cipherId("seal", options.key, { snapshot: seal.snapshot, chunkSize: seal.chunkSize, source, identity: [identity.size, identity.mtimeNs, identity.ctimeNs, identity.ino], workers: options.workers ?? null })
     const fds = yield* openPair(source, output, options.staged)
     const sealing = withCipher(id, initOf(options.key, seal.chunkSize, source, identity.size, seal.snapshot, options.workers), ({ init, p }) =>
       Effect.gen(function*() {
@@ -433,7 +431,7 @@ export const decryptSegment = (options: {
       )
       return { p, init: init ?? {} }
     })
-    const id = cipherId("open", options.key, { headerBytes: options.headerBytes, source, identity: [identity.size, identity.mtimeNs, identity.ctimeNs, identity.ino] })
+    const id = cipherId("open", options.key, { headerBytes: options.headerBytes, source, identity: [identity.size, identity.mtimeNs, identity.ctimeNs, identity.ino], workers: options.workers ?? null })
     const run = withCipher(id, make, ({ init, p }) =>
       Effect.gen(function*() {
         if (init.framing === undefined) return yield* Effect.die(new Error("internal error: agcm-decrypt declared no framing"))

@@ -12,7 +12,7 @@ import { Activity } from "effect/workflow"
 import type { Workflow } from "effect/workflow"
 import * as os from "node:os"
 import * as Progress from "./Progress.js"
-import { JobFailure, retryStorage, type RunnerOptions, stop } from "./Shared.js"
+import { fail, interruptAsked, JobFailure, retryStorage, type RunnerOptions, stop } from "./Shared.js"
 
 /**
  * A runner's segment slots: `maxSegments` (default: its cores) segments of any kind run at
@@ -26,7 +26,10 @@ export const slotsOf = (options: RunnerOptions) => Semaphore.makeUnsafe(Math.max
  * `cage_segments` with `bytes` (plaintext bytes, counted when done), after the runner's
  * test delay, and only while `jobResult` (the job's stored result) is not complete; then
  * `work`. `where` names the segment in failures (`segment 3 (FILE, chunks …)`); the
- * runner's name is added here.
+ * runner's name is added here. A failure of `work` that says it `stopped` (its output gone,
+ * its store handed back) is recorded as stopped only once the job has ended or `cancel`
+ * asked it to stop (its interrupt signal, looked up by `jobTag`): an `OUT.partial` someone
+ * else removed while the job ran is this segment's failure, and fails the job.
  */
 export const segmentActivity = <S extends Schema.Constraint, R>(options: {
   readonly name: string
@@ -38,6 +41,7 @@ export const segmentActivity = <S extends Schema.Constraint, R>(options: {
   readonly bytes: number
   readonly where: string
   readonly jobResult: Effect.Effect<Option.Option<Workflow.Result<unknown, unknown>>, never, R>
+  readonly jobTag: string
   readonly work: (where: string) => Effect.Effect<S["Type"], JobFailure, R>
 }) => {
   const runner = options.runner.name ?? "?"
@@ -50,7 +54,14 @@ export const segmentActivity = <S extends Schema.Constraint, R>(options: {
       if (options.runner.segmentDelayMs !== undefined) yield* Effect.sleep(options.runner.segmentDelayMs)
       const ended = yield* retryStorage(options.jobResult)
       if (Option.isSome(ended) && ended.value._tag === "Complete") return yield* stop(`${where}: the job has ended; this segment writes nothing`)
-      return yield* options.work(where)
+      return yield* options.work(where).pipe(
+        Effect.catchIf((f) => f.stopped === true, (f) =>
+          Effect.gen(function*() {
+            const now = yield* retryStorage(options.jobResult)
+            const confirmed = (Option.isSome(now) && now.value._tag === "Complete") || (yield* retryStorage(Effect.orDie(interruptAsked(options.jobTag, options.jobId))))
+            return yield* (confirmed ? Effect.fail(f) : fail(f.message, f.exitCode))
+          }))
+      )
     })).pipe(Semaphore.withPermits(options.slots, 1))
   })
 }

@@ -8,6 +8,7 @@
 import { parseKeyText } from "@cage/agcm"
 import { fromSystemError } from "@cage/core"
 import { Cause, Clock, Effect, Option, Schema } from "effect"
+import { SqlClient } from "effect/sql"
 import type { Workflow } from "effect/workflow"
 import * as fs from "node:fs"
 
@@ -36,6 +37,22 @@ export const fail = (message: string, exitCode = 1) => Effect.fail<JobFailure>({
 /** A segment's {@link JobFailure} that is `stopped`: its job ended, or was cancelled, first. */
 export const stop = (message: string, exitCode = 1) => Effect.fail<JobFailure>({ message, exitCode, stopped: true })
 
+/** An error's own message, else its text. */
+export const messageOf = (e: unknown): string => (e as { readonly message?: string } | null)?.message ?? String(e)
+
+/**
+ * Whether `cancel` asked job `jobId` (of the workflow tagged `tag`) to stop: effect's
+ * workflow engine stores the interrupt as a deferred `Workflow/InterruptSignal` message of
+ * the job's entity (effect 4.0.6, `ClusterWorkflowEngine`), whether or not a runner has
+ * acted on it yet. Fails with the storage's error.
+ */
+export const interruptAsked = (tag: string, jobId: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ n: number }>`SELECT 1 AS n FROM cluster_messages WHERE message_id = ${`Workflow/${tag}/${jobId}/deferred/Workflow/InterruptSignal`}`
+    return rows.length > 0
+  })
+
 /**
  * Runner options. `name`: how failures name this runner (its listen address by default).
  * `segmentDelayMs`: a pause before each segment, for tests that must kill a runner while
@@ -48,8 +65,8 @@ export interface RunnerOptions {
   /**
    * Threads a file job's segment seals or opens on (agcm's `workers`: this runner's own
    * thread and `workers − 1` pool threads; default: its cores). Runners that share a
-   * machine split its cores: two runners on 2 cores ran a 1 GiB job about 10% faster with
-   * 1 each than with 2 each (docs/scale-out.md).
+   * machine split its cores: two runners on 2 cores took 17 to 19% less time for a 1 GiB
+   * job with 1 each than with 2 each (docs/scale-out.md).
    */
   readonly workers?: number
   readonly segmentDelayMs?: number

@@ -19,8 +19,9 @@ const arg = (name: string) => {
 }
 const listen = /^(.+):(\d+)$/.exec(arg("--listen") ?? "")
 const db = /^(.+):(\d+)(?:\/(.+))?$/.exec(arg("--db") ?? "")
-if (listen === null || db === null) {
-  process.stderr.write("usage: runner --listen HOST:PORT --db HOST:PORT[/DATABASE] [--user NAME]\n")
+const counts = ["--segment-delay-ms", "--max-segments", "--workers"].filter((name) => arg(name) !== undefined && !/^\d+$/.test(arg(name) ?? ""))
+if (listen === null || db === null || counts.length > 0) {
+  process.stderr.write(`usage: runner --listen HOST:PORT --db HOST:PORT[/DATABASE] [--user NAME]${counts.length > 0 ? ` (${counts.join(", ")}: a whole number)` : ""}\n`)
   process.exit(2)
 }
 NodeRuntime.runMain(Layer.launch(runnerLayer(

@@ -214,6 +214,27 @@ describe("a job on two runners", () => {
     expect(r.progress.lastDone).toBe(r.times[0])
   }, 60_000)
 
+  it("an OUT.partial someone else removes while the job runs fails the job, and the segment that found it gone counts as failed, not stopped", async () => {
+    for (const r of runners.splice(0)) r.kill("SIGKILL")
+    // Segments pause 1 s before their work: the file is gone by then, and no cancel asked anything.
+    await startRunner(["--segment-delay-ms", "1000"])
+    const { payload, output } = await prepare("removed", 1024 * 1024 + 5, 256 * 1024)
+    const client = Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })
+    const s = await Effect.runPromise(Effect.gen(function*() {
+      const id = yield* Cluster.submit(payload)
+      fs.rmSync(output)
+      for (;;) {
+        const now = yield* Job.status(id)
+        if (now.result !== undefined) return now
+        yield* Effect.sleep(200)
+      }
+    }).pipe(Effect.provide(client), Effect.timeout("120 seconds")))
+    expect(s.result?.ok).toBe(false)
+    expect(s.failedCount).toBeGreaterThanOrEqual(1)
+    expect(s.failed[0].error).toContain(`${output}: it is gone`)
+    expect(s.failedCount + s.stoppedCount).toBeLessThanOrEqual(s.segments)
+  }, 120_000)
+
   it("status says what runs where: each runner runs at most its --max-segments at once, and the rows add up to the job", async () => {
     for (const r of runners.splice(0)) r.kill("SIGKILL")
     // Slow segments (1 s each), so a poll sees them running; one runner takes one at a time.

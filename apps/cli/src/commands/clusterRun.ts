@@ -272,6 +272,20 @@ const jobStatus = (f: { readonly db: string; readonly wait: boolean; readonly js
     })
   )
 
+/**
+ * `cage cluster runner`'s `--max-segments` (at least 1) and `--workers` (1 to 256, the
+ * cipher's own range: agcm would refuse others only once a segment runs) as the runner's
+ * options; out of range: `UserFacing`, exit 2.
+ */
+export const runnerOptions = (f: { readonly maxSegments: Option.Option<number>; readonly workers: Option.Option<number> }): Effect.Effect<Cluster.Cluster.RunnerOptions, UserFacing> => {
+  if (Option.isSome(f.maxSegments) && f.maxSegments.value < 1) return Effect.fail(new UserFacing({ detail: `--max-segments ${f.maxSegments.value}: at least 1`, exitCode: 2 }))
+  if (Option.isSome(f.workers) && (f.workers.value < 1 || f.workers.value > 256)) return Effect.fail(new UserFacing({ detail: `--workers ${f.workers.value}: from 1 to 256`, exitCode: 2 }))
+  return Effect.succeed({
+    ...(Option.isSome(f.maxSegments) ? { maxSegments: f.maxSegments.value } : {}),
+    ...(Option.isSome(f.workers) ? { workers: f.workers.value } : {})
+  })
+}
+
 /** The handlers, doing the work in this process. */
 export const clusterHandlers: ClusterHandlers = {
   runner: (f) =>
@@ -279,16 +293,11 @@ export const clusterHandlers: ClusterHandlers = {
       const c = yield* load
       const address = yield* parseListen(f.listen)
       const options = yield* parseDb(f.db)
-      if (Option.isSome(f.maxSegments) && f.maxSegments.value < 1) return yield* new UserFacing({ detail: `--max-segments ${f.maxSegments.value}: at least 1`, exitCode: 2 })
-      // The cipher's own range (agcm refuses others, but only once a segment runs).
-      if (Option.isSome(f.workers) && (f.workers.value < 1 || f.workers.value > 256)) return yield* new UserFacing({ detail: `--workers ${f.workers.value}: from 1 to 256`, exitCode: 2 })
+      const runner = yield* runnerOptions(f)
       yield* setInterruptNote("this runner stopped; its shards and segments move to the other runners")
       process.stderr.write(`cage: cluster runner on ${f.listen}, database ${options.host}:${options.port}/${options.database}; Ctrl-C stops it (its segments move to the other runners)\n`)
       // Runs until interrupted: Ctrl-C (or SIGTERM) closes the layer, which hands its shards over.
-      return yield* Layer.launch(c.Cluster.runnerLayer(address, options, {
-        ...(Option.isSome(f.maxSegments) ? { maxSegments: f.maxSegments.value } : {}),
-        ...(Option.isSome(f.workers) ? { workers: f.workers.value } : {})
-      })).pipe(databaseErrors(f.db), listenErrors(f.listen))
+      return yield* Layer.launch(c.Cluster.runnerLayer(address, options, runner)).pipe(databaseErrors(f.db), listenErrors(f.listen))
     }),
   submitEncrypt: (f) =>
     Effect.gen(function*() {
