@@ -17,6 +17,7 @@ import { Cause, Effect, Layer, Option, Schema, Semaphore } from "effect"
 import { ClusterWorkflowEngine, RunnerAddress } from "effect/cluster"
 import { Activity, Workflow } from "effect/workflow"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as nodePath from "node:path"
 import * as Backup from "./Backup.js"
 import { awaitSegments, fail, JobFailure, readKey, retryIo, retryStorage, type RunnerOptions } from "./Shared.js"
@@ -25,7 +26,7 @@ import { segmentActivity, slotsOf } from "./SegmentActivity.js"
 export { awaitSegments, JobFailure, readKey, retryStorage, type RunnerOptions } from "./Shared.js"
 import * as Plan from "./Plan.js"
 import * as Progress from "./Progress.js"
-import { saltOf, segmentKey } from "./Spread.js"
+import { coresShare, saltOf, segmentKey, shardOwners } from "./Spread.js"
 import { decryptSegment, encryptSegment, failureText, isStaged, outputGone, removeStaged, type SegmentCpu, sourceUnchanged, syncFile } from "./Segment.js"
 
 const Identity = Schema.Struct({ path: Schema.String, size: Schema.Number, mtimeNs: Schema.String, ctimeNs: Schema.String, ino: Schema.String, dev: Schema.String })
@@ -161,14 +162,28 @@ const segmentLayer = (options: RunnerOptions) => {
   })
 }
 
+/**
+ * The threads a segment runs on: the runner's `workers` when given, else its host's share
+ * of the machine's cores ({@link coresShare} over the healthy runners, looked up for each
+ * segment: runners come and go); undefined (every core) when the runners cannot be read.
+ */
+export const segmentWorkers = (options: RunnerOptions) =>
+  options.workers !== undefined
+    ? Effect.succeed<number | undefined>(options.workers)
+    : shardOwners({ lockSeconds: LOCK_SECONDS }).pipe(
+      Effect.map((owners): number | undefined => coresShare(os.availableParallelism(), owners?.runners ?? [], options.name ?? "")),
+      Effect.orElseSucceed(() => undefined)
+    )
+
 /** One segment's work: sealed (or opened) in place; `where` names it in failures. */
 const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions, where: string, cpu: SegmentCpu) =>
   Effect.gen(function*() {
     const { segment, file: f } = p
+    const workers = yield* segmentWorkers(options)
     const key = yield* readKey(p.keyFile).pipe(Effect.mapError((e): JobFailure => ({ message: `${where}: ${e}`, exitCode: 2 })))
     const work = p.op === "encrypt"
-      ? encryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, seal: { snapshot: f.snapshot as never, chunkSize: p.chunkSize, headerBytes: f.headerBytes }, segment, staged: f.staged, cpu, workers: options.workers })
-      : decryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, headerBytes: f.headerBytes, segment, staged: f.staged, cpu, workers: options.workers })
+      ? encryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, seal: { snapshot: f.snapshot as never, chunkSize: p.chunkSize, headerBytes: f.headerBytes }, segment, staged: f.staged, cpu, workers })
+      : decryptSegment({ source: f.source, identity: f.identity, output: f.output, key: { key }, headerBytes: f.headerBytes, segment, staged: f.staged, cpu, workers })
     yield* retryIo(work as Effect.Effect<void, unknown>).pipe(
       Effect.mapError((e): JobFailure => ({ message: `${where}: ${failureText(e, f.output)}`, exitCode: exitCodeOf(e), ...(outputGone(e, f.output) ? { stopped: true } : {}) })),
       Effect.ensuring(Effect.sync(() => key.fill(0)))

@@ -8,6 +8,7 @@
  * @module
  */
 import { Effect, Option, Semaphore, type Schema } from "effect"
+import type { SqlClient } from "effect/sql"
 import { Activity } from "effect/workflow"
 import type { Workflow } from "effect/workflow"
 import * as os from "node:os"
@@ -42,7 +43,7 @@ export const segmentActivity = <S extends Schema.Constraint, R>(options: {
   readonly where: string
   readonly jobResult: Effect.Effect<Option.Option<Workflow.Result<unknown, unknown>>, never, R>
   readonly jobTag: string
-  readonly work: (where: string) => Effect.Effect<S["Type"], JobFailure, R>
+  readonly work: (where: string) => Effect.Effect<S["Type"], JobFailure, R | SqlClient.SqlClient>
 }) => {
   const runner = options.runner.name ?? "?"
   const where = `${options.where} on runner ${runner}`

@@ -64,9 +64,10 @@ export interface RunnerOptions {
   readonly maxSegments?: number
   /**
    * Threads a file job's segment seals or opens on (agcm's `workers`: this runner's own
-   * thread and `workers − 1` pool threads; default: its cores). Runners that share a
-   * machine split its cores: two runners on 2 cores took 17 to 19% less time for a 1 GiB
-   * job with 1 each than with 2 each (docs/scale-out.md).
+   * thread and `workers − 1` pool threads). Default: the machine's cores split among the
+   * healthy runners listening on this runner's host (`Spread.coresShare`, looked up per
+   * segment): two runners on 2 cores each sealing on both took 17 to 19% longer for a 1 GiB
+   * job than with 1 each (docs/scale-out.md).
    */
   readonly workers?: number
   readonly segmentDelayMs?: number

@@ -72,6 +72,21 @@ export const shardOwners = (options: { readonly lockSeconds: number; readonly sh
   })
 
 /**
+ * The threads each segment of runner `self` (`HOST:PORT`) runs on when `--workers` was not
+ * given: the machine's `cores` split among the runners listening on its host (`runners`:
+ * the healthy ones, as {@link shardOwners} lists them; `self` counts once, listed or not),
+ * at least 1. Runners on one machine otherwise each sealed on every core: two on 2 cores
+ * took 17 to 19% longer for a 1 GiB job than with one thread each (docs/scale-out.md). A
+ * runner alone on its host keeps every core.
+ */
+export const coresShare = (cores: number, runners: ReadonlyArray<{ readonly address: string }>, self: string) => {
+  const hostOf = (address: string) => address.slice(0, address.lastIndexOf(":"))
+  const host = hostOf(self)
+  const others = runners.filter((r) => r.address !== self && hostOf(r.address) === host).length
+  return Math.max(1, Math.floor(cores / (others + 1)))
+}
+
+/**
  * Salts for a job's segments (`bytes` of each, in order): one base-36 digit per segment,
  * each chosen so that its key lands on a runner with the fewest bytes so far per unit of
  * weight (the first salt, from 0, that does; else the best of all 36). `shardOf` maps an

@@ -235,6 +235,30 @@ describe("a job on two runners", () => {
     expect(s.failedCount + s.stoppedCount).toBeLessThanOrEqual(s.segments)
   }, 120_000)
 
+  it("runners on one host split its cores: each segment's threads, unless --workers says", async () => {
+    for (const r of runners.splice(0)) r.kill("SIGKILL")
+    const ports = [] as Array<string>
+    for (let i = 0; i < 2; i++) {
+      const child = await startRunner()
+      ports.push(child.spawnargs[child.spawnargs.indexOf("--listen") + 1])
+    }
+    const client = Cluster.clientLayer({ host: pg.host, port: pg.port, username: pg.username, database: pg.database })
+    const r = await Effect.runPromise(Effect.gen(function*() {
+      // Until both are in the runners table (the killed ones gone: their heartbeats stop).
+      for (;;) {
+        const up = (yield* Spread.shardOwners({ lockSeconds: Cluster.LOCK_SECONDS }))?.runners.map((x) => x.address) ?? []
+        if (up.length === 2 && ports.every((p) => up.includes(p))) break
+        yield* Effect.sleep(250)
+      }
+      return {
+        shared: yield* Cluster.segmentWorkers({ name: ports[0] }),
+        given: yield* Cluster.segmentWorkers({ name: ports[0], workers: 3 }),
+        elsewhere: yield* Cluster.segmentWorkers({ name: "192.0.2.1:7001" })
+      }
+    }).pipe(Effect.provide(client), Effect.timeout("60 seconds")))
+    expect(r).toEqual({ shared: Math.max(1, Math.floor(os.availableParallelism() / 2)), given: 3, elsewhere: os.availableParallelism() })
+  }, 90_000)
+
   it("status says what runs where: each runner runs at most its --max-segments at once, and the rows add up to the job", async () => {
     for (const r of runners.splice(0)) r.kill("SIGKILL")
     // Slow segments (1 s each), so a poll sees them running; one runner takes one at a time.

@@ -76,3 +76,17 @@ describe("salts", () => {
     )
   })
 })
+
+describe("a runner's share of its machine's cores (no --workers)", () => {
+  const at = (...addresses: ReadonlyArray<string>) => addresses.map((address) => ({ address }))
+  it("alone on its host: every core; with others on the same host: the cores split, at least 1; other hosts do not count", () => {
+    expect(Spread.coresShare(8, at("10.0.0.1:7001"), "10.0.0.1:7001")).toBe(8)
+    expect(Spread.coresShare(8, [], "10.0.0.1:7001")).toBe(8)
+    expect(Spread.coresShare(8, at("10.0.0.2:7001", "10.0.0.3:7001"), "10.0.0.1:7001")).toBe(8)
+    expect(Spread.coresShare(2, at("127.0.0.1:7001", "127.0.0.1:7002"), "127.0.0.1:7001")).toBe(1)
+    expect(Spread.coresShare(8, at("127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"), "127.0.0.1:7002")).toBe(2)
+    // Not yet listed itself (just started): counted once all the same.
+    expect(Spread.coresShare(8, at("127.0.0.1:7001"), "127.0.0.1:7002")).toBe(4)
+    expect(Spread.coresShare(2, at("::1:7001", "::1:7002", "::1:7003"), "::1:7001")).toBe(1)
+  })
+})

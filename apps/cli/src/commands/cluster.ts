@@ -21,7 +21,7 @@ const quiet = Flag.Boolean("quiet").pipe(Flag.withAlias("q"), Flag.withDescripti
 const runnerFlags = {
   listen: Flag.String("listen").pipe(Flag.withDescription("HOST:PORT this runner listens on; other runners reach it there")),
   maxSegments: Flag.Int("max-segments").pipe(Flag.withDescription("Segments this runner works on at once (default: its cores); bounds its memory"), Flag.optional),
-  workers: Flag.Int("workers").pipe(Flag.withDescription("Threads each encrypt or decrypt segment runs on (default: its cores; 1 = the runner's own thread); runners sharing a machine split its cores"), Flag.optional),
+  workers: Flag.Int("workers").pipe(Flag.withDescription("Threads each encrypt or decrypt segment runs on (default: the machine's cores, split among the runners listening on its host; 1 = the runner's own thread)"), Flag.optional),
   db
 }
 
