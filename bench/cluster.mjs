@@ -1,6 +1,7 @@
 // Scale-out (issue 16): what the cluster costs on one machine. A throwaway PostgreSQL, one
-// cluster of 1 runner, one of 2 runners, and one of 2 runners that split the machine's cores
-// (`--workers` of half the cores each; each cluster in its own database), and single-machine
+// cluster of 1 runner, one of 2 runners (which split the machine's cores by default: same
+// host), and one of 2 runners given `--workers` of half the cores each by hand (each cluster
+// in its own database), and single-machine
 // `cage encrypt` of the same 1 GiB file, interleaved round by round, medians. Each cluster
 // run is `cage cluster submit encrypt … --wait` (a fresh client: submit, then poll until the
 // output is published, fsynced). Then the rows and messages one job leaves in the database,

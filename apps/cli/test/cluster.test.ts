@@ -18,8 +18,9 @@ beforeAll(async () => {
   pg = await Postgres.startPostgres()
   db = `postgres://${pg.username}@${pg.host}:${pg.port}/${pg.database}`
   dir = tempDir()
-  // The second seals and opens on its own thread only (--workers 1): the jobs below are byte-identical either way.
-  for (let i = 0; i < 2; i++) runners.push(cageAsync(["cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", db, ...(i === 1 ? ["--workers", "1"] : [])]))
+  // The first seals and opens on 2 threads (its own and a pool worker), the second on its
+  // own only (given: the default would split the cores): the jobs below are byte-identical either way.
+  for (let i = 0; i < 2; i++) runners.push(cageAsync(["cluster", "runner", "--listen", `127.0.0.1:${await Postgres.freePort()}`, "--db", db, "--workers", i === 0 ? "2" : "1"]))
   expect(cage(["keygen", "-o", path.join(dir, "k.key"), "-q"]).code).toBe(0)
 }, 60_000)
 
@@ -109,6 +110,8 @@ describe("cage cluster", () => {
     // Once: the header gives the exit code, not the segment's error again.
     expect(st.startsWith(`job ${failedJob}: failed (exit 3)\n`)).toBe(true)
     expect(st.match(/chunk 37 failed authentication/g)).toHaveLength(1)
+    // One failed segment: the others, stopped by the job's end (its OUT.partial removed), are not failures.
+    expect(JSON.parse(cage(["cluster", "status", failedJob, "--db", db, "--json"]).stdout.toString())).toMatchObject({ failedCount: 1 })
     // In the list of jobs: its state with its exit code.
     expect(cage(["cluster", "status", "--db", db]).stdout.toString()).toMatch(new RegExp(`\n${failedJob}  failed \\(exit 3\\) +\\d+/\\d+ segments  `))
     // Another key: refused before anything is created.

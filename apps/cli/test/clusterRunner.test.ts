@@ -7,7 +7,7 @@ import { runnerOptions } from "../src/commands/clusterRun.js"
 const of = (maxSegments?: number, workers?: number) => ({ maxSegments: Option.fromNullishOr(maxSegments), workers: Option.fromNullishOr(workers) })
 
 describe("cluster runner options", () => {
-  it("passes --max-segments and --workers on as given, and nothing when absent (the runner's cores)", async () => {
+  it("passes --max-segments and --workers on as given, and nothing when absent (the runner's share of the cores)", async () => {
     expect(await Effect.runPromise(runnerOptions(of()))).toEqual({})
     expect(await Effect.runPromise(runnerOptions(of(3, 1)))).toEqual({ maxSegments: 3, workers: 1 })
     expect(await Effect.runPromise(runnerOptions(of(undefined, 256)))).toEqual({ workers: 256 })

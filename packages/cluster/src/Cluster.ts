@@ -165,15 +165,19 @@ const segmentLayer = (options: RunnerOptions) => {
 /**
  * The threads a segment runs on: the runner's `workers` when given, else its host's share
  * of the machine's cores ({@link coresShare} over the healthy runners, looked up for each
- * segment: runners come and go); undefined (every core) when the runners cannot be read.
+ * segment: runners come and go); undefined (every core) without a listen address, or when
+ * the runners cannot be read.
  */
-export const segmentWorkers = (options: RunnerOptions) =>
-  options.workers !== undefined
-    ? Effect.succeed<number | undefined>(options.workers)
-    : shardOwners({ lockSeconds: LOCK_SECONDS }).pipe(
-      Effect.map((owners): number | undefined => coresShare(os.availableParallelism(), owners?.runners ?? [], options.name ?? "")),
-      Effect.orElseSucceed(() => undefined)
-    )
+export const segmentWorkers = (options: RunnerOptions) => {
+  const { listen } = options
+  if (options.workers !== undefined || listen === undefined) return Effect.succeed<number | undefined>(options.workers)
+  return shardOwners({ lockSeconds: LOCK_SECONDS }).pipe(
+    Effect.map((owners): number | undefined => coresShare(os.availableParallelism(), owners?.runners ?? [], listen)),
+    // A failed read or an undecodable row (a defect): every core, as before.
+    Effect.exit,
+    Effect.map((exit) => (exit._tag === "Success" ? exit.value : undefined))
+  )
+}
 
 /** One segment's work: sealed (or opened) in place; `where` names it in failures. */
 const sealSegment = (p: typeof SegmentPayload.Type, options: RunnerOptions, where: string, cpu: SegmentCpu) =>
@@ -302,7 +306,7 @@ const pg = (db: { readonly host: string; readonly port: number; readonly usernam
 
 /** A runner listening on `listen` (host, port), storing shards, messages and runners in PostgreSQL. */
 export const runnerLayer = (listen: { readonly host: string; readonly port: number }, db: Parameters<typeof pg>[0], options: RunnerOptions = {}) =>
-  workflows({ name: `${listen.host}:${listen.port}`, ...options }).pipe(
+  workflows({ name: `${listen.host}:${listen.port}`, ...options, listen: `${listen.host}:${listen.port}` }).pipe(
     Layer.provideMerge(ClusterWorkflowEngine.layer),
     Layer.provideMerge(NodeClusterSocket.layer({ storage: "sql", shardingConfig: { runnerAddress: Option.some(RunnerAddress.make(listen.host, listen.port)), ...sharding } })),
     Layer.provide(pg(db))

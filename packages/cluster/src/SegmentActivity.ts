@@ -22,6 +22,10 @@ import { fail, interruptAsked, JobFailure, retryStorage, type RunnerOptions, sto
  */
 export const slotsOf = (options: RunnerOptions) => Semaphore.makeUnsafe(Math.max(1, options.maxSegments ?? os.availableParallelism()))
 
+/** How often, and how long apart (ms), a segment that says it stopped looks for its job's end or cancel. */
+const STOP_LOOKS = 50
+const STOP_LOOK_MS = 100
+
 /**
  * Segment `index` of job `jobId` as an activity named `name`: in one of `slots`, tracked in
  * `cage_segments` with `bytes` (plaintext bytes, counted when done), after the runner's
@@ -29,8 +33,9 @@ export const slotsOf = (options: RunnerOptions) => Semaphore.makeUnsafe(Math.max
  * `work`. `where` names the segment in failures (`segment 3 (FILE, chunks …)`); the
  * runner's name is added here. A failure of `work` that says it `stopped` (its output gone,
  * its store handed back) is recorded as stopped only once the job has ended or `cancel`
- * asked it to stop (its interrupt signal, looked up by `jobTag`): an `OUT.partial` someone
- * else removed while the job ran is this segment's failure, and fails the job.
+ * asked it to stop (its interrupt signal, looked up by `jobTag`), within about 5 s: an
+ * `OUT.partial` someone else removed while the job ran is this segment's failure, and
+ * fails the job.
  */
 export const segmentActivity = <S extends Schema.Constraint, R>(options: {
   readonly name: string
@@ -58,9 +63,15 @@ export const segmentActivity = <S extends Schema.Constraint, R>(options: {
       return yield* options.work(where).pipe(
         Effect.catchIf((f) => f.stopped === true, (f) =>
           Effect.gen(function*() {
-            const now = yield* retryStorage(options.jobResult)
-            const confirmed = (Option.isSome(now) && now.value._tag === "Complete") || (yield* retryStorage(Effect.orDie(interruptAsked(options.jobTag, options.jobId))))
-            return yield* (confirmed ? Effect.fail(f) : fail(f.message, f.exitCode))
+            // A job that fails removes its OUT.partial (or hands its store back) before its
+            // result is stored: a segment that saw that waits up to 5 s for the result.
+            for (let look = 0; look < STOP_LOOKS; look++) {
+              if (look > 0) yield* Effect.sleep(STOP_LOOK_MS)
+              const now = yield* retryStorage(options.jobResult)
+              if (Option.isSome(now) && now.value._tag === "Complete") return yield* Effect.fail(f)
+              if (yield* retryStorage(Effect.orDie(interruptAsked(options.jobTag, options.jobId)))) return yield* Effect.fail(f)
+            }
+            return yield* fail(f.message, f.exitCode)
           }))
       )
     })).pipe(Semaphore.withPermits(options.slots, 1))

@@ -60,14 +60,16 @@ export const interruptAsked = (tag: string, jobId: string) =>
  */
 export interface RunnerOptions {
   readonly name?: string
+  /** The address this runner listens on, `HOST:PORT` as given to `--listen` (set by `runnerLayer`): runners with the same HOST string share a machine's cores. */
+  readonly listen?: string
   /** Segments this runner seals or opens at once (default: its cores); the others wait, costing no buffers. */
   readonly maxSegments?: number
   /**
    * Threads a file job's segment seals or opens on (agcm's `workers`: this runner's own
    * thread and `workers − 1` pool threads). Default: the machine's cores split among the
-   * healthy runners listening on this runner's host (`Spread.coresShare`, looked up per
-   * segment): two runners on 2 cores each sealing on both took 17 to 19% longer for a 1 GiB
-   * job than with 1 each (docs/scale-out.md).
+   * healthy runners listening on the same host string (`Spread.coresShare`, looked up per
+   * segment): two runners on 2 cores took 17 to 19% less time for a 1 GiB job with one
+   * thread each than each sealing on both (docs/scale-out.md).
    */
   readonly workers?: number
   readonly segmentDelayMs?: number

@@ -75,9 +75,10 @@ export const shardOwners = (options: { readonly lockSeconds: number; readonly sh
  * The threads each segment of runner `self` (`HOST:PORT`) runs on when `--workers` was not
  * given: the machine's `cores` split among the runners listening on its host (`runners`:
  * the healthy ones, as {@link shardOwners} lists them; `self` counts once, listed or not),
- * at least 1. Runners on one machine otherwise each sealed on every core: two on 2 cores
- * took 17 to 19% longer for a 1 GiB job than with one thread each (docs/scale-out.md). A
- * runner alone on its host keeps every core.
+ * at least 1. Hosts are compared as given to `--listen` (`localhost` and `127.0.0.1` are
+ * two). Runners on one machine otherwise each sealed on every core: two on 2 cores took 17
+ * to 19% less time for a 1 GiB job with one thread each (docs/scale-out.md). A runner alone
+ * on its host keeps every core.
  */
 export const coresShare = (cores: number, runners: ReadonlyArray<{ readonly address: string }>, self: string) => {
   const hostOf = (address: string) => address.slice(0, address.lastIndexOf(":"))

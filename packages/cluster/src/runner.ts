@@ -5,7 +5,8 @@
  * SIGINT (graceful); `kill -9` is survived by the others once its shard locks expire.
  * `--segment-delay-ms N` pauses before each segment (tests that kill a runner mid-job);
  * `--max-segments N` bounds the segments it runs at once (default: its cores); `--workers N`
- * the threads each segment's cipher runs on (default: its cores).
+ * the threads each segment's cipher runs on (default: its cores, split among the runners
+ * listening on the same host).
  *
  * @module
  */
@@ -19,9 +20,10 @@ const arg = (name: string) => {
 }
 const listen = /^(.+):(\d+)$/.exec(arg("--listen") ?? "")
 const db = /^(.+):(\d+)(?:\/(.+))?$/.exec(arg("--db") ?? "")
-const counts = ["--segment-delay-ms", "--max-segments", "--workers"].filter((name) => arg(name) !== undefined && !/^\d+$/.test(arg(name) ?? ""))
+// Whole numbers; the two counts at least 1.
+const counts = ["--segment-delay-ms", "--max-segments", "--workers"].filter((name) => arg(name) !== undefined && !(name === "--segment-delay-ms" ? /^\d+$/ : /^[1-9]\d*$/).test(arg(name) ?? ""))
 if (listen === null || db === null || counts.length > 0) {
-  process.stderr.write(`usage: runner --listen HOST:PORT --db HOST:PORT[/DATABASE] [--user NAME]${counts.length > 0 ? ` (${counts.join(", ")}: a whole number)` : ""}\n`)
+  process.stderr.write(`usage: runner --listen HOST:PORT --db HOST:PORT[/DATABASE] [--user NAME]${counts.length > 0 ? ` (${counts.join(", ")}: a whole number, the counts at least 1)` : ""}\n`)
   process.exit(2)
 }
 NodeRuntime.runMain(Layer.launch(runnerLayer(

@@ -251,12 +251,14 @@ describe("a job on two runners", () => {
         yield* Effect.sleep(250)
       }
       return {
-        shared: yield* Cluster.segmentWorkers({ name: ports[0] }),
-        given: yield* Cluster.segmentWorkers({ name: ports[0], workers: 3 }),
-        elsewhere: yield* Cluster.segmentWorkers({ name: "192.0.2.1:7001" })
+        shared: yield* Cluster.segmentWorkers({ listen: ports[0] }),
+        given: yield* Cluster.segmentWorkers({ listen: ports[0], workers: 3 }),
+        elsewhere: yield* Cluster.segmentWorkers({ listen: "192.0.2.1:7001" }),
+        // A display name is not an address: without one, every core.
+        named: yield* Cluster.segmentWorkers({ name: ports[0] })
       }
     }).pipe(Effect.provide(client), Effect.timeout("60 seconds")))
-    expect(r).toEqual({ shared: Math.max(1, Math.floor(os.availableParallelism() / 2)), given: 3, elsewhere: os.availableParallelism() })
+    expect(r).toEqual({ shared: Math.max(1, Math.floor(os.availableParallelism() / 2)), given: 3, elsewhere: os.availableParallelism(), named: undefined })
   }, 90_000)
 
   it("status says what runs where: each runner runs at most its --max-segments at once, and the rows add up to the job", async () => {
