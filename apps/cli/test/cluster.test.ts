@@ -107,6 +107,10 @@ describe("cage cluster", () => {
     const st = cage(["cluster", "status", failedJob, "--db", db]).stdout.toString()
     expect(st).toMatch(/\n {2}failed: segment 2 \(\S+g\.agcm, chunks 30\.\.44\) on runner 127\.0\.0\.1:\d+: chunk 37 failed authentication/)
     expect(st).not.toMatch(/\) failed: segment 2 \(/)
+    // Per runner too: the one that ran it counts it failed (text and --json).
+    expect(st).toMatch(/\n {2}runner 127\.0\.0\.1:\d+: \d+ segments? \(\d+\.\d MiB\), 1 failed\n/)
+    const perRunner = (JSON.parse(cage(["cluster", "status", failedJob, "--db", db, "--json"]).stdout.toString()) as { runners: Array<{ failed: number }> }).runners.map((x) => x.failed)
+    expect([perRunner.filter((n) => n === 1).length, perRunner.reduce((a, b) => a + b, 0)]).toEqual([1, 1])
     // Once: the header gives the exit code, not the segment's error again.
     expect(st.startsWith(`job ${failedJob}: failed (exit 3)\n`)).toBe(true)
     expect(st.match(/chunk 37 failed authentication/g)).toHaveLength(1)

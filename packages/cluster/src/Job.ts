@@ -252,8 +252,8 @@ export interface JobStatus {
   readonly stoppedCount: number
   /** Segments running now (started on a runner, not ended). */
   readonly running: number
-  /** Per runner (its listen address): segments done and their plaintext bytes, segments running. */
-  readonly runners: ReadonlyArray<{ readonly runner: string; readonly segments: number; readonly bytes: number; readonly running: number }>
+  /** Per runner (its listen address): segments done and their plaintext bytes, segments running, segments failed there (not those stopped). */
+  readonly runners: ReadonlyArray<{ readonly runner: string; readonly segments: number; readonly bytes: number; readonly running: number; readonly failed: number }>
   /** Plaintext bytes per second from the job's submit to now, or for an ended job to when its last segment was done (0 before one is). */
   readonly bytesPerSecond: number
   /** Seconds left at that rate, while the job runs (not asked to stop) and the rate is known. */
@@ -411,7 +411,7 @@ export const status = (id: string, found?: Found) =>
     const f = found ?? (yield* findJob(id))
     const segments = segmentsOfJob(f)
     const progress = yield* Progress.read(id)
-    const runners = [...progress.runners].map(([runner, r]) => ({ runner, segments: r.done, bytes: r.bytes, running: r.running })).sort((a, b) => a.runner.localeCompare(b.runner))
+    const runners = [...progress.runners].map(([runner, r]) => ({ runner, segments: r.done, bytes: r.bytes, running: r.running, failed: r.failed })).sort((a, b) => a.runner.localeCompare(b.runner))
     const done = runners.reduce((n, r) => n + r.segments, 0)
     const doneBytes = runners.reduce((n, r) => n + r.bytes, 0)
     const failed = progress.failed.map((x) => ({ segment: x.segment, part: segments[x.segment]?.part ?? "?", error: x.error }))

@@ -265,7 +265,7 @@ const jobStatus = (f: { readonly db: string; readonly wait: boolean; readonly js
         `  ${s.source} → ${s.output}`,
         `  segments ${s.done}/${s.segments} done (${(s.bytes === 0 ? 100 : (100 * s.doneBytes) / s.bytes).toFixed(1)}% of ${s.bytes} bytes)${s.result === undefined ? `, ${s.running} running${waiting(s)}` : ""}`,
         `  ${(s.bytesPerSecond / 1048576).toFixed(1)} MiB/s ${s.result === undefined ? "since submit" : "from submit to its last segment"}${s.etaSeconds !== undefined ? `, about ${Math.ceil(s.etaSeconds)} s left` : ""}`,
-        ...s.runners.map((r) => `  runner ${r.runner}: ${counted(r.segments, "segment")} (${(r.bytes / 1048576).toFixed(1)} MiB)${s.result === undefined && r.running > 0 ? `, ${r.running} running` : ""}`),
+        ...s.runners.map((r) => `  runner ${r.runner}: ${counted(r.segments, "segment")} (${(r.bytes / 1048576).toFixed(1)} MiB)${s.result === undefined && r.running > 0 ? `, ${r.running} running` : ""}${r.failed > 0 ? `, ${r.failed} failed` : ""}`),
         ...failures(s)
       ]
       yield* Effect.sync(() => process.stdout.write(lines.join("\n") + "\n"))
