@@ -25,12 +25,16 @@ import { PassThrough, Readable } from "node:stream"
 import { afterAll, describe, expect, it, vi } from "vitest"
 import { type AgcmDecryptOptions, agcmDecrypt, agcmEncrypt, type AgcmEncryptOptions, MAX_HEADER_BYTES } from "../src/index.js"
 import { bytes, key32, testObserver } from "./helpers.js"
-import { withFault } from "../src/internal/faults.js"
+import { cipherSegment, deriveKeys, SEAL } from "../src/internal/cobblestone.js"
+import { poolSeam, withFault } from "../src/internal/faults.js"
+import { SegmentCipher } from "../src/internal/segmentCipher.js"
 
 // Every worker thread the pool starts: whether it had stopped when a job failed, which jobs
 // it holds (posted, not answered yet), and how many it held at once.
 interface Tracked {
   exited: boolean
+  /** Node's "online": the thread runs JavaScript. */
+  online: boolean
   maxAhead: number
   /** Job id -> first chunk, for jobs posted and not answered yet. */
   readonly jobs: Map<number, number>
@@ -39,18 +43,28 @@ interface Tracked {
 }
 const threads = vi.hoisted(() => ({
   all: [] as Array<Tracked>,
+  /**
+   * Workers started while set run a script that throws at once instead of the pool's
+   * worker, and never emit "online" (as a thread that fails to start).
+   */
+  failStart: false,
   onPost: undefined as undefined | ((job: { readonly id: number; readonly first: number }) => void)
 }))
 vi.mock("node:worker_threads", async (importOriginal) => {
   const original = await importOriginal<typeof import("node:worker_threads")>()
   class TrackedWorker extends original.Worker implements Tracked {
     exited = false
+    online = false
     maxAhead = 0
     readonly jobs = new Map<number, number>()
     readonly posted = new Set<number>()
+    readonly failsStart = threads.failStart
     constructor(...args: ConstructorParameters<typeof original.Worker>) {
-      super(...args)
+      super(...((threads.failStart ? ["throw new Error('failed to start')", { eval: true }] : args) as ConstructorParameters<typeof original.Worker>))
       threads.all.push(this)
+      this.once("online", () => {
+        this.online = true
+      })
       this.once("exit", () => {
         this.exited = true
       })
@@ -58,6 +72,9 @@ vi.mock("node:worker_threads", async (importOriginal) => {
       this.on("message", (m: { id?: number }) => {
         if (typeof m?.id === "number") this.jobs.delete(m.id)
       })
+    }
+    override emit(event: string | symbol, ...args: Array<unknown>): boolean {
+      return this.failsStart && event === "online" ? false : super.emit(event, ...args)
     }
     override postMessage(value: unknown, transferList?: ReadonlyArray<unknown>): void {
       const job = value as { id?: unknown; first?: unknown } | null
@@ -883,5 +900,107 @@ describe("I/O failures in direct mode are IoErrors naming the file", () => {
     expect(e.path).toBe(`${out}.partial`)
     expect(e.exitCode).toBe(4)
     gone(out)
+  })
+})
+
+describe("the calling thread runs segments until a worker is online (the default)", () => {
+  it("the first segment runs in-process, and a segment after the worker is online goes to it; the file is the same", async () => {
+    poolSeam.routeBeforeOnline = false
+    const keys = deriveKeys(key, bytes(24, 5), new Uint8Array(0))
+    const cs = 64 * KiB
+    const perSegment = 16
+    const segments = 3
+    const plain = bytes(segments * perSegment * cs, 9)
+    const src = writeTemp("ready.bin", plain)
+    const out = fresh("ready.agcm")
+    const inFd = fs.openSync(src, "r")
+    const outFd = fs.openSync(out, "w")
+    // inputBytes tells the cipher the input is large enough for its pool (8 MiB or more).
+    const cipher = new SegmentCipher(keys, { workers: 2, inputBytes: 64 * MiB })
+    const job = (k: number) => ({
+      op: SEAL,
+      first: k * perSegment,
+      lengths: Array.from({ length: perSegment }, () => cs),
+      inFd,
+      inPos: k * perSegment * cs,
+      outFd,
+      outPos: k * perSegment * (cs + TAG),
+      inputBytes: perSegment * cs,
+      outputBytes: perSegment * (cs + TAG)
+    })
+    const before = threads.all.length
+    try {
+      // Routed when runDirect is called: the pool starts here, and its worker cannot be
+      // online before the event loop turns.
+      const first = cipher.runDirect(job(0))
+      const started = threads.all.slice(before)
+      expect(started.length).toBe(1)
+      expect((await Effect.runPromise(first)).failedAt).toBe(-1)
+      const worker = started[0]
+      expect(worker.posted.size).toBe(0)
+      expect(cipher.usesPool).toBe(false)
+      while (!worker.online) await new Promise((r) => setTimeout(r, 5))
+      for (const k of [1, 2]) expect((await Effect.runPromise(cipher.runDirect(job(k)))).failedAt).toBe(-1)
+      expect([...worker.posted]).toEqual([perSegment, 2 * perSegment])
+      expect(cipher.usesPool).toBe(true)
+    } finally {
+      await Effect.runPromise(cipher.close())
+      fs.closeSync(inFd)
+      fs.closeSync(outFd)
+      poolSeam.routeBeforeOnline = true
+    }
+    const expected = new Uint8Array(segments * perSegment * (cs + TAG))
+    cipherSegment(SEAL, keys.aeadKey, keys.baseNonce, 0, plain, Array.from({ length: segments * perSegment }, () => cs), expected)
+    expect(Buffer.from(fs.readFileSync(out)).equals(Buffer.from(expected))).toBe(true)
+  })
+
+  it("a pool whose worker died before it was online fails the next segment with the worker's error", async () => {
+    poolSeam.routeBeforeOnline = false
+    threads.failStart = true
+    const keys = deriveKeys(key, bytes(24, 6), new Uint8Array(0))
+    const cs = 64 * KiB
+    const src = writeTemp("dead.bin", bytes(2 * 16 * cs, 4))
+    const inFd = fs.openSync(src, "r")
+    const outFd = fs.openSync(fresh("dead.agcm"), "w")
+    const cipher = new SegmentCipher(keys, { workers: 2, inputBytes: 64 * MiB })
+    const job = (k: number) => ({
+      op: SEAL, first: k * 16, lengths: Array.from({ length: 16 }, () => cs), inFd, inPos: k * 16 * cs,
+      outFd, outPos: k * 16 * (cs + TAG), inputBytes: 16 * cs, outputBytes: 16 * (cs + TAG)
+    })
+    const before = threads.all.length
+    try {
+      const first = cipher.runDirect(job(0))
+      threads.failStart = false
+      expect((await Effect.runPromise(first)).failedAt).toBe(-1)
+      const worker = threads.all[before]
+      while (!worker.exited) await new Promise((r) => setTimeout(r, 5))
+      const exit = await Effect.runPromiseExit(cipher.runDirect(job(1)))
+      expect(Exit.isFailure(exit)).toBe(true)
+      const e = Exit.isFailure(exit) ? Cause.squash(exit.cause) as { _tag?: string; reason?: string; detail?: string } : {}
+      expect(e._tag).toBe("SegmentWorkerError")
+      expect(e.reason).toBe("Crashed")
+      expect(e.detail).toContain("failed to start")
+    } finally {
+      threads.failStart = false
+      await Effect.runPromise(cipher.close())
+      fs.closeSync(inFd)
+      fs.closeSync(outFd)
+      poolSeam.routeBeforeOnline = true
+    }
+  })
+
+  it("a 9 MiB file through the engine with workers: 2 is byte-identical to in-process, whichever thread ran each segment", async () => {
+    poolSeam.routeBeforeOnline = false
+    try {
+      const cs = 64 * KiB
+      const plain = bytes(9 * MiB + 17, 21)
+      const src = writeTemp("ready9.bin", plain)
+      const sealed = await sealDirect(src, cs, {}, { workers: 2 })
+      expect(sealed.sealed.equals(await sealInMemory(plain, cs, sealed.snapshot, 1))).toBe(true)
+      const opened = await openDirect(sealed.out, {}, { workers: 2 })
+      expect(opened.plain.equals(plain)).toBe(true)
+    } finally {
+      poolSeam.routeBeforeOnline = true
+    }
   })
 })

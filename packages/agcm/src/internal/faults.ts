@@ -21,3 +21,12 @@ export const withFault = <O extends object>(options: O, fault: InjectedFault): O
 
 /** The fault `options` carry, if any. */
 export const faultOf = (options: object): InjectedFault | undefined => (options as { [FAULT]?: InjectedFault })[FAULT]
+
+/**
+ * Test seam: route segments to the pool from its start, as if its workers were online at
+ * once (their jobs wait in the pool's queue until they are). By default the calling thread
+ * runs segments itself until a worker is online (`SegmentCipher`), so whether a short input
+ * reaches the pool depends on how fast a thread starts; tests that check the pool's own
+ * behaviour set this (test/setup.ts) to get the same routing every run.
+ */
+export const poolSeam = { routeBeforeOnline: false }

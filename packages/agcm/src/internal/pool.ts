@@ -114,7 +114,7 @@ export class SegmentPool {
       // Worker start-up (tens of ms, more under load) is not "stopped answering".
       worker.once("online", () => {
         slot.online = true
-        if (slot.jobs.length > 0) this.arm(slot)
+        this.dispatch()
       })
       worker.on("message", (m: WorkerReply) => {
         const job = slot.jobs[0]
@@ -199,6 +199,18 @@ export class SegmentPool {
     return this.slots.length * JOBS_PER_WORKER
   }
 
+  /** Jobs the workers already online can hold at once (two each): 0 while all are starting. */
+  get readyCapacity(): number {
+    let n = 0
+    for (const slot of this.slots) if (slot.online) n += JOBS_PER_WORKER
+    return n
+  }
+
+  /** True once the pool failed or was closed: a job submitted now is rejected with the reason. */
+  get stopping(): boolean {
+    return this.failure !== undefined || this.closed
+  }
+
   private submit(job: Job) {
     // Refused only once every worker has stopped (as close() does for the jobs in flight):
     // a caller that closes its descriptors on this rejection must find no worker using them.
@@ -214,10 +226,12 @@ export class SegmentPool {
     for (let depth = 1; depth <= JOBS_PER_WORKER; depth++) {
       for (const slot of this.slots) {
         if (this.queue.length === 0) return
-        if (slot.jobs.length >= depth) continue
+        // A job waits in the queue until a worker is online: posted to one still starting,
+        // it could wait there while another worker is free.
+        if (!slot.online || slot.jobs.length >= depth) continue
         const job = this.queue.shift()!
         slot.jobs.push(job)
-        if (slot.online && slot.jobs.length === 1) this.arm(slot)
+        if (slot.jobs.length === 1) this.arm(slot)
         slot.worker.postMessage({ id: job.id, ...job.message } satisfies WorkerMessage, job.transfer as Array<ArrayBuffer>)
       }
     }
@@ -259,6 +273,9 @@ export class SegmentPool {
     const pending = [...this.slots.flatMap((s) => s.jobs.splice(0)), ...this.queue.splice(0)]
     for (const s of this.slots) clearTimeout(s.timer)
     await Promise.all(this.slots.map((s) => {
+      // A worker not online yet was never posted a job (dispatch waits for it), so it holds
+      // no descriptor: stopping it needs no wait (its start-up would be waited for).
+      if (!s.online) return void s.worker.terminate().catch(() => undefined)
       s.worker.postMessage({ close: true } satisfies WorkerMessage)
       return s.worker.terminate().catch(() => undefined)
     }))
