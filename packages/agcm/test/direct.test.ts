@@ -40,6 +40,8 @@ interface Tracked {
   readonly jobs: Map<number, number>
   /** First chunks of every job ever posted. */
   readonly posted: Set<number>
+  /** Started under `failStart` or `hideOnline`: its "online" event is never emitted. */
+  readonly hidesOnline: boolean
 }
 const threads = vi.hoisted(() => ({
   all: [] as Array<Tracked>,
@@ -48,6 +50,8 @@ const threads = vi.hoisted(() => ({
    * worker, and never emit "online" (as a thread that fails to start).
    */
   failStart: false,
+  /** How many of the next workers started run normally but never emit "online" (as one slow to start). */
+  hideOnline: 0,
   onPost: undefined as undefined | ((job: { readonly id: number; readonly first: number }) => void)
 }))
 vi.mock("node:worker_threads", async (importOriginal) => {
@@ -58,9 +62,11 @@ vi.mock("node:worker_threads", async (importOriginal) => {
     maxAhead = 0
     readonly jobs = new Map<number, number>()
     readonly posted = new Set<number>()
-    readonly failsStart = threads.failStart
+    readonly hidesOnline: boolean
     constructor(...args: ConstructorParameters<typeof original.Worker>) {
       super(...((threads.failStart ? ["throw new Error('failed to start')", { eval: true }] : args) as ConstructorParameters<typeof original.Worker>))
+      this.hidesOnline = threads.failStart || threads.hideOnline > 0
+      if (threads.hideOnline > 0) threads.hideOnline--
       threads.all.push(this)
       this.once("online", () => {
         this.online = true
@@ -74,7 +80,7 @@ vi.mock("node:worker_threads", async (importOriginal) => {
       })
     }
     override emit(event: string | symbol, ...args: Array<unknown>): boolean {
-      return this.failsStart && event === "online" ? false : super.emit(event, ...args)
+      return this.hidesOnline && event === "online" ? false : super.emit(event, ...args)
     }
     override postMessage(value: unknown, transferList?: ReadonlyArray<unknown>): void {
       const job = value as { id?: unknown; first?: unknown } | null
@@ -904,19 +910,15 @@ describe("I/O failures in direct mode are IoErrors naming the file", () => {
 })
 
 describe("the calling thread runs segments until a worker is online (the default)", () => {
-  it("the first segment runs in-process, and a segment after the worker is online goes to it; the file is the same", async () => {
-    poolSeam.routeBeforeOnline = false
-    const keys = deriveKeys(key, bytes(24, 5), new Uint8Array(0))
-    const cs = 64 * KiB
-    const perSegment = 16
-    const segments = 3
-    const plain = bytes(segments * perSegment * cs, 9)
-    const src = writeTemp("ready.bin", plain)
-    const out = fresh("ready.agcm")
+  const cs = 64 * KiB
+  const perSegment = 16
+  /** Files and direct jobs of `perSegment` chunks each over `segments` segments of `plain`. */
+  const directCase = (name: string, segments: number, seed: number) => {
+    const plain = bytes(segments * perSegment * cs, seed)
+    const src = writeTemp(`${name}.bin`, plain)
+    const out = fresh(`${name}.agcm`)
     const inFd = fs.openSync(src, "r")
     const outFd = fs.openSync(out, "w")
-    // inputBytes tells the cipher the input is large enough for its pool (8 MiB or more).
-    const cipher = new SegmentCipher(keys, { workers: 2, inputBytes: 64 * MiB })
     const job = (k: number) => ({
       op: SEAL,
       first: k * perSegment,
@@ -928,71 +930,107 @@ describe("the calling thread runs segments until a worker is online (the default
       inputBytes: perSegment * cs,
       outputBytes: perSegment * (cs + TAG)
     })
-    const before = threads.all.length
+    const close = () => {
+      fs.closeSync(inFd)
+      fs.closeSync(outFd)
+    }
+    return { plain, out, job, close }
+  }
+  const keysFor = (seed: number) => deriveKeys(key, bytes(24, seed), new Uint8Array(0))
+  /** What sealing all of `plain` in-process gives. */
+  const expected = (keys: ReturnType<typeof deriveKeys>, plain: Uint8Array) => {
+    const n = plain.length / cs
+    const out = new Uint8Array(n * (cs + TAG))
+    cipherSegment(SEAL, keys.aeadKey, keys.baseNonce, 0, plain, Array.from({ length: n }, () => cs), out)
+    return Buffer.from(out)
+  }
+  const until = async (done: () => boolean) => {
+    while (!done()) await new Promise((r) => setTimeout(r, 5))
+  }
+  /** Runs `body` with the default routing, then puts the seams back and closes `cipher` and the files. */
+  const defaultRouting = async (cipher: SegmentCipher, c: { readonly close: () => void }, body: () => Promise<void>) => {
     try {
+      poolSeam.routeBeforeOnline = false
+      await body()
+    } finally {
+      threads.hideOnline = 0
+      threads.failStart = false
+      poolSeam.routeBeforeOnline = true
+      await Effect.runPromise(cipher.close())
+      c.close()
+    }
+  }
+
+  it("the first segment runs in-process, and a segment after the worker is online goes to it; the file is the same", async () => {
+    const keys = keysFor(5)
+    const c = directCase("ready", 3, 9)
+    // inputBytes tells the cipher the input is large enough for its pool (8 MiB or more).
+    const cipher = new SegmentCipher(keys, { workers: 2, inputBytes: 64 * MiB })
+    const before = threads.all.length
+    await defaultRouting(cipher, c, async () => {
       // Routed when runDirect is called: the pool starts here, and its worker cannot be
       // online before the event loop turns.
-      const first = cipher.runDirect(job(0))
+      const first = cipher.runDirect(c.job(0))
       const started = threads.all.slice(before)
       expect(started.length).toBe(1)
       expect((await Effect.runPromise(first)).failedAt).toBe(-1)
       const worker = started[0]
       expect(worker.posted.size).toBe(0)
       expect(cipher.usesPool).toBe(false)
-      while (!worker.online) await new Promise((r) => setTimeout(r, 5))
-      for (const k of [1, 2]) expect((await Effect.runPromise(cipher.runDirect(job(k)))).failedAt).toBe(-1)
+      await until(() => worker.online)
+      for (const k of [1, 2]) expect((await Effect.runPromise(cipher.runDirect(c.job(k)))).failedAt).toBe(-1)
       expect([...worker.posted]).toEqual([perSegment, 2 * perSegment])
       expect(cipher.usesPool).toBe(true)
-    } finally {
-      await Effect.runPromise(cipher.close())
-      fs.closeSync(inFd)
-      fs.closeSync(outFd)
-      poolSeam.routeBeforeOnline = true
-    }
-    const expected = new Uint8Array(segments * perSegment * (cs + TAG))
-    cipherSegment(SEAL, keys.aeadKey, keys.baseNonce, 0, plain, Array.from({ length: segments * perSegment }, () => cs), expected)
-    expect(Buffer.from(fs.readFileSync(out)).equals(Buffer.from(expected))).toBe(true)
+    })
+    expect(Buffer.from(fs.readFileSync(c.out)).equals(expected(keys, c.plain))).toBe(true)
   })
 
-  it("a pool whose worker died before it was online fails the next segment with the worker's error", async () => {
-    poolSeam.routeBeforeOnline = false
-    threads.failStart = true
-    const keys = deriveKeys(key, bytes(24, 6), new Uint8Array(0))
-    const cs = 64 * KiB
-    const src = writeTemp("dead.bin", bytes(2 * 16 * cs, 4))
-    const inFd = fs.openSync(src, "r")
-    const outFd = fs.openSync(fresh("dead.agcm"), "w")
-    const cipher = new SegmentCipher(keys, { workers: 2, inputBytes: 64 * MiB })
-    const job = (k: number) => ({
-      op: SEAL, first: k * 16, lengths: Array.from({ length: 16 }, () => cs), inFd, inPos: k * 16 * cs,
-      outFd, outPos: k * 16 * (cs + TAG), inputBytes: 16 * cs, outputBytes: 16 * (cs + TAG)
-    })
+  it("with two workers, one not online yet, every job goes to the one online", async () => {
+    const keys = keysFor(7)
+    const c = directCase("one-online", 7, 10)
     const before = threads.all.length
-    try {
-      const first = cipher.runDirect(job(0))
+    // workers: 3 is a pool of two threads; the first one started never reports "online".
+    threads.hideOnline = 1
+    const cipher = new SegmentCipher(keys, { workers: 3, inputBytes: 64 * MiB })
+    await defaultRouting(cipher, c, async () => {
+      expect((await Effect.runPromise(cipher.runDirect(c.job(0)))).failedAt).toBe(-1)
+      const [hidden, online] = threads.all.slice(before)
+      expect(hidden.hidesOnline && !online.hidesOnline).toBe(true)
+      await until(() => online.online)
+      // Six segments at once: the online worker holds two, this thread runs the others.
+      const outcomes = await Effect.runPromise(Effect.all([1, 2, 3, 4, 5, 6].map((k) => cipher.runDirect(c.job(k))), { concurrency: "unbounded" }))
+      expect(outcomes.every((o) => o.failedAt === -1)).toBe(true)
+      expect(hidden.posted.size).toBe(0)
+      expect(online.posted.size).toBeGreaterThan(0)
+    })
+    expect(Buffer.from(fs.readFileSync(c.out)).equals(expected(keys, c.plain))).toBe(true)
+  })
+
+  it("a pool whose worker died before it was online fails the next segment with the worker's error, naming that segment's chunks", async () => {
+    const keys = keysFor(6)
+    const c = directCase("dead", 2, 4)
+    const before = threads.all.length
+    const cipher = new SegmentCipher(keys, { workers: 2, inputBytes: 64 * MiB })
+    await defaultRouting(cipher, c, async () => {
+      threads.failStart = true
+      const first = cipher.runDirect(c.job(0))
       threads.failStart = false
+      // A file that ends before the worker's death is noticed is sealed on this thread.
       expect((await Effect.runPromise(first)).failedAt).toBe(-1)
       const worker = threads.all[before]
-      while (!worker.exited) await new Promise((r) => setTimeout(r, 5))
-      const exit = await Effect.runPromiseExit(cipher.runDirect(job(1)))
+      await until(() => worker.exited)
+      const exit = await Effect.runPromiseExit(cipher.runDirect(c.job(1)))
       expect(Exit.isFailure(exit)).toBe(true)
-      const e = Exit.isFailure(exit) ? Cause.squash(exit.cause) as { _tag?: string; reason?: string; detail?: string } : {}
-      expect(e._tag).toBe("SegmentWorkerError")
-      expect(e.reason).toBe("Crashed")
+      const e = Exit.isFailure(exit) ? Cause.squash(exit.cause) as { _tag?: string; reason?: string; detail?: string; firstChunk?: number; chunks?: number } : {}
+      expect(e).toMatchObject({ _tag: "SegmentWorkerError", reason: "Crashed", firstChunk: perSegment, chunks: perSegment })
       expect(e.detail).toContain("failed to start")
-    } finally {
-      threads.failStart = false
-      await Effect.runPromise(cipher.close())
-      fs.closeSync(inFd)
-      fs.closeSync(outFd)
-      poolSeam.routeBeforeOnline = true
-    }
+    })
   })
 
   it("a 9 MiB file through the engine with workers: 2 is byte-identical to in-process, whichever thread ran each segment", async () => {
-    poolSeam.routeBeforeOnline = false
+    // Correctness only: which segments reach the worker depends on how fast it starts.
     try {
-      const cs = 64 * KiB
+      poolSeam.routeBeforeOnline = false
       const plain = bytes(9 * MiB + 17, 21)
       const src = writeTemp("ready9.bin", plain)
       const sealed = await sealDirect(src, cs, {}, { workers: 2 })

@@ -111,7 +111,8 @@ export class SegmentPool {
       // Workers must not keep the process alive once the run is over.
       worker.unref()
       const slot: Slot = { worker, jobs: [], timer: undefined, online: false }
-      // Worker start-up (tens of ms, more under load) is not "stopped answering".
+      // Jobs wait in the queue until their worker is online, and its timeout starts with its
+      // first job: start-up (tens of ms, more under load) is not "stopped answering".
       worker.once("online", () => {
         slot.online = true
         this.dispatch()
@@ -122,7 +123,7 @@ export class SegmentPool {
         clearTimeout(slot.timer)
         slot.jobs.shift()
         // The timeout covers the job the worker is on now.
-        if (slot.jobs.length > 0 && slot.online) this.arm(slot)
+        if (slot.jobs.length > 0) this.arm(slot)
         job.settle(m)
         this.dispatch()
       })
@@ -212,10 +213,17 @@ export class SegmentPool {
   }
 
   private submit(job: Job) {
-    // Refused only once every worker has stopped (as close() does for the jobs in flight):
-    // a caller that closes its descriptors on this rejection must find no worker using them.
+    // Refused only once every worker that was online has stopped (as close() does for the
+    // jobs in flight): a caller that closes its descriptors on this rejection must find no
+    // worker using them.
     if (this.failure || this.closed) {
-      const why = this.failure ?? new SegmentWorkerError({ reason: "Closed", firstChunk: job.first, chunks: job.chunks, detail: "pool closed" })
+      const f = this.failure
+      const why = f === undefined
+        ? new SegmentWorkerError({ reason: "Closed", firstChunk: job.first, chunks: job.chunks, detail: "pool closed" })
+        : f.firstChunk < 0
+        // A worker that died with no job (before it was online): name this job's chunks.
+        ? new SegmentWorkerError({ reason: f.reason, firstChunk: job.first, chunks: job.chunks, detail: f.detail })
+        : f
       return void (this.stopped ?? Promise.resolve()).then(() => job.reject(why))
     }
     this.queue.push(job)
@@ -251,16 +259,21 @@ export class SegmentPool {
     const job = slot.jobs[0]
     const failure = new SegmentWorkerError({ reason, firstChunk: job?.first ?? -1, chunks: job?.chunks ?? 0, detail })
     this.failure = failure
-    // close() rejects what is in flight once every worker has stopped; name the real cause.
+    // close() rejects what is in flight once every worker has stopped; name the real cause
+    // (a worker that died with no job, before it was online, failed no one's chunks).
     void this.close((j) =>
-      j === job ? failure : new SegmentWorkerError({ reason, firstChunk: j.first, chunks: j.chunks, detail: `aborted: another worker failed on chunk ${failure.firstChunk} (${detail})` })
+      j === job ? failure
+      : job === undefined ? new SegmentWorkerError({ reason, firstChunk: j.first, chunks: j.chunks, detail })
+      : new SegmentWorkerError({ reason, firstChunk: j.first, chunks: j.chunks, detail: `aborted: another worker failed on chunk ${failure.firstChunk} (${detail})` })
     )
   }
 
   /**
-   * Stops the workers (they wipe their key copies first), then rejects whatever was still
-   * in flight or queued: only after the threads are gone, so a direct job's promise never
-   * settles while its worker may still read or write the caller's descriptors. Idempotent.
+   * Stops the workers, then rejects whatever was still in flight or queued: only after the
+   * threads that were online are gone (each wipes its key copies first), so a direct job's
+   * promise never settles while its worker may still read or write the caller's
+   * descriptors. A worker not online yet is terminated without waiting: it was never posted
+   * a job. Idempotent.
    */
   close(why?: (job: Job) => SegmentWorkerError): Promise<void> {
     if (this.stopped) return this.stopped

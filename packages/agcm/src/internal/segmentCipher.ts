@@ -233,7 +233,7 @@ export class SegmentCipher {
     const pool = this.startPool(this.options.fault ? this.workers : this.workers - 1)
     // Until a worker is online (tens of ms after the pool starts, more on a busy machine),
     // its jobs would only wait: this thread runs them meanwhile. On 2 cores a 9 MiB
-    // `cage encrypt` took 0.26 s with the pool against 0.17 s without (see README.md,
+    // `cage encrypt` took 0.29 s with the pool against 0.17 s without (see README.md,
     // "For the `cage` CLI"). A stopping pool takes the segment, so that its failure is
     // reported rather than hidden by in-process runs.
     const capacity = this.options.fault || poolSeam.routeBeforeOnline ? pool.capacity : pool.readyCapacity

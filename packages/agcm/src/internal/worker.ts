@@ -58,6 +58,10 @@ const port = parentPort
 const setup = workerData as WorkerSetup
 const aeadKey = new Uint8Array(setup.aeadKey)
 const baseNonce = new Uint8Array(setup.baseNonce)
+// workerData is this thread's own copy: wiped once copied, so the only copies left are the
+// two above, which the close message wipes.
+setup.aeadKey.fill(0)
+setup.baseNonce.fill(0)
 const fault = setup.fault
 // Direct jobs read and write through these, reused from job to job.
 const buffers: DirectBuffers = {}
