@@ -1027,6 +1027,58 @@ describe("the calling thread runs segments until a worker is online (the default
     })
   })
 
+  it("segments this thread runs while the pool is full or starting run one per turn of the event loop", async () => {
+    const keys = keysFor(8)
+    const c = directCase("turns", 4, 12)
+    const cipher = new SegmentCipher(keys, { workers: 2, inputBytes: 64 * MiB })
+    // A turn counter: an immediate that queues itself runs once per turn (one queued while
+    // immediates run waits for the next turn).
+    let turn = 0
+    let counting = true
+    const tick = () => {
+      turn++
+      if (counting) setImmediate(tick)
+    }
+    const turns: Array<number> = []
+    await defaultRouting(cipher, c, async () => {
+      poolSeam.onLaterRun = () => void turns.push(turn)
+      setImmediate(tick)
+      // Routed now, before the event loop turns: no worker can be online, all four run here.
+      const runs = [0, 1, 2, 3].map((k) => cipher.runDirect(c.job(k)))
+      const outcomes = await Effect.runPromise(Effect.all(runs, { concurrency: "unbounded" }))
+      expect(outcomes.every((o) => o.failedAt === -1)).toBe(true)
+    }).finally(() => {
+      counting = false
+      poolSeam.onLaterRun = undefined
+    })
+    expect(turns.length).toBe(4)
+    expect(new Set(turns).size).toBe(4)
+    expect(Buffer.from(fs.readFileSync(c.out)).equals(expected(keys, c.plain))).toBe(true)
+  })
+
+  it("an in-process run interrupted while it waits for its turn never runs", async () => {
+    const keys = keysFor(9)
+    const c = directCase("interrupted", 3, 13)
+    const cipher = new SegmentCipher(keys, { workers: 2, inputBytes: 64 * MiB })
+    let runs = 0
+    await defaultRouting(cipher, c, async () => {
+      const fibers = [0, 1, 2].map((k) => Effect.runFork(cipher.runDirect(c.job(k))))
+      // As the first run starts, the other two wait for their turns: interrupt the last.
+      poolSeam.onLaterRun = () => {
+        if (++runs === 1) fibers[2].interruptUnsafe()
+      }
+      for (const f of fibers.slice(0, 2)) expect((await Effect.runPromise(Fiber.join(f))).failedAt).toBe(-1)
+      expect(Exit.hasInterrupts(await Effect.runPromise(Fiber.await(fibers[2])))).toBe(true)
+      // Turns enough for the third to have run if it were still queued.
+      for (let t = 0; t < 5; t++) await new Promise((r) => setImmediate(r))
+    }).finally(() => {
+      poolSeam.onLaterRun = undefined
+    })
+    expect(runs).toBe(2)
+    // The third segment was never written.
+    expect(fs.statSync(c.out).size).toBe(2 * perSegment * (cs + TAG))
+  })
+
   it("a 9 MiB file through the engine with workers: 2 is byte-identical to in-process, whichever thread ran each segment", async () => {
     // Correctness only: which segments reach the worker depends on how fast it starts.
     try {

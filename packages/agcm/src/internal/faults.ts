@@ -29,4 +29,8 @@ export const faultOf = (options: object): InjectedFault | undefined => (options 
  * reaches the pool depends on how fast a thread starts; tests that check the pool's own
  * behaviour set this (test/setup.ts) to get the same routing every run.
  */
-export const poolSeam = { routeBeforeOnline: false }
+export const poolSeam: {
+  routeBeforeOnline: boolean
+  /** Called as each in-process run of a pooled cipher starts (tests: which event-loop turn). */
+  onLaterRun: (() => void) | undefined
+} = { routeBeforeOnline: false, onLaterRun: undefined }

@@ -53,12 +53,6 @@ export interface SegmentOutcome {
   readonly failedAt: number
 }
 
-/** `effect` run after the event loop's poll phase (see `SegmentCipher.lanePool`). */
-const deferred = <A>(effect: Effect.Effect<A>): Effect.Effect<A> =>
-  Effect.callback<A>((resume) => {
-    // A block body: a value returned from here would be taken for a cleanup effect.
-    setImmediate(() => resume(effect))
-  })
 
 /** The default of `workers` (lanes, calling thread included): the machine's available cores. */
 export const defaultWorkers = (): number =>
@@ -164,19 +158,19 @@ export class SegmentCipher {
       }
       return { outputs, failedAt, inputs: ins }
     }
-    const inProcess = Effect.sync(() => {
+    const inProcess = () => {
       // The engine hands a segment as back-to-back views over one buffer: use it as is.
       const input = inputs.length === 1 ? inputs[0] : contiguous(inputs) ?? Buffer.concat(inputs)
       const output = new Uint8Array(this.lend(this.take(outputBytes)), 0, outputBytes)
       const failedAt = cipherSegment(op, this.keys.aeadKey, this.keys.baseNonce, first, input, lengths, output, releaser())
       this.scavenger.count(inputBytes)
       return split(output, failedAt)
-    })
-    if (!this.usePool(inputBytes)) return inProcess
+    }
+    if (!this.usePool(inputBytes)) return Effect.sync(inProcess)
     // As in runDirect, the calling thread is one of the `workers` lanes: it runs a segment
     // itself whenever the pool's queues are full.
     const pool = this.lanePool()
-    if (pool === undefined) return deferred(inProcess)
+    if (pool === undefined) return this.later(inProcess)
     return Effect.callback<SegmentOutcome, SegmentWorkerError>((resume) => {
       const owned = this.options.transferInputs === true && transferable(inputs, inputBytes)
       let buffer: ArrayBuffer
@@ -224,10 +218,10 @@ export class SegmentCipher {
    * segment runs here whenever the queues of the workers online are full (so every
    * segment, until the first worker is online). The engine's thread has little
    * else to do (its reads and writes wait on the kernel), and a thread fewer is ~15 MiB
-   * less RSS. The caller defers the in-process run with setImmediate, which runs after the
-   * poll phase: a worker that finished must get its next job before this thread spends a
-   * millisecond or more on a segment of its own. (Never with an injected fault, which
-   * must reach a worker.)
+   * less RSS. The caller runs it through `later`, after the poll phase and one per turn
+   * of the event loop: a worker that finished must get its next job before this thread
+   * spends a millisecond or more on a segment of its own. (Never with an injected fault,
+   * which must reach a worker.)
    */
   private lanePool(): SegmentPool | undefined {
     const pool = this.startPool(this.options.fault ? this.workers : this.workers - 1)
@@ -242,6 +236,42 @@ export class SegmentCipher {
     return usePool ? pool : undefined
   }
 
+  /** In-process runs waiting for their turn (see `later`), oldest first. */
+  private readonly waiting: Array<() => void> = []
+  private readonly runNext = () => {
+    this.waiting.shift()?.()
+    // One run per turn of the event loop: an immediate queued while immediates run waits
+    // for the next turn, after its poll phase.
+    if (this.waiting.length > 0) setImmediate(this.runNext)
+  }
+
+  /**
+   * `work` run on this thread after the event loop's poll phase, one per turn: a worker's
+   * reply (and so its next job) is handled between any two runs here. Queued runs of one
+   * turn would otherwise run back to back while the worker, its jobs done, waits for the
+   * next. An interrupted run that has not started is dropped.
+   */
+  private later<A>(work: () => A): Effect.Effect<A> {
+    return Effect.callback<A>((resume) => {
+      const run = () => {
+        poolSeam.onLaterRun?.()
+        let value: A
+        try {
+          value = work()
+        } catch (e) {
+          return resume(Effect.die(e))
+        }
+        resume(Effect.succeed(value))
+      }
+      this.waiting.push(run)
+      if (this.waiting.length === 1) setImmediate(this.runNext)
+      return Effect.sync(() => {
+        const at = this.waiting.indexOf(run)
+        if (at >= 0) this.waiting.splice(at, 1)
+      })
+    })
+  }
+
   /** Reusable buffers of in-process direct jobs. */
   private readonly directBuffers: DirectBuffers = {}
 
@@ -251,14 +281,14 @@ export class SegmentCipher {
    * longer touches the descriptors.
    */
   runDirect(job: DirectJob): Effect.Effect<DirectOutcome, SegmentWorkerError> {
-    const inProcess = Effect.sync(() => {
+    const inProcess = () => {
       const outcome = directSegment(this.keys.aeadKey, this.keys.baseNonce, job, this.directBuffers, releaser())
       this.scavenger.count(job.inputBytes)
       return outcome
-    })
-    if (!this.usePool(job.inputBytes)) return inProcess
+    }
+    if (!this.usePool(job.inputBytes)) return Effect.sync(inProcess)
     const pool = this.lanePool()
-    if (pool === undefined) return deferred(inProcess)
+    if (pool === undefined) return this.later(inProcess)
     return Effect.callback<DirectOutcome, SegmentWorkerError>((resume) => {
       const done = pool.runDirect(job)
       done.then((r) => resume(Effect.succeed(r)), (e: SegmentWorkerError) => resume(Effect.fail(e)))
