@@ -1027,12 +1027,13 @@ describe("the calling thread runs segments until a worker is online (the default
     })
   })
 
-  it("segments this thread runs while the pool is full or starting run one per turn of the event loop", async () => {
-    const keys = keysFor(8)
-    const c = directCase("turns", 4, 12)
-    const cipher = new SegmentCipher(keys, { workers: 2, inputBytes: 64 * MiB })
-    // A turn counter: an immediate that queues itself runs once per turn (one queued while
-    // immediates run waits for the next turn).
+  /**
+   * Runs `body` with the default routing and records, for each in-process run of `cipher`,
+   * the turn of the event loop it started in: an immediate that queues itself counts the
+   * turns (one queued while immediates run waits for the next turn). Checks that the four
+   * segments of `c` each ran here, each in a turn of its own, and that the file is right.
+   */
+  const oneRunPerTurn = async (keys: ReturnType<typeof deriveKeys>, c: ReturnType<typeof directCase>, cipher: SegmentCipher, body: () => Promise<void>) => {
     let turn = 0
     let counting = true
     const tick = () => {
@@ -1043,10 +1044,7 @@ describe("the calling thread runs segments until a worker is online (the default
     await defaultRouting(cipher, c, async () => {
       poolSeam.onLaterRun = () => void turns.push(turn)
       setImmediate(tick)
-      // Routed now, before the event loop turns: no worker can be online, all four run here.
-      const runs = [0, 1, 2, 3].map((k) => cipher.runDirect(c.job(k)))
-      const outcomes = await Effect.runPromise(Effect.all(runs, { concurrency: "unbounded" }))
-      expect(outcomes.every((o) => o.failedAt === -1)).toBe(true)
+      await body()
     }).finally(() => {
       counting = false
       poolSeam.onLaterRun = undefined
@@ -1054,6 +1052,31 @@ describe("the calling thread runs segments until a worker is online (the default
     expect(turns.length).toBe(4)
     expect(new Set(turns).size).toBe(4)
     expect(Buffer.from(fs.readFileSync(c.out)).equals(expected(keys, c.plain))).toBe(true)
+  }
+
+  it("segments this thread runs while the pool is full or starting run one per turn of the event loop", async () => {
+    const keys = keysFor(8)
+    const c = directCase("turns", 4, 12)
+    const cipher = new SegmentCipher(keys, { workers: 2, inputBytes: 64 * MiB })
+    await oneRunPerTurn(keys, c, cipher, async () => {
+      // Routed now, before the event loop turns: no worker can be online, all four run here.
+      const runs = [0, 1, 2, 3].map((k) => cipher.runDirect(c.job(k)))
+      const outcomes = await Effect.runPromise(Effect.all(runs, { concurrency: "unbounded" }))
+      expect(outcomes.every((o) => o.failedAt === -1)).toBe(true)
+    })
+  })
+
+  it("a segment queued by the continuation of the one running here waits for the next turn", async () => {
+    const keys = keysFor(11)
+    const c = directCase("chain", 4, 14)
+    // The pool's only worker never reports "online": every segment runs on this thread.
+    threads.hideOnline = 1
+    const cipher = new SegmentCipher(keys, { workers: 2, inputBytes: 64 * MiB })
+    await oneRunPerTurn(keys, c, cipher, async () => {
+      // One after another: each run's continuation asks for the next segment at once.
+      const outcomes = await Effect.runPromise(Effect.forEach([0, 1, 2, 3], (k) => Effect.suspend(() => cipher.runDirect(c.job(k)))))
+      expect(outcomes.every((o) => o.failedAt === -1)).toBe(true)
+    })
   })
 
   it("an in-process run interrupted while it waits for its turn never runs", async () => {

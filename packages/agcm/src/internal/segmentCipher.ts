@@ -238,11 +238,22 @@ export class SegmentCipher {
 
   /** In-process runs waiting for their turn (see `later`), oldest first. */
   private readonly waiting: Array<() => void> = []
+  /** An immediate that runs the next one is pending: never two (they would run in one turn). */
+  private scheduled = false
+  private schedule(): void {
+    if (this.scheduled || this.waiting.length === 0) return
+    this.scheduled = true
+    // An immediate queued while immediates run waits for the next turn, after its poll phase.
+    setImmediate(this.runNext)
+  }
   private readonly runNext = () => {
-    this.waiting.shift()?.()
-    // One run per turn of the event loop: an immediate queued while immediates run waits
-    // for the next turn, after its poll phase.
-    if (this.waiting.length > 0) setImmediate(this.runNext)
+    this.scheduled = false
+    try {
+      // Resuming its fiber can queue the next run at once (effect resumes synchronously).
+      this.waiting.shift()?.()
+    } finally {
+      this.schedule()
+    }
   }
 
   /**
@@ -264,7 +275,7 @@ export class SegmentCipher {
         resume(Effect.succeed(value))
       }
       this.waiting.push(run)
-      if (this.waiting.length === 1) setImmediate(this.runNext)
+      this.schedule()
       return Effect.sync(() => {
         const at = this.waiting.indexOf(run)
         if (at >= 0) this.waiting.splice(at, 1)
