@@ -53,7 +53,6 @@ export interface SegmentOutcome {
   readonly failedAt: number
 }
 
-
 /** The default of `workers` (lanes, calling thread included): the machine's available cores. */
 export const defaultWorkers = (): number =>
   typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length
@@ -168,7 +167,7 @@ export class SegmentCipher {
     }
     if (!this.usePool(inputBytes)) return Effect.sync(inProcess)
     // As in runDirect, the calling thread is one of the `workers` lanes: it runs a segment
-    // itself whenever the pool's queues are full.
+    // itself whenever the online workers' queues are full (see lanePool).
     const pool = this.lanePool()
     if (pool === undefined) return this.later(inProcess)
     return Effect.callback<SegmentOutcome, SegmentWorkerError>((resume) => {
